@@ -1,0 +1,227 @@
+"""``cifarkit export``: a dataset to a JPEG/PNG tree or TFRecord shards, resumable and parallel.
+
+The job is split into independent tasks (a chunk of images, or one shard) that worker processes
+write atomically. A small state file records the options the folder is being written with, so
+re-running the same command after a kill skips every finished file and ends byte-identical to
+an uninterrupted run, while a different command cannot silently mix two exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from . import __version__
+from .errors import OutputError, UsageError
+from .parallel import default_workers, run_tasks
+from .sources.records import Dataset
+from .writers import image_tree, tfrecord
+from .writers.atomic import output_error, remove_partials, write_text
+from .writers.manifest import write_json, write_labels, write_manifest
+
+FORMATS = ("jpg", "png", "tfrecord")
+STATE_FILE = ".cifarkit-export.json"
+IMAGES_PER_TASK = 1000  # per task sent to a worker: ~3 MB of CIFAR pixels, ~50 ms of work
+IMAGES_PER_SHARD = 5000  # default shard size: 12 CIFAR-10 shards, enough to shard across workers
+METADATA_FILES = ("labels.txt", "manifest.csv", "dataset_info.json", STATE_FILE)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str = "jpg"
+    splits: tuple[str, ...] | None = None  # None: every split the source has
+    quality: int = 95  # JPEG quality (image trees and --encoding jpeg)
+    workers: int = field(default_factory=default_workers)
+    shards: int | None = None  # TFRecord shards per split; None: one per IMAGES_PER_SHARD images
+    encoding: str = "png"  # TFRecord image encoding
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class ExportSummary:
+    out: Path
+    counts: dict[str, int]
+    skipped: int = 0  # images already written by an interrupted run
+
+
+def _check(dataset: Dataset, options: ExportOptions) -> tuple[str, ...]:
+    if options.format not in FORMATS:
+        raise UsageError(f"unknown format '{options.format}'; choose one of {', '.join(FORMATS)}")
+    if not 1 <= options.quality <= 100:
+        raise UsageError(f"--quality must be between 1 and 100. Received: quality={options.quality}")
+    if options.workers < 1:
+        raise UsageError(f"--workers must be at least 1. Received: workers={options.workers}")
+    if options.shards is not None and options.shards < 1:
+        raise UsageError(f"--shards must be at least 1. Received: shards={options.shards}")
+    if options.encoding not in tfrecord.ENCODINGS:
+        raise UsageError(f"unknown encoding '{options.encoding}'; choose one of {', '.join(tfrecord.ENCODINGS)}")
+    splits = options.splits or dataset.splits
+    unknown = [s for s in splits if s not in dataset.batches]
+    if unknown:
+        raise UsageError(f"split '{unknown[0]}' is not in {dataset.location.name}; it has: {', '.join(dataset.splits)}")
+    return tuple(splits)
+
+
+def _shards(n: int, options: ExportOptions) -> int:
+    wanted = options.shards or math.ceil(n / IMAGES_PER_SHARD)
+    return max(1, min(wanted, n))
+
+
+def _fingerprint(dataset: Dataset, splits: tuple[str, ...], options: ExportOptions) -> dict:
+    """Everything that decides the bytes written; the worker count does not."""
+    fp = {
+        "dataset": dataset.name,
+        "source": dataset.location.name,
+        "counts": {s: dataset.count(s) for s in splits},
+        "format": options.format,
+    }
+    if options.format == "jpg" or (options.format == "tfrecord" and options.encoding == "jpeg"):
+        fp["quality"] = options.quality
+    if options.format == "tfrecord":
+        fp["encoding"] = options.encoding
+        fp["shards"] = {s: _shards(dataset.count(s), options) for s in splits}
+    return fp
+
+
+def _prepare(out: Path, fingerprint: dict, options: ExportOptions, splits: tuple[str, ...]) -> None:
+    """Create OUT, or resume the same export in it; never mix two different exports."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    state_path = out / STATE_FILE
+    try:
+        previous = json.loads(state_path.read_text()) if state_path.is_file() else None
+    except (OSError, ValueError):
+        previous = {}
+    if previous == fingerprint and not options.overwrite:
+        remove_partials(out)  # leftovers of the interrupted run; finished files are kept
+        return
+    if out.is_dir() and any(out.iterdir()):
+        if not options.overwrite:
+            what = "an export with other options" if previous is not None else "files cifarkit did not write"
+            raise OutputError(f"{out}: holds {what}; pass --overwrite to replace it, or choose another --out")
+        _clean(out, splits)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc) from None
+    write_text(state_path, json.dumps(fingerprint, sort_keys=True) + "\n")
+
+
+def _clean(out: Path, splits: tuple[str, ...]) -> None:
+    """--overwrite: remove what an export writes (split folders, shards, metadata), nothing else."""
+    try:
+        for name in METADATA_FILES:
+            (out / name).unlink(missing_ok=True)
+        for path in out.glob("*.tfrecord-*-of-*"):
+            path.unlink()
+        for split in set(splits) | {"train", "test"}:
+            if (out / split).is_dir():
+                shutil.rmtree(out / split)
+        remove_partials(out)
+    except OSError as exc:
+        raise output_error(out, exc) from None
+
+
+def _progress(total: int, split: str, quiet: bool):
+    from tqdm import tqdm
+
+    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI, pipes).
+    return tqdm(total=total, desc=f"{split:>5}", unit="img", disable=True if quiet else None, leave=True)
+
+
+def _image_tasks(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list) -> Iterator[tuple]:
+    n = dataset.count(split)
+    width = image_tree.index_width(n)
+    ext = image_tree.EXTENSIONS[options.format]
+    dirs = [image_tree.safe_dirname(name) for name in dataset.class_names]
+    for name in set(dirs):
+        try:
+            (out / split / name).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(out / split / name, exc) from None
+    for start in range(0, n, IMAGES_PER_TASK):
+        part = dataset.take(split, start, min(n, start + IMAGES_PER_TASK))
+        rel = [f"{split}/{dirs[label]}/{start + i:0{width}d}.{ext}" for i, label in enumerate(part.labels)]
+        _add_rows(rows, dataset, part, split, start, rel)
+        yield (part.images, [str(out / r) for r in rel], options.format, options.quality)
+
+
+def _shard_tasks(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list) -> Iterator[tuple]:
+    n = dataset.count(split)
+    shards = _shards(n, options)
+    width = image_tree.index_width(n)
+    for shard in range(shards):
+        start, stop = shard * n // shards, (shard + 1) * n // shards
+        part = dataset.take(split, start, stop)
+        name = tfrecord.shard_name(dataset.name, split, shard, shards)
+        _add_rows(rows, dataset, part, split, start, [name] * len(part))
+        yield (str(out / name), split, start, width, part.images, part.labels, part.coarse_labels,
+               options.encoding, options.quality)  # fmt: skip
+
+
+def _add_rows(rows: list, dataset: Dataset, part, split: str, start: int, paths: list[str]) -> None:
+    names = dataset.class_names
+    for i, (path, label) in enumerate(zip(paths, part.labels)):
+        row = (path, split, start + i, int(label), names[label], part.source_files[i])
+        if part.coarse_labels is not None:
+            coarse = int(part.coarse_labels[i])
+            row += (coarse, dataset.coarse_class_names[coarse])
+        rows.append(row)
+
+
+def export_dataset(dataset: Dataset, out: Path, options: ExportOptions = ExportOptions()) -> ExportSummary:
+    """Write ``dataset`` under ``out`` in ``options.format``; safe to re-run after an interruption."""
+    splits = _check(dataset, options)
+    out = Path(out)
+    fingerprint = _fingerprint(dataset, splits, options)
+    _prepare(out, fingerprint, options, splits)
+    rows: list[tuple] = []
+    summary = ExportSummary(out=out, counts={})
+    for split in splits:
+        n = dataset.count(split)
+        summary.counts[split] = n
+        if options.format == "tfrecord":
+            tasks, worker = _shard_tasks(dataset, split, out, options, rows), tfrecord.write_shard
+        else:
+            tasks, worker = _image_tasks(dataset, split, out, options, rows), image_tree.write_images
+        with _progress(n, split, options.quiet) as bar:
+            for written, skipped in run_tasks(worker, tasks, options.workers):
+                bar.update(written + skipped)
+                summary.skipped += skipped
+    coarse = dataset.coarse_class_names is not None
+    write_labels(out / "labels.txt", dataset.class_names)
+    write_manifest(out / "manifest.csv", rows, coarse)
+    write_json(out / "dataset_info.json", _dataset_info(dataset, splits, options, fingerprint))
+    return summary
+
+
+def _dataset_info(dataset: Dataset, splits: tuple[str, ...], options: ExportOptions, fingerprint: dict) -> dict:
+    info: dict = {
+        "name": dataset.name,
+        "format": options.format,
+        "source": {"file": dataset.location.name, "format": dataset.format, "verification": dataset.verification},
+        "class_names": list(dataset.class_names),
+    }
+    if dataset.coarse_class_names is not None:
+        info["coarse_class_names"] = list(dataset.coarse_class_names)
+    info["splits"] = {}
+    for split in splits:
+        entry: dict = {"count": dataset.count(split), "class_counts": dataset.class_counts(split)}
+        if options.format == "tfrecord":
+            shards = fingerprint["shards"][split]
+            entry["shards"] = shards
+            entry["files"] = [tfrecord.shard_name(dataset.name, split, i, shards) for i in range(shards)]
+        info["splits"][split] = entry
+    if options.format == "tfrecord":
+        specs = tfrecord.feature_specs(coarse=dataset.coarse_class_names is not None, encoding=options.encoding)
+        info["encoding"] = options.encoding
+        info["features"] = {s.name: {"dtype": s.kind, "description": s.description} for s in specs}
+    else:
+        info["layout"] = "<split>/<class_name>/<index>." + image_tree.EXTENSIONS[options.format]
+    info["cifarkit_version"] = __version__
+    return info

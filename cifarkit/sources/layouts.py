@@ -1,0 +1,155 @@
+"""Recognise what a path holds and read it with the right reader.
+
+A path may be a CIFAR archive (python or binary, CIFAR-10 or -100), its extracted folder, a
+folder that contains one of those, or any labelled image-folder tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from ..constants import ARCHIVE_MD5, EXTRACTED_MD5
+from ..errors import ChecksumError, SourceError
+from . import binary, pickled
+from .archive import read_archive
+from .folder import looks_like_image_tree, read_folder
+from .records import Dataset
+
+# Folder names the official archives extract to, and the archive names, in order of preference.
+EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
+ARCHIVE_NAMES = tuple(ARCHIVE_MD5)
+
+_FORMATS = {
+    "cifar10-python": "CIFAR-10, python version (pickled batches)",
+    "cifar100-python": "CIFAR-100, python version (pickled batches)",
+    "cifar10-binary": "CIFAR-10, binary version",
+    "cifar100-binary": "CIFAR-100, binary version",
+}
+
+
+def detect_layout(names: set[str]) -> str | None:
+    """Which CIFAR layout a set of base file names is, or None."""
+    if any(re.fullmatch(r"data_batch_\d+\.bin", n) for n in names) or "test_batch.bin" in names:
+        return "cifar10-binary"
+    if any(re.fullmatch(r"data_batch_\d+", n) for n in names) or "test_batch" in names:
+        return "cifar10-python"
+    if {"train.bin", "test.bin"} & names:
+        return "cifar100-binary"
+    if "meta" in names and {"train", "test"} & names:
+        return "cifar100-python"
+    return None
+
+
+def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str) -> Dataset:
+    if layout == "cifar10-python":
+        names, batches, notes = pickled.read_cifar10(files)
+        coarse = None
+    elif layout == "cifar10-binary":
+        names, batches, notes = binary.read_cifar10(files)
+        coarse = None
+    elif layout == "cifar100-python":
+        names, coarse, batches = pickled.read_cifar100(files)
+        notes = []
+    else:
+        names, coarse, batches = binary.read_cifar100(files)
+        notes = []
+    if not batches:
+        raise SourceError(f"{location}: no train or test batches found")
+    return Dataset(
+        name=layout.split("-")[0], format=_FORMATS[layout], location=location, class_names=names,
+        batches=batches, coarse_class_names=coarse, verification=verification, notes=notes,
+    )  # fmt: skip
+
+
+def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
+    return ChecksumError(
+        f"{path}: md5 {actual} does not match the official {path.name} ({known}); the file is "
+        "corrupt or modified. Pass --no-verify to read it anyway"
+    )
+
+
+def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = ARCHIVE_MD5) -> Dataset:
+    contents = read_archive(path)
+    official = known_md5.get(path.name)
+    if official is None:
+        verification = f"not verified: {path.name} is not an official file name (md5 {contents.md5})"
+    elif contents.md5 == official:
+        verification = f"verified: md5 {contents.md5} matches the official {path.name}"
+    elif verify:
+        raise _mismatch(path, official, contents.md5)
+    else:
+        verification = f"NOT verified: md5 {contents.md5} differs from the official one (--no-verify)"
+    # Members are addressed by base name; the top folder (cifar-10-batches-py/ ...) varies.
+    by_name: dict[str, Callable[[], bytes]] = {}
+    for member in list(contents.files):
+        base = PurePosixPath(member).name
+        if base in by_name:
+            raise SourceError(f"{path}: two members named '{base}'; cannot tell which is the dataset")
+        # pop: the raw bytes are released as soon as a batch is parsed.
+        by_name[base] = lambda m=member: contents.files.pop(m)
+    layout = detect_layout(set(by_name))
+    if layout is None:
+        raise SourceError(f"{path}: not a CIFAR archive (no data_batch_*, test_batch, train or test member)")
+    return _read_layout(layout, by_name, path, verification)
+
+
+def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Dataset:
+    checked, mismatched = 0, []
+
+    def reader(path: Path) -> Callable[[], bytes]:
+        def read() -> bytes:
+            nonlocal checked
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+            official = EXTRACTED_MD5.get(f"{folder.name}/{path.name}")
+            if official is not None:
+                actual = hashlib.md5(data).hexdigest()
+                if actual == official:
+                    checked += 1
+                elif verify:
+                    raise _mismatch(path, official, actual)
+                else:
+                    mismatched.append(path.name)
+            return data
+
+        return read
+
+    files = {p.name: reader(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    dataset = _read_layout(layout, files, folder, "")
+    if mismatched:
+        dataset.verification = f"NOT verified: {', '.join(mismatched)} differ from the official files (--no-verify)"
+    elif checked:
+        dataset.verification = f"verified: {checked} files match the official md5s"
+    else:
+        dataset.verification = "not verified: no file with an official name and checksum"
+    return dataset
+
+
+def open_source(path: str | Path, *, verify: bool = True) -> Dataset:
+    """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_file():
+        return read_cifar_archive(path, verify=verify)
+    names = {p.name for p in path.iterdir() if p.is_file()}
+    layout = detect_layout(names)
+    if layout is not None:
+        return read_cifar_folder(path, layout, verify=verify)
+    for child in EXTRACTED_FOLDERS:
+        if (path / child).is_dir():
+            return open_source(path / child, verify=verify)
+    for archive in ARCHIVE_NAMES:
+        if (path / archive).is_file():
+            return read_cifar_archive(path / archive, verify=verify)
+    if looks_like_image_tree(path):
+        return read_folder(path)
+    raise SourceError(
+        f"{path}: no dataset found (expected a CIFAR archive, an extracted CIFAR folder or "
+        "an image tree <split>/<class>/*.png)"
+    )

@@ -1,0 +1,119 @@
+"""What every source produces: labelled uint8 images grouped by split, plus the dataset's metadata.
+
+A source reads its files once into :class:`Dataset`; writers and readers only ever see this shape,
+never a pickle, a tar member or a folder layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+class LazyImages(Sequence):
+    """Image files decoded only when iterated: folder trees may be far larger than memory.
+
+    Slicing returns another ``LazyImages`` (a list of paths), so a chunk sent to a worker process
+    carries file names, and the decoding happens in the worker.
+    """
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return LazyImages(self.paths[item])
+        from .folder import read_image  # folder.py imports this module
+
+        return read_image(self.paths[item])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from .folder import read_image
+
+        for path in self.paths:
+            yield read_image(path)
+
+
+@dataclass
+class Batch:
+    """Consecutive images of one split that came from one source file (a CIFAR batch, a folder)."""
+
+    split: str
+    images: np.ndarray | LazyImages  # (N, H, W, 3) uint8, or decoded on demand
+    labels: np.ndarray  # (N,) int64; CIFAR-100: the fine label
+    source_files: Sequence[str]  # per image: the file it came from (manifest column)
+    coarse_labels: np.ndarray | None = None  # CIFAR-100 only
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(
+            split=self.split,
+            images=self.images[start:stop],
+            labels=self.labels[start:stop],
+            source_files=self.source_files[start:stop],
+            coarse_labels=None if self.coarse_labels is None else self.coarse_labels[start:stop],
+        )
+
+    @staticmethod
+    def concat(parts: list["Batch"]) -> "Batch":
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        if isinstance(first.images, LazyImages):
+            images = LazyImages([p for part in parts for p in part.images.paths])
+        else:
+            images = np.concatenate([part.images for part in parts])
+        return Batch(
+            split=first.split,
+            images=images,
+            labels=np.concatenate([part.labels for part in parts]),
+            source_files=[name for part in parts for name in part.source_files],
+            coarse_labels=None if first.coarse_labels is None else np.concatenate([p.coarse_labels for p in parts]),
+        )
+
+
+@dataclass
+class Dataset:
+    """A whole source, read and checked."""
+
+    name: str  # "cifar10", "cifar100", or the folder's name for an image tree
+    format: str  # how it was stored, for people: "CIFAR python (pickled batches)", ...
+    location: Path
+    class_names: tuple[str, ...]
+    batches: dict[str, list[Batch]]  # split -> batches in dataset order
+    coarse_class_names: tuple[str, ...] | None = None
+    verification: str = "not verified"  # one line for people: "verified (md5 ...)", ...
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.batches)
+
+    def count(self, split: str) -> int:
+        return sum(len(b) for b in self.batches[split])
+
+    def take(self, split: str, start: int, stop: int) -> Batch:
+        """Images ``start:stop`` of a split, across batch boundaries."""
+        parts, offset = [], 0
+        for batch in self.batches[split]:
+            lo, hi = max(start, offset), min(stop, offset + len(batch))
+            if lo < hi:
+                parts.append(batch.slice(lo - offset, hi - offset))
+            offset += len(batch)
+            if offset >= stop:
+                break
+        return Batch.concat(parts)
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        counts = np.zeros(len(self.class_names), dtype=np.int64)
+        for batch in self.batches[split]:
+            counts += np.bincount(batch.labels, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, counts)}

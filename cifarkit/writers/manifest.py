@@ -1,0 +1,31 @@
+"""``labels.txt``, ``manifest.csv`` and ``dataset_info.json``: the files that describe an export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from .atomic import write_text
+
+MANIFEST_COLUMNS = ("path", "split", "index", "label", "label_name", "source_file")
+COARSE_COLUMNS = ("coarse_label", "coarse_label_name")
+
+
+def write_labels(path: Path, class_names: Iterable[str]) -> None:
+    write_text(path, "".join(f"{name}\n" for name in class_names))
+
+
+def write_manifest(path: Path, rows: Iterable[tuple], coarse: bool) -> None:
+    """One row per image: where it went, its split, index, label and the file it came from."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS + (COARSE_COLUMNS if coarse else ()))
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,143 @@
+"""TFRecord shards: one feature spec, used both to write and to parse.
+
+Writing needs no TensorFlow: a ``tf.train.Example`` is a tiny protobuf and a TFRecord is a
+length, a masked CRC-32C, the bytes and another masked CRC-32C, so worker processes can encode
+and frame records themselves. Importing TensorFlow would cost about 550 MB of memory and
+several seconds in every writer process; reading and parsing use ``tf.io`` as usual
+(:func:`parse_spec`), and the tests check both directions against TensorFlow.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import open_atomic
+from .image_tree import encode_image
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: str  # "bytes" or "int64"
+    description: str
+
+
+# The single definition of what a cifarkit TFRecord holds. `image`, `label` and `id` are the
+# keys TFDS uses for CIFAR, so readers written for TFDS records read these too.
+IMAGE = FeatureSpec("image", "bytes", "encoded image (see 'encoding'): PNG by default")
+LABEL = FeatureSpec("label", "int64", "class index into class_names (CIFAR-100: the fine label)")
+ID = FeatureSpec("id", "bytes", "'<split>_<index>', index zero-padded, unique in the dataset")
+LABEL_FINE = FeatureSpec("label_fine", "int64", "CIFAR-100 fine label (same as label)")
+LABEL_COARSE = FeatureSpec("label_coarse", "int64", "CIFAR-100 coarse label (superclass)")
+HEIGHT = FeatureSpec("height", "int64", "image height (raw encoding only)")
+WIDTH = FeatureSpec("width", "int64", "image width (raw encoding only)")
+
+ENCODINGS = ("png", "jpeg", "raw")
+
+
+def feature_specs(*, coarse: bool, encoding: str) -> tuple[FeatureSpec, ...]:
+    specs = [IMAGE, LABEL, ID]
+    if coarse:
+        specs += [LABEL_FINE, LABEL_COARSE]
+    if encoding == "raw":
+        specs += [HEIGHT, WIDTH]
+    return tuple(specs)
+
+
+def parse_spec(specs: tuple[FeatureSpec, ...]) -> dict:
+    """The ``tf.io.parse_example`` feature dict for records written with ``specs``."""
+    import tensorflow as tf
+
+    dtypes = {"bytes": tf.string, "int64": tf.int64}
+    return {s.name: tf.io.FixedLenFeature([], dtypes[s.kind]) for s in specs}
+
+
+def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
+    return f"{dataset}-{split}.tfrecord-{shard:05d}-of-{shards:05d}"
+
+
+# --- tf.train.Example protobuf encoding --------------------------------------------------------
+# Example{features=1: Features{feature=1: map<string, Feature>}}; map entries are messages
+# {key=1, value=2}; Feature is a oneof {bytes_list=1, float_list=2, int64_list=3}, and each list
+# holds `repeated value = 1` (int64 packed). Keys are written sorted, as protobuf's
+# deterministic serialisation does.
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 are ten-byte two's complement varints
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature(value: bytes | int) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return _field(1, _field(1, bytes(value)))  # bytes_list{value: [value]}
+    return _field(3, _field(1, _varint(int(value))))  # int64_list{value: [value]} packed
+
+
+def example_bytes(features: dict[str, bytes | int]) -> bytes:
+    """Serialise a ``tf.train.Example`` holding one value per feature."""
+    entries = b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, _feature(features[key]))) for key in sorted(features)
+    )
+    return _field(1, entries)
+
+
+# --- TFRecord framing ---------------------------------------------------------------------------
+
+_CRC_MASK_DELTA = 0xA282EAD8  # from TensorFlow's record format: masked = rot15(crc) + delta
+
+
+def _masked_crc(data: bytes) -> bytes:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF)
+
+
+def frame_record(record: bytes) -> bytes:
+    length = struct.pack("<Q", len(record))
+    return length + _masked_crc(length) + record + _masked_crc(record)
+
+
+def encode_feature_image(image: np.ndarray, encoding: str, quality: int) -> bytes:
+    if encoding == "raw":
+        return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    return encode_image(image, "jpg" if encoding == "jpeg" else "png", quality)
+
+
+def write_shard(path: str, split: str, start: int, width: int, images, labels, coarse_labels,
+                encoding: str, quality: int) -> tuple[int, int]:  # fmt: skip
+    """Write one complete shard atomically (runs in a worker); skip it if it already exists.
+
+    Returns (written, skipped) image counts."""
+    target = Path(path)
+    if target.exists():
+        return 0, len(labels)
+    with open_atomic(target) as handle:
+        for offset, image in enumerate(images):
+            features: dict[str, bytes | int] = {
+                "image": encode_feature_image(image, encoding, quality),
+                "label": int(labels[offset]),
+                "id": f"{split}_{start + offset:0{width}d}".encode(),
+            }
+            if coarse_labels is not None:
+                features["label_fine"] = int(labels[offset])
+                features["label_coarse"] = int(coarse_labels[offset])
+            if encoding == "raw":
+                features["height"], features["width"] = int(image.shape[0]), int(image.shape[1])
+            handle.write(frame_record(example_bytes(features)))
+    return len(labels), 0
