@@ -55,3 +55,8 @@ MAX_MEMBER_BYTES = 256 * 1024 * 1024
 
 # Splits in the order they are exported.
 SPLITS = ("train", "test")
+
+# The small real CIFAR-10 sample bundled with the package (scripts/make_sample.py builds it from
+# the real archive): 20 train and 10 test images a class, in the official python layout.
+SAMPLE_NAME = "cifar-10-sample-python.tar.gz"
+SAMPLE_MD5 = "57e52d0a649ab6ce4c69399e089ec9fd"

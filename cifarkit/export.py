@@ -41,6 +41,19 @@ class ExportOptions:
     overwrite: bool = False
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        # Checked when the options are made, before any data is read.
+        if self.format not in FORMATS:
+            raise UsageError(f"unknown format '{self.format}'; choose one of {', '.join(FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality must be between 1 and 100. Received: quality={self.quality}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1. Received: workers={self.workers}")
+        if self.shards is not None and self.shards < 1:
+            raise UsageError(f"--shards must be at least 1. Received: shards={self.shards}")
+        if self.encoding not in tfrecord.ENCODINGS:
+            raise UsageError(f"unknown encoding '{self.encoding}'; choose one of {', '.join(tfrecord.ENCODINGS)}")
+
 
 @dataclass
 class ExportSummary:
@@ -50,16 +63,6 @@ class ExportSummary:
 
 
 def _check(dataset: Dataset, options: ExportOptions) -> tuple[str, ...]:
-    if options.format not in FORMATS:
-        raise UsageError(f"unknown format '{options.format}'; choose one of {', '.join(FORMATS)}")
-    if not 1 <= options.quality <= 100:
-        raise UsageError(f"--quality must be between 1 and 100. Received: quality={options.quality}")
-    if options.workers < 1:
-        raise UsageError(f"--workers must be at least 1. Received: workers={options.workers}")
-    if options.shards is not None and options.shards < 1:
-        raise UsageError(f"--shards must be at least 1. Received: shards={options.shards}")
-    if options.encoding not in tfrecord.ENCODINGS:
-        raise UsageError(f"unknown encoding '{options.encoding}'; choose one of {', '.join(tfrecord.ENCODINGS)}")
     splits = options.splits or dataset.splits
     unknown = [s for s in splits if s not in dataset.batches]
     if unknown:

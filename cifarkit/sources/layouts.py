@@ -11,7 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..constants import ARCHIVE_MD5, EXTRACTED_MD5
+from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, SAMPLE_MD5, SAMPLE_NAME
 from ..errors import ChecksumError, SourceError
 from . import binary, pickled
 from .archive import read_archive
@@ -21,6 +21,7 @@ from .records import Dataset
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
 ARCHIVE_NAMES = tuple(ARCHIVE_MD5)
+KNOWN_MD5 = {**ARCHIVE_MD5, SAMPLE_NAME: SAMPLE_MD5}
 
 _FORMATS = {
     "cifar10-python": "CIFAR-10, python version (pickled batches)",
@@ -71,13 +72,13 @@ def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
     )
 
 
-def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = ARCHIVE_MD5) -> Dataset:
+def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = KNOWN_MD5) -> Dataset:
     contents = read_archive(path)
     official = known_md5.get(path.name)
     if official is None:
         verification = f"not verified: {path.name} is not an official file name (md5 {contents.md5})"
     elif contents.md5 == official:
-        verification = f"verified: md5 {contents.md5} matches the official {path.name}"
+        verification = f"verified: md5 {contents.md5} is the known checksum of {path.name}"
     elif verify:
         raise _mismatch(path, official, contents.md5)
     else:

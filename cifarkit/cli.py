@@ -1,0 +1,182 @@
+"""The ``cifarkit`` command line: thin commands over library calls, one error boundary.
+
+Every :class:`~cifarkit.errors.CifarkitError` and every usage error becomes one line on stderr
+and a non-zero exit code (1 for failures, 2 for bad usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from .errors import CifarkitError, UsageError
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns errors into one readable line; used by the console script and by CliRunner alike."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as exc:  # bad option or argument: exit code 2
+            _fail(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            _fail("interrupted", 130)
+        except CifarkitError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"cifarkit: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _say(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="CIFAR-10/100 read safely, exported fast, fed to TensorFlow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SourceOption = Annotated[
+    Optional[Path],
+    typer.Option("--source", "-s", help="Archive, extracted folder or image tree. Default: search the usual places, then the bundled sample."),
+]  # fmt: skip
+NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
+
+
+def _open(source: Optional[Path], no_verify: bool, quiet: bool):
+    from .sources import open_source
+    from .sources.discover import find_dataset
+
+    if source is None:
+        found = find_dataset()
+        if found.is_sample:
+            _say(
+                "No dataset found (looked in: " + ", ".join(found.searched) + "); using the small real "
+                "CIFAR-10 sample bundled with cifarkit (20 train and 10 test images a class). "
+                "Pass --source, set $CIFARKIT_DATA or run `cifarkit download` for the full dataset.",
+                quiet,
+            )
+        source = found.path
+        sample = found.is_sample
+    else:
+        sample = False
+    _say(f"Reading {source} ...", quiet)
+    dataset = open_source(source, verify=not no_verify)
+    _say(f"{dataset.format}; {dataset.verification}", quiet)
+    for note in dataset.notes:
+        _say(f"note: {note}", quiet)
+    return dataset, sample
+
+
+def _split_list(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    if value is None:
+        return None
+    splits = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not splits:
+        raise UsageError(f"--split needs at least one split name. Received: split={value!r}")
+    return splits
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", "-f", help="jpg, png or tfrecord.")] = "jpg",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: ./<dataset>-<format>.")] = None,
+    source: SourceOption = None,
+    split: Annotated[Optional[str], typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
+    quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 95,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes. Default: all cores.")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")] = None,
+    encoding: Annotated[str, typer.Option(help="TFRecord image encoding: png (lossless), jpeg or raw.")] = "png",
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a dataset as a labelled JPEG/PNG folder tree or sharded TFRecords."""
+    from .export import ExportOptions, export_dataset
+    from .parallel import default_workers
+
+    options = ExportOptions(
+        format=format.lower(), splits=_split_list(split), quality=quality, shards=shards,
+        workers=default_workers() if workers is None else workers, encoding=encoding.lower(),
+        overwrite=overwrite, quiet=quiet,
+    )  # fmt: skip
+    dataset, sample = _open(source, no_verify, quiet)
+    if out is None:
+        out = Path(f"{dataset.name}{'-sample' if sample else ''}-{options.format}")
+    start = time.perf_counter()
+    summary = export_dataset(dataset, out, options)
+    seconds = time.perf_counter() - start
+    total = sum(summary.counts.values())
+    per_split = ", ".join(f"{s} {n:,}" for s, n in summary.counts.items())
+    if summary.skipped:
+        _say(f"resumed: {summary.skipped:,} images were already written by an earlier run", quiet)
+    typer.echo(f"Exported {total:,} images ({per_split}) as {options.format} to {out} "
+               f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)")  # fmt: skip
+
+
+@app.command()
+def info(
+    source: Annotated[Optional[Path], typer.Argument(help="Dataset to describe. Default: as for export.")] = None,
+    no_verify: NoVerifyOption = False,
+) -> None:
+    """Show the format found, its verification status and counts per split and class."""
+    dataset, _ = _open(source, no_verify, quiet=True)
+    lines = [
+        f"source:       {dataset.location}",
+        f"dataset:      {dataset.name}",
+        f"format:       {dataset.format}",
+        f"verification: {dataset.verification}",
+    ]
+    lines += [f"note:         {note}" for note in dataset.notes]
+    splits = dataset.splits
+    lines.append(f"classes:      {len(dataset.class_names)}"
+                 + (f" fine, {len(dataset.coarse_class_names)} coarse" if dataset.coarse_class_names else ""))  # fmt: skip
+    width = max(12, *(len(n) for n in dataset.class_names))
+    lines.append("")
+    lines.append(f"{'class':<{width}}" + "".join(f"{s:>10}" for s in splits))
+    counts = {s: dataset.class_counts(s) for s in splits}
+    for name in dataset.class_names:
+        lines.append(f"{name:<{width}}" + "".join(f"{counts[s][name]:>10,}" for s in splits))
+    lines.append(f"{'total':<{width}}" + "".join(f"{dataset.count(s):>10,}" for s in splits))
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="cifar10, cifar10-binary, cifar100 or cifar100-binary.")] = "cifar10",
+    dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("data"),
+    url: Annotated[Optional[str], typer.Option(help="Mirror: full URL of the file, or a base URL ending in '/'.")] = None,
+    md5: Annotated[Optional[str], typer.Option(help="Expected md5 (default: the official one).")] = None,
+    retries: Annotated[int, typer.Option(help="Retries after a failed or cut-off transfer.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 30.0,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download an official archive: resumable, retried, checksum-verified, atomic."""
+    from .sources.download import download as fetch
+
+    path = fetch(name, dest, url=url, md5=md5, retries=retries, timeout=timeout, verify=not no_verify, quiet=quiet)
+    typer.echo(str(path))
+
+
+def main() -> None:
+    app(prog_name="cifarkit")
