@@ -1,0 +1,22 @@
+"""Shared fixtures: small synthetic datasets in the real on-disk layouts (see synth.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import synth
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def cifar10_tar(tmp_path_factory) -> synth.SynthDataset:
+    """CIFAR-10, python version, as the home page serves it (Python 2 pickles): 5x6 train, 10 test."""
+    return synth.make_cifar10_python(tmp_path_factory.mktemp("c10"), per_batch=6, test=10)
+
+
+@pytest.fixture(scope="session")
+def cifar100_tar(tmp_path_factory) -> synth.SynthDataset:
+    return synth.make_cifar100_python(tmp_path_factory.mktemp("c100"), train=24, test=10)
