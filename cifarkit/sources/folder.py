@@ -22,10 +22,14 @@ SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
 
 def read_image(path: Path) -> np.ndarray:
     """Decode any image imageio reads into (H, W, 3) uint8: grey is repeated, alpha dropped."""
+    import warnings
+
     import imageio.v3 as iio
 
     try:
-        img = np.asarray(iio.imread(path))
+        with warnings.catch_warnings():  # imageio's legacy plugins warn while trying a bad file
+            warnings.simplefilter("ignore", DeprecationWarning)
+            img = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many kinds; all mean "not a readable image"
         raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
     if img.ndim == 2:

@@ -61,7 +61,10 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
     key: _numpy_attr(*key) for key in _NUMPY_GLOBALS
 }
 ALLOWED_GLOBALS[("_codecs", "encode")] = _latin1_encode
-ALLOWED_GLOBALS[("builtins", "bytearray")] = bytearray  # protocol 2 spelling of a bytearray
+# A bytearray below protocol 5 is a call of bytearray, which protocols 0-2 name with the
+# Python 2 module (__builtin__) and protocols 3-4 with builtins.
+ALLOWED_GLOBALS[("builtins", "bytearray")] = bytearray
+ALLOWED_GLOBALS[("__builtin__", "bytearray")] = bytearray
 
 
 class _RefusedGlobal(Exception):
