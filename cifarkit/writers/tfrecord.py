@@ -130,14 +130,14 @@ def write_shard(path: str, split: str, start: int, width: int, images, labels, c
     with open_atomic(target) as handle:
         for offset, image in enumerate(images):
             features: dict[str, bytes | int] = {
-                "image": encode_feature_image(image, encoding, quality),
-                "label": int(labels[offset]),
-                "id": f"{split}_{start + offset:0{width}d}".encode(),
+                IMAGE.name: encode_feature_image(image, encoding, quality),
+                LABEL.name: int(labels[offset]),
+                ID.name: f"{split}_{start + offset:0{width}d}".encode(),
             }
             if coarse_labels is not None:
-                features["label_fine"] = int(labels[offset])
-                features["label_coarse"] = int(coarse_labels[offset])
+                features[LABEL_FINE.name] = int(labels[offset])
+                features[LABEL_COARSE.name] = int(coarse_labels[offset])
             if encoding == "raw":
-                features["height"], features["width"] = int(image.shape[0]), int(image.shape[1])
+                features[HEIGHT.name], features[WIDTH.name] = int(image.shape[0]), int(image.shape[1])
             handle.write(frame_record(example_bytes(features)))
     return len(labels), 0
