@@ -227,3 +227,16 @@ def test_exported_tree_reads_back_in_the_original_order(cifar10_tar, tmp_path):
     assert again.count("train") == 30
     np.testing.assert_array_equal(np.stack(list(again.take("train", 0, 30).images)), cifar10_tar.splits["train"].images)
     np.testing.assert_array_equal(again.take("train", 0, 30).labels, cifar10_tar.splits["train"].labels)
+
+
+def test_png_encoder_is_lossless_for_any_size():
+    import tensorflow as tf
+
+    from cifarkit.writers.png import encode_png
+
+    rng = np.random.default_rng(3)
+    for shape in [(32, 32, 3), (1, 1, 3), (17, 23, 3), (64, 5, 3)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = encode_png(image)
+        np.testing.assert_array_equal(iio.imread(data, extension=".png"), image)
+        np.testing.assert_array_equal(tf.io.decode_png(data).numpy(), image)
