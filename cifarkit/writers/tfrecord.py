@@ -67,7 +67,7 @@ def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
 # deterministic serialisation does.
 
 
-def _varint(value: int) -> bytes:
+def _encode_varint(value: int) -> bytes:
     value &= (1 << 64) - 1  # negative int64 are ten-byte two's complement varints
     out = bytearray()
     while value > 0x7F:
@@ -75,6 +75,17 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Tags, lengths and labels of a CIFAR record are all small: a table lookup instead of a loop
+# (about 30 varints a record, 60,000 records).
+_SMALL_VARINTS = tuple(_encode_varint(i) for i in range(1 << 14))
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 1 << 14:
+        return _SMALL_VARINTS[value]
+    return _encode_varint(value)
 
 
 def _field(number: int, payload: bytes) -> bytes:
