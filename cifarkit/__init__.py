@@ -1,3 +1,14 @@
-"""cifarkit: CIFAR-10/100 read safely, exported fast, fed to TensorFlow."""
+"""cifarkit: CIFAR-10/100 read safely, exported fast, fed to TensorFlow.
 
-__version__ = "0.1.0"
+    >>> import cifarkit
+    >>> dataset = cifarkit.open_source("cifar-10-python.tar.gz")
+    >>> cifarkit.export_dataset(dataset, "cifar10-png", cifarkit.ExportOptions(format="png"))
+"""
+
+__version__ = "0.1.0"  # defined first: submodules import it
+
+from .errors import CifarkitError  # noqa: E402
+from .export import ExportOptions, export_dataset  # noqa: E402
+from .sources import open_source  # noqa: E402
+
+__all__ = ["CifarkitError", "ExportOptions", "__version__", "export_dataset", "open_source"]
