@@ -1,0 +1,206 @@
+"""Readers: any cifarkit source or export as a ``tf.data.Dataset`` of (uint8 image, int32 label).
+
+- a TFRecord export: its shards, parsed with the feature spec that wrote them;
+- a JPEG/PNG folder tree (a cifarkit export or any ``<split>/<class>/*`` tree): file names and
+  labels in memory, images decoded in the pipeline;
+- a CIFAR archive or extracted folder: the pixels held in memory as uint8 (all of CIFAR-10 is
+  180 MB) and sliced by tf.data.
+
+Images that do not all share one size (generic folder trees) are brought to one square size per
+image (shorter side, then the centre) so that they can be batched; CIFAR stays 32x32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import SourceError, UsageError
+from .sources.records import Dataset, LazyImages
+from .writers import tfrecord
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+CIFAR_SHAPE = (32, 32, 3)
+
+
+@dataclass
+class DataSource:
+    """What a reader knows about a source before building any pipeline."""
+
+    name: str
+    kind: str  # "tfrecord", "image files" or "arrays"
+    location: Path
+    class_names: tuple[str, ...]
+    counts: dict[str, int]
+    image_shape: tuple[int, int, int] | None  # None: images of different sizes
+    _build: Callable = field(repr=False, default=None)
+    arrays: dict = field(repr=False, default_factory=dict)  # split -> (images, labels) for "arrays"
+    files: dict = field(repr=False, default_factory=dict)  # split -> shard paths for "tfrecord"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1):
+        """(uint8 image, int32 label) pairs in dataset order.
+
+        ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
+        """
+        if split not in self.counts:
+            raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
+        ds = self._build(split)
+        if self.image_shape is None:
+            if image_size is None:
+                raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
+            ds = ds.map(_squarer(image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
+
+
+def _squarer(size: int):
+    from .augment import resize_shorter_centre
+
+    def fn(image, label):
+        return resize_shorter_centre(image, size), label
+
+    return fn
+
+
+def shard_policy(ds, by_file: bool):
+    """Shard by file where there are enough files (each worker reads its own shards), otherwise
+    by element (every worker reads everything and keeps its share): never silently AUTO."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
+    return ds.with_options(options)
+
+
+def open_data(path: str | Path, *, verify: bool = True) -> DataSource:
+    """Find out what ``path`` holds and return a :class:`DataSource` for it."""
+    path = Path(path).expanduser()
+    info_file = path / "dataset_info.json" if path.is_dir() else None
+    if info_file is not None and info_file.is_file():
+        info = _read_info(info_file)
+        if info.get("format") == "tfrecord":
+            return _tfrecord_source(path, info)
+    from .sources import open_source
+
+    return from_dataset(open_source(path, verify=verify))
+
+
+def load(path: str | Path, split: str, *, image_size: int | None = None, verify: bool = True):
+    """The one-call reader: ``tf.data.Dataset`` of (uint8 (H, W, 3) image, int32 label)."""
+    return open_data(path, verify=verify).dataset(split, image_size=image_size)
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable dataset_info.json ({exc})") from None
+
+
+def _tfrecord_source(root: Path, info: dict) -> DataSource:
+    import tensorflow as tf
+
+    try:
+        splits = {s: entry for s, entry in info["splits"].items()}
+        encoding = info.get("encoding", "png")
+        coarse = "label_coarse" in info.get("features", {})
+        class_names = tuple(info["class_names"])
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise SourceError(f"{root / 'dataset_info.json'}: malformed ({exc!r})") from None
+    files = {}
+    for split, entry in splits.items():
+        names = entry.get("files") or []
+        missing = [n for n in names if not (root / n).is_file()]
+        if missing or not names:
+            raise SourceError(f"{root}: TFRecord shard {missing[0] if missing else split + ' (none listed)'} is missing")
+        files[split] = [str(root / n) for n in names]
+    features = tfrecord.parse_spec(tfrecord.feature_specs(coarse=coarse, encoding=encoding))
+    shape = CIFAR_SHAPE if info.get("name") in ("cifar10", "cifar100") else None
+
+    def decode(record):
+        example = tf.io.parse_single_example(record, features)
+        if encoding == "raw":
+            image = tf.io.decode_raw(example["image"], tf.uint8)
+            image = tf.reshape(image, tf.stack([example["height"], example["width"], 3]))
+        else:
+            image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+        if shape is not None:
+            image = tf.ensure_shape(image, shape)
+        return image, tf.cast(example["label"], tf.int32)
+
+    def build(split: str):
+        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
+        records = tf.data.TFRecordDataset(files[split], num_parallel_reads=None)
+        return records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    return DataSource(
+        name=info.get("name", root.name), kind="tfrecord", location=root, class_names=class_names,
+        counts={s: int(e["count"]) for s, e in splits.items()}, image_shape=shape, _build=build, files=files,
+    )  # fmt: skip
+
+
+def from_dataset(dataset: Dataset) -> DataSource:
+    """A source already read by :mod:`cifarkit.sources`: arrays in memory, or image file names."""
+    import tensorflow as tf
+
+    counts = {s: dataset.count(s) for s in dataset.splits}
+    lazy = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
+    if not lazy:
+        arrays = {}
+        for split, batches in dataset.batches.items():
+            images = np.concatenate([b.images for b in batches]) if len(batches) > 1 else batches[0].images
+            labels = np.concatenate([b.labels for b in batches]).astype(np.int32)
+            arrays[split] = (images, labels)
+
+        def build(split: str):
+            images, labels = arrays[split]
+            return tf.data.Dataset.from_tensor_slices((images, labels))
+
+        shapes = {a[0].shape[1:] for a in arrays.values()}
+        shape = tuple(shapes.pop()) if len(shapes) == 1 else None
+        return DataSource(dataset.name, "arrays", dataset.location, dataset.class_names, counts, shape,
+                          _build=build, arrays=arrays)  # fmt: skip
+
+    paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
+    labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
+    shape = CIFAR_SHAPE if dataset.format == "cifarkit image export" and _exported_from_cifar(dataset) else None
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        if shape is not None:
+            image = tf.ensure_shape(image, shape)
+        return image, label
+
+    def build(split: str):
+        files = tf.data.Dataset.from_tensor_slices((paths[split], labels[split]))
+        return files.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    return DataSource(dataset.name, "image files", dataset.location, dataset.class_names, counts, shape, _build=build)
+
+
+def _exported_from_cifar(dataset: Dataset) -> bool:
+    info = dataset.location / "dataset_info.json"
+    if not info.is_file():
+        return False
+    return _read_info(info).get("name") in ("cifar10", "cifar100")
+
+
+def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Materialise (images, labels) of a reader's dataset; for tests, statistics and previews."""
+    if limit is not None:
+        ds = ds.take(limit)
+    images, labels = [], []
+    for image, label in ds.batch(1024).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        return np.zeros((0, *CIFAR_SHAPE), np.uint8), np.zeros((0,), np.int32)
+    return np.concatenate(images), np.concatenate(labels)

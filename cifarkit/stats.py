@@ -1,0 +1,158 @@
+"""Dataset statistics: per-channel mean and std, the RGB covariance and its eigen decomposition.
+
+One streaming pass over uint8 images with float64 sums (pixel count, sum and the 3x3 sum of
+outer products), so the whole of CIFAR-10 never has to be held as floats. Everything is stated
+for pixel values on the [0, 1] scale (uint8 / 255); the 0-255 mean and std are stored as well
+because that is how people usually quote them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import SourceError
+from .writers.atomic import write_text
+
+SCALE = "[0, 1]: uint8 pixel / 255"
+STATS_FILE = "stats.json"
+
+
+@dataclass(frozen=True)
+class Stats:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    covariance: tuple[tuple[float, ...], ...]  # 3x3, RGB
+    eigenvalues: tuple[float, float, float]  # descending
+    eigenvectors: tuple[tuple[float, ...], ...]  # 3x3, column i belongs to eigenvalue i
+    pixels: int  # pixels (per channel) the numbers were computed from
+    images: int
+    dataset: str = ""
+    split: str = "train"
+    scale: str = SCALE
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["mean_255"] = [m * 255 for m in self.mean]
+        data["std_255"] = [s * 255 for s in self.std]
+        return data
+
+    @staticmethod
+    def from_json(data: dict) -> "Stats":
+        fields = {k: data[k] for k in Stats.__dataclass_fields__ if k in data}
+        try:
+            return Stats(
+                mean=tuple(fields["mean"]), std=tuple(fields["std"]),
+                covariance=tuple(tuple(r) for r in fields["covariance"]),
+                eigenvalues=tuple(fields["eigenvalues"]),
+                eigenvectors=tuple(tuple(r) for r in fields["eigenvectors"]),
+                pixels=int(fields["pixels"]), images=int(fields["images"]),
+                dataset=fields.get("dataset", ""), split=fields.get("split", "train"),
+                scale=fields.get("scale", SCALE),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"malformed statistics ({exc!r})") from None
+
+
+class RunningMoments:
+    """Float64 sums of pixels and of their outer products, fed one uint8 batch at a time."""
+
+    def __init__(self) -> None:
+        self.pixels = 0
+        self.images = 0
+        self.total = np.zeros(3, np.float64)
+        self.outer = np.zeros((3, 3), np.float64)
+
+    def update(self, images: np.ndarray) -> None:
+        flat = np.asarray(images).reshape(-1, 3).astype(np.float64) / 255.0
+        self.pixels += flat.shape[0]
+        self.images += len(images)
+        self.total += flat.sum(axis=0)
+        self.outer += flat.T @ flat
+
+    def finish(self, dataset: str = "", split: str = "train") -> Stats:
+        if self.pixels == 0:
+            raise SourceError("no images to compute statistics from")
+        mean = self.total / self.pixels
+        cov = self.outer / self.pixels - np.outer(mean, mean)  # population covariance
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+        # eigh's signs are arbitrary; make each eigenvector's largest component positive so the
+        # stored numbers do not flip between numpy builds.
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), range(3)])
+        vectors = vectors * signs
+        return Stats(
+            mean=tuple(mean.tolist()), std=tuple(np.sqrt(np.diag(cov)).tolist()),
+            covariance=tuple(tuple(r) for r in cov.tolist()), eigenvalues=tuple(values.tolist()),
+            eigenvectors=tuple(tuple(r) for r in vectors.tolist()), pixels=self.pixels,
+            images=self.images, dataset=dataset, split=split,
+        )  # fmt: skip
+
+
+def compute_stats(batches: Iterable[np.ndarray], dataset: str = "", split: str = "train") -> Stats:
+    moments = RunningMoments()
+    for images in batches:
+        moments.update(images)
+    return moments.finish(dataset, split)
+
+
+def save_stats(stats: Stats, path: Path) -> None:
+    write_text(Path(path), json.dumps(stats.to_json(), indent=2) + "\n")
+
+
+def load_stats(path: Path) -> Stats:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such statistics file") from None
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: not a statistics file ({exc})") from None
+    try:
+        return Stats.from_json(data)
+    except SourceError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+
+
+def bundled_stats(dataset: str) -> Stats | None:
+    """Statistics shipped with cifarkit (computed by ``cifarkit stats`` on the real training set)."""
+    entry = resources.files("cifarkit") / "defaults" / f"{dataset}-stats.json"
+    if not entry.is_file():
+        return None
+    return Stats.from_json(json.loads(entry.read_text()))
+
+
+# The bundled statistics describe the full official training split; a sample or a subset gets
+# its own numbers computed on the spot (one pass, seconds for CIFAR sizes).
+FULL_TRAIN_COUNTS = {"cifar10": 50_000, "cifar100": 50_000}
+
+
+def stats_for(source, split: str = "train", *, image_size: int | None = None, progress: bool = False) -> Stats:
+    """Statistics for a :class:`cifarkit.data.DataSource`: bundled when they apply, else computed."""
+    if source.counts.get(split) == FULL_TRAIN_COUNTS.get(source.name) and split == "train":
+        bundled = bundled_stats(source.name)
+        if bundled is not None:
+            return bundled
+    return compute_source_stats(source, split, image_size=image_size, progress=progress)
+
+
+def compute_source_stats(source, split: str = "train", *, image_size: int | None = None,
+                         progress: bool = False) -> Stats:
+    """One streaming pass over a split of a :class:`cifarkit.data.DataSource`."""
+    from tqdm import tqdm
+
+    if split not in source.counts:
+        raise SourceError(f"{source.location}: no split {split!r} to compute statistics from")
+    moments = RunningMoments()
+    ds = source.dataset(split, image_size=image_size).batch(1024)
+    with tqdm(total=source.counts[split], desc=f"stats {split}", unit="img", disable=not progress, leave=False) as bar:
+        for images, _ in ds.as_numpy_iterator():
+            moments.update(images)
+            bar.update(len(images))
+    return moments.finish(source.name, split)
