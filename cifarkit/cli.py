@@ -178,5 +178,93 @@ def download(
     typer.echo(str(path))
 
 
+def _find(source: Optional[Path], quiet: bool) -> tuple[Path, bool]:
+    """``--source`` or, without it, the first dataset found (the bundled sample as a last resort)."""
+    from .sources.discover import find_dataset
+
+    if source is not None:
+        return source, False
+    found = find_dataset()
+    if found.is_sample:
+        _say("No dataset found; using the small real CIFAR-10 sample bundled with cifarkit "
+             "(20 train and 10 test images a class). Pass --source for your own data.", quiet)  # fmt: skip
+    return found.path, found.is_sample
+
+
+def _open_data(source: Optional[Path], no_verify: bool, quiet: bool):
+    """A :class:`cifarkit.data.DataSource` for any source or export, TFRecord shards included."""
+    from .data import open_data
+
+    path, _ = _find(source, quiet)
+    _say(f"Reading {path} ...", quiet)
+    return open_data(path, verify=not no_verify)
+
+
+@app.command()
+def stats(
+    source: SourceOption = None,
+    split: Annotated[str, typer.Option(help="Split to measure.")] = "train",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the statistics.")] = Path("stats.json"),
+    image_size: Annotated[Optional[int], typer.Option(help="Square size for image trees of mixed sizes.")] = None,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Per-channel mean and std, RGB covariance and its eigen decomposition (float64, [0, 1] scale)."""
+    from .stats import compute_source_stats, save_stats
+
+    data = _open_data(source, no_verify, quiet)
+    if data.image_shape is None and image_size is None:
+        image_size = 256
+        _say("images differ in size: measuring them brought to 256x256 (--image-size to change)", quiet)
+    result = compute_source_stats(data, split, image_size=image_size, progress=not quiet and sys.stderr.isatty())
+    save_stats(result, out)
+    fmt = lambda values: "  ".join(f"{v:.4f}" for v in values)  # noqa: E731
+    typer.echo("\n".join([
+        f"{data.name} {split}: {result.images:,} images, pixel scale {result.scale}",
+        f"mean        {fmt(result.mean)}   (x255: {fmt(m * 255 for m in result.mean)})",
+        f"std         {fmt(result.std)}   (x255: {fmt(s * 255 for s in result.std)})",
+        f"eigenvalues {fmt(result.eigenvalues)}",
+        f"wrote {out}",
+    ]))  # fmt: skip
+
+
+@app.command("augment-preview")
+def augment_preview(
+    source: SourceOption = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("preview.png"),
+    recipe: Annotated[str, typer.Option(help="paper or cifar.")] = "paper",
+    crop: Annotated[Optional[int], typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
+    images: Annotated[int, typer.Option(help="Source images (rows).")] = 8,
+    views: Annotated[int, typer.Option(help="Augmented views per image.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the random views.")] = 0,
+    stages: Annotated[bool, typer.Option(help="One row per step: resize, crop, flip, colour.")] = False,
+    split: Annotated[str, typer.Option(help="Split to take images from.")] = "train",
+    cell: Annotated[int, typer.Option(help="Size of each picture in the grid, in pixels.")] = 96,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a PNG grid: each source image followed by the views the network will see."""
+    from .data import to_numpy
+    from .preview import pick_images, write_preview
+    from .recipes import get_recipe
+    from .stats import stats_for
+
+    for name, value, low in (("--images", images, 1), ("--views", views, 1), ("--cell", cell, 16)):
+        if value < low:
+            raise UsageError(f"{name} must be at least {low}. Received: {value}")
+    chosen = get_recipe(recipe, crop)
+    data = _open_data(source, no_verify, quiet)
+    size = None if data.image_shape else chosen.source_size
+    # A few hundred images are enough to pick a varied set from without reading a whole split.
+    pixels, labels = to_numpy(data.dataset(split, image_size=size), limit=max(images * 50, 500))
+    picked = pick_images(pixels, labels, images)
+    statistics = stats_for(data, image_size=size)
+    captions = [data.class_names[labels[i]] for i in picked]
+    width, height = write_preview(out, pixels[picked], captions, chosen, statistics, views=views, seed=seed,
+                                  stages=stages, cell=cell)  # fmt: skip
+    typer.echo(f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views, recipe "
+               f"{chosen.name}: {chosen.describe()}")  # fmt: skip
+
+
 def main() -> None:
     app(prog_name="cifarkit")

@@ -1,0 +1,204 @@
+"""Augmentations and recipes: exact windows, real mirrors, jitter statistics, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifarkit import augment
+from cifarkit.augment_layer import Augmentation
+from cifarkit.errors import UsageError
+from cifarkit.recipes import eval_transform, get_recipe, preview_stages, ten_crop_transform, train_transform
+from cifarkit.stats import RunningMoments
+
+RNG = np.random.default_rng(7)
+IMAGES = RNG.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def stats():
+    moments = RunningMoments()
+    moments.update(IMAGES)
+    return moments.finish("synthetic")
+
+
+def _seed(a: int, b: int = 0) -> tf.Tensor:
+    return tf.constant([a, b], tf.int64)
+
+
+# --- the fused window op ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("crop", [227, 224])
+def test_fused_resize_crop_equals_resize_then_crop(crop):
+    span = 256 - crop
+    offsets = np.array([[0, 0], [span, span], [0, span], [span, 0], [13, 7], [span // 2, 1]], np.int32)
+    flips = np.array([False, True, False, True, True, False])
+    fused = augment.crop_windows(IMAGES, offsets, flips, resize=256, crop=crop).numpy()
+    reference = augment.reference_resize_crop(IMAGES, offsets, flips, resize=256, crop=crop).numpy()
+    # Stated tolerance: 1e-3 intensity levels on the 0-255 scale (float rounding only).
+    assert fused.shape == (6, crop, crop, 3)
+    assert np.abs(fused - reference).max() < 1e-3
+
+
+def test_plain_crop_of_reflect_padded_image_is_exact():
+    offsets = np.array([[0, 0], [8, 8], [3, 5], [8, 0], [4, 4], [1, 7]], np.int32)
+    flips = np.array([False, False, True, True, False, False])
+    out = augment.crop_windows(IMAGES, offsets, flips, resize=None, crop=32, pad=4, pad_mode="REFLECT").numpy()
+    padded = np.pad(IMAGES, [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect").astype(np.float32)
+    for i, (y, x) in enumerate(offsets):
+        window = padded[i, y : y + 32, x : x + 32]
+        np.testing.assert_array_equal(out[i], window[:, ::-1] if flips[i] else window)
+    # The centre window of the padded image is the image itself.
+    np.testing.assert_array_equal(out[4], IMAGES[4].astype(np.float32))
+
+
+def test_flip_really_mirrors():
+    offsets = np.tile([[10, 20]], (6, 1)).astype(np.int32)
+    plain = augment.crop_windows(IMAGES, offsets, np.zeros(6, bool), resize=256, crop=227).numpy()
+    mirrored = augment.crop_windows(IMAGES, offsets, np.ones(6, bool), resize=256, crop=227).numpy()
+    np.testing.assert_allclose(mirrored, plain[:, :, ::-1, :], atol=1e-3)
+    assert not np.allclose(mirrored, plain, atol=1.0)
+
+
+def test_random_windows_stay_inside_and_reach_both_edges():
+    offsets, flips = augment.random_windows(_seed(3), 4000, 256, 227, flip=True)
+    offsets, flips = offsets.numpy(), flips.numpy()
+    assert offsets.min() == 0 and offsets.max() == 256 - 227
+    assert 0.45 < flips.mean() < 0.55
+    none_flipped = augment.random_windows(_seed(3), 100, 40, 32, flip=False)[1].numpy()
+    assert not none_flipped.any()
+
+
+def test_ten_crop_returns_the_ten_expected_windows(stats):
+    recipe = get_recipe("paper")
+    views = ten_crop_transform(recipe, stats)(IMAGES[:2]).numpy()
+    assert views.shape == (2, 10, 227, 227, 3)
+    big = tf.image.resize(IMAGES[:2].astype(np.float32) / 255.0, [256, 256]).numpy() - np.array(stats.mean, np.float32)
+    corners = [(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)]
+    for image in range(2):
+        for k, (y, x) in enumerate(corners):
+            window = big[image, y : y + 227, x : x + 227]
+            np.testing.assert_allclose(views[image, k], window, atol=1e-5)
+            np.testing.assert_allclose(views[image, 5 + k], window[:, ::-1], atol=1e-5)
+
+
+# --- colour jitter and normalisation -----------------------------------------------------------
+
+
+def test_pca_jitter_adds_one_constant_offset_per_image(stats):
+    base = augment.to_unit(IMAGES)
+    out = augment.pca_jitter(base, _seed(1), stats.eigenvalues, stats.eigenvectors).numpy()
+    offsets = (out - base.numpy()).reshape(6, -1, 3)
+    np.testing.assert_allclose(offsets, np.repeat(offsets[:, :1, :], offsets.shape[1], axis=1), atol=1e-6)
+    assert len({tuple(np.round(o[0], 6)) for o in offsets}) == 6  # a different offset per image
+
+
+def test_pca_jitter_statistics_match_sigma(stats):
+    n = 20000
+    zeros = tf.zeros([n, 1, 1, 3])
+    offsets = augment.pca_jitter(zeros, _seed(5), stats.eigenvalues, stats.eigenvectors, sigma=0.1).numpy()
+    offsets = offsets.reshape(n, 3)
+    vectors = np.array(stats.eigenvectors)
+    alpha_lambda = offsets @ vectors  # coordinates along p_i: alpha_i * lambda_i
+    alpha = alpha_lambda / np.array(stats.eigenvalues)
+    np.testing.assert_allclose(alpha.std(axis=0), 0.1, rtol=0.03)
+    np.testing.assert_allclose(alpha.mean(axis=0), 0.0, atol=0.003)
+    assert abs(np.corrcoef(alpha.T)[0, 1]) < 0.03  # independent draws per eigenvector
+
+
+def test_paper_eval_subtracts_the_training_mean_from_the_stats(stats):
+    mean_image = np.tile(np.round(np.array(stats.mean) * 255).astype(np.uint8), (1, 32, 32, 1))
+    out = eval_transform(get_recipe("paper"), stats)(mean_image).numpy()
+    assert np.abs(out).max() < 0.5 / 255 + 1e-6  # only the uint8 rounding of the mean is left
+    cifar = eval_transform(get_recipe("cifar"), stats)(IMAGES).numpy()
+    expected = (IMAGES / 255.0 - np.array(stats.mean)) / np.array(stats.std)
+    np.testing.assert_allclose(cifar, expected, atol=1e-5)
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,crop", [("paper", None), ("paper", 224), ("cifar", None)])
+def test_recipe_shapes_dtypes_and_ranges(stats, name, crop):
+    recipe = get_recipe(name, crop)
+    size = crop or (227 if name == "paper" else 32)
+    train = train_transform(recipe, stats)(IMAGES, _seed(0)).numpy()
+    evaluated = eval_transform(recipe, stats)(IMAGES).numpy()
+    assert train.shape == evaluated.shape == (6, size, size, 3)
+    assert train.dtype == evaluated.dtype == np.float32
+    if name == "paper":  # [0, 1] minus a mean near 0.5, plus a jitter of a few levels
+        assert -0.7 < train.min() < 0 < train.max() < 0.7
+    else:  # standardised
+        assert abs(train.mean()) < 0.3 and 0.6 < train.std() < 1.4
+    again = eval_transform(recipe, stats)(IMAGES).numpy()
+    np.testing.assert_array_equal(evaluated, again)
+
+
+def test_train_transform_is_deterministic_under_a_seed_eagerly_and_in_dataset_map(stats):
+    transform = train_transform(get_recipe("paper"), stats)
+    eager = transform(IMAGES, _seed(11, 2)).numpy()
+    np.testing.assert_array_equal(eager, transform(IMAGES, _seed(11, 2)).numpy())
+    assert not np.allclose(eager, transform(IMAGES, _seed(12, 2)).numpy())
+    ds = tf.data.Dataset.from_tensors(IMAGES).map(lambda x: transform(x, _seed(11, 2)))
+    np.testing.assert_allclose(next(iter(ds)).numpy(), eager, atol=1e-6)
+
+
+def test_device_layer_runs_the_host_transform(stats):
+    recipe = get_recipe("cifar")
+    layer = Augmentation(recipe, stats, seed=4)
+    state = tf.constant(np.array(layer.seed_generator.state.value), tf.int64)  # a copy, not the variable
+    trained = layer(IMAGES, training=True).numpy()
+    np.testing.assert_allclose(trained, train_transform(recipe, stats)(IMAGES, state).numpy(), atol=1e-6)
+    second = layer(IMAGES, training=True).numpy()
+    assert not np.array_equal(trained, second)  # the seed moves on every step
+    np.testing.assert_array_equal(layer(IMAGES, training=False).numpy(), eval_transform(recipe, stats)(IMAGES).numpy())
+
+
+def test_device_layer_saves_and_loads_with_a_model(stats, tmp_path):
+    import keras
+
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = Augmentation(get_recipe("cifar"), stats, seed=1)(inputs)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0), atol=1e-6)
+    assert loaded.layers[1].stats == stats
+
+
+def test_recipe_choice_errors_name_the_value():
+    with pytest.raises(UsageError, match="nope"):
+        get_recipe("nope")
+    with pytest.raises(UsageError, match="crop=300"):
+        get_recipe("paper", 300)
+    with pytest.raises(UsageError, match="crop=28"):
+        get_recipe("cifar", 28)
+
+
+def test_preview_stages_add_one_step_each(stats):
+    stages = dict(preview_stages(get_recipe("paper"), stats))
+    assert list(stages) == ["resize 256", "crop 227", "+ flip", "+ PCA colour"]
+    seed = _seed(9)
+    resized = stages["resize 256"](IMAGES, seed).numpy()
+    assert resized.shape == (6, 256, 256, 3)
+    cropped, flipped, coloured = (stages[k](IMAGES, seed).numpy() for k in ["crop 227", "+ flip", "+ PCA colour"])
+    for i in range(6):  # a flipped view is the mirrored crop or the crop itself
+        same = np.allclose(flipped[i], cropped[i], atol=1e-5)
+        mirrored = np.allclose(flipped[i], cropped[i][:, ::-1], atol=1e-5)
+        assert same or mirrored
+    delta = (coloured - flipped).reshape(6, -1, 3)
+    inside = (flipped > 0.05).all(axis=-1).reshape(6, -1) & (flipped < 0.95).all(axis=-1).reshape(6, -1)
+    for i in range(6):  # colour adds one offset (away from clipping)
+        d = delta[i][inside[i]]
+        np.testing.assert_allclose(d, np.repeat(d[:1], len(d), axis=0), atol=1e-5)
+
+
+def test_resize_shorter_centre_keeps_the_middle():
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, 20:60] = 200  # the central square is bright, the sides dark
+    out = augment.resize_shorter_centre(tf.constant(wide), 32).numpy()
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    assert out[:, 2:30].min() > 190
