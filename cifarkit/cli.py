@@ -266,5 +266,50 @@ def augment_preview(
                f"{chosen.name}: {chosen.describe()}")  # fmt: skip
 
 
+@app.command("models")
+def models_command() -> None:
+    """List the registered models with their input size and default recipe."""
+    from .models import list_models
+
+    rows = [("model", "input", "recipe", "description")]
+    rows += [(m.name, f"{m.input_size}x{m.input_size}", m.recipe, m.description) for m in list_models()]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for name, size, recipe, description in rows:
+        typer.echo(f"{name:<{widths[0]}}  {size:<{widths[1]}}  {recipe:<{widths[2]}}  {description}")
+
+
+@app.command()
+def summary(
+    model: Annotated[str, typer.Argument(help="A registered model name (see `cifarkit models`).")],
+    classes: Annotated[int, typer.Option("--classes", min=1, help="Classes of the output layer.")] = 10,
+    groups: Annotated[Optional[int], typer.Option(help="alexnet: 2 for the paper's two-tower conv2, conv4, conv5.")] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", min=1, help="Square input size in pixels. Default: the model's own.")] = None,
+) -> None:
+    """Each layer's output shape and parameter count, then the totals."""
+    import math
+
+    from .constants import CHANNELS
+    from .models import create_model, model_info
+
+    model_info(model)  # an unknown name fails here, before Keras is imported
+    options: dict = {}
+    if groups is not None:  # only passed when given: other models have no such option
+        options["groups"] = groups
+    if input_size is not None:
+        options["input_shape"] = (input_size, input_size, CHANNELS)
+    net = create_model(model, num_classes=classes, **options)
+
+    rows = [("layer", "output shape", "params")]
+    rows += [(layer.name, str(tuple(layer.output.shape[1:])), f"{layer.count_params():,}") for layer in net.layers]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    height, width, channels = net.input_shape[1:]
+    lines = [f"Model: {model} (input {height}x{width}x{channels}, {classes} classes)", ""]
+    lines += [f"{name:<{widths[0]}}  {shape:<{widths[1]}}  {params:>{widths[2]}}" for name, shape, params in rows]
+    trainable = sum(math.prod(w.shape) for w in net.trainable_weights)
+    lines += ["", f"Total params: {net.count_params():,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {net.count_params() - trainable:,}"]  # fmt: skip
+    typer.echo("\n".join(lines))
+
+
 def main() -> None:
     app(prog_name="cifarkit")

@@ -1,0 +1,101 @@
+"""Pieces the model families share: the paper's local response normalisation and the two ends
+every model has (a checked image input, float32 logits).
+
+Importing this module imports Keras and registers ``cifarkit>LocalResponseNormalization``, which
+``keras.models.load_model`` needs to read back a saved model that uses it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+import tensorflow as tf
+
+from ..constants import CHANNELS
+
+# Krizhevsky et al. 2012, section 3.3: constants chosen on a validation set.
+LRN_SIZE = 5  # n: adjacent channels summed over, centred on the channel normalised
+LRN_K = 2.0  # k: additive constant, keeps the denominator away from zero
+LRN_ALPHA = 1e-4  # alpha: weight of the sum of squares (not divided by n, as in the paper)
+LRN_BETA = 0.75  # beta: exponent of the denominator
+
+# TF's LRN kernels run float32 (CPU also float16, neither device bfloat16), so mixed precision
+# normalises in float32 and casts back; the sum of squares is also safer there.
+_LOW_PRECISION = (tf.float16, tf.bfloat16)
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Across-channel normalisation: ``b_i = a_i / (k + alpha * sum_j a_j^2) ** beta``.
+
+    The sum runs over the ``size`` channels centred on ``i`` (clipped at the first and last
+    channel), at the same spatial position. Channels-last inputs of rank 4.
+    """
+
+    def __init__(self, size: int = LRN_SIZE, k: float = LRN_K, alpha: float = LRN_ALPHA,
+                 beta: float = LRN_BETA, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        # An even window cannot be centred on the channel it normalises.
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 or size % 2 == 0:
+            raise ValueError(f"size must be a positive odd integer. Received: size={size!r}")
+        if k < 0 or alpha < 0 or beta < 0:
+            raise ValueError(f"k, alpha and beta must be non-negative. Received: k={k}, alpha={alpha}, beta={beta}")
+        self.size = int(size)
+        self.k = float(k)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"LocalResponseNormalization expects (batch, height, width, channels) inputs. "
+                             f"Received: input_shape={tuple(input_shape)}")  # fmt: skip
+        super().build(input_shape)
+
+    def call(self, inputs):
+        low_precision = inputs.dtype in _LOW_PRECISION
+        x = tf.cast(inputs, tf.float32) if low_precision else inputs
+        # TF sums squares over [c - depth_radius, c + depth_radius] and does not divide alpha by
+        # the window size, which is exactly the paper's formula with n = 2 * depth_radius + 1.
+        y = tf.nn.local_response_normalization(x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta)
+        return tf.cast(y, inputs.dtype) if low_precision else y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+
+
+def image_input(input_shape, native_size: int, min_size: int, model: str) -> keras.KerasTensor:
+    """The model's input: ``input_shape`` checked, or the native ``(size, size, 3)`` when None.
+
+    Inputs are float32 images already normalised by the data pipeline; no model rescales.
+    """
+    if input_shape is None:
+        input_shape = (native_size, native_size, CHANNELS)
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise ValueError(f"input_shape must be (height, width, channels) with positive sizes. Received: input_shape={input_shape}")
+    if min(shape[:2]) < min_size:
+        raise ValueError(f"{model} needs inputs of at least {min_size}x{min_size}. Received: input_shape={shape}")
+    return keras.Input(shape=tuple(int(d) for d in shape), name="image")
+
+
+def check_num_classes(num_classes) -> int:
+    """Checked before anything is built, so a bad value fails before 60M weights are initialised."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer. Received: num_classes={num_classes!r}")
+    return int(num_classes)
+
+
+def check_dropout(dropout) -> float:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    return float(dropout)
+
+
+def float32_logits(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Pass-through whose output is float32 under a mixed-precision policy, so losses and softmax
+    never run in float16 (Keras mixed-precision guide); a no-op in plain float32."""
+    return keras.layers.Activation("linear", dtype="float32", name="logits")(x)
