@@ -1,0 +1,333 @@
+"""``cifarkit evaluate`` and ``cifarkit predict``: metrics, ten-crop testing, confusion matrices,
+and class probabilities for image files, all from a saved model alone.
+
+A model saved by ``cifarkit train`` takes uint8 images of one size; its first layer is the
+recipe's preprocessing (the centre view outside training) and its last layer, :class:`ClassNames`,
+passes the logits through and carries the class names. So evaluation feeds uint8 batches exactly
+as the validation during training did, and prediction brings any image to the model's input size
+the way the data reader brings mixed-size folder images to one size, then does the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .errors import SourceError, UsageError
+from .writers.atomic import write_text
+
+TOP_K = 5
+EVAL_BATCH = 256
+PREDICT_BATCH = 64
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class ClassNames(keras.layers.Layer):
+    """Identity on the logits; its config stores the class names, so a ``.keras`` file can label
+    its own predictions."""
+
+    def __init__(self, names: Sequence[str], **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.names = [str(n) for n in names]
+
+    def call(self, logits):
+        return logits
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "names": self.names}
+
+
+def load_model(path: Path):
+    """A ``.keras`` file written by ``cifarkit train`` (the custom layers are registered on import)."""
+    from . import augment_layer  # noqa: F401  (registers Augmentation)
+    from .models import layers  # noqa: F401  (registers LocalResponseNormalization)
+
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such model file")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
+    """A run folder (its best.keras, falling back to last.keras, and its config) or a ``.keras`` file."""
+    from .train import BEST_MODEL, CONFIG_FILE, LAST_MODEL
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        config_file = path / CONFIG_FILE
+        config = json.loads(config_file.read_text()) if config_file.is_file() else None
+        for name in (BEST_MODEL, LAST_MODEL):
+            if (path / name).is_file():
+                return path / name, config
+        raise SourceError(f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
+                          "that has not finished an epoch)")  # fmt: skip
+    if not path.exists():
+        raise SourceError(f"{path}: no such run folder or model file")
+    if path.suffix != ".keras":
+        raise UsageError(f"expected a run folder or a .keras file. Received: {path}")
+    return path, None
+
+
+def model_parts(model):
+    """(augmentation layer, network, class names) of a model saved by ``cifarkit train``."""
+    from .augment_layer import Augmentation
+
+    augmentation = next((layer for layer in model.layers if isinstance(layer, Augmentation)), None)
+    labels = next((layer for layer in model.layers if isinstance(layer, ClassNames)), None)
+    if augmentation is None or labels is None:
+        raise SourceError(f"model {model.name!r} was not saved by cifarkit train (no preprocessing layer or "
+                          "class names in it)")  # fmt: skip
+    index = model.layers.index(augmentation)
+    network = model.layers[index + 1]
+    return augmentation, network, labels.names
+
+
+def input_size(model) -> int:
+    shape = model.input_shape
+    return int(shape[1])
+
+
+@dataclass
+class Evaluation:
+    split: str
+    class_names: list[str]
+    labels: np.ndarray  # (N,) int
+    probabilities: np.ndarray  # (N, C) float32
+    ten_crop: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.predictions == self.labels)) if self.count else float("nan")
+
+    @property
+    def top_k(self) -> int:
+        return min(TOP_K, self.probabilities.shape[1])
+
+    @property
+    def top_k_accuracy(self) -> float:
+        if not self.count:
+            return float("nan")
+        # Ties broken as Keras' in_top_k does not matter for float probabilities in practice.
+        best = np.argsort(-self.probabilities, axis=1, kind="stable")[:, : self.top_k]
+        return float(np.mean((best == self.labels[:, None]).any(axis=1)))
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(C, C): row = true class, column = predicted class."""
+        n = len(self.class_names)
+        matrix = np.zeros((n, n), np.int64)
+        np.add.at(matrix, (self.labels, self.predictions), 1)
+        return matrix
+
+    def per_class(self) -> list[tuple[str, int, int, float]]:
+        """(class name, correct, images, accuracy) per class."""
+        matrix = self.confusion
+        rows = []
+        for i, name in enumerate(self.class_names):
+            total = int(matrix[i].sum())
+            correct = int(matrix[i, i])
+            rows.append((name, correct, total, correct / total if total else float("nan")))
+        return rows
+
+    def summary(self) -> dict:
+        return {"split": self.split, "images": self.count, "ten_crop": self.ten_crop, "accuracy": self.accuracy,
+                "top_k": self.top_k, "top_k_accuracy": self.top_k_accuracy,
+                "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()}}  # fmt: skip
+
+
+def evaluate_model(model, source, split: str, *, image_size: int | None = None, ten_crop: bool = False,
+                   batch_size: int = EVAL_BATCH) -> Evaluation:  # fmt: skip
+    """Class probabilities for every image of ``split`` in dataset order, and the metrics on them.
+
+    Default: the model as saved (the centre view). ``ten_crop``: the paper's test-time averaging
+    of the softmax over the four corner crops, the centre crop and their mirrors.
+    """
+    from .pipeline import eval_batches
+
+    if split not in source.counts:
+        raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
+    augmentation, network, names = model_parts(model)
+    if len(names) != len(source.class_names):
+        raise UsageError(f"the model knows {len(names)} classes but {source.location} has "
+                         f"{len(source.class_names)}")  # fmt: skip
+    size = input_size(model)
+    if source.image_shape is not None and tuple(source.image_shape[:2]) != (size, size):
+        raise UsageError(f"the model takes {size}x{size} images but {source.location} holds "
+                         f"{source.image_shape[0]}x{source.image_shape[1]}")  # fmt: skip
+    if source.image_shape is None:
+        image_size = size
+    ds = eval_batches(source, split, None, batch_size=batch_size, image_size=image_size)
+    if ten_crop:
+        from .recipes import ten_crop_transform
+
+        views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)
+        crop = augmentation.recipe.crop
+
+        @tf.function(reduce_retracing=True)
+        def infer(images):
+            views = views_of(images)
+            batch = tf.shape(views)[0]
+            logits = network(tf.reshape(views, [-1, crop, crop, 3]), training=False)
+            probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+            return tf.reduce_mean(tf.reshape(probabilities, [batch, 10, -1]), axis=1)
+    else:
+
+        @tf.function(reduce_retracing=True)
+        def infer(images):
+            return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+
+    probabilities, labels = [], []
+    for images, batch_labels in ds:
+        probabilities.append(infer(images).numpy())
+        labels.append(batch_labels.numpy())
+    if not labels:
+        probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
+    return Evaluation(split, list(source.class_names), np.concatenate(labels).astype(np.int64),
+                      np.concatenate(probabilities), ten_crop)  # fmt: skip
+
+
+def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
+    """metrics.json, per_class.csv, confusion.csv and confusion.png in ``out``."""
+    from .plots import confusion_image, save_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {name: out / name for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png")}
+    write_text(files["metrics.json"], json.dumps(result.summary(), indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["class", "correct", "images", "accuracy"])
+    for name, correct, total, accuracy in result.per_class():
+        writer.writerow([name, correct, total, f"{accuracy:.6f}"])
+    write_text(files["per_class.csv"], buffer.getvalue())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *result.class_names])
+    for name, row in zip(result.class_names, result.confusion):
+        writer.writerow([name, *row.tolist()])
+    write_text(files["confusion.csv"], buffer.getvalue())
+    save_png(confusion_image(result.confusion, result.class_names), files["confusion.png"])
+    return files
+
+
+def format_summary(result: Evaluation) -> str:
+    width = max(12, *(len(n) for n in result.class_names))
+    how = "ten-crop average" if result.ten_crop else "centre view"
+    lines = [
+        f"split:          {result.split} ({result.count:,} images, {how})",
+        f"accuracy:       {result.accuracy:.4f}",
+        f"top-{result.top_k} accuracy: {result.top_k_accuracy:.4f}",
+        "",
+        f"{'class':<{width}} {'correct':>8} {'images':>8} {'accuracy':>9}",
+    ]
+    for name, correct, total, accuracy in result.per_class():
+        lines.append(f"{name:<{width}} {correct:>8,} {total:>8,} {accuracy:>9.4f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+
+
+def find_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for image files, in sorted order."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SourceError(f"{path}: no such file or folder")
+    if not found:
+        raise SourceError(f"no image files in {', '.join(map(str, paths))}")
+    return found
+
+
+def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
+    """An (H, W, 3) uint8 image at the model's ``size`` x ``size``: shorter side, then the centre,
+    as the reader squares mixed-size folder images (untouched when it is that size already)."""
+    if image.shape[:2] == (size, size):
+        return image
+    from .augment import resize_shorter_centre
+
+    return resize_shorter_centre(tf.constant(image), size).numpy()
+
+
+@dataclass
+class Prediction:
+    path: Path
+    size: tuple[int, int]  # the file's (height, width)
+    probabilities: np.ndarray  # (C,)
+
+    def top(self, k: int, names: Sequence[str]) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(names[i], float(self.probabilities[i])) for i in order]
+
+
+def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
+    from .sources.folder import read_image
+
+    size = input_size(model)
+    model_parts(model)  # a clear error for a model that is not ours
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+
+    results: list[Prediction] = []
+    for start in range(0, len(paths), PREDICT_BATCH):
+        chunk = paths[start : start + PREDICT_BATCH]
+        originals = [read_image(p) for p in chunk]
+        batch = np.stack([prepare_image(img, size) for img in originals])
+        probabilities = infer(tf.constant(batch)).numpy()
+        results += [Prediction(p, img.shape[:2], prob) for p, img, prob in zip(chunk, originals, probabilities)]
+    return results
+
+
+def predictions_csv(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["file", "height", "width"]
+    for rank in range(1, k + 1):
+        header += [f"class_{rank}", f"probability_{rank}"]
+    writer.writerow(header)
+    for p in predictions:
+        row = [str(p.path), p.size[0], p.size[1]]
+        for name, probability in p.top(k, names):
+            row += [name, f"{probability:.6f}"]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def format_predictions(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
+    width = max(4, *(len(str(p.path)) for p in predictions))
+    lines = [f"{'file':<{width}}  top {k}"]
+    for p in predictions:
+        classes = "  ".join(f"{name} {prob:.3f}" for name, prob in p.top(k, names))
+        lines.append(f"{str(p.path):<{width}}  {classes}")
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""``cifarkit evaluate`` and ``cifarkit predict`` on a model trained here, from a run folder or a
+``.keras`` file alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import synth
+from cifarkit.cli import app
+from test_train import make_learnable_cifar10, train_args
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    # Noisier than the training tests' data, so that the model makes some mistakes to count.
+    return make_learnable_cifar10(tmp_path_factory.mktemp("eval-data"), per_batch=40, test=60, noise=0.85, seed=3)
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("eval-runs") / "run"
+    result = runner.invoke(app, train_args(data, workdir))
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_evaluate_a_run_gives_the_reported_accuracy_and_a_consistent_confusion_matrix(run, data):
+    result = runner.invoke(app, ["evaluate", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = run / "eval-test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = json.loads((run / "report.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-12)
+    assert metrics["top_k_accuracy"] == pytest.approx(report["test"]["top5"], abs=1e-12)
+    assert metrics["images"] == 60 and metrics["split"] == "test"
+    assert f"accuracy:       {metrics['accuracy']:.4f}" in result.stdout
+
+    rows = _rows(out / "confusion.csv")
+    assert rows[0][1:] == synth.CIFAR10_CLASSES
+    matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+    per_class = np.bincount(data.test_labels, minlength=10)
+    np.testing.assert_array_equal(matrix.sum(axis=1), per_class)  # rows: the true classes
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metrics["accuracy"])
+
+    per_class_rows = _rows(out / "per_class.csv")[1:]
+    for (name, correct, total, accuracy), i in zip(per_class_rows, range(10)):
+        assert name == synth.CIFAR10_CLASSES[i] and int(correct) == matrix[i, i] and int(total) == per_class[i]
+        assert float(accuracy) == pytest.approx(matrix[i, i] / per_class[i], abs=1e-6)
+        assert f"{name}" in result.stdout
+
+    picture = iio.imread(out / "confusion.png")
+    assert picture.ndim == 3 and picture.shape[2] == 3 and min(picture.shape[:2]) > 10 * 40
+
+
+def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path):
+    out = tmp_path / "file-eval"
+    result = runner.invoke(app, ["evaluate", str(run / "best.keras"), "--data", str(data.path), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from_file = json.loads((out / "metrics.json").read_text())
+    report = json.loads((run / "report.json").read_text())
+    assert from_file["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-12)
+
+
+def test_ten_crop_evaluation_averages_ten_views(run, data):
+    from cifarkit.data import open_data
+    from cifarkit.evaluate import evaluate_model, load_model
+
+    model = load_model(run / "best.keras")
+    source = open_data(data.path)
+    centre = evaluate_model(model, source, "test")
+    ten = evaluate_model(model, source, "test", ten_crop=True)
+    assert ten.probabilities.shape == centre.probabilities.shape == (60, 10)
+    np.testing.assert_allclose(ten.probabilities.sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(ten.probabilities, centre.probabilities)  # other views, other numbers
+    assert ten.ten_crop and 0 <= ten.accuracy <= 1
+
+    result = runner.invoke(app, ["evaluate", str(run), "--ten-crop", "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "eval-test-ten-crop" / "metrics.json").read_text())
+    assert metrics["ten_crop"] is True and metrics["accuracy"] == pytest.approx(ten.accuracy)
+
+
+def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
+    from cifarkit.data import open_data
+    from cifarkit.evaluate import evaluate_model, load_model
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    iio.imwrite(folder / "test_0.png", data.test_images[0])  # exactly a test image: no resizing
+    iio.imwrite(folder / "test_1.png", data.test_images[1])
+    iio.imwrite(folder / "wide.jpg", np.full((48, 80, 3), synth_colour(3), np.uint8), quality=95)
+    iio.imwrite(folder / "grey.png", np.full((17, 23), 128, np.uint8))  # grey: repeated to RGB
+    big = np.repeat(np.repeat(data.test_images[2], 4, axis=0), 4, axis=1)  # 128x128: brought to 32x32
+    iio.imwrite(folder / "big.png", big)
+    out_csv = tmp_path / "predictions.csv"
+    result = runner.invoke(app, ["predict", str(run), str(folder), "--top-k", "10", "--csv", str(out_csv)])
+    assert result.exit_code == 0, result.output
+
+    rows = _rows(out_csv)
+    assert rows[0][:5] == ["file", "height", "width", "class_1", "probability_1"]
+    by_name = {row[0].rsplit("/", 1)[-1]: row for row in rows[1:]}
+    assert sorted(by_name) == ["big.png", "grey.png", "test_0.png", "test_1.png", "wide.jpg"]
+    assert by_name["wide.jpg"][1:3] == ["48", "80"] and by_name["grey.png"][1:3] == ["17", "23"]
+    for row in by_name.values():
+        probabilities = [float(p) for p in row[4::2]]
+        assert sorted(row[3::2]) == sorted(synth.CIFAR10_CLASSES)  # top 10 of 10: every class once
+        assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+        assert probabilities == sorted(probabilities, reverse=True)
+    for name in by_name:
+        assert name in result.stdout
+
+    # The same preprocessing as evaluation: a test image gets the probabilities evaluate gave it.
+    evaluation = evaluate_model(load_model(run / "best.keras"), open_data(data.path), "test")
+    for i in (0, 1):
+        row = by_name[f"test_{i}.png"]
+        predicted = dict(zip(row[3::2], map(float, row[4::2])))
+        expected = dict(zip(synth.CIFAR10_CLASSES, evaluation.probabilities[i].tolist()))
+        for name in synth.CIFAR10_CLASSES:
+            assert predicted[name] == pytest.approx(expected[name], abs=2e-6)
+
+
+def synth_colour(label: int):
+    from test_train import PALETTE
+
+    return PALETTE[label].astype(np.uint8)
+
+
+def test_predict_one_file_prints_a_table_without_a_csv(run, tmp_path):
+    image = tmp_path / "one.png"
+    iio.imwrite(image, np.full((32, 32, 3), synth_colour(0), np.uint8))
+    result = runner.invoke(app, ["predict", str(run / "best.keras"), str(image), "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if "one.png" in line)
+    assert len(line.split()) == 1 + 2 * 3  # file, then three (class, probability) pairs
+    assert not list(tmp_path.glob("*.csv"))
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["evaluate", "{empty}"], 1, "no best.keras or last.keras"),
+        (["evaluate", "{text}"], 2, "a run folder or a .keras file"),
+        (["evaluate", "{missing}"], 1, "no such run folder or model file"),
+        (["predict", "{run}", "{text}"], 1, "cannot decode image"),
+        (["predict", "{run}", "{missing}"], 1, "no such file or folder"),
+        (["evaluate", "{run}", "--split", "validation"], 2, "no split 'validation'"),
+    ],
+)
+def test_errors_are_one_line(run, tmp_path, args, code, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not an image")
+    names = {"empty": tmp_path / "empty", "text": tmp_path / "notes.txt", "missing": tmp_path / "nothing", "run": run}
+    result = runner.invoke(app, [a.format(**names) for a in args])
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_confusion_image_shades_by_row_share():
+    from cifarkit import plots
+
+    matrix = np.array([[8, 2, 0], [0, 10, 0], [5, 0, 5]])
+    image = plots.confusion_image(matrix, ["a", "b", "c"])
+    assert image.dtype == np.uint8 and image.shape[2] == 3
+    full = tuple(int(v) for v in plots.HEAT_HIGH)
+    assert (image == full).all(axis=2).sum() > 100  # row b is all in one cell: the darkest shade

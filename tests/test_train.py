@@ -1,0 +1,308 @@
+"""``cifarkit train``: the run folder, resume after SIGKILL, defaults, augmentation places, precision.
+
+Training data here is learnable on purpose (each class has its own colour under the noise), so
+"the loss went down" means the optimiser, the pipeline and the labels are wired up correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import synth
+from cifarkit.cli import app
+
+runner = CliRunner()
+
+# Ten well-separated colours: the class shows in every crop and mirror of an image.
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float64)  # fmt: skip
+RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json")
+
+
+@dataclass
+class Learnable:
+    path: Path
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6,
+                           seed: int = 0) -> Learnable:  # fmt: skip
+    """A CIFAR-10 python archive (real layout, Python 2 pickles) whose images are their class's
+    colour blended with uniform noise; every class appears equally often in both splits."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        pixels = (1 - noise) * PALETTE[labels][:, None, None, :] + noise * rng.uniform(0, 255, (n, 32, 32, 3))
+        return pixels.round().astype(np.uint8), labels
+
+    def batch(images, labels, name: bytes):
+        return synth.pickle_py2({b"batch_label": name, b"labels": [int(x) for x in labels],
+                                 b"data": synth.hwc_to_rows(images),
+                                 b"filenames": [b"img_%05d.png" % i for i in range(len(labels))]})  # fmt: skip
+
+    train_images, train_labels = split(per_batch * 5)
+    members = {}
+    for b in range(5):
+        part = slice(b * per_batch, (b + 1) * per_batch)
+        members[f"data_batch_{b + 1}"] = batch(train_images[part], train_labels[part], b"training batch")
+    test_images, test_labels = split(test)
+    members["test_batch"] = batch(test_images, test_labels, b"testing batch")
+    members["batches.meta"] = synth.pickle_py2({b"num_cases_per_batch": per_batch, b"num_vis": 3072,
+                                                b"label_names": [n.encode() for n in synth.CIFAR10_CLASSES]})  # fmt: skip
+    path = synth.write_tar_gz(Path(dest) / "cifar10-learnable-python.tar.gz",
+                              [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()], dirs=["cifar-10-batches-py"])  # fmt: skip
+    return Learnable(path, train_labels, test_images, test_labels)
+
+
+def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
+    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
+            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
+
+
+def read_history(path: Path) -> list[dict]:
+    from cifarkit.train import read_history as read
+
+    return read(path)
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory) -> Learnable:
+    return make_learnable_cifar10(tmp_path_factory.mktemp("learnable"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(learnable, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("runs") / "lenet"
+    result = runner.invoke(app, train_args(learnable, workdir))
+    assert result.exit_code == 0, result.output
+    return workdir, result
+
+
+def test_two_epochs_write_every_run_file_and_lower_the_loss(finished_run, learnable):
+    import imageio.v3 as iio
+
+    workdir, result = finished_run
+    assert "Trained lenet5 for 2 epochs" in result.stdout
+    for name in RUN_FILES:
+        assert (workdir / name).is_file(), name
+    assert not (workdir / "backup").exists(), "a finished run keeps no backup"
+    assert list((workdir / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((workdir / "logs" / "validation").glob("events.out.tfevents.*"))
+
+    history = read_history(workdir / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[1]["loss"] < history[0]["loss"]
+    assert all(0 <= row["val_accuracy"] <= 1 and row["images_per_second"] > 0 for row in history)
+    # cosine schedule over 2 epochs: the full rate, then half of it
+    assert history[0]["lr"] == pytest.approx(0.05) and history[1]["lr"] == pytest.approx(0.025)
+
+    curves = iio.imread(workdir / "curves.png")
+    assert curves.ndim == 3 and curves.shape[2] == 3 and curves.dtype == np.uint8
+    assert len(np.unique(curves.reshape(-1, 3), axis=0)) > 3  # lines and text, not a blank canvas
+
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["recipe"] == "cifar" and config["optimizer"] == "sgd" and config["schedule"] == "cosine"
+    assert config["momentum"] == 0.9 and config["weight_decay"] == 5e-4 and config["augment_on"] == "host"
+
+    report = json.loads((workdir / "report.json").read_text())
+    for key in ("test", "best_epoch", "best_val_accuracy", "epochs_run", "images_per_second", "wall_seconds",
+                "validation", "dataset", "stats", "strategy", "config"):  # fmt: skip
+        assert key in report, key
+    assert report["epochs_run"] == 2 and report["resumed_from_epoch"] is None
+    assert 0.5 < report["test"]["accuracy"] <= 1  # colours are easy; chance is 0.1
+    assert report["test"]["accuracy"] <= report["test"]["top5"] <= 1
+    assert report["test"]["images"] == 50 and "ten_crop_accuracy" not in report["test"]  # cifar recipe
+    assert report["images_per_second"] > 0 and report["wall_seconds"] > 0
+    assert report["dataset"]["counts"] == {"train": 200, "test": 50}
+    assert report["stats"]["origin"].startswith("computed from the 200")
+    assert report["strategy"] == {"name": "default", "replicas": 1, "devices": report["strategy"]["devices"]}
+    assert report["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
+    assert report["config"] == config
+
+
+def test_the_same_command_again_says_finished_and_changes_nothing(finished_run, learnable):
+    workdir, _ = finished_run
+    before = {name: (workdir / name).read_bytes() for name in RUN_FILES}
+    result = runner.invoke(app, train_args(learnable, workdir))
+    assert result.exit_code == 0, result.output
+    assert "already holds this run, finished" in result.stdout
+    assert {name: (workdir / name).read_bytes() for name in RUN_FILES} == before
+
+
+def test_another_command_on_a_run_is_refused_unless_overwrite(finished_run, learnable, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], workdir)
+    result = runner.invoke(app, train_args(learnable, workdir, "--lr", "0.01"))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
+    assert len(errors) == 1 and "lr: 0.05 -> 0.01" in errors[0] and "--overwrite" in errors[0]
+
+    result = runner.invoke(app, train_args(learnable, workdir, "--lr", "0.01", "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((workdir / "config.json").read_text())["lr"] == 0.01
+    assert read_history(workdir / "history.csv")[0]["lr"] == pytest.approx(0.01)
+
+
+def test_a_killed_run_resumes_from_its_backup(tmp_path):
+    data = make_learnable_cifar10(tmp_path / "data", per_batch=200, test=50)
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "cifarkit", "train", "lenet5", "--data", str(data.path), "--workdir", str(workdir),
+               "--epochs", "6", "--batch-size", "16", "--steps-per-execution", "1"]  # fmt: skip
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def epochs_logged() -> int:
+        try:
+            return len(read_history(workdir / "history.csv"))
+        except (FileNotFoundError, IndexError):
+            return 0
+
+    deadline = time.monotonic() + 120
+    while epochs_logged() < 2 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)  # as an OOM killer or a pre-empted machine would
+    job.wait()
+    assert not (workdir / "report.json").exists(), "the kill should land mid-training"
+    state = json.loads((workdir / "backup" / "state.json").read_text())
+    assert state["epoch"] >= 1 and (workdir / "backup" / state["weights"]).is_file()
+    before = read_history(workdir / "history.csv")
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed from the backup in {workdir / 'backup'}: continuing at epoch {state['epoch'] + 1} of 6" in rerun.stderr
+    history = read_history(workdir / "history.csv")
+    assert [row["epoch"] for row in history] == list(range(1, 7))  # continuous, no epoch twice
+    for old, new in zip(before[: state["epoch"]], history):
+        assert old == new  # the epochs the backup holds are kept as they were logged
+    # Weights and optimizer came back: the first resumed epoch trains on from where the run was,
+    # far below the loss of a first epoch from scratch.
+    assert history[state["epoch"]]["loss"] < history[0]["loss"] / 2
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["resumed_from_epoch"] == state["epoch"] and report["epochs_run"] == 6
+    assert not (workdir / "backup").exists()
+
+
+@pytest.mark.parametrize("place", ["host", "device"])
+def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnable, tmp_path, place):
+    from cifarkit.evaluate import load_model, model_parts
+    from cifarkit.train import TrainConfig, train
+
+    config = TrainConfig(model="lenet5", workdir=str(tmp_path / place), data=str(learnable.path), epochs=2,
+                         batch_size=16, augment_on=place)  # fmt: skip
+    result = train(config, quiet=True)
+    history = read_history(tmp_path / place / "history.csv")
+    assert history[1]["loss"] < history[0]["loss"]
+    assert result.report["config"]["augment_on"] == place
+    model = load_model(tmp_path / place / "best.keras")
+    augmentation, network, names = model_parts(model)
+    assert model.input.dtype == "uint8" and tuple(model.input_shape[1:]) == (32, 32, 3)
+    assert augmentation.recipe.name == "cifar" and network.name == "lenet5" and names == synth.CIFAR10_CLASSES
+
+
+def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learnable, tmp_path):
+    import keras
+
+    from cifarkit.evaluate import load_model, model_parts
+    from cifarkit.train import TrainConfig, train
+
+    result = train(TrainConfig(model="lenet5", workdir=str(tmp_path / "mixed"), data=str(learnable.path), epochs=2,
+                               batch_size=16, precision="mixed"), quiet=True)  # fmt: skip
+    assert keras.config.dtype_policy().name == "float32"  # set for building only
+    network = model_parts(load_model(tmp_path / "mixed" / "best.keras"))[1]
+    assert network.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
+    history = read_history(tmp_path / "mixed" / "history.csv")
+    assert history[1]["loss"] < history[0]["loss"] and math.isfinite(history[1]["loss"])
+    assert result.report["precision"] == "mixed"
+
+
+def test_holdout_validates_on_held_out_training_images(learnable, tmp_path):
+    result = runner.invoke(app, train_args(learnable, tmp_path / "held", "--holdout", "40", "--limit-train", "100"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "held" / "report.json").read_text())
+    assert report["dataset"]["counts"] == {"test": 50, "train": 100, "holdout": 40}
+    assert report["dataset"]["source_counts"] == {"train": 200, "test": 50}
+    assert report["validation"].startswith("holdout: 40 images")
+    assert report["test"]["images"] == 50  # the test split stays for the final report
+
+
+def test_defaults_follow_the_model():
+    from cifarkit.train import TrainConfig, resolve
+
+    paper = resolve(TrainConfig(model="alexnet", workdir="run", data="data"))
+    assert (paper.recipe, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
+            paper.schedule, paper.batch_size, paper.epochs) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)  # fmt: skip
+    small = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data"))
+    assert (small.recipe, small.crop, small.lr, small.schedule) == ("cifar", 32, 0.05, "cosine")
+    adam = resolve(TrainConfig(model="lenet5", workdir="run", data="data", optimizer="adam"))
+    assert adam.lr == 1e-3 and adam.momentum is None
+    assert resolve(TrainConfig(model="alexnet", workdir="run", data="data", crop=224)).crop == 224
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--optimizer", "rmsprop"], "optimizer='rmsprop'"),
+        (["--schedule", "linear"], "schedule='linear'"),
+        (["--precision", "half"], "precision='half'"),
+        (["--augment-on", "tpu"], "augment_on='tpu'"),
+        (["--epochs", "0"], "epochs=0"),
+        (["--label-smoothing", "1.5"], "label_smoothing=1.5"),
+        (["--strategy", "tpu"], "strategy='tpu'"),
+        (["--model-option", "width"], "KEY=VALUE"),
+        (["--crop", "100"], "crop=100"),
+        (["--batch-size", "1000"], "batch_size=1000"),
+    ],
+)
+def test_bad_settings_are_one_line_usage_errors(learnable, tmp_path, extra, message):
+    result = runner.invoke(app, train_args(learnable, tmp_path / "bad", *extra))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_model_is_refused_before_anything_is_read(tmp_path):
+    result = runner.invoke(app, ["train", "resnet9", "--workdir", str(tmp_path / "x"), "--data", "/no/such/data"])
+    assert result.exit_code == 2 and "unknown model 'resnet9'" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_label_smoothing_loss_is_keras_categorical_crossentropy_on_one_hot_labels():
+    import keras
+
+    from cifarkit.train import make_loss
+
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], np.float32)
+    labels = np.array([0, 2])
+    loss = make_loss(0.1)(labels, logits)
+    expected = keras.losses.categorical_crossentropy(np.eye(3)[labels], logits, from_logits=True, label_smoothing=0.1)
+    np.testing.assert_allclose(np.asarray(loss), np.asarray(expected), rtol=1e-6)
+
+
+def test_curves_chart_draws_both_series_in_their_colours():
+    from cifarkit import plots
+
+    rows = [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 * e, "val_loss": 2.2 / e, "val_accuracy": 0.15 * e}
+            for e in range(1, 5)]  # fmt: skip
+    image = plots.curves_image(rows)
+    assert image.shape == (plots.PANEL_H, 2 * plots.PANEL_W + 8, 3)
+    for colour in (plots.TRAIN_COLOUR, plots.VAL_COLOUR):
+        assert (image == colour).all(axis=2).sum() > 100
+    assert plots.nice_ticks(0.14, 0.2) == [0.14, 0.16, 0.18, 0.2]
+    assert plots.nice_ticks(1, 20) == [0, 5, 10, 15, 20]
