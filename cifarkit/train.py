@@ -825,33 +825,20 @@ def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
             shutil.rmtree(out, ignore_errors=True)
 
 
-def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state_of_run: str, quiet: bool,
-           say: Callable, backup_seconds: float | None) -> TrainResult:  # fmt: skip
+@dataclass
+class Compiled:
+    export_model: Any  # what is saved: uint8 -> preprocessing -> network -> class names
+    network: Any
+    train_model: Any  # what ``fit`` runs: the export model (device augmentation) or the network
+    steps_per_execution: int
+
+
+def compile_for_training(config: TrainConfig, placement, data: RunData, stats, steps: int,
+                         say: Callable[[str], None] = lambda message: None) -> Compiled:  # fmt: skip
+    """The models of a run, built under the precision policy and the strategy, and compiled."""
     import keras
 
-    from .pipeline import eval_batches, train_batches
-    from .recipes import eval_transform, get_recipe, train_transform
-    from .stats import save_stats, stats_for
-
-    backup = read_backup(backup_folder) if state_of_run == "resume" else None
-    if backup is None and backup_folder.exists():
-        shutil.rmtree(backup_folder, ignore_errors=True)  # no committed state: start afresh
-    initial_epoch = int(backup["epoch"]) if backup else 0
-    if placement.is_chief:
-        write_text(out / CONFIG_FILE, json.dumps(config.to_json(), indent=2) + "\n")
-
-    data = open_run_data(config)
     source = data.source
-    recipe = get_recipe(config.recipe, config.crop)
-    per_replica = placement.check_batch(config.batch_size)
-    steps = source.counts["train"] // config.batch_size
-    if steps < 1:
-        raise UsageError(f"--batch-size is larger than the {source.counts['train']} training images. "
-                         f"Received: batch_size={config.batch_size}")  # fmt: skip
-    stats = stats_for(source, "train", image_size=data.image_size, progress=not quiet and sys.stderr.isatty())
-    if placement.is_chief:
-        save_stats(stats, out / STATS_FILE)
-
     keras.utils.set_random_seed(config.seed)
     policy_before = keras.config.dtype_policy()
     if config.precision == "mixed":
@@ -883,6 +870,36 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
             )  # fmt: skip
     finally:
         keras.config.set_dtype_policy(policy_before)
+    return Compiled(export_model, network, train_model, spe)
+
+
+def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state_of_run: str, quiet: bool,
+           say: Callable, backup_seconds: float | None) -> TrainResult:  # fmt: skip
+    from .pipeline import eval_batches, train_batches
+    from .recipes import eval_transform, get_recipe, train_transform
+    from .stats import save_stats, stats_for
+
+    backup = read_backup(backup_folder) if state_of_run == "resume" else None
+    if backup is None and backup_folder.exists():
+        shutil.rmtree(backup_folder, ignore_errors=True)  # no committed state: start afresh
+    initial_epoch = int(backup["epoch"]) if backup else 0
+    if placement.is_chief:
+        write_text(out / CONFIG_FILE, json.dumps(config.to_json(), indent=2) + "\n")
+
+    data = open_run_data(config)
+    source = data.source
+    recipe = get_recipe(config.recipe, config.crop)
+    per_replica = placement.check_batch(config.batch_size)
+    steps = source.counts["train"] // config.batch_size
+    if steps < 1:
+        raise UsageError(f"--batch-size is larger than the {source.counts['train']} training images. "
+                         f"Received: batch_size={config.batch_size}")  # fmt: skip
+    stats = stats_for(source, "train", image_size=data.image_size, progress=not quiet and sys.stderr.isatty())
+    if placement.is_chief:
+        save_stats(stats, out / STATS_FILE)
+
+    compiled = compile_for_training(config, placement, data, stats, steps, say)
+    export_model, network, train_model = compiled.export_model, compiled.network, compiled.train_model
 
     num_workers = placement.replicas if placement.name == "multi-worker" else 1
     if placement.name == "multi-worker":

@@ -1,0 +1,144 @@
+"""Strategies: choice by name, the errors around them, and real runs on two replicas: mirrored
+over two logical CPU devices, and two local worker processes under one TF_CONFIG cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cifarkit.errors import UsageError
+from cifarkit.strategy import Placement, is_chief_task, make_strategy, read_tf_config
+from test_train import make_learnable_cifar10, read_history
+
+# Splits the CPU into two logical devices before TensorFlow starts, then runs the CLI.
+TWO_CPUS = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from cifarkit.cli import main
+    sys.argv = ["cifarkit", *sys.argv[1:]]
+    main()
+""")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_learnable_cifar10(tmp_path_factory.mktemp("dist-data"), per_batch=40, test=40)
+
+
+def _train_command(data, workdir, *extra):
+    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
+            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
+
+
+def test_auto_and_one_device_use_a_single_replica_on_a_cpu():
+    auto = make_strategy("auto")
+    assert (auto.name, auto.replicas, auto.is_chief) == ("default", 1, True)
+    one = make_strategy("one-device")
+    assert one.name == "one-device" and one.replicas == 1 and "CPU" in one.devices[0]
+
+
+def test_unknown_strategy_names_the_value():
+    with pytest.raises(UsageError, match="strategy='tpu'"):
+        make_strategy("tpu")
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UsageError, match=r"needs \$TF_CONFIG"):
+        make_strategy("multi-worker")
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("not json", "not a valid cluster description"),
+        (json.dumps({"cluster": {"worker": ["a:1"]}}), "not a valid cluster description"),
+        (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}), "index=3"),
+        (json.dumps({"cluster": {"worker": ["a:1"], "evaluator": ["b:1"]}, "task": {"type": "evaluator", "index": 0}}),
+         "type='evaluator'"),
+    ],
+)  # fmt: skip
+def test_bad_tf_config_names_the_problem(monkeypatch, value, message):
+    monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(UsageError, match=message):
+        read_tf_config()
+
+
+def test_the_chief_is_the_chief_task_or_else_worker_zero():
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief_task({"cluster": workers, "task": {"type": "worker", "index": 0}})
+    assert not is_chief_task({"cluster": workers, "task": {"type": "worker", "index": 1}})
+    with_chief = {**workers, "chief": ["c:1"]}
+    assert is_chief_task({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
+    assert not is_chief_task({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+
+
+def test_the_global_batch_must_split_evenly_across_replicas():
+    placement = Placement(strategy=None, name="mirrored", replicas=2, devices=("a", "b"))
+    assert placement.check_batch(128) == 64
+    with pytest.raises(UsageError, match="batch_size=15"):
+        placement.check_batch(15)
+
+
+def test_mirrored_trains_on_two_logical_cpu_devices(data, tmp_path):
+    workdir = tmp_path / "mirrored"
+    run = subprocess.run([sys.executable, "-c", TWO_CPUS, *_train_command(data, workdir, "--strategy", "mirrored")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["strategy"]["name"] == "mirrored" and report["strategy"]["replicas"] == 2
+    assert [d.rsplit(":", 2)[-2:] for d in report["strategy"]["devices"]] == [["CPU", "0"], ["CPU", "1"]]
+    history = read_history(workdir / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    assert 0 <= report["test"]["accuracy"] <= 1
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp_path):
+    workdir = tmp_path / "multi"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    command = [sys.executable, "-m", "cifarkit", *_train_command(data, workdir, "--strategy", "multi-worker")]
+    jobs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        jobs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for job in jobs:
+            outputs.append(job.communicate(timeout=300))
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+    for job, (stdout, stderr) in zip(jobs, outputs):
+        assert job.returncode == 0, stderr
+    assert "Trained lenet5 for 2 epochs" in outputs[0][0]
+    assert "worker finished; the chief wrote the run folder" in outputs[1][0]
+
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["strategy"]["name"] == "multi-worker" and report["strategy"]["replicas"] == 2
+    assert report["strategy"]["devices"] == ["worker:0"]
+    history = read_history(workdir / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    for name in ("best.keras", "last.keras", "curves.png", "config.json", "stats.json"):
+        assert (workdir / name).is_file(), name
+    # The other worker's backup is gone, and nothing of its scratch output landed in the run folder.
+    assert sorted(p.name for p in workdir.iterdir()) == sorted(
+        ["best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json", "logs"])
