@@ -937,8 +937,12 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
         for item in stateful:
             item.restore(backup["callbacks"].get(item.key, {}))
         resumed_from = initial_epoch
-        where = f"epoch {initial_epoch + 1}" + (f" (the backup was {backup['step']} steps into it)" if backup["step"] else "")
-        say(f"resumed from the backup in {backup_folder}: continuing at {where} of {config.epochs}")
+        # Keras starts epochs at their first step: an epoch backed up part-way runs again in full,
+        # from the weights it had reached.
+        partial = (f" (the backup was {backup['step']} steps into it; that epoch runs again in full "
+                   "from the weights it had reached)") if backup["step"] else ""  # fmt: skip
+        say(f"resumed from the backup in {backup_folder}: continuing at epoch {initial_epoch + 1} of "
+            f"{config.epochs}{partial}")  # fmt: skip
     say(f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
         f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} epochs, batch "
         f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "

@@ -320,3 +320,37 @@ def test_without_data_it_trains_on_the_bundled_sample_and_says_so(tmp_path, monk
     assert report["dataset"]["bundled_sample"] is True and report["dataset"]["name"] == "cifar10"
     assert report["dataset"]["counts"] == {"train": 200, "test": 100}
     assert report["config"]["sample"] is True
+
+
+def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path, monkeypatch):
+    import keras
+
+    import cifarkit.train as trainer
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashInSecondEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 5:
+                raise Crash
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    real_tensorboard = trainer.tensorboard_callback
+    monkeypatch.setattr(trainer, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+    config = trainer.TrainConfig(model="lenet5", workdir=str(tmp_path / "run"), data=str(learnable.path), epochs=3,
+                                 batch_size=16, steps_per_execution=1)  # fmt: skip
+    with pytest.raises(Crash):
+        trainer.train(config, quiet=True, backup_seconds=0)  # a backup after every step
+    state = json.loads((tmp_path / "run" / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 5)  # the crash came before the sixth step was saved
+    assert len(state["callbacks"]["history"]["rows"]) == 1
+
+    monkeypatch.setattr(trainer, "tensorboard_callback", real_tensorboard)
+    messages = []
+    result = trainer.train(config, say=messages.append, backup_seconds=0)
+    assert any("continuing at epoch 2 of 3 (the backup was 5 steps into it;" in m for m in messages), messages
+    assert result.resumed_from == 1
+    assert [row["epoch"] for row in read_history(tmp_path / "run" / "history.csv")] == [1, 2, 3]
