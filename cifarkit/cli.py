@@ -389,7 +389,8 @@ def train(
                    "(--overwrite to train again)")  # fmt: skip
         return
     report = result.report
-    typer.echo(f"Trained {report['model']} for {report['epochs_run']} epochs in {report['wall_seconds']:.1f} s "
+    epochs_run = report["epochs_run"]
+    typer.echo(f"Trained {report['model']} for {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {report['wall_seconds']:.1f} s "
                f"({report['images_per_second']:,.0f} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
 
 

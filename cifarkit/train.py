@@ -862,11 +862,16 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
                 # feeds a placeholder it never binds); one step per call works.
                 say("note: --steps-per-execution is 1 under the multi-worker strategy")
                 spe = 1
+            jit = bool(config.jit)
+            if jit and placement.replicas > 1 and not _gpu_visible():
+                # XLA refuses variables that live on another logical CPU device of the same host.
+                say("note: --jit is off for several CPU replicas")
+                jit = False
             train_model.compile(
                 optimizer=optimizer, loss=make_loss(config.label_smoothing),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                          keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top5")],
-                steps_per_execution=spe, jit_compile=bool(config.jit),
+                steps_per_execution=spe, jit_compile=jit,
             )  # fmt: skip
     finally:
         keras.config.set_dtype_policy(policy_before)
