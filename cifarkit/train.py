@@ -13,6 +13,12 @@ The run folder (``--workdir``) holds:
 - ``report.json`` once training has finished (its presence marks the run finished);
 - ``backup/`` while training runs: weights, optimizer and callback state (see :class:`RunBackup`).
 
+Resuming: the backup holds the weights, the optimizer (slots, step count, learning rate), the
+augmentation layer's seed state, the history rows, the best accuracy so far and the plateau
+schedule's counters. Keras starts every epoch at its first step, so an epoch backed up part-way
+runs again in full from the weights it had reached, and the epochs left draw a fresh data order
+from (seed, epoch resumed at): reproducible, though not the order an uninterrupted run would take.
+
 Augmentation runs either on the host (``tf.data`` map; the bare network trains on float crops)
 or on the device (the pipeline ships uint8 batches and the wrapped model trains, its first layer
 augmenting inside the compiled step). Both share the very layers that are saved, so the saved
@@ -64,7 +70,6 @@ BACKUP_SECONDS = 120.0
 # A resumed run draws a fresh, reproducible data order from (seed, epoch it resumes at) rather
 # than replaying the order of the first epoch.
 RESUME_SEED_STRIDE = 1_000_003
-EVAL_BATCH = 256
 
 CONFIG_FILE, REPORT_FILE, HISTORY_FILE, CURVES_FILE = "config.json", "report.json", "history.csv", "curves.png"
 BEST_MODEL, LAST_MODEL, STATS_FILE, LOG_DIR, BACKUP_DIR = "best.keras", "last.keras", "stats.json", "logs", "backup"
