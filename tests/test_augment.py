@@ -202,3 +202,21 @@ def test_resize_shorter_centre_keeps_the_middle():
     out = augment.resize_shorter_centre(tf.constant(wide), 32).numpy()
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert out[:, 2:30].min() > 190
+
+
+@pytest.mark.parametrize("step", ["windows", "random_windows", "pca_jitter", "normalize", "resize_shorter_centre"])
+def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, step):
+    offsets = np.array([[3, 5]] * 6, np.int32)
+    flips = np.array([True, False] * 3)
+    steps = {
+        "windows": lambda x: augment.crop_windows(x, offsets, flips, resize=256, crop=224),
+        "random_windows": lambda x: augment.crop_windows(
+            x, *augment.random_windows(_seed(2), 6, 256, 227, True), resize=256, crop=227),
+        "pca_jitter": lambda x: augment.pca_jitter(augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors),
+        "normalize": lambda x: augment.normalize(augment.to_unit(x), stats.mean, stats.std),
+        "resize_shorter_centre": lambda x: augment.resize_shorter_centre(x[0], 20),
+    }
+    fn = steps[step]
+    eager = fn(tf.constant(IMAGES)).numpy()
+    mapped = next(iter(tf.data.Dataset.from_tensors(IMAGES).map(fn))).numpy()
+    np.testing.assert_allclose(mapped, eager, atol=1e-5)
