@@ -105,13 +105,13 @@ def centre_windows(batch: tf.Tensor, span: int, crop: int) -> tuple[tf.Tensor, t
     return tf.fill([batch, 2], corner), tf.zeros([batch], tf.bool)
 
 
-def ten_crop_windows(span: int, crop: int) -> tuple[tf.Tensor, tf.Tensor]:
+def ten_crop_windows(span, crop: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The paper's test-time windows: four corners and the centre, then the same five mirrored."""
-    far, mid = span - crop, (span - crop) // 2
-    corners = [[0, 0], [0, far], [far, 0], [far, far], [mid, mid]]
-    offsets = tf.constant(corners + corners, tf.int32)
-    flips = tf.constant([False] * 5 + [True] * 5)
-    return offsets, flips
+    far = tf.cast(span - crop, tf.int32)
+    mid = far // 2
+    zero = tf.zeros_like(far)
+    corners = tf.stack([tf.stack(c) for c in [(zero, zero), (zero, far), (far, zero), (far, far), (mid, mid)]])
+    return tf.concat([corners, corners], axis=0), tf.constant([False] * 5 + [True] * 5)
 
 
 def pca_jitter(images: tf.Tensor, seed: tf.Tensor, eigenvalues, eigenvectors, sigma: float = PCA_SIGMA) -> tf.Tensor:

@@ -64,21 +64,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 def _open(source: Optional[Path], no_verify: bool, quiet: bool):
     from .sources import open_source
-    from .sources.discover import find_dataset
 
-    if source is None:
-        found = find_dataset()
-        if found.is_sample:
-            _say(
-                "No dataset found (looked in: " + ", ".join(found.searched) + "); using the small real "
-                "CIFAR-10 sample bundled with cifarkit (20 train and 10 test images a class). "
-                "Pass --source, set $CIFARKIT_DATA or run `cifarkit download` for the full dataset.",
-                quiet,
-            )
-        source = found.path
-        sample = found.is_sample
-    else:
-        sample = False
+    source, sample = _find(source, quiet)
     _say(f"Reading {source} ...", quiet)
     dataset = open_source(source, verify=not no_verify)
     _say(f"{dataset.format}; {dataset.verification}", quiet)
@@ -179,15 +166,20 @@ def download(
 
 
 def _find(source: Optional[Path], quiet: bool) -> tuple[Path, bool]:
-    """``--source`` or, without it, the first dataset found (the bundled sample as a last resort)."""
+    """The dataset given or, without one, the first found (the bundled sample as a last resort,
+    with a note saying so); returns (path, is_sample)."""
     from .sources.discover import find_dataset
 
     if source is not None:
         return source, False
     found = find_dataset()
     if found.is_sample:
-        _say("No dataset found; using the small real CIFAR-10 sample bundled with cifarkit "
-             "(20 train and 10 test images a class). Pass --source for your own data.", quiet)  # fmt: skip
+        _say(
+            "No dataset found (looked in: " + ", ".join(found.searched) + "); using the small real "
+            "CIFAR-10 sample bundled with cifarkit (20 train and 10 test images a class). "
+            "Name a dataset, set $CIFARKIT_DATA or run `cifarkit download` for the full dataset.",
+            quiet,
+        )
     return found.path, found.is_sample
 
 

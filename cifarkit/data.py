@@ -25,6 +25,8 @@ from .writers import tfrecord
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 CIFAR_SHAPE = (32, 32, 3)
+# Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
+CIFAR_NAMES = ("cifar10", "cifar100")
 
 
 @dataclass
@@ -123,7 +125,7 @@ def _tfrecord_source(root: Path, info: dict) -> DataSource:
             raise SourceError(f"{root}: TFRecord shard {missing[0] if missing else split + ' (none listed)'} is missing")
         files[split] = [str(root / n) for n in names]
     features = tfrecord.parse_spec(tfrecord.feature_specs(coarse=coarse, encoding=encoding))
-    shape = CIFAR_SHAPE if info.get("name") in ("cifar10", "cifar100") else None
+    shape = CIFAR_SHAPE if info.get("name") in CIFAR_NAMES else None
 
     def decode(record):
         example = tf.io.parse_single_example(record, features)
@@ -190,7 +192,7 @@ def _exported_from_cifar(dataset: Dataset) -> bool:
     info = dataset.location / "dataset_info.json"
     if not info.is_file():
         return False
-    return _read_info(info).get("name") in ("cifar10", "cifar100")
+    return _read_info(info).get("name") in CIFAR_NAMES
 
 
 def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

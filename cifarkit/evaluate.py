@@ -27,7 +27,6 @@ from .writers.atomic import write_text
 TOP_K = 5
 EVAL_BATCH = 256
 PREDICT_BATCH = 64
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @keras.saving.register_keras_serializable(package="cifarkit")
@@ -255,10 +254,12 @@ def format_summary(result: Evaluation) -> str:
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
     """Files as given; folders searched recursively for image files, in sorted order."""
+    from .sources.folder import IMAGE_EXTENSIONS
+
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
         elif path.is_file():
             found.append(path)
         else:

@@ -1,4 +1,4 @@
-"""Batched input pipelines for training and evaluation, and the on-device augmentation layer.
+"""Batched input pipelines for training and evaluation.
 
 The order of the steps is the design, so it lives in one place:
 
@@ -7,7 +7,8 @@ The order of the steps is the design, so it lives in one place:
 - ``drop_remainder`` for training, so every step has the same shape (one compiled graph);
 - augment last on the host, or not at all when the accelerator does it (``augment_on="device"``):
   then the pipeline ships uint8 batches, 3 KB per CIFAR image instead of 600 KB per 227x227 float
-  crop, and :class:`Augmentation` runs the same transform as the model's first layer;
+  crop, and :class:`cifarkit.augment_layer.Augmentation` runs the same transform as the model's
+  first layer;
 - prefetch last, so the next batch is being prepared while the current one trains.
 
 Evaluation is a separate function with no randomness at all.
@@ -80,9 +81,3 @@ def eval_batches(source: DataSource, split: str, transform: Callable | None, *, 
         ds = ds.map(lambda x, y: (transform(x), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
-
-def augmentation_layer(recipe, stats, seed: int = 0):
-    """A Keras layer that runs the recipe on uint8 batches: random in training, centre crop otherwise."""
-    from .augment_layer import Augmentation
-
-    return Augmentation(recipe=recipe, stats=stats, seed=seed)

@@ -39,11 +39,6 @@ class Recipe:
         """Square size that images of other sizes (folder trees) are brought to before batching."""
         return self.resize or self.crop
 
-    @property
-    def span(self) -> int | None:
-        """Side of the (virtual) image windows are cut from, when it does not depend on the input."""
-        return self.resize
-
     def describe(self) -> str:
         steps = []
         if self.resize:
@@ -160,11 +155,7 @@ def ten_crop_transform(recipe: Recipe, stats: Stats) -> Callable:
 
     def transform(images):
         batch = tf.shape(images)[0]
-        span = _span(recipe, images)
-        far, mid = span - recipe.crop, (span - recipe.crop) // 2
-        corners = tf.stack([tf.stack(c) for c in [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)] * 2])
-        corners = tf.cast(corners, tf.int32)
-        flips = tf.constant([False] * 5 + [True] * 5)
+        corners, flips = augment.ten_crop_windows(_span(recipe, images), recipe.crop)
         offsets = tf.tile(corners, [batch, 1])  # image-major: image 0's ten windows, then image 1's
         box_flips = tf.tile(flips, [batch])
         indices = tf.repeat(tf.range(batch), 10)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import SourceError
 from .records import Batch, Dataset, LazyImages
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 # Folder names treated as splits rather than classes; "val"/"validation" are kept as named.
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
 
