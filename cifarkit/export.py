@@ -1,9 +1,15 @@
 """``cifarkit export``: a dataset to a JPEG/PNG tree or TFRecord shards, resumable and parallel.
 
 The job is split into independent tasks (a chunk of images, or one shard) that worker processes
-write atomically. A small state file records the options the folder is being written with, so
-re-running the same command after a kill skips every finished file and ends byte-identical to
-an uninterrupted run, while a different command cannot silently mix two exports.
+write; the workers inherit the dataset, so a task is a few indices. A small state file records
+the options the folder is being written with, so re-running the same command after a kill skips
+finished work and ends byte-identical to an uninterrupted run, while a different command cannot
+silently mix two exports.
+
+Atomicity: a TFRecord shard is written under a temporary name and renamed. An image tree split
+is written into a hidden staging folder, ``OUT/.partial-<split>``, with a journal of the chunks
+that are complete, and renamed to ``OUT/<split>`` when every chunk is: one rename per split
+instead of one per file. A re-run rewrites only the chunks the journal does not list.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ STATE_FILE = ".cifarkit-export.json"
 IMAGES_PER_TASK = 1000  # per task sent to a worker: ~3 MB of CIFAR pixels, ~50 ms of work
 IMAGES_PER_SHARD = 5000  # default shard size: 12 CIFAR-10 shards, enough to shard across workers
 METADATA_FILES = ("labels.txt", "manifest.csv", "dataset_info.json", STATE_FILE)
+STAGING_PREFIX = ".partial-"  # OUT/.partial-<split>: an image-tree split being written
+JOURNAL = ".chunks-done"  # in a staging folder: the first index of each chunk written in full
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ def _clean(out: Path, splits: tuple[str, ...]) -> None:
         for split in set(splits) | {"train", "test"}:
             if (out / split).is_dir():
                 shutil.rmtree(out / split)
+        for staging in out.glob(STAGING_PREFIX + "*"):
+            shutil.rmtree(staging)
         remove_partials(out)
     except OSError as exc:
         raise output_error(out, exc) from None
@@ -137,34 +147,84 @@ def _progress(total: int, split: str, quiet: bool):
     return tqdm(total=total, desc=f"{split:>5}", unit="img", disable=True if quiet else None, leave=True)
 
 
-def _image_tasks(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list) -> Iterator[tuple]:
+def _write_chunk(dataset: Dataset, split: str, start: int, stop: int, folder: str, names: list[str],
+                 fmt: str, quality: int) -> tuple[int, int]:  # fmt: skip
+    """Worker: images ``start:stop`` of ``split`` into the staging folder; returns (start, count)
+    for the journal."""
+    images = dataset.take(split, start, stop).images
+    return start, image_tree.write_images(images, folder, names, fmt, quality)
+
+
+def _write_shard(dataset: Dataset, path: str, split: str, start: int, stop: int, width: int,
+                 encoding: str, quality: int) -> tuple[int, int]:  # fmt: skip
+    """Worker: one TFRecord shard; returns (written, skipped)."""
+    part = dataset.take(split, start, stop)
+    return tfrecord.write_shard(path, split, start, width, part.images, part.labels, part.coarse_labels,
+                                encoding, quality)  # fmt: skip
+
+
+def _read_journal(path: Path) -> set[int]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    # Only whole lines: a kill can cut the last one short.
+    return {int(line) for line in text.split("\n")[:-1] if line.isdigit()}
+
+
+def _export_tree(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list, bar) -> int:
+    """Write one split as an image tree; returns how many images an earlier run had written."""
     n = dataset.count(split)
     width = image_tree.index_width(n)
     ext = image_tree.EXTENSIONS[options.format]
     dirs = [image_tree.safe_dirname(name) for name in dataset.class_names]
-    for name in set(dirs):
-        try:
-            (out / split / name).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(out / split / name, exc) from None
+    final, staging = out / split, out / f"{STAGING_PREFIX}{split}"
+    chunks = []
     for start in range(0, n, IMAGES_PER_TASK):
-        part = dataset.take(split, start, min(n, start + IMAGES_PER_TASK))
-        rel = [f"{split}/{dirs[label]}/{start + i:0{width}d}.{ext}" for i, label in enumerate(part.labels)]
-        _add_rows(rows, dataset, part, split, start, rel)
-        yield (part.images, [str(out / r) for r in rel], options.format, options.quality)
+        stop = min(n, start + IMAGES_PER_TASK)
+        part = dataset.take(split, start, stop)
+        names = [f"{dirs[label]}/{start + i:0{width}d}.{ext}" for i, label in enumerate(part.labels)]
+        _add_rows(rows, dataset, part, split, start, [f"{split}/{name}" for name in names])
+        chunks.append((split, start, stop, str(staging), names, options.format, options.quality))
+    if final.is_dir():  # finished by an earlier run of this same export
+        bar.update(n)
+        return n
+    done = _read_journal(staging / JOURNAL)
+    todo = [chunk for chunk in chunks if chunk[1] not in done]
+    try:
+        for name in set(dirs):
+            (staging / name).mkdir(parents=True, exist_ok=True)
+        bar.update(n - sum(chunk[2] - chunk[1] for chunk in todo))
+        with open(staging / JOURNAL, "a") as journal:
+            for start, written in run_tasks(_write_chunk, todo, options.workers, shared=dataset):
+                journal.write(f"{start}\n")
+                journal.flush()  # in the kernel: survives a kill of this process
+                bar.update(written)
+        (staging / JOURNAL).unlink()
+        staging.rename(final)
+    except OSError as exc:
+        raise output_error(Path(exc.filename or staging), exc) from None
+    return n - sum(chunk[2] - chunk[1] for chunk in todo)
 
 
-def _shard_tasks(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list) -> Iterator[tuple]:
+def _export_shards(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list, bar) -> int:
+    """Write one split as TFRecord shards; returns how many images an earlier run had written."""
     n = dataset.count(split)
     shards = _shards(n, options)
     width = image_tree.index_width(n)
+    tasks = []
     for shard in range(shards):
         start, stop = shard * n // shards, (shard + 1) * n // shards
-        part = dataset.take(split, start, stop)
         name = tfrecord.shard_name(dataset.name, split, shard, shards)
-        _add_rows(rows, dataset, part, split, start, [name] * len(part))
-        yield (str(out / name), split, start, width, part.images, part.labels, part.coarse_labels,
-               options.encoding, options.quality)  # fmt: skip
+        _add_rows(rows, dataset, dataset.take(split, start, stop), split, start, [name] * (stop - start))
+        tasks.append((str(out / name), split, start, stop, width, options.encoding, options.quality))
+    skipped = 0
+    for written, already in run_tasks(_write_shard, tasks, options.workers, shared=dataset):
+        bar.update(written + already)
+        skipped += already
+    return skipped
 
 
 def _add_rows(rows: list, dataset: Dataset, part, split: str, start: int, paths: list[str]) -> None:
@@ -185,17 +245,12 @@ def export_dataset(dataset: Dataset, out: Path, options: ExportOptions = ExportO
     _prepare(out, fingerprint, options, splits)
     rows: list[tuple] = []
     summary = ExportSummary(out=out, counts={})
+    export_split = _export_shards if options.format == "tfrecord" else _export_tree
     for split in splits:
         n = dataset.count(split)
         summary.counts[split] = n
-        if options.format == "tfrecord":
-            tasks, worker = _shard_tasks(dataset, split, out, options, rows), tfrecord.write_shard
-        else:
-            tasks, worker = _image_tasks(dataset, split, out, options, rows), image_tree.write_images
         with _progress(n, split, options.quiet) as bar:
-            for written, skipped in run_tasks(worker, tasks, options.workers):
-                bar.update(written + skipped)
-                summary.skipped += skipped
+            summary.skipped += export_split(dataset, split, out, options, rows, bar)
     coarse = dataset.coarse_class_names is not None
     write_labels(out / "labels.txt", dataset.class_names)
     write_manifest(out / "manifest.csv", rows, coarse)

@@ -4,10 +4,15 @@
 memory) the executor reports it instead of waiting forever. Workers are forked while TensorFlow
 is not loaded (instant start, nothing to import); after TensorFlow has been imported, forking is
 unsafe, so they are started by a fork server instead.
+
+Large read-only data (a whole dataset) reaches the workers as ``shared``, handed to each worker
+once when it starts: a forked worker simply inherits it (no copy, no pickling), so a task needs
+to carry only indices, not megabytes of pixels through a pipe.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -32,19 +37,39 @@ def _context():
     return multiprocessing.get_context(method)
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], workers: int) -> Iterator[Any]:
-    """Yield ``fn(*task)`` for each task, in completion order.
+_shared: Any = None  # in a worker: the `shared` object of run_tasks
+
+
+def _install(shared: Any) -> None:
+    global _shared
+    _shared = shared
+
+
+def _with_shared(fn: Callable[..., Any], *task: Any) -> Any:
+    return fn(_shared, *task)
+
+
+def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], workers: int, shared: Any = None) -> Iterator[Any]:
+    """Yield ``fn(*task)`` for each task (``fn(shared, *task)`` when ``shared`` is given), in
+    completion order.
 
     With one worker everything runs in this process (easy to debug, no start-up cost). At most
     ``2 * workers`` tasks are in flight, which bounds the memory held by queued task data.
     """
+    if shared is not None:
+        fn = functools.partial(_with_shared, fn)
     if workers <= 1:
-        for task in tasks:
-            yield fn(*task)
+        _install(shared)
+        try:
+            for task in tasks:
+                yield fn(*task)
+        finally:
+            _install(None)
         return
     pending: set[Future] = set()
     tasks = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+    start = {"initializer": _install, "initargs": (shared,)} if shared is not None else {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), **start) as pool:
         try:
             while True:
                 while len(pending) < 2 * workers:

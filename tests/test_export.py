@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from cifarkit.errors import OutputError, UsageError
+from cifarkit import export
 from cifarkit.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
-from cifarkit.writers import tfrecord
+from cifarkit.writers import image_tree, tfrecord
 
 import synth
 
@@ -137,20 +138,46 @@ def test_hand_encoded_example_equals_tensorflows_own():
     assert tf.train.Example.FromString(ours) == expected
 
 
-def test_rerun_after_interruption_completes_and_matches(cifar10_tar, tmp_path):
+def test_rerun_after_interruption_completes_and_matches(cifar10_tar, tmp_path, monkeypatch):
     dataset = open_source(cifar10_tar.path)
     export_dataset(dataset, tmp_path / "ref", ExportOptions(format="png", workers=1))
+    monkeypatch.setattr(export, "IMAGES_PER_TASK", 7)  # train: chunks 0, 7, 14, 21, 28
+    real_write_images = image_tree.write_images
+    chunks_written = []
+
+    def interrupted_after_two_chunks(images, folder, names, fmt, quality):
+        if len(chunks_written) == 2:  # the third chunk dies half-way through its first file
+            Path(folder, names[0]).write_bytes(b"\x89PNG half")
+            raise KeyboardInterrupt
+        chunks_written.append(names[0])
+        return real_write_images(images, folder, names, fmt, quality)
+
+    monkeypatch.setattr(image_tree, "write_images", interrupted_after_two_chunks)
     out = tmp_path / "out"
-    export_dataset(dataset, out, ExportOptions(format="png", workers=1))
-    # Simulate a kill: metadata not yet written, some images missing, a half-written temp file.
-    (out / "manifest.csv").unlink()
-    victims = sorted((out / "train").rglob("*.png"))[::3]
-    for path in victims:
-        path.unlink()
-    (victims[0].parent / f".{victims[0].name}.1234.part").write_bytes(b"half")
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(dataset, out, ExportOptions(format="png", workers=1))
+    monkeypatch.setattr(image_tree, "write_images", real_write_images)
+    # Nothing under a final name yet: the split is still in its staging folder, with the
+    # half-written file of the chunk that was cut short.
+    assert not (out / "train").exists() and not (out / "manifest.csv").exists()
+    assert len(list((out / ".partial-train").rglob("*.png"))) == 15
+
     summary = export_dataset(dataset, out, ExportOptions(format="png", workers=2))
-    assert summary.skipped == 40 - len(victims)
+    assert summary.skipped == 14  # the two chunks in the journal were not written again
     assert _tree_bytes(out) == _tree_bytes(tmp_path / "ref")
+    assert not list(out.glob(".partial-*"))
+
+
+def test_a_finished_split_is_not_written_again(cifar10_tar, tmp_path, monkeypatch):
+    dataset = open_source(cifar10_tar.path)
+    out = tmp_path / "out"
+    export_dataset(dataset, out, ExportOptions(format="jpg", workers=1))
+    (out / "manifest.csv").unlink()  # killed after the splits, before the metadata
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
+    monkeypatch.setattr(image_tree, "write_images", None)  # any call would fail
+    summary = export_dataset(dataset, out, ExportOptions(format="jpg", workers=1))
+    assert summary.skipped == 40 and (out / "manifest.csv").is_file()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == before
 
 
 def test_a_different_export_into_the_same_folder_is_refused_until_overwrite(cifar10_tar, tmp_path):

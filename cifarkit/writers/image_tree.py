@@ -3,19 +3,21 @@
 This is the loop that runs 60,000 times, so encoding skips imageio's per-call plugin lookup
 (several times the cost of encoding a 32x32 image): JPEG goes to simplejpeg (libjpeg-turbo,
 about 15 us an image against Pillow's 90 us, same codec and the same 4:2:0 subsampling), PNG to
-the small encoder in png.py (half Pillow's time). Reading stays with imageio, which knows every
+the small encoder in png.py (about a third of Pillow's time). Reading stays with imageio, which knows every
 format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from .atomic import write_bytes
-from .png import encode_png
+from .atomic import output_error
+from .png import encode_png, encode_pngs
 
 EXTENSIONS = {"jpg": "jpg", "png": "png"}
 
@@ -30,6 +32,16 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     return encode_png(image)
 
 
+def encode_images(images, fmt: str, quality: int = 95) -> Iterator[bytes]:
+    """Encode a batch: an (N, H, W, 3) array (PNG filters the whole batch in one numpy pass) or
+    any iterable of (H, W, 3) images, such as a folder tree's images of mixed sizes."""
+    if fmt not in ("jpg", "jpeg") and isinstance(images, np.ndarray):
+        yield from encode_pngs(images)
+        return
+    for image in images:
+        yield encode_image(image, fmt, quality)
+
+
 def safe_dirname(name: str) -> str:
     """A class name as a folder name: path separators and leading dots cannot escape OUT."""
     cleaned = name.replace("/", "_").replace("\\", "_").replace("\0", "_").strip()
@@ -41,17 +53,28 @@ def index_width(count: int) -> int:
     return max(5, len(str(max(count - 1, 0))))
 
 
-def write_images(images, paths: list[str], fmt: str, quality: int) -> tuple[int, int]:
-    """Write each image to its path (absolute), skipping files that already exist.
+def write_images(images, folder: str, names: list[str], fmt: str, quality: int) -> int:
+    """Write each image to ``folder/<name>`` (runs in worker processes); returns the count.
 
-    Runs in worker processes. An existing file is complete (writes are atomic), so a re-run
-    after a kill only writes what is missing. Returns (written, skipped).
+    ``folder`` is a staging folder that becomes the final split folder by one rename once the
+    whole split is written (see export.py), so a file needs no temporary name of its own: three
+    system calls per file (open, write, close) instead of five with an existence check and a
+    rename, and creating 60,000 small files is most of a JPEG export's cost. A file whose write
+    fails is removed.
     """
-    written = skipped = 0
-    for image, path in zip(images, paths):
-        if os.path.exists(path):
-            skipped += 1
-            continue
-        write_bytes(Path(path), encode_image(image, fmt, quality))
-        written += 1
-    return written, skipped
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    for data, name in zip(encode_images(images, fmt, quality), names):
+        path = f"{folder}/{name}"
+        try:
+            fd = os.open(path, flags, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise output_error(Path(path), exc) from exc
+    return len(names)

@@ -3,35 +3,73 @@
 For a 32x32 image Pillow spends about twice as long in Python-level set-up as zlib spends
 compressing, and a CIFAR export encodes 60,000 of them. A PNG is a signature and three chunks
 (IHDR, IDAT, IEND), each length + type + data + CRC-32; the rows are stored with the "Up" filter
-(each byte minus the byte above it, modulo 256), which a numpy subtraction computes for the whole
-image at once and which compresses photographs nearly as well as per-row adaptive filtering.
-Every PNG decoder reads the result; the tests decode it with imageio and TensorFlow.
+(each byte minus the byte above it, modulo 256), which numpy computes for a whole batch of images
+at once and which compresses photographs nearly as well as per-row adaptive filtering.
+
+The deflate stream comes from ISA-L (``isal``) when it is installed, as it is with cifarkit: at
+its fastest level it compresses a CIFAR image about 3x faster than zlib does at any level, and
+CIFAR's noisy 32x32 photographs barely compress either way (zlib at level 6: 2,417 bytes an
+image on average, ISA-L at level 1: 2,489, raw rows: 3,104). Without it, zlib at its default
+level writes the same kind of stream. Every PNG decoder reads either; the tests decode them with
+imageio and TensorFlow.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from typing import Iterator
 
 import numpy as np
 
+try:  # same zlib-format stream, about 3x faster for CIFAR-sized images
+    from isal import isal_zlib as _deflate
+
+    _LEVEL = 1  # ISA-L levels are 0-3; 1 is its fastest with real compression
+except ImportError:  # pragma: no cover - isal is a dependency; this keeps odd platforms working
+    _deflate = zlib
+    _LEVEL = 6  # zlib's default, as Pillow and libpng use
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_UP = 2  # PNG filter type 2: Up
-_COMPRESSION = 6  # zlib's default, as Pillow and libpng use: comparable file sizes
 _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+_IDAT_CRC = zlib.crc32(b"IDAT")
+
+COMPRESSOR = f"{_deflate.__name__.split('.')[0]} level {_LEVEL}"  # recorded with exports
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
+def _head(height: int, width: int) -> bytes:
+    """Signature and IHDR: 8-bit samples, colour type 2 (RGB), no interlace."""
+    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+
+
+def _up_filtered(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, 1 + 3W) PNG scanlines, each prefixed with filter type Up."""
+    n, height, width, channels = images.shape
+    flat = images.reshape(n, height, width * channels)
+    rows = np.empty((n, height, 1 + width * channels), dtype=np.uint8)
+    rows[:, :, 0] = _FILTER_UP
+    rows[:, 0, 1:] = flat[:, 0]  # the row above the first row counts as zeros
+    np.subtract(flat[:, 1:], flat[:, :-1], out=rows[:, 1:, 1:])  # uint8 arithmetic wraps modulo 256
+    return rows
+
+
+def encode_pngs(images: np.ndarray) -> Iterator[bytes]:
+    """Encode an (N, H, W, 3) uint8 batch as lossless PNGs, one bytes object per image."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) uint8 images, got shape {images.shape}")
+    head = _head(images.shape[1], images.shape[2])
+    pack, crc32, compress = struct.Struct(">I").pack, zlib.crc32, _deflate.compress
+    for rows in _up_filtered(images):
+        data = compress(rows.tobytes(), _LEVEL)
+        yield head + pack(len(data)) + b"IDAT" + data + pack(crc32(data, _IDAT_CRC)) + _IEND
+
+
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode an (H, W, 3) uint8 image as a lossless PNG."""
-    height, width, channels = image.shape
-    flat = np.ascontiguousarray(image, dtype=np.uint8).reshape(height, width * channels)
-    rows = np.empty((height, 1 + width * channels), dtype=np.uint8)
-    rows[:, 0] = _FILTER_UP
-    rows[0, 1:] = flat[0]  # the row above the first row counts as zeros
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps modulo 256
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, colour type 2 (RGB)
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), _COMPRESSION)) + _IEND
+    """Encode one (H, W, 3) uint8 image as a lossless PNG."""
+    return next(encode_pngs(np.asarray(image)[None]))

@@ -9,14 +9,16 @@ several seconds in every writer process; reading and parsing use ``tf.io`` as us
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from .atomic import open_atomic
-from .image_tree import encode_image
+from .image_tree import encode_images
 
 
 @dataclass(frozen=True)
@@ -93,18 +95,33 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+_BYTES_LIST = _varint(1 << 3 | 2)  # Feature.bytes_list, and bytes_list.value
+_INT64_LIST = _varint(3 << 3 | 2)  # Feature.int64_list
+_MAP_VALUE = _varint(2 << 3 | 2)  # map entry's value
+
+
+@functools.lru_cache(maxsize=None)
+def _map_key(key: str) -> bytes:
+    return _field(1, key.encode())
+
+
 def _feature(value: bytes | int) -> bytes:
     if isinstance(value, (bytes, bytearray)):
-        return _field(1, _field(1, bytes(value)))  # bytes_list{value: [value]}
-    return _field(3, _field(1, _varint(int(value))))  # int64_list{value: [value]} packed
+        inner = _BYTES_LIST + _varint(len(value)) + value  # bytes_list{value: [value]}
+        return _BYTES_LIST + _varint(len(inner)) + inner
+    packed = _varint(int(value))
+    inner = _BYTES_LIST + _varint(len(packed)) + packed  # int64_list{value: [value]} packed
+    return _INT64_LIST + _varint(len(inner)) + inner
 
 
 def example_bytes(features: dict[str, bytes | int]) -> bytes:
-    """Serialise a ``tf.train.Example`` holding one value per feature."""
-    entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, _feature(features[key]))) for key in sorted(features)
-    )
-    return _field(1, entries)
+    """Serialise a ``tf.train.Example`` holding one value per feature (runs once per image)."""
+    entries = []
+    for key in sorted(features):
+        feature = _feature(features[key])
+        entry = _map_key(key) + _MAP_VALUE + _varint(len(feature)) + feature
+        entries.append(_BYTES_LIST + _varint(len(entry)) + entry)  # features.feature map entry
+    return _field(1, b"".join(entries))
 
 
 # --- TFRecord framing ---------------------------------------------------------------------------
@@ -124,10 +141,18 @@ def frame_record(record: bytes) -> bytes:
     return length + _masked_crc(length) + record + _masked_crc(record)
 
 
-def encode_feature_image(image: np.ndarray, encoding: str, quality: int) -> bytes:
+def _raw_features(images) -> Iterator[dict[str, bytes | int]]:
+    for image in images:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        yield {IMAGE.name: image.tobytes(), HEIGHT.name: int(image.shape[0]), WIDTH.name: int(image.shape[1])}
+
+
+def image_features(images, encoding: str, quality: int) -> Iterator[dict[str, bytes | int]]:
+    """The image part of each record, encoding a whole shard's images in one pass."""
     if encoding == "raw":
-        return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-    return encode_image(image, "jpg" if encoding == "jpeg" else "png", quality)
+        return _raw_features(images)
+    encoded = encode_images(images, "jpg" if encoding == "jpeg" else "png", quality)
+    return ({IMAGE.name: data} for data in encoded)
 
 
 def write_shard(path: str, split: str, start: int, width: int, images, labels, coarse_labels,
@@ -139,16 +164,11 @@ def write_shard(path: str, split: str, start: int, width: int, images, labels, c
     if target.exists():
         return 0, len(labels)
     with open_atomic(target) as handle:
-        for offset, image in enumerate(images):
-            features: dict[str, bytes | int] = {
-                IMAGE.name: encode_feature_image(image, encoding, quality),
-                LABEL.name: int(labels[offset]),
-                ID.name: f"{split}_{start + offset:0{width}d}".encode(),
-            }
+        for offset, features in enumerate(image_features(images, encoding, quality)):
+            features[LABEL.name] = int(labels[offset])
+            features[ID.name] = f"{split}_{start + offset:0{width}d}".encode()
             if coarse_labels is not None:
                 features[LABEL_FINE.name] = int(labels[offset])
                 features[LABEL_COARSE.name] = int(coarse_labels[offset])
-            if encoding == "raw":
-                features[HEIGHT.name], features[WIDTH.name] = int(image.shape[0]), int(image.shape[1])
             handle.write(frame_record(example_bytes(features)))
     return len(labels), 0
