@@ -111,7 +111,8 @@ def test_tfrecord_parses_back_to_the_same_images_labels_and_ids(cifar10_tar, tmp
         np.testing.assert_array_equal(rec["pixels"], truth.images[i])
 
 
-def test_cifar100_tfrecord_keeps_fine_and_coarse_labels(cifar100_tar, tmp_path):
+def test_cifar100_tfrecord_keeps_fine_and_coarse_labels(cifar100_tar, tmp_path, monkeypatch):
+    monkeypatch.setattr(tfrecord, "RECORDS_PER_WRITE", 3)  # several pieces per shard
     out = tmp_path / "tfr100"
     export_dataset(open_source(cifar100_tar.path), out, ExportOptions(format="tfrecord", workers=1))
     info, records = _read_tfrecords(out, "test", coarse=True, encoding="png")
@@ -119,6 +120,9 @@ def test_cifar100_tfrecord_keeps_fine_and_coarse_labels(cifar100_tar, tmp_path):
     assert [r["label_fine"] for r in records] == truth.labels.tolist()
     assert [r["label_coarse"] for r in records] == truth.coarse_labels.tolist()
     assert [r["label"] for r in records] == truth.labels.tolist()
+    assert [r["id"] for r in records] == [f"test_{i:05d}".encode() for i in range(len(truth.labels))]
+    for record, image in zip(records, truth.images):
+        np.testing.assert_array_equal(record["pixels"], image)
     assert info["coarse_class_names"] == list(cifar100_tar.coarse_class_names)
     rows = [r for r in _manifest(out) if r["split"] == "test"]
     assert [int(r["coarse_label"]) for r in rows] == truth.coarse_labels.tolist()

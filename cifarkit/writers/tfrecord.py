@@ -155,26 +155,31 @@ def image_features(images, encoding: str, quality: int) -> Iterator[dict[str, by
     return ({IMAGE.name: data} for data in encoded)
 
 
+RECORDS_PER_WRITE = 1000  # encoded, framed and written together: ~2.6 MB of CIFAR records
+
+
 def write_shard(path: str, split: str, start: int, width: int, images, labels, coarse_labels,
                 encoding: str, quality: int) -> tuple[int, int]:  # fmt: skip
     """Write one complete shard atomically (runs in a worker); skip it if it already exists.
 
-    The whole shard is encoded, framed and written with one call (a shard of 5,000 CIFAR
-    images is about 13 MB): about a fifth faster than interleaving encoding and small writes.
-    Returns (written, skipped) image counts."""
+    Records are encoded and framed a thousand at a time and written with one call each: about a
+    fifth less CPU than interleaving encoding with small writes, and a worker holds a few MB,
+    not a whole shard's worth of copies. Returns (written, skipped) image counts."""
     target = Path(path)
     if target.exists():
         return 0, len(labels)
     labels = np.asarray(labels).tolist()
     coarse = None if coarse_labels is None else np.asarray(coarse_labels).tolist()
-    records = []
-    for offset, features in enumerate(image_features(images, encoding, quality)):
-        features[LABEL.name] = labels[offset]
-        features[ID.name] = f"{split}_{start + offset:0{width}d}".encode()
-        if coarse is not None:
-            features[LABEL_FINE.name] = labels[offset]
-            features[LABEL_COARSE.name] = coarse[offset]
-        records.append(frame_record(example_bytes(features)))
     with open_atomic(target) as handle:
-        handle.write(b"".join(records))
+        for first in range(0, len(labels), RECORDS_PER_WRITE):
+            records = []
+            piece = images[first : first + RECORDS_PER_WRITE]
+            for offset, features in enumerate(image_features(piece, encoding, quality), first):
+                features[LABEL.name] = labels[offset]
+                features[ID.name] = f"{split}_{start + offset:0{width}d}".encode()
+                if coarse is not None:
+                    features[LABEL_FINE.name] = labels[offset]
+                    features[LABEL_COARSE.name] = coarse[offset]
+                records.append(frame_record(example_bytes(features)))
+            handle.write(b"".join(records))
     return len(labels), 0
