@@ -447,4 +447,7 @@ def predict(
 
 
 def main() -> None:
+    from .tf_runtime import prefer_onednn
+
+    prefer_onednn()  # before any command imports TensorFlow
     app(prog_name="cifarkit")

@@ -973,6 +973,7 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
 
 def _final_report(config, placement, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
     from .evaluate import evaluate_model, load_model
+    from .tf_runtime import onednn_state
 
     model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
@@ -1007,6 +1008,7 @@ def _final_report(config, placement, data, stats, history, checkpoints, out: Pat
                   "std": list(stats.std)},  # fmt: skip
         "strategy": {"name": placement.name, "replicas": placement.replicas, "devices": list(placement.devices)},
         "precision": config.precision,
+        "cpu_kernels": onednn_state(),
         "config": config.to_json(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

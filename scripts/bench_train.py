@@ -1,26 +1,40 @@
+#!/usr/bin/env python3
 """Training throughput of cifarkit's trainer against a plain ``model.fit`` on numpy arrays.
 
-Same network (``alexnet-cifar`` at ``--width``), same batch (128), same images. Augmentation is
-*excluded from both* for the ratio: the cifarkit path runs its tf.data pipeline with the recipe's
-evaluation transform (uint8 batches gathered from memory, standardised on the host), the plain
-path gets the same images already standardised as float32 numpy arrays. The cifarkit path with
-its real augmentation (random crop + flip, on the host) is measured as well, so its cost shows.
+Same network (``alexnet-cifar`` at ``--width``), same batch (128), same real images. Each
+contender runs in its own process, because TensorFlow fixes some settings when it loads:
 
-cifarkit path: ``cifarkit.train.compile_for_training`` (the trainer's own model, optimizer, loss,
-metrics, ``steps_per_execution``), ``cifarkit.pipeline.train_batches``, ``fit`` on the dataset;
-with and without ``--jit``. Plain path: ``keras`` defaults (``steps_per_execution=1``,
-``jit_compile="auto"``), ``fit(x, y, batch_size=128)``.
+  plain             a plain Keras script: the model, ``compile`` with Keras defaults
+                    (``steps_per_execution=1``, ``jit_compile="auto"``), ``fit(x, y,
+                    batch_size=128)`` on float32 numpy arrays standardised up front; TensorFlow as
+                    installed (this is the baseline of the ratio)
+  plain-onednn      the same script with ``TF_ENABLE_ONEDNN_OPTS=1``: shows how much of the gain
+                    is TensorFlow's oneDNN kernels alone (a reference row, not a contender)
+  cifarkit          what ``cifarkit train`` runs: the process set up as the CLI does
+                    (``cifarkit.tf_runtime.prefer_onednn``), the trainer's compiled model
+                    (``compile_for_training``: ``steps_per_execution=8``, no XLA on CPU) fed by
+                    ``cifarkit.pipeline.train_batches`` with the evaluation transform
+                    (no augmentation, so both sides do the same arithmetic)
+  cifarkit-augment  the same with the recipe's real augmentation (random crop + flip on the host)
 
-Each measurement is one epoch over ``--images`` images; the first epoch (tracing, compiling,
-pipeline warm-up) is dropped and the median of the next ``--repeats`` epochs is reported.
+Each process trains one warm-up epoch (tracing, compiling, pipeline start) and then ``--epochs``
+timed epochs over ``--images`` images, and reports the median images/s and the images per
+CPU-second it used. Processes run interleaved, one round after another (plain, plain-onednn,
+cifarkit, cifarkit-augment, plain, ...), so a slow phase of a noisy machine hits every
+contender; the ratio is taken per round against that round's plain run, and medians are
+reported.
 
-    python scripts/bench_train.py --images 10240 --repeats 3 --width 0.5 [--data PATH]
+    python scripts/bench_train.py --images 5120 --epochs 2 --rounds 5 --width 0.5 [--data PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +42,15 @@ from pathlib import Path
 REAL_ARCHIVE = Path.home() / ".cache" / "cifarkit-real" / "cifar-10-python.tar.gz"
 BATCH = 128
 MODEL = "alexnet-cifar"
+CONTENDERS = ("plain", "plain-onednn", "cifarkit", "cifarkit-augment")
+BASELINE = "plain"
+TARGET = 2.0
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def epoch_timer():
@@ -36,31 +59,36 @@ def epoch_timer():
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.seconds = []
+            self.seconds, self.cpu = [], []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), _cpu_seconds()
 
         def on_epoch_end(self, epoch, logs=None):  # epoch-end metrics have synchronised the step
             self.seconds.append(time.perf_counter() - self.start)
+            self.cpu.append(_cpu_seconds() - self.cpu_start)
 
     return EpochTimer()
 
 
-def images_per_second(timer, images: int) -> float:
-    return images / statistics.median(timer.seconds[1:])
+def _result(timer, images: int) -> dict:
+    seconds, cpu = timer.seconds[1:], timer.cpu[1:]  # the first epoch is the warm-up
+    return {"images_per_second": images / statistics.median(seconds),
+            "images_per_cpu_second": images / statistics.median(cpu)}  # fmt: skip
 
 
-def cifarkit_path(args, data_path: Path, *, jit: bool, augment: bool) -> float:
+def run_cifarkit(args, *, augment: bool) -> dict:
+    from cifarkit.tf_runtime import prefer_onednn
+
+    prefer_onednn()  # what `cifarkit train` does before TensorFlow loads
     from cifarkit.pipeline import train_batches
     from cifarkit.recipes import eval_transform, get_recipe, train_transform
     from cifarkit.stats import stats_for
     from cifarkit.strategy import make_strategy
     from cifarkit.train import TrainConfig, compile_for_training, open_run_data, resolve
 
-    config = resolve(TrainConfig(model=MODEL, workdir="unused", data=str(data_path), verify=False, batch_size=BATCH,
-                                 limit_train=args.images, model_options={"width": args.width}, jit=jit,
-                                 augment_on="host"))  # fmt: skip
+    config = resolve(TrainConfig(model=MODEL, workdir="unused", data=str(args.data), verify=False, batch_size=BATCH,
+                                 limit_train=args.images, model_options={"width": args.width}))  # fmt: skip
     data = open_run_data(config)
     stats = stats_for(data.source, "train")
     steps = data.source.counts["train"] // BATCH
@@ -71,13 +99,14 @@ def cifarkit_path(args, data_path: Path, *, jit: bool, augment: bool) -> float:
     else:
         centre = eval_transform(recipe, stats)
         transform = lambda images, seed: centre(images)  # noqa: E731
-    ds = train_batches(data.source, "train", transform, batch_size=BATCH, seed=0, augment_on="host")
+    ds = train_batches(data.source, "train", transform, batch_size=BATCH, seed=0, augment_on=config.augment_on)
     timer = epoch_timer()
-    compiled.train_model.fit(ds, epochs=1 + args.repeats, callbacks=[timer], verbose=0, shuffle=False)
-    return images_per_second(timer, steps * BATCH)
+    compiled.train_model.fit(ds, epochs=1 + args.epochs, callbacks=[timer], verbose=0, shuffle=False)
+    return _result(timer, steps * BATCH) | {"note": f"steps_per_execution={compiled.steps_per_execution}, "
+                                                    f"jit={config.jit}, augment_on={config.augment_on}"}  # fmt: skip
 
 
-def plain_path(args, data_path: Path) -> tuple[float, str]:
+def run_plain(args) -> dict:
     import keras
     import numpy as np
 
@@ -85,7 +114,7 @@ def plain_path(args, data_path: Path) -> tuple[float, str]:
     from cifarkit.models import create_model
     from cifarkit.stats import stats_for
 
-    source = open_data(data_path, verify=False)
+    source = open_data(args.data, verify=False)
     images, labels = source.arrays["train"]
     images, labels = images[: args.images], labels[: args.images]
     stats = stats_for(source, "train")
@@ -96,39 +125,83 @@ def plain_path(args, data_path: Path) -> tuple[float, str]:
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])  # fmt: skip
     timer = epoch_timer()
-    model.fit(x, labels, batch_size=BATCH, epochs=1 + args.repeats, callbacks=[timer], verbose=0)
-    steps = len(labels) // BATCH + (len(labels) % BATCH > 0)
-    return images_per_second(timer, len(labels)) if steps else 0.0, f"jit_compile={model.jit_compile}"
+    model.fit(x, labels, batch_size=BATCH, epochs=1 + args.epochs, callbacks=[timer], verbose=0)
+    return _result(timer, len(labels)) | {"note": f"jit_compile={model.jit_compile}"}
+
+
+def run_one(args) -> None:
+    """Inside a contender's process: train, then write the figures as JSON."""
+    if args.contender == "cifarkit" or args.contender == "cifarkit-augment":
+        result = run_cifarkit(args, augment=args.contender == "cifarkit-augment")
+    else:
+        result = run_plain(args)
+    result[ONEDNN] = os.environ.get(ONEDNN)
+    Path(args.result).write_text(json.dumps(result))
+
+
+def launch(args, name: str, result: Path) -> dict:
+    env = dict(os.environ)
+    env.pop(ONEDNN, None)  # the plain script runs TensorFlow as installed
+    if name == "plain-onednn":
+        env[ONEDNN] = "1"
+    command = [sys.executable, __file__, "--contender", name, "--result", str(result), "--data", str(args.data),
+               "--images", str(args.images), "--epochs", str(args.epochs), "--width", str(args.width)]  # fmt: skip
+    proc = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(result.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=10_240, help="training images per epoch")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs (after one warm-up epoch)")
-    parser.add_argument("--width", type=float, default=0.5, help="alexnet-cifar width multiplier")
-    parser.add_argument("--data", type=Path, default=None, help=f"CIFAR-10 source (default: {REAL_ARCHIVE} if present)")
+    parser.add_argument("--images", type=int, default=5120, help="training images per epoch (default: 5120)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per process, after one warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    parser.add_argument("--width", type=float, default=0.5, help="alexnet-cifar width multiplier (default: 0.5)")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders (default: all)")
+    parser.add_argument("--data", type=Path, default=REAL_ARCHIVE, help=f"CIFAR-10 source (default: {REAL_ARCHIVE})")
+    parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
+    parser.add_argument("--contender", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.images < BATCH or args.repeats < 1:
-        sys.exit(f"--images must be at least {BATCH} and --repeats at least 1")
-    data_path = args.data or REAL_ARCHIVE
-    if not data_path.exists():
-        sys.exit(f"{data_path}: no such dataset; pass --data")
+    if args.contender:
+        return run_one(args)
+    if args.images < BATCH or args.epochs < 1 or args.rounds < 1:
+        sys.exit(f"--images must be at least {BATCH}, --epochs and --rounds at least 1")
+    if not args.data.exists():
+        sys.exit(f"{args.data}: no such dataset; pass --data (see ../shared/data/README.md)")
+    names = [n for n in CONTENDERS if n in args.only.split(",")]
+    if BASELINE not in names:
+        names.insert(0, BASELINE)
 
-    import tensorflow as tf
+    import tempfile
 
-    device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({tf.config.threading.get_inter_op_parallelism_threads() or 'all'} threads)"
-    print(f"{MODEL} width {args.width}, batch {BATCH}, {args.images:,} images/epoch, median of {args.repeats} "
-          f"epochs after a warm-up epoch, on {device}; data {data_path}")  # fmt: skip
-    plain, plain_note = plain_path(args, data_path)
-    rows = [("plain keras fit(numpy), no augmentation", plain, plain_note)]
-    for jit in (False, True):
-        rate = cifarkit_path(args, data_path, jit=jit, augment=False)
-        rows.append((f"cifarkit trainer, no augmentation, jit={'on' if jit else 'off'}", rate, "steps_per_execution=8"))
-    rate = cifarkit_path(args, data_path, jit=False, augment=True)
-    rows.append(("cifarkit trainer, crop+flip on host, jit=off", rate, "steps_per_execution=8"))
-    width = max(len(r[0]) for r in rows)
-    for name, rate, note in rows:
-        print(f"{name:<{width}}  {rate:>8,.0f} images/s  {rate / plain:5.2f}x plain  ({note})")
+    print(f"{MODEL} width {args.width}, batch {BATCH}, {args.images:,} images/epoch, {args.epochs} timed epochs "
+          f"after a warm-up epoch per process, {args.rounds} interleaved rounds; data {args.data}", flush=True)  # fmt: skip
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(1, args.rounds + 1):
+            for name in names:
+                figures = launch(args, name, Path(tmp) / f"{name}-{round_}.json")
+                runs[name].append(figures)
+                print(f"  [{round_}/{args.rounds}] {name:<17} {figures['images_per_second']:7.1f} images/s  "
+                      f"{figures['images_per_cpu_second']:6.1f} images/CPU-s  ({figures['note']}; "
+                      f"{ONEDNN}={figures[ONEDNN]})", flush=True)  # fmt: skip
+    base = [r["images_per_second"] for r in runs[BASELINE]]
+    print(f"\n{'contender':<17} {'images/s':>9} {'min-max':>13} {'img/CPU-s':>10} {'ratio of medians':>17} "
+          f"{'median ratio':>13}")  # fmt: skip
+    for name in names:
+        rates = [r["images_per_second"] for r in runs[name]]
+        per_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[name])
+        ratios = [a / b for a, b in zip(rates, base)]
+        print(f"{name:<17} {statistics.median(rates):9.1f} {min(rates):6.0f}-{max(rates):<6.0f} {per_cpu:10.1f} "
+              f"{statistics.median(rates) / statistics.median(base):16.2f}x {statistics.median(ratios):12.2f}x")  # fmt: skip
+    if "cifarkit" in runs:
+        ratio = statistics.median(a["images_per_second"] / b for a, b in zip(runs["cifarkit"], base))
+        verdict = "PASS" if ratio >= TARGET else "SHORT"
+        print(f"\ncifarkit trainer is {ratio:.2f}x plain model.fit (median of per-round ratios), target >= {TARGET}x: {verdict}")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":
