@@ -23,17 +23,32 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (the hot path for image trees: no buffering layers)."""
-    tmp = partial_path(path)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_plain(path: str | Path, data: bytes) -> None:
+    """Create or truncate ``path`` and write ``data``: three system calls, no buffering layers.
+
+    Not atomic by itself: for files inside a staging folder, and under :func:`write_bytes`. On an
+    error the file is removed and the ``OSError`` propagates."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(path, _WRITE_FLAGS, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+    except OSError:
+        _discard(path)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    tmp = partial_path(path)
+    try:
+        write_plain(tmp, data)
         os.replace(tmp, path)
     except OSError as exc:
         _discard(tmp)
@@ -75,6 +90,6 @@ def output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {reason}")
 
 
-def _discard(path: Path) -> None:
+def _discard(path: str | Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
