@@ -835,7 +835,8 @@ class Compiled:
     export_model: Any  # what is saved: uint8 -> preprocessing -> network -> class names
     network: Any
     train_model: Any  # what ``fit`` runs: the export model (device augmentation) or the network
-    steps_per_execution: int
+    steps_per_execution: int  # as used, which can differ from the config's request
+    jit: bool  # as used
 
 
 def compile_for_training(config: TrainConfig, placement, data: RunData, stats, steps: int,
@@ -880,7 +881,7 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
             )  # fmt: skip
     finally:
         keras.config.set_dtype_policy(policy_before)
-    return Compiled(export_model, network, train_model, spe)
+    return Compiled(export_model, network, train_model, spe, jit)
 
 
 def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state_of_run: str, quiet: bool,
@@ -965,13 +966,13 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
         shutil.rmtree(backup_folder, ignore_errors=True)
         return TrainResult(out, {}, resumed_from)
     history.write()  # also after a resume that had no epochs left to run
-    report = _final_report(config, placement, data, stats, history, checkpoints, out, resumed_from)
+    report = _final_report(config, placement, compiled, data, stats, history, checkpoints, out, resumed_from)
     write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     shutil.rmtree(backup_folder, ignore_errors=True)  # finished: report.json now marks the run
     return TrainResult(out, report, resumed_from)
 
 
-def _final_report(config, placement, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
+def _final_report(config, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
     from .evaluate import evaluate_model, load_model
     from .tf_runtime import onednn_state
 
@@ -1008,7 +1009,10 @@ def _final_report(config, placement, data, stats, history, checkpoints, out: Pat
                   "std": list(stats.std)},  # fmt: skip
         "strategy": {"name": placement.name, "replicas": placement.replicas, "devices": list(placement.devices)},
         "precision": config.precision,
-        "cpu_kernels": onednn_state(),
+        # What ran, where it differs from what was asked (config): jit is off for several CPU
+        # replicas, one step per call under multi-worker.
+        "runtime": {"jit": compiled.jit, "steps_per_execution": compiled.steps_per_execution,
+                    "cpu_kernels": onednn_state()},  # fmt: skip
         "config": config.to_json(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -702,3 +702,47 @@ def truncate_file(path: Path, keep_fraction: float = 0.5) -> Path:
     with open(path, "r+b") as fh:
         fh.truncate(int(size * keep_fraction))
     return path
+
+
+# Ten well-separated colours: the class shows in every crop and mirror of an image.
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float64)  # fmt: skip
+
+
+@dataclass
+class Learnable:
+    path: Path
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6,
+                           seed: int = 0) -> Learnable:  # fmt: skip
+    """A CIFAR-10 python archive (real layout, Python 2 pickles) whose images are their class's
+    colour blended with uniform noise; every class appears equally often in both splits."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        pixels = (1 - noise) * PALETTE[labels][:, None, None, :] + noise * rng.uniform(0, 255, (n, 32, 32, 3))
+        return pixels.round().astype(np.uint8), labels
+
+    def batch(images, labels, name: bytes):
+        return pickle_py2({b"batch_label": name, b"labels": [int(x) for x in labels],
+                                 b"data": hwc_to_rows(images),
+                                 b"filenames": [b"img_%05d.png" % i for i in range(len(labels))]})  # fmt: skip
+
+    train_images, train_labels = split(per_batch * 5)
+    members = {}
+    for b in range(5):
+        part = slice(b * per_batch, (b + 1) * per_batch)
+        members[f"data_batch_{b + 1}"] = batch(train_images[part], train_labels[part], b"training batch")
+    test_images, test_labels = split(test)
+    members["test_batch"] = batch(test_images, test_labels, b"testing batch")
+    members["batches.meta"] = pickle_py2({b"num_cases_per_batch": per_batch, b"num_vis": 3072,
+                                                b"label_names": [n.encode() for n in CIFAR10_CLASSES]})  # fmt: skip
+    path = write_tar_gz(Path(dest) / "cifar10-learnable-python.tar.gz",
+                              [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()], dirs=["cifar-10-batches-py"])  # fmt: skip
+    return Learnable(path, train_labels, test_images, test_labels)

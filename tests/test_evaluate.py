@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 import synth
 from cifarkit.cli import app
-from test_train import make_learnable_cifar10, train_args
+from synth import make_learnable_cifar10
+from test_train import train_args
 
 runner = CliRunner()
 
@@ -133,7 +134,7 @@ def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
 
 
 def synth_colour(label: int):
-    from test_train import PALETTE
+    from synth import PALETTE
 
     return PALETTE[label].astype(np.uint8)
 

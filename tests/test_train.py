@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,53 +21,12 @@ import pytest
 from typer.testing import CliRunner
 
 import synth
+from synth import Learnable, make_learnable_cifar10
 from cifarkit.cli import app
 
 runner = CliRunner()
 
-# Ten well-separated colours: the class shows in every crop and mirror of an image.
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float64)  # fmt: skip
 RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json")
-
-
-@dataclass
-class Learnable:
-    path: Path
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-
-
-def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6,
-                           seed: int = 0) -> Learnable:  # fmt: skip
-    """A CIFAR-10 python archive (real layout, Python 2 pickles) whose images are their class's
-    colour blended with uniform noise; every class appears equally often in both splits."""
-    rng = np.random.default_rng(seed)
-
-    def split(n: int):
-        labels = np.arange(n) % 10
-        rng.shuffle(labels)
-        pixels = (1 - noise) * PALETTE[labels][:, None, None, :] + noise * rng.uniform(0, 255, (n, 32, 32, 3))
-        return pixels.round().astype(np.uint8), labels
-
-    def batch(images, labels, name: bytes):
-        return synth.pickle_py2({b"batch_label": name, b"labels": [int(x) for x in labels],
-                                 b"data": synth.hwc_to_rows(images),
-                                 b"filenames": [b"img_%05d.png" % i for i in range(len(labels))]})  # fmt: skip
-
-    train_images, train_labels = split(per_batch * 5)
-    members = {}
-    for b in range(5):
-        part = slice(b * per_batch, (b + 1) * per_batch)
-        members[f"data_batch_{b + 1}"] = batch(train_images[part], train_labels[part], b"training batch")
-    test_images, test_labels = split(test)
-    members["test_batch"] = batch(test_images, test_labels, b"testing batch")
-    members["batches.meta"] = synth.pickle_py2({b"num_cases_per_batch": per_batch, b"num_vis": 3072,
-                                                b"label_names": [n.encode() for n in synth.CIFAR10_CLASSES]})  # fmt: skip
-    path = synth.write_tar_gz(Path(dest) / "cifar10-learnable-python.tar.gz",
-                              [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()], dirs=["cifar-10-batches-py"])  # fmt: skip
-    return Learnable(path, train_labels, test_images, test_labels)
 
 
 def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
@@ -126,6 +84,8 @@ def test_two_epochs_write_every_run_file_and_lower_the_loss(finished_run, learna
                 "validation", "dataset", "stats", "strategy", "config"):  # fmt: skip
         assert key in report, key
     assert report["epochs_run"] == 2 and report["resumed_from_epoch"] is None
+    assert report["runtime"]["jit"] is False and report["runtime"]["steps_per_execution"] == 8  # 12 steps/epoch
+    assert "cpu_kernels" in report["runtime"]
     assert 0.5 < report["test"]["accuracy"] <= 1  # colours are easy; chance is 0.1
     assert report["test"]["accuracy"] <= report["test"]["top5"] <= 1
     assert report["test"]["images"] == 50 and "ten_crop_accuracy" not in report["test"]  # cifar recipe
