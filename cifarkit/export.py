@@ -19,19 +19,18 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from . import __version__
 from .errors import OutputError, UsageError
 from .parallel import default_workers, run_tasks
 from .sources.records import Dataset
-from .writers import image_tree, tfrecord
+from .writers import image_tree, png, tfrecord
 from .writers.atomic import output_error, remove_partials, write_text
 from .writers.manifest import write_json, write_labels, write_manifest
 
 FORMATS = ("jpg", "png", "tfrecord")
 STATE_FILE = ".cifarkit-export.json"
-IMAGES_PER_TASK = 1000  # per task sent to a worker: ~3 MB of CIFAR pixels, ~50 ms of work
+IMAGES_PER_TASK = 1000  # images per worker task and journal entry: ~50 ms of work
 IMAGES_PER_SHARD = 5000  # default shard size: 12 CIFAR-10 shards, enough to shard across workers
 METADATA_FILES = ("labels.txt", "manifest.csv", "dataset_info.json", STATE_FILE)
 STAGING_PREFIX = ".partial-"  # OUT/.partial-<split>: an image-tree split being written
@@ -93,9 +92,13 @@ def _fingerprint(dataset: Dataset, splits: tuple[str, ...], options: ExportOptio
     }
     if options.format == "jpg" or (options.format == "tfrecord" and options.encoding == "jpeg"):
         fp["quality"] = options.quality
+    if options.format == "png" or (options.format == "tfrecord" and options.encoding == "png"):
+        fp["png_deflate"] = png.COMPRESSOR  # ISA-L and zlib write different (equally valid) bytes
     if options.format == "tfrecord":
         fp["encoding"] = options.encoding
         fp["shards"] = {s: _shards(dataset.count(s), options) for s in splits}
+    else:
+        fp["layout"] = "staged splits"  # how an unfinished split looks on disk
     return fp
 
 
@@ -193,10 +196,11 @@ def _export_tree(dataset: Dataset, split: str, out: Path, options: ExportOptions
         return n
     done = _read_journal(staging / JOURNAL)
     todo = [chunk for chunk in chunks if chunk[1] not in done]
+    already = n - sum(stop - start for _, start, stop, *_ in todo)
     try:
         for name in set(dirs):
             (staging / name).mkdir(parents=True, exist_ok=True)
-        bar.update(n - sum(chunk[2] - chunk[1] for chunk in todo))
+        bar.update(already)
         with open(staging / JOURNAL, "a") as journal:
             for start, written in run_tasks(_write_chunk, todo, options.workers, shared=dataset):
                 journal.write(f"{start}\n")
@@ -206,7 +210,7 @@ def _export_tree(dataset: Dataset, split: str, out: Path, options: ExportOptions
         staging.rename(final)
     except OSError as exc:
         raise output_error(Path(exc.filename or staging), exc) from None
-    return n - sum(chunk[2] - chunk[1] for chunk in todo)
+    return already
 
 
 def _export_shards(dataset: Dataset, split: str, out: Path, options: ExportOptions, rows: list, bar) -> int:

@@ -271,3 +271,17 @@ def test_png_encoder_is_lossless_for_any_size():
         data = encode_png(image)
         np.testing.assert_array_equal(iio.imread(data, extension=".png"), image)
         np.testing.assert_array_equal(tf.io.decode_png(data).numpy(), image)
+
+
+def test_a_resume_with_another_png_compressor_is_refused(cifar10_tar, tmp_path, monkeypatch):
+    # ISA-L and zlib write different bytes for the same pixels: mixing them would break the
+    # promise that a resumed export is byte-identical to an uninterrupted one.
+    from cifarkit.writers import png
+
+    dataset, out = open_source(cifar10_tar.path), tmp_path / "out"
+    export_dataset(dataset, out, ExportOptions(format="png", workers=1))
+    state = json.loads((out / ".cifarkit-export.json").read_text())
+    assert state["png_deflate"] == png.COMPRESSOR and state["layout"] == "staged splits"
+    monkeypatch.setattr(png, "COMPRESSOR", "zlib level 6")
+    with pytest.raises(OutputError, match="other options"):
+        export_dataset(dataset, out, ExportOptions(format="png", workers=1))
