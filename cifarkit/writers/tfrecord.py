@@ -95,33 +95,21 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-_BYTES_LIST = _varint(1 << 3 | 2)  # Feature.bytes_list, and bytes_list.value
-_INT64_LIST = _varint(3 << 3 | 2)  # Feature.int64_list
-_MAP_VALUE = _varint(2 << 3 | 2)  # map entry's value
-
-
 @functools.lru_cache(maxsize=None)
 def _map_key(key: str) -> bytes:
-    return _field(1, key.encode())
+    return _field(1, key.encode())  # map entry's key
 
 
 def _feature(value: bytes | int) -> bytes:
     if isinstance(value, (bytes, bytearray)):
-        inner = _BYTES_LIST + _varint(len(value)) + value  # bytes_list{value: [value]}
-        return _BYTES_LIST + _varint(len(inner)) + inner
-    packed = _varint(int(value))
-    inner = _BYTES_LIST + _varint(len(packed)) + packed  # int64_list{value: [value]} packed
-    return _INT64_LIST + _varint(len(inner)) + inner
+        return _field(1, _field(1, value))  # bytes_list{value: [value]}
+    return _field(3, _field(1, _varint(int(value))))  # int64_list{value: [value]} packed
 
 
 def example_bytes(features: dict[str, bytes | int]) -> bytes:
     """Serialise a ``tf.train.Example`` holding one value per feature (runs once per image)."""
-    entries = []
-    for key in sorted(features):
-        feature = _feature(features[key])
-        entry = _map_key(key) + _MAP_VALUE + _varint(len(feature)) + feature
-        entries.append(_BYTES_LIST + _varint(len(entry)) + entry)  # features.feature map entry
-    return _field(1, b"".join(entries))
+    entries = b"".join(_field(1, _map_key(key) + _field(2, _feature(features[key]))) for key in sorted(features))
+    return _field(1, entries)
 
 
 # --- TFRecord framing ---------------------------------------------------------------------------
