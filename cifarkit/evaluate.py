@@ -10,8 +10,6 @@ the way the data reader brings mixed-size folder images to one size, then does t
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import tensorflow as tf
 
 from .errors import SourceError, UsageError
 from .writers.atomic import write_text
+from .writers.manifest import csv_text
 
 TOP_K = 5
 EVAL_BATCH = 256
@@ -217,18 +216,10 @@ def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {name: out / name for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png")}
     write_text(files["metrics.json"], json.dumps(result.summary(), indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["class", "correct", "images", "accuracy"])
-    for name, correct, total, accuracy in result.per_class():
-        writer.writerow([name, correct, total, f"{accuracy:.6f}"])
-    write_text(files["per_class.csv"], buffer.getvalue())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *result.class_names])
-    for name, row in zip(result.class_names, result.confusion):
-        writer.writerow([name, *row.tolist()])
-    write_text(files["confusion.csv"], buffer.getvalue())
+    per_class = [(name, correct, total, f"{accuracy:.6f}") for name, correct, total, accuracy in result.per_class()]
+    write_text(files["per_class.csv"], csv_text(["class", "correct", "images", "accuracy"], per_class))
+    confusion = [[name, *row.tolist()] for name, row in zip(result.class_names, result.confusion)]
+    write_text(files["confusion.csv"], csv_text(["true \\ predicted", *result.class_names], confusion))
     save_png(confusion_image(result.confusion, result.class_names), files["confusion.png"])
     return files
 
@@ -311,18 +302,16 @@ def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
 
 
 def predictions_csv(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     header = ["file", "height", "width"]
     for rank in range(1, k + 1):
         header += [f"class_{rank}", f"probability_{rank}"]
-    writer.writerow(header)
+    rows = []
     for p in predictions:
         row = [str(p.path), p.size[0], p.size[1]]
         for name, probability in p.top(k, names):
             row += [name, f"{probability:.6f}"]
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return csv_text(header, rows)
 
 
 def format_predictions(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:

@@ -18,13 +18,18 @@ def write_labels(path: Path, class_names: Iterable[str]) -> None:
     write_text(path, "".join(f"{name}\n" for name in class_names))
 
 
-def write_manifest(path: Path, rows: Iterable[tuple], coarse: bool) -> None:
-    """One row per image: where it went, its split, index, label and the file it came from."""
+def csv_text(header: Iterable, rows: Iterable[Iterable]) -> str:
+    """A CSV document (``\n`` line ends) from a header row and the rows under it."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS + (COARSE_COLUMNS if coarse else ()))
+    writer.writerow(header)
     writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_manifest(path: Path, rows: Iterable[tuple], coarse: bool) -> None:
+    """One row per image: where it went, its split, index, label and the file it came from."""
+    write_text(path, csv_text(MANIFEST_COLUMNS + (COARSE_COLUMNS if coarse else ()), rows))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
