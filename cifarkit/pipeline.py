@@ -27,7 +27,7 @@ AUGMENT_PLACES = ("host", "device")
 FILE_SHUFFLE_BUFFER = 10_000
 
 
-def _check_place(augment_on: str) -> None:
+def check_place(augment_on: str) -> None:
     if augment_on not in AUGMENT_PLACES:
         raise UsageError(f"--augment-on must be host or device. Received: augment_on={augment_on!r}")
 
@@ -59,7 +59,7 @@ def train_batches(source: DataSource, split: str, transform: Callable, *, batch_
     """Shuffled training batches: float32 augmented on the host, or uint8 for the device to augment."""
     import tensorflow as tf
 
-    _check_place(augment_on)
+    check_place(augment_on)
     ds = uint8_batches(source, split, batch_size=batch_size, shuffle=True, seed=seed, drop_remainder=True,
                        image_size=image_size, num_workers=num_workers)  # fmt: skip
     if augment_on == "host":

@@ -168,9 +168,9 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"--holdout must be 0 or more images. Received: holdout={resolved.holdout}")
     if resolved.limit_train is not None:
         _check_positive("limit-train", resolved.limit_train)
-    from .pipeline import _check_place
+    from .pipeline import check_place
 
-    _check_place(resolved.augment_on)
+    check_place(resolved.augment_on)
     from .strategy import STRATEGIES
 
     if resolved.strategy not in STRATEGIES:
@@ -407,10 +407,9 @@ def save_model_atomic(model, path: Path) -> None:
         model.save(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # after a failure; after the rename it is already gone
 
 
 # --------------------------------------------------------------------------------------------
