@@ -69,7 +69,10 @@ def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
     path = Path(path).expanduser()
     if path.is_dir():
         config_file = path / CONFIG_FILE
-        config = json.loads(config_file.read_text()) if config_file.is_file() else None
+        try:
+            config = json.loads(config_file.read_text()) if config_file.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"{config_file}: unreadable run configuration ({exc})") from None
         for name in (BEST_MODEL, LAST_MODEL):
             if (path / name).is_file():
                 return path / name, config

@@ -158,12 +158,16 @@ def test_predict_one_file_prints_a_table_without_a_csv(run, tmp_path):
         (["predict", "{run}", "{text}"], 1, "cannot decode image"),
         (["predict", "{run}", "{missing}"], 1, "no such file or folder"),
         (["evaluate", "{run}", "--split", "validation"], 2, "no split 'validation'"),
+        (["evaluate", "{broken}"], 1, "unreadable run configuration"),
     ],
 )
 def test_errors_are_one_line(run, tmp_path, args, code, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not an image")
-    names = {"empty": tmp_path / "empty", "text": tmp_path / "notes.txt", "missing": tmp_path / "nothing", "run": run}
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    names = {"empty": tmp_path / "empty", "text": tmp_path / "notes.txt", "missing": tmp_path / "nothing", "run": run,
+             "broken": tmp_path / "broken"}  # fmt: skip
     result = runner.invoke(app, [a.format(**names) for a in args])
     assert result.exit_code == code, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
