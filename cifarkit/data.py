@@ -82,6 +82,24 @@ def shard_policy(ds, by_file: bool):
     return ds.with_options(options)
 
 
+def without_autotune(ds):
+    """Switch tf.data's autotuning off for a pipeline that cifarkit itself iterates.
+
+    In TensorFlow 2.21 deleting an iterator of an autotuned pipeline blocks until the autotuning
+    thread's next wake-up, and those come at 10 ms, 30 ms, ... 5.11 s, 10.23 s, 20.47 s, 40.95 s,
+    81.91 s after the iterator was made, then every 60 s: Keras makes a new iterator every epoch
+    and every validation, so each of them stalled for up to a minute (2 s of every 8-s epoch in
+    scripts/bench_train.py). Without autotuning there is no such thread; AUTOTUNE parallelism then
+    stays at its starting value (the number of cores, at most 16). Datasets handed to users
+    (:func:`load`) keep TensorFlow's default.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def open_data(path: str | Path, *, verify: bool = True) -> DataSource:
     """Find out what ``path`` holds and return a :class:`DataSource` for it."""
     path = Path(path).expanduser()
@@ -200,7 +218,7 @@ def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if limit is not None:
         ds = ds.take(limit)
     images, labels = [], []
-    for image, label in ds.batch(1024).as_numpy_iterator():
+    for image, label in without_autotune(ds.batch(1024)).as_numpy_iterator():
         images.append(image)
         labels.append(label)
     if not images:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .data import AUTOTUNE, DataSource, shard_policy
+from .data import AUTOTUNE, DataSource, shard_policy, without_autotune
 from .errors import UsageError
 
 AUGMENT_PLACES = ("host", "device")
@@ -68,7 +68,7 @@ def train_batches(source: DataSource, split: str, transform: Callable, *, batch_
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds)
         ds = ds.map(lambda batch, s: (transform(batch[0], s), batch[1]), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return without_autotune(ds.prefetch(AUTOTUNE))
 
 
 def eval_batches(source: DataSource, split: str, transform: Callable | None, *, batch_size: int,
@@ -79,5 +79,5 @@ def eval_batches(source: DataSource, split: str, transform: Callable | None, *, 
                        image_size=image_size, num_workers=num_workers)  # fmt: skip
     if transform is not None:
         ds = ds.map(lambda x, y: (transform(x), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return without_autotune(ds.prefetch(AUTOTUNE))
 

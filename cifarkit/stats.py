@@ -150,7 +150,9 @@ def compute_source_stats(source, split: str = "train", *, image_size: int | None
     if split not in source.counts:
         raise SourceError(f"{source.location}: no split {split!r} to compute statistics from")
     moments = RunningMoments()
-    ds = source.dataset(split, image_size=image_size).batch(1024)
+    from .data import without_autotune
+
+    ds = without_autotune(source.dataset(split, image_size=image_size).batch(1024))
     with tqdm(total=source.counts[split], desc=f"stats {split}", unit="img", disable=not progress, leave=False) as bar:
         for images, _ in ds.as_numpy_iterator():
             moments.update(images)

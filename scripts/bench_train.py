@@ -24,6 +24,14 @@ cifarkit, cifarkit-augment, plain, ...), so a slow phase of a noisy machine hits
 contender; the ratio is taken per round against that round's plain run, and medians are
 reported.
 
+Each epoch is also split in two: the seconds outside the training steps (from the epoch's start
+to its first step, where Keras replaces the dataset iterator, and from its last step to its end)
+and the images/s within the steps. In TensorFlow 2.21 deleting an autotuned tf.data iterator
+waits for the autotuning thread's next wake-up (5.11 s, 10.23 s, 20.47 s, ... after the iterator
+was made), so a plain fit loses seconds at every epoch boundary; cifarkit's pipelines run without
+autotuning (``cifarkit.data.without_autotune``) and lose none. How much the plain fit loses
+depends on where its epoch ends in that schedule, so it changes with ``--images``.
+
     python scripts/bench_train.py --images 5120 --epochs 2 --rounds 5 --width 0.5 [--data PATH]
 """
 
@@ -57,24 +65,41 @@ def epoch_timer():
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
+        """Wall and CPU time per epoch, and how much of it lies outside the training steps: from
+        the epoch's start to its first step (where Keras replaces the dataset iterator), and from
+        the last step to the epoch's end."""
+
         def __init__(self):
             super().__init__()
-            self.seconds, self.cpu = [], []
+            self.seconds, self.cpu, self.boundary = [], [], []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.start, self.cpu_start = time.perf_counter(), _cpu_seconds()
+            self.first_step = self.last_step = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.first_step is None:
+                self.first_step = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_step = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):  # epoch-end metrics have synchronised the step
-            self.seconds.append(time.perf_counter() - self.start)
+            end = time.perf_counter()
+            self.seconds.append(end - self.start)
             self.cpu.append(_cpu_seconds() - self.cpu_start)
+            self.boundary.append((self.first_step - self.start) + (end - self.last_step))
 
     return EpochTimer()
 
 
 def _result(timer, images: int) -> dict:
-    seconds, cpu = timer.seconds[1:], timer.cpu[1:]  # the first epoch is the warm-up
+    seconds, cpu, boundary = timer.seconds[1:], timer.cpu[1:], timer.boundary[1:]  # the first epoch is the warm-up
+    steps_only = [s - b for s, b in zip(seconds, boundary)]
     return {"images_per_second": images / statistics.median(seconds),
-            "images_per_cpu_second": images / statistics.median(cpu)}  # fmt: skip
+            "images_per_cpu_second": images / statistics.median(cpu),
+            "boundary_seconds": statistics.median(boundary),
+            "step_images_per_second": images / statistics.median(steps_only)}  # fmt: skip
 
 
 def run_cifarkit(args, *, augment: bool) -> dict:
@@ -185,17 +210,24 @@ def main() -> None:
                 figures = launch(args, name, Path(tmp) / f"{name}-{round_}.json")
                 runs[name].append(figures)
                 print(f"  [{round_}/{args.rounds}] {name:<17} {figures['images_per_second']:7.1f} images/s  "
-                      f"{figures['images_per_cpu_second']:6.1f} images/CPU-s  ({figures['note']}; "
+                      f"{figures['images_per_cpu_second']:6.1f} images/CPU-s  {figures['boundary_seconds']:5.2f} s "
+                      f"outside steps/epoch  {figures['step_images_per_second']:6.1f} images/s within steps  "
+                      f"({figures['note']}; "
                       f"{ONEDNN}={figures[ONEDNN]})", flush=True)  # fmt: skip
     base = [r["images_per_second"] for r in runs[BASELINE]]
+    base_steps = [r["step_images_per_second"] for r in runs[BASELINE]]
     print(f"\n{'contender':<17} {'images/s':>9} {'min-max':>13} {'img/CPU-s':>10} {'ratio of medians':>17} "
-          f"{'median ratio':>13}")  # fmt: skip
+          f"{'median ratio':>13} {'s outside steps':>16} {'within steps':>13} {'ratio':>6}")  # fmt: skip
     for name in names:
         rates = [r["images_per_second"] for r in runs[name]]
         per_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[name])
         ratios = [a / b for a, b in zip(rates, base)]
+        boundary = statistics.median(r["boundary_seconds"] for r in runs[name])
+        steps = [r["step_images_per_second"] for r in runs[name]]
+        step_ratio = statistics.median(a / b for a, b in zip(steps, base_steps))
         print(f"{name:<17} {statistics.median(rates):9.1f} {min(rates):6.0f}-{max(rates):<6.0f} {per_cpu:10.1f} "
-              f"{statistics.median(rates) / statistics.median(base):16.2f}x {statistics.median(ratios):12.2f}x")  # fmt: skip
+              f"{statistics.median(rates) / statistics.median(base):16.2f}x {statistics.median(ratios):12.2f}x "
+              f"{boundary:16.2f} {statistics.median(steps):13.1f} {step_ratio:5.2f}x")  # fmt: skip
     if "cifarkit" in runs:
         ratio = statistics.median(a["images_per_second"] / b for a, b in zip(runs["cifarkit"], base))
         verdict = "PASS" if ratio >= TARGET else "SHORT"

@@ -143,3 +143,25 @@ def test_eval_batches_keep_dataset_order_and_every_image(cifar10_tar):
 def test_augment_place_is_checked(cifar10_tar):
     with pytest.raises(UsageError, match="gpu"):
         pipeline.train_batches(data.open_data(cifar10_tar.path), "train", None, batch_size=4, augment_on="gpu")
+
+
+@pytest.mark.parametrize("kind", ["source", "tfrecord-png"])
+def test_cifarkit_pipelines_run_without_autotuning_and_user_datasets_keep_it(cifar10_tar, exports, kind):
+    # TensorFlow 2.21 blocks the deletion of an autotuned iterator until the autotuning thread's
+    # next wake-up (seconds, up to a minute), and Keras deletes one every epoch and validation.
+    path = cifar10_tar.path if kind == "source" else exports[kind]
+    source = data.open_data(path)
+    moments = RunningMoments()
+    moments.update(cifar10_tar.splits["train"].images)
+    transform = train_transform(get_recipe("cifar"), moments.finish())
+    pipelines = {
+        "train on host": pipeline.train_batches(source, "train", transform, batch_size=8),
+        "train for the device": pipeline.train_batches(source, "train", None, batch_size=8, augment_on="device"),
+        "eval": pipeline.eval_batches(source, "test", None, batch_size=4),
+    }
+    for name, ds in pipelines.items():
+        assert ds.options().autotune.enabled is False, name
+    assert data.load(path, "train").options().autotune.enabled is not False  # a user's own pipeline
+    # Parallel maps still run: a host epoch gives every full batch, augmented.
+    images, _ = _epoch(pipelines["train on host"])
+    assert images.shape == (24, 32, 32, 3) and images.dtype == np.float32
