@@ -87,11 +87,11 @@ def without_autotune(ds):
 
     In TensorFlow 2.21 deleting an iterator of an autotuned pipeline blocks until the autotuning
     thread's next wake-up, and those come at 10 ms, 30 ms, ... 5.11 s, 10.23 s, 20.47 s, 40.95 s,
-    81.91 s after the iterator was made, then every 60 s: Keras makes a new iterator every epoch
-    and every validation, so each of them stalled for up to a minute (2 s of every 8-s epoch in
-    scripts/bench_train.py). Without autotuning there is no such thread; AUTOTUNE parallelism then
-    stays at its starting value (the number of cores, at most 16). Datasets handed to users
-    (:func:`load`) keep TensorFlow's default.
+    81.91 s after the iterator was made, then every 60 s. Keras makes a new iterator every epoch
+    and every validation pass, so each of them could stall for up to a minute (a plain
+    ``model.fit`` lost 0-8 s of each 12-s epoch in scripts/bench_train.py). Without autotuning
+    there is no such thread; AUTOTUNE parallelism then stays at its starting value (the number of
+    cores, at most 16). Datasets handed to users (:func:`load`) keep TensorFlow's default.
     """
     import tensorflow as tf
 

@@ -9,7 +9,9 @@ The order of the steps is the design, so it lives in one place:
   then the pipeline ships uint8 batches, 3 KB per CIFAR image instead of 600 KB per 227x227 float
   crop, and :class:`cifarkit.augment_layer.Augmentation` runs the same transform as the model's
   first layer;
-- prefetch last, so the next batch is being prepared while the current one trains.
+- prefetch last, so the next batch is being prepared while the current one trains;
+- tf.data's autotuning off, so no epoch or validation pass waits on its thread when Keras drops
+  the iterator (:func:`cifarkit.data.without_autotune`).
 
 Evaluation is a separate function with no randomness at all.
 """
