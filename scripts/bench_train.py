@@ -229,9 +229,12 @@ def main() -> None:
               f"{statistics.median(rates) / statistics.median(base):16.2f}x {statistics.median(ratios):12.2f}x "
               f"{boundary:16.2f} {statistics.median(steps):13.1f} {step_ratio:5.2f}x")  # fmt: skip
     if "cifarkit" in runs:
+        # Both, because the plain fit's loss at epoch boundaries depends on the epoch's length.
         ratio = statistics.median(a["images_per_second"] / b for a, b in zip(runs["cifarkit"], base))
-        verdict = "PASS" if ratio >= TARGET else "SHORT"
-        print(f"\ncifarkit trainer is {ratio:.2f}x plain model.fit (median of per-round ratios), target >= {TARGET}x: {verdict}")
+        step_ratio = statistics.median(a["step_images_per_second"] / b for a, b in zip(runs["cifarkit"], base_steps))
+        verdicts = ["PASS" if r >= TARGET else "SHORT" for r in (ratio, step_ratio)]
+        print(f"\ncifarkit trainer against plain model.fit (medians of per-round ratios), target >= {TARGET}x:\n"
+              f"  over whole epochs    {ratio:.2f}x {verdicts[0]}\n  within the steps     {step_ratio:.2f}x {verdicts[1]}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
 
