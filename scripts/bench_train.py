@@ -218,20 +218,20 @@ def main() -> None:
     base_steps = [r["step_images_per_second"] for r in runs[BASELINE]]
     print(f"\n{'contender':<17} {'images/s':>9} {'min-max':>13} {'img/CPU-s':>10} {'ratio of medians':>17} "
           f"{'median ratio':>13} {'s outside steps':>16} {'within steps':>13} {'ratio':>6}")  # fmt: skip
+    ratios = {}  # name -> (median per-round ratio over whole epochs, the same within the steps)
     for name in names:
         rates = [r["images_per_second"] for r in runs[name]]
         per_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[name])
-        ratios = [a / b for a, b in zip(rates, base)]
         boundary = statistics.median(r["boundary_seconds"] for r in runs[name])
         steps = [r["step_images_per_second"] for r in runs[name]]
-        step_ratio = statistics.median(a / b for a, b in zip(steps, base_steps))
+        ratios[name] = (statistics.median(a / b for a, b in zip(rates, base)),
+                        statistics.median(a / b for a, b in zip(steps, base_steps)))  # fmt: skip
         print(f"{name:<17} {statistics.median(rates):9.1f} {min(rates):6.0f}-{max(rates):<6.0f} {per_cpu:10.1f} "
-              f"{statistics.median(rates) / statistics.median(base):16.2f}x {statistics.median(ratios):12.2f}x "
-              f"{boundary:16.2f} {statistics.median(steps):13.1f} {step_ratio:5.2f}x")  # fmt: skip
-    if "cifarkit" in runs:
+              f"{statistics.median(rates) / statistics.median(base):16.2f}x {ratios[name][0]:12.2f}x "
+              f"{boundary:16.2f} {statistics.median(steps):13.1f} {ratios[name][1]:5.2f}x")  # fmt: skip
+    if "cifarkit" in ratios:
         # Both, because the plain fit's loss at epoch boundaries depends on the epoch's length.
-        ratio = statistics.median(a["images_per_second"] / b for a, b in zip(runs["cifarkit"], base))
-        step_ratio = statistics.median(a["step_images_per_second"] / b for a, b in zip(runs["cifarkit"], base_steps))
+        ratio, step_ratio = ratios["cifarkit"]
         verdicts = ["PASS" if r >= TARGET else "SHORT" for r in (ratio, step_ratio)]
         print(f"\ncifarkit trainer against plain model.fit (medians of per-round ratios), target >= {TARGET}x:\n"
               f"  over whole epochs    {ratio:.2f}x {verdicts[0]}\n  within the steps     {step_ratio:.2f}x {verdicts[1]}")  # fmt: skip
