@@ -447,7 +447,8 @@ def predict(
 
 
 def main() -> None:
-    from .tf_runtime import prefer_onednn
+    from .tf_runtime import prefer_onednn, quiet_tensorflow_startup
 
     prefer_onednn()  # before any command imports TensorFlow
+    quiet_tensorflow_startup()
     app(prog_name="cifarkit")

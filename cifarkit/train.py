@@ -42,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import OutputError, SourceError, UsageError
+from .tf_runtime import cpu_has_bfloat16, onednn_state
 from .writers.atomic import remove_partials, write_text
 
 OPTIMIZERS = ("sgd", "adam")
@@ -848,7 +849,11 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
     policy_before = keras.config.dtype_policy()
     if config.precision == "mixed":
         # bfloat16 on CPUs (no float16 matrix units there, and no loss scaling needed); float16 on GPUs.
-        keras.config.set_dtype_policy("mixed_float16" if _gpu_visible() else "mixed_bfloat16")
+        gpu = _gpu_visible()
+        keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+        if not gpu and cpu_has_bfloat16() is False:
+            say("note: this CPU has no bfloat16 arithmetic (AVX-512 BF16, AMX or Arm BF16), so --precision "
+                "mixed is emulated and much slower than float32 here")  # fmt: skip
     try:
         with placement.strategy.scope():
             export_model, network = build_models(config, data, source.class_names, stats)
@@ -973,7 +978,6 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
 
 def _final_report(config, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
     from .evaluate import evaluate_model, load_model
-    from .tf_runtime import onednn_state
 
     model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)

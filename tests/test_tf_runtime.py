@@ -41,3 +41,75 @@ def test_too_late_once_tensorflow_is_loaded(monkeypatch):
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     prefer_onednn()
     assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ  # no claim that could not take effect
+
+
+def test_filtered_stderr_drops_known_banners_and_passes_on_the_rest(capfd):
+    from cifarkit.tf_runtime import STARTUP_BANNERS, filtered_stderr
+
+    with filtered_stderr(STARTUP_BANNERS):
+        # Written to the file descriptor, as TensorFlow's C++ code does, not through sys.stderr.
+        os.write(2, b"I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see\n")
+        os.write(2, b"something the user must see\n")
+        os.write(2, b"E0000 00:00:1.0 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+    assert capfd.readouterr().err == "something the user must see\n"
+
+    with pytest.raises(RuntimeError), filtered_stderr(STARTUP_BANNERS):
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n")
+        raise RuntimeError("import failed")
+    assert "oneDNN custom operations are on" in capfd.readouterr().err  # a failure shows everything
+
+
+QUIET_PROBE = """
+import sys
+from cifarkit.tf_runtime import prefer_onednn, quiet_tensorflow_startup
+prefer_onednn()
+quiet_tensorflow_startup()
+import tensorflow as tf
+# The GPU probe ran during the import; devices and thread pools must still be configurable.
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+print(len(tf.config.list_logical_devices("CPU")), tf.constant(2) * 3)
+print("end", file=sys.stderr)
+"""
+
+
+def _quiet_probe(log_level: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    if log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = log_level
+    done = subprocess.run([sys.executable, "-c", QUIET_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 tf.Tensor(6,")
+    return done
+
+
+def test_commands_load_tensorflow_without_its_banners_unless_the_user_sets_the_log_level():
+    assert _quiet_probe(None).stderr == "end\n"
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # The banners are real (so the first check means something), and a user's own
+        # TF_CPP_MIN_LOG_LEVEL gets TensorFlow's output untouched.
+        assert "oneDNN custom operations are on" in _quiet_probe("0").stderr
+
+
+def test_a_failing_command_prints_one_line_after_loading_tensorflow(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    command = [sys.executable, "-m", "cifarkit", "evaluate", str(tmp_path / "missing-run")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr == f"cifarkit: error: {tmp_path / 'missing-run'}: no such run folder or model file\n"
+
+
+def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
+    from cifarkit.tf_runtime import cpu_has_bfloat16
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    sapphire = tmp_path / "sapphire"
+    sapphire.write_text("flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    graviton = tmp_path / "graviton"
+    graviton.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
+    assert cpu_has_bfloat16(avx2) is False
+    assert cpu_has_bfloat16(sapphire) is True
+    assert cpu_has_bfloat16(graviton) is True
+    assert cpu_has_bfloat16(tmp_path / "missing") is None  # not Linux: no claim either way

@@ -175,14 +175,18 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
     assert augmentation.recipe.name == "cifar" and network.name == "lenet5" and names == synth.CIFAR10_CLASSES
 
 
-def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learnable, tmp_path):
+def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learnable, tmp_path, monkeypatch):
     import keras
 
+    from cifarkit import train as train_module
     from cifarkit.evaluate import load_model, model_parts
     from cifarkit.train import TrainConfig, train
 
+    monkeypatch.setattr(train_module, "cpu_has_bfloat16", lambda: False)  # as on an AVX2-only CPU
+    notes = []
     result = train(TrainConfig(model="lenet5", workdir=str(tmp_path / "mixed"), data=str(learnable.path), epochs=2,
-                               batch_size=16, precision="mixed"), quiet=True)  # fmt: skip
+                               batch_size=16, precision="mixed"), say=notes.append)  # fmt: skip
+    assert any("no bfloat16 arithmetic" in note for note in notes)  # the user hears why it is slow
     assert keras.config.dtype_policy().name == "float32"  # set for building only
     network = model_parts(load_model(tmp_path / "mixed" / "best.keras"))[1]
     assert network.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
