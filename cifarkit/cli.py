@@ -32,7 +32,35 @@ class _OneLineErrors(TyperGroup):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Exception as exc:
+            message = _tensorflow_error(exc)
+            if message is None:
+                raise  # a bug in cifarkit: the traceback is what its report needs
+            _fail(message, 1)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+# TensorFlow's runtime errors that bad input or a small machine cause, with what to do about them.
+_TENSORFLOW_HINTS = {
+    "DataLossError": "the data is corrupt (re-export or re-download it)",
+    "ResourceExhaustedError": "out of memory (try a smaller --batch-size)",
+}
+
+
+def _tensorflow_error(exc: Exception) -> str | None:
+    """One line for an error TensorFlow raised while running (a corrupt record, an exhausted
+    device): its first line, without the graph's node names. None for anything else."""
+    import re
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(exc, tf.errors.OpError):
+        return None
+    text = re.sub(r"\{\{[^}]*\}\}", "", exc.message or "")  # {{function_node ...}} {{node ...}}
+    text = re.split(r"\s*\[\[|\s*\[Op:", text)[0]  # [[...]] node context, [Op:...] suffix
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    kind = type(exc).__name__
+    what = _TENSORFLOW_HINTS.get(kind, "TensorFlow failed")
+    return f"{what}: {lines[0] if lines else kind} ({kind})"
 
 
 def _fail(message: str, code: int) -> None:

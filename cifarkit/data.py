@@ -55,11 +55,25 @@ class DataSource:
         if split not in self.counts:
             raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
         ds = self._build(split)
+        if num_workers <= 1:
+            # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
+            # epochs without a "ran out of data" warning, and a shard that holds fewer or more
+            # records than dataset_info.json says fail loudly. Not under multi-worker sharding,
+            # where each worker reads only its share.
+            ds = _with_length(ds, self.counts[split])
         if self.image_shape is None:
             if image_size is None:
                 raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
             ds = ds.map(_squarer(image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
+
+
+def _with_length(ds, count: int):
+    import tensorflow as tf
+
+    if ds.cardinality() != tf.data.UNKNOWN_CARDINALITY:
+        return ds
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def _squarer(size: int):

@@ -95,6 +95,40 @@ def test_a_truncated_archive_is_a_clear_error(cifar10_tar, tmp_path):
     assert "corrupt or truncated" in result.stderr
 
 
+def _tfrecord_export(cifar10_tar, out: Path) -> Path:
+    result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "tfrecord", "--out", str(out),
+                                 "--encoding", "raw", "--workers", "1", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_corrupt_tfrecord_is_one_line_not_a_tensorflow_traceback(cifar10_tar, tmp_path):
+    export = _tfrecord_export(cifar10_tar, tmp_path / "records")
+    shard = next(export.glob("*train.tfrecord-*"))
+    corrupt = bytearray(shard.read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF  # inside a record's pixels: its CRC no longer matches
+    shard.write_bytes(bytes(corrupt))
+    result = runner.invoke(app, ["stats", "--source", str(export), "--out", str(tmp_path / "stats.json"), "--quiet"])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
+    assert len(errors) == 1 and "the data is corrupt" in errors[0] and "corrupted record" in errors[0], result.stderr
+    assert "{{" not in errors[0] and "Traceback" not in result.output
+    assert not (tmp_path / "stats.json").exists()
+
+
+def test_a_tfrecord_export_shorter_than_its_info_says_is_refused(cifar10_tar, tmp_path):
+    import json
+
+    export = _tfrecord_export(cifar10_tar, tmp_path / "records")
+    info = json.loads((export / "dataset_info.json").read_text())
+    info["splits"]["train"]["count"] = 31  # the shard holds 30
+    (export / "dataset_info.json").write_text(json.dumps(info))
+    result = runner.invoke(app, ["stats", "--source", str(export), "--out", str(tmp_path / "stats.json"), "--quiet"])
+    assert result.exit_code == 1
+    assert "expected to contain 31 elements but contained only 30" in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_killed_export_resumes_and_ends_byte_identical(tmp_path):
     data = synth.make_cifar10_python(tmp_path / "src", per_batch=1600, test=1000)
     command = [sys.executable, "-m", "cifarkit", "export", "--source", str(data.path), "--format", "png",

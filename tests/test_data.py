@@ -61,6 +61,22 @@ def test_reader_kinds_and_shard_policies(cifar10_tar, exports):
     assert one_shard.dataset("train", num_workers=2).options().experimental_distribute.auto_shard_policy == policy.DATA
 
 
+@pytest.mark.parametrize("kind", ["source", "png", "tfrecord-png"])
+def test_datasets_know_their_length(cifar10_tar, exports, kind):
+    path = cifar10_tar.path if kind == "source" else exports[kind]
+    assert len(data.load(path, "train")) == 30 and len(data.load(path, "test")) == 10  # as with tfds
+    source = data.open_data(path)
+    unchanged = lambda images, seed: images  # noqa: E731
+    assert len(pipeline.train_batches(source, "train", unchanged, batch_size=8)) == 3  # 30 // 8: whole batches
+    assert len(pipeline.eval_batches(source, "test", None, batch_size=8)) == 2  # 8 + 2
+
+
+def test_a_worker_share_of_tfrecord_shards_makes_no_claim_about_its_length(exports):
+    # Under multi-worker sharding each worker reads some of the shards, so the total would be wrong.
+    ds = data.open_data(exports["tfrecord-png"]).dataset("train", num_workers=2)
+    assert ds.cardinality() == tf.data.UNKNOWN_CARDINALITY
+
+
 def test_image_tree_of_mixed_sizes_is_squared_when_asked(tmp_path):
     tree = synth.make_image_folder(tmp_path / "pets", per_class={"train": 3, "test": 2})
     source = data.open_data(tmp_path / "pets")
