@@ -64,6 +64,8 @@ def _tensorflow_error(exc: Exception) -> str | None:
 
 
 def _fail(message: str, code: int) -> None:
+    # One line, whatever a library's message held (grep, log scrapers and people read it so).
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     typer.echo(f"cifarkit: error: {message}", err=True)
     sys.exit(code)
 

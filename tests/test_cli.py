@@ -72,6 +72,7 @@ def test_errors_are_one_line_with_an_exit_code(args, code, message):
     assert result.exit_code == code
     lines = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
+    assert result.stderr.endswith(lines[0] + "\n"), result.stderr  # nothing of the message on further lines
     assert "Traceback" not in result.output
 
 

@@ -156,6 +156,7 @@ def test_predict_one_file_prints_a_table_without_a_csv(run, tmp_path):
         (["evaluate", "{text}"], 2, "a run folder or a .keras file"),
         (["evaluate", "{missing}"], 1, "no such run folder or model file"),
         (["predict", "{run}", "{text}"], 1, "cannot decode image"),
+        (["predict", "{run}", "{fake_png}"], 1, "cannot decode image"),  # imageio's message has several lines
         (["predict", "{run}", "{missing}"], 1, "no such file or folder"),
         (["evaluate", "{run}", "--split", "validation"], 2, "no split 'validation'"),
         (["evaluate", "{broken}"], 1, "unreadable run configuration"),
@@ -164,14 +165,16 @@ def test_predict_one_file_prints_a_table_without_a_csv(run, tmp_path):
 def test_errors_are_one_line(run, tmp_path, args, code, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "fake.png").write_text("not an image either")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     names = {"empty": tmp_path / "empty", "text": tmp_path / "notes.txt", "missing": tmp_path / "nothing", "run": run,
-             "broken": tmp_path / "broken"}  # fmt: skip
+             "broken": tmp_path / "broken", "fake_png": tmp_path / "fake.png"}  # fmt: skip
     result = runner.invoke(app, [a.format(**names) for a in args])
     assert result.exit_code == code, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
+    assert result.stderr.endswith(errors[0] + "\n"), result.stderr  # the message ends the output, whole
     assert "Traceback" not in result.output
 
 

@@ -31,7 +31,8 @@ def read_image(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore", DeprecationWarning)
             img = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many kinds; all mean "not a readable image"
-        raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+        reason = (str(exc).strip().splitlines() or [""])[0]  # imageio adds lines of plugin advice
+        raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     elif img.ndim == 3 and img.shape[-1] == 4:
