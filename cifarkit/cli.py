@@ -180,7 +180,7 @@ def info(
 @app.command()
 def download(
     name: Annotated[str, typer.Argument(help="cifar10, cifar10-binary, cifar100 or cifar100-binary.")] = "cifar10",
-    dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("data"),
+    dest: Annotated[Path, typer.Option("--dest", "--out", "-o", help="Folder to download into.")] = Path("data"),
     url: Annotated[Optional[str], typer.Option(help="Mirror: full URL of the file, or a base URL ending in '/'.")] = None,
     md5: Annotated[Optional[str], typer.Option(help="Expected md5 (default: the official one).")] = None,
     retries: Annotated[int, typer.Option(help="Retries after a failed or cut-off transfer.")] = 3,

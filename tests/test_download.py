@@ -357,3 +357,17 @@ def test_unwritable_destination_is_an_output_error(server: ServerState, tmp_path
         fetch(server, blocker / "sub")
     assert isinstance(caught.value, CifarkitError)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("folder_option", ["--dest", "--out", "-o"])
+def test_the_command_downloads_into_the_folder_named(server: ServerState, tmp_path: Path, folder_option: str) -> None:
+    from typer.testing import CliRunner
+
+    from cifarkit.cli import app
+
+    out = tmp_path / "archives"
+    result = CliRunner().invoke(app, ["download", "cifar10", "--url", server.url, "--md5", PAYLOAD_MD5,
+                                      folder_option, str(out), "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / FILE).read_bytes() == PAYLOAD
+    assert sorted(p.name for p in out.iterdir()) == [FILE]  # no partial left beside it
