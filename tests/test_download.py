@@ -300,6 +300,20 @@ def test_connection_refused_is_a_download_error(tmp_path: Path, monkeypatch: pyt
     assert f"127.0.0.1:{port}/{FILE}" in str(caught.value)
 
 
+
+def test_failed_download_removes_the_folders_it_made(server: ServerState, tmp_path: Path) -> None:
+    server.fail_statuses = [404]
+    with pytest.raises(DownloadError):
+        fetch(server, tmp_path / "new" / "archives")
+    assert list(tmp_path.iterdir()) == []  # neither "new" nor "new/archives" is left behind
+
+
+def test_folder_holding_a_partial_download_is_kept(server: ServerState, tmp_path: Path) -> None:
+    server.truncate_first = 1
+    with pytest.raises(DownloadError):
+        fetch(server, tmp_path / "archives", retries=0)
+    assert part_of(tmp_path / "archives").read_bytes() == PAYLOAD[: len(PAYLOAD) // 2]
+
 # --- checksums, URLs and destinations ---------------------------------------------------------
 
 

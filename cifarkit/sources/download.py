@@ -139,12 +139,29 @@ def download(
             tqdm.write(message, file=sys.stderr)
 
     dest_dir = Path(dest_dir)
-    final = dest_dir / file_name
+    created = _make_folders(dest_dir)
     try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(dest_dir, exc) from exc
+        return _download_into(dest_dir / file_name, source, expected, retries, timeout, verify, backoff, quiet, say)
+    except BaseException:
+        # A download that failed before a single byte arrived leaves no trace: the folders it
+        # made are removed again when they are still empty (a kept .part file keeps them).
+        _remove_empty(created)
+        raise
 
+
+def _download_into(
+    final: Path,
+    source: str,
+    expected: str,
+    retries: int,
+    timeout: float,
+    verify: bool,
+    backoff: float,
+    quiet: bool,
+    say: Callable[[str], None],
+) -> Path:
+    """The body of :func:`download` once ``final``'s folder exists."""
+    file_name = final.name
     if final.is_file():
         if not verify:
             say(f"{final}: already present (not verified)")
@@ -208,6 +225,28 @@ def download(
         raise output_error(final, exc) from exc
     say(f"{final}: downloaded" + (", verified" if verify else " (not verified)"))
     return final
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and any missing parents; return the ones this call created, deepest first."""
+    missing = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from exc
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first, so a parent is empty once its child is gone
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or not ours to remove): keep it and everything above it
 
 
 def _fetch(source: str, part: Path, timeout: float, bar: tqdm, say: Callable[[str], None]) -> None:
