@@ -102,7 +102,8 @@ def _result(timer, images: int) -> dict:
             "step_images_per_second": images / statistics.median(steps_only)}  # fmt: skip
 
 
-def run_cifarkit(args, *, augment: bool) -> dict:
+def build_cifarkit(data: Path, images: int, width: float, *, augment: bool):
+    """What ``cifarkit train`` builds: (compiled Keras model, batched dataset, steps per epoch, note)."""
     from cifarkit.tf_runtime import prefer_onednn
 
     prefer_onednn()  # what `cifarkit train` does before TensorFlow loads
@@ -112,23 +113,28 @@ def run_cifarkit(args, *, augment: bool) -> dict:
     from cifarkit.strategy import make_strategy
     from cifarkit.train import TrainConfig, compile_for_training, open_run_data, resolve
 
-    config = resolve(TrainConfig(model=MODEL, workdir="unused", data=str(args.data), verify=False, batch_size=BATCH,
-                                 limit_train=args.images, model_options={"width": args.width}))  # fmt: skip
-    data = open_run_data(config)
-    stats = stats_for(data.source, "train")
-    steps = data.source.counts["train"] // BATCH
-    compiled = compile_for_training(config, make_strategy("auto"), data, stats, steps)
+    config = resolve(TrainConfig(model=MODEL, workdir="unused", data=str(data), verify=False, batch_size=BATCH,
+                                 limit_train=images, model_options={"width": width}))  # fmt: skip
+    run_data = open_run_data(config)
+    stats = stats_for(run_data.source, "train")
+    steps = run_data.source.counts["train"] // BATCH
+    compiled = compile_for_training(config, make_strategy("auto"), run_data, stats, steps)
     recipe = get_recipe(config.recipe)
     if augment:
         transform = train_transform(recipe, stats)
     else:
         centre = eval_transform(recipe, stats)
         transform = lambda images, seed: centre(images)  # noqa: E731
-    ds = train_batches(data.source, "train", transform, batch_size=BATCH, seed=0, augment_on=config.augment_on)
+    ds = train_batches(run_data.source, "train", transform, batch_size=BATCH, seed=0, augment_on=config.augment_on)
+    note = f"steps_per_execution={compiled.steps_per_execution}, jit={config.jit}, augment_on={config.augment_on}"
+    return compiled.train_model, ds, steps, note
+
+
+def run_cifarkit(args, *, augment: bool) -> dict:
+    model, ds, steps, note = build_cifarkit(args.data, args.images, args.width, augment=augment)
     timer = epoch_timer()
-    compiled.train_model.fit(ds, epochs=1 + args.epochs, callbacks=[timer], verbose=0, shuffle=False)
-    return _result(timer, steps * BATCH) | {"note": f"steps_per_execution={compiled.steps_per_execution}, "
-                                                    f"jit={config.jit}, augment_on={config.augment_on}"}  # fmt: skip
+    model.fit(ds, epochs=1 + args.epochs, callbacks=[timer], verbose=0, shuffle=False)
+    return _result(timer, steps * BATCH) | {"note": note}
 
 
 def run_plain(args) -> dict:
