@@ -144,6 +144,22 @@ def test_alexnet_cifar_width_scales_conv_and_fc_layers():
     assert half.get_layer("pool5").output.shape[1:] == (4, 4, 128)
 
 
+
+@pytest.mark.parametrize("name, options, first_bn", [("alexnet-cifar", {"width": 0.25}, "bn1"), ("vgg11", {}, "bn1_1")])
+def test_batch_norm_statistics_catch_up_within_a_short_run(name, options, first_bn):
+    # Thirty training batches: evaluation must already see what training sees. With Keras's
+    # default momentum (0.99) the moving averages would still be 74% their initial 0 and 1,
+    # and a short run would evaluate at chance.
+    keras.utils.set_random_seed(0)
+    model = create_model(name, num_classes=CLASSES, **options)
+    first = keras.Model(model.input, model.get_layer(first_bn).output)
+    images = np.random.default_rng(0).normal(5.0, 3.0, (16, 32, 32, 3)).astype(np.float32)
+    for _ in range(30):
+        trained = first(images, training=True)
+    evaluated = first(images, training=False)
+    gap = np.abs(np.asarray(evaluated) - np.asarray(trained))
+    assert float(np.mean(gap)) < 0.2, f"evaluation differs from training by {float(np.mean(gap)):.2f} on average"
+
 def test_lenet_modern_switches_to_relu_and_max_pooling():
     classic = create_model("lenet5", num_classes=CLASSES)
     modern = create_model("lenet5", num_classes=CLASSES, modern=True)

@@ -107,7 +107,7 @@ def alexnet_cifar(num_classes: int = 10, input_shape=None, *, width: float = 1.0
     """AlexNet's shape for 32x32: five 3x3 conv + batch norm layers, FC 2048-2048 (width scales both)."""
     import keras
 
-    from .layers import check_dropout, check_num_classes, float32_logits, image_input
+    from .layers import batch_norm_layer, check_dropout, check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
@@ -122,7 +122,7 @@ def alexnet_cifar(num_classes: int = 10, input_shape=None, *, width: float = 1.0
         # No conv bias: the batch norm that follows subtracts the mean and adds its own offset.
         x = keras.layers.Conv2D(scaled(channels), CIFAR_KERNEL, padding="same", use_bias=False,
                                 kernel_initializer="he_normal", name=f"conv{index}")(x)  # fmt: skip
-        x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = batch_norm_layer(f"bn{index}")(x)
         x = keras.layers.ReLU(name=f"relu{index}")(x)
         if index in CIFAR_POOL_AFTER:
             # "same" keeps the paper's overlapping 3x3/2 windows and halves 32 -> 16 -> 8 -> 4 exactly.

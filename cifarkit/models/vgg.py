@@ -40,7 +40,7 @@ VGG_CONFIGS = {
 def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: float) -> keras.Model:
     import keras
 
-    from .layers import check_dropout, check_num_classes, float32_logits, image_input
+    from .layers import batch_norm_layer, check_dropout, check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)
     check_dropout(dropout)
@@ -56,7 +56,7 @@ def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: 
         x = keras.layers.Conv2D(item, KERNEL, padding="same", use_bias=not batch_norm,
                                 kernel_initializer="he_normal", name=f"conv{suffix}")(x)  # fmt: skip
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{suffix}")(x)
+            x = batch_norm_layer(f"bn{suffix}")(x)
         x = keras.layers.ReLU(name=f"relu{suffix}")(x)
         index += 1
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
