@@ -458,10 +458,13 @@ def predict(
     run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras) or a .keras file.")],
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of them (any size, any format imageio reads).")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per image.")] = 5,
-    csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the table as CSV [default: predictions.csv in the run folder, or <model>-predictions.csv beside a .keras file].")] = None,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
-    from .evaluate import find_images, format_predictions, load_model, model_parts, predict_files, predictions_csv, resolve_model_path
+    from .evaluate import (
+        default_predictions_csv, find_images, format_predictions, load_model, model_parts, predict_files,
+        predictions_csv, resolve_model_path,
+    )  # fmt: skip
     from .writers.atomic import write_text
 
     model_path, _ = resolve_model_path(run)
@@ -471,9 +474,9 @@ def predict(
     k = min(top_k, len(names))
     predictions = predict_files(model, files)
     typer.echo(format_predictions(predictions, names, k))
-    if csv is not None:
-        write_text(csv, predictions_csv(predictions, names, k))
-        typer.echo(f"wrote {csv}")
+    out = csv if csv is not None else default_predictions_csv(run, model_path)
+    write_text(out, predictions_csv(predictions, names, k))
+    typer.echo(f"wrote {out}", err=True)  # stdout stays the table alone, for pipes
 
 
 def main() -> None:

@@ -85,6 +85,15 @@ def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
     return path, None
 
 
+def default_predictions_csv(run: Path, model_path: Path) -> Path:
+    """Where ``predict`` writes its CSV unless told: inside the run folder it was given, like
+    ``evaluate``'s files, or beside a ``.keras`` file given directly."""
+    run = Path(run).expanduser()
+    if run.is_dir():
+        return run / "predictions.csv"
+    return model_path.with_name(f"{model_path.stem}-predictions.csv")
+
+
 def model_parts(model):
     """(augmentation layer, network, class names) of a model saved by ``cifarkit train``."""
     from .augment_layer import Augmentation

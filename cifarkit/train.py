@@ -959,7 +959,8 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
         say(f"resumed from the backup in {backup_folder}: continuing at epoch {initial_epoch + 1} of "
             f"{config.epochs}{partial}")  # fmt: skip
     say(f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
-        f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} epochs, batch "
+        f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
+        f"epoch{'' if config.epochs == 1 else 's'}, batch "
         f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "
         f"{config.augment_on}, {config.precision}")  # fmt: skip
 

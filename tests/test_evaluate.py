@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
@@ -139,14 +140,30 @@ def synth_colour(label: int):
     return PALETTE[label].astype(np.uint8)
 
 
-def test_predict_one_file_prints_a_table_without_a_csv(run, tmp_path):
+def test_predict_one_file_prints_a_table_and_writes_the_csv_beside_the_model(run, tmp_path):
+    model = tmp_path / "model.keras"
+    shutil.copyfile(run / "best.keras", model)
     image = tmp_path / "one.png"
     iio.imwrite(image, np.full((32, 32, 3), synth_colour(0), np.uint8))
-    result = runner.invoke(app, ["predict", str(run / "best.keras"), str(image), "--top-k", "3"])
+    result = runner.invoke(app, ["predict", str(model), str(image), "--top-k", "3"])
     assert result.exit_code == 0, result.output
-    line = next(line for line in result.stdout.splitlines() if "one.png" in line)
+    lines = result.stdout.splitlines()
+    line = next(line for line in lines if "one.png" in line)
     assert len(line.split()) == 1 + 2 * 3  # file, then three (class, probability) pairs
-    assert not list(tmp_path.glob("*.csv"))
+    assert not any("wrote" in line for line in lines)  # stdout is the table alone
+    written = tmp_path / "model-predictions.csv"
+    assert f"wrote {written}" in result.stderr
+    rows = _rows(written)
+    assert [row[0] for row in rows[1:]] == [str(image)]
+    assert rows[1][3::2] == line.split()[1::2]  # the same three classes, in the same order
+
+
+def test_predict_from_a_run_folder_writes_the_csv_into_it(run, tmp_path):
+    image = tmp_path / "two.png"
+    iio.imwrite(image, np.full((32, 32, 3), synth_colour(1), np.uint8))
+    result = runner.invoke(app, ["predict", str(run), str(image)])
+    assert result.exit_code == 0, result.output
+    assert [row[0] for row in _rows(run / "predictions.csv")[1:]] == [str(image)]
 
 
 @pytest.mark.parametrize(
