@@ -84,6 +84,23 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"cifarkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _cifarkit(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """CIFAR-10/100 read safely, exported fast, fed to TensorFlow."""
+
+
 SourceOption = Annotated[
     Optional[Path],
     typer.Option("--source", "-s", help="Archive, extracted folder or image tree. Default: search the usual places, then the bundled sample."),

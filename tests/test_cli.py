@@ -25,6 +25,17 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+
+def test_version_prints_the_installed_version_without_loading_tensorflow():
+    from importlib.metadata import version
+
+    probe = ("import sys; from cifarkit.cli import main; sys.argv = ['cifarkit', '--version']\n"
+             "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+             "print('tensorflow' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"cifarkit {version('cifarkit')}", "False"]
+
 def test_export_writes_the_tree_and_says_so(cifar10_tar, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "png", "--out", str(out), "--workers", "1"])
