@@ -170,10 +170,13 @@ def export(
 @app.command()
 def info(
     source: Annotated[Optional[Path], typer.Argument(help="Dataset to describe. Default: as for export.")] = None,
+    source_option: Annotated[Optional[Path], typer.Option("--source", "-s", help="The same, named as in the other commands.")] = None,
     no_verify: NoVerifyOption = False,
 ) -> None:
     """Show the format found, its verification status and counts per split and class."""
-    dataset, _ = _open(source, no_verify, quiet=True)
+    if source is not None and source_option is not None and source != source_option:
+        raise UsageError(f"two datasets named ({source} and --source {source_option}); describe one at a time")
+    dataset, _ = _open(source if source is not None else source_option, no_verify, quiet=True)
     lines = [
         f"source:       {dataset.location}",
         f"dataset:      {dataset.name}",

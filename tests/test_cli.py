@@ -59,8 +59,9 @@ def test_export_with_no_source_uses_the_bundled_sample_and_says_so(tmp_path, mon
         assert counts == {name: per_class for name in counts} and len(counts) == 10
 
 
-def test_info_reports_format_verification_and_counts(cifar10_tar):
-    result = runner.invoke(app, ["info", str(SAMPLE_PATH)])
+@pytest.mark.parametrize("how", [[], ["--source"], ["-s"]])
+def test_info_reports_format_verification_and_counts(how):
+    result = runner.invoke(app, ["info", *how, str(SAMPLE_PATH)])
     assert result.exit_code == 0, result.output
     assert "CIFAR-10, python version" in result.stdout
     assert "verified" in result.stdout
@@ -76,6 +77,7 @@ def test_info_reports_format_verification_and_counts(cifar10_tar):
         (["export", "--quality", "0"], 2, "quality=0"),
         (["export", "--bogus"], 2, "No such option"),
         (["download", "cifar11"], 2, "cifar10"),
+        (["info", "a.tar.gz", "--source", "b.tar.gz"], 2, "describe one at a time"),
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(args, code, message):
