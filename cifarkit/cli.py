@@ -103,7 +103,7 @@ def _cifarkit(
 
 SourceOption = Annotated[
     Optional[Path],
-    typer.Option("--source", "-s", help="Archive, extracted folder or image tree. Default: search the usual places, then the bundled sample."),
+    typer.Option("--source", "-s", "--data", "-d", help="Archive, extracted folder or image tree. Default: search the usual places, then the bundled sample."),
 ]  # fmt: skip
 NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
@@ -170,7 +170,7 @@ def export(
 @app.command()
 def info(
     source: Annotated[Optional[Path], typer.Argument(help="Dataset to describe. Default: as for export.")] = None,
-    source_option: Annotated[Optional[Path], typer.Option("--source", "-s", help="The same, named as in the other commands.")] = None,
+    source_option: Annotated[Optional[Path], typer.Option("--source", "-s", "--data", "-d", help="The same, named as in the other commands.")] = None,
     no_verify: NoVerifyOption = False,
 ) -> None:
     """Show the format found, its verification status and counts per split and class."""
@@ -355,7 +355,7 @@ def summary(
 
 DataOption = Annotated[
     Optional[Path],
-    typer.Option("--data", "-d", help="Archive, extracted folder, image tree or TFRecord export. Default: search the usual places, then the bundled sample."),
+    typer.Option("--data", "-d", "--source", "-s", help="Archive, extracted folder, image tree or TFRecord export. Default: search the usual places, then the bundled sample."),
 ]  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def test_export_with_no_source_uses_the_bundled_sample_and_says_so(tmp_path, mon
         assert counts == {name: per_class for name in counts} and len(counts) == 10
 
 
-@pytest.mark.parametrize("how", [[], ["--source"], ["-s"]])
+@pytest.mark.parametrize("how", [[], ["--source"], ["-s"], ["--data"]])
 def test_info_reports_format_verification_and_counts(how):
     result = runner.invoke(app, ["info", *how, str(SAMPLE_PATH)])
     assert result.exit_code == 0, result.output

@@ -67,9 +67,10 @@ def test_evaluate_a_run_gives_the_reported_accuracy_and_a_consistent_confusion_m
     assert picture.ndim == 3 and picture.shape[2] == 3 and min(picture.shape[:2]) > 10 * 40
 
 
-def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path):
+@pytest.mark.parametrize("option", ["--data", "--source"])  # --source as in export and stats
+def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, option):
     out = tmp_path / "file-eval"
-    result = runner.invoke(app, ["evaluate", str(run / "best.keras"), "--data", str(data.path), "--out", str(out), "--quiet"])
+    result = runner.invoke(app, ["evaluate", str(run / "best.keras"), option, str(data.path), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     from_file = json.loads((out / "metrics.json").read_text())
     report = json.loads((run / "report.json").read_text())

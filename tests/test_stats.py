@@ -62,9 +62,10 @@ def test_bundled_cifar10_stats_are_used_only_for_the_full_training_split(cifar10
     assert stats_for(source) == bundled
 
 
-def test_cli_stats_writes_the_numbers(cifar10_tar, tmp_path):
+@pytest.mark.parametrize("option", ["--source", "--data"])  # --data as in train and evaluate
+def test_cli_stats_writes_the_numbers(cifar10_tar, tmp_path, option):
     out = tmp_path / "s.json"
-    result = runner.invoke(app, ["stats", "--source", str(cifar10_tar.path), "--out", str(out), "--quiet"])
+    result = runner.invoke(app, ["stats", option, str(cifar10_tar.path), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "cifar10 train: 30 images" in result.stdout
     mean, std, _ = _numpy_truth(cifar10_tar.splits["train"].images)
