@@ -25,6 +25,9 @@ class _OneLineErrors(TyperGroup):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except TyperException as exc:  # bad option or argument: exit code 2
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `cifarkit`: the help, as it is laid out
+                exc.show()
+                sys.exit(exc.exit_code)
             _fail(exc.format_message(), exc.exit_code)
         except typer.Abort:
             _fail("interrupted", 130)
@@ -83,6 +86,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
 
 def _print_version(value: bool) -> None:
     if value:

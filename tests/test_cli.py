@@ -36,6 +36,15 @@ def test_version_prints_the_installed_version_without_loading_tensorflow():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"cifarkit {version('cifarkit')}", "False"]
 
+
+def test_bare_command_shows_the_help_laid_out_as_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2  # as click does for a group called without a command
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Usage: ") and "Commands:" in lines
+    assert sum(line.split()[0] in ("export", "train", "predict") for line in lines if line.strip()) == 3
+    assert "error" not in result.stderr
+
 def test_export_writes_the_tree_and_says_so(cifar10_tar, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "png", "--out", str(out), "--workers", "1"])
