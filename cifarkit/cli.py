@@ -382,7 +382,7 @@ def _model_options(items: Optional[list[str]]) -> dict:
 @app.command()
 def train(
     model: Annotated[str, typer.Argument(help="A registered model name (see `cifarkit models`).")],
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Run folder: checkpoints, history, logs, report. Re-run the same command to resume.")],
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", "-w", help="Run folder: checkpoints, history, logs, report. Re-run the same command to resume. Default: runs/MODEL.")] = None,
     data: DataOption = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images. Default: 90 for alexnet, 30 otherwise.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch, split across replicas. Default: 128.")] = None,
@@ -413,6 +413,9 @@ def train(
     from .train import train as run_training
 
     model_info(model)  # an unknown name fails before TensorFlow is imported
+    if workdir is None:
+        workdir = Path("runs") / model
+        _say(f"run folder: {workdir} (--workdir to choose another)", quiet)
     path, sample = _find(data, quiet)
     config = TrainConfig(
         model=model, workdir=str(workdir), data=str(path), sample=sample, verify=not no_verify,

@@ -272,15 +272,16 @@ def test_curves_chart_draws_both_series_in_their_colours():
     assert plots.nice_ticks(1, 20) == [0, 5, 10, 15, 20]
 
 
-def test_without_data_it_trains_on_the_bundled_sample_and_says_so(tmp_path, monkeypatch):
+def test_without_data_or_workdir_it_trains_on_the_bundled_sample_into_runs_model(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFARKIT_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
-    result = runner.invoke(app, ["train", "lenet5", "--workdir", "run", "--epochs", "1", "--batch-size", "50"])
+    result = runner.invoke(app, ["train", "lenet5", "--epochs", "1", "--batch-size", "50"])
     assert result.exit_code == 0, result.output
     assert "bundled" in result.stderr and "sample" in result.stderr
-    report = json.loads((tmp_path / "work" / "run" / "report.json").read_text())
+    assert "run folder: runs/lenet5" in result.stderr
+    report = json.loads((tmp_path / "work" / "runs" / "lenet5" / "report.json").read_text())
     assert report["dataset"]["bundled_sample"] is True and report["dataset"]["name"] == "cifar10"
     assert report["dataset"]["counts"] == {"train": 200, "test": 100}
     assert report["config"]["sample"] is True
