@@ -29,13 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import BATCH, MODEL, REAL_ARCHIVE, build_cifarkit  # noqa: E402
 
-# Op kind by TensorFlow op type (oneDNN's rewrites carry an _Mkl/_MklNative prefix, dropped first).
-CONVOLUTION = {"Conv2D": "convolution forward", "Conv2DBackpropInput": "convolution input gradient",
-               "Conv2DBackpropFilter": "convolution filter gradient",
-               "Conv2DWithBias": "convolution forward", "_FusedConv2D": "convolution forward"}  # fmt: skip
-BY_TYPE = {"MatMul": "dense (matmul)", "FusedMatMul": "dense (matmul)", "BiasAddGrad": "dense (matmul)",
-           "MaxPool": "pooling", "MaxPoolGrad": "pooling", "Relu": "relu", "ReluGrad": "relu",
-           "FusedBatchNormV3": "batch norm", "FusedBatchNormGradV3": "batch norm"}  # fmt: skip
+# Op kind by TensorFlow op type, with oneDNN's "_Mkl"/"_MklNative" prefix and the leading "_" of
+# grappler's fused ops dropped first (so "_MklNativeConv2D", "_FusedConv2D" and "Conv2D" agree).
+KIND_BY_TYPE = {
+    "Conv2D": "convolution forward", "FusedConv2D": "convolution forward", "Conv2DWithBias": "convolution forward",
+    "Conv2DBackpropInput": "convolution input gradient", "Conv2DBackpropFilter": "convolution filter gradient",
+    "MatMul": "dense (matmul)", "FusedMatMul": "dense (matmul)", "BiasAddGrad": "dense (matmul)",
+    "MaxPool": "pooling", "MaxPoolGrad": "pooling", "Relu": "relu", "ReluGrad": "relu",
+    "FusedBatchNormV3": "batch norm", "FusedBatchNormGradV3": "batch norm",
+}  # fmt: skip
 # Scopes whose element-wise ops belong to a layer (Keras builds batch norm from small ops).
 BY_SCOPE = (("batchnorm", "batch norm"), ("moments", "batch norm"), ("/bn", "batch norm"),
             ("SGD", "optimizer update"), ("sgd", "optimizer update"), ("Adam", "optimizer update"))  # fmt: skip
@@ -44,11 +46,9 @@ _OP_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def op_kind(name: str, op_type: str) -> str:
-    base = op_type.removeprefix("_MklNative").removeprefix("_Mkl")
-    if base in CONVOLUTION or op_type in CONVOLUTION:
-        return CONVOLUTION.get(base, CONVOLUTION.get(op_type))
-    if base in BY_TYPE:
-        return BY_TYPE[base]
+    base = op_type.removeprefix("_MklNative").removeprefix("_Mkl").removeprefix("_")
+    if base in KIND_BY_TYPE:
+        return KIND_BY_TYPE[base]
     for scope, kind in BY_SCOPE:
         if scope in name:
             return kind
@@ -109,10 +109,11 @@ def main() -> None:
         kinds, types = op_seconds(traces[-1])
 
     total_steps = steps * args.epochs
+    images_per_second = BATCH * total_steps / wall
     step_ms = 1000 * wall / total_steps
     op_ms = 1000 * sum(kinds.values()) / total_steps
     print(f"{MODEL} width {args.width}, batch {BATCH}, {total_steps} traced steps ({note})")
-    print(f"wall {step_ms:.0f} ms a step ({BATCH * total_steps / wall:.0f} images/s, profiler on); "
+    print(f"wall {step_ms:.0f} ms a step ({images_per_second:.0f} images/s, profiler on); "
           f"op time {op_ms:.0f} ms a step summed over threads\n")  # fmt: skip
     print(f"{'kind':<30} {'ms/step':>8} {'share':>6}")
     for kind, seconds in sorted(kinds.items(), key=lambda item: -item[1]):
@@ -124,7 +125,7 @@ def main() -> None:
 
     conv_share = sum(s for k, s in kinds.items() if k.startswith("convolution")) / sum(kinds.values())
     print(f"\nconvolutions: {conv_share:.0%} of op time. If every other op took no time, a step would run at "
-          f"about {BATCH * total_steps / wall / conv_share:.0f} images/s (now {BATCH * total_steps / wall:.0f}).")  # fmt: skip
+          f"about {images_per_second / conv_share:.0f} images/s (now {images_per_second:.0f}).")  # fmt: skip
 
 
 if __name__ == "__main__":
