@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import SourceError
+from .errors import SourceError, UsageError
 from .writers.atomic import write_text
 
 SCALE = "[0, 1]: uint8 pixel / 255"
@@ -148,7 +148,7 @@ def compute_source_stats(source, split: str = "train", *, image_size: int | None
     from tqdm import tqdm
 
     if split not in source.counts:
-        raise SourceError(f"{source.location}: no split {split!r} to compute statistics from")
+        raise UsageError(f"{source.location}: no split {split!r} to compute statistics from; it has {', '.join(source.counts)}")
     moments = RunningMoments()
     from .data import without_autotune
 

@@ -82,11 +82,12 @@ def test_info_reports_format_verification_and_counts(how):
     "args, code, message",
     [
         (["export", "--source", "/no/such/place"], 1, "no such file or folder"),
-        (["export", "--format", "bmp"], 2, "unknown format 'bmp'"),
+        (["export", "--format", "bmp"], 2, "'bmp' is not one of 'jpg', 'png', 'tfrecord'"),
         (["export", "--quality", "0"], 2, "quality=0"),
         (["export", "--bogus"], 2, "No such option"),
         (["download", "cifar11"], 2, "cifar10"),
         (["info", "a.tar.gz", "--source", "b.tar.gz"], 2, "describe one at a time"),
+        (["stats", "--split", "nosuch", "-q"], 2, "no split 'nosuch'"),
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(args, code, message):

@@ -1,0 +1,98 @@
+"""The Typer application and its one error boundary.
+
+Every :class:`~cifarkit.errors.CifarkitError` and every usage error becomes one line on stderr
+and a non-zero exit code (1 for failures, 2 for bad usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from ..errors import CifarkitError
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns errors into one readable line; used by the console script and by CliRunner alike."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as exc:  # bad option or argument: exit code 2
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `cifarkit`: the help, as it is laid out
+                exc.show()
+                sys.exit(exc.exit_code)
+            fail(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            fail("interrupted", 130)
+        except CifarkitError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:
+            message = tensorflow_error(exc)
+            if message is None:
+                raise  # a bug in cifarkit: the traceback is what its report needs
+            fail(message, 1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+# TensorFlow's runtime errors that bad input or a small machine cause, with what to do about them.
+_TENSORFLOW_HINTS = {
+    "DataLossError": "the data is corrupt (re-export or re-download it)",
+    "ResourceExhaustedError": "out of memory (try a smaller --batch-size)",
+}
+
+
+def tensorflow_error(exc: Exception) -> str | None:
+    """One line for an error TensorFlow raised while running (a corrupt record, an exhausted
+    device): its first line, without the graph's node names. None for anything else."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(exc, tf.errors.OpError):
+        return None
+    text = re.sub(r"\{\{[^}]*\}\}", "", exc.message or "")  # {{function_node ...}} {{node ...}}
+    text = re.split(r"\s*\[\[|\s*\[Op:", text)[0]  # [[...]] node context, [Op:...] suffix
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    kind = type(exc).__name__
+    what = _TENSORFLOW_HINTS.get(kind, "TensorFlow failed")
+    return f"{what}: {lines[0] if lines else kind} ({kind})"
+
+
+def fail(message: str, code: int) -> None:
+    # One line, whatever a library's message held (grep, log scrapers and people read it so).
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = message.replace(": Value error, ", ": ")  # Click's wording around an enum's refusal
+    typer.echo(f"cifarkit: error: {message}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="CIFAR-10/100 read safely, exported fast, fed to TensorFlow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"cifarkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _cifarkit(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """CIFAR-10/100 read safely, exported fast, fed to TensorFlow."""

@@ -1,0 +1,165 @@
+"""Commands that read and write datasets: export, info, download, stats, augment-preview."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import (
+    DataOption, Encoding, ExportFormat, NoVerifyOption, QuietOption, RecipeName, open_data, open_records, say,
+    split_list,
+)  # fmt: skip
+
+
+@app.command()
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = ExportFormat.jpg,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: ./<dataset>-<format>.")] = None,
+    source: DataOption = None,
+    split: Annotated[Optional[str], typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
+    quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 95,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes. Default: all cores.")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")] = None,
+    encoding: Annotated[Encoding, typer.Option(case_sensitive=False, help="TFRecord image encoding (png is lossless).")] = Encoding.png,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a dataset as a labelled JPEG/PNG folder tree or sharded TFRecords."""
+    from ..export import ExportOptions, export_dataset
+    from ..parallel import default_workers
+
+    options = ExportOptions(
+        format=format.value, splits=split_list(split), quality=quality, shards=shards,
+        workers=default_workers() if workers is None else workers, encoding=encoding.value,
+        overwrite=overwrite, quiet=quiet,
+    )  # fmt: skip
+    dataset, sample = open_records(source, no_verify, quiet)
+    if out is None:
+        out = Path(f"{dataset.name}{'-sample' if sample else ''}-{options.format}")
+    start = time.perf_counter()
+    summary = export_dataset(dataset, out, options)
+    seconds = time.perf_counter() - start
+    total = sum(summary.counts.values())
+    per_split = ", ".join(f"{s} {n:,}" for s, n in summary.counts.items())
+    if summary.skipped:
+        say(f"resumed: {summary.skipped:,} images were already written by an earlier run", quiet)
+    typer.echo(f"Exported {total:,} images ({per_split}) as {options.format} to {out} "
+               f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)")  # fmt: skip
+
+
+@app.command()
+def info(
+    source: Annotated[Optional[Path], typer.Argument(help="Dataset to describe (or --data). Default: as for export.")] = None,
+    source_option: DataOption = None,
+    no_verify: NoVerifyOption = False,
+) -> None:
+    """Show the format found, its verification status and counts per split and class."""
+    if source is not None and source_option is not None and source != source_option:
+        raise UsageError(f"two datasets named ({source} and --data {source_option}); describe one at a time")
+    dataset, _ = open_records(source if source is not None else source_option, no_verify, quiet=True)
+    lines = [
+        f"source:       {dataset.location}",
+        f"dataset:      {dataset.name}",
+        f"format:       {dataset.format}",
+        f"verification: {dataset.verification}",
+    ]
+    lines += [f"note:         {note}" for note in dataset.notes]
+    splits = dataset.splits
+    lines.append(f"classes:      {len(dataset.class_names)}"
+                 + (f" fine, {len(dataset.coarse_class_names)} coarse" if dataset.coarse_class_names else ""))  # fmt: skip
+    width = max(12, *(len(n) for n in dataset.class_names))
+    lines.append("")
+    lines.append(f"{'class':<{width}}" + "".join(f"{s:>10}" for s in splits))
+    counts = {s: dataset.class_counts(s) for s in splits}
+    for name in dataset.class_names:
+        lines.append(f"{name:<{width}}" + "".join(f"{counts[s][name]:>10,}" for s in splits))
+    lines.append(f"{'total':<{width}}" + "".join(f"{dataset.count(s):>10,}" for s in splits))
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="cifar10, cifar10-binary, cifar100 or cifar100-binary.")] = "cifar10",
+    dest: Annotated[Path, typer.Option("--dest", "--out", "-o", help="Folder to download into.")] = Path("data"),
+    url: Annotated[Optional[str], typer.Option(help="Mirror: full URL of the file, or a base URL ending in '/'.")] = None,
+    md5: Annotated[Optional[str], typer.Option(help="Expected md5 (default: the official one).")] = None,
+    retries: Annotated[int, typer.Option(help="Retries after a failed or cut-off transfer.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 30.0,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Download an official archive: resumable, retried, checksum-verified, atomic."""
+    from ..sources.download import download as fetch
+
+    path = fetch(name, dest, url=url, md5=md5, retries=retries, timeout=timeout, verify=not no_verify, quiet=quiet)
+    typer.echo(str(path))
+
+
+@app.command()
+def stats(
+    source: DataOption = None,
+    split: Annotated[str, typer.Option(help="Split to measure.")] = "train",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the statistics.")] = Path("stats.json"),
+    image_size: Annotated[Optional[int], typer.Option(help="Square size for image trees of mixed sizes.")] = None,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Per-channel mean and std, RGB covariance and its eigen decomposition (float64, [0, 1] scale)."""
+    from ..stats import compute_source_stats, save_stats
+
+    data = open_data(source, no_verify, quiet)
+    if data.image_shape is None and image_size is None:
+        image_size = 256
+        say("images differ in size: measuring them brought to 256x256 (--image-size to change)", quiet)
+    result = compute_source_stats(data, split, image_size=image_size, progress=not quiet and sys.stderr.isatty())
+    save_stats(result, out)
+    fmt = lambda values: "  ".join(f"{v:.4f}" for v in values)  # noqa: E731
+    typer.echo("\n".join([
+        f"{data.name} {split}: {result.images:,} images, pixel scale {result.scale}",
+        f"mean        {fmt(result.mean)}   (x255: {fmt(m * 255 for m in result.mean)})",
+        f"std         {fmt(result.std)}   (x255: {fmt(s * 255 for s in result.std)})",
+        f"eigenvalues {fmt(result.eigenvalues)}",
+        f"wrote {out}",
+    ]))  # fmt: skip
+
+
+@app.command("augment-preview")
+def augment_preview(
+    source: DataOption = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("preview.png"),
+    recipe: Annotated[RecipeName, typer.Option(case_sensitive=False, help="Augmentation recipe.")] = RecipeName.paper,
+    crop: Annotated[Optional[int], typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
+    images: Annotated[int, typer.Option(min=1, help="Source images (rows).")] = 8,
+    views: Annotated[int, typer.Option(min=1, help="Augmented views per image.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the random views.")] = 0,
+    stages: Annotated[bool, typer.Option(help="One row per step: resize, crop, flip, colour.")] = False,
+    split: Annotated[str, typer.Option(help="Split to take images from.")] = "train",
+    cell: Annotated[int, typer.Option(min=16, help="Size of each picture in the grid, in pixels.")] = 96,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a PNG grid: each source image followed by the views the network will see."""
+    from ..data import to_numpy
+    from ..preview import pick_images, write_preview
+    from ..recipes import get_recipe
+    from ..stats import stats_for
+
+    chosen = get_recipe(recipe.value, crop)
+    data = open_data(source, no_verify, quiet)
+    size = None if data.image_shape else chosen.source_size
+    # A few hundred images are enough to pick a varied set from without reading a whole split.
+    pixels, labels = to_numpy(data.dataset(split, image_size=size), limit=max(images * 50, 500))
+    picked = pick_images(pixels, labels, images)
+    statistics = stats_for(data, image_size=size)
+    captions = [data.class_names[labels[i]] for i in picked]
+    width, height = write_preview(out, pixels[picked], captions, chosen, statistics, views=views, seed=seed,
+                                  stages=stages, cell=cell)  # fmt: skip
+    typer.echo(f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views, recipe "
+               f"{chosen.name}: {chosen.describe()}")  # fmt: skip

@@ -1,0 +1,186 @@
+"""Commands about models: models, summary, train, evaluate, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app
+from .options import (
+    AugmentPlace, DataOption, NoVerifyOption, OptimizerName, Precision, QuietOption, RecipeName, ScheduleName,
+    StrategyName, find, model_options, say, value,
+)  # fmt: skip
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered models with their input size and default recipe."""
+    from ..models import list_models
+
+    rows = [("model", "input", "recipe", "description")]
+    rows += [(m.name, f"{m.input_size}x{m.input_size}", m.recipe, m.description) for m in list_models()]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for name, size, recipe, description in rows:
+        typer.echo(f"{name:<{widths[0]}}  {size:<{widths[1]}}  {recipe:<{widths[2]}}  {description}")
+
+
+@app.command()
+def summary(
+    model: Annotated[str, typer.Argument(help="A registered model name (see `cifarkit models`).")],
+    classes: Annotated[int, typer.Option("--classes", min=1, help="Classes of the output layer.")] = 10,
+    groups: Annotated[Optional[int], typer.Option(help="alexnet: 2 for the paper's two-tower conv2, conv4, conv5.")] = None,
+    input_size: Annotated[Optional[int], typer.Option("--input-size", min=1, help="Square input size in pixels. Default: the model's own.")] = None,
+) -> None:
+    """Each layer's output shape and parameter count, then the totals."""
+    import math
+
+    from ..constants import CHANNELS
+    from ..models import create_model, model_info
+
+    model_info(model)  # an unknown name fails here, before Keras is imported
+    options: dict = {}
+    if groups is not None:  # only passed when given: other models have no such option
+        options["groups"] = groups
+    if input_size is not None:
+        options["input_shape"] = (input_size, input_size, CHANNELS)
+    net = create_model(model, num_classes=classes, **options)
+
+    rows = [("layer", "output shape", "params")]
+    rows += [(layer.name, str(tuple(layer.output.shape[1:])), f"{layer.count_params():,}") for layer in net.layers]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    height, width, channels = net.input_shape[1:]
+    lines = [f"Model: {model} (input {height}x{width}x{channels}, {classes} classes)", ""]
+    lines += [f"{name:<{widths[0]}}  {shape:<{widths[1]}}  {params:>{widths[2]}}" for name, shape, params in rows]
+    trainable = sum(math.prod(w.shape) for w in net.trainable_weights)
+    lines += ["", f"Total params: {net.count_params():,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {net.count_params() - trainable:,}"]  # fmt: skip
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="A registered model name (see `cifarkit models`).")],
+    workdir: Annotated[Optional[Path], typer.Option("--workdir", "-w", help="Run folder: checkpoints, history, logs, report. Re-run the same command to resume. Default: runs/MODEL.")] = None,
+    data: DataOption = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images. Default: 90 for alexnet, 30 otherwise.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch, split across replicas. Default: 128.")] = None,
+    recipe: Annotated[Optional[RecipeName], typer.Option(case_sensitive=False, help="Augmentation recipe. Default: the model's own.")] = None,
+    crop: Annotated[Optional[int], typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
+    optimizer: Annotated[Optional[OptimizerName], typer.Option(case_sensitive=False, help="sgd (momentum, L2 on kernels) or adam (AdamW). Default: sgd.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate. Default: 0.01 for alexnet, 0.05 for the others, 0.001 with adam.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum. Default: 0.9.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. Default: 5e-4.")] = None,
+    schedule: Annotated[Optional[ScheduleName], typer.Option(case_sensitive=False, help="plateau (divide by 10 when validation stalls), cosine or step. Default: plateau for alexnet, cosine otherwise.")] = None,
+    label_smoothing: Annotated[float, typer.Option("--label-smoothing", help="Label smoothing in [0, 1).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")] = 0,
+    precision: Annotated[Precision, typer.Option(case_sensitive=False, help="float32, or mixed (bfloat16 on CPU, float16 on GPU).")] = Precision.float32,
+    jit: Annotated[Optional[bool], typer.Option("--jit/--no-jit", help="XLA-compile the training step. Default: on with a GPU.")] = None,
+    steps_per_execution: Annotated[int, typer.Option("--steps-per-execution", help="Training steps per call into the compiled function.")] = 8,
+    augment_on: Annotated[Optional[AugmentPlace], typer.Option("--augment-on", case_sensitive=False, help="host (tf.data) or device (first layer of the model). Default: device with a GPU, else host.")] = None,
+    strategy: Annotated[StrategyName, typer.Option(case_sensitive=False, help="tf.distribute strategy; multi-worker reads $TF_CONFIG.")] = StrategyName.auto,
+    holdout: Annotated[int, typer.Option(help="Hold this many training images out for validation. Default 0: validate on the test split.")] = 0,
+    limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on only this many training images (quick runs).")] = None,
+    model_option: Annotated[Optional[list[str]], typer.Option("--model-option", "-m", help="Model option KEY=VALUE, e.g. width=0.5 or groups=2; repeatable.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run with other settings in --workdir.")] = False,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a model; the run folder gets best/last models, history, curves, logs and a report."""
+    from ..models import model_info
+    from ..train import REPORT_FILE, TrainConfig
+    from ..train import train as run_training
+
+    model_info(model)  # an unknown name fails before TensorFlow is imported
+    if workdir is None:
+        workdir = Path("runs") / model
+        say(f"run folder: {workdir} (--workdir to choose another)", quiet)
+    path, sample = find(data, quiet)
+    config = TrainConfig(
+        model=model, workdir=str(workdir), data=str(path), sample=sample, verify=not no_verify,
+        model_options=model_options(model_option), epochs=epochs, batch_size=batch_size, recipe=value(recipe),
+        crop=crop, optimizer=value(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay,
+        schedule=value(schedule), label_smoothing=label_smoothing, seed=seed, precision=value(precision), jit=jit,
+        steps_per_execution=steps_per_execution, augment_on=value(augment_on), strategy=value(strategy),
+        holdout=holdout, limit_train=limit_train,
+    )  # fmt: skip
+    result = run_training(config, overwrite=overwrite, quiet=quiet, say=lambda m: say(m, quiet))
+    if not result.report:  # a worker other than the chief: the chief reports
+        typer.echo("worker finished; the chief wrote the run folder")
+        return
+    test = result.report["test"]
+    line = (f"test accuracy {test['accuracy']:.4f}, top-{test['top_k']} {test['top5']:.4f}"
+            + (f", ten-crop {test['ten_crop_accuracy']:.4f}" if "ten_crop_accuracy" in test else "")
+            + f" ({test['model']})")  # fmt: skip
+    if result.already_finished:
+        typer.echo(f"{result.workdir} already holds this run, finished: {line}; nothing to do "
+                   "(--overwrite to train again)")  # fmt: skip
+        return
+    report = result.report
+    epochs_run = report["epochs_run"]
+    typer.echo(f"Trained {report['model']} for {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {report['wall_seconds']:.1f} s "
+               f"({report['images_per_second']:,.0f} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras and its data) or a .keras file.")],
+    data: DataOption = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate: test, train, or holdout for a run trained with one.")] = "test",
+    ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over ten crops (corners, centre, mirrors).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for metrics.json, per_class.csv, confusion.csv/png. Default: RUN/eval-SPLIT, or beside the .keras file.")] = None,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
+    from ..evaluate import evaluate_model, format_summary, load_model, resolve_model_path, write_evaluation
+    from ..train import TrainConfig, open_run_data
+
+    model_path, run_config = resolve_model_path(run)
+    if run_config is not None and data is None:
+        # The run's own data, with its holdout and training subset, so "holdout" means the same images.
+        config = TrainConfig.from_json(run_config)
+        say(f"Reading {config.data} (the run's data) ...", quiet)
+        source = open_run_data(config).source
+    else:
+        path, _ = find(data, quiet)
+        say(f"Reading {path} ...", quiet)
+        from ..data import open_data
+
+        source = open_data(path, verify=not no_verify)
+    model = load_model(model_path)
+    result = evaluate_model(model, source, split, ten_crop=ten_crop)
+    if out is None:
+        suffix = f"eval-{split}" + ("-ten-crop" if ten_crop else "")
+        out = model_path.parent / suffix if run_config is not None else model_path.with_name(f"{model_path.stem}-{suffix}")
+    files = write_evaluation(result, out)
+    typer.echo(f"model:          {model_path}")
+    typer.echo(format_summary(result))
+    typer.echo(f"\nwrote {', '.join(str(f) for f in files.values())}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras) or a .keras file.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of them (any size, any format imageio reads).")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per image.")] = 5,
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the table as CSV [default: predictions.csv in the run folder, or <model>-predictions.csv beside a .keras file].")] = None,
+) -> None:
+    """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
+    from ..evaluate import (
+        default_predictions_csv, find_images, format_predictions, load_model, model_parts, predict_files,
+        predictions_csv, resolve_model_path,
+    )  # fmt: skip
+    from ..writers.atomic import write_text
+
+    model_path, _ = resolve_model_path(run)
+    files = find_images(images)
+    model = load_model(model_path)
+    names = model_parts(model)[2]
+    k = min(top_k, len(names))
+    predictions = predict_files(model, files)
+    typer.echo(format_predictions(predictions, names, k))
+    out = csv if csv is not None else default_predictions_csv(run, model_path)
+    write_text(out, predictions_csv(predictions, names, k))
+    typer.echo(f"wrote {out}", err=True)  # stdout stays the table alone, for pipes
