@@ -20,33 +20,59 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
 
 
+# Pixels an image header may claim: 100 megapixels (a 10000 x 10000 photo, 300 MB decoded as RGB)
+# is far beyond any dataset image; a bigger claim is a decompression bomb (a 20000 x 20000 PNG of
+# zeros is a few hundred KB on disk and 1.2 GB decoded), refused before anything is decoded.
+MAX_PIXELS = 100_000_000
+# Pillow modes of 16 or 32 bits per grey pixel; scaled to 8 bits by keeping the high byte.
+_WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Decode any image imageio reads into (H, W, 3) uint8: grey is repeated, alpha dropped."""
+    """Decode any image Pillow reads into (H, W, 3) uint8, the first frame of an animation.
+
+    Grey is repeated, alpha dropped, palettes looked up, CMYK and YCCK JPEGs (Adobe's inverted
+    CMYK included) converted to RGB; a header claiming more than :data:`MAX_PIXELS` is refused.
+    """
     import warnings
 
-    import imageio.v3 as iio
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # imageio's legacy plugins warn while trying a bad file
-            warnings.simplefilter("ignore", DeprecationWarning)
-            img = np.asarray(iio.imread(path))
-    except Exception as exc:  # imageio raises many kinds; all mean "not a readable image"
-        reason = (str(exc).strip().splitlines() or [""])[0]  # imageio adds lines of plugin advice
+        with warnings.catch_warnings():  # Pillow warns of big or odd files; our own checks speak
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                _check_pixels(path, image.size)
+                return _to_rgb(path, image)
+    except SourceError:
+        raise
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0]
         raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    elif img.ndim == 3 and img.shape[-1] == 4:
-        img = img[..., :3]
-    elif img.ndim == 3 and img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    if img.ndim != 3 or img.shape[-1] != 3:
-        raise SourceError(f"{path}: unsupported image shape {img.shape}")
-    if img.dtype != np.uint8:
-        if img.dtype == np.uint16:
-            img = (img >> 8).astype(np.uint8)  # 16-bit PNGs: keep the high byte
-        else:
-            raise SourceError(f"{path}: unsupported pixel type {img.dtype}")
-    return np.ascontiguousarray(img)
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise SourceError(
+            f"{path}: image of {width} x {height} pixels is larger than cifarkit reads "
+            f"({MAX_PIXELS // 1_000_000} megapixels); refused before decoding (a decompression bomb?)"
+        )
+
+
+def _to_rgb(path: Path, image) -> np.ndarray:
+    """A decoded Pillow image as (H, W, 3) uint8."""
+    if image.mode in _WIDE_GREY_MODES:
+        grey = np.asarray(image).astype(np.uint32)  # byte order already resolved by Pillow
+        high = (np.clip(grey, 0, 65535) >> 8).astype(np.uint8)  # 16-bit grey: keep the high byte
+        return np.ascontiguousarray(np.repeat(high[..., None], 3, axis=-1))
+    if image.mode == "F":
+        raise SourceError(f"{path}: unsupported pixel type (floating point, Pillow mode F)")
+    if image.mode == "PA":
+        image = image.convert("RGBA")  # the one mode Pillow cannot take straight to RGB
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.array(image, dtype=np.uint8)
 
 
 def _images_in(folder: Path) -> list[Path]:
