@@ -75,15 +75,22 @@ def _to_rgb(path: Path, image) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:  # a class folder without read permission, or one removed meanwhile
+        raise SourceError(f"{folder}: cannot list the folder ({exc.strerror})") from None
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir()
+        p for p in _listing(folder)
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )  # fmt: skip
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in _listing(folder) if p.is_dir() and not p.name.startswith("."))
 
 
 def looks_like_image_tree(root: Path) -> bool:
