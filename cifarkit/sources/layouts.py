@@ -133,9 +133,10 @@ def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Data
 
 def open_source(path: str | Path, *, verify: bool = True) -> Dataset:
     """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
+    from .discover import check_source_path  # discover imports this module
+
     path = Path(path).expanduser()
-    if not path.exists():
-        raise SourceError(f"{path}: no such file or folder")
+    check_source_path(path)  # a device, pipe or unlistable folder: one clear line
     if path.is_file():
         return read_cifar_archive(path, verify=verify)
     names = {p.name for p in path.iterdir() if p.is_file()}
