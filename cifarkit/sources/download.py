@@ -18,24 +18,20 @@ Network trouble is reported as :class:`~cifarkit.errors.DownloadError`, a wrong 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from .. import __version__
 from ..constants import ARCHIVE_MD5, OFFICIAL_BASE_URL
 from ..errors import ChecksumError, DownloadError, OutputError, UsageError
 from ..writers.atomic import output_error
+from .http_range import Retryable, fetch, partial_size
 
 __all__ = ["ARCHIVES", "PART_SUFFIX", "archive_file_name", "download", "part_path", "resolve_url"]
 
@@ -51,22 +47,11 @@ ARCHIVES: dict[str, str] = {
 # writers.atomic, this name is fixed so that a later run finds it and resumes.
 PART_SUFFIX = ".part"
 
-_CHUNK = 1 << 16
 _MAX_DELAY = 60.0  # cap on one backoff pause, whatever `backoff` and the attempt number
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_UNSATISFIED_RANGE_RE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 # Indirection so tests can observe the backoff pauses without patching time.sleep for everyone.
 _sleep = time.sleep
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt: the connection, a timeout, a 5xx, a short body."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def archive_file_name(name: str) -> str:
@@ -175,38 +160,9 @@ def _download_into(
 
     part = part_path(final)
     attempts = retries + 1
-    last_reason = ""
-    done = False
-    bar = tqdm(
-        total=None,
-        desc=file_name,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        file=sys.stderr,
-        # None lets tqdm hide the bar when stderr is not a terminal (logs, pipes, CI).
-        disable=True if quiet else None,
-        leave=True,
-    )
-    try:
-        for attempt in range(1, attempts + 1):
-            try:
-                _fetch(source, part, timeout, bar, say)
-                done = True
-                break
-            except _Retryable as exc:
-                last_reason = exc.reason
-                if attempt == attempts:
-                    break
-                delay = min(backoff * 2 ** (attempt - 1), _MAX_DELAY)
-                say(f"{file_name}: attempt {attempt} of {attempts} failed ({exc.reason}); retrying in {delay:g} s")
-                if delay > 0:
-                    _sleep(delay)
-    finally:
-        bar.close()
-
+    done, last_reason = _attempts(source, part, attempts, timeout, backoff, quiet, say)
     if not done:
-        kept = _size(part)
+        kept = partial_size(part)
         hint = f"; {kept} bytes kept in {part}, run again to resume" if kept else ""
         plural = "s" if attempts != 1 else ""
         raise DownloadError(f"cannot download {source}: {last_reason} (gave up after {attempts} attempt{plural}{hint})")
@@ -225,6 +181,36 @@ def _download_into(
         raise output_error(final, exc) from exc
     say(f"{final}: downloaded" + (", verified" if verify else " (not verified)"))
     return final
+
+
+def _attempts(source: str, part: Path, attempts: int, timeout: float, backoff: float, quiet: bool,
+              say: Callable[[str], None]) -> tuple[bool, str]:
+    """Fetch until one attempt completes or ``attempts`` have failed, pausing ``backoff``, twice
+    that, ... between them. Returns whether it completed, and the last failure's reason."""
+    last_reason = ""
+    bar = tqdm(
+        total=None, desc=part.name.removesuffix(PART_SUFFIX), unit="B", unit_scale=True, unit_divisor=1024,
+        file=sys.stderr,
+        disable=True if quiet else None,  # None lets tqdm hide the bar when stderr is not a terminal
+        leave=True,
+    )  # fmt: skip
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                fetch(source, part, timeout, bar, say)
+                return True, ""
+            except Retryable as exc:
+                last_reason = exc.reason
+                if attempt == attempts:
+                    break
+                delay = min(backoff * 2 ** (attempt - 1), _MAX_DELAY)
+                say(f"{part.name.removesuffix(PART_SUFFIX)}: attempt {attempt} of {attempts} failed ({exc.reason}); "
+                    f"retrying in {delay:g} s")  # fmt: skip
+                if delay > 0:
+                    _sleep(delay)
+    finally:
+        bar.close()
+    return False, last_reason
 
 
 def _make_folders(folder: Path) -> list[Path]:
@@ -249,102 +235,6 @@ def _remove_empty(folders: list[Path]) -> None:
             return  # not empty (or not ours to remove): keep it and everything above it
 
 
-def _fetch(source: str, part: Path, timeout: float, bar: tqdm, say: Callable[[str], None]) -> None:
-    """One attempt: bring ``part`` to the complete file, resuming from what it already holds."""
-    offset = _size(part)
-    headers = {
-        "User-Agent": f"cifarkit/{__version__}",
-        # Byte ranges and Content-Length must refer to the file itself, not a re-encoding of it.
-        "Accept-Encoding": "identity",
-    }
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(source, headers=headers)
-
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        code, reason = exc.code, exc.reason
-        content_range = exc.headers.get("Content-Range") if exc.headers else None
-        if exc.fp is not None:
-            exc.fp.close()  # the error body is not needed; free the connection
-        if code == 416 and offset:
-            match = _UNSATISFIED_RANGE_RE.match(content_range or "")
-            if match and int(match.group(1)) == offset:
-                return  # an earlier run received every byte but stopped before verifying
-            # The partial is longer than the file, or belongs to another one: start afresh.
-            _truncate(part)
-            raise _Retryable(f"server refused to resume at byte {offset}")
-        if code >= 500:
-            raise _Retryable(f"HTTP {code} {reason}")
-        # A 4xx (or a redirect loop) will not change by asking again.
-        raise DownloadError(f"cannot download {source}: HTTP {code} {reason}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ssl.SSLCertVerificationError):
-            # A certificate problem is not transient; retrying only delays the message.
-            raise DownloadError(f"cannot download {source}: {exc.reason.verify_message or exc.reason}") from None
-        raise _Retryable(_describe(exc)) from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise _Retryable(_describe(exc)) from None
-
-    with response:
-        status = response.status
-        length = _content_length(response)
-        if status == 206:
-            match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range") or "")
-            if not match or int(match.group(1)) != offset:
-                _truncate(part)
-                raise _Retryable("server sent a partial response that does not continue the download")
-            total = None if match.group(3) == "*" else int(match.group(3))
-            mode = "ab"
-        elif status == 200:
-            if offset:
-                say(f"{part.name}: server does not resume downloads; starting over")
-            offset = 0
-            total = length
-            mode = "wb"
-        else:
-            raise DownloadError(f"cannot download {source}: unexpected HTTP status {status} {response.reason}")
-
-        _restart_bar(bar, total, offset)
-        received = 0
-        try:
-            with open(part, mode) as out:
-                received = _copy(response, out, bar)
-        except OSError as exc:
-            raise output_error(part, exc) from exc
-
-    if length is not None and received < length:
-        raise _Retryable(f"connection closed after {offset + received} of {offset + length} bytes")
-
-
-def _copy(response: http.client.HTTPResponse, out: BinaryIO, bar: tqdm) -> int:
-    """Stream the body into ``out``; network errors are retryable, write errors are not."""
-    received = 0
-    while True:
-        try:
-            chunk = response.read(_CHUNK)
-        except (OSError, http.client.HTTPException) as exc:
-            # Keep what arrived: the next attempt resumes after it.
-            out.flush()
-            raise _Retryable(_describe(exc)) from None
-        if not chunk:
-            return received
-        out.write(chunk)
-        received += len(chunk)
-        bar.update(len(chunk))
-
-
-def _restart_bar(bar: tqdm, total: int | None, offset: int) -> None:
-    """Point the bar at this attempt: the bytes already held count as done, not as speed."""
-    if bar.disable:
-        return
-    bar.initial = offset  # tqdm computes the rate from n - initial
-    bar.reset(total=total)
-    bar.n = bar.last_print_n = offset
-    bar.refresh()
-
-
 def _expected_md5(file_name: str, md5: str | None) -> str:
     if md5 is None:
         return ARCHIVE_MD5[file_name]
@@ -352,33 +242,6 @@ def _expected_md5(file_name: str, md5: str | None) -> str:
     if not _MD5_RE.match(value):
         raise UsageError(f"invalid md5 '{md5}': expected 32 hexadecimal digits")
     return value
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    try:
-        length = int(value) if value is not None else None
-    except ValueError:
-        return None
-    return length if length is not None and length >= 0 else None
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a network failure, without the exception's class soup."""
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        if not isinstance(exc.reason, BaseException):
-            return str(exc.reason)
-        exc = exc.reason  # e.g. ConnectionRefusedError, socket.gaierror, TimeoutError
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"connection closed early ({len(exc.partial)} bytes read, {exc.expected} more expected)"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "server closed the connection without a response"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _file_md5(path: Path) -> str:
@@ -390,21 +253,6 @@ def _file_md5(path: Path) -> str:
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size if path.is_file() else 0
-    except OSError:
-        return 0
-
-
-def _truncate(path: Path) -> None:
-    try:
-        with open(path, "wb"):
-            pass
-    except OSError as exc:
-        raise output_error(path, exc) from exc
 
 
 def _discard(path: Path) -> None:
