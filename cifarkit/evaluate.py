@@ -257,16 +257,16 @@ def format_summary(result: Evaluation) -> str:
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
     """Files as given; folders searched recursively for image files, in sorted order."""
+    from .sources.discover import check_source_path
     from .sources.folder import IMAGE_EXTENSIONS
 
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
-        elif path.is_file():
-            found.append(path)
         else:
-            raise SourceError(f"{path}: no such file or folder")
+            check_source_path(path)  # a device or pipe: refused by name, not read
+            found.append(path)
     if not found:
         raise SourceError(f"no image files in {', '.join(map(str, paths))}")
     return found
@@ -306,10 +306,16 @@ def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
     results: list[Prediction] = []
     for start in range(0, len(paths), PREDICT_BATCH):
         chunk = paths[start : start + PREDICT_BATCH]
-        originals = [read_image(p) for p in chunk]
-        batch = np.stack([prepare_image(img, size) for img in originals])
-        probabilities = infer(tf.constant(batch)).numpy()
-        results += [Prediction(p, img.shape[:2], prob) for p, img, prob in zip(chunk, originals, probabilities)]
+        # One original at a time, brought to the model's size as soon as it is decoded: a chunk of
+        # big photos is never held at once (read_image refuses headers over MAX_PIXELS).
+        sizes, prepared = [], []
+        for path in chunk:
+            original = read_image(path)
+            sizes.append(original.shape[:2])
+            prepared.append(prepare_image(original, size))
+            del original
+        probabilities = infer(tf.constant(np.stack(prepared))).numpy()
+        results += [Prediction(p, hw, prob) for p, hw, prob in zip(chunk, sizes, probabilities)]
     return results
 
 
