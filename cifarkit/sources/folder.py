@@ -46,7 +46,9 @@ def read_image(path: Path) -> np.ndarray:
                 return _to_rgb(path, image)
     except SourceError:
         raise
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own check, at twice its default limit
+        raise _too_big(path, str(exc).split(",")[0]) from None
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, EOFError) as exc:
         reason = (str(exc).strip().splitlines() or [""])[0]
         raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
 
@@ -54,10 +56,14 @@ def read_image(path: Path) -> np.ndarray:
 def _check_pixels(path: Path, size: tuple[int, int]) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
-        raise SourceError(
-            f"{path}: image of {width} x {height} pixels is larger than cifarkit reads "
-            f"({MAX_PIXELS // 1_000_000} megapixels); refused before decoding (a decompression bomb?)"
-        )
+        raise _too_big(path, f"{width} x {height} pixels")
+
+
+def _too_big(path: Path, what: str) -> SourceError:
+    return SourceError(
+        f"{path}: image larger than cifarkit reads ({what}; the limit is {MAX_PIXELS // 1_000_000} "
+        "megapixels), refused before decoding: a decompression bomb?"
+    )
 
 
 def _to_rgb(path: Path, image) -> np.ndarray:
