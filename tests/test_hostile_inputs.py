@@ -63,7 +63,9 @@ def _int(value: int) -> bytes:
     if -(2**31) <= value < 2**31:
         return b"J" + struct.pack("<i", value)
     data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return b"\x8a" + bytes([len(data)]) + data  # LONG1
+    if len(data) < 256:
+        return b"\x8a" + bytes([len(data)]) + data  # LONG1
+    return b"\x8b" + struct.pack("<i", len(data)) + data  # LONG4
 
 
 def emit(node) -> bytes:
@@ -277,3 +279,282 @@ def test_valid_assembled_batch_loads_identically(tmp_path):
     batch = open_source(path).take("test", 0, 2)
     np.testing.assert_array_equal(np.asarray(batch.images), synth.rows_to_hwc(got["data"]))
     np.testing.assert_array_equal(batch.labels, [3, 9])
+
+
+# ---------------------------------------------------------------------------
+# Item 2: memory bounded by what the file holds (measured in a child process)
+# ---------------------------------------------------------------------------
+
+GROWTH_BOUND_MB = 120  # a small synthetic dataset needs a few MB; every bomb below needs far more
+
+
+def _memo_bomb() -> bytes:
+    # LONG_BINPUT 2**25: the C unpickler grew its memo array to that index (9 bytes -> 0.5 GB).
+    return b"\x80\x02N" + b"r" + struct.pack("<I", 2**25) + b"."
+
+
+def _dict_bomb() -> bytes:
+    # 4 million EMPTY_DICT opcodes, one byte each, 64+ bytes each once built (4 MB -> 300 MB).
+    return b"\x80\x02](" + b"}" * 4_000_000 + b"e."
+
+
+MEMORY_BOMBS = {
+    "bytearray-int": (assemble({"data": Call(BYTEARRAY, 600_000_000)}), "bytearray"),
+    "memo-index": (_memo_bomb(), None),  # a valid pickle of None: it loads, cheaply
+    "empty-dicts": (_dict_bomb(), "more pickle opcodes"),
+    "bytearray8-length": (b"\x80\x05\x96" + struct.pack("<Q", 600_000_000) + b".", "bytearray of 600000000 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MEMORY_BOMBS))
+def test_pickle_memory_bombs_bounded(tmp_path, case):
+    data, pattern = MEMORY_BOMBS[case]
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(data)
+    result = run_child(path)
+    kind, message = result["outcome"]
+    if pattern is None:
+        assert kind == "ok", message
+    else:
+        assert kind in ("SourceError", "UnsafeInputError") and pattern in message, message
+    assert result["grew_mb"] < GROWTH_BOUND_MB, f"{case}: grew {result['grew_mb']:.0f} MB for {len(data)} bytes"
+
+
+class _Zeros:
+    """A file object of ``n`` zero bytes, so a test can tar gigabytes without holding them."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        self.left -= size
+        return bytes(size)
+
+
+def test_non_dataset_members_skipped_unbuffered(tmp_path):
+    # Six 40 MiB members that no CIFAR layout reads, next to a valid dataset: the archive loads
+    # and they are never held in memory (they used to be, 240 MB of them).
+    import tarfile
+
+    folder = synth.make_cifar10_python(tmp_path / "members", archive=False).path
+    path = tmp_path / "padded.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for p in sorted(folder.iterdir()):
+            tar.add(p, arcname=f"cifar-10-batches-py/{p.name}")
+        for i in range(6):
+            info = tarfile.TarInfo(f"cifar-10-batches-py/junk_{i}.bin")
+            info.size = 40 * 2**20
+            tar.addfile(info, _Zeros(info.size))
+    assert path.stat().st_size < 2 * 2**20
+    result = run_child(path)
+    assert result["outcome"] == ["ok", ""]
+    assert result["grew_mb"] < GROWTH_BOUND_MB, f"grew {result['grew_mb']:.0f} MB"
+
+
+def test_archive_dataset_files_capped_in_total(tmp_path, monkeypatch):
+    # The total is checked from each member's header, before its bytes are read.
+    from cifarkit.sources import archive, layouts
+
+    path = cifar10_tar(tmp_path, {})
+    files = (tmp_path / "members" / "cifar-10-batches-py").iterdir()
+    total = sum(p.stat().st_size for p in files if layouts.is_dataset_file(p.name))  # not readme.html
+    monkeypatch.setattr(archive, "MAX_DATASET_BYTES", total - 1)
+    with pytest.raises(UnsafeInputError, match="more than any CIFAR dataset"):
+        open_source(path)
+    monkeypatch.setattr(archive, "MAX_DATASET_BYTES", total)
+    assert open_source(path).count("train") == 30
+
+
+def test_dataset_cap_holds_the_largest_real_source():
+    from cifarkit import constants
+
+    # cifar-100-python: train 50,000 and test 10,000 images, ~35 bytes an image of labels/names.
+    real = 60_000 * (3072 + 35) + 1_600
+    assert real < constants.MAX_DATASET_BYTES < 256 * 2**20
+
+
+def test_folder_file_over_cap_refused_unread(tmp_path):
+    folder = synth.make_cifar10_python(tmp_path, archive=False).path
+    with open(folder / "data_batch_2", "r+b") as fh:
+        fh.truncate(2**40)  # sparse: a terabyte that takes no disk
+    result = run_child(folder)
+    kind, message = result["outcome"]
+    assert kind == "UnsafeInputError" and "data_batch_2: refused" in message
+    assert result["grew_mb"] < GROWTH_BOUND_MB
+
+
+def test_folder_dataset_files_capped_in_total(tmp_path, monkeypatch):
+    from cifarkit.sources import layouts
+
+    folder = synth.make_cifar10_python(tmp_path, archive=False).path
+    monkeypatch.setattr(layouts, "MAX_DATASET_BYTES", 3 * (folder / "data_batch_1").stat().st_size)
+    with pytest.raises(UnsafeInputError, match="refused: more bytes than a CIFAR file can hold"):
+        open_source(folder, verify=False)
+
+
+# ---------------------------------------------------------------------------
+# Item 3: compressed archives are read to the end, so their CRC and length are checked
+# ---------------------------------------------------------------------------
+
+
+def _flip(path: Path, offset: int, bit: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("offset,pattern", [(-8, "CRC check failed"), (-1, "Incorrect length")], ids=["crc", "length"])
+def test_gzip_trailer_checked(tmp_path, offset, pattern):
+    truth = synth.make_cifar10_python(tmp_path)
+    _flip(truth.path, offset)
+    with pytest.raises(SourceError, match=f"corrupt or truncated archive.*{pattern}") as info:
+        open_source(truth.path, verify=False)
+    assert truth.path.name in str(info.value)
+
+
+def _silent_flip(gz: bytes) -> int:
+    """An offset inside the deflate data where one flipped bit still inflates, to other bytes."""
+    import zlib
+
+    good = zlib.decompress(gz, 31)
+    for offset in range(len(gz) // 2, len(gz) - 8):
+        bad = bytearray(gz)
+        bad[offset] ^= 1
+        try:
+            out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(bytes(bad[10:]))  # raw deflate: no CRC
+        except zlib.error:
+            continue
+        if len(out) == len(good) and out != good:
+            return offset
+    raise AssertionError("no silent flip found")
+
+
+def test_gzip_bit_flip_in_data_refused(tmp_path):
+    # One flipped bit in the compressed pixels: inflate succeeds with other pixels, and only the
+    # CRC tells. This archive used to load, with those pixels, under --no-verify or a new name.
+    truth = synth.make_cifar10_python(tmp_path, archive_name="mine.tar.gz")
+    _flip(truth.path, _silent_flip(truth.path.read_bytes()))
+    with pytest.raises(SourceError, match="CRC check failed"):
+        open_source(truth.path)
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz"])
+def test_bz2_and_xz_archives_load_and_are_checked(tmp_path, kind):
+    import bz2
+    import lzma
+
+    truth = synth.make_cifar10_python(tmp_path)
+    tar = gzip.decompress(truth.path.read_bytes())
+    compressed = bz2.compress(tar) if kind == "bz2" else lzma.compress(tar)
+    path = tmp_path / f"cifar.tar.{kind}"
+    path.write_bytes(compressed)
+    dataset = open_source(path)
+    np.testing.assert_array_equal(np.asarray(dataset.take("test", 0, 10).images), truth.splits["test"].images)
+    _flip(path, len(compressed) // 2)
+    with pytest.raises(SourceError, match="corrupt or truncated archive"):
+        open_source(path)
+
+
+# ---------------------------------------------------------------------------
+# Item 7: labels, class names, keys and member names that used to give a traceback or a guess
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels,pattern",
+    [
+        ([2**70, 0], r"label of 71 bits in 'labels' is outside 0\.\.9"),
+        ([0.9, 9.99], r"'labels' is not a list of integers \(it holds a float\)"),
+        (["3", "07"], r"'labels' is not a list of integers \(it holds a str\)"),
+        ([True, False], r"'labels' is not a list of integers \(it holds a bool\)"),
+        (array(struct.pack("<2d", 1.0, 2.0), (2,), "f8"), r"'labels' is not a list of integers \(it is an array of float64\)"),
+        (None, r"'labels' is not a list of integers \(it is a NoneType\)"),
+    ],
+    ids=["huge-int", "floats", "strings", "bools", "float-array", "none"],
+)
+def test_bad_labels_refused(tmp_path, labels, pattern):
+    path = cifar10_tar(tmp_path, {"data_batch_1": batch_pickle(labels)})
+    with pytest.raises(SourceError, match=f"^data_batch_1: {pattern}"):
+        open_source(path)
+
+
+@pytest.mark.parametrize("names", [5, None, "airplane", [1, 2], []], ids=["int", "none", "str", "ints", "empty"])
+def test_bad_label_names_refused(tmp_path, names):
+    path = cifar10_tar(tmp_path, {"batches.meta": assemble({"label_names": names})})
+    with pytest.raises(SourceError, match="^batches.meta: 'label_names' (is a|is empty)"):
+        open_source(path)
+
+
+def test_cifar100_bad_names_refused(tmp_path):
+    folder = synth.make_cifar100_python(tmp_path, archive=False).path
+    (folder / "meta").write_bytes(assemble({"fine_label_names": None, "coarse_label_names": ["a"] * 20}))
+    with pytest.raises(SourceError, match="^meta: 'fine_label_names' is a NoneType"):
+        open_source(folder, verify=False)
+
+
+def test_huge_int_key_and_filename(tmp_path):
+    # str() of an int over 4300 digits raises ValueError: a key or a file name must not reach it.
+    huge = 2**20000
+    path = cifar10_tar(tmp_path, {"data_batch_1": batch_pickle([0, 1], filenames=[huge, "b.png"])})
+    batch = open_source(path).take("train", 0, 2)
+    assert list(batch.source_files) == ["data_batch_1", "data_batch_1"]
+    data = assemble({"data": array(pixels(1), (1, 3072)), "labels": [0], huge: 1})
+    path = cifar10_tar(tmp_path, {"data_batch_1": data}, name="key.tar.gz")
+    with pytest.raises(SourceError, match="^data_batch_1: a key is a int"):
+        open_source(path)
+
+
+def test_same_member_twice_refused(tmp_path):
+    folder = synth.make_cifar10_python(tmp_path / "members", archive=False).path
+    items = [(f"c/{p.name}", p.read_bytes()) for p in sorted(folder.iterdir())]
+    items.append(("c/test_batch", batch_pickle([0, 1])))  # a second copy, with other contents
+    path = synth.write_tar_gz(tmp_path / "twice.tar.gz", items)
+    with pytest.raises(SourceError, match="member 'c/test_batch' appears twice"):
+        open_source(path)
+
+
+def test_python3_protocol2_bytes_values_load(tmp_path):
+    # Python 3 writes b"" at protocol 2 as __builtin__.bytes() and other bytes as
+    # _codecs.encode(str, "latin1"); both are plain data.
+    fields = {
+        "batch_label": b"",
+        "data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072),
+        "labels": [4, 7],
+        "filenames": [b"", b"\xffcat.png"],
+    }
+    data = pickle.dumps(fields, protocol=2)
+    assert b"c__builtin__\nbytes" in data and b"c_codecs\nencode" in data
+    path = cifar10_tar(tmp_path, {"test_batch": data})
+    batch = open_source(path).take("test", 0, 2)
+    np.testing.assert_array_equal(np.asarray(batch.images), synth.rows_to_hwc(fields["data"]))
+    np.testing.assert_array_equal(batch.labels, [4, 7])
+    assert list(batch.source_files) == ["test_batch:", "test_batch:\ufffdcat.png"]
+
+
+# ---------------------------------------------------------------------------
+# The binary version
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["batches.meta.txt"])
+def test_binary_empty_names_file(tmp_path, name):
+    folder = synth.make_cifar10_binary(tmp_path, archive=False).path
+    (folder / name).write_bytes(b"\n \n")
+    with pytest.raises(SourceError, match=r"^batches\.meta\.txt: no class names"):
+        open_source(folder)
+
+
+def test_cifar100_binary_empty_names_file(tmp_path):
+    folder = synth.make_cifar100_binary(tmp_path, archive=False).path
+    (folder / "coarse_label_names.txt").write_bytes(b"")
+    with pytest.raises(SourceError, match=r"^coarse_label_names\.txt: no class names"):
+        open_source(folder)
+
+
+def test_binary_member_size_claims_checked(tmp_path):
+    # A tar header that claims more bytes than follow: refused as truncated, not half-read.
+    truth = synth.make_cifar10_binary(tmp_path)
+    synth.truncate_file(truth.path, 0.6)
+    with pytest.raises(SourceError, match="corrupt or truncated"):
+        open_source(truth.path)

@@ -2,20 +2,26 @@
 
 Extraction is where tar files hurt people: absolute names, ``..`` components, links and device
 nodes can write or point anywhere. cifarkit never extracts, and still refuses such members
-outright, because a CIFAR archive never contains one. Each member is read with a size cap, and
-the file's md5 is computed from the same single read.
+outright, because a CIFAR archive never contains one. Only the members a reader asks for are kept
+(the others are skipped as they stream past, never buffered), each with a size cap and all of them
+together with the cap of the largest real CIFAR source. The compressed stream is read to its end,
+so gzip, bz2 and xz check their CRC and length, and the file's md5 is computed from the same
+single read.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
 import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
-from ..constants import MAX_MEMBER_BYTES
+from ..constants import MAX_DATASET_BYTES, MAX_MEMBER_BYTES
 from ..errors import SourceError, UnsafeInputError
 
 _READ_SIZE = 1 << 20
@@ -33,6 +39,12 @@ class _HashingReader:
         if self.md5 is not None:
             self.md5.update(data)
         return data
+
+    def __enter__(self) -> "_HashingReader":  # used as the stream itself for a plain tar
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     def drain(self) -> str | None:
         if self.md5 is None:
@@ -67,32 +79,69 @@ def check_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
-def read_archive(path: Path, *, md5: bool = True) -> ArchiveContents:
-    """Stream every member of a (compressed) tar into memory, checking each one first.
+# Leading bytes of each compression a CIFAR archive may use, and the reader that checks its CRC.
+_COMPRESSIONS: list[tuple[bytes, Callable[[BinaryIO], BinaryIO]]] = [
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", lambda raw: bz2.BZ2File(raw)),
+    (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw)),
+]
+
+
+def _decompressed(raw: BinaryIO, head: bytes) -> BinaryIO:
+    for magic, opener in _COMPRESSIONS:
+        if head.startswith(magic):
+            return opener(raw)
+    return raw  # a plain tar
+
+
+def _drain(stream: BinaryIO) -> None:
+    # Reading to the end is what makes gzip/bz2/xz compare their CRC and length with the data.
+    while stream.read(_READ_SIZE):
+        pass
+
+
+def _read_members(tar: tarfile.TarFile, path: Path, keep: Callable[[str], bool]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = seen = 0
+    for member in tar:
+        check_member(member, path)
+        seen += member.isfile()
+        if member.isdir() or not keep(member.name):
+            continue  # the stream skips its bytes block by block
+        if member.name in files:
+            raise SourceError(f"{path}: member '{member.name}' appears twice; cannot tell which is the dataset")
+        total += member.size
+        if total > MAX_DATASET_BYTES:
+            raise UnsafeInputError(
+                f"{path}: refused: its dataset files hold more than {MAX_DATASET_BYTES // 10**6} MB, "
+                "more than any CIFAR dataset"
+            )
+        handle = tar.extractfile(member)
+        data = handle.read(member.size) if handle else b""
+        if len(data) != member.size:
+            raise SourceError(f"{path}: member '{member.name}' is truncated")
+        files[member.name] = data
+    if not seen:
+        raise SourceError(f"{path}: the archive holds no files")
+    return files
+
+
+def read_archive(path: Path, *, md5: bool = True, keep: Callable[[str], bool] = lambda name: True) -> ArchiveContents:
+    """Stream a (compressed) tar, checking every member and keeping those ``keep`` accepts.
 
     ``md5=False`` skips hashing (about 0.3 s for CIFAR-10) when nobody will look at the sum."""
-    files: dict[str, bytes] = {}
     try:
         with open(path, "rb") as raw:
             reader = _HashingReader(raw, enabled=md5)
-            # "r|*": a forward-only stream with transparent gzip/bz2/xz, so the file is read
-            # (and decompressed) exactly once, in member order.
-            with tarfile.open(fileobj=reader, mode="r|*") as tar:
-                for member in tar:
-                    check_member(member, path)
-                    if member.isdir():
-                        continue
-                    handle = tar.extractfile(member)
-                    data = handle.read(MAX_MEMBER_BYTES + 1) if handle else b""
-                    if len(data) != member.size:
-                        raise SourceError(f"{path}: member '{member.name}' is truncated")
-                    files[member.name] = data
+            # "r|": a forward-only stream, so the file is read (and decompressed) exactly once.
+            with _decompressed(reader, raw.peek(8)[:8]) as stream:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    files = _read_members(tar, path, keep)
+                _drain(stream)
             md5 = reader.drain()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, OSError, lzma.LZMAError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise SourceError(f"{path}: no such file") from None
         detail = str(exc) or type(exc).__name__
         raise SourceError(f"{path}: corrupt or truncated archive ({detail})") from None
-    if not files:
-        raise SourceError(f"{path}: the archive holds no files")
     return ArchiveContents(files, md5)

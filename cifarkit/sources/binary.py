@@ -32,8 +32,11 @@ def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, record_size)
 
 
-def _names(data: bytes) -> tuple[str, ...]:
-    return tuple(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
+def _names(data: bytes, filename: str) -> tuple[str, ...]:
+    names = tuple(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
+    if not names:
+        raise SourceError(f"{filename}: no class names in it (one a line expected)")
+    return names
 
 
 def _batch_number(name: str) -> int:
@@ -43,7 +46,7 @@ def _batch_number(name: str) -> int:
 def read_cifar10(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...], dict[str, list[Batch]], list[str]]:
     notes: list[str] = []
     if "batches.meta.txt" in files:
-        class_names = _names(files["batches.meta.txt"]())
+        class_names = _names(files["batches.meta.txt"](), "batches.meta.txt")
     else:
         class_names = CIFAR10_CLASSES
         notes.append("batches.meta.txt not found: using the standard CIFAR-10 class names")
@@ -63,8 +66,8 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...
     for needed in ("fine_label_names.txt", "coarse_label_names.txt"):
         if needed not in files:
             raise SourceError(f"{needed}: file not found; CIFAR-100 needs it for the class names")
-    fine = _names(files["fine_label_names.txt"]())
-    coarse = _names(files["coarse_label_names.txt"]())
+    fine = _names(files["fine_label_names.txt"](), "fine_label_names.txt")
+    coarse = _names(files["coarse_label_names.txt"](), "coarse_label_names.txt")
     if len(fine) != CIFAR100_NUM_FINE or len(coarse) != CIFAR100_NUM_COARSE:
         raise SourceError(f"label name files list {len(fine)} fine and {len(coarse)} coarse names, expected 100 and 20")
     batches: dict[str, list[Batch]] = {}

@@ -7,12 +7,13 @@ folder that contains one of those, or any labelled image-folder tree.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, SAMPLE_MD5, SAMPLE_NAME
-from ..errors import ChecksumError, SourceError
+from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, MAX_DATASET_BYTES, MAX_MEMBER_BYTES, SAMPLE_MD5, SAMPLE_NAME
+from ..errors import ChecksumError, SourceError, UnsafeInputError
 from . import binary, pickled
 from .archive import read_archive
 from .folder import looks_like_image_tree, read_folder
@@ -29,6 +30,17 @@ _FORMATS = {
     "cifar10-binary": "CIFAR-10, binary version",
     "cifar100-binary": "CIFAR-100, binary version",
 }
+
+
+# Base names of the files the four CIFAR layouts read. Anything else in an archive (readme.html,
+# or whatever a hostile archive adds) streams past unread and never takes memory.
+_DATASET_FILE = re.compile(
+    r"(data_batch_\d+|test_batch|train|test)(\.bin)?|batches\.meta(\.txt)?|meta|(fine|coarse)_label_names\.txt"
+)
+
+
+def is_dataset_file(name: str) -> bool:
+    return _DATASET_FILE.fullmatch(PurePosixPath(name).name) is not None
 
 
 def detect_layout(names: set[str]) -> str | None:
@@ -73,7 +85,7 @@ def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
 
 
 def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = KNOWN_MD5) -> Dataset:
-    contents = read_archive(path, md5=verify)
+    contents = read_archive(path, md5=verify, keep=is_dataset_file)
     official = known_md5.get(path.name)
     if not verify:
         verification = "NOT verified: checksum not checked (--no-verify)"
@@ -97,16 +109,33 @@ def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, 
     return _read_layout(layout, by_name, path, verification)
 
 
+def _read_capped(path: Path, allowed: int) -> bytes:
+    """The file's bytes, refusing one larger than a CIFAR file or than what is ``allowed``."""
+    cap = min(MAX_MEMBER_BYTES, allowed)
+    refusal = UnsafeInputError(
+        f"{path}: refused: more bytes than a CIFAR file can hold (at most {cap // 10**6} MB here, "
+        f"{MAX_DATASET_BYTES // 10**6} MB for all the dataset's files)"
+    )
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > cap:
+                raise refusal
+            data = fh.read(cap + 1)  # never more, whatever the file becomes meanwhile
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > cap:
+        raise refusal
+    return data
+
+
 def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Dataset:
-    checked, mismatched = 0, []
+    checked, mismatched, budget = 0, [], MAX_DATASET_BYTES
 
     def reader(path: Path) -> Callable[[], bytes]:
         def read() -> bytes:
-            nonlocal checked
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+            nonlocal checked, budget
+            data = _read_capped(path, budget)
+            budget -= len(data)
             official = EXTRACTED_MD5.get(f"{folder.name}/{path.name}")
             if official is not None:
                 actual = hashlib.md5(data).hexdigest()
