@@ -56,10 +56,29 @@ def load_model(path: Path):
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such model file")
+    _check_archive(path)
     try:
         return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # Keras and h5py raise many kinds for a file that is not a whole model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}{': ' if first else ''}{first})") from None
+
+
+def _check_archive(path: Path) -> None:
+    """A ``.keras`` file is a zip archive with a CRC for every member: check them all first, so a
+    damaged or truncated file is named as such, not as whatever Keras trips over inside it."""
+    import zipfile
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        raise SourceError(f"{path}: not a whole .keras model file ({exc}); is it truncated?") from None
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
+        raise SourceError(f"{path}: damaged .keras model file ({type(exc).__name__}: {exc})") from None
+    if bad is not None:
+        raise SourceError(f"{path}: damaged .keras model file ({bad} does not match its checksum)")
 
 
 def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
@@ -73,6 +92,13 @@ def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
             config = json.loads(config_file.read_text()) if config_file.is_file() else None
         except (OSError, ValueError) as exc:
             raise SourceError(f"{config_file}: unreadable run configuration ({exc})") from None
+        if config is not None:
+            from .train import run_config
+
+            try:
+                run_config(config, config_file)  # a list, {} or "data": null: one line here, not a crash later
+            except SourceError as exc:
+                raise SourceError(f"{exc}; evaluate its {BEST_MODEL} with --data instead") from None
         for name in (BEST_MODEL, LAST_MODEL):
             if (path / name).is_file():
                 return path / name, config

@@ -27,9 +27,11 @@ model is the same either way.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -41,9 +43,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import folder_lock
 from .errors import OutputError, SourceError, UsageError
 from .tf_runtime import cpu_has_bfloat16, onednn_state
-from .writers.atomic import remove_partials, write_text
+from .writers.atomic import partial_path, remove_partials, write_bytes, write_text
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("plateau", "cosine", "step")
@@ -123,6 +126,40 @@ class TrainConfig:
 
 
 HOLDOUT_SPLIT = "holdout"
+# What a run's config.json must name for its data to be opened again (evaluate, resume).
+REQUIRED_KEYS = ("model", "workdir", "data", "recipe")
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,)}
+
+
+def run_config(data: Any, where: Path) -> TrainConfig:
+    """A run's config.json as read back, checked: a list, a missing key or a value of the wrong
+    type (``"data": null``) is a damaged run folder, said in one line, not a crash further on."""
+
+    def damaged(why: str) -> SourceError:
+        return SourceError(f"{where}: not a training run's configuration ({why})")
+
+    if not isinstance(data, dict):
+        raise damaged(f"a JSON {type(data).__name__}, not an object")
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            raise damaged(f"no {key!r}")
+        if not isinstance(data[key], str) or not data[key]:  # resolved runs name all of them
+            raise damaged(f"{key}: {data[key]!r}")
+    for f in fields(TrainConfig):
+        if f.name not in data:
+            continue
+        value, kinds = data[f.name], str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, ()))
+        # JSON has no separate bool: true is not a number of epochs, and 1 is not a flag.
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise damaged(f"{f.name}: {value!r}")
+    if data.get("holdout", 0) < 0:
+        raise damaged(f"holdout: {data['holdout']!r}")
+    if data.get("limit_train") is not None and data["limit_train"] < 1:
+        raise damaged(f"limit_train: {data['limit_train']!r}")
+    return TrainConfig.from_json(data)
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -401,9 +438,12 @@ def _reduce_scalars_across_workers() -> None:
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """Keras writes ``.keras`` files in place; save under a temporary ``.keras`` name and rename."""
+    """Keras writes ``.keras`` files in place; save under a temporary ``.keras`` name and rename.
+
+    The temporary name is the one every atomic write uses (plus the ``.keras`` Keras insists
+    on), so the clean-up at the next start finds it after a kill."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part.keras")
+    tmp = partial_path(path, ".keras")
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -411,6 +451,48 @@ def save_model_atomic(model, path: Path) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)  # after a failure; after the rename it is already gone
+
+
+def backup_weights_bytes(model) -> memoryview:
+    """What ``model.save_weights`` writes (weights, optimizer slots and step, seed states), built
+    in memory.
+
+    HDF5 must never write to the disk itself: when a write fails there (a full disk), the
+    library keeps the file open in a state it can neither flush nor close, and the process
+    crashes in libhdf5 when it exits. Built in memory, the bytes go to the disk through an
+    ordinary write whose failure is a plain OSError."""
+    try:
+        from keras.src.saving.saving_lib import H5IOStore, _save_state
+    except ImportError:  # a Keras whose internals moved: its public call, through a scratch file
+        return _weights_through_scratch_file(model)
+    buffer = io.BytesIO()
+    store = H5IOStore(buffer, mode="w")
+    try:
+        _save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getbuffer()
+
+
+def _weights_through_scratch_file(model) -> memoryview:
+    with tempfile.TemporaryDirectory(prefix="cifarkit-weights-") as scratch:
+        path = Path(scratch) / "backup.weights.h5"
+        model.save_weights(path)
+        return memoryview(path.read_bytes())
+
+
+def write_durably(path: Path, data) -> None:
+    """Write ``path`` atomically and flush it to the disk before returning: the backup state
+    that names it is committed afterwards, and must never name a file a power cut could empty."""
+    write_bytes(path, data)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,7 +587,14 @@ def make_callbacks():
             return {"rows": self.rows, "wall_seconds": self.wall_seconds()}
 
         def restore(self, state):
-            self.rows = list(state.get("rows", []))
+            rows = state.get("rows", [])
+            numbers = (int, float, type(None))
+            if not isinstance(rows, list) or not all(
+                isinstance(r, dict) and type(r.get("epoch")) is int and all(isinstance(r.get(k), numbers) for k in HISTORY_COLUMNS)
+                for r in rows
+            ):  # fmt: skip
+                raise ValueError("history rows that are not rows of numbers")
+            self.rows = rows
             self.seconds_before = float(state.get("wall_seconds", 0.0))
 
         def wall_seconds(self) -> float:
@@ -549,7 +638,7 @@ def make_callbacks():
             return {"best": self.best if math.isfinite(self.best) else None, "wait": self.wait, "cuts": self.cuts}
 
         def restore(self, state):
-            self.best = state["best"] if state.get("best") is not None else -math.inf
+            self.best = float(state["best"]) if state.get("best") is not None else -math.inf
             self.wait, self.cuts = int(state.get("wait", 0)), int(state.get("cuts", 0))
 
         def rate(self, epoch: int) -> float:
@@ -587,8 +676,10 @@ def make_callbacks():
             return {"best": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch}
 
         def restore(self, state):
-            self.best = state["best"] if state.get("best") is not None else -math.inf
+            self.best = float(state["best"]) if state.get("best") is not None else -math.inf
             self.best_epoch = state.get("best_epoch")
+            if self.best_epoch is not None and type(self.best_epoch) is not int:
+                raise ValueError(f"best_epoch: {self.best_epoch!r}")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -609,10 +700,11 @@ def make_callbacks():
         either the previous backup or the new one, whole.
         """
 
-        def __init__(self, folder: Path, stateful: list, every_seconds: float | None):
+        def __init__(self, folder: Path, stateful: list, every_seconds: float | None, serial: int = 0):
             super().__init__()
             self.folder, self.stateful, self.every_seconds = folder, stateful, every_seconds
             self.epoch, self.last_save = 0, time.monotonic()
+            self.serial = serial  # of the committed backup this process resumed from, or 0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
@@ -625,15 +717,23 @@ def make_callbacks():
             self.save(epoch + 1, 0)
 
         def save(self, epoch: int, step: int) -> None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            previous = read_backup(self.folder)
-            serial = (previous or {}).get("serial", 0) + 1
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create {self.folder}: {exc.strerror or exc}") from None
+            serial = self.serial + 1
             weights = f"weights-{serial:06d}.weights.h5"
-            self.model.save_weights(self.folder / weights)
+            # A new file beside the committed one, which stays whole if this write fails.
+            write_durably(self.folder / weights, backup_weights_bytes(self.model))
             state = {"serial": serial, "epoch": epoch, "step": step, "weights": weights,
                      "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "callbacks": {cb.key: cb.state() for cb in self.stateful}}  # fmt: skip
-            write_text(self.folder / BACKUP_STATE, json.dumps(state, indent=1) + "\n")
+            try:
+                write_text(self.folder / BACKUP_STATE, json.dumps(state, indent=1) + "\n")
+            except OutputError:
+                (self.folder / weights).unlink(missing_ok=True)  # never committed
+                raise
+            self.serial = serial
             for old in self.folder.glob("weights-*.weights.h5"):
                 if old.name != weights:
                     old.unlink(missing_ok=True)
@@ -648,14 +748,43 @@ BACKUP_STATE = "state.json"
 
 def tensorboard_callback(log_dir: Path):
     """Keras' TensorBoard callback; without the ``tensorboard`` package (TensorFlow does not need
-    it, but Keras' callback does) the same epoch scalars through TensorFlow's own summary writer."""
+    it, but Keras' callback does) the same epoch scalars through TensorFlow's own summary writer.
+    Either way a failed write (a full disk) ends the run as an :class:`OutputError`."""
     import keras
 
     try:
         import tensorboard  # noqa: F401
     except ImportError:
         return make_summary_writer()(log_dir)
-    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)
+    return _writes_guarded(keras.callbacks.TensorBoard, log_dir)(log_dir=str(log_dir), write_graph=False,
+                                                                  profile_batch=0)  # fmt: skip
+
+
+def log_write_error(log_dir: Path, exc: Exception) -> OutputError:
+    """TensorFlow reports a full disk under its events file as ResourceExhaustedError, which
+    would read as "out of memory": name the folder and the system's reason instead."""
+    text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
+    reason = text.strip().splitlines()[0].rsplit("; ", 1)[-1] if text.strip() else type(exc).__name__
+    return OutputError(f"cannot write the TensorBoard logs in {log_dir}: {reason}")
+
+
+def _writes_guarded(callback_class, log_dir: Path):
+    """``callback_class`` with its writing hooks turning write failures into :func:`log_write_error`."""
+    import tensorflow as tf
+
+    def guard(name):
+        method = getattr(callback_class, name)
+
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except (OSError, tf.errors.OpError) as exc:
+                raise log_write_error(log_dir, exc) from None
+
+        return guarded
+
+    hooks = ("on_train_begin", "on_epoch_end", "on_train_end", "on_test_end", "on_train_batch_end")
+    return type(callback_class.__name__, (callback_class,), {name: guard(name) for name in hooks})
 
 
 def make_summary_writer():
@@ -681,31 +810,66 @@ def make_summary_writer():
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             logs.setdefault("learning_rate", current_lr(self.model.optimizer))
-            for key, value in logs.items():
-                part, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-                with self.writer(part).as_default():
-                    tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch, metadata=metadata)
-            for writer in self.writers.values():
-                writer.flush()
+            try:
+                for key, value in logs.items():
+                    part, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                    with self.writer(part).as_default():
+                        tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch, metadata=metadata)
+                for writer in self.writers.values():
+                    writer.flush()
+            except (OSError, tf.errors.OpError) as exc:
+                raise log_write_error(self.log_dir, exc) from None
 
         def on_train_end(self, logs=None):
-            for writer in self.writers.values():
-                writer.close()
+            try:
+                for writer in self.writers.values():
+                    writer.close()
+            except (OSError, tf.errors.OpError) as exc:
+                raise log_write_error(self.log_dir, exc) from None
 
     return EpochScalars
 
 
-def read_backup(folder: Path) -> dict | None:
-    """The committed backup state in ``folder``, or None (no backup, or one whose weights are gone)."""
+_WEIGHTS_NAME = re.compile(r"weights-\d{6,}\.weights\.h5")
+
+
+def damaged_backup(path: Path, why: str) -> OutputError:
+    # Refused rather than discarded: the backup is written so that a kill, a crash or a full disk
+    # never damages it, so damage came from outside, and starting again would replace best.keras
+    # and the history of the epochs done; --overwrite makes that the user's choice.
+    return OutputError(f"{path}: damaged run backup ({why}); pass --overwrite to start the run again")
+
+
+def read_backup(folder: Path, epochs: int | None = None) -> dict | None:
+    """The committed backup state in ``folder``, checked, or None when there is none.
+
+    A state that does not hold what a resume needs, or names a weights file that is not there,
+    is refused in one line (see :func:`damaged_backup`)."""
     path = Path(folder) / BACKUP_STATE
     try:
         state = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: unreadable backup state ({exc}); pass --overwrite to start again") from None
-    if not (Path(folder) / state.get("weights", "")).is_file():
-        return None
+        raise damaged_backup(path, f"unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise damaged_backup(path, f"a JSON {type(state).__name__}, not an object")
+
+    def whole_number(key: str, high: int | None = None) -> None:
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
+            raise damaged_backup(path, f"{key}: {value!r}" if key in state else f"no {key!r}")
+
+    whole_number("serial")
+    whole_number("epoch", epochs)
+    whole_number("step")
+    weights = state.get("weights")
+    if not isinstance(weights, str) or not _WEIGHTS_NAME.fullmatch(weights):
+        raise damaged_backup(path, f"weights: {weights!r}" if "weights" in state else "no 'weights'")
+    if not isinstance(state.get("callbacks"), dict) or not all(isinstance(v, dict) for v in state["callbacks"].values()):
+        raise damaged_backup(path, "no callback state")
+    if not (Path(folder) / weights).is_file():
+        raise damaged_backup(path, f"its weights file {weights} is missing")
     return state
 
 
@@ -763,8 +927,7 @@ def clear_run(workdir: Path) -> None:
         shutil.rmtree(workdir / name, ignore_errors=True)
     for extra in list(workdir.glob("backup-*")) + list(workdir.glob("eval-*")):
         shutil.rmtree(extra, ignore_errors=True)
-    for part in workdir.glob(".*.part.keras"):
-        part.unlink(missing_ok=True)
+    remove_partials(workdir)  # the lock file (.cifarkit.lock) stays: its holder is this process
 
 
 def _first_difference(old: dict, new: dict) -> str:
@@ -783,6 +946,8 @@ def check_workdir(workdir: Path, config: TrainConfig, overwrite: bool) -> str:
         old = json.loads(config_path.read_text())
     except (OSError, ValueError):
         old = None
+    if not isinstance(old, dict):
+        old = None  # a list or a number is no run's configuration either
     if overwrite:
         return "overwrite"
     if old is None or identity(old) != identity(config.to_json()):
@@ -796,7 +961,13 @@ def check_workdir(workdir: Path, config: TrainConfig, overwrite: bool) -> str:
 
 def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
           say: Callable[[str], None] | None = None, backup_seconds: float | None = BACKUP_SECONDS) -> TrainResult:
-    """Train ``config.model`` as configured, into ``config.workdir``; resume it if it was cut off."""
+    """Train ``config.model`` as configured, into ``config.workdir``; resume it if it was cut off.
+
+    The chief holds the run folder's lock from the state check to the end, so a second training
+    on the same folder is refused in one line instead of interleaving its files with this one's.
+    Everything that can refuse the run (settings, data, batch size, model options, the backup)
+    is checked before the first file is written, so a refused start leaves the folder as it was.
+    """
     from .strategy import make_strategy
 
     say = say or (lambda message: None if quiet else print(message, file=sys.stderr))
@@ -804,30 +975,39 @@ def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
     placement = make_strategy(config.strategy)
     config = resolve(config)
     workdir = Path(config.workdir)
-    state_of_run = check_workdir(workdir, config, overwrite)
-    if state_of_run == "finished":
-        report = json.loads((workdir / REPORT_FILE).read_text())
-        return TrainResult(workdir, report, already_finished=True)
-    if placement.is_chief:
-        try:
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {workdir}: {exc.strerror or exc}") from None
-        if state_of_run == "overwrite":
-            clear_run(workdir)
-        remove_partials(workdir)
-        out = workdir
-        backup_folder = workdir / BACKUP_DIR
-    else:
+    if not placement.is_chief:
         # Other workers compute the same things (their saves take part in collective ops) but
-        # keep them in a scratch folder; only their backup lives beside the chief's.
+        # keep them in a scratch folder; only their backup lives beside the chief's. The chief
+        # holds the lock for all of them.
+        state_of_run = check_workdir(workdir, config, overwrite)
+        if state_of_run == "finished":
+            return TrainResult(workdir, read_report(workdir), already_finished=True)
         out = Path(tempfile.mkdtemp(prefix="cifarkit-worker-"))
-        backup_folder = workdir / f"backup-{placement.task.replace(':', '-')}"
-    try:
-        return _train(config, placement, out, backup_folder, state_of_run, quiet, say, backup_seconds)
-    finally:
-        if not placement.is_chief:
+        try:
+            backup_folder = workdir / f"backup-{placement.task.replace(':', '-')}"
+            return _train(config, placement, out, backup_folder, state_of_run, quiet, say, backup_seconds)
+        finally:
             shutil.rmtree(out, ignore_errors=True)
+    with folder_lock.hold(workdir, "a training run"):
+        state_of_run = check_workdir(workdir, config, overwrite)
+        if state_of_run == "finished":
+            return TrainResult(workdir, read_report(workdir), already_finished=True)
+        return _train(config, placement, workdir, workdir / BACKUP_DIR, state_of_run, quiet, say, backup_seconds)
+
+
+def read_report(workdir: Path) -> dict:
+    """A finished run's report.json, checked for what the summary line reads from it."""
+    path = workdir / REPORT_FILE
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        report, why = None, str(exc)
+    else:
+        why = "not the report cifarkit train writes"
+    test = report.get("test") if isinstance(report, dict) else None
+    if not isinstance(test, dict) or not all(isinstance(test.get(k), (int, float)) for k in ("accuracy", "top5", "top_k")):
+        raise OutputError(f"{path}: damaged run report ({why}); pass --overwrite to train again")
+    return report
 
 
 @dataclass
@@ -894,13 +1074,9 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
     from .recipes import eval_transform, get_recipe, train_transform
     from .stats import save_stats, stats_for
 
-    backup = read_backup(backup_folder) if state_of_run == "resume" else None
-    if backup is None and backup_folder.exists():
-        shutil.rmtree(backup_folder, ignore_errors=True)  # no committed state: start afresh
-    initial_epoch = int(backup["epoch"]) if backup else 0
-    if placement.is_chief:
-        write_text(out / CONFIG_FILE, json.dumps(config.to_json(), indent=2) + "\n")
-
+    # First everything that can refuse the run, reading only; nothing is written before "Commit".
+    backup = read_backup(backup_folder, config.epochs) if state_of_run == "resume" else None
+    initial_epoch = backup["epoch"] if backup else 0
     data = open_run_data(config)
     source = data.source
     recipe = get_recipe(config.recipe, config.crop)
@@ -910,9 +1086,6 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
         raise UsageError(f"--batch-size is larger than the {source.counts['train']} training images. "
                          f"Received: batch_size={config.batch_size}")  # fmt: skip
     stats = stats_for(source, "train", image_size=data.image_size, progress=not quiet and sys.stderr.isatty())
-    if placement.is_chief:
-        save_stats(stats, out / STATS_FILE)
-
     compiled = compile_for_training(config, placement, data, stats, steps, say)
     export_model, network, train_model = compiled.export_model, compiled.network, compiled.train_model
 
@@ -942,16 +1115,24 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
         history,
         checkpoints,
         tensorboard_callback(out / LOG_DIR),
-        cb["RunBackup"](backup_folder, stateful, every),  # last: it records the others' state
+        # last: it records the others' state
+        cb["RunBackup"](backup_folder, stateful, every, serial=backup["serial"] if backup else 0),
     ]
     resumed_from = None
     if backup is not None:
-        with placement.strategy.scope():
-            train_model.optimizer.build(train_model.trainable_variables)
-        train_model.load_weights(backup_folder / backup["weights"])
-        for item in stateful:
-            item.restore(backup["callbacks"].get(item.key, {}))
+        restore_backup(backup_folder, backup, train_model, stateful, placement)
         resumed_from = initial_epoch
+
+    # Commit: the run is accepted; from here on it writes to its folder.
+    if placement.is_chief:
+        if state_of_run == "overwrite":
+            clear_run(out)
+        remove_partials(out)  # what a killed save left (models, backup weights, history, ...)
+        write_text(out / CONFIG_FILE, json.dumps(config.to_json(), indent=2) + "\n")
+        save_stats(stats, out / STATS_FILE)
+    if backup is None and backup_folder.exists():
+        shutil.rmtree(backup_folder, ignore_errors=True)  # no committed state: start afresh
+    if backup is not None:
         # Keras starts epochs at their first step: an epoch backed up part-way runs again in full,
         # from the weights it had reached.
         partial = (f" (the backup was {backup['step']} steps into it; that epoch runs again in full "
@@ -973,8 +1154,28 @@ def _train(config: TrainConfig, placement, out: Path, backup_folder: Path, state
     history.write()  # also after a resume that had no epochs left to run
     report = _final_report(config, placement, compiled, data, stats, history, checkpoints, out, resumed_from)
     write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-    shutil.rmtree(backup_folder, ignore_errors=True)  # finished: report.json now marks the run
+    # Finished: report.json now marks the run. The state goes first, so a kill during the removal
+    # never leaves a state naming deleted weights.
+    (backup_folder / BACKUP_STATE).unlink(missing_ok=True)
+    shutil.rmtree(backup_folder, ignore_errors=True)
     return TrainResult(out, report, resumed_from)
+
+
+def restore_backup(folder: Path, backup: dict, train_model, stateful: list, placement) -> None:
+    """Weights, optimizer and callback state from the committed backup; damage is one line."""
+    with placement.strategy.scope():
+        train_model.optimizer.build(train_model.trainable_variables)
+    weights = folder / backup["weights"]
+    try:
+        train_model.load_weights(weights)
+    except Exception as exc:  # h5py and Keras raise many kinds for a truncated or foreign file
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise damaged_backup(weights, f"cannot load it: {why}") from None
+    for item in stateful:
+        try:
+            item.restore(backup["callbacks"].get(item.key, {}))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise damaged_backup(folder / BACKUP_STATE, f"{item.key} state: {exc}") from None
 
 
 def _final_report(config, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:

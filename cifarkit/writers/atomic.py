@@ -2,14 +2,17 @@
 
 Data is written to a hidden temporary name in the same folder (same file system, so the final
 ``os.replace`` is atomic) and renamed only once it is fully written. A killed process leaves at
-most a ``.*.part`` file behind, never a truncated file under a final name; :func:`remove_partials`
-sweeps those away when the work is re-run.
+most a ``.NAME.PID.part`` file behind, never a truncated file under a final name;
+:func:`remove_partials` sweeps those away when the work is re-run. Writers that insist on a file
+name ending (Keras: ``.keras``, ``.weights.h5``) get the same name with that ending added
+(``.last.keras.PID.part.keras``), so one sweep finds every kind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -18,9 +21,23 @@ from ..errors import OutputError
 PARTIAL_SUFFIX = ".part"
 
 
-def partial_path(path: Path) -> Path:
-    """The temporary name ``path`` is written under; unique per final name and per process."""
-    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+# .NAME.PID.part, optionally followed by the ending a writer requires (.keras, .weights.h5).
+_PARTIAL_NAME = re.compile(r"\..+\.\d+\.part(\.[A-Za-z0-9]+)*")
+
+
+def partial_path(path: Path, ending: str = "") -> Path:
+    """The temporary name ``path`` is written under; unique per final name and per process.
+
+    ``ending`` is appended for writers that check the file name (Keras saves only to names
+    ending in ``.keras``): ``partial_path(Path("last.keras"), ".keras")`` is
+    ``.last.keras.PID.part.keras``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}{ending}")
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is a temporary name of :func:`partial_path` (with or without an ending)."""
+    return _PARTIAL_NAME.fullmatch(name) is not None
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -79,9 +96,10 @@ def remove_partials(folder: Path) -> int:
     """Delete temporary files left in ``folder`` (recursively) by an interrupted run."""
     removed = 0
     if folder.is_dir():
-        for tmp in folder.rglob(f".*{PARTIAL_SUFFIX}"):
-            _discard(tmp)
-            removed += 1
+        for tmp in folder.rglob(f".*{PARTIAL_SUFFIX}*"):
+            if is_partial(tmp.name) and not tmp.is_dir():
+                _discard(tmp)
+                removed += 1
     return removed
 
 

@@ -1,0 +1,424 @@
+"""Run folders under damage and contention: a damaged config, model or backup, a full disk while
+training, a refused start, leftovers of a killed save, and two trainings on one folder.
+
+Each failure must be one line on stderr and exit 1 (2 for bad settings), and must lose nothing:
+the files of the run stay as they were, and the last good backup still resumes the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cifarkit.cli import app
+from synth import make_learnable_cifar10
+
+runner = CliRunner()
+MODEL_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "stats.json")
+
+
+def train_args(data, workdir: Path, *extra: str) -> list[str]:
+    # Two epochs of 12 steps: the crashed run below stops between them.
+    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
+            "--batch-size", "16", *extra]  # fmt: skip
+
+
+def one_error(result, code: int = 1) -> str:
+    """The single 'cifarkit: error:' line of a failed command, which must end its output."""
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.endswith(errors[0] + "\n"), result.stderr
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_learnable_cifar10(tmp_path_factory.mktemp("run-folder-data"))
+
+
+@pytest.fixture(scope="module")
+def crashed_run(data, tmp_path_factory):
+    """A run stopped at the start of its second epoch: epoch 1 in history.csv, best/last.keras and
+    a committed backup of epoch 1 (what a kill or a crash leaves)."""
+    import keras
+
+    import cifarkit.train as trainer
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise Crash
+
+    workdir = tmp_path_factory.mktemp("crashed") / "run"
+    config = trainer.TrainConfig(model="lenet5", workdir=str(workdir), data=str(data.path), epochs=2, batch_size=16)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+        with pytest.raises(Crash):
+            trainer.train(config, quiet=True)
+    state = json.loads((workdir / "backup" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 0
+    return workdir
+
+
+@pytest.fixture
+def run_copy(crashed_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(crashed_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["workdir"] = str(copy)  # the folder is part of a run's identity
+    (copy / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return copy
+
+
+def _resumes(data, workdir: Path) -> None:
+    result = runner.invoke(app, train_args(data, workdir))
+    assert result.exit_code == 0, result.output
+    assert "continuing at epoch 2 of 2" in result.stderr
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["resumed_from_epoch"] == 1 and report["epochs_run"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate on a damaged run folder
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ([1], "a JSON list, not an object"),
+        ({}, "no 'model'"),
+        ("data-null", "data: None"),
+    ],
+)
+def test_evaluate_refuses_a_damaged_run_configuration_in_one_line(crashed_run, tmp_path, config, message):
+    run = tmp_path / "run"
+    shutil.copytree(crashed_run, run)
+    if config == "data-null":
+        config = json.loads((run / "config.json").read_text())
+        config["data"] = None
+    (run / "config.json").write_text(json.dumps(config))
+    error = one_error(runner.invoke(app, ["evaluate", str(run), "--quiet"]))
+    assert f"{run / 'config.json'}: not a training run's configuration ({message})" in error
+    assert "--data" in error
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_a_damaged_model_file_is_one_line(crashed_run, data, tmp_path, damage):
+    run = tmp_path / "run"
+    shutil.copytree(crashed_run, run)
+    model = run / "best.keras"
+    raw = bytearray(model.read_bytes())
+    if damage == "flipped":
+        for i in range(len(raw) // 3, len(raw) // 3 + 64):  # inside the weights member
+            raw[i] ^= 0xFF
+    else:
+        del raw[len(raw) // 2 :]
+    model.write_bytes(bytes(raw))
+    error = one_error(runner.invoke(app, ["evaluate", str(run), "--quiet"]))
+    assert str(model) in error
+    assert ("does not match its checksum" if damage == "flipped" else "is it truncated?") in error
+    error = one_error(runner.invoke(app, ["evaluate", str(model), "--data", str(data.path), "--quiet"]))
+    assert str(model) in error
+
+
+# --------------------------------------------------------------------------------------------
+# resume with a damaged backup: refused in one line, nothing touched, --overwrite starts again
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated-weights", "cannot load it"),
+        ("state-list", "a JSON list, not an object"),
+        ("state-without-epoch", "no 'epoch'"),
+        ("state-not-json", "unreadable"),
+        ("weights-missing", "is missing"),
+        ("history-rows", "history state"),
+    ],
+)
+def test_resume_with_a_damaged_backup_is_refused_and_touches_nothing(data, run_copy, damage, message):
+    backup = run_copy / "backup"
+    state = json.loads((backup / "state.json").read_text())
+    weights = backup / state["weights"]
+    if damage == "truncated-weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "state-list":
+        (backup / "state.json").write_text("[1]")
+    elif damage == "state-without-epoch":
+        del state["epoch"]
+        (backup / "state.json").write_text(json.dumps(state))
+    elif damage == "state-not-json":
+        (backup / "state.json").write_text('{"epoch": 1,')
+    elif damage == "weights-missing":
+        weights.unlink()
+    else:
+        state["callbacks"]["history"]["rows"] = [{"epoch": "one"}]
+        (backup / "state.json").write_text(json.dumps(state))
+    before = snapshot(run_copy)
+
+    error = one_error(runner.invoke(app, train_args(data, run_copy)))
+    assert "damaged run backup" in error and message in error and "--overwrite" in error
+    assert snapshot(run_copy) == before  # not one file written, removed or changed
+
+    result = runner.invoke(app, train_args(data, run_copy, "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_copy / "report.json").read_text())["resumed_from_epoch"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# a full disk while training
+
+
+def _fail_writes_to(monkeypatch, name_part: str, error: int = errno.ENOSPC) -> list[str]:
+    """Every atomic write whose file name holds ``name_part`` fails as on a full disk."""
+    from cifarkit.writers import atomic
+
+    real = atomic.write_plain
+    failed = []
+
+    def write_plain(path, data):
+        if name_part in Path(path).name:
+            failed.append(str(path))
+            raise OSError(error, os.strerror(error), str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(atomic, "write_plain", write_plain)
+    return failed
+
+
+@pytest.mark.parametrize(
+    "name_part, what",
+    [
+        ("weights-000002.weights.h5", "backup/weights-000002.weights.h5: No space left on device"),
+        ("history.csv", "history.csv: No space left on device"),
+    ],
+)
+def test_a_full_disk_while_training_ends_in_one_line_and_the_backup_resumes(data, run_copy, monkeypatch,
+                                                                            name_part, what):  # fmt: skip
+    failed = _fail_writes_to(monkeypatch, name_part)
+    error = one_error(runner.invoke(app, train_args(data, run_copy)))
+    assert failed and error.startswith("cifarkit: error: cannot write ") and error.endswith(what)
+    state = json.loads((run_copy / "backup" / "state.json").read_text())
+    assert state["epoch"] == 1  # the last good backup is still the one committed
+    assert sorted(p.name for p in (run_copy / "backup").iterdir()) == ["state.json", state["weights"]]
+    assert not [p for p in run_copy.rglob(".*.part*")]  # no temporary file left behind
+
+    monkeypatch.undo()  # space again: the same command goes on from the backup
+    _resumes(data, run_copy)
+
+
+def test_a_full_disk_under_the_tensorboard_logs_is_one_line_not_out_of_memory(data, run_copy, monkeypatch):
+    import tensorflow as tf
+
+    real = tf.summary.create_file_writer
+
+    class FullDisk:
+        def __init__(self, logdir):
+            self.writer = real(logdir)
+            self.logdir = logdir
+
+        def as_default(self):
+            return self.writer.as_default()
+
+        def flush(self):
+            # What TensorFlow raises when its events file cannot be written.
+            raise tf.errors.ResourceExhaustedError(None, None, f"{self.logdir}/events.out.tfevents; No space left on device")
+
+        def close(self):
+            self.writer.close()
+
+    monkeypatch.setattr(tf.summary, "create_file_writer", FullDisk)
+    error = one_error(runner.invoke(app, train_args(data, run_copy)))
+    assert error == f"cifarkit: error: cannot write the TensorBoard logs in {run_copy / 'logs'}: No space left on device"
+    assert json.loads((run_copy / "backup" / "state.json").read_text())["epoch"] == 1
+
+
+def test_backup_weights_never_touch_the_disk_through_hdf5(data, run_copy, monkeypatch):
+    """HDF5 that hits a full disk cannot close its file and crashes the process when it exits
+    (exit 139): the backup's HDF5 bytes are built in memory and written by plain writes."""
+    import h5py
+
+    real = h5py.File
+    opened = []
+
+    def file(name, mode="r", *args, **kwargs):
+        if isinstance(name, (str, os.PathLike)) and mode != "r":
+            opened.append(str(name))
+        return real(name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", file)
+    _resumes(data, run_copy)
+    assert opened == []
+
+
+def _tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True)
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0  # fmt: skip
+
+
+def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, tmp_path):
+    """On a small tmpfs (where this machine lets a test mount one), a callback fills the disk
+    right before the second backup: the process must exit 1 with one line (it used to crash in
+    libhdf5 with exit 139), and resume once there is space again."""
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "8m"):
+        pytest.skip("cannot mount a tmpfs here (needs root on Linux)")
+    try:
+        workdir, filler = disk / "run", disk / "filler"
+        script = textwrap.dedent(f"""
+            import keras, sys
+            import cifarkit.train as trainer
+            from cifarkit.cli import app
+
+            class FillTheDisk(keras.callbacks.Callback):  # runs just before the backup is written
+                def on_epoch_end(self, epoch, logs=None):
+                    if epoch == 1:
+                        with open({str(filler)!r}, "wb") as out:
+                            try:
+                                while True:
+                                    out.write(bytes(1 << 16))
+                                    out.flush()
+                            except OSError:
+                                pass
+
+            trainer.tensorboard_callback = lambda log_dir: FillTheDisk()
+            app(prog_name="cifarkit", args=sys.argv[1:])
+        """)  # fmt: skip
+        args = train_args(data, workdir, "--quiet")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        full = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, env=env)
+        assert full.returncode == 1, full.stderr[-3000:]
+        last = full.stderr.strip().splitlines()[-1]
+        assert last.startswith("cifarkit: error: cannot write ") and "No space left on device" in last, full.stderr
+        assert "Traceback" not in full.stderr
+        state = json.loads((workdir / "backup" / "state.json").read_text())
+        assert state["epoch"] == 1
+
+        filler.unlink()
+        again = subprocess.run([sys.executable, "-m", "cifarkit", *train_args(data, workdir)], capture_output=True,
+                               text=True, timeout=300, env=env)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "continuing at epoch 2 of 2" in again.stderr
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+# --------------------------------------------------------------------------------------------
+# a refused start writes nothing
+
+
+def test_a_refused_start_writes_nothing_so_the_corrected_command_runs(data, tmp_path):
+    workdir = tmp_path / "run"
+    error = one_error(runner.invoke(app, train_args(data, workdir, "--batch-size", "100000")), code=2)
+    assert "batch_size=100000" in error
+    assert not (workdir / "config.json").exists()
+    assert sorted(p.name for p in workdir.iterdir()) == [".cifarkit.lock"]  # the lock alone
+
+    result = runner.invoke(app, train_args(data, workdir, "--epochs", "1"))
+    assert result.exit_code == 0, result.output  # not "a run with other settings"
+
+
+def test_a_refused_overwrite_keeps_the_run_it_would_have_replaced(data, run_copy):
+    before = snapshot(run_copy)
+    one_error(runner.invoke(app, train_args(data, run_copy, "--batch-size", "100000", "--overwrite")), code=2)
+    assert snapshot(run_copy) == before
+
+
+# --------------------------------------------------------------------------------------------
+# leftovers of killed saves
+
+
+def test_one_temporary_name_scheme_and_the_sweep_finds_every_kind(tmp_path):
+    from cifarkit.writers.atomic import is_partial, partial_path, remove_partials
+
+    keras_tmp = partial_path(tmp_path / "last.keras", ".keras")
+    assert keras_tmp.name == f".last.keras.{os.getpid()}.part.keras" and is_partial(keras_tmp.name)
+    leftovers = [keras_tmp.name, ".best.123.part.keras", ".weights-000002.weights.h5.77.part",
+                 ".history.csv.5.part", "logs/.x.png.9.part"]  # fmt: skip
+    kept = [".cifarkit.lock", "best.keras", "notes.part", ".hidden", "a.part.keras", ".x.part"]
+    for name in leftovers + kept:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_partials(tmp_path) == len(leftovers)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == sorted(kept)
+
+
+def test_a_resume_sweeps_away_what_killed_saves_left(data, run_copy):
+    pid = 4_000_000  # no such process
+    leftovers = [f".last.keras.{pid}.part.keras", f".best.{pid}.part.keras",
+                 f"backup/.weights-000002.weights.h5.{pid}.part", f".history.csv.{pid}.part"]  # fmt: skip
+    for name in leftovers:
+        (run_copy / name).write_bytes(b"half a file")
+    _resumes(data, run_copy)
+    assert not [name for name in leftovers if (run_copy / name).exists()]
+
+
+def test_model_saves_go_through_a_name_the_sweep_removes(tmp_path, monkeypatch):
+    import keras
+
+    from cifarkit.train import save_model_atomic
+    from cifarkit.writers.atomic import is_partial
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saved_to = []
+    real_save = keras.Model.save
+    monkeypatch.setattr(keras.Model, "save", lambda self, path, *a, **k: (saved_to.append(Path(path)),
+                                                                         real_save(self, path, *a, **k)))  # fmt: skip
+    save_model_atomic(model, tmp_path / "last.keras")
+    assert saved_to[0].parent == tmp_path and is_partial(saved_to[0].name)  # what a kill would leave
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras"]
+
+
+# --------------------------------------------------------------------------------------------
+# one training per run folder
+
+
+def test_a_second_training_on_a_held_run_folder_is_refused_and_writes_nothing(data, tmp_path):
+    from cifarkit import folder_lock
+
+    workdir = tmp_path / "run"
+    with folder_lock.hold(workdir, "a training run"):
+        holder = (workdir / folder_lock.LOCK_NAME).read_text()
+        error = one_error(runner.invoke(app, train_args(data, workdir)))
+        assert f"{workdir} is in use by pid {os.getpid()}" in error and "a training run" in error
+        assert sorted(p.name for p in workdir.rglob("*")) == [folder_lock.LOCK_NAME]
+        assert (workdir / folder_lock.LOCK_NAME).read_text() == holder
+
+
+def test_the_lock_file_neither_blocks_a_resume_nor_goes_with_overwrite(data, run_copy):
+    from cifarkit import folder_lock
+
+    lock = run_copy / folder_lock.LOCK_NAME
+    assert lock.is_file()  # the crashed run held it; the kernel released it with the process's descriptor
+    result = runner.invoke(app, train_args(data, run_copy, "--lr", "0.01", "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert lock.is_file()
+    assert json.loads((run_copy / "config.json").read_text())["lr"] == 0.01
+
+
+def test_a_damaged_report_of_a_finished_run_is_one_line(data, run_copy):
+    _resumes(data, run_copy)
+    (run_copy / "report.json").write_text("[1]")
+    error = one_error(runner.invoke(app, train_args(data, run_copy)))
+    assert "report.json: damaged run report" in error and "--overwrite" in error
