@@ -274,8 +274,8 @@ def test_png_encoder_is_lossless_for_any_size():
 
 
 def test_a_resume_with_another_png_compressor_is_refused(cifar10_tar, tmp_path, monkeypatch):
-    # ISA-L and zlib write different bytes for the same pixels: mixing them would break the
-    # promise that a resumed export is byte-identical to an uninterrupted one.
+    # Two deflate implementations (or zlib versions) may write different bytes for the same
+    # pixels: mixing them would break the promise that a resumed export is byte-identical.
     from cifarkit.writers import png
 
     dataset, out = open_source(cifar10_tar.path), tmp_path / "out"

@@ -6,12 +6,15 @@ compressing, and a CIFAR export encodes 60,000 of them. A PNG is a signature and
 (each byte minus the byte above it, modulo 256), which numpy computes for a whole batch of images
 at once and which compresses photographs nearly as well as per-row adaptive filtering.
 
-The deflate stream comes from ISA-L (``isal``) when it is installed, as it is with cifarkit: at
-its fastest level it compresses a CIFAR image about 3x faster than zlib does at any level, and
-CIFAR's noisy 32x32 photographs barely compress either way (zlib at level 6: 2,417 bytes an
-image on average, ISA-L at level 1: 2,489, raw rows: 3,104). Without it, zlib at its default
-level writes the same kind of stream. Every PNG decoder reads either; the tests decode them with
-imageio and TensorFlow.
+The deflate stream comes from the standard library's zlib at level 1. Not ISA-L (``isal``),
+although it is about 3x faster: at its levels 1 and 2 a fresh process now and then writes a
+different (equally valid) stream for the same image, about 1 image in 50,000 of real CIFAR-10,
+a few bytes longer or shorter, while one process always repeats itself; so a re-run export did
+not end byte-identical. zlib's output depends only on the input, the level and zlib's version
+(recorded in every export's state). Level 1 is zlib's fastest and, for CIFAR's noisy 32x32
+photographs, smaller than ISA-L's (2,432 bytes an image on average against 2,493; level 6:
+2,420; raw rows: 3,104). Every PNG decoder reads it; the tests decode them with imageio and
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,20 +25,16 @@ from typing import Iterator
 
 import numpy as np
 
-try:  # same zlib-format stream, about 3x faster for CIFAR-sized images
-    from isal import isal_zlib as _deflate
-
-    _LEVEL = 1  # ISA-L levels are 0-3; 1 is its fastest with real compression
-except ImportError:  # pragma: no cover - isal is a dependency; this keeps odd platforms working
-    _deflate = zlib
-    _LEVEL = 6  # zlib's default, as Pillow and libpng use
+_LEVEL = 1  # zlib's fastest; CIFAR images barely compress at any level (see above)
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTER_UP = 2  # PNG filter type 2: Up
 _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 _IDAT_CRC = zlib.crc32(b"IDAT")
 
-COMPRESSOR = f"{_deflate.__name__.split('.')[0]} level {_LEVEL}"  # recorded with exports
+# Recorded in an export's state: another zlib version may write other (valid) bytes, and a
+# resumed export must not mix the two.
+COMPRESSOR = f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {_LEVEL}"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -64,7 +63,7 @@ def encode_pngs(images: np.ndarray) -> Iterator[bytes]:
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) uint8 images, got shape {images.shape}")
     head = _head(images.shape[1], images.shape[2])
-    pack, crc32, compress = struct.Struct(">I").pack, zlib.crc32, _deflate.compress
+    pack, crc32, compress = struct.Struct(">I").pack, zlib.crc32, zlib.compress
     for rows in _up_filtered(images):
         data = compress(rows.tobytes(), _LEVEL)
         yield head + pack(len(data)) + b"IDAT" + data + pack(crc32(data, _IDAT_CRC)) + _IEND
