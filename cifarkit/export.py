@@ -10,6 +10,10 @@ Atomicity: a TFRecord shard is written under a temporary name and renamed. An im
 is written into a hidden staging folder, ``OUT/.partial-<split>``, with a journal of the chunks
 that are complete, and renamed to ``OUT/<split>`` when every chunk is: one rename per split
 instead of one per file. A re-run rewrites only the chunks the journal does not list.
+
+Exclusivity: the whole export, from the state check to the last metadata file, runs holding
+:mod:`folder_lock` on OUT, so two exports into one folder cannot interleave their files; the
+second is refused in one line that names the first.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import OutputError, UsageError
+from . import __version__, folder_lock
+from .errors import OutputError, SourceError, UsageError
 from .parallel import default_workers, run_tasks
 from .sources.records import Dataset
 from .writers import image_tree, png, tfrecord
@@ -93,7 +97,7 @@ def _fingerprint(dataset: Dataset, splits: tuple[str, ...], options: ExportOptio
     if options.format == "jpg" or (options.format == "tfrecord" and options.encoding == "jpeg"):
         fp["quality"] = options.quality
     if options.format == "png" or (options.format == "tfrecord" and options.encoding == "png"):
-        fp["png_deflate"] = png.COMPRESSOR  # ISA-L and zlib write different (equally valid) bytes
+        fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
     if options.format == "tfrecord":
         fp["encoding"] = options.encoding
         fp["shards"] = {s: _shards(dataset.count(s), options) for s in splits}
@@ -104,8 +108,6 @@ def _fingerprint(dataset: Dataset, splits: tuple[str, ...], options: ExportOptio
 
 def _prepare(out: Path, fingerprint: dict, options: ExportOptions, splits: tuple[str, ...]) -> None:
     """Create OUT, or resume the same export in it; never mix two different exports."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
     state_path = out / STATE_FILE
     try:
         previous = json.loads(state_path.read_text()) if state_path.is_file() else None
@@ -114,7 +116,7 @@ def _prepare(out: Path, fingerprint: dict, options: ExportOptions, splits: tuple
     if previous == fingerprint and not options.overwrite:
         remove_partials(out)  # leftovers of the interrupted run; finished files are kept
         return
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != folder_lock.LOCK_NAME for p in out.iterdir()):
         if not options.overwrite:
             what = "an export with other options" if previous is not None else "files cifarkit did not write"
             raise OutputError(f"{out}: holds {what}; pass --overwrite to replace it, or choose another --out")
@@ -241,11 +243,30 @@ def _add_rows(rows: list, dataset: Dataset, part, split: str, start: int, paths:
         rows.append(row)
 
 
+def _check_class_names(dataset: Dataset) -> None:
+    """labels.txt holds one name a line: a name that is empty or holds a line break (any that
+    ``str.splitlines`` knows) or a NUL would not read back as the same list of classes."""
+    for kind, names in (("class", dataset.class_names), ("coarse class", dataset.coarse_class_names or ())):
+        for index, name in enumerate(names):
+            if not name or "\0" in name or name.splitlines() != [name]:
+                raise SourceError(f"{dataset.location}: {kind} {index} has the name {name!r}, which cannot be written "
+                                  "as one line of labels.txt (empty, or holds a line break or NUL)")  # fmt: skip
+
+
 def export_dataset(dataset: Dataset, out: Path, options: ExportOptions = ExportOptions()) -> ExportSummary:
     """Write ``dataset`` under ``out`` in ``options.format``; safe to re-run after an interruption."""
     splits = _check(dataset, options)
+    _check_class_names(dataset)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
     fingerprint = _fingerprint(dataset, splits, options)
+    with folder_lock.hold(out, "an export"):
+        return _export_locked(dataset, out, splits, fingerprint, options)
+
+
+def _export_locked(dataset: Dataset, out: Path, splits: tuple[str, ...], fingerprint: dict,
+                   options: ExportOptions) -> ExportSummary:  # fmt: skip
     _prepare(out, fingerprint, options, splits)
     rows: list[tuple] = []
     summary = ExportSummary(out=out, counts={})

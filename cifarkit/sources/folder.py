@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from .records import Batch, Dataset, LazyImages
+from .records import Batch, Dataset, LazyImages, paths_inside
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 # Folder names treated as splits rather than classes; "val"/"validation" are kept as named.
@@ -36,7 +36,7 @@ def read_image(path: Path) -> np.ndarray:
     """
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with warnings.catch_warnings():  # Pillow warns of big or odd files; our own checks speak
@@ -48,7 +48,7 @@ def read_image(path: Path) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own check, at twice its default limit
         raise _too_big(path, str(exc).split(",")[0]) from None
-    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, EOFError) as exc:
+    except Exception as exc:  # Pillow raises many kinds for a crafted file; all mean "not readable"
         reason = (str(exc).strip().splitlines() or [""])[0]
         raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
 
@@ -69,7 +69,7 @@ def _too_big(path: Path, what: str) -> SourceError:
 def _to_rgb(path: Path, image) -> np.ndarray:
     """A decoded Pillow image as (H, W, 3) uint8."""
     if image.mode in _WIDE_GREY_MODES:
-        grey = np.asarray(image).astype(np.uint32)  # byte order already resolved by Pillow
+        grey = np.asarray(image).astype(np.int64)  # byte order already resolved by Pillow
         high = (np.clip(grey, 0, 65535) >> 8).astype(np.uint8)  # 16-bit grey: keep the high byte
         return np.ascontiguousarray(np.repeat(high[..., None], 3, axis=-1))
     if image.mode == "F":
@@ -143,7 +143,7 @@ def _read_export(root: Path) -> Dataset:
             labels = np.array([int(r["label"]) for r in items], dtype=np.int64)
             coarse = (np.array([int(r["coarse_label"]) for r in items], dtype=np.int64)
                       if items and "coarse_label" in items[0] else None)  # fmt: skip
-            paths = [root / r["path"] for r in items]
+            paths = paths_inside(root, [r["path"] for r in items], root / "manifest.csv")
             batches[split] = [Batch(split, LazyImages(paths), labels, [r["source_file"] for r in items], coarse)]
     except (KeyError, ValueError) as exc:
         raise SourceError(f"{root / 'manifest.csv'}: malformed manifest ({exc})") from None
