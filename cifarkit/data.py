@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .sources.records import Dataset, LazyImages
+from .sources.records import Dataset, LazyImages, paths_inside
 from .writers import tfrecord
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
@@ -134,30 +134,70 @@ def load(path: str | Path, split: str, *, image_size: int | None = None, verify:
 
 def _read_info(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SourceError(f"{path}: unreadable dataset_info.json ({exc})") from None
+    if not isinstance(info, dict):
+        raise SourceError(f"{path}: malformed (a JSON object is expected, not {type(info).__name__})")
+    return info
+
+
+@dataclass
+class _TFRecordInfo:
+    """What a TFRecord export's dataset_info.json says, checked."""
+
+    name: str
+    class_names: tuple[str, ...]
+    encoding: str
+    coarse: bool
+    counts: dict[str, int]
+    files: dict[str, list[str]]  # split -> shard paths, each inside the export folder
+
+
+def _tfrecord_info(root: Path, info: dict) -> _TFRecordInfo:
+    """Check the fields a reader relies on; one line naming the first that is wrong."""
+    path = root / "dataset_info.json"
+
+    def bad(what: str, value) -> SourceError:
+        return SourceError(f"{path}: malformed ({what}, found {json.dumps(value)[:80]})")
+
+    names, splits, encoding = info.get("class_names"), info.get("splits"), info.get("encoding", "png")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("'class_names' must be a list of strings", names)
+    if encoding not in tfrecord.ENCODINGS:
+        raise bad(f"'encoding' must be one of {', '.join(tfrecord.ENCODINGS)}", encoding)
+    features = info.get("features", {})
+    if not isinstance(features, dict):
+        raise bad("'features' must be an object", features)
+    if not isinstance(splits, dict) or not splits:
+        raise bad("'splits' must be an object of splits", splits)
+    counts, files = {}, {}
+    for split, entry in splits.items():
+        count = entry.get("count") if isinstance(entry, dict) else None
+        if type(count) is not int or count < 0:  # not bool, not "many"
+            raise bad(f"'splits.{split}.count' must be a whole number", count)
+        shards = entry.get("files")
+        if not isinstance(shards, list) or not shards:
+            raise SourceError(f"{path}: lists no TFRecord shards for split {split!r}")
+        counts[split] = count
+        files[split] = [str(p) for p in paths_inside(root, shards, path)]
+    return _TFRecordInfo(str(info.get("name", root.name)), tuple(names), encoding, "label_coarse" in features,
+                         counts, files)  # fmt: skip
 
 
 def _tfrecord_source(root: Path, info: dict) -> DataSource:
     import tensorflow as tf
 
-    try:
-        splits = {s: entry for s, entry in info["splits"].items()}
-        encoding = info.get("encoding", "png")
-        coarse = "label_coarse" in info.get("features", {})
-        class_names = tuple(info["class_names"])
-    except (KeyError, AttributeError, TypeError) as exc:
-        raise SourceError(f"{root / 'dataset_info.json'}: malformed ({exc!r})") from None
-    files = {}
-    for split, entry in splits.items():
-        names = entry.get("files") or []
-        missing = [n for n in names if not (root / n).is_file()]
-        if missing or not names:
-            raise SourceError(f"{root}: TFRecord shard {missing[0] if missing else split + ' (none listed)'} is missing")
-        files[split] = [str(root / n) for n in names]
+    checked = _tfrecord_info(root, info)
+    encoding, files = checked.encoding, checked.files
+    for shards in files.values():
+        missing = [n for n in shards if not Path(n).is_file()]
+        if missing:
+            raise SourceError(f"{root}: TFRecord shard {Path(missing[0]).name} is missing")
+        _OPENED_SHARDS.update(dict.fromkeys(shards))
+    coarse = checked.coarse
     features = tfrecord.parse_spec(tfrecord.feature_specs(coarse=coarse, encoding=encoding))
-    shape = CIFAR_SHAPE if info.get("name") in CIFAR_NAMES else None
+    shape = CIFAR_SHAPE if checked.name in CIFAR_NAMES else None
 
     def decode(record):
         example = tf.io.parse_single_example(record, features)
@@ -176,9 +216,25 @@ def _tfrecord_source(root: Path, info: dict) -> DataSource:
         return records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     return DataSource(
-        name=info.get("name", root.name), kind="tfrecord", location=root, class_names=class_names,
-        counts={s: int(e["count"]) for s, e in splits.items()}, image_shape=shape, _build=build, files=files,
+        name=checked.name, kind="tfrecord", location=root, class_names=checked.class_names,
+        counts=checked.counts, image_shape=shape, _build=build, files=files,
     )  # fmt: skip
+
+
+# Every TFRecord shard a reader opened in this process (insertion-ordered), so that a corrupt
+# record, which TensorFlow reports only by its offset, can be traced to its file.
+_OPENED_SHARDS: dict[str, None] = {}
+
+
+def name_corrupt_shard(message: str) -> str:
+    """``message`` (TensorFlow's "corrupted record at N") with the shard that fails its checks
+    put in front; unchanged when no opened shard does. Runs only after such an error: it reads
+    the shards' framing and CRCs, which the normal path leaves to TensorFlow."""
+    for shard in list(_OPENED_SHARDS):
+        offset = tfrecord.first_bad_record(shard)
+        if offset is not None:
+            return f"{shard}: {message}" if str(offset) in message else f"{shard}: bad record at {offset} ({message})"
+    return message
 
 
 def from_dataset(dataset: Dataset) -> DataSource:

@@ -49,7 +49,10 @@ def hold(folder: Path, what: str) -> Iterator[Path]:
         os.ftruncate(fd, 0)
         command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300]
         os.pwrite(fd, f"pid {os.getpid()} ({command}, {what})\n".encode(), 0)
-        yield folder
+        try:
+            yield folder
+        finally:
+            os.ftruncate(fd, 0)  # a finished command leaves an empty lock: two outputs compare equal
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

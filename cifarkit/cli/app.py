@@ -59,6 +59,10 @@ def tensorflow_error(exc: Exception) -> str | None:
     text = re.split(r"\s*\[\[|\s*\[Op:", text)[0]  # [[...]] node context, [Op:...] suffix
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     kind = type(exc).__name__
+    if kind == "DataLossError" and lines:  # TensorFlow gives the offset only: name the shard
+        from ..data import name_corrupt_shard
+
+        lines[0] = name_corrupt_shard(lines[0])
     what = _TENSORFLOW_HINTS.get(kind, "TensorFlow failed")
     return f"{what}: {lines[0] if lines else kind} ({kind})"
 

@@ -10,6 +10,7 @@ several seconds in every writer process; reading and parsing use ``tf.io`` as us
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,28 @@ def write_shard(path: str, split: str, start: int, width: int, images, labels, c
                 records.append(frame_record(example_bytes(features)))
             handle.write(b"".join(records))
     return len(labels), 0
+
+
+def first_bad_record(path: str | Path) -> int | None:
+    """The byte offset of the first record in a shard whose framing or CRCs are wrong, or None
+    when every record checks out. For naming the shard after TensorFlow reports a corrupt
+    record (it gives only the offset); TensorFlow does the checking on the normal path."""
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        return 0
+    with handle:
+        offset, size = 0, os.fstat(handle.fileno()).st_size
+        while True:
+            header = handle.read(12)  # length (8 bytes) and its masked CRC (4)
+            if not header:
+                return None
+            if len(header) < 12 or _masked_crc(header[:8]) != header[8:]:
+                return offset
+            (length,) = struct.unpack("<Q", header[:8])
+            if length > size - offset - 16:  # longer than what is left: never allocate it
+                return offset
+            data = handle.read(length)
+            if len(data) < length or _masked_crc(data) != handle.read(4):
+                return offset
+            offset += 12 + length + 4
