@@ -8,6 +8,11 @@ unsafe, so they are started by a fork server instead.
 Large read-only data (a whole dataset) reaches the workers as ``shared``, handed to each worker
 once when it starts: a forked worker simply inherits it (no copy, no pickling), so a task needs
 to carry only indices, not megabytes of pixels through a pipe.
+
+A worker must not outlive the command that started it: after a ``kill -9`` of the parent, the
+workers would wait on their task pipe forever (reparented to init). Each worker therefore asks
+the kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``) and also runs a watchdog
+thread that exits once the parent is gone (every platform; within about a second).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
@@ -38,11 +46,47 @@ def _context():
 
 
 _shared: Any = None  # in a worker: the `shared` object of run_tasks
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCHDOG_INTERVAL = 0.5  # seconds between a worker's checks that its parent is alive
 
 
 def _install(shared: Any) -> None:
     global _shared
     _shared = shared
+
+
+def _start_worker(shared: Any, command_pid: int) -> None:
+    """Worker initializer: receive ``shared`` and arrange to die with the command."""
+    _install(shared)
+    parent = os.getppid()  # the command, or the fork server that started this worker
+    if sys.platform == "linux":
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog still works
+            pass
+    threading.Thread(target=_watch, args=(parent, command_pid), daemon=True, name="cifarkit-watchdog").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (pid reused): treat as gone
+        return False
+    return True
+
+
+def _watch(parent: int, command_pid: int) -> None:
+    """Exit this worker when its parent or the command has gone (reparenting changes ppid).
+
+    Also covers a parent that died between fork and the prctl call above."""
+    while os.getppid() == parent and _alive(command_pid):
+        time.sleep(WATCHDOG_INTERVAL)
+    os._exit(1)
 
 
 def _with_shared(fn: Callable[..., Any], *task: Any) -> Any:
@@ -68,7 +112,7 @@ def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], workers: int, shar
         return
     pending: set[Future] = set()
     tasks = iter(tasks)
-    start = {"initializer": _install, "initargs": (shared,)} if shared is not None else {}
+    start = {"initializer": _start_worker, "initargs": (shared, os.getpid())}
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), **start) as pool:
         try:
             while True:
