@@ -221,13 +221,13 @@ def test_defaults_follow_the_model():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--optimizer", "rmsprop"], "optimizer='rmsprop'"),
-        (["--schedule", "linear"], "schedule='linear'"),
-        (["--precision", "half"], "precision='half'"),
-        (["--augment-on", "tpu"], "augment_on='tpu'"),
+        (["--optimizer", "rmsprop"], "'rmsprop' is not one of"),
+        (["--schedule", "linear"], "'linear' is not one of"),
+        (["--precision", "half"], "'half' is not one of"),
+        (["--augment-on", "tpu"], "'tpu' is not one of"),
         (["--epochs", "0"], "epochs=0"),
         (["--label-smoothing", "1.5"], "label_smoothing=1.5"),
-        (["--strategy", "tpu"], "strategy='tpu'"),
+        (["--strategy", "tpu"], "'tpu' is not one of"),
         (["--model-option", "width"], "KEY=VALUE"),
         (["--crop", "100"], "crop=100"),
         (["--batch-size", "1000"], "batch_size=1000"),
