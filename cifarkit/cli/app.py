@@ -55,6 +55,11 @@ def tensorflow_error(exc: Exception) -> str | None:
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(exc, tf.errors.OpError):
         return None
+    from ..data import source_error_in
+
+    named = source_error_in(exc)  # a file that cifarkit's own reader refused inside tf.data
+    if named is not None:
+        return str(named)
     text = re.sub(r"\{\{[^}]*\}\}", "", exc.message or "")  # {{function_node ...}} {{node ...}}
     text = re.split(r"\s*\[\[|\s*\[Op:", text)[0]  # [[...]] node context, [Op:...] suffix
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
