@@ -262,10 +262,15 @@ def _counted(op: Callable) -> Callable:
     return run
 
 
+class _Opcodes(dict):
+    def __missing__(self, code: int) -> Callable:
+        raise pickle.UnpicklingError(f"unknown opcode 0x{code:02x}")
+
+
 class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """Pickle's pure-Python unpickler with stand-ins for :data:`ALLOWED_GLOBALS`, every opcode counted."""
 
-    dispatch = {code: _counted(op) for code, op in pickle._Unpickler.dispatch.items()}  # type: ignore[attr-defined]
+    dispatch = _Opcodes({code: _counted(op) for code, op in pickle._Unpickler.dispatch.items()})  # type: ignore[attr-defined]
 
     def __init__(self, data: bytes):
         # encoding="bytes" keeps Python 2 byte strings as bytes (keys are normalised later).
@@ -333,7 +338,9 @@ def _describe(exc: BaseException) -> str:
         text = str(exc)
     except Exception:  # noqa: BLE001 - str() of an exception carrying hostile values
         text = ""
-    return _short(text or type(exc).__name__)
+    if " " not in text.strip():  # KeyError: 255 (an unknown opcode), IndexError: ... say which
+        text = f"{type(exc).__name__} {text}".strip()
+    return _short(text)
 
 
 def _short(text: str) -> str:
