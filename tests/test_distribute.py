@@ -145,4 +145,5 @@ def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp
         assert (workdir / name).is_file(), name
     # The other worker's backup is gone, and nothing of its scratch output landed in the run folder.
     assert sorted(p.name for p in workdir.iterdir()) == sorted(
-        ["best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json", "logs"])
+        ["best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json", "logs",
+         ".cifarkit.lock"])  # the chief's lock on the run folder (empty once released)
