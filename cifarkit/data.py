@@ -233,7 +233,9 @@ def name_corrupt_shard(message: str) -> str:
     for shard in list(_OPENED_SHARDS):
         offset = tfrecord.first_bad_record(shard)
         if offset is not None:
-            return f"{shard}: {message}" if str(offset) in message else f"{shard}: bad record at {offset} ({message})"
+            # TensorFlow counts from the record's data, after its 12-byte header; we from the header.
+            told = any(f" {at}" in message for at in (offset, offset + 12))
+            return f"{shard}: {message}" if told else f"{shard}: bad record at {offset} ({message})"
     return message
 
 
