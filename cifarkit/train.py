@@ -11,7 +11,8 @@ The run folder (``--workdir``) holds:
 - ``history.csv`` and ``curves.png`` (rewritten every epoch), TensorBoard logs in ``logs/``;
 - ``stats.json``: the dataset statistics the preprocessing uses;
 - ``report.json`` once training has finished (its presence marks the run finished);
-- ``backup/`` while training runs: weights, optimizer and callback state (see :class:`RunBackup`).
+- ``backup/`` while training runs: weights, optimizer and callback state (see :class:`RunBackup`);
+- ``.cifarkit.lock``: held while a command trains in the folder, so a second one is refused.
 
 Resuming: the backup holds the weights, the optimizer (slots, step count, learning rate), the
 augmentation layer's seed state, the history rows, the best accuracy so far and the plateau

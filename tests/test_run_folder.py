@@ -178,6 +178,8 @@ def test_resume_with_a_damaged_backup_is_refused_and_touches_nothing(data, run_c
     assert "damaged run backup" in error and message in error and "--overwrite" in error
     assert snapshot(run_copy) == before  # not one file written, removed or changed
 
+    if damage != "truncated-weights":
+        return  # the way out is the same for every kind of damage; one run shows it (fast tests)
     result = runner.invoke(app, train_args(data, run_copy, "--overwrite"))
     assert result.exit_code == 0, result.output
     assert json.loads((run_copy / "report.json").read_text())["resumed_from_epoch"] is None
