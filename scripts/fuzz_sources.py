@@ -362,7 +362,7 @@ def worker(args: argparse.Namespace) -> None:
             counts[outcome] = counts.get(outcome, 0) + 1
             if outcome.startswith(("crash", "bad-result", "memory", "hang")):
                 _save(out, outcome, index, seed, data, detail)
-    state = {"index": args.last, "counts": counts, "rss_mb": _rss_mb(), "done": True}
+    state = {"counts": counts, "rss_mb": _rss_mb(), "done": True}
     state_slot.put(json.dumps(state).encode())
 
 
