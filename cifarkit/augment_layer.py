@@ -1,9 +1,11 @@
 """The recipe as a Keras layer, for augmentation on the accelerator (``--augment-on device``).
 
-The pipeline then ships uint8 batches; this layer, first in the model, runs the very transforms
-of :mod:`cifarkit.recipes` inside the compiled training step: random views in training, the
-centre view otherwise. Its seeds come from a Keras ``SeedGenerator`` (a variable advanced every
-step), so runs are reproducible under a seed and the layer saves and loads with the model.
+The pipeline then ships uint8 batches; this layer, first in the model, runs the transforms of
+:mod:`cifarkit.recipes` inside the compiled training step, written in ``keras.ops``
+(:mod:`cifarkit.device_augment`) so that it runs on any Keras backend: random views in training,
+the centre view otherwise. Its random draws come from a Keras ``SeedGenerator`` (a variable
+advanced every step), so runs are reproducible under a seed and the layer saves and loads with
+the model.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from .recipes import Recipe, eval_transform, train_transform
+from . import device_augment
+from .recipes import Recipe
 from .stats import Stats
 
 
@@ -25,16 +28,20 @@ class Augmentation(keras.layers.Layer):
         self.stats = stats if isinstance(stats, Stats) else Stats.from_json(stats)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self._train = train_transform(self.recipe, self.stats)
-        self._eval = eval_transform(self.recipe, self.stats)
         # Preprocessing works in float32 whatever the model's compute dtype; the model casts.
         self._autocast = False
 
+    def draw(self, batch, image_size: int) -> device_augment.Draw:
+        """One training batch's random windows, mirrors and colour weights (advances the seed)."""
+        recipe = self.recipe
+        span = device_augment.span(recipe, image_size)
+        return device_augment.draw_views(self.seed_generator, batch, span, recipe.crop, recipe.flip, recipe.pca_sigma)
+
     def call(self, images, training=None):
         if training:
-            seed = tf.cast(self.seed_generator.next(), tf.int64)
-            return self._train(images, seed)
-        return self._eval(images)
+            draw = self.draw(ops.shape(images)[0], images.shape[1])
+            return device_augment.views(self.recipe, self.stats, images, draw)
+        return device_augment.eval_views(self.recipe, self.stats, images)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.recipe.crop, self.recipe.crop, 3)

@@ -2,7 +2,8 @@
 every model has (a checked image input, float32 logits).
 
 Importing this module imports Keras and registers ``cifarkit>LocalResponseNormalization``, which
-``keras.models.load_model`` needs to read back a saved model that uses it.
+``keras.models.load_model`` needs to read back a saved model that uses it. Everything here is
+``keras.ops``, so the models build, train and save on any Keras backend (TensorFlow, JAX, PyTorch).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numbers
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from ..constants import CHANNELS
 
@@ -25,9 +26,9 @@ LRN_BETA = 0.75  # beta: exponent of the denominator
 # short run evaluated 10% (chance) on CIFAR-10 while its training accuracy was 20%.
 BN_MOMENTUM = 0.9
 
-# TF's LRN kernels run float32 (CPU also float16, neither device bfloat16), so mixed precision
-# normalises in float32 and casts back; the sum of squares is also safer there.
-_LOW_PRECISION = (tf.float16, tf.bfloat16)
+# Under mixed precision the layer normalises in float32 and casts back: a sum of squares of
+# activations in the hundreds overflows float16 (max 65504) and loses digits in bfloat16.
+_LOW_PRECISION = ("float16", "bfloat16")
 
 
 @keras.saving.register_keras_serializable(package="cifarkit")
@@ -58,12 +59,20 @@ class LocalResponseNormalization(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        low_precision = inputs.dtype in _LOW_PRECISION
-        x = tf.cast(inputs, tf.float32) if low_precision else inputs
-        # TF sums squares over [c - depth_radius, c + depth_radius] and does not divide alpha by
-        # the window size, which is exactly the paper's formula with n = 2 * depth_radius + 1.
-        y = tf.nn.local_response_normalization(x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta)
-        return tf.cast(y, inputs.dtype) if low_precision else y
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        x = ops.cast(inputs, "float32") if dtype in _LOW_PRECISION else inputs
+        # The sum over [c - r, c + r] as 2r + 1 shifted slices of the zero-padded squares: exact
+        # clipping at the first and last channel, and no cumulative sum to lose digits in. Alpha
+        # is not divided by the window size, which is the paper's formula (and TensorFlow's
+        # tf.nn.local_response_normalization with depth_radius = r).
+        radius = self.size // 2
+        channels = x.shape[-1]
+        squares = ops.pad(ops.square(x), [(0, 0), (0, 0), (0, 0), (radius, radius)])
+        window = squares[..., :channels]
+        for shift in range(1, self.size):
+            window = window + squares[..., shift : shift + channels]
+        y = x / ops.power(self.k + self.alpha * window, self.beta)
+        return ops.cast(y, dtype) if dtype in _LOW_PRECISION else y
 
     def compute_output_shape(self, input_shape):
         return input_shape
