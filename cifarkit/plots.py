@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .writers.atomic import write_bytes
-from .writers.png import encode_png
+from .formats.codecs.png import encode_png
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)

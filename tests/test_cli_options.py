@@ -9,7 +9,7 @@ from cifarkit.cli import options
 
 def test_cli_choices_are_the_library_names():
     from cifarkit import export, pipeline, recipes, strategy, train
-    from cifarkit.writers import tfrecord
+    from cifarkit.formats import tfrecord
 
     pairs = [
         (options.ExportFormat, export.FORMATS),

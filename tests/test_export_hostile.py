@@ -23,8 +23,8 @@ from cifarkit.cli import app
 from cifarkit.errors import OutputError, SourceError, UnsafeInputError
 from cifarkit.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
-from cifarkit.sources.records import Batch, Dataset
-from cifarkit.writers import tfrecord
+from cifarkit.sources.labelled import Batch, LabelledImages
+from cifarkit.formats.codecs import example
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _photos(n: int, seed: int = 0) -> np.ndarray:
 
 _ENCODE_IN_A_FRESH_PROCESS = """
 import hashlib, sys, numpy as np
-from cifarkit.writers.png import encode_pngs
+from cifarkit.formats.codecs.png import encode_pngs
 images = np.load(sys.argv[1])
 print(hashlib.sha256(b"".join(encode_pngs(images))).hexdigest())
 """
@@ -57,7 +57,7 @@ def test_png_bytes_do_not_depend_on_the_process(tmp_path):
         done = subprocess.run([sys.executable, "-c", _ENCODE_IN_A_FRESH_PROCESS, str(tmp_path / "images.npy")],
                               env=env, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
         digests.add(done.stdout.strip())
-    from cifarkit.writers.png import encode_pngs
+    from cifarkit.formats.codecs.png import encode_pngs
 
     digests.add(hashlib.sha256(b"".join(encode_pngs(images))).hexdigest())
     assert len(digests) == 1
@@ -68,7 +68,7 @@ def test_png_bytes_do_not_depend_on_the_process(tmp_path):
 _SLOW_EXPORT = """
 import os, sys, time
 from pathlib import Path
-from cifarkit import export
+from cifarkit.formats import image_tree
 
 PIDS = Path(sys.argv[1])
 
@@ -76,8 +76,8 @@ def slow_chunk(*args):
     (PIDS / str(os.getpid())).write_text("")
     time.sleep(120)  # the parent is killed long before this ends
 
-export._write_chunk = slow_chunk  # forked workers inherit the patch
-export.IMAGES_PER_TASK = 5  # a task for each worker
+image_tree._write_chunk = slow_chunk  # forked workers inherit the patch
+image_tree.IMAGES_PER_TASK = 5  # a task for each worker
 sys.argv = ["cifarkit", "export", "--source", sys.argv[2], "--format", "png", "--out", sys.argv[3],
             "--workers", "2", "--quiet"]
 from cifarkit.cli import main
@@ -152,12 +152,12 @@ def test_the_lock_file_is_neither_foreign_nor_listed_nor_removed(cifar10_tar, tm
 # --- empty splits, class names, malformed or corrupt metadata ------------------------------------
 
 
-def _dataset_with_an_empty_split(coarse: bool = False) -> Dataset:
+def _dataset_with_an_empty_split(coarse: bool = False) -> LabelledImages:
     images = _photos(6, seed=1)
     labels = np.array([0, 1, 2, 0, 1, 2])
     batch = Batch("train", images, labels, ["b1"] * 6, labels.copy() if coarse else None)
     empty = Batch("test", images[:0], labels[:0], [], labels[:0].copy() if coarse else None)
-    return Dataset(name="cifar10", format="test", location=Path("made-up"), class_names=("a", "b", "c"),
+    return LabelledImages(name="cifar10", format="test", location=Path("made-up"), class_names=("a", "b", "c"),
                    batches={"train": [batch], "test": [empty]},
                    coarse_class_names=("x", "y", "z") if coarse else None)  # fmt: skip
 
@@ -260,8 +260,8 @@ def test_a_corrupt_record_is_reported_with_its_shard(tfrecord_export, tmp_path):
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     shard.write_bytes(bytes(raw))
-    assert tfrecord.first_bad_record(shard) is not None
-    assert tfrecord.first_bad_record(next(broken.glob("*train.tfrecord-00000*"))) is None
+    assert example.first_bad_record(shard) is not None
+    assert example.first_bad_record(next(broken.glob("*train.tfrecord-00000*"))) is None
     with pytest.raises(tf.errors.DataLossError) as caught:
         data.to_numpy(data.open_data(broken).dataset("train"))
     message = tensorflow_error(caught.value)

@@ -92,7 +92,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from .._version import __version__
 
         typer.echo(f"cifarkit {__version__}")
         raise typer.Exit()

@@ -20,7 +20,7 @@ from ..constants import (
 )
 from ..errors import SourceError
 from .pickled import check_labels, planar_to_hwc
-from .records import Batch
+from .labelled import Batch
 
 
 def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import BinaryIO, Callable
 
 from tqdm import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..errors import DownloadError
 from ..writers.atomic import output_error
 

@@ -17,7 +17,7 @@ from ..errors import ChecksumError, SourceError, UnsafeInputError
 from . import binary, pickled
 from .archive import read_archive
 from .folder import looks_like_image_tree, read_folder
-from .records import Dataset
+from .labelled import LabelledImages
 
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
@@ -56,7 +56,7 @@ def detect_layout(names: set[str]) -> str | None:
     return None
 
 
-def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str) -> Dataset:
+def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str) -> LabelledImages:
     if layout == "cifar10-python":
         names, batches, notes = pickled.read_cifar10(files)
         coarse = None
@@ -71,7 +71,7 @@ def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: P
         notes = []
     if not batches:
         raise SourceError(f"{location}: no train or test batches found")
-    return Dataset(
+    return LabelledImages(
         name=layout.split("-")[0], format=_FORMATS[layout], location=location, class_names=names,
         batches=batches, coarse_class_names=coarse, verification=verification, notes=notes,
     )  # fmt: skip
@@ -84,7 +84,7 @@ def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
     )
 
 
-def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = KNOWN_MD5) -> Dataset:
+def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, str] = KNOWN_MD5) -> LabelledImages:
     contents = read_archive(path, md5=verify, keep=is_dataset_file)
     official = known_md5.get(path.name)
     if not verify:
@@ -128,7 +128,7 @@ def _read_capped(path: Path, allowed: int) -> bytes:
     return data
 
 
-def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Dataset:
+def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> LabelledImages:
     checked, mismatched, budget = 0, [], MAX_DATASET_BYTES
 
     def reader(path: Path) -> Callable[[], bytes]:
@@ -160,7 +160,7 @@ def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Data
     return dataset
 
 
-def open_source(path: str | Path, *, verify: bool = True) -> Dataset:
+def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
     """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
     from .discover import check_source_path  # discover imports this module
 

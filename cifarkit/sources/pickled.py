@@ -41,7 +41,7 @@ from ..constants import (
     PICKLE_OPS_PER_IMAGE,
 )
 from ..errors import SourceError, UnsafeInputError
-from .records import Batch
+from .labelled import Batch
 
 # dtype names numpy writes for plain numbers; no objects, strings, records or subarrays.
 _PLAIN_TYPES = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"})

@@ -1,7 +1,9 @@
 """What every source produces: labelled uint8 images grouped by split, plus the dataset's metadata.
 
-A source reads its files once into :class:`Dataset`; writers and readers only ever see this shape,
-never a pickle, a tar member or a folder layout.
+A source reads its files once into :class:`LabelledImages` (numpy arrays, or image files decoded on
+demand); export formats and readers only ever see this shape, never a pickle, a tar member or a
+folder layout. Not to be confused with :class:`cifarkit.data.DataReader`, which builds tf.data
+pipelines over a source or an export.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import UnsafeInputError
+from .image_file import read_image
 
 
 class LazyImages(Sequence):
@@ -32,13 +35,9 @@ class LazyImages(Sequence):
     def __getitem__(self, item):
         if isinstance(item, slice):
             return LazyImages(self.paths[item])
-        from .folder import read_image  # folder.py imports this module
-
         return read_image(self.paths[item])
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from .folder import read_image
-
         for path in self.paths:
             yield read_image(path)
 
@@ -68,7 +67,7 @@ class Batch:
     @staticmethod
     def concat(parts: list["Batch"]) -> "Batch":
         if not parts:
-            raise ValueError("Batch.concat needs at least one batch (use Dataset.take for a range)")
+            raise ValueError("Batch.concat needs at least one batch (use LabelledImages.take for a range)")
         if len(parts) == 1:
             return parts[0]
         first = parts[0]
@@ -86,7 +85,7 @@ class Batch:
 
 
 @dataclass
-class Dataset:
+class LabelledImages:
     """A whole source, read and checked."""
 
     name: str  # "cifar10", "cifar100", or the folder's name for an image tree

@@ -1,0 +1,107 @@
+"""What an export format is: the interface every adapter implements.
+
+An adapter owns one on-disk format from end to end, as TFDS's file adapters do: it plans the work
+(:class:`Piece`: a run of images one worker task writes), writes it (including whatever makes an
+interrupted write resumable), names what decides its bytes (the export's fingerprint), describes
+itself in ``dataset_info.json``, removes what it wrote (``--overwrite``) and opens it again for
+reading. :mod:`cifarkit.export` runs the steps common to every format; the registry in
+:mod:`cifarkit.formats` maps a ``--format`` name, or the ``format`` a ``dataset_info.json`` records,
+to its adapter.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import SourceError
+
+if TYPE_CHECKING:
+    from ..reader import DataReader
+    from ..sources.labelled import LabelledImages
+
+INFO_FILE = "dataset_info.json"
+
+
+class WriteOptions(Protocol):
+    """The export options an adapter reads (:class:`cifarkit.export.ExportOptions` has them)."""
+
+    format: str
+    quality: int  # JPEG quality, for image trees and TFRecord's jpeg encoding
+    workers: int
+    shards: int | None  # TFRecord shards per split; None: the format's default
+    encoding: str  # TFRecord image encoding
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Images ``start:stop`` of ``split``, written by one worker task."""
+
+    split: str
+    start: int
+    stop: int
+
+    def manifest_paths(self) -> list[str]:
+        """Per image of the piece, the file that holds it, relative to the export folder."""
+        raise NotImplementedError
+
+
+class FormatAdapter(ABC):
+    """One export format: plan, write, describe, clean up, and open for reading."""
+
+    name: str  # the --format value, and the "format" recorded in dataset_info.json
+
+    def check_options(self, options: WriteOptions) -> None:
+        """Refuse a bad value of an option this format owns. Called for every adapter when export
+        options are made, whatever format they name, so a typo is caught before any data is read."""
+
+    @abstractmethod
+    def fingerprint(self, dataset: LabelledImages, splits: tuple[str, ...], options: WriteOptions) -> dict:
+        """What decides the bytes this format writes, beyond the dataset and the format's name;
+        recorded in the export's state, so a re-run resumes only an identical export."""
+
+    @abstractmethod
+    def plan(self, dataset: LabelledImages, split: str, options: WriteOptions) -> list[Piece]:
+        """The pieces one split is written as, in dataset order."""
+
+    @abstractmethod
+    def write_split(self, dataset: LabelledImages, split: str, out: Path, pieces: list[Piece],
+                    options: WriteOptions, progress) -> int:  # fmt: skip
+        """Write the planned pieces of ``split`` under ``out``, skipping what an earlier run of the
+        same export finished; ``progress.update(n)`` per n images. Returns the images skipped."""
+
+    def describe_split(self, pieces: list[Piece]) -> dict[str, Any]:
+        """Fields this format adds to a split's entry of ``dataset_info.json``."""
+        return {}
+
+    @abstractmethod
+    def describe(self, dataset: LabelledImages, options: WriteOptions) -> dict[str, Any]:
+        """Fields this format adds to ``dataset_info.json``, after the splits."""
+
+    @abstractmethod
+    def clean(self, out: Path, splits: tuple[str, ...]) -> None:
+        """Remove everything this format writes in ``out`` (finished or not) and nothing else."""
+
+    @abstractmethod
+    def open(self, root: Path, info: dict, *, verify: bool = True) -> DataReader:
+        """A reader over an export of this format at ``root``; ``info`` is its dataset_info.json."""
+
+
+def index_width(count: int) -> int:
+    """Zero-padding of a split's image indices (file names, record ids), so they sort in index
+    order: at least 5 digits, as for CIFAR-10."""
+    return max(5, len(str(max(count - 1, 0))))
+
+
+def read_info(path: Path) -> dict:
+    """A ``dataset_info.json``, as a JSON object; one line naming the file if it is not one."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable dataset_info.json ({exc})") from None
+    if not isinstance(info, dict):
+        raise SourceError(f"{path}: malformed (a JSON object is expected, not {type(info).__name__})")
+    return info

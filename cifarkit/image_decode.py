@@ -1,0 +1,118 @@
+"""Image files decoded inside tf.data, each checked before it is decoded, and a failure named.
+
+PNG and JPEG (nearly every tree) are decoded by TensorFlow after their headers' size is checked
+against :data:`~cifarkit.sources.image_file.MAX_PIXELS`; any other file (GIF, BMP, TIFF, PPM,
+WebP, a misnamed or broken one) by Pillow, exactly as the exporter reads it. TensorFlow's own
+decoders say only "Invalid PNG data"; the first file that fails is named instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SourceError
+from .sources.image_file import MAX_PIXELS, read_image
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+
+
+def decode_files(paths: list[str], labels, shape):
+    """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known."""
+    import tensorflow as tf
+
+    count = len(paths)
+    files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
+    # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
+    # relies on the order.
+    decoded = files.map(_tree_decoder(shape), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _naming_failures(decoded, paths, shape)
+
+
+# PNG and JPEG are known by their first bytes, and their headers give their size cheaply.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIZE_AT = 16  # after the signature (8 bytes), IHDR's length and type (4 + 4): width, height
+_JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
+
+
+def _header_pixels(contents):
+    """Width x height from a PNG or JPEG header (a tensor); 0 for any other file."""
+    import tensorflow as tf
+
+
+    def png():
+        size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
+        return _pixels(tf.cast(size, tf.int64) & 0xFFFFFFFF)  # unsigned 32-bit in the file
+
+    def jpeg():
+        return _pixels(tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64))
+
+    def _pixels(size):  # capped per side first, so the product cannot overflow
+        return tf.where(tf.reduce_any(size > MAX_PIXELS), tf.constant(MAX_PIXELS + 1, tf.int64), size[0] * size[1])
+
+    is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
+                            tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
+    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
+    return tf.case([(is_png, png), (is_jpeg, jpeg)], default=lambda: tf.constant(0, tf.int64))
+
+
+def _tree_decoder(shape):
+    """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data."""
+    import tensorflow as tf
+
+
+    def pillow(path):
+        return read_image(Path(path.decode()))
+
+    def decode(index, path, label):
+        contents = tf.io.read_file(path)
+        pixels = _header_pixels(contents)
+        image = tf.cond(
+            tf.logical_and(pixels > 0, pixels <= MAX_PIXELS),  # a bigger header: Pillow refuses it by name
+            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+            lambda: tf.numpy_function(pillow, [path], tf.uint8, stateful=False),
+        )
+        return index, tf.ensure_shape(image, shape or (None, None, 3)), label
+
+    return decode
+
+
+def _naming_failures(decoded, paths: list[str], shape):
+    """``decoded`` without its indices, failing with the name of the first file that failed.
+
+    TensorFlow's decoders say only "Invalid PNG data". Failed elements are dropped instead, so the
+    first one whose position in the stream differs from its index follows the first failure; a
+    sentinel after the last element catches failures at the end. :func:`read_image` explains the
+    failed file with a :class:`SourceError` that names it.
+    """
+    import tensorflow as tf
+
+
+    count = len(paths)
+
+    def explain(index):
+        path = Path(paths[int(index)])
+        read_image(path)  # raises with the reason; if Pillow reads it, TensorFlow's decoder did not:
+        raise SourceError(f"{path}: cannot decode image (TensorFlow's decoder refuses it)")
+
+    def check(position, element):
+        index, image, label = element
+        ok = tf.cond(tf.equal(index, position), lambda: tf.constant(True),
+                     lambda: tf.numpy_function(explain, [position], tf.bool))  # fmt: skip
+        with tf.control_dependencies([ok]):
+            return tf.identity(image), tf.identity(label)
+
+    sentinel = (tf.constant(count, tf.int64), tf.zeros(shape or (1, 1, 3), tf.uint8), tf.constant(0, tf.int32))
+    stream = decoded.ignore_errors().concatenate(tf.data.Dataset.from_tensors(sentinel)).enumerate()
+    # take(count): without failures the sentinel is never reached; after one it is checked.
+    return stream.map(check, num_parallel_calls=AUTOTUNE, deterministic=True).take(count)
+
+
+def source_error_in(exc: Exception) -> SourceError | None:
+    """The :class:`SourceError` an image-tree reader raised inside tf.data, which TensorFlow passes
+    on wrapped in its own error (with a traceback); None if ``exc`` carries none."""
+    import re
+
+    match = re.search(r"\bSourceError: ([^\n]+)", getattr(exc, "message", None) or "")
+    return SourceError(match.group(1).strip()) if match else None
+
+

@@ -1,0 +1,160 @@
+"""What every reader hands out: a :class:`DataReader` (a dataset's splits, counts and class names,
+and how to build a ``tf.data.Dataset`` of (uint8 image, int32 label) for a split), and the
+tf.data settings every reader shares.
+
+Readers of sources build one here from :class:`~cifarkit.sources.labelled.LabelledImages`: CIFAR
+arrays held in memory as uint8 (all of CIFAR-10 is 180 MB) and sliced by tf.data, or image files
+decoded in the pipeline (:mod:`cifarkit.image_decode`). Each export format builds its own
+(:meth:`cifarkit.formats.base.FormatAdapter.open`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import UsageError
+from .sources.labelled import LabelledImages, LazyImages
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+CIFAR_SHAPE = (32, 32, 3)
+# Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
+CIFAR_NAMES = ("cifar10", "cifar100")
+
+
+@dataclass
+class DataReader:
+    """What a reader knows about a source or export before building any pipeline; ``dataset``
+    builds the pipeline of a split. (Not :class:`~cifarkit.sources.labelled.LabelledImages`, the
+    numpy images a source reads, which export formats write.)"""
+
+    name: str
+    kind: str  # "tfrecord", "image files" or "arrays"
+    location: Path
+    class_names: tuple[str, ...]
+    counts: dict[str, int]
+    image_shape: tuple[int, int, int] | None  # None: images of different sizes
+    _build: Callable = field(repr=False, default=None)
+    arrays: dict = field(repr=False, default_factory=dict)  # split -> (images, labels) for "arrays"
+    files: dict = field(repr=False, default_factory=dict)  # split -> shard paths for "tfrecord"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1):
+        """(uint8 image, int32 label) pairs in dataset order.
+
+        ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
+        """
+        if split not in self.counts:
+            raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
+        ds = self._build(split)
+        if num_workers <= 1:
+            # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
+            # epochs without a "ran out of data" warning, and a shard that holds fewer or more
+            # records than dataset_info.json says fail loudly. Not under multi-worker sharding,
+            # where each worker reads only its share.
+            ds = _with_length(ds, self.counts[split])
+        if self.image_shape is None:
+            if image_size is None:
+                raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
+            ds = ds.map(_squarer(image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
+
+
+def _with_length(ds, count: int):
+    import tensorflow as tf
+
+    if ds.cardinality() != tf.data.UNKNOWN_CARDINALITY:
+        return ds
+    return ds.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _squarer(size: int):
+    from .augment import resize_shorter_centre
+
+    def fn(image, label):
+        return resize_shorter_centre(image, size), label
+
+    return fn
+
+
+def shard_policy(ds, by_file: bool):
+    """Shard by file where there are enough files (each worker reads its own shards), otherwise
+    by element (every worker reads everything and keeps its share): never silently AUTO."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
+    return ds.with_options(options)
+
+
+def without_autotune(ds):
+    """Switch tf.data's autotuning off for a pipeline that cifarkit itself iterates.
+
+    In TensorFlow 2.21 deleting an iterator of an autotuned pipeline blocks until the autotuning
+    thread's next wake-up, and those come at 10 ms, 30 ms, ... 5.11 s, 10.23 s, 20.47 s, 40.95 s,
+    81.91 s after the iterator was made, then every 60 s. Keras makes a new iterator every epoch
+    and every validation pass, so each of them could stall for up to a minute (a plain
+    ``model.fit`` lost 0-8 s of each 12-s epoch in scripts/bench_train.py). Without autotuning
+    there is no such thread; AUTOTUNE parallelism then stays at its starting value (the number of
+    cores, at most 16). Datasets handed to users (:func:`load`) keep TensorFlow's default.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | None = None) -> DataReader:
+    """A source already read by :mod:`cifarkit.sources`: arrays in memory, or image file names
+    (decoded to ``files_shape`` if every image has it, as in an export of CIFAR)."""
+    import tensorflow as tf
+
+    counts = {s: dataset.count(s) for s in dataset.splits}
+    lazy = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
+    if not lazy:
+        arrays = {}
+        for split, batches in dataset.batches.items():
+            images = np.concatenate([b.images for b in batches]) if len(batches) > 1 else batches[0].images
+            labels = np.concatenate([b.labels for b in batches]).astype(np.int32)
+            arrays[split] = (images, labels)
+
+        def build(split: str):
+            images, labels = arrays[split]
+            return tf.data.Dataset.from_tensor_slices((images, labels))
+
+        shapes = {a[0].shape[1:] for a in arrays.values()}
+        shape = tuple(shapes.pop()) if len(shapes) == 1 else None
+        return DataReader(dataset.name, "arrays", dataset.location, dataset.class_names, counts, shape,
+                          _build=build, arrays=arrays)  # fmt: skip
+
+    paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
+    labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
+
+    def build(split: str):
+        from .image_decode import decode_files
+
+        return decode_files(paths[split], labels[split], files_shape)
+
+    return DataReader(dataset.name, "image files", dataset.location, dataset.class_names, counts, files_shape,
+                      _build=build)  # fmt: skip
+
+
+def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Materialise (images, labels) of a reader's dataset; for tests, statistics and previews."""
+    if limit is not None:
+        ds = ds.take(limit)
+    images, labels = [], []
+    for image, label in without_autotune(ds.batch(1024)).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        return np.zeros((0, *CIFAR_SHAPE), np.uint8), np.zeros((0,), np.int32)
+    return np.concatenate(images), np.concatenate(labels)
