@@ -1,11 +1,13 @@
 """``cifarkit evaluate`` and ``cifarkit predict``: metrics, ten-crop testing, confusion matrices,
 and class probabilities for image files, all from a saved model alone.
 
-A model saved by ``cifarkit train`` takes uint8 images of one size; its first layer is the
-recipe's preprocessing (the centre view outside training) and its last layer, :class:`ClassNames`,
-passes the logits through and carries the class names. So evaluation feeds uint8 batches exactly
-as the validation during training did, and prediction brings any image to the model's input size
-the way the data reader brings mixed-size folder images to one size, then does the same.
+A model saved by ``cifarkit train`` takes uint8 images of one size and carries its preprocessing
+and class names (:mod:`cifarkit.saved_model`). So evaluation feeds uint8 batches exactly as the
+validation during training did, and prediction brings any image to the model's input size the way
+the data reader brings mixed-size folder images to one size, then does the same.
+
+The trainer's final report is an evaluation, so this module sits below :mod:`cifarkit.training`
+and imports nothing of it.
 """
 
 from __future__ import annotations
@@ -15,100 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from .errors import SourceError, UsageError
+from .saved_model import input_size, model_parts
 from .writers.atomic import write_text
 from .writers.manifest import csv_text
 
 TOP_K = 5
 EVAL_BATCH = 256
 PREDICT_BATCH = 64
-
-
-@keras.saving.register_keras_serializable(package="cifarkit")
-class ClassNames(keras.layers.Layer):
-    """Identity on the logits; its config stores the class names, so a ``.keras`` file can label
-    its own predictions."""
-
-    def __init__(self, names: Sequence[str], **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.names = [str(n) for n in names]
-
-    def call(self, logits):
-        return logits
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "names": self.names}
-
-
-def load_model(path: Path):
-    """A ``.keras`` file written by ``cifarkit train`` (the custom layers are registered on import)."""
-    from . import augment_layer  # noqa: F401  (registers Augmentation)
-    from .models import layers  # noqa: F401  (registers LocalResponseNormalization)
-
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such model file")
-    _check_archive(path)
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras and h5py raise many kinds for a file that is not a whole model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}{': ' if first else ''}{first})") from None
-
-
-def _check_archive(path: Path) -> None:
-    """A ``.keras`` file is a zip archive with a CRC for every member: check them all first, so a
-    damaged or truncated file is named as such, not as whatever Keras trips over inside it."""
-    import zipfile
-    import zlib
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except zipfile.BadZipFile as exc:
-        raise SourceError(f"{path}: not a whole .keras model file ({exc}); is it truncated?") from None
-    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
-        raise SourceError(f"{path}: damaged .keras model file ({type(exc).__name__}: {exc})") from None
-    if bad is not None:
-        raise SourceError(f"{path}: damaged .keras model file ({bad} does not match its checksum)")
-
-
-def resolve_model_path(path: Path) -> tuple[Path, dict | None]:
-    """A run folder (its best.keras, falling back to last.keras, and its config) or a ``.keras`` file."""
-    from .train import BEST_MODEL, CONFIG_FILE, LAST_MODEL
-
-    path = Path(path).expanduser()
-    if path.is_dir():
-        config_file = path / CONFIG_FILE
-        try:
-            config = json.loads(config_file.read_text()) if config_file.is_file() else None
-        except (OSError, ValueError) as exc:
-            raise SourceError(f"{config_file}: unreadable run configuration ({exc})") from None
-        if config is not None:
-            from .train import run_config
-
-            try:
-                run_config(config, config_file)  # a list, {} or "data": null: one line here, not a crash later
-            except SourceError as exc:
-                raise SourceError(f"{exc}; evaluate its {BEST_MODEL} with --data instead") from None
-        for name in (BEST_MODEL, LAST_MODEL):
-            if (path / name).is_file():
-                return path / name, config
-        raise SourceError(f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
-                          "that has not finished an epoch)")  # fmt: skip
-    if not path.exists():
-        raise SourceError(f"{path}: no such run folder or model file")
-    if path.suffix != ".keras":
-        raise UsageError(f"expected a run folder or a .keras file. Received: {path}")
-    return path, None
 
 
 def default_predictions_csv(run: Path, model_path: Path) -> Path:
@@ -118,25 +37,6 @@ def default_predictions_csv(run: Path, model_path: Path) -> Path:
     if run.is_dir():
         return run / "predictions.csv"
     return model_path.with_name(f"{model_path.stem}-predictions.csv")
-
-
-def model_parts(model):
-    """(augmentation layer, network, class names) of a model saved by ``cifarkit train``."""
-    from .augment_layer import Augmentation
-
-    augmentation = next((layer for layer in model.layers if isinstance(layer, Augmentation)), None)
-    labels = next((layer for layer in model.layers if isinstance(layer, ClassNames)), None)
-    if augmentation is None or labels is None:
-        raise SourceError(f"model {model.name!r} was not saved by cifarkit train (no preprocessing layer or "
-                          "class names in it)")  # fmt: skip
-    index = model.layers.index(augmentation)
-    network = model.layers[index + 1]
-    return augmentation, network, labels.names
-
-
-def input_size(model) -> int:
-    shape = model.input_shape
-    return int(shape[1])
 
 
 @dataclass

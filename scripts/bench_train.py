@@ -111,7 +111,7 @@ def build_cifarkit(data: Path, images: int, width: float, *, augment: bool):
     from cifarkit.recipes import eval_transform, get_recipe, train_transform
     from cifarkit.stats import stats_for
     from cifarkit.strategy import make_strategy
-    from cifarkit.train import TrainConfig, compile_for_training, open_run_data, resolve
+    from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
 
     config = resolve(TrainConfig(model=MODEL, workdir="unused", data=str(data), verify=False, batch_size=BATCH,
                                  limit_train=images, model_options={"width": width}))  # fmt: skip

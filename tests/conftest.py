@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
-import synth
+# Tests live in subfolders that follow the code (tests/training/, ...); their helpers (synth.py)
+# stay here, importable from every folder whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
+import synth  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

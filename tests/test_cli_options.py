@@ -8,7 +8,8 @@ from cifarkit.cli import options
 
 
 def test_cli_choices_are_the_library_names():
-    from cifarkit import export, pipeline, recipes, strategy, train
+    from cifarkit import export, pipeline, recipes, strategy
+    from cifarkit.training import config as train
     from cifarkit.formats import tfrecord
 
     pairs = [

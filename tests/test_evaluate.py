@@ -15,9 +15,13 @@ from typer.testing import CliRunner
 import synth
 from cifarkit.cli import app
 from synth import make_learnable_cifar10
-from test_train import train_args
 
 runner = CliRunner()
+
+
+def train_args(data, workdir, *extra: str) -> list[str]:
+    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
+            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,8 @@ def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, opti
 
 def test_ten_crop_evaluation_averages_ten_views(run, data):
     from cifarkit.data import open_data
-    from cifarkit.evaluate import evaluate_model, load_model
+    from cifarkit.evaluate import evaluate_model
+    from cifarkit.saved_model import load_model
 
     model = load_model(run / "best.keras")
     source = open_data(data.path)
@@ -98,7 +103,8 @@ def test_ten_crop_evaluation_averages_ten_views(run, data):
 
 def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
     from cifarkit.data import open_data
-    from cifarkit.evaluate import evaluate_model, load_model
+    from cifarkit.evaluate import evaluate_model
+    from cifarkit.saved_model import load_model
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -89,8 +89,8 @@ def train(
 ) -> None:
     """Train a model; the run folder gets best/last models, history, curves, logs and a report."""
     from ..models import model_info
-    from ..train import REPORT_FILE, TrainConfig
-    from ..train import train as run_training
+    from ..training import REPORT_FILE, TrainConfig
+    from ..training import train as run_training
 
     model_info(model)  # an unknown name fails before TensorFlow is imported
     if workdir is None:
@@ -134,10 +134,12 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
-    from ..evaluate import evaluate_model, format_summary, load_model, resolve_model_path, write_evaluation
-    from ..train import TrainConfig, open_run_data
+    from ..evaluate import evaluate_model, format_summary, write_evaluation
+    from ..saved_model import load_model, resolve_model_path
+    from ..training import TrainConfig, open_run_data
+    from ..training import run_config as check_run_config
 
-    model_path, run_config = resolve_model_path(run)
+    model_path, run_config = resolve_model_path(run, check_config=check_run_config)
     if run_config is not None and data is None:
         # The run's own data, with its holdout and training subset, so "holdout" means the same images.
         config = TrainConfig.from_json(run_config)
@@ -168,13 +170,12 @@ def predict(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the table as CSV [default: predictions.csv in the run folder, or <model>-predictions.csv beside a .keras file].")] = None,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
-    from ..evaluate import (
-        default_predictions_csv, find_images, format_predictions, load_model, model_parts, predict_files,
-        predictions_csv, resolve_model_path,
-    )  # fmt: skip
+    from ..evaluate import default_predictions_csv, find_images, format_predictions, predict_files, predictions_csv
+    from ..saved_model import load_model, model_parts, resolve_model_path
+    from ..training.config import run_config
     from ..writers.atomic import write_text
 
-    model_path, _ = resolve_model_path(run)
+    model_path, _ = resolve_model_path(run, check_config=run_config)
     files = find_images(images)
     model = load_model(model_path)
     names = model_parts(model)[2]

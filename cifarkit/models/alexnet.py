@@ -52,7 +52,7 @@ CIFAR_KERNEL = 3
 CIFAR_FC_WIDTH = 2048
 
 
-@register_model("alexnet", input_size=PAPER_INPUT_SIZE, recipe="paper")
+@register_model("alexnet", input_size=PAPER_INPUT_SIZE, recipe="paper", training="paper")
 def alexnet(num_classes: int = 10, input_shape=None, *, groups: int = 1, init: str = "paper",
             dropout: float = DROPOUT) -> keras.Model:  # fmt: skip
     """Krizhevsky et al. 2012: five conv layers with LRN, three FC layers (groups=2: two towers)."""
@@ -101,7 +101,7 @@ def alexnet(num_classes: int = 10, input_shape=None, *, groups: int = 1, init: s
     return keras.Model(inputs, float32_logits(x), name="alexnet")
 
 
-@register_model("alexnet-cifar", input_size=CIFAR_INPUT_SIZE, recipe="cifar")
+@register_model("alexnet-cifar", input_size=CIFAR_INPUT_SIZE, recipe="cifar", training="cifar")
 def alexnet_cifar(num_classes: int = 10, input_shape=None, *, width: float = 1.0,
                   dropout: float = DROPOUT) -> keras.Model:  # fmt: skip
     """AlexNet's shape for 32x32: five 3x3 conv + batch norm layers, FC 2048-2048 (width scales both)."""

@@ -28,7 +28,7 @@ C1_MAPS, C3_MAPS, C5_MAPS, F6_UNITS = 6, 16, 120, 84
 POOLS = {"avg": "AveragePooling2D", "max": "MaxPooling2D"}
 
 
-@register_model("lenet5", input_size=LENET_INPUT_SIZE, recipe="cifar")
+@register_model("lenet5", input_size=LENET_INPUT_SIZE, recipe="cifar", training="cifar")
 def lenet5(num_classes: int = 10, input_shape=None, *, modern: bool = False, activation: str | None = None,
            pool: str | None = None) -> keras.Model:  # fmt: skip
     """LeCun et al. 1998: conv 6-16-120, FC 84, tanh and average pooling (modern=True: ReLU, max-pool)."""

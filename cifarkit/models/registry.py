@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # Recipes a model may name as its default (cifarkit.recipes): the paper's ImageNet-style
 # augmentation for 227x227 inputs, and crop-and-flip for native 32x32 CIFAR images.
 KNOWN_RECIPES = ("paper", "cifar")
+# Training defaults a model may declare (cifarkit.training.config.TRAINING_DEFAULTS): the paper's
+# optimiser and schedule, or the usual ones for small networks on 32x32 CIFAR images.
+KNOWN_TRAINING = ("paper", "cifar")
 
 # Arguments every builder takes; anything else in its signature is a model-specific option.
 _COMMON_ARGUMENTS = ("num_classes", "input_shape")
@@ -34,6 +37,7 @@ class ModelInfo:
     description: str
     input_size: int
     recipe: str
+    training: str = "cifar"  # which training defaults the model is meant to train with
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -50,10 +54,15 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, input_size: int, recipe: str, description: str | None = None):
-    """Decorator that registers a builder; the description defaults to its docstring's first line."""
+def register_model(name: str, *, input_size: int, recipe: str, training: str | None = None,
+                   description: str | None = None):  # fmt: skip
+    """Decorator that registers a builder; the description defaults to its docstring's first line,
+    the training defaults to those named like its recipe."""
     if recipe not in KNOWN_RECIPES:
         raise ValueError(f"recipe must be one of {', '.join(KNOWN_RECIPES)}. Received: recipe={recipe!r}")
+    training = recipe if training is None else training
+    if training not in KNOWN_TRAINING:
+        raise ValueError(f"training must be one of {', '.join(KNOWN_TRAINING)}. Received: training={training!r}")
     if not isinstance(input_size, int) or input_size < 1:
         raise ValueError(f"input_size must be a positive integer. Received: input_size={input_size!r}")
 
@@ -61,7 +70,7 @@ def register_model(name: str, *, input_size: int, recipe: str, description: str 
         if name in _REGISTRY:
             raise ValueError(f"a model is already registered under this name. Received: name={name!r}")
         text = description if description is not None else (inspect.getdoc(build) or "").split("\n", 1)[0]
-        _REGISTRY[name] = ModelInfo(name, build, text.strip(), input_size, recipe)
+        _REGISTRY[name] = ModelInfo(name, build, text.strip(), input_size, recipe, training)
         return build
 
     return decorator

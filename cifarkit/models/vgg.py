@@ -66,25 +66,25 @@ def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: 
     return keras.Model(inputs, float32_logits(x), name=config)
 
 
-@register_model("vgg11", input_size=VGG_INPUT_SIZE, recipe="cifar")
+@register_model("vgg11", input_size=VGG_INPUT_SIZE, recipe="cifar", training="cifar")
 def vgg11(num_classes: int = 10, input_shape=None, *, batch_norm: bool = True, dropout: float = DROPOUT) -> keras.Model:
     """VGG configuration A (8 conv + BN layers), global pooling and FC 512 head."""
     return _vgg("vgg11", num_classes, input_shape, batch_norm, dropout)
 
 
-@register_model("vgg13", input_size=VGG_INPUT_SIZE, recipe="cifar")
+@register_model("vgg13", input_size=VGG_INPUT_SIZE, recipe="cifar", training="cifar")
 def vgg13(num_classes: int = 10, input_shape=None, *, batch_norm: bool = True, dropout: float = DROPOUT) -> keras.Model:
     """VGG configuration B (10 conv + BN layers), global pooling and FC 512 head."""
     return _vgg("vgg13", num_classes, input_shape, batch_norm, dropout)
 
 
-@register_model("vgg16", input_size=VGG_INPUT_SIZE, recipe="cifar")
+@register_model("vgg16", input_size=VGG_INPUT_SIZE, recipe="cifar", training="cifar")
 def vgg16(num_classes: int = 10, input_shape=None, *, batch_norm: bool = True, dropout: float = DROPOUT) -> keras.Model:
     """VGG configuration D (13 conv + BN layers), global pooling and FC 512 head."""
     return _vgg("vgg16", num_classes, input_shape, batch_norm, dropout)
 
 
-@register_model("vgg19", input_size=VGG_INPUT_SIZE, recipe="cifar")
+@register_model("vgg19", input_size=VGG_INPUT_SIZE, recipe="cifar", training="cifar")
 def vgg19(num_classes: int = 10, input_shape=None, *, batch_norm: bool = True, dropout: float = DROPOUT) -> keras.Model:
     """VGG configuration E (16 conv + BN layers), global pooling and FC 512 head."""
     return _vgg("vgg19", num_classes, input_shape, batch_norm, dropout)

@@ -35,7 +35,7 @@ def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
 
 
 def read_history(path: Path) -> list[dict]:
-    from cifarkit.train import read_history as read
+    from cifarkit.training.rundir import read_history as read
 
     return read(path)
 
@@ -160,8 +160,8 @@ def test_a_killed_run_resumes_from_its_backup(tmp_path):
 
 @pytest.mark.parametrize("place", ["host", "device"])
 def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnable, tmp_path, place):
-    from cifarkit.evaluate import load_model, model_parts
-    from cifarkit.train import TrainConfig, train
+    from cifarkit.saved_model import load_model, model_parts
+    from cifarkit.training import TrainConfig, train
 
     config = TrainConfig(model="lenet5", workdir=str(tmp_path / place), data=str(learnable.path), epochs=2,
                          batch_size=16, augment_on=place)  # fmt: skip
@@ -178,11 +178,10 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
 def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learnable, tmp_path, monkeypatch):
     import keras
 
-    from cifarkit import train as train_module
-    from cifarkit.evaluate import load_model, model_parts
-    from cifarkit.train import TrainConfig, train
+    from cifarkit.saved_model import load_model, model_parts
+    from cifarkit.training import TrainConfig, compile, train
 
-    monkeypatch.setattr(train_module, "cpu_has_bfloat16", lambda: False)  # as on an AVX2-only CPU
+    monkeypatch.setattr(compile, "cpu_has_bfloat16", lambda: False)  # as on an AVX2-only CPU
     notes = []
     result = train(TrainConfig(model="lenet5", workdir=str(tmp_path / "mixed"), data=str(learnable.path), epochs=2,
                                batch_size=16, precision="mixed"), say=notes.append)  # fmt: skip
@@ -206,7 +205,7 @@ def test_holdout_validates_on_held_out_training_images(learnable, tmp_path):
 
 
 def test_defaults_follow_the_model():
-    from cifarkit.train import TrainConfig, resolve
+    from cifarkit.training import TrainConfig, resolve
 
     paper = resolve(TrainConfig(model="alexnet", workdir="run", data="data"))
     assert (paper.recipe, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
@@ -250,7 +249,7 @@ def test_an_unknown_model_is_refused_before_anything_is_read(tmp_path):
 def test_label_smoothing_loss_is_keras_categorical_crossentropy_on_one_hot_labels():
     import keras
 
-    from cifarkit.train import make_loss
+    from cifarkit.training.compile import make_loss
 
     logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], np.float32)
     labels = np.array([0, 2])
@@ -290,7 +289,8 @@ def test_without_data_or_workdir_it_trains_on_the_bundled_sample_into_runs_model
 def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path, monkeypatch):
     import keras
 
-    import cifarkit.train as trainer
+    import cifarkit.training as trainer
+    from cifarkit.training import loop
 
     class Crash(RuntimeError):
         pass
@@ -303,8 +303,7 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
-    real_tensorboard = trainer.tensorboard_callback
-    monkeypatch.setattr(trainer, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
     config = trainer.TrainConfig(model="lenet5", workdir=str(tmp_path / "run"), data=str(learnable.path), epochs=3,
                                  batch_size=16, steps_per_execution=1)  # fmt: skip
     with pytest.raises(Crash):
@@ -313,7 +312,7 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
     assert (state["epoch"], state["step"]) == (1, 5)  # the crash came before the sixth step was saved
     assert len(state["callbacks"]["history"]["rows"]) == 1
 
-    monkeypatch.setattr(trainer, "tensorboard_callback", real_tensorboard)
+    monkeypatch.undo()
     messages = []
     result = trainer.train(config, say=messages.append, backup_seconds=0)
     assert any("continuing at epoch 2 of 3 (the backup was 5 steps into it;" in m for m in messages), messages

@@ -14,8 +14,8 @@ import pytest
 
 from cifarkit.errors import UsageError
 from cifarkit.strategy import Placement, is_chief_task, make_strategy, read_tf_config
+from cifarkit.training.rundir import read_history
 from synth import make_learnable_cifar10
-from test_train import read_history
 
 # Splits the CPU into two logical devices before TensorFlow starts, then runs the CLI.
 TWO_CPUS = textwrap.dedent("""

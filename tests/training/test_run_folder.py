@@ -57,7 +57,8 @@ def crashed_run(data, tmp_path_factory):
     a committed backup of epoch 1 (what a kill or a crash leaves)."""
     import keras
 
-    import cifarkit.train as trainer
+    import cifarkit.training as trainer
+    from cifarkit.training import loop
 
     class Crash(RuntimeError):
         pass
@@ -70,7 +71,7 @@ def crashed_run(data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("crashed") / "run"
     config = trainer.TrainConfig(model="lenet5", workdir=str(workdir), data=str(data.path), epochs=2, batch_size=16)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+        patch.setattr(loop, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
         with pytest.raises(Crash):
             trainer.train(config, quiet=True)
     state = json.loads((workdir / "backup" / "state.json").read_text())
@@ -290,7 +291,7 @@ def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, t
         workdir, filler = disk / "run", disk / "filler"
         script = textwrap.dedent(f"""
             import keras, sys
-            import cifarkit.train as trainer
+            import cifarkit.training.loop as loop
             from cifarkit.cli import app
 
             class FillTheDisk(keras.callbacks.Callback):  # runs just before the backup is written
@@ -304,7 +305,7 @@ def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, t
                             except OSError:
                                 pass
 
-            trainer.tensorboard_callback = lambda log_dir: FillTheDisk()
+            loop.tensorboard_callback = lambda log_dir: FillTheDisk()
             app(prog_name="cifarkit", args=sys.argv[1:])
         """)  # fmt: skip
         args = train_args(data, workdir, "--quiet")
@@ -379,7 +380,7 @@ def test_a_resume_sweeps_away_what_killed_saves_left(data, run_copy):
 def test_model_saves_go_through_a_name_the_sweep_removes(tmp_path, monkeypatch):
     import keras
 
-    from cifarkit.train import save_model_atomic
+    from cifarkit.training.rundir import save_model_atomic
     from cifarkit.writers.atomic import is_partial
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])

@@ -1,0 +1,129 @@
+"""The models of a run, built and compiled: optimizer, loss, metrics, precision, XLA.
+
+Two models share one network: the *export* model (uint8 images -> the recipe's augmentation layer
+-> network -> class names) is what is saved; the *train* model is what ``fit`` runs: the export
+model itself when augmentation runs on the device, or the bare network when the host pipeline
+already made the float crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..strategy import gpu_visible
+from ..tf_runtime import cpu_has_bfloat16
+from .config import TrainConfig
+from .run_data import RunData
+
+
+def build_models(config: TrainConfig, data: RunData, class_names, stats):
+    """(saved model: uint8 -> augmentation -> network -> class names, bare network)."""
+    import keras
+
+    from ..augment_layer import Augmentation
+    from ..saved_model import ClassNames
+    from ..models import create_model
+    from ..recipes import get_recipe
+
+    recipe = get_recipe(config.recipe, config.crop)
+    network = create_model(config.model, num_classes=len(class_names), input_shape=(recipe.crop, recipe.crop, 3),
+                           **config.model_options)  # fmt: skip
+    if config.optimizer == "sgd" and config.weight_decay:
+        # Weight decay for SGD as the paper writes it: v <- 0.9 v - wd * lr * w - lr * grad, which is
+        # gradient descent on loss + (wd / 2) * |w|^2. Kernels only: decaying biases and batch-norm
+        # scales only hurts.
+        for layer in network._flatten_layers():
+            kernel = getattr(layer, "kernel", None)
+            if kernel is not None and kernel.trainable:
+                kernel.regularizer = keras.regularizers.L2(config.weight_decay / 2)
+    inputs = keras.Input(shape=data.input_shape, dtype="uint8", name="uint8_image")
+    views = Augmentation(recipe=recipe, stats=stats, seed=config.seed, name="preprocess")(inputs)
+    logits = ClassNames(list(class_names), name="class_names")(network(views))
+    return keras.Model(inputs, logits, name=config.model.replace("-", "_")), network
+
+
+def make_optimizer(config: TrainConfig):
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
+    # Adam: weight decay decoupled from the gradient (AdamW, Loshchilov & Hutter 2019); as an L2
+    # term it would be divided by Adam's running scale and barely act.
+    optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+def make_loss(label_smoothing: float):
+    import keras
+
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    # Keras' sparse cross-entropy has no label smoothing; one-hot the labels inside the loss instead
+    # of shipping one-hot labels through the pipeline.
+    def smoothed_crossentropy(y_true, y_pred):
+        depth = keras.ops.shape(y_pred)[-1]
+        onehot = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), [-1]), depth)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, from_logits=True, label_smoothing=label_smoothing)
+
+    return smoothed_crossentropy
+
+
+@dataclass
+class Compiled:
+    export_model: Any  # what is saved: uint8 -> preprocessing -> network -> class names
+    network: Any
+    train_model: Any  # what ``fit`` runs: the export model (device augmentation) or the network
+    steps_per_execution: int  # as used, which can differ from the config's request
+    jit: bool  # as used
+
+
+def compile_for_training(config: TrainConfig, placement, data: RunData, stats, steps: int,
+                         say: Callable[[str], None] = lambda message: None) -> Compiled:  # fmt: skip
+    """The models of a run, built under the precision policy and the strategy, and compiled."""
+    import keras
+
+    source = data.source
+    keras.utils.set_random_seed(config.seed)
+    policy_before = keras.config.dtype_policy()
+    if config.precision == "mixed":
+        # bfloat16 on CPUs (no float16 matrix units there, and no loss scaling needed); float16 on GPUs.
+        gpu = gpu_visible()
+        keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+        if not gpu and cpu_has_bfloat16() is False:
+            say("note: this CPU has no bfloat16 arithmetic (AVX-512 BF16, AMX or Arm BF16), so --precision "
+                "mixed is emulated and much slower than float32 here")  # fmt: skip
+    try:
+        with placement.strategy.scope():
+            export_model, network = build_models(config, data, source.class_names, stats)
+            if config.augment_on == "device":
+                train_model = keras.Model(export_model.inputs, export_model.outputs, name="train_on_uint8")
+            else:
+                # A separate view, so that compiling it does not attach the optimizer to the saved model.
+                train_model = keras.Model(network.inputs, network.outputs, name="train_on_floats")
+            optimizer = make_optimizer(config)
+            if keras.config.dtype_policy().name == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            top_k = min(5, len(source.class_names))
+            spe = min(config.steps_per_execution, steps)
+            if placement.name == "multi-worker" and spe > 1:
+                # Keras' loop of several steps per call fails under the collective strategy (it
+                # feeds a placeholder it never binds); one step per call works.
+                say("note: --steps-per-execution is 1 under the multi-worker strategy")
+                spe = 1
+            jit = bool(config.jit)
+            if jit and placement.replicas > 1 and not gpu_visible():
+                # XLA refuses variables that live on another logical CPU device of the same host.
+                say("note: --jit is off for several CPU replicas")
+                jit = False
+            train_model.compile(
+                optimizer=optimizer, loss=make_loss(config.label_smoothing),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                         keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top5")],
+                steps_per_execution=spe, jit_compile=jit,
+            )  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy(policy_before)
+    return Compiled(export_model, network, train_model, spe, jit)

@@ -1,0 +1,201 @@
+"""What a training run is asked for (:class:`TrainConfig`), its defaults, and their checks.
+
+Defaults come from what the model declares in the registry (``training="paper"`` or
+``"cifar"``, see :data:`TRAINING_DEFAULTS`) and its default recipe, never from its name, so a new
+model states how it trains where it is registered.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import SourceError, UsageError
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("plateau", "cosine", "step")
+PRECISIONS = ("float32", "mixed")
+
+# Section 5 of Krizhevsky et al. 2012: batch 128, momentum 0.9, weight decay 0.0005, learning rate
+# 0.01 divided by 10 when the validation error stops improving, roughly 90 passes.
+PAPER_DEFAULTS = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
+                      batch_size=128, epochs=90)  # fmt: skip
+# The usual CIFAR recipe for small networks: SGD with momentum, a higher rate annealed by a cosine.
+CIFAR_DEFAULTS = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+                      batch_size=128, epochs=30)  # fmt: skip
+# Keyed by what a model declares (cifarkit.models.registry.KNOWN_TRAINING).
+TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS}
+ADAM_LR = 1e-3  # Adam's usual rate; SGD's would make it diverge
+DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
+# Settings that change how fast a run goes, not what it computes: a resumed run may change them.
+RUNTIME_KEYS = ("jit", "steps_per_execution", "strategy")
+HOLDOUT_SPLIT = "holdout"
+
+
+@dataclass
+class TrainConfig:
+    """What ``cifarkit train`` was asked for; ``None`` means "the model's default"."""
+
+    model: str
+    workdir: str
+    data: str | None = None
+    sample: bool = False  # the data is the bundled sample (recorded, and said in the report)
+    verify: bool = True
+    model_options: dict = field(default_factory=dict)
+    epochs: int | None = None
+    batch_size: int | None = None
+    recipe: str | None = None
+    crop: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    label_smoothing: float = 0.0
+    seed: int = 0
+    precision: str = "float32"
+    jit: bool | None = None
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    augment_on: str | None = None
+    strategy: str = "auto"
+    holdout: int = 0  # images held out of train for validation; 0: validate on the test split
+    limit_train: int | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def val_split(self) -> str:
+        return HOLDOUT_SPLIT if self.holdout else "test"
+
+
+# What a run's config.json must name for its data to be opened again (evaluate, resume).
+REQUIRED_KEYS = ("model", "workdir", "data", "recipe")
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,)}
+
+
+def run_config(data: Any, where: Path) -> TrainConfig:
+    """A run's config.json as read back, checked: a list, a missing key or a value of the wrong
+    type (``"data": null``) is a damaged run folder, said in one line, not a crash further on."""
+
+    def damaged(why: str) -> SourceError:
+        return SourceError(f"{where}: not a training run's configuration ({why})")
+
+    if not isinstance(data, dict):
+        raise damaged(f"a JSON {type(data).__name__}, not an object")
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            raise damaged(f"no {key!r}")
+        if not isinstance(data[key], str) or not data[key]:  # resolved runs name all of them
+            raise damaged(f"{key}: {data[key]!r}")
+    for f in fields(TrainConfig):
+        if f.name not in data:
+            continue
+        value, kinds = data[f.name], str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in kinds:
+            continue
+        allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, ()))
+        # JSON has no separate bool: true is not a number of epochs, and 1 is not a flag.
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise damaged(f"{f.name}: {value!r}")
+    if data.get("holdout", 0) < 0:
+        raise damaged(f"holdout: {data['holdout']!r}")
+    if data.get("limit_train") is not None and data["limit_train"] < 1:
+        raise damaged(f"limit_train: {data['limit_train']!r}")
+    return TrainConfig.from_json(data)
+
+
+def model_defaults(model: str) -> dict:
+    """The training defaults the registered ``model`` declares."""
+    from ..models import model_info
+
+    return TRAINING_DEFAULTS[model_info(model).training]
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Every ``None`` replaced by the model's default, every value checked (a bad one names itself)."""
+    from ..models import model_info
+    from ..recipes import get_recipe
+
+    recipe_name = config.recipe or model_info(config.model).recipe
+    recipe = get_recipe(recipe_name, config.crop)  # checks the recipe and --crop
+    defaults = model_defaults(config.model)
+    optimizer = _choice("optimizer", config.optimizer or defaults["optimizer"], OPTIMIZERS)
+    schedule = _choice("schedule", config.schedule or defaults["schedule"], SCHEDULES)
+    if config.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be float32 or mixed. Received: precision={config.precision!r}")
+    lr = config.lr if config.lr is not None else (defaults["lr"] if optimizer == "sgd" else ADAM_LR)
+    resolved = replace(
+        config, recipe=recipe_name, crop=recipe.crop, optimizer=optimizer, schedule=schedule, lr=float(lr),
+        epochs=config.epochs if config.epochs is not None else defaults["epochs"],
+        batch_size=config.batch_size if config.batch_size is not None else defaults["batch_size"],
+        momentum=float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
+        weight_decay=float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
+        augment_on=config.augment_on or _default_augment_place(),
+        jit=config.jit if config.jit is not None else _gpu_visible(),
+        data=str(Path(config.data).expanduser().resolve()) if config.data else None,
+        workdir=str(Path(config.workdir).expanduser().resolve()),
+    )  # fmt: skip
+    _check(resolved)
+    return resolved
+
+
+def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"--{option} must be one of {', '.join(choices)}. Received: {option}={value!r}")
+    return value
+
+
+def _check(resolved: TrainConfig) -> None:
+    """The checks of a resolved configuration, in the order the options are reported."""
+    from ..pipeline import check_place
+    from ..strategy import STRATEGIES
+
+    _check_positive("epochs", resolved.epochs)
+    _check_positive("batch-size", resolved.batch_size)
+    _check_positive("steps-per-execution", resolved.steps_per_execution)
+    if not resolved.lr > 0 or not math.isfinite(resolved.lr):
+        raise UsageError(f"--lr must be a positive number. Received: lr={resolved.lr}")
+    if resolved.momentum is not None and not 0 <= resolved.momentum < 1:
+        raise UsageError(f"--momentum must be in [0, 1). Received: momentum={resolved.momentum}")
+    if not resolved.weight_decay >= 0:
+        raise UsageError(f"--weight-decay must be 0 or more. Received: weight_decay={resolved.weight_decay}")
+    if not 0 <= resolved.label_smoothing < 1:
+        raise UsageError(f"--label-smoothing must be in [0, 1). Received: label_smoothing={resolved.label_smoothing}")
+    if resolved.holdout < 0:
+        raise UsageError(f"--holdout must be 0 or more images. Received: holdout={resolved.holdout}")
+    if resolved.limit_train is not None:
+        _check_positive("limit-train", resolved.limit_train)
+    check_place(resolved.augment_on)
+    _choice("strategy", resolved.strategy, STRATEGIES)
+    if resolved.data is None:
+        raise UsageError("no data given (--data)")
+
+
+def _check_positive(option: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"--{option} must be a positive integer. Received: {option.replace('-', '_')}={value!r}")
+
+
+def _gpu_visible() -> bool:
+    from ..strategy import gpu_visible
+
+    return gpu_visible()
+
+
+def _default_augment_place() -> str:
+    # On a GPU the host would be the bottleneck (the paper recipe makes 227x227 float crops);
+    # on a CPU both places are the same processor, and the host pipeline overlaps with the step.
+    return "device" if _gpu_visible() else "host"
+
+
+def identity(config: dict) -> dict:
+    """The settings that make a run what it is: a resumed run must match them."""
+    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}

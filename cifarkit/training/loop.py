@@ -1,0 +1,231 @@
+"""``cifarkit train``: one run folder per training run, resumable after a kill.
+
+Resuming: the backup holds the weights, the optimizer (slots, step count, learning rate), the
+augmentation layer's seed state, the history rows, the best accuracy so far and the plateau
+schedule's counters. Keras starts every epoch at its first step, so an epoch backed up part-way
+runs again in full from the weights it had reached, and the epochs left draw a fresh data order
+from (seed, epoch resumed at): reproducible, though not the order an uninterrupted run would take.
+
+Augmentation runs either on the host (``tf.data`` map; the bare network trains on float crops)
+or on the device (the pipeline ships uint8 batches and the wrapped model trains, its first layer
+augmenting inside the compiled step). Both share the very layers that are saved, so the saved
+model is the same either way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..folder_lock import hold as hold_folder
+from ..errors import UsageError
+from ..writers.atomic import remove_partials
+from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
+from .compile import Compiled, compile_for_training
+from .config import TrainConfig, resolve
+from .keras_compat import patch_for_multi_worker
+from .report import final_report
+from .run_data import RunData, open_run_data
+from .rundir import (BACKUP_DIR, BACKUP_STATE, CONFIG_FILE, LOG_DIR, REPORT_FILE, STATS_FILE, RunState, check_workdir,
+                     clear_run, damaged_backup, read_backup, read_report, write_json)  # fmt: skip
+from .tensorboard_logs import tensorboard_callback
+
+# A resumed run draws a fresh, reproducible data order from (seed, epoch it resumes at) rather
+# than replaying the order of the first epoch.
+RESUME_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class TrainResult:
+    workdir: Path
+    report: dict
+    resumed_from: int | None = None  # epochs already done when this process started
+    already_finished: bool = False
+
+
+def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
+          say: Callable[[str], None] | None = None, backup_seconds: float | None = BACKUP_SECONDS) -> TrainResult:
+    """Train ``config.model`` as configured, into ``config.workdir``; resume it if it was cut off.
+
+    The chief holds the run folder's lock from the state check to the end, so a second training
+    on the same folder is refused in one line instead of interleaving its files with this one's.
+    Everything that can refuse the run (settings, data, batch size, model options, the backup)
+    is checked before the first file is written, so a refused start leaves the folder as it was.
+    """
+    from ..strategy import make_strategy
+
+    say = say or (lambda message: None if quiet else print(message, file=sys.stderr))
+    # The strategy first: a multi-worker strategy must exist before TensorFlow runs anything.
+    placement = make_strategy(config.strategy)
+    config = resolve(config)
+    workdir = Path(config.workdir)
+    if not placement.is_chief:
+        # Other workers compute the same things (their saves take part in collective ops) but
+        # keep them in a scratch folder; only their backup lives beside the chief's. The chief
+        # holds the lock for all of them.
+        state = check_workdir(workdir, config, overwrite)
+        if state is RunState.FINISHED:
+            return TrainResult(workdir, read_report(workdir), already_finished=True)
+        out = Path(tempfile.mkdtemp(prefix="cifarkit-worker-"))
+        try:
+            backup_folder = workdir / f"backup-{placement.task.replace(':', '-')}"
+            return _Run(config, placement, out, backup_folder, state, quiet, say).train(backup_seconds)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    with hold_folder(workdir, "a training run"):
+        state = check_workdir(workdir, config, overwrite)
+        if state is RunState.FINISHED:
+            return TrainResult(workdir, read_report(workdir), already_finished=True)
+        return _Run(config, placement, workdir, workdir / BACKUP_DIR, state, quiet, say).train(backup_seconds)
+
+
+@dataclass
+class _Run:
+    """One process's part of a run: ``out`` is the run folder (a scratch folder for workers
+    other than the chief) and ``backup_folder`` where this process's backup lives."""
+
+    config: TrainConfig
+    placement: Any  # cifarkit.strategy.Placement
+    out: Path
+    backup_folder: Path
+    state: RunState
+    quiet: bool
+    say: Callable[[str], None]
+
+    def train(self, backup_seconds: float | None) -> TrainResult:
+        # First everything that can refuse the run, reading only; nothing is written before commit().
+        config = self.config
+        backup = read_backup(self.backup_folder, config.epochs) if self.state is RunState.RESUME else None
+        initial_epoch = backup["epoch"] if backup else 0
+        data, stats, steps = self.read_data()
+        compiled = compile_for_training(config, self.placement, data, stats, steps, self.say)
+        if self.placement.name == "multi-worker":
+            patch_for_multi_worker(compiled.train_model, self.placement.strategy)
+        train_ds, val_ds = self.datasets(data, stats, initial_epoch)
+        callbacks, stateful = self.callbacks(compiled, steps, backup, backup_seconds)
+        if backup is not None:
+            restore_backup(self.backup_folder, backup, compiled.train_model, stateful, self.placement)
+
+        self.commit(stats, backup)
+        self.announce(data, backup)
+        compiled.train_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                                 callbacks=callbacks, verbose=0, shuffle=False)  # fmt: skip  (the pipeline shuffles)
+        resumed_from = initial_epoch if backup is not None else None
+        return self.finish(compiled, data, stats, stateful, resumed_from)
+
+    def read_data(self) -> tuple[RunData, Any, int]:
+        """The run's data, its statistics and the steps of an epoch; a batch that does not fit is refused."""
+        from ..stats import stats_for
+
+        config = self.config
+        data = open_run_data(config)
+        source = data.source
+        self.placement.check_batch(config.batch_size)
+        steps = source.counts["train"] // config.batch_size
+        if steps < 1:
+            raise UsageError(f"--batch-size is larger than the {source.counts['train']} training images. "
+                             f"Received: batch_size={config.batch_size}")  # fmt: skip
+        progress = not self.quiet and sys.stderr.isatty()
+        return data, stats_for(source, "train", image_size=data.image_size, progress=progress), steps
+
+    def datasets(self, data: RunData, stats, initial_epoch: int):
+        """(training batches, validation batches), augmented on the host or left uint8 for the device."""
+        from ..pipeline import eval_batches, train_batches
+        from ..recipes import eval_transform, get_recipe, train_transform
+
+        config = self.config
+        recipe = get_recipe(config.recipe, config.crop)
+        num_workers = self.placement.replicas if self.placement.name == "multi-worker" else 1
+        # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
+        data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
+        on_host = config.augment_on == "host"
+        train_ds = train_batches(data.source, "train", train_transform(recipe, stats) if on_host else None,
+                                 batch_size=config.batch_size, seed=data_seed, augment_on=config.augment_on,
+                                 image_size=data.image_size, num_workers=num_workers)  # fmt: skip
+        val_ds = eval_batches(data.source, config.val_split, eval_transform(recipe, stats) if on_host else None,
+                              batch_size=config.batch_size, image_size=data.image_size, num_workers=num_workers)  # fmt: skip
+        return train_ds, val_ds
+
+    def callbacks(self, compiled: Compiled, steps: int, backup: dict | None, backup_seconds: float | None):
+        """(the callbacks in the order they run, the stateful ones the backup records)."""
+        config = self.config
+        history = History(self.out, steps * config.batch_size)
+        schedule = LearningRate(config.schedule, config.lr, config.epochs)
+        checkpoints = Checkpoints(compiled.export_model, self.out)
+        stateful = [history, schedule, checkpoints]
+        # Mid-epoch saves only where every worker decides alike; time differs between workers.
+        every = backup_seconds if self.placement.name != "multi-worker" else None
+        callbacks = [
+            schedule,
+            Progress(steps, config.batch_size, config.epochs, enabled=not self.quiet and sys.stderr.isatty()),
+            history,
+            checkpoints,
+            tensorboard_callback(self.out / LOG_DIR),
+            # last: it records the others' state
+            RunBackup(self.backup_folder, stateful, every, serial=backup["serial"] if backup else 0),
+        ]
+        return callbacks, stateful
+
+    def commit(self, stats, backup: dict | None) -> None:
+        """The run is accepted: from here on it writes to its folder."""
+        from ..stats import save_stats
+
+        if self.placement.is_chief:
+            if self.state is RunState.OVERWRITE:
+                clear_run(self.out)
+            remove_partials(self.out)  # what a killed save left (models, backup weights, history, ...)
+            write_json(self.out / CONFIG_FILE, self.config.to_json())
+            save_stats(stats, self.out / STATS_FILE)
+        if backup is None and self.backup_folder.exists():
+            shutil.rmtree(self.backup_folder, ignore_errors=True)  # no committed state: start afresh
+
+    def announce(self, data: RunData, backup: dict | None) -> None:
+        config, source, placement = self.config, data.source, self.placement
+        if backup is not None:
+            # Keras starts epochs at their first step: an epoch backed up part-way runs again in full,
+            # from the weights it had reached.
+            partial = (f" (the backup was {backup['step']} steps into it; that epoch runs again in full "
+                       "from the weights it had reached)") if backup["step"] else ""  # fmt: skip
+            self.say(f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup['epoch'] + 1} of "
+                     f"{config.epochs}{partial}")  # fmt: skip
+        self.say(f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
+                 f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
+                 f"epoch{'' if config.epochs == 1 else 's'}, batch "
+                 f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "
+                 f"{config.augment_on}, {config.precision}")  # fmt: skip
+
+    def finish(self, compiled: Compiled, data: RunData, stats, stateful: list, resumed_from: int | None) -> TrainResult:
+        if not self.placement.is_chief:
+            shutil.rmtree(self.backup_folder, ignore_errors=True)
+            return TrainResult(self.out, {}, resumed_from)
+        history, _, checkpoints = stateful
+        history.write()  # also after a resume that had no epochs left to run
+        report = final_report(self.config, self.placement, compiled, data, stats, history, checkpoints, self.out,
+                              resumed_from)  # fmt: skip
+        write_json(self.out / REPORT_FILE, report)
+        # Finished: report.json now marks the run. The state goes first, so a kill during the removal
+        # never leaves a state naming deleted weights.
+        (self.backup_folder / BACKUP_STATE).unlink(missing_ok=True)
+        shutil.rmtree(self.backup_folder, ignore_errors=True)
+        return TrainResult(self.out, report, resumed_from)
+
+
+def restore_backup(folder: Path, backup: dict, train_model, stateful: list, placement) -> None:
+    """Weights, optimizer and callback state from the committed backup; damage is one line."""
+    with placement.strategy.scope():
+        train_model.optimizer.build(train_model.trainable_variables)
+    weights = folder / backup["weights"]
+    try:
+        train_model.load_weights(weights)
+    except Exception as exc:  # h5py and Keras raise many kinds for a truncated or foreign file
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise damaged_backup(weights, f"cannot load it: {why}") from None
+    for item in stateful:
+        try:
+            item.restore(backup["callbacks"].get(item.key, {}))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise damaged_backup(folder / BACKUP_STATE, f"{item.key} state: {exc}") from None

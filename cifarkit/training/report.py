@@ -1,0 +1,76 @@
+"""report.json: what a finished run reached, how fast, on what, and with which settings.
+
+The test numbers come from evaluating the saved model file (best.keras, else last.keras) as
+``cifarkit evaluate`` would, so the report says what the file itself does.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+from ..evaluate import evaluate_model
+from ..saved_model import load_model
+from ..tf_runtime import onednn_state
+from .rundir import BEST_MODEL, LAST_MODEL
+
+
+def test_numbers(config, data, out: Path) -> dict:
+    """The saved model's accuracy on the test split (and the ten-crop accuracy for the paper recipe)."""
+    model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
+    model = load_model(out / model_name)
+    result = evaluate_model(model, data.source, "test", image_size=data.image_size)
+    test = {"split": "test", "images": result.count, "model": model_name, "accuracy": result.accuracy,
+            "top5": result.top_k_accuracy, "top_k": result.top_k}  # fmt: skip
+    if config.recipe == "paper":
+        test["ten_crop_accuracy"] = evaluate_model(model, data.source, "test", image_size=data.image_size,
+                                                   ten_crop=True).accuracy  # fmt: skip
+    return test
+
+
+def final_report(config, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
+    """report.json's content; ``history`` and ``checkpoints`` are the run's callbacks."""
+    test = test_numbers(config, data, out)
+    rows = history.rows
+    # The first epoch of each process includes tracing and compiling; leave it out where possible.
+    rates = [r["images_per_second"] for r in rows[1:]] or [r["images_per_second"] for r in rows]
+    source = data.source
+    validation = ("test split (no holdout: the best epoch is chosen on the test split, so best.keras's "
+                  "test accuracy is optimistic)") if not config.holdout else (
+                  f"holdout: {config.holdout} images drawn from train under seed {config.seed}")  # fmt: skip
+    return {
+        "model": config.model,
+        "test": test,
+        "best_epoch": checkpoints.best_epoch,
+        "best_val_accuracy": checkpoints.best if math.isfinite(checkpoints.best) else None,
+        "last_epoch": rows[-1] if rows else None,
+        "epochs_run": len(rows),
+        "resumed_from_epoch": resumed_from,
+        "images_per_second": round(statistics.median(rates), 1) if rates else None,
+        "wall_seconds": round(history.wall_seconds(), 1),
+        "validation": validation,
+        "dataset": {"name": source.name, "kind": source.kind, "location": str(source.location),
+                    "bundled_sample": config.sample, "class_names": list(source.class_names),
+                    "counts": dict(source.counts), "source_counts": data.full_counts},  # fmt: skip
+        "stats": {"origin": stats_origin(stats, source.name), "images": stats.images, "mean": list(stats.mean),
+                  "std": list(stats.std)},  # fmt: skip
+        "strategy": {"name": placement.name, "replicas": placement.replicas, "devices": list(placement.devices)},
+        "precision": config.precision,
+        # What ran, where it differs from what was asked (config): jit is off for several CPU
+        # replicas, one step per call under multi-worker.
+        "runtime": {"jit": compiled.jit, "steps_per_execution": compiled.steps_per_execution,
+                    "cpu_kernels": onednn_state()},  # fmt: skip
+        "config": config.to_json(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def stats_origin(stats, dataset_name: str) -> str:
+    from ..stats import bundled_stats
+
+    bundled = bundled_stats(dataset_name)
+    if bundled is not None and bundled == stats:
+        return f"bundled statistics of the full {dataset_name} training split"
+    return f"computed from the {stats.images} training images used"

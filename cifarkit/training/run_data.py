@@ -1,0 +1,92 @@
+"""The data of a training run: the source, with ``--holdout`` and ``--limit-train`` applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import SourceError, UsageError
+from .config import HOLDOUT_SPLIT, TrainConfig
+
+
+@dataclass
+class RunData:
+    source: Any  # cifarkit.data.DataSource with the splits training uses
+    full_counts: dict[str, int]  # the splits of the source as read, before --limit-train/--holdout
+    image_size: int | None  # square size images of mixed sizes are brought to, or None
+    input_shape: tuple[int, int, int]  # uint8 input of the saved model
+
+
+def open_run_data(config: TrainConfig) -> RunData:
+    """The source, with ``--holdout`` and ``--limit-train`` applied as new splits of it."""
+    from ..data import open_data
+    from ..recipes import get_recipe
+
+    source = open_data(config.data, verify=config.verify)
+    if "train" not in source.counts or "test" not in source.counts:
+        raise SourceError(f"{config.data}: training needs train and test splits; it has {', '.join(source.counts)}")
+    full = dict(source.counts)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(full["train"])
+    if config.holdout and config.holdout >= full["train"]:
+        raise UsageError(f"--holdout must leave training images: train has {full['train']}. Received: holdout={config.holdout}")
+    held, kept = order[: config.holdout], order[config.holdout :]
+    if config.limit_train is not None:
+        kept = kept[: config.limit_train]
+    if config.holdout or config.limit_train is not None:
+        # Sorted, so the subsets keep dataset order (evaluation reads them in order).
+        picks = {"train": np.sort(kept)}
+        if config.holdout:
+            picks[HOLDOUT_SPLIT] = np.sort(held)
+        source = subset_source(source, "train", picks)
+    recipe = get_recipe(config.recipe, config.crop)
+    if source.image_shape is None:
+        size = recipe.source_size
+        return RunData(source, full, size, (size, size, 3))
+    return RunData(source, full, None, tuple(source.image_shape))
+
+
+def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
+    """A :class:`~cifarkit.data.DataSource` whose splits ``picks`` are index subsets of ``base_split``."""
+    import tensorflow as tf
+
+    from ..data import DataSource
+
+    counts = {s: n for s, n in source.counts.items() if s != base_split}
+    counts.update({s: len(idx) for s, idx in picks.items()})
+    if source.kind == "arrays":
+        images, labels = source.arrays[base_split]
+        arrays = {s: a for s, a in source.arrays.items() if s != base_split}
+        arrays.update({s: (images[idx], labels[idx]) for s, idx in picks.items()})
+
+        def build(split: str):
+            return tf.data.Dataset.from_tensor_slices(arrays[split])
+
+        return replace(source, counts=counts, arrays=arrays, _build=build)
+
+    masks = {}
+    for split, idx in picks.items():
+        mask = np.zeros(source.counts[base_split], bool)
+        mask[idx] = True
+        masks[split] = mask
+    base_build = source._build
+
+    def build_files(split: str):
+        if split not in masks:
+            return base_build(split)
+        mask = tf.constant(masks[split])
+        ds = base_build(base_split).enumerate()
+        return ds.filter(lambda i, example: tf.gather(mask, i)).map(lambda i, example: example)
+
+    return replace(source, counts=counts, _build=build_files, files={})
+
+
+def stats_origin(stats, dataset_name: str) -> str:
+    from ..stats import bundled_stats
+
+    bundled = bundled_stats(dataset_name)
+    if bundled is not None and bundled == stats:
+        return f"bundled statistics of the full {dataset_name} training split"
+    return f"computed from the {stats.images} training images used"

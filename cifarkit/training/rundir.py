@@ -1,0 +1,229 @@
+"""The run folder (``--workdir``): its file names, its states, and the files written into it.
+
+The folder holds:
+
+- ``config.json``: every setting, defaults resolved (the run's identity: re-running the same
+  command resumes or reports the run finished; a different one is refused unless ``--overwrite``);
+- ``best.keras`` (highest validation accuracy) and ``last.keras``: the network *with its
+  preprocessing* (see :mod:`cifarkit.saved_model`);
+- ``history.csv`` and ``curves.png`` (rewritten every epoch), TensorBoard logs in ``logs/``;
+- ``stats.json``: the dataset statistics the preprocessing uses;
+- ``report.json`` once training has finished (its presence marks the run finished);
+- ``backup/`` while training runs: weights, optimizer and callback state (see
+  :class:`cifarkit.training.callbacks.RunBackup`);
+- ``.cifarkit.lock``: held while a command trains in the folder, so a second one is refused.
+
+Every file is written under the temporary name of :mod:`cifarkit.writers.atomic` and renamed, so
+one sweep (:func:`~cifarkit.writers.atomic.remove_partials`) finds what a kill left, models too.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..errors import OutputError
+from ..saved_model import BEST_MODEL, CONFIG_FILE, LAST_MODEL
+from ..stats import STATS_FILE
+from ..writers.atomic import partial_path, remove_partials, write_bytes, write_text
+from .config import TrainConfig, identity
+
+REPORT_FILE, HISTORY_FILE, CURVES_FILE = "report.json", "history.csv", "curves.png"
+LOG_DIR, BACKUP_DIR, BACKUP_STATE = "logs", "backup", "state.json"
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "lr",
+                   "train_seconds", "images_per_second")  # fmt: skip
+RUN_FILES = (CONFIG_FILE, REPORT_FILE, HISTORY_FILE, CURVES_FILE, BEST_MODEL, LAST_MODEL, STATS_FILE)
+RUN_FOLDERS = (LOG_DIR, BACKUP_DIR)
+_WEIGHTS_NAME = re.compile(r"weights-\d{6,}\.weights\.h5")
+
+
+class RunState(enum.Enum):
+    """What a run folder holds, as :func:`check_workdir` finds it for a configuration."""
+
+    FRESH = "fresh"  # no run yet
+    RESUME = "resume"  # this run, cut off: go on from its backup
+    FINISHED = "finished"  # this run, with its report
+    OVERWRITE = "overwrite"  # a run that --overwrite replaces
+
+
+def check_workdir(workdir: Path, config: TrainConfig, overwrite: bool) -> RunState:
+    """The folder's state for ``config``; a different earlier run is refused unless ``overwrite``."""
+    config_path = workdir / CONFIG_FILE
+    if not config_path.is_file():
+        return RunState.FRESH
+    try:
+        old = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        old = None  # a list or a number is no run's configuration either
+    if overwrite:
+        return RunState.OVERWRITE
+    if old is None or identity(old) != identity(config.to_json()):
+        change = _first_difference(identity(old), identity(config.to_json())) if old else "unreadable config.json"
+        raise OutputError(f"{workdir} holds a run with other settings ({change}); "
+                          "pass --overwrite to replace it, or choose another --workdir")  # fmt: skip
+    if (workdir / REPORT_FILE).is_file():
+        return RunState.FINISHED
+    return RunState.RESUME
+
+
+def _first_difference(old: dict, new: dict) -> str:
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            return f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+    return ""
+
+
+def clear_run(workdir: Path) -> None:
+    """Remove what a run writes (and nothing else: the folder may hold other files)."""
+    for name in RUN_FILES:
+        (workdir / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    for extra in list(workdir.glob("backup-*")) + list(workdir.glob("eval-*")):
+        shutil.rmtree(extra, ignore_errors=True)
+    remove_partials(workdir)  # the lock file (.cifarkit.lock) stays: its holder is this process
+
+
+def read_report(workdir: Path) -> dict:
+    """A finished run's report.json, checked for what the summary line reads from it."""
+    path = workdir / REPORT_FILE
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        report, why = None, str(exc)
+    else:
+        why = "not the report cifarkit train writes"
+    test = report.get("test") if isinstance(report, dict) else None
+    if not isinstance(test, dict) or not all(isinstance(test.get(k), (int, float)) for k in ("accuracy", "top5", "top_k")):
+        raise OutputError(f"{path}: damaged run report ({why}); pass --overwrite to train again")
+    return report
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Models and durable files
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Keras writes ``.keras`` files in place; save under a temporary ``.keras`` name and rename.
+
+    The temporary name is the one every atomic write uses (plus the ``.keras`` Keras insists
+    on), so the clean-up at the next start finds it after a kill."""
+    path = Path(path)
+    tmp = partial_path(path, ".keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure; after the rename it is already gone
+
+
+def write_durably(path: Path, data) -> None:
+    """Write ``path`` atomically and flush it to the disk before returning: the backup state
+    that names it is committed afterwards, and must never name a file a power cut could empty."""
+    write_bytes(path, data)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# History
+
+
+def history_csv(rows: list[dict]) -> str:
+    """history.csv's text: one row per epoch, empty cells for metrics an epoch did not log."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    for row in rows:
+        writer.writerow("" if row.get(k) is None else _csv_number(row[k]) for k in HISTORY_COLUMNS)
+    return out.getvalue()
+
+
+def _csv_number(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def write_history(folder: Path, rows: list[dict]) -> None:
+    """history.csv and curves.png of ``rows``."""
+    from ..plots import curves_image, save_png
+
+    write_text(folder / HISTORY_FILE, history_csv(rows))
+    save_png(curves_image(rows), folder / CURVES_FILE)
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv back as rows of numbers (empty cells: None)."""
+    with open(path, newline="") as file:
+        return [{key: None if cell == "" else (int(cell) if key == "epoch" else float(cell))
+                 for key, cell in row.items()} for row in csv.DictReader(file)]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Backup
+
+
+def damaged_backup(path: Path, why: str) -> OutputError:
+    # Refused rather than discarded: the backup is written so that a kill, a crash or a full disk
+    # never damages it, so damage came from outside, and starting again would replace best.keras
+    # and the history of the epochs done; --overwrite makes that the user's choice.
+    return OutputError(f"{path}: damaged run backup ({why}); pass --overwrite to start the run again")
+
+
+def read_backup(folder: Path, epochs: int | None = None) -> dict | None:
+    """The committed backup state in ``folder``, checked, or None when there is none.
+
+    A state that does not hold what a resume needs, or names a weights file that is not there,
+    is refused in one line (see :func:`damaged_backup`)."""
+    path = Path(folder) / BACKUP_STATE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise damaged_backup(path, f"unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise damaged_backup(path, f"a JSON {type(state).__name__}, not an object")
+
+    def whole_number(key: str, high: int | None = None) -> None:
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
+            raise damaged_backup(path, f"{key}: {value!r}" if key in state else f"no {key!r}")
+
+    whole_number("serial")
+    whole_number("epoch", epochs)
+    whole_number("step")
+    weights = state.get("weights")
+    if not isinstance(weights, str) or not _WEIGHTS_NAME.fullmatch(weights):
+        raise damaged_backup(path, f"weights: {weights!r}" if "weights" in state else "no 'weights'")
+    if not isinstance(state.get("callbacks"), dict) or not all(isinstance(v, dict) for v in state["callbacks"].values()):
+        raise damaged_backup(path, "no callback state")
+    if not (Path(folder) / weights).is_file():
+        raise damaged_backup(path, f"its weights file {weights} is missing")
+    return state
+
+
+def weights_name(serial: int) -> str:
+    """The backup weights file of the ``serial``-th committed backup."""
+    return f"weights-{serial:06d}.weights.h5"

@@ -1,0 +1,63 @@
+"""Training defaults come from what a model declares in the registry, never from its name."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifarkit.models import list_models, registry
+from cifarkit.training.config import CIFAR_DEFAULTS, PAPER_DEFAULTS, TRAINING_DEFAULTS, TrainConfig, resolve
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Models registered inside a test leave the registry as it was."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def _declare(name: str, **declaration) -> None:
+    def build(num_classes: int = 10, input_shape=None):
+        raise AssertionError("resolving a configuration builds nothing")
+
+    registry.register_model(name, **declaration)(build)
+
+
+def test_every_declarable_set_of_defaults_has_a_table_entry():
+    assert sorted(TRAINING_DEFAULTS) == sorted(registry.KNOWN_TRAINING)
+
+
+def test_alexnet_declares_the_paper_and_the_32x32_models_the_cifar_defaults():
+    declared = {info.name: info.training for info in list_models()}
+    assert declared.pop("alexnet") == "paper"
+    assert set(declared.values()) == {"cifar"}  # alexnet-cifar, lenet5, vgg11-19
+    assert all(info.input_size == 32 for info in list_models() if info.name in declared)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_a_model_that_declares_the_paper_training_gets_it_whatever_its_name():
+    _declare("my-paper-net", input_size=227, recipe="paper", training="paper")
+    paper = resolve(TrainConfig(model="my-paper-net", workdir="run", data="data"))
+    assert (paper.recipe, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
+            paper.schedule, paper.batch_size, paper.epochs) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)  # fmt: skip
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_recipe_and_training_defaults_are_declared_separately():
+    _declare("small-paper-trained", input_size=32, recipe="cifar", training="paper")
+    _declare("small-by-recipe", input_size=32, recipe="cifar")  # training defaults to the recipe's name
+    mixed = resolve(TrainConfig(model="small-paper-trained", workdir="run", data="data"))
+    assert (mixed.recipe, mixed.crop, mixed.lr, mixed.schedule, mixed.epochs) == ("cifar", 32, 0.01, "plateau", 90)
+    plain = resolve(TrainConfig(model="small-by-recipe", workdir="run", data="data"))
+    assert (plain.recipe, plain.lr, plain.schedule, plain.epochs) == ("cifar", 0.05, "cosine", 30)
+
+
+@pytest.mark.parametrize("model, table", [("alexnet", PAPER_DEFAULTS), ("vgg16", CIFAR_DEFAULTS), ("lenet5", CIFAR_DEFAULTS)])
+def test_each_model_resolves_to_its_table_and_options_override_it(model, table):
+    resolved = resolve(TrainConfig(model=model, workdir="run", data="data"))
+    assert {k: getattr(resolved, k) for k in table} == table
+    changed = resolve(TrainConfig(model=model, workdir="run", data="data", lr=0.2, schedule="step", epochs=3))
+    assert (changed.lr, changed.schedule, changed.epochs) == (0.2, "step", 3)
+
+
+def test_an_unknown_training_declaration_is_refused_at_registration():
+    with pytest.raises(ValueError, match="training='fast'"):
+        registry.register_model("x", input_size=32, recipe="cifar", training="fast")
