@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # a copy of the repository, not an installed pack
 BACKENDS = ("jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16")
 MOMENTUM = 0.9
+PAPER_BATCH = 128  # the batch the learning rates below are meant for (Krizhevsky et al., section 5)
 # (model, recipe, model options, SGD learning rate): the trainer's defaults (lr 0.01 for the
 # paper's network, 0.05 for the 32x32 ones, momentum 0.9), the paper's two towers, and He init
 # because the paper's N(0, 0.01) needs thousands of steps to leave the first plateau
@@ -77,7 +78,7 @@ class Sizes:
     train_images: int | None = None  # None: all
 
 
-GPU = Sizes(batch=128, steps=300, warmup=10, eval_images=2000, alexnet_crop=227, budget=450)
+GPU = Sizes(batch=PAPER_BATCH, steps=300, warmup=10, eval_images=2000, alexnet_crop=227, budget=450)
 SIMULATE = Sizes(batch=4, steps=4, warmup=1, eval_images=8, alexnet_crop=67, budget=900, train_images=64)
 
 
@@ -151,6 +152,13 @@ def sample_as_jpeg_tar(out: Path) -> Path:
     return path
 
 
+def _shuffled(images, labels):
+    import numpy as np
+
+    order = np.random.default_rng(0).permutation(len(labels))
+    return images[order], labels[order]
+
+
 def prepare_data(path: Path, work: Path) -> dict:
     import numpy as np
 
@@ -159,7 +167,9 @@ def prepare_data(path: Path, work: Path) -> dict:
     source = "JPEG tree (decoded with Pillow on every core)"
     if data is None:
         data, source = read_cifar_archive(path), "CIFAR archive (cifarkit.sources)"
-    (train_x, train_y), (test_x, test_y) = data["splits"]["train"], data["splits"]["test"]
+    # One fixed shuffle, so that a prefix (--simulate's images, the held-out images) is a sample
+    # of every class rather than the first class folder of the tar.
+    (train_x, train_y), (test_x, test_y) = (_shuffled(*data["splits"][split]) for split in ("train", "test"))
     np.savez(work / "data.npz", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
     return {"path": str(path), "read_as": source, "train": int(len(train_y)), "test": int(len(test_y)),
             "classes": data["classes"], "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
@@ -256,6 +266,7 @@ def one_run(backend: str, spec: tuple, precision: str, sizes: Sizes, data) -> di
     from cifarkit.feed import Feed
 
     model_name, recipe_name, options, lr = spec
+    lr *= sizes.batch / PAPER_BATCH  # the rates are for batches of 128; --simulate's 4 would diverge
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     try:
