@@ -89,14 +89,15 @@ def train(
 ) -> None:
     """Train a model; the run folder gets best/last models, history, curves, logs and a report."""
     from ..models import model_info
-    from ..training import REPORT_FILE, TrainConfig
-    from ..training import train as run_training
 
-    model_info(model)  # an unknown name fails before TensorFlow is imported
+    model_info(model)  # an unknown name fails before TensorFlow is imported (with cifarkit.training)
     if workdir is None:
         workdir = Path("runs") / model
         say(f"run folder: {workdir} (--workdir to choose another)", quiet)
     path, sample = find(data, quiet)
+    from ..training import REPORT_FILE, TrainConfig
+    from ..training import train as run_training
+
     config = TrainConfig(
         model=model, workdir=str(workdir), data=str(path), sample=sample, verify=not no_verify,
         model_options=model_options(model_option), epochs=epochs, batch_size=batch_size, recipe=value(recipe),

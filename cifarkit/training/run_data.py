@@ -13,7 +13,7 @@ from .config import HOLDOUT_SPLIT, TrainConfig
 
 @dataclass
 class RunData:
-    source: Any  # cifarkit.data.DataSource with the splits training uses
+    source: Any  # cifarkit.reader.DataReader with the splits training uses
     full_counts: dict[str, int]  # the splits of the source as read, before --limit-train/--holdout
     image_size: int | None  # square size images of mixed sizes are brought to, or None
     input_shape: tuple[int, int, int]  # uint8 input of the saved model
@@ -49,10 +49,8 @@ def open_run_data(config: TrainConfig) -> RunData:
 
 
 def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
-    """A :class:`~cifarkit.data.DataSource` whose splits ``picks`` are index subsets of ``base_split``."""
+    """A :class:`~cifarkit.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``."""
     import tensorflow as tf
-
-    from ..data import DataSource
 
     counts = {s: n for s, n in source.counts.items() if s != base_split}
     counts.update({s: len(idx) for s, idx in picks.items()})
