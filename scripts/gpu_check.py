@@ -412,12 +412,28 @@ def _speedups(report: dict) -> list[str]:
     return lines
 
 
+NOTES = [
+    "Reading the table:",
+    "- images/s and step times are over the timed steps, from taking a batch off the feed to the loss "
+    "being back on the host; 'waiting for input' is the share of that time the loop spent blocked on the "
+    "feed's queue (near zero: the input keeps up).",
+    "- 'first step' is the first call of `train_on_batch`: building the train function and, on JAX, "
+    "compiling it with XLA. Keras's PyTorch backend runs eagerly (no compilation).",
+    "- float32 means each framework's default float32 arithmetic: XLA's default precision on JAX (which "
+    "may use TF32 on tensor cores), PyTorch with TF32 for cuDNN convolutions but not for matmuls.",
+    "- held-out accuracy: the centre view of the first test images (in a fixed shuffled order), after "
+    "the warm-up and timed steps; float32 runs only.",
+    "- peak GPU memory on JAX is the process's peak so far (JAX keeps no per-run peak); on PyTorch, "
+    "the allocator's peak so far.",
+]
+
+
 def render(report: dict) -> str:
     env, data = report.get("environment", {}), report.get("data", {})
     sizes = report.get("sizes", {})
     lines = ["# GPU check", "", f"`scripts/gpu_check.py` ({'simulated on a CPU' if report.get('simulate') else 'on a GPU'}), "
              f"{report.get('started', '')}, {report.get('elapsed_seconds', '?')} s in all. Written by the script; "
-             "see its docstring for how to run it.", "",
+             "see its docstring for how to run it.", "", f"    python3 {report.get('command', '?')}", "",
              "What ran: each backend in its own process, without TensorFlow. A model is uint8 images -> the "
              "recipe's `Augmentation` layer (random windows, flips, PCA jitter, normalisation on the device) -> "
              f"the network, trained with SGD (momentum {MOMENTUM}) by `train_on_batch` on batches from "
@@ -444,7 +460,7 @@ def render(report: dict) -> str:
               "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
     for backend, result in report.get("backends", {}).items():
         lines += [_run_row(backend, run) for run in result.get("runs", [])]
-    lines += ["", *(_speedups(report) or ["- no float32 / mixed pair finished"]), ""]
+    lines += ["", *(_speedups(report) or ["- no float32 / mixed pair finished"]), "", *NOTES, ""]
     return "\n".join(lines)
 
 
@@ -492,12 +508,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="timed steps per run (default 300; 4 with --simulate)")
     parser.add_argument("--budget", type=float, help="seconds for the whole check (default 450)")
     parser.add_argument("--commit", help="the cifarkit commit, for the report (a copy may have no .git)")
+    parser.add_argument("--render", type=Path, help="only write GPU.md again from this gpu-check.json (into --out)")
     parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.work, SIMULATE if args.simulate else GPU, args.deadline, args.simulate)
+        return 0
+    if args.render:
+        write_report(json.loads(args.render.read_text()), args.out)
         return 0
     if not args.simulate and args.data is None:
         parser.error("--data is required without --simulate")
