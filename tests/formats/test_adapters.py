@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import cifarkit
 from cifarkit import data, formats
 from cifarkit.errors import SourceError, UsageError
 from cifarkit.export import ExportOptions, export_dataset
@@ -36,6 +37,8 @@ def test_each_adapter_round_trips_a_dataset(cifar10_tar, tmp_path, name):
     source = open_source(cifar10_tar.path)
     out = tmp_path / name
     export_dataset(source, out, ExportOptions(format=name, workers=1, quality=100))
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["format"] == name and info["cifarkit_version"] == cifarkit.__version__
     reader = data.open_data(out)
     assert reader.class_names == source.class_names
     assert reader.counts == {"train": 30, "test": 10}
