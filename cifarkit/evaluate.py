@@ -183,7 +183,7 @@ def format_summary(result: Evaluation) -> str:
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
     """Files as given; folders searched recursively for image files, in sorted order."""
-    from .sources.discover import check_source_path
+    from .sources.source_path import check_source_path
     from .sources.folder import IMAGE_EXTENSIONS
 
     found: list[Path] = []

@@ -28,7 +28,7 @@ except ImportError:  # tests/ imported as a package
 
 from cifarkit.errors import SourceError, UnsafeInputError
 from cifarkit.sources import open_source
-from cifarkit.sources.pickled import safe_loads
+from cifarkit.sources.safe_pickle import safe_loads
 
 # ---------------------------------------------------------------------------
 # A pickle assembler: Global, Call and Build nodes over plain Python literals
@@ -145,7 +145,7 @@ import json, resource, sys
 from pathlib import Path
 from cifarkit.errors import CifarkitError
 from cifarkit.sources import open_source
-from cifarkit.sources.pickled import safe_loads
+from cifarkit.sources.safe_pickle import safe_loads
 path = Path(sys.argv[1])
 data = path.read_bytes() if path.suffix == ".pkl" else None
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -19,7 +19,7 @@ except ImportError:  # tests/ imported as a package
 
 from cifarkit.errors import ChecksumError, SourceError, UnsafeInputError
 from cifarkit.sources import discover, open_source
-from cifarkit.sources.pickled import safe_loads
+from cifarkit.sources.safe_pickle import safe_loads
 from cifarkit.sources.labelled import LazyImages
 
 # ---------------------------------------------------------------------------

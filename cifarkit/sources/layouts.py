@@ -18,6 +18,7 @@ from . import binary, pickled
 from .archive import read_archive
 from .folder import looks_like_image_tree, read_folder
 from .labelled import LabelledImages
+from .source_path import check_source_path
 
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
@@ -162,7 +163,6 @@ def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Labe
 
 def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
     """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
-    from .discover import check_source_path  # discover imports this module
 
     path = Path(path).expanduser()
     check_source_path(path)  # a device, pipe or unlistable folder: one clear line
