@@ -34,7 +34,7 @@ class Augmentation(keras.layers.Layer):
     def draw(self, batch, image_size: int) -> device_augment.Draw:
         """One training batch's random windows, mirrors and colour weights (advances the seed)."""
         recipe = self.recipe
-        span = device_augment.span(recipe, image_size)
+        span = device_augment.source_span(recipe, image_size)
         return device_augment.draw_views(self.seed_generator, batch, span, recipe.crop, recipe.flip, recipe.pca_sigma)
 
     def call(self, images, training=None):

@@ -35,7 +35,7 @@ class Draw(NamedTuple):
     alpha: object = None
 
 
-def span(recipe, image_size: int) -> int:
+def source_span(recipe, image_size: int) -> int:
     """Side of the (virtual) image windows are cut from: the resize, or the padded image."""
     return recipe.resize or image_size + 2 * recipe.pad
 
@@ -199,12 +199,13 @@ def views(recipe, stats, images, draw: Draw, box_indices=None):
 
 def eval_views(recipe, stats, images):
     """The centre window of every image, as :func:`cifarkit.recipes.eval_transform`."""
-    return views(recipe, stats, images, centre_draw(ops.shape(images)[0], span(recipe, images.shape[1]), recipe.crop))
+    draw = centre_draw(ops.shape(images)[0], source_span(recipe, images.shape[1]), recipe.crop)
+    return views(recipe, stats, images, draw)
 
 
 def ten_crop_views(recipe, stats, images):
     """(N, 10, crop, crop, 3): corners, centre and mirrors, as :func:`cifarkit.recipes.ten_crop_transform`."""
     batch = ops.shape(images)[0]
-    draw, box_indices = ten_crop_draw(batch, span(recipe, images.shape[1]), recipe.crop)
+    draw, box_indices = ten_crop_draw(batch, source_span(recipe, images.shape[1]), recipe.crop)
     out = views(recipe, stats, images, draw, box_indices)
     return ops.reshape(out, (-1, TEN_CROPS, recipe.crop, recipe.crop, 3))

@@ -28,6 +28,8 @@ CODE_STEP = 8
 CIFAR_CENTRE = 16  # an output pixel whose source lies inside the image for every offset
 DRAW_BATCHES, DRAW_BATCH = 40, 64  # 2,560 random views per check
 WORKER_TIMEOUT = 900
+# Windows reaching into every side of a 5-pixel padding, mirrored and not.
+PAD_WINDOWS = (np.array([[0, 0], [10, 10], [0, 10], [10, 3]], np.int32), np.array([False, True, True, False]))
 
 
 def _images(count: int = 4, seed: int = 0) -> np.ndarray:
@@ -105,6 +107,11 @@ def _check_fixed_views() -> dict:
         arrays[f"eval_{key}"] = ops.convert_to_numpy(device_augment.eval_views(recipe, stats, _images()))
         arrays[f"ten_{key}"] = ops.convert_to_numpy(device_augment.ten_crop_views(recipe, stats, _images()))
         arrays[f"layer_{key}"] = ops.convert_to_numpy(Augmentation(recipe, stats)(_images(), training=False))
+    offsets, flips = PAD_WINDOWS
+    for mode in device_augment.PAD_MODES:
+        windows = device_augment.crop_windows(_images() / 255.0, offsets, flips, resize=None, crop=32, pad=5,
+                                              pad_mode=mode)  # fmt: skip
+        arrays[f"pad_{mode}"] = ops.convert_to_numpy(windows)
     return arrays
 
 
@@ -284,6 +291,16 @@ def test_centre_and_ten_crops_match_the_host_path_within_1e_3_levels(run, stats,
         levels = np.abs(run["arrays"][device] - host) * scale
         assert run["arrays"][device].shape == host.shape
         assert levels.max() < 1e-3, f"{device}: {levels.max():.2e} levels from the host path"
+
+
+@pytest.mark.parametrize("mode", ["REFLECT", "SYMMETRIC", "CONSTANT"])
+def test_padded_windows_read_the_padding_as_tf_pad_fills_it(run, mode):
+    from cifarkit import augment
+
+    _ok(run, "fixed")
+    offsets, flips = PAD_WINDOWS
+    host = augment.crop_windows(_images() / 255.0, offsets, flips, resize=None, crop=32, pad=5, pad_mode=mode)
+    np.testing.assert_allclose(run["arrays"][f"pad_{mode}"], host.numpy(), atol=1e-6)
 
 
 def test_a_model_saved_by_the_tensorflow_only_layer_loads_and_gives_the_same_views(run, stats):
