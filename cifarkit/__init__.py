@@ -12,6 +12,9 @@ from .data import DataReader, load, open_data  # TensorFlow is imported on first
 from .errors import CifarkitError
 from .export import ExportOptions, export_dataset
 from .sources import LabelledImages, open_source
+from .keras_registry import install as _install_keras_layers
+
+_install_keras_layers()  # saved models load after `import cifarkit` alone; imports no Keras (see keras_registry)
 
 __all__ = [
     "CifarkitError", "DataReader", "ExportOptions", "LabelledImages", "__version__", "export_dataset", "load",

@@ -2,7 +2,10 @@
 and class probabilities for image files, all from a saved model alone.
 
 A model saved by ``cifarkit train`` takes uint8 images of one size and carries its preprocessing
-and class names (:mod:`cifarkit.saved_model`). So evaluation feeds uint8 batches exactly as the
+and class names (:mod:`cifarkit.saved_model`); so does one exported by ``cifarkit export-model``
+(:mod:`cifarkit.exported`), which both accept too. Files saved before the softmax moved into the
+model end in logits: the softmax is applied here for those only, so old and new files give the
+same probabilities. So evaluation feeds uint8 batches exactly as the
 validation during training did, and prediction brings any image to the model's input size the way
 the data reader brings mixed-size folder images to one size, then does the same.
 
@@ -21,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import SourceError, UsageError
-from .saved_model import input_size, model_parts
+from .exported import ExportedModel
+from .saved_model import input_size, model_parts, outputs_probabilities
 from .writers.atomic import write_text
 from .writers.manifest import csv_text
 
@@ -30,13 +34,40 @@ EVAL_BATCH = 256
 PREDICT_BATCH = 64
 
 
+def beside_model(model_path: Path, suffix: str) -> Path:
+    """``<model>-<suffix>`` next to a model file, or next to an exported SavedModel's model folder
+    (``m/3`` -> ``m-v3-<suffix>``: nothing is written inside a folder TensorFlow Serving reads)."""
+    if model_path.is_dir():
+        return model_path.parent.with_name(f"{model_path.parent.name}-v{model_path.name}-{suffix}")
+    return model_path.with_name(f"{model_path.stem}-{suffix}")
+
+
 def default_predictions_csv(run: Path, model_path: Path) -> Path:
     """Where ``predict`` writes its CSV unless told: inside the run folder it was given, like
-    ``evaluate``'s files, or beside a ``.keras`` file given directly."""
+    ``evaluate``'s files, or beside a model file or exported model given directly."""
     run = Path(run).expanduser()
-    if run.is_dir():
+    if run.is_dir() and model_path.parent == run and model_path.suffix == ".keras":
         return run / "predictions.csv"
-    return model_path.with_name(f"{model_path.stem}-predictions.csv")
+    return beside_model(model_path, "predictions.csv")
+
+
+def class_names_of(model) -> list[str]:
+    """The class names a saved or exported model carries."""
+    return list(model.class_names) if isinstance(model, ExportedModel) else model_parts(model)[2]
+
+
+def scorer(model):
+    """(input size, uint8 batch -> float32 probabilities) of a Keras model or an exported one."""
+    if isinstance(model, ExportedModel):
+        return model.image_size, lambda images: model.probabilities(np.asarray(images))
+    softmax = not outputs_probabilities(model)  # a file saved when models ended in logits
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        outputs = tf.cast(model(images, training=False), tf.float32)
+        return tf.nn.softmax(outputs) if softmax else outputs
+
+    return input_size(model), lambda images: infer(images).numpy()
 
 
 @dataclass
@@ -106,11 +137,13 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
 
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
-    augmentation, network, names = model_parts(model)
+    if isinstance(model, ExportedModel) and ten_crop:
+        raise UsageError(f"--ten-crop needs the .keras model; {model.path} ({model.kind}) holds the centre view only")
+    names = class_names_of(model)
     if len(names) != len(source.class_names):
         raise UsageError(f"the model knows {len(names)} classes but {source.location} has "
                          f"{len(source.class_names)}")  # fmt: skip
-    size = input_size(model)
+    size, infer = scorer(model)
     if source.image_shape is not None and tuple(source.image_shape[:2]) != (size, size):
         raise UsageError(f"the model takes {size}x{size} images but {source.location} holds "
                          f"{source.image_shape[0]}x{source.image_shape[1]}")  # fmt: skip
@@ -120,25 +153,23 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
     if ten_crop:
         from .recipes import ten_crop_transform
 
+        augmentation, network, _ = model_parts(model)
         views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)
         crop = augmentation.recipe.crop
 
         @tf.function(reduce_retracing=True)
-        def infer(images):
+        def ten_crop_infer(images):
             views = views_of(images)
             batch = tf.shape(views)[0]
             logits = network(tf.reshape(views, [-1, crop, crop, 3]), training=False)
             probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
             return tf.reduce_mean(tf.reshape(probabilities, [batch, 10, -1]), axis=1)
-    else:
 
-        @tf.function(reduce_retracing=True)
-        def infer(images):
-            return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+        infer = lambda images: ten_crop_infer(images).numpy()  # noqa: E731
 
     probabilities, labels = [], []
     for images, batch_labels in ds:
-        probabilities.append(infer(images).numpy())
+        probabilities.append(infer(images))
         labels.append(batch_labels.numpy())
     if not labels:
         probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
@@ -222,12 +253,9 @@ class Prediction:
 def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
     from .sources.folder import read_image
 
-    size = input_size(model)
-    model_parts(model)  # a clear error for a model that is not ours
-
-    @tf.function(reduce_retracing=True)
-    def infer(images):
-        return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
+    if not isinstance(model, ExportedModel):
+        model_parts(model)  # a clear error for a model that is not ours
+    size, infer = scorer(model)
 
     results: list[Prediction] = []
     for start in range(0, len(paths), PREDICT_BATCH):
@@ -240,7 +268,7 @@ def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
             sizes.append(original.shape[:2])
             prepared.append(prepare_image(original, size))
             del original
-        probabilities = infer(tf.constant(np.stack(prepared))).numpy()
+        probabilities = infer(np.stack(prepared))
         results += [Prediction(p, hw, prob) for p, hw, prob in zip(chunk, sizes, probabilities)]
     return results
 

@@ -2,8 +2,14 @@
 
 A model saved by ``cifarkit train`` takes uint8 images of one size; its first layer is the
 recipe's :class:`~cifarkit.augment_layer.Augmentation` (the centre view outside training), then
-the network, then :class:`ClassNames`, which passes the logits through and carries the class
-names. So a ``.keras`` file needs nothing else to label its own predictions.
+the network, then :class:`ClassNames`, which turns the logits into probabilities (softmax) and
+carries the class names. So a ``.keras`` file needs nothing else to label its own predictions,
+and ``model.predict`` on uint8 images gives class probabilities. Models saved before the softmax
+moved into the file end in logits (their ``ClassNames`` has no ``activation``);
+:func:`outputs_probabilities` tells the two apart, so readers apply the softmax only where the
+file does not.
+
+Loading needs only ``import cifarkit`` (:mod:`cifarkit.keras_registry` registers the layers).
 
 This module is the contract between the trainer and its readers, and sits below both: it also
 names the files a run folder exposes its model under (``best.keras``, ``last.keras``) and its
@@ -25,30 +31,40 @@ LAST_MODEL = "last.keras"  # the end of the latest epoch
 CONFIG_FILE = "config.json"  # the run's settings, defaults resolved
 
 
+ACTIVATIONS = ("linear", "softmax")
+
+
 @keras.saving.register_keras_serializable(package="cifarkit")
 class ClassNames(keras.layers.Layer):
-    """Identity on the logits; its config stores the class names, so a ``.keras`` file can label
+    """The model's last layer: the softmax of the logits (``activation="linear"``: the logits, as
+    in files saved before the softmax moved into the model); its config stores the class names, so a ``.keras`` file can label
     its own predictions."""
 
-    def __init__(self, names: Sequence[str], **kwargs):
-        kwargs.setdefault("dtype", "float32")
+    def __init__(self, names: Sequence[str], activation: str = "linear", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # a softmax in float32, whatever the compute dtype
         super().__init__(**kwargs)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}. Received: activation={activation!r}")
         self.names = [str(n) for n in names]
+        self.activation = activation
 
     def call(self, logits):
+        if self.activation == "softmax":
+            return keras.ops.softmax(logits, axis=-1)
         return logits
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "names": self.names}
+        return {**super().get_config(), "names": self.names, "activation": self.activation}
 
 
 def load_model(path: Path):
-    """A ``.keras`` file written by ``cifarkit train`` (the custom layers are registered on import)."""
-    from .augment_layer import Augmentation  # noqa: F401  (registers it)
-    from .models import layers  # noqa: F401  (registers LocalResponseNormalization)
+    """A ``.keras`` file written by ``cifarkit train``."""
+    from .keras_registry import register_layers
+
+    register_layers()  # done by `import cifarkit` already; here for a caller that imported this module alone
 
     path = Path(path)
     if not path.is_file():
@@ -79,12 +95,18 @@ def _check_archive(path: Path) -> None:
 
 
 def resolve_model_path(path: Path, check_config: Callable[[Any, Path], object] | None = None) -> tuple[Path, dict | None]:
-    """A run folder (its best.keras, falling back to last.keras, and its config) or a ``.keras`` file.
+    """A run folder (its best.keras, falling back to last.keras, and its config), a ``.keras`` file,
+    or what ``cifarkit export-model`` wrote: a SavedModel folder (or its TensorFlow Serving model
+    folder: the highest version) or a ``.tflite`` file; only a run folder has a config.
 
     ``check_config(data, where)`` checks a run folder's config.json as read (the trainer's
     :func:`cifarkit.training.run_config`), raising :class:`SourceError` for a damaged one; it is
     passed in because the trainer sits above this module."""
+    from .exported import is_savedmodel, latest_version
+
     path = Path(path).expanduser()
+    if path.is_dir() and (is_savedmodel(path) or latest_version(path) is not None):
+        return (path if is_savedmodel(path) else latest_version(path)), None
     if path.is_dir():
         config_file = path / CONFIG_FILE
         try:
@@ -103,8 +125,8 @@ def resolve_model_path(path: Path, check_config: Callable[[Any, Path], object] |
                           "that has not finished an epoch)")  # fmt: skip
     if not path.exists():
         raise SourceError(f"{path}: no such run folder or model file")
-    if path.suffix != ".keras":
-        raise UsageError(f"expected a run folder or a .keras file. Received: {path}")
+    if path.suffix not in (".keras", ".tflite"):
+        raise UsageError(f"expected a run folder, a .keras or .tflite file or a SavedModel folder. Received: {path}")
     return path, None
 
 
@@ -120,6 +142,24 @@ def model_parts(model):
     index = model.layers.index(augmentation)
     network = model.layers[index + 1]
     return augmentation, network, labels.names
+
+
+def outputs_probabilities(model) -> bool:
+    """Whether the model ends in a softmax, not in logits (files saved before the softmax moved in)."""
+    last = model.layers[-1] if model.layers else None
+    if isinstance(last, ClassNames):
+        return last.activation == "softmax"
+    activation = getattr(last, "activation", None)  # a bare network: Dense/Activation(softmax) or Softmax
+    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", None) == "softmax"
+
+
+def load_any(path: Path):
+    """A Keras model for a ``.keras`` file, else the exported model (:mod:`cifarkit.exported`)."""
+    if Path(path).suffix == ".keras":
+        return load_model(path)
+    from .exported import open_exported
+
+    return open_exported(path)
 
 
 def input_size(model) -> int:

@@ -1,4 +1,4 @@
-"""Commands about models: models, summary, train, evaluate, predict."""
+"""Commands about models: models, summary, train, evaluate, predict, export-model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import typer
 
 from .app import app
 from .options import (
-    AugmentPlace, DataOption, NoVerifyOption, OptimizerName, Precision, QuietOption, RecipeName, ScheduleName,
-    StrategyName, find, model_options, say, value,
+    AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
+    ScheduleName, StrategyName, find, model_options, say, value,
 )  # fmt: skip
 
 
@@ -124,9 +124,25 @@ def train(
                f"({report['images_per_second']:,.0f} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
 
 
+def open_model_data(run_config: Optional[dict], data: Optional[Path], no_verify: bool, quiet: bool):
+    """The run's own data (with its holdout and training subset, so "holdout" means the same
+    images), unless ``data`` names other data or there is no run."""
+    if run_config is not None and data is None:
+        from ..training import TrainConfig, open_run_data
+
+        config = TrainConfig.from_json(run_config)
+        say(f"Reading {config.data} (the run's data) ...", quiet)
+        return open_run_data(config).source
+    path, _ = find(data, quiet)
+    say(f"Reading {path} ...", quiet)
+    from ..data import open_data
+
+    return open_data(path, verify=not no_verify)
+
+
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras and its data) or a .keras file.")],
+    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras and its data), a .keras or .tflite file, or an exported SavedModel folder.")],
     data: DataOption = None,
     split: Annotated[str, typer.Option(help="Split to evaluate: test, train, or holdout for a run trained with one.")] = "test",
     ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over ten crops (corners, centre, mirrors).")] = False,
@@ -135,28 +151,17 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
-    from ..evaluate import evaluate_model, format_summary, write_evaluation
-    from ..saved_model import load_model, resolve_model_path
-    from ..training import TrainConfig, open_run_data
+    from ..evaluate import beside_model, evaluate_model, format_summary, write_evaluation
+    from ..saved_model import load_any, resolve_model_path
     from ..training import run_config as check_run_config
 
     model_path, run_config = resolve_model_path(run, check_config=check_run_config)
-    if run_config is not None and data is None:
-        # The run's own data, with its holdout and training subset, so "holdout" means the same images.
-        config = TrainConfig.from_json(run_config)
-        say(f"Reading {config.data} (the run's data) ...", quiet)
-        source = open_run_data(config).source
-    else:
-        path, _ = find(data, quiet)
-        say(f"Reading {path} ...", quiet)
-        from ..data import open_data
-
-        source = open_data(path, verify=not no_verify)
-    model = load_model(model_path)
+    source = open_model_data(run_config, data, no_verify, quiet)
+    model = load_any(model_path)
     result = evaluate_model(model, source, split, ten_crop=ten_crop)
     if out is None:
         suffix = f"eval-{split}" + ("-ten-crop" if ten_crop else "")
-        out = model_path.parent / suffix if run_config is not None else model_path.with_name(f"{model_path.stem}-{suffix}")
+        out = model_path.parent / suffix if run_config is not None else beside_model(model_path, suffix)
     files = write_evaluation(result, out)
     typer.echo(f"model:          {model_path}")
     typer.echo(format_summary(result))
@@ -165,24 +170,70 @@ def evaluate(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras) or a .keras file.")],
+    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras), a .keras or .tflite file, or an exported SavedModel folder.")],
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of them (any size, any format imageio reads).")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per image.")] = 5,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the table as CSV [default: predictions.csv in the run folder, or <model>-predictions.csv beside a .keras file].")] = None,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
-    from ..evaluate import default_predictions_csv, find_images, format_predictions, predict_files, predictions_csv
-    from ..saved_model import load_model, model_parts, resolve_model_path
+    from ..evaluate import (
+        class_names_of, default_predictions_csv, find_images, format_predictions, predict_files, predictions_csv,
+    )  # fmt: skip
+    from ..saved_model import load_any, resolve_model_path
     from ..training.config import run_config
     from ..writers.atomic import write_text
 
     model_path, _ = resolve_model_path(run, check_config=run_config)
     files = find_images(images)
-    model = load_model(model_path)
-    names = model_parts(model)[2]
+    model = load_any(model_path)
+    names = class_names_of(model)
     k = min(top_k, len(names))
     predictions = predict_files(model, files)
     typer.echo(format_predictions(predictions, names, k))
     out = csv if csv is not None else default_predictions_csv(run, model_path)
     write_text(out, predictions_csv(predictions, names, k))
     typer.echo(f"wrote {out}", err=True)  # stdout stays the table alone, for pipes
+
+
+@app.command("export-model")
+def export_model(
+    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras) or a .keras file.")],
+    format: Annotated[ModelFormat, typer.Option("--format", "-f", case_sensitive=False, help="savedmodel (TensorFlow, TensorFlow Serving) or tflite (TFLite / LiteRT).")] = ModelFormat.savedmodel,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder: SavedModels go to OUT/NAME/VERSION, TFLite files to OUT/NAME[-QUANTIZE].tflite. Default: RUN/exported, or exported/ beside the .keras file.")] = None,
+    quantize: Annotated[Quantize, typer.Option(case_sensitive=False, help="tflite only: none (float32), float16 (weights), or int8 (weights and activations, calibrated on training images).")] = Quantize.none,
+    name: Annotated[Optional[str], typer.Option(help="Model name for the folder or file. Default: the model's own (e.g. alexnet_cifar).")] = None,
+    data: DataOption = None,
+    calibration_images: Annotated[int, typer.Option("--calibration-images", min=1, help="int8: training images to calibrate on, spread over the split (from the run's data, or --data).")] = 300,
+    no_verify: NoVerifyOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Export a trained model to run without cifarkit: uint8 pixels in, probabilities and class names out."""
+    from ..errors import UsageError
+    from ..model_export import calibration_images as pick_images
+    from ..model_export import check_choice, export_savedmodel, export_tflite
+    from ..saved_model import input_size, load_model, resolve_model_path
+    from ..training import run_config as check_run_config
+
+    check_choice(format.value, quantize.value)
+    if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):
+        raise UsageError(f"--name must be a plain file name. Received: {name!r}")
+    model_path, run_config = resolve_model_path(run, check_config=check_run_config)
+    if model_path.suffix != ".keras":
+        raise UsageError(f"{model_path} is exported already; export-model reads a run folder or a .keras file")
+    model = load_model(model_path)
+    calibration = None
+    if quantize is Quantize.int8:
+        source = open_model_data(run_config, data, no_verify, quiet)
+        say(f"Calibrating on {calibration_images:,} training images ...", quiet)
+        calibration = pick_images(source, input_size(model), calibration_images)
+    out = out if out is not None else model_path.parent / "exported"
+    name = name or model.name
+    say(f"Exporting {model_path} as {format.value}" + (f" ({quantize.value})" if quantize is not Quantize.none else "")
+        + " ...", quiet)  # fmt: skip
+    if format is ModelFormat.savedmodel:
+        exported = export_savedmodel(model, out, name)
+        how = "SavedModel: tf.saved_model.load, or TensorFlow Serving with --model_base_path=" + str(exported.path.parent.resolve())
+    else:
+        exported = export_tflite(model, out, name, quantize.value, calibration)
+        how = "TFLite: signature serving_default"
+    typer.echo(f"wrote {exported.path} ({exported.bytes / 1e6:.2f} MB; {how})")

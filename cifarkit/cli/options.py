@@ -60,6 +60,17 @@ class AugmentPlace(str, Enum):
     device = "device"
 
 
+class ModelFormat(str, Enum):
+    savedmodel = "savedmodel"
+    tflite = "tflite"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    float16 = "float16"
+    int8 = "int8"
+
+
 def value(choice: Optional[Enum]) -> Optional[str]:
     """The library's name for a choice (None stays None: the library's default then applies)."""
     return None if choice is None else choice.value

@@ -1,9 +1,10 @@
 """The models of a run, built and compiled: optimizer, loss, metrics, precision, XLA.
 
 Two models share one network: the *export* model (uint8 images -> the recipe's augmentation layer
--> network -> class names) is what is saved; the *train* model is what ``fit`` runs: the export
-model itself when augmentation runs on the device, or the bare network when the host pipeline
-already made the float crops.
+-> network -> softmax with the class names) is what is saved, so a saved model gives
+probabilities; the *train* model is what ``fit`` runs, and ends in the logits, for the numerically
+stable ``from_logits`` loss: the export model up to its logits when augmentation runs on the
+device, or the bare network when the host pipeline already made the float crops.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .run_data import RunData
 
 
 def build_models(config: TrainConfig, data: RunData, class_names, stats):
-    """(saved model: uint8 -> augmentation -> network -> class names, bare network)."""
+    """(saved model: uint8 -> augmentation -> network -> softmax and class names, bare network)."""
     import keras
 
     from ..augment_layer import Augmentation
@@ -39,8 +40,8 @@ def build_models(config: TrainConfig, data: RunData, class_names, stats):
                 kernel.regularizer = keras.regularizers.L2(config.weight_decay / 2)
     inputs = keras.Input(shape=data.input_shape, dtype="uint8", name="uint8_image")
     views = Augmentation(recipe=recipe, stats=stats, seed=config.seed, name="preprocess")(inputs)
-    logits = ClassNames(list(class_names), name="class_names")(network(views))
-    return keras.Model(inputs, logits, name=config.model.replace("-", "_")), network
+    probabilities = ClassNames(list(class_names), activation="softmax", name="class_names")(network(views))
+    return keras.Model(inputs, probabilities, name=config.model.replace("-", "_")), network
 
 
 def make_optimizer(config: TrainConfig):
@@ -73,7 +74,7 @@ def make_loss(label_smoothing: float):
 
 @dataclass
 class Compiled:
-    export_model: Any  # what is saved: uint8 -> preprocessing -> network -> class names
+    export_model: Any  # what is saved: uint8 -> preprocessing -> network -> softmax, class names
     network: Any
     train_model: Any  # what ``fit`` runs: the export model (device augmentation) or the network
     steps_per_execution: int  # as used, which can differ from the config's request
@@ -99,7 +100,8 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
         with placement.strategy.scope():
             export_model, network = build_models(config, data, source.class_names, stats)
             if config.augment_on == "device":
-                train_model = keras.Model(export_model.inputs, export_model.outputs, name="train_on_uint8")
+                logits = export_model.get_layer("class_names").input  # before the softmax: the loss takes logits
+                train_model = keras.Model(export_model.inputs, logits, name="train_on_uint8")
             else:
                 # A separate view, so that compiling it does not attach the optimizer to the saved model.
                 train_model = keras.Model(network.inputs, network.outputs, name="train_on_floats")
