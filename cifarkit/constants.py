@@ -79,3 +79,55 @@ SPLITS = ("train", "test")
 # the real archive): 20 train and 10 test images a class, in the official python layout.
 SAMPLE_NAME = "cifar-10-sample-python.tar.gz"
 SAMPLE_MD5 = "57e52d0a649ab6ce4c69399e089ec9fd"
+
+# --- The MNIST family: MNIST, Fashion-MNIST and Kuzushiji-MNIST (KMNIST) -------------------------
+# All three ship as the same four IDX files (LeCun's format, http://yann.lecun.com/exdb/mnist/):
+# a big-endian header, then the values row-major. The header is 2 zero bytes, a type code
+# (0x08 = unsigned byte, the only one these datasets use), the number of dimensions, then one
+# 4-byte size per dimension: images are (N, 28, 28), labels (N,). 60,000 train + 10,000 test.
+IDX_TYPE_UBYTE = 0x08
+IDX_IMAGE_DIMS, IDX_LABEL_DIMS = 3, 1
+MNIST_SIZE = 28  # 28x28, one grey channel; 0 is the background, 255 the ink
+# Largest IDX file (decompressed) or npz array cifarkit reads: KMNIST-49's 232,365 28x28 images
+# are 182 MB, the largest of the family; a header that claims more is refused before anything is
+# read or allocated.
+MAX_IDX_BYTES = 256 * 1024 * 1024
+
+# Class names as TFDS names them (tensorflow_datasets/image_classification/mnist.py): MNIST's are
+# the digits; Fashion-MNIST's from its README (github.com/zalandoresearch/fashion-mnist); KMNIST's
+# the romanised hiragana of each row (github.com/rois-codh/kmnist).
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+MNIST_FAMILY_CLASSES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES, "kmnist": KMNIST_CLASSES}
+
+# md5 of the official gzipped IDX files. MNIST: as torchvision's datasets/mnist.py lists them (the
+# t10k pair also matches the copy in shared/data/mnist/); Fashion-MNIST: its README's table;
+# KMNIST: torchvision's KMNIST resources (the files on codh.rois.ac.jp). The four file names are
+# the same in all three, so the checksum (or failing that, the folder's name) tells them apart.
+IDX_MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    "kmnist": {
+        "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+        "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+        "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+        "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+    },
+}
+# Keras's MNIST cache, ~/.keras/datasets/mnist.npz (x_train, y_train, x_test, y_test; uint8):
+# the sha256 keras.datasets.mnist.load_data checks (keras/src/datasets/mnist.py, file_hash).
+KERAS_MNIST_NPZ = "mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"

@@ -1,4 +1,6 @@
-"""Any cifarkit source or export as a ``tf.data.Dataset`` of (uint8 image, int32 label).
+"""Any cifarkit source or export as a ``tf.data.Dataset`` of (uint8 image, label), and the
+tfds-like API: :func:`load` (TFDS's split syntax, dict or supervised elements, int64 labels) and
+:func:`load_numpy` (arrays as ``keras.datasets`` returns them).
 
 - an export: the format adapter that wrote it (named in its ``dataset_info.json``) reads it: a
   TFRecord export through its shards, parsed with the feature spec that wrote them; a JPEG/PNG
@@ -12,8 +14,12 @@ image (shorter side, then the centre) so that they can be batched; CIFAR stays 3
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from .errors import UsageError
 from .formats import adapter_for_export
 from .formats.tfrecord import name_corrupt_shard
 from .image_decode import source_error_in
@@ -23,7 +29,8 @@ from .reader import without_autotune
 DataSource = DataReader  # the earlier name, for code written against it
 
 __all__ = [
-    "AUTOTUNE", "CIFAR_NAMES", "CIFAR_SHAPE", "DataReader", "DataSource", "from_labelled", "load",
+    "AUTOTUNE", "CIFAR_NAMES", "CIFAR_SHAPE", "DataReader", "DataSource", "DatasetInfo", "from_labelled", "load",
+    "load_numpy", "locate",
     "name_corrupt_shard", "open_data", "shard_policy", "source_error_in", "to_numpy", "without_autotune",
 ]  # fmt: skip
 
@@ -40,6 +47,169 @@ def open_data(path: str | Path, *, verify: bool = True) -> DataReader:
     return from_labelled(open_source(path, verify=verify))
 
 
-def load(path: str | Path, split: str, *, image_size: int | None = None, verify: bool = True):
-    """The one-call reader: ``tf.data.Dataset`` of (uint8 (H, W, 3) image, int32 label)."""
-    return open_data(path, verify=verify).dataset(split, image_size=image_size)
+def locate(name_or_path: str | Path, data_dir: str | Path | None = None) -> Path:
+    """A path as given (or inside ``data_dir``), else a dataset name (``cifar10``, ``mnist``, ...)
+    looked for where the CLI looks (:func:`cifarkit.sources.discover.find_named`)."""
+    path = Path(name_or_path).expanduser()
+    if data_dir is not None and not path.is_absolute() and (Path(data_dir).expanduser() / path).exists():
+        return Path(data_dir).expanduser() / path
+    if path.exists():
+        return path
+    from .sources.discover import find_named
+
+    return find_named(str(name_or_path).split(":")[0], data_dir)  # "cifar10:3.0.2": TFDS's version is not ours
+
+
+@dataclass(frozen=True)
+class ClassLabel:
+    names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    name: str
+    num_examples: int
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``load(..., with_info=True)`` returns beside the data, shaped like the parts of
+    ``tfds.core.DatasetInfo`` people use: ``info.features["label"].names``,
+    ``info.splits["train"].num_examples``, ``info.supervised_keys``."""
+
+    name: str
+    location: Path
+    image_shape: tuple[int, int, int] | None
+    features: dict
+    splits: dict
+    supervised_keys: tuple[str, str] = ("image", "label")
+
+
+def dataset_info(reader: DataReader, coarse_names: tuple[str, ...] | None = None) -> DatasetInfo:
+    features = {"image": reader.image_shape, "label": ClassLabel(tuple(reader.class_names))}
+    if coarse_names:
+        features["coarse_label"] = ClassLabel(tuple(coarse_names))
+    splits = {name: SplitInfo(name, n) for name, n in reader.counts.items()}
+    return DatasetInfo(reader.name, reader.location, reader.image_shape, features, splits)
+
+
+def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, batch_size: int | None = None,
+         shuffle_files: bool = False, with_info: bool = False, data_dir: str | Path | None = None,
+         image_size: int | None = None, verify: bool = True, seed: int | None = None):  # fmt: skip
+    """``tf.data.Dataset`` of a dataset's split, as ``tfds.load`` gives it.
+
+    ``name_or_path``: a path (any source or export) or a dataset name searched for as the CLI does.
+    ``split``: a spec in TFDS's syntax (``"train[:90%]"``, ``"train+test"``, see
+    :mod:`cifarkit.splits`), a list of them (a list of datasets), or None (a dict of every split).
+    Elements are (uint8 (H, W, C) image, int64 label) with ``as_supervised``, else dicts with
+    ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 read from its archives,
+    ``coarse_label``. ``batch_size=-1`` gives each split as one batch. ``shuffle_files`` shuffles
+    the examples (there are no files to shuffle in an archive held in memory); ``seed`` fixes it.
+    """
+    reader = open_data(locate(name_or_path, data_dir), verify=verify)
+
+    def one(spec: str):
+        return dataset_of(reader, spec, as_supervised=as_supervised, batch_size=batch_size, shuffle=shuffle_files,
+                          image_size=image_size, seed=seed)  # fmt: skip
+
+    if split is None:
+        result = {name: one(name) for name in reader.counts}
+    elif isinstance(split, (list, tuple)):
+        result = [one(spec) for spec in split]
+    else:
+        result = one(split)
+    return (result, dataset_info(reader, _coarse_names(reader))) if with_info else result
+
+
+def _coarse_names(reader: DataReader) -> tuple[str, ...] | None:
+    return reader.coarse_class_names
+
+
+# Examples a shuffle holds when they are not arrays in memory (decoded images or records).
+SHUFFLE_BUFFER = 10_000
+
+
+def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, batch_size: int | None = None,
+               shuffle: bool = False, image_size: int | None = None, seed: int | None = None):  # fmt: skip
+    """The examples ``spec`` selects, in order (or shuffled), as :func:`load` hands them out."""
+    import tensorflow as tf
+
+    pieces = reader.pieces(spec)
+    total = sum(len(p) for p in pieces)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or (batch_size < 1 and batch_size != -1)):  # fmt: skip
+        raise UsageError(f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}")
+    ds = None
+    for piece in pieces:
+        part = reader.piece_dataset(piece, image_size=image_size)
+        if not as_supervised:
+            part = tf.data.Dataset.zip(tf.data.Dataset.range(piece.start, piece.stop), part)
+            part = part.map(_as_dict(reader, piece.split), num_parallel_calls=AUTOTUNE, deterministic=True)
+        else:
+            part = part.map(lambda image, label: (image, tf.cast(label, tf.int64)))
+        ds = part if ds is None else ds.concatenate(part)
+    if shuffle:
+        buffer = total if reader.kind == "arrays" else min(total, SHUFFLE_BUFFER)
+        ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
+    if batch_size is not None:
+        ds = ds.batch(max(total, 1) if batch_size == -1 else batch_size)
+    return ds
+
+
+def _as_dict(reader: DataReader, split: str):
+    """``(index, (image, label)) -> {"image", "label", "id", ["coarse_label"]}``, ids as TFDS's
+    CIFAR builders write them (``train_00042``)."""
+    import tensorflow as tf
+
+    coarse = reader.extras.get(split, {}).get("coarse_label")
+    coarse = None if coarse is None else tf.constant(coarse)
+
+    def fn(index, example):
+        image, label = example
+        out = {"image": image, "label": tf.cast(label, tf.int64),
+               "id": tf.strings.join([split, tf.strings.as_string(index, width=5, fill="0")], "_")}  # fmt: skip
+        if coarse is not None:
+            out["coarse_label"] = tf.gather(coarse, index)
+        return out
+
+    return fn
+
+
+def arrays_of(reader: DataReader, spec: str, *, label: str = "label", image_size: int | None = None):
+    """(uint8 images, int64 labels) that ``spec`` selects, as NumPy arrays."""
+    if label not in ("label", "coarse_label"):
+        raise UsageError(f"label must be 'label' or 'coarse_label'. Received: label={label!r}")
+    pieces = reader.pieces(spec)
+    if label == "coarse_label" and not all("coarse_label" in reader.extras.get(p.split, {}) for p in pieces):
+        raise UsageError(f"{reader.location}: no coarse labels (only CIFAR-100 read from its archives has them)")
+    images, labels = [], []
+    for piece in pieces:
+        if reader.kind == "arrays":
+            x = reader.arrays[piece.split][0][piece.start : piece.stop]
+            y = reader.arrays[piece.split][1][piece.start : piece.stop]
+        else:
+            x, y = to_numpy(reader.piece_dataset(piece, image_size=image_size))
+        if label == "coarse_label":
+            y = reader.extras[piece.split]["coarse_label"][piece.start : piece.stop]
+        images.append(x)
+        labels.append(np.asarray(y, np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_numpy(name_or_path: str | Path, split=("train", "test"), *, label: str = "label",
+               data_dir: str | Path | None = None, image_size: int | None = None, verify: bool = True):  # fmt: skip
+    """NumPy arrays as ``keras.datasets.<name>.load_data()`` returns them: ``(x_train, y_train),
+    (x_test, y_test)`` for the default ``split``, one ``(x, y)`` for a single spec.
+
+    ``x``: uint8 (N, H, W, C), grey images keeping their channel (Keras's MNIST drops it);
+    ``y``: int64 (N,) (Keras gives CIFAR's as uint8 (N, 1)); ``label="coarse_label"`` gives
+    CIFAR-100's coarse labels (Keras's ``label_mode="coarse"``).
+    """
+    reader = open_data(locate(name_or_path, data_dir), verify=verify)
+    if isinstance(split, str):
+        return arrays_of(reader, split, label=label, image_size=image_size)
+    return tuple(arrays_of(reader, spec, label=label, image_size=image_size) for spec in split)

@@ -10,7 +10,7 @@ decoded in the pipeline (:mod:`cifarkit.image_decode`). Each export format build
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,9 @@ class DataReader:
     _build: Callable = field(repr=False, default=None)
     arrays: dict = field(repr=False, default_factory=dict)  # split -> (images, labels) for "arrays"
     files: dict = field(repr=False, default_factory=dict)  # split -> shard paths for "tfrecord"
+    # split -> {"coarse_label": int64 array}: labels beyond the one the pipeline carries (CIFAR-100)
+    extras: dict = field(repr=False, default_factory=dict)
+    coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's 20 superclasses, where known
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -64,6 +67,66 @@ class DataReader:
                 raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
             ds = ds.map(_squarer(image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
+
+
+    def pieces(self, spec: str) -> list:
+        """The :class:`~cifarkit.splits.Piece` list a split spec (``train[:90%]+test``) selects."""
+        from .splits import resolve
+
+        return resolve(spec, self.counts, str(self.location))
+
+    def piece_dataset(self, piece, *, image_size: int | None = None):
+        """(uint8 image, int32 label) pairs of one piece of a split, with its length known."""
+        if self.kind == "arrays":
+            import tensorflow as tf
+
+            images, labels = self.arrays[piece.split]
+            return tf.data.Dataset.from_tensor_slices((images[piece.start : piece.stop], labels[piece.start : piece.stop]))
+        ds = self.dataset(piece.split, image_size=image_size)
+        if (piece.start, piece.stop) == (0, self.counts[piece.split]):
+            return ds
+        return ds.skip(piece.start).take(len(piece))
+
+    def select(self, selection: dict[str, str]) -> "DataReader":
+        """A reader whose splits are the names of ``selection``, each the images its spec selects
+        (``{"train": "test[:8000]", "test": "test[8000:]"}``); a spec naming a split this data
+        lacks is refused in one line. Plain split names are kept as they are."""
+        chosen = {name: self.pieces(spec) for name, spec in selection.items()}
+        counts = {name: sum(len(p) for p in pieces) for name, pieces in chosen.items()}
+        if all(name == spec for name, spec in selection.items()):
+            return replace(self, counts=counts, arrays={s: self.arrays[s] for s in counts if s in self.arrays},
+                           files={s: self.files[s] for s in counts if s in self.files})  # fmt: skip
+        extras = {name: {key: np.concatenate([self.extras[p.split][key][p.start : p.stop] for p in pieces])
+                         for key in self.extras.get(pieces[0].split, {})}
+                  for name, pieces in chosen.items() if all(p.split in self.extras for p in pieces)}  # fmt: skip
+        if self.kind == "arrays":
+            arrays = {name: _concat_pieces(self.arrays, pieces) for name, pieces in chosen.items()}
+            return replace(self, counts=counts, arrays=arrays, _build=_array_builder(arrays), files={}, extras=extras)
+
+        def build(split: str):
+            parts = [self.piece_dataset(p) for p in chosen[split]]
+            ds = parts[0]
+            for part in parts[1:]:
+                ds = ds.concatenate(part)
+            return ds
+
+        return replace(self, counts=counts, _build=build, files={}, extras=extras)
+
+
+def _concat_pieces(arrays: dict, pieces: list) -> tuple[np.ndarray, np.ndarray]:
+    if len(pieces) == 1:  # a view, no copy
+        images, labels = arrays[pieces[0].split]
+        return images[pieces[0].start : pieces[0].stop], labels[pieces[0].start : pieces[0].stop]
+    return tuple(np.concatenate([arrays[p.split][i][p.start : p.stop] for p in pieces]) for i in (0, 1))
+
+
+def _array_builder(arrays: dict):
+    def build(split: str):
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices(arrays[split])
+
+    return build
 
 
 def _with_length(ds, count: int):
@@ -115,10 +178,10 @@ def without_autotune(ds):
 def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | None = None) -> DataReader:
     """A source already read by :mod:`cifarkit.sources`: arrays in memory, or image file names
     (decoded to ``files_shape`` if every image has it, as in an export of CIFAR)."""
-    import tensorflow as tf
-
     counts = {s: dataset.count(s) for s in dataset.splits}
     lazy = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
+    extras = {s: {"coarse_label": np.concatenate([b.coarse_labels for b in bs]).astype(np.int64)}
+              for s, bs in dataset.batches.items() if bs and all(b.coarse_labels is not None for b in bs)}  # fmt: skip
     if not lazy:
         arrays = {}
         for split, batches in dataset.batches.items():
@@ -126,14 +189,11 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
             labels = np.concatenate([b.labels for b in batches]).astype(np.int32)
             arrays[split] = (images, labels)
 
-        def build(split: str):
-            images, labels = arrays[split]
-            return tf.data.Dataset.from_tensor_slices((images, labels))
-
         shapes = {a[0].shape[1:] for a in arrays.values()}
         shape = tuple(shapes.pop()) if len(shapes) == 1 else None
         return DataReader(dataset.name, "arrays", dataset.location, dataset.class_names, counts, shape,
-                          _build=build, arrays=arrays)  # fmt: skip
+                          _build=_array_builder(arrays), arrays=arrays, extras=extras,
+                          coarse_class_names=dataset.coarse_class_names)  # fmt: skip
 
     paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
     labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
@@ -144,7 +204,7 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
         return decode_files(paths[split], labels[split], files_shape)
 
     return DataReader(dataset.name, "image files", dataset.location, dataset.class_names, counts, files_shape,
-                      _build=build)  # fmt: skip
+                      _build=build, extras=extras, coarse_class_names=dataset.coarse_class_names)  # fmt: skip
 
 
 def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

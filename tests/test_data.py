@@ -41,7 +41,7 @@ def test_every_reader_gives_the_source_pixels_and_labels(cifar10_tar, exports, k
     assert source.image_shape == (32, 32, 3)
     for split, truth in cifar10_tar.splits.items():
         ds = data.load(path, split)
-        assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int32
+        assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int64
         images, labels = data.to_numpy(ds)
         np.testing.assert_array_equal(images, truth.images)
         np.testing.assert_array_equal(labels, truth.labels)

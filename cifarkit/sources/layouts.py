@@ -1,7 +1,8 @@
 """Recognise what a path holds and read it with the right reader.
 
 A path may be a CIFAR archive (python or binary, CIFAR-10 or -100), its extracted folder, a
-folder that contains one of those, or any labelled image-folder tree.
+folder that contains one of those, the MNIST family's IDX files (a folder of them, or one of
+them), Keras's ``mnist.npz``, or any labelled image-folder tree.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from ..errors import ChecksumError, SourceError, UnsafeInputError
 from . import binary, pickled
 from .archive import read_archive
 from .folder import looks_like_image_tree, read_folder
+from .idx import IDX_FILE, has_idx_files, read_idx_folder, read_keras_npz
 from .labelled import LabelledImages
 from .source_path import check_source_path
 
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
 ARCHIVE_NAMES = tuple(ARCHIVE_MD5)
+# Where other tools nest a dataset inside the folder they were given: Keras 3 extracts the CIFAR
+# archives into "<name>-target/" (~/.keras/datasets/cifar-10-batches-py-target/cifar-10-batches-py/);
+# torchvision keeps the IDX files in "raw/" (MNIST/raw/, FashionMNIST/raw/, KMNIST/raw/).
+KERAS3_FOLDERS = tuple(f"{name}-target/{name}" for name in EXTRACTED_FOLDERS[:2])
+NESTED_FOLDERS = KERAS3_FOLDERS + ("raw",)
 KNOWN_MD5 = {**ARCHIVE_MD5, SAMPLE_NAME: SAMPLE_MD5}
 
 _FORMATS = {
@@ -167,12 +174,18 @@ def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
     path = Path(path).expanduser()
     check_source_path(path)  # a device, pipe or unlistable folder: one clear line
     if path.is_file():
+        if path.suffix == ".npz":
+            return read_keras_npz(path, verify=verify)
+        if IDX_FILE.fullmatch(path.name):  # one of the four files: the folder is the dataset
+            return read_idx_folder(path.parent, verify=verify)
         return read_cifar_archive(path, verify=verify)
     names = {p.name for p in path.iterdir() if p.is_file()}
     layout = detect_layout(names)
     if layout is not None:
         return read_cifar_folder(path, layout, verify=verify)
-    for child in EXTRACTED_FOLDERS:
+    if has_idx_files(path):
+        return read_idx_folder(path, verify=verify)
+    for child in EXTRACTED_FOLDERS + NESTED_FOLDERS:
         if (path / child).is_dir():
             return open_source(path / child, verify=verify)
     for archive in ARCHIVE_NAMES:
@@ -181,6 +194,6 @@ def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
     if looks_like_image_tree(path):
         return read_folder(path)
     raise SourceError(
-        f"{path}: no dataset found (expected a CIFAR archive, an extracted CIFAR folder or "
-        "an image tree <split>/<class>/*.png)"
+        f"{path}: no dataset found (expected a CIFAR archive, an extracted CIFAR folder, MNIST-family "
+        "IDX files or an image tree <split>/<class>/*.png)"
     )
