@@ -60,6 +60,17 @@ def has_idx_files(folder: Path) -> bool:
     return any(IDX_FILE.fullmatch(p.name) for p in folder.iterdir())
 
 
+def is_mnist_family(path: Path) -> bool:
+    """Whether ``path`` names MNIST-family data (IDX files, a folder of them, torchvision's
+    ``raw/``, a ``.npz``), judged by names alone: nothing is read."""
+    try:
+        if path.is_file():
+            return path.suffix == ".npz" or IDX_FILE.fullmatch(path.name) is not None
+        return path.is_dir() and (has_idx_files(path) or ((path / "raw").is_dir() and has_idx_files(path / "raw")))
+    except OSError:
+        return False
+
+
 def _read_upto(stream: BinaryIO, limit: int) -> bytearray:
     """At most ``limit`` bytes, in chunks: a lying size never becomes one big allocation."""
     data = bytearray()
