@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# The AlexNet paper's colour jitter draws alpha ~ N(0, 0.1) per image and per presentation.
-PCA_SIGMA = 0.1
-
-
 def to_unit(images: tf.Tensor) -> tf.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; the scale every step after this one works in."""
     return tf.cast(images, tf.float32) / 255.0
@@ -89,15 +85,14 @@ def crop_windows(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor, *, res
     return left * (1.0 - col_w) + right * col_w
 
 
-def random_windows(seed: tf.Tensor, batch: tf.Tensor, span: int, crop: int, flip: bool) -> tuple[tf.Tensor, tf.Tensor]:
-    """Uniform window corners in [0, span - crop] and, if ``flip``, mirror flags with p = 0.5."""
-    crop_seed, flip_seed = split_seed(seed, 2)
-    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=span - crop + 1, dtype=tf.int32)
-    if flip:
-        flips = tf.random.stateless_uniform([batch], flip_seed) < 0.5
-    else:
-        flips = tf.zeros([batch], tf.bool)
-    return offsets, flips
+def random_offsets(seed: tf.Tensor, batch: tf.Tensor, span, crop: int) -> tf.Tensor:
+    """Uniform window corners (batch, 2) in [0, span - crop]."""
+    return tf.random.stateless_uniform([batch, 2], seed, minval=0, maxval=span - crop + 1, dtype=tf.int32)
+
+
+def random_flips(seed: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+    """Mirror flags (batch,) with p = 0.5."""
+    return tf.random.stateless_uniform([batch], seed) < 0.5
 
 
 def centre_windows(batch: tf.Tensor, span: int, crop: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -114,7 +109,7 @@ def ten_crop_windows(span, crop: int) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.concat([corners, corners], axis=0), tf.constant([False] * 5 + [True] * 5)
 
 
-def pca_jitter(images: tf.Tensor, seed: tf.Tensor, eigenvalues, eigenvectors, sigma: float = PCA_SIGMA) -> tf.Tensor:
+def pca_jitter(images: tf.Tensor, seed: tf.Tensor, eigenvalues, eigenvectors, sigma: float) -> tf.Tensor:
     """Adds ``P @ (alpha * lambda)`` to every pixel, one ``alpha ~ N(0, sigma)`` triple per image.
 
     ``eigenvectors`` holds the eigenvectors p_i of the RGB covariance as columns and
@@ -162,3 +157,89 @@ def reference_resize_crop(images: tf.Tensor, offsets, flips, *, resize: int, cro
         window = tf.image.crop_to_bounding_box(big[i], int(offsets[i][0]), int(offsets[i][1]), crop, crop)
         out.append(tf.image.flip_left_right(window) if bool(flips[i]) else window)
     return tf.stack(out)
+
+
+class HostBatch:
+    """A batch on its way through a recipe's ops (:mod:`cifarkit.augment_ops`) on the host.
+
+    Geometry (resize, pad, window, mirror) is recorded, not applied: :meth:`render` samples it
+    in one :func:`crop_windows` call when an op needs the pixels or the recipe ends, so a resize
+    to 256 never exists in memory. Geometry that cannot be folded into the pending window (a
+    second crop, a pad after a resize) renders the pending one first.
+    """
+
+    def __init__(self, images, stats, mode: str, seed=None):
+        self.stats, self.mode = stats, mode
+        self._seed, self._splits = seed, {}
+        self._pixels = to_unit(images)
+        self.count = tf.shape(images)[0]
+        height = images.shape[1]
+        self._reset(height if height is not None else tf.shape(images)[1])
+
+    def _reset(self, span) -> None:
+        self.span = span  # side of the (virtual) image a window is cut from
+        self.resize, self.pad, self.pad_mode = None, 0, "REFLECT"
+        self.crop = self.offsets = self.flips = self.box_indices = None
+
+    @property
+    def pending(self) -> bool:
+        return self.resize is not None or bool(self.pad) or self.crop is not None or self.flips is not None
+
+    def seed(self, path: tuple[int, ...]) -> tf.Tensor:
+        """The seed at ``path`` of the tree in which every level splits a seed in two."""
+        parent = path[:-1]
+        if parent not in self._splits:
+            self._splits[parent] = split_seed(self._seed if not parent else self.seed(parent), 2)
+        return self._splits[parent][path[-1]]
+
+    def set_resize(self, size: int) -> None:
+        if self.pending:
+            self.render()
+        self.resize = self.span = size
+
+    def set_pad(self, pixels: int, mode: str) -> None:
+        if self.pending:
+            self.render()
+        self.pad, self.pad_mode = pixels, mode
+        self.span = self.span + 2 * pixels
+
+    def set_window(self, crop: int, offsets) -> None:
+        if self.crop is not None or self.flips is not None:
+            self.render()
+        self.crop, self.offsets = crop, offsets
+
+    def set_ten_windows(self, crop: int, corners, flips) -> None:
+        """Ten windows per image, image-major (image 0's ten, then image 1's)."""
+        batch = self.count
+        self.set_window(crop, tf.tile(corners, [batch, 1]))
+        self.flips = tf.tile(flips, [batch])
+        self.box_indices = tf.repeat(tf.range(batch), 10)
+        self.count = batch * 10
+
+    def set_flips(self, flips) -> None:
+        self.flips = flips if self.flips is None else tf.not_equal(self.flips, flips)
+
+    def render(self) -> None:
+        crop = self.crop if self.crop is not None else self.span
+        offsets = self.offsets if self.offsets is not None else tf.zeros([self.count, 2], tf.int32)
+        flips = self.flips if self.flips is not None else tf.zeros([self.count], tf.bool)
+        self._pixels = crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop,
+                                    box_indices=self.box_indices, pad=self.pad, pad_mode=self.pad_mode)  # fmt: skip
+        self._reset(crop)
+
+    def pixels(self) -> tf.Tensor:
+        if self.pending:
+            self.render()
+        return self._pixels
+
+    def map_pixels(self, fn) -> None:
+        self._pixels = fn(self.pixels())
+
+
+def run_ops(steps, stats, images, mode: str, seed=None) -> tf.Tensor:
+    """uint8 images -> float32 through ``steps`` (ops of cifarkit.augment_ops) in ``mode``
+    ("train" needs ``seed``, an int tensor [2]; "eval"; "ten_crop")."""
+    batch = HostBatch(images, stats, mode, seed)
+    for op in steps:
+        op.host(batch)
+    return batch.pixels()

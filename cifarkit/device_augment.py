@@ -8,36 +8,17 @@ image, then the mean (and std) taken off. Seed-independent views (the centre win
 crops) agree with the host path to float rounding; random views have the same distribution but
 not the same draws (TensorFlow's stateless random streams exist on no other backend).
 
-Random draws are separate from the arithmetic: :func:`draw_views` takes a Keras ``SeedGenerator``
-and returns the window corners, mirror flags and jitter weights of a batch, and :func:`views`
-turns those into images. Tests check each half on its own.
+The recipe's ops (:mod:`cifarkit.augment_ops`) run on a :class:`DeviceBatch`. Random draws are
+separate from the arithmetic: :func:`draw_ops` takes a Keras ``SeedGenerator`` and returns each
+op's random choice for a batch (window corners, mirror flags, jitter weights), and
+:func:`run_ops` turns those into images. Tests check each half on its own.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import NamedTuple
-
-import keras
 from keras import ops
 
-# Pad modes a recipe may name (tf.pad's spelling, as in cifarkit.recipes.Recipe.pad_mode).
-PAD_MODES = ("REFLECT", "SYMMETRIC", "CONSTANT")
 TEN_CROPS = 10  # four corners and the centre, and their mirrors
-
-
-class Draw(NamedTuple):
-    """The random choices for one batch: window corners (N, 2) int32 in resized (or padded)
-    pixels, mirror flags (N,) bool, and PCA weights alpha (N, 3) float32 (None without jitter)."""
-
-    offsets: object
-    flips: object
-    alpha: object = None
-
-
-def source_span(recipe, image_size: int) -> int:
-    """Side of the (virtual) image windows are cut from: the resize, or the padded image."""
-    return recipe.resize or image_size + 2 * recipe.pad
 
 
 def to_unit(images):
@@ -51,6 +32,8 @@ def _reflect(index, size: int, pad_mode: str):
     if pad_mode == "REFLECT":
         index = ops.abs(index)
         index = (size - 1) - ops.abs((size - 1) - index)
+    elif pad_mode != "SYMMETRIC":
+        raise ValueError(f"pad_mode must be REFLECT, SYMMETRIC or CONSTANT. Received: pad_mode={pad_mode!r}")
     else:
         index = ops.where(index < 0, -1 - index, index)
         index = ops.where(index > size - 1, 2 * size - 1 - index, index)
@@ -106,8 +89,6 @@ def crop_windows(images, offsets, flips, *, resize: int | None, crop: int, box_i
     """Windows of ``crop`` x ``crop`` from float images virtually resized to ``resize`` x ``resize``
     (or, with ``resize=None``, padded by ``pad`` pixels of ``pad_mode``), as
     :func:`cifarkit.augment.crop_windows`. ``box_indices`` (M,) picks the image of each window."""
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}. Received: pad_mode={pad_mode!r}")
     images = ops.convert_to_tensor(images)
     if box_indices is not None:
         images = ops.take(images, box_indices, axis=0)
@@ -136,31 +117,19 @@ def crop_windows(images, offsets, flips, *, resize: int | None, crop: int, box_i
     return _take_rows(band, row_low) * (1.0 - row_w) + _take_rows(band, row_high) * row_w
 
 
-def draw_views(seed_generator, batch, span: int, crop: int, flip: bool, pca_sigma: float = 0.0) -> Draw:
-    """Uniform window corners in [0, span - crop], mirrors with p = 0.5 (if ``flip``), and
-    alpha ~ N(0, pca_sigma) per image and channel (if ``pca_sigma``), from a SeedGenerator."""
-    offsets = keras.random.randint((batch, 2), 0, span - crop + 1, dtype="int32", seed=seed_generator)
-    if flip:
-        flips = keras.random.uniform((batch,), seed=seed_generator) < 0.5
-    else:
-        flips = ops.zeros((batch,), "bool")
-    alpha = keras.random.normal((batch, 3), stddev=pca_sigma, seed=seed_generator) if pca_sigma else None
-    return Draw(offsets, flips, alpha)
+def centre_windows(count, span: int, crop: int):
+    """The centre window's corner for each of ``count`` images: (count, 2) int32."""
+    return ops.full((count, 2), (span - crop) // 2, "int32")
 
 
-def centre_draw(batch, span: int, crop: int) -> Draw:
-    corner = (span - crop) // 2
-    return Draw(ops.full((batch, 2), corner, "int32"), ops.zeros((batch,), "bool"))
-
-
-def ten_crop_draw(batch, span: int, crop: int) -> tuple[Draw, object]:
+def ten_crop_windows(count, span: int, crop: int):
     """The paper's test-time windows for every image (image-major: image 0's ten, then image
-    1's), and the index of each window's image."""
+    1's): corners (10 count, 2), mirror flags, and the index of each window's image."""
     far, mid = span - crop, (span - crop) // 2
     corners = [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)] * 2
-    offsets = ops.tile(ops.convert_to_tensor(corners, "int32"), (batch, 1))
-    flips = ops.tile(ops.convert_to_tensor([False] * 5 + [True] * 5), (batch,))
-    return Draw(offsets, flips), ops.repeat(ops.arange(batch, dtype="int32"), TEN_CROPS)
+    offsets = ops.tile(ops.convert_to_tensor(corners, "int32"), (count, 1))
+    flips = ops.tile(ops.convert_to_tensor([False] * 5 + [True] * 5), (count,))
+    return offsets, flips, ops.repeat(ops.arange(count, dtype="int32"), TEN_CROPS)
 
 
 def colour_offsets(alpha, eigenvalues, eigenvectors):
@@ -171,41 +140,95 @@ def colour_offsets(alpha, eigenvalues, eigenvectors):
     return ops.matmul(alpha * values, ops.transpose(vectors))
 
 
-def views(recipe, stats, images, draw: Draw, box_indices=None):
-    """uint8 images (N, H, W, 3) -> float32 (M, crop, crop, 3): windows, jitter, normalisation.
+class DeviceBatch:
+    """A batch on its way through a recipe's ops (:mod:`cifarkit.augment_ops`) in ``keras.ops``.
 
-    The colour offset, the mean and the std act per image and channel, and bilinear weights sum
-    to one, so they are applied to the small source images (N, 32, 32, 3) before the windows
-    are sampled: the (N, 227, 227, 3) output is then written once, by the last gather, instead
-    of being read and rewritten by every step (2-3x faster off XLA). The result differs from
-    the host path's order of steps by float rounding only."""
-    unit = to_unit(images)
-    if box_indices is not None:
-        unit = ops.take(unit, box_indices, axis=0)
-    if recipe.pad and recipe.pad_mode == "CONSTANT":
-        # Zeros are padded on the [0, 1] scale, before the shift, as the host path pads them.
-        pad = recipe.pad
-        unit = ops.pad(unit, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-        recipe = dataclasses.replace(recipe, pad=0)
-    shift = -ops.convert_to_tensor(stats.mean, "float32")[None, :]
-    if draw.alpha is not None:
-        shift = shift + colour_offsets(draw.alpha, stats.eigenvalues, stats.eigenvectors)
-    shifted = unit + shift[:, None, None, :]
-    if recipe.standardize:
-        shifted = shifted / ops.convert_to_tensor(stats.std, "float32")
-    return crop_windows(shifted, draw.offsets, draw.flips, resize=recipe.resize, crop=recipe.crop, pad=recipe.pad,
-                        pad_mode=recipe.pad_mode)  # fmt: skip
+    As on the host, geometry is recorded and sampled once by :func:`crop_windows`. Colour ops
+    (:meth:`map_channels`) act per image and channel, and bilinear weights sum to one, so they
+    are applied to the small source images (N, 32, 32, 3) before the window is sampled: the
+    (N, 227, 227, 3) output is then written once, by the last gather, instead of being read and
+    rewritten by every step (2-3x faster off XLA). The result differs from the host path's order
+    of steps by float rounding only.
+    """
+
+    def __init__(self, images, stats, mode: str):
+        self.stats, self.mode = stats, mode
+        self._pixels = to_unit(images)
+        self.count = ops.shape(images)[0]
+        self._reset(int(images.shape[1]))
+
+    def _reset(self, span: int) -> None:
+        self.span = span
+        self.resize, self.pad, self.pad_mode = None, 0, "REFLECT"
+        self.crop = self.offsets = self.flips = None
+
+    @property
+    def pending(self) -> bool:
+        return self.resize is not None or bool(self.pad) or self.crop is not None or self.flips is not None
+
+    def set_resize(self, size: int) -> None:
+        if self.pending:
+            self.render()
+        self.resize = self.span = size
+
+    def set_pad(self, pixels: int, mode: str) -> None:
+        if self.pending:
+            self.render()
+        if mode == "CONSTANT":
+            # Zeros are padded now, before any colour op shifts the pixels, as the host pads them.
+            self._pixels = ops.pad(self._pixels, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)])
+        else:  # read through by index arithmetic when the window is sampled
+            self.pad, self.pad_mode = pixels, mode
+        self.span = self.span + 2 * pixels
+
+    def set_window(self, crop: int, offsets) -> None:
+        if self.crop is not None or self.flips is not None:
+            self.render()
+        self.crop, self.offsets = crop, offsets
+
+    def set_ten_windows(self, crop: int, offsets, flips, box_indices) -> None:
+        self.set_window(crop, offsets)
+        self._pixels = ops.take(self._pixels, box_indices, axis=0)  # small images, before the window
+        self.flips, self.count = flips, self.count * TEN_CROPS
+
+    def set_flips(self, flips) -> None:
+        self.flips = flips if self.flips is None else ops.not_equal(self.flips, flips)
+
+    def render(self) -> None:
+        crop = self.crop if self.crop is not None else self.span
+        offsets = self.offsets if self.offsets is not None else ops.zeros((self.count, 2), "int32")
+        flips = self.flips if self.flips is not None else ops.zeros((self.count,), "bool")
+        self._pixels = crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop, pad=self.pad,
+                                    pad_mode=self.pad_mode)  # fmt: skip
+        self._reset(crop)
+
+    def pixels(self):
+        if self.pending:
+            self.render()
+        return self._pixels
+
+    def map_pixels(self, fn) -> None:
+        self._pixels = fn(self.pixels())
+
+    def map_channels(self, fn) -> None:
+        """``fn`` changes each image by one value per channel, so it commutes with the window."""
+        self._pixels = fn(self._pixels)
 
 
-def eval_views(recipe, stats, images):
-    """The centre window of every image, as :func:`cifarkit.recipes.eval_transform`."""
-    draw = centre_draw(ops.shape(images)[0], source_span(recipe, images.shape[1]), recipe.crop)
-    return views(recipe, stats, images, draw)
+def draw_ops(steps, rng, count, image_size: int, mode: str = "train") -> list:
+    """Each op's random choice for a batch (None where it has none), from a SeedGenerator."""
+    draws, size = [], image_size
+    for op in steps:
+        draws.append(op.draw(rng, count, size, mode))
+        size = op.out_size(size)
+    return draws
 
 
-def ten_crop_views(recipe, stats, images):
-    """(N, 10, crop, crop, 3): corners, centre and mirrors, as :func:`cifarkit.recipes.ten_crop_transform`."""
-    batch = ops.shape(images)[0]
-    draw, box_indices = ten_crop_draw(batch, source_span(recipe, images.shape[1]), recipe.crop)
-    out = views(recipe, stats, images, draw, box_indices)
-    return ops.reshape(out, (-1, TEN_CROPS, recipe.crop, recipe.crop, 3))
+def run_ops(steps, stats, images, mode: str, draws=None):
+    """uint8 images -> float32 through ``steps`` with the random choices ``draws`` (from
+    :func:`draw_ops`; None outside training)."""
+    batch = DeviceBatch(images, stats, mode)
+    for op, value in zip(steps, draws or [None] * len(steps)):
+        op.device(batch, value)
+    out = batch.pixels()
+    return ops.reshape(out, (-1, TEN_CROPS) + tuple(out.shape[1:])) if mode == "ten_crop" else out

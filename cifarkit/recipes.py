@@ -1,18 +1,27 @@
-"""Named augmentation recipes as data; the transforms are assembled from :mod:`cifarkit.augment`.
+"""Named augmentation recipes as data: ordered lists of ops from :mod:`cifarkit.augment_ops`.
 
-A :class:`Recipe` says *what* happens (resize to 256, crop 227, flip, PCA jitter, subtract the
-mean); :func:`train_transform`, :func:`eval_transform` and :func:`ten_crop_transform` turn it and
-the dataset statistics into batch functions. The same functions run in the host pipeline and
-inside the training step on the accelerator, so both places give the same distribution.
+A :class:`Recipe` says *what* happens, in order (``resize(256) | crop(227) | flip |
+pca_jitter(0.1) | normalize``), and the size images of other sizes are brought to before batching;
+the model's input size follows from the ops. Everything else is derived from the list:
+:meth:`Recipe.describe`, the preview rows (:func:`preview_stages`, the prefixes of the list),
+the host transforms (:func:`train_transform`, :func:`eval_transform`, :func:`ten_crop_transform`,
+each the whole list compiled into one XLA function per batch) and the saved
+:class:`~cifarkit.augment_layer.Augmentation` layer, which runs the same ops in ``keras.ops``.
+
+To add a recipe, add one entry to :data:`RECIPES` (the CLI's ``--recipe`` choices and the model
+registry's known recipes are read from it). To add an op, see :mod:`cifarkit.augment_ops`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from .augment_ops import PCA_SIGMA, Op, make_op
 from .errors import UsageError
-from .stats import Stats
+
+if TYPE_CHECKING:  # numpy stays unimported for the CLI's choices and the model registry
+    from .stats import Stats
 
 # The paper resizes every image to 256x256 and trains on 224x224 crops; 227 is the size at which
 # the 11x11 stride-4 first layer tiles exactly ((227 - 11) / 4 + 1 = 55), so it is the default.
@@ -21,83 +30,85 @@ PAPER_CROPS = (227, 224)
 # The usual CIFAR recipe: pad 4 pixels (reflect) and take a random 32x32 crop.
 CIFAR_PAD = 4
 CIFAR_SIZE = 32
+# Version of the op list in a saved Augmentation layer's config. Version 1 (cifarkit 0.1.0) saved
+# the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.
+RECIPE_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    crop: int  # size of the model input
-    resize: int | None = None  # virtual resize to resize x resize before cropping
-    pad: int = 0  # padding around the image before cropping (no resize)
-    pad_mode: str = "REFLECT"
-    flip: bool = True
-    pca_sigma: float = 0.0  # 0 disables the colour jitter
-    standardize: bool = False  # False: subtract the mean only (paper); True: (x - mean) / std
+    ops: tuple[tuple[str, tuple], ...]  # (op name, arguments) in order
+    source_size: int  # square size that images of other sizes (folder trees) are brought to
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", tuple((name, tuple(args)) for name, args in self.ops))
+        _checked = self.steps  # every op name and argument checked now, not at the first batch
 
     @property
-    def source_size(self) -> int:
-        """Square size that images of other sizes (folder trees) are brought to before batching."""
-        return self.resize or self.crop
+    def steps(self) -> list[Op]:
+        return [make_op(name, *args) for name, args in self.ops]
+
+    @property
+    def crop(self) -> int:
+        """Side of the model's input: the source size carried through every op."""
+        size = self.source_size
+        for op in self.steps:
+            size = op.out_size(size)
+        return size
+
+    def arg(self, op_name: str, default=None):
+        """The first argument of the recipe's ``op_name`` op, or ``default`` if it has none."""
+        return next((args[0] for name, args in self.ops if name == op_name and args), default)
 
     def describe(self) -> str:
-        steps = []
-        if self.resize:
-            steps.append(f"resize to {self.resize}x{self.resize}")
-        if self.pad:
-            steps.append(f"pad {self.pad} ({self.pad_mode.lower()})")
-        steps.append(f"random {self.crop}x{self.crop} crop")
-        if self.flip:
-            steps.append("horizontal flip p=0.5")
-        if self.pca_sigma:
-            steps.append(f"PCA colour jitter sigma={self.pca_sigma}")
-        steps.append("per-channel standardisation" if self.standardize else "subtract the training mean")
-        return ", ".join(steps)
+        return ", ".join(op.phrase() for op in self.steps)
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "ops": [[name, list(args)] for name, args in self.ops],
+                "source_size": self.source_size}  # fmt: skip
 
 
 RECIPES: dict[str, Recipe] = {
-    "paper": Recipe("paper", crop=PAPER_CROPS[0], resize=PAPER_RESIZE, flip=True, pca_sigma=0.1),
-    "cifar": Recipe("cifar", crop=CIFAR_SIZE, pad=CIFAR_PAD, pad_mode="REFLECT", flip=True, standardize=True),
-}
+    "paper": Recipe("paper", (("resize", (PAPER_RESIZE,)), ("crop", (PAPER_CROPS[0],)), ("flip", ()),
+                              ("pca_jitter", (PCA_SIGMA,)), ("normalize", (False,))), source_size=PAPER_RESIZE),
+    "cifar": Recipe("cifar", (("pad", (CIFAR_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("flip", ()),
+                              ("normalize", (True,))), source_size=CIFAR_SIZE),
+}  # fmt: skip
 
 
 def get_recipe(name: str, crop: int | None = None) -> Recipe:
+    """The recipe ``name``; ``crop`` changes the window of a recipe that resizes first."""
     try:
         recipe = RECIPES[name]
     except KeyError:
         raise UsageError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
     if crop is not None and crop != recipe.crop:
-        if recipe.resize is None:
+        resize = recipe.arg("resize")
+        if resize is None or recipe.arg("crop") is None:
             raise UsageError(f"recipe {name!r} has no --crop option. Received: crop={crop}")
-        if not 1 <= crop <= recipe.resize:
-            raise UsageError(f"--crop must be between 1 and {recipe.resize}. Received: crop={crop}")
-        recipe = replace(recipe, crop=crop)
+        if not 1 <= crop <= resize:
+            raise UsageError(f"--crop must be between 1 and {resize}. Received: crop={crop}")
+        ops = tuple((op, (crop,) if op == "crop" else args) for op, args in recipe.ops)
+        recipe = replace(recipe, ops=ops)
     return recipe
 
 
-def _span(recipe: Recipe, images):
-    if recipe.resize:
-        return recipe.resize
-    height = images.shape[1]
-    if height is None:
-        import tensorflow as tf
-
-        height = tf.shape(images)[1]
-    return height + 2 * recipe.pad
-
-
-def _finish(recipe: Recipe, stats: Stats):
-    from . import augment
-
-    std = stats.std if recipe.standardize else None
-    return lambda x: augment.normalize(x, stats.mean, std)
-
-
-def _windows(recipe: Recipe, images, offsets, flips, box_indices=None):
-    from . import augment
-
-    unit = augment.to_unit(images)
-    return augment.crop_windows(unit, offsets, flips, resize=recipe.resize, crop=recipe.crop,
-                                box_indices=box_indices, pad=recipe.pad, pad_mode=recipe.pad_mode)  # fmt: skip
+def recipe_from_config(config: dict) -> Recipe:
+    """A recipe from a saved layer's config: the op list, or version 1's fixed fields."""
+    if "ops" in config:
+        return Recipe(config["name"], tuple((name, tuple(args)) for name, args in config["ops"]),
+                      config["source_size"])  # fmt: skip
+    ops = [("resize", (config["resize"],))] if config.get("resize") else []
+    if config.get("pad"):
+        ops.append(("pad", (config["pad"], config.get("pad_mode", "REFLECT"))))
+    ops.append(("crop", (config["crop"],)))
+    if config.get("flip", True):
+        ops.append(("flip", ()))
+    if config.get("pca_sigma"):
+        ops.append(("pca_jitter", (config["pca_sigma"],)))
+    ops.append(("normalize", (bool(config.get("standardize", False)),)))
+    return Recipe(config["name"], tuple(ops), config.get("resize") or config["crop"])
 
 
 def _compiled(transform: Callable) -> Callable:
@@ -111,95 +122,50 @@ def _compiled(transform: Callable) -> Callable:
 
 def train_transform(recipe: Recipe, stats: Stats) -> Callable:
     """``fn(uint8 images (N, H, W, 3), seed [2]) -> float32 (N, crop, crop, 3)``."""
-    import tensorflow as tf
+    from .augment import run_ops
 
-    from . import augment
-
-    finish = _finish(recipe, stats)
-
-    def transform(images, seed):
-        batch = tf.shape(images)[0]
-        window_seed, colour_seed = augment.split_seed(seed, 2)
-        offsets, flips = augment.random_windows(window_seed, batch, _span(recipe, images), recipe.crop, recipe.flip)
-        out = _windows(recipe, images, offsets, flips)
-        if recipe.pca_sigma:
-            out = augment.pca_jitter(out, colour_seed, stats.eigenvalues, stats.eigenvectors, recipe.pca_sigma)
-        return finish(out)
-
-    return _compiled(transform)
+    steps = recipe.steps
+    return _compiled(lambda images, seed: run_ops(steps, stats, images, "train", seed))
 
 
 def eval_transform(recipe: Recipe, stats: Stats) -> Callable:
     """``fn(uint8 images) -> float32``: the centre window, no randomness (for the cifar recipe,
     the centre of the padded image is the image itself)."""
-    import tensorflow as tf
+    from .augment import run_ops
 
-    from . import augment
-
-    finish = _finish(recipe, stats)
-
-    def transform(images):
-        offsets, flips = augment.centre_windows(tf.shape(images)[0], _span(recipe, images), recipe.crop)
-        return finish(_windows(recipe, images, offsets, flips))
-
-    return _compiled(transform)
+    steps = recipe.steps
+    return _compiled(lambda images: run_ops(steps, stats, images, "eval"))
 
 
 def ten_crop_transform(recipe: Recipe, stats: Stats) -> Callable:
     """``fn(uint8 images (N, ...)) -> float32 (N, 10, crop, crop, 3)``: corners, centre, mirrors."""
     import tensorflow as tf
 
-    from . import augment
+    from .augment import run_ops
 
-    finish = _finish(recipe, stats)
+    steps, crop = recipe.steps, recipe.crop
 
     def transform(images):
-        batch = tf.shape(images)[0]
-        corners, flips = augment.ten_crop_windows(_span(recipe, images), recipe.crop)
-        offsets = tf.tile(corners, [batch, 1])  # image-major: image 0's ten windows, then image 1's
-        box_flips = tf.tile(flips, [batch])
-        indices = tf.repeat(tf.range(batch), 10)
-        views = _windows(recipe, images, offsets, box_flips, indices)
-        views = finish(views)
-        return tf.reshape(views, [batch, 10, recipe.crop, recipe.crop, 3])
+        views = run_ops(steps, stats, images, "ten_crop")
+        return tf.reshape(views, [tf.shape(images)[0], 10, crop, crop, 3])
 
     return _compiled(transform)
 
 
 def preview_stages(recipe: Recipe, stats: Stats) -> list[tuple[str, Callable]]:
-    """Cumulative stages for ``augment-preview``: ``fn(uint8 images, seed) -> [0, 1] float images``.
+    """Rows for ``augment-preview --stages``: ``fn(uint8 images, seed) -> [0, 1] float images``.
 
-    Each stage adds one step to the previous, with the same seed, so a row shows one step's effect.
+    Row k runs the recipe's first ops up to its k-th visible one, with the same seed, so each row
+    differs from the one above by one op. Ops that only shift values (normalisation) get no row.
     """
     import tensorflow as tf
 
-    from . import augment
+    from .augment import run_ops
 
-    def stage(crop: bool, flip: bool, colour: bool):
-        def fn(images, seed):
-            batch = tf.shape(images)[0]
-            window_seed, colour_seed = augment.split_seed(seed, 2)
-            span = _span(recipe, images)
-            if crop:
-                offsets, flips = augment.random_windows(window_seed, batch, span, recipe.crop, recipe.flip)
-                flips = flips & flip
-                size = recipe.crop
-            else:  # the whole (resized, padded) image
-                offsets, flips = tf.zeros([batch, 2], tf.int32), tf.zeros([batch], tf.bool)
-                size = span
-            unit = augment.to_unit(images)
-            out = augment.crop_windows(unit, offsets, flips, resize=recipe.resize, crop=size,
-                                       pad=recipe.pad, pad_mode=recipe.pad_mode)  # fmt: skip
-            if colour and recipe.pca_sigma:
-                out = augment.pca_jitter(out, colour_seed, stats.eigenvalues, stats.eigenvectors, recipe.pca_sigma)
-            return tf.clip_by_value(out, 0.0, 1.0)
+    steps = recipe.steps
 
-        return fn
+    def stage(prefix: list[Op]):
+        visible = [op for op in prefix if op.visible]
+        return lambda images, seed: tf.clip_by_value(run_ops(visible, stats, images, "train", seed), 0.0, 1.0)
 
-    first = f"resize {recipe.resize}" if recipe.resize else f"pad {recipe.pad}" if recipe.pad else "input"
-    stages = [(first, stage(False, False, False)), (f"crop {recipe.crop}", stage(True, False, False))]
-    if recipe.flip:
-        stages.append(("+ flip", stage(True, True, False)))
-    if recipe.pca_sigma:
-        stages.append(("+ PCA colour", stage(True, True, True)))
-    return stages
+    return [(op.caption(), stage(steps[: k + 1])) for k, op in enumerate(steps) if op.visible]

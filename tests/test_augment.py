@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -63,12 +65,10 @@ def test_flip_really_mirrors():
 
 
 def test_random_windows_stay_inside_and_reach_both_edges():
-    offsets, flips = augment.random_windows(_seed(3), 4000, 256, 227, flip=True)
-    offsets, flips = offsets.numpy(), flips.numpy()
+    offsets = augment.random_offsets(_seed(3), 4000, 256, 227).numpy()
+    flips = augment.random_flips(_seed(4), 4000).numpy()
     assert offsets.min() == 0 and offsets.max() == 256 - 227
     assert 0.45 < flips.mean() < 0.55
-    none_flipped = augment.random_windows(_seed(3), 100, 40, 32, flip=False)[1].numpy()
-    assert not none_flipped.any()
 
 
 def test_ten_crop_returns_the_ten_expected_windows(stats):
@@ -89,7 +89,7 @@ def test_ten_crop_returns_the_ten_expected_windows(stats):
 
 def test_pca_jitter_adds_one_constant_offset_per_image(stats):
     base = augment.to_unit(IMAGES)
-    out = augment.pca_jitter(base, _seed(1), stats.eigenvalues, stats.eigenvectors).numpy()
+    out = augment.pca_jitter(base, _seed(1), stats.eigenvalues, stats.eigenvectors, 0.1).numpy()
     offsets = (out - base.numpy()).reshape(6, -1, 3)
     np.testing.assert_allclose(offsets, np.repeat(offsets[:, :1, :], offsets.shape[1], axis=1), atol=1e-6)
     assert len({tuple(np.round(o[0], 6)) for o in offsets}) == 6  # a different offset per image
@@ -149,10 +149,11 @@ def test_device_layer_runs_the_host_transform(stats):
     recipe = get_recipe("cifar")
     layer = Augmentation(recipe, stats, seed=4)
     state = np.array(layer.seed_generator.state.value)  # a copy, not the variable
-    draw = layer.draw(len(IMAGES), 32)  # the layer draws with keras.random, so replay its draw
+    draws = layer.draw(len(IMAGES), 32)  # the layer draws with keras.random, so replay its draw
+    drawn = {op.name: value for op, value in zip(layer.steps, draws)}
     layer.seed_generator.state.assign(state)
     trained = layer(IMAGES, training=True).numpy()
-    windows = augment.crop_windows(augment.to_unit(IMAGES), draw.offsets, draw.flips, resize=None, crop=32, pad=4)
+    windows = augment.crop_windows(augment.to_unit(IMAGES), drawn["crop"], drawn["flip"], resize=None, crop=32, pad=4)
     np.testing.assert_allclose(trained, augment.normalize(windows, stats.mean, stats.std).numpy(), atol=1e-5)
     second = layer(IMAGES, training=True).numpy()
     assert not np.array_equal(trained, second)  # the seed moves on every step
@@ -214,8 +215,8 @@ def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, s
     steps = {
         "windows": lambda x: augment.crop_windows(x, offsets, flips, resize=256, crop=224),
         "random_windows": lambda x: augment.crop_windows(
-            x, *augment.random_windows(_seed(2), 6, 256, 227, True), resize=256, crop=227),
-        "pca_jitter": lambda x: augment.pca_jitter(augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors),
+            x, augment.random_offsets(_seed(2), 6, 256, 227), augment.random_flips(_seed(3), 6), resize=256, crop=227),
+        "pca_jitter": lambda x: augment.pca_jitter(augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors, 0.1),
         "normalize": lambda x: augment.normalize(augment.to_unit(x), stats.mean, stats.std),
         "resize_shorter_centre": lambda x: augment.resize_shorter_centre(x[0], 20),
     }
@@ -223,3 +224,145 @@ def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, s
     eager = fn(tf.constant(IMAGES)).numpy()
     mapped = next(iter(tf.data.Dataset.from_tensors(IMAGES).map(fn))).numpy()
     np.testing.assert_allclose(mapped, eager, atol=1e-5)
+
+
+# --- ops and recipes as data -----------------------------------------------------------------
+
+# Values of the host path before recipes became op lists (commit 6e35bf2), bundled CIFAR-10
+# statistics, seed [11, 2]: the paper and cifar recipes must keep giving exactly these.
+PINNED = {
+    ("paper", None): {(0, 0, 0): (-0.17785275, -0.17417529, 0.04976091), (3, 100, 57): (0.01818085, 0.02473363, 0.06366700),
+                      (5, 226, 226): (0.06397063, -0.41212091, 0.01192451)},
+    ("paper", 224): {(2, 17, 200): (0.24129438, 0.08822623, 0.44723082)},
+    ("cifar", None): {(1, 0, 0): (-1.15567172, 1.81018043, -1.68315196), (4, 31, 5): (-0.30813357, 1.22868454, 0.58888012),
+                      (5, 16, 16): (-0.59597683, -1.87262690, -1.69819844)},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, crop", list(PINNED))
+def test_recipes_give_the_same_training_views_as_before_they_were_op_lists(name, crop):
+    from cifarkit.stats import bundled_stats
+
+    out = train_transform(get_recipe(name, crop), bundled_stats("cifar10"))(IMAGES, _seed(11, 2)).numpy()
+    for index, values in PINNED[(name, crop)].items():
+        np.testing.assert_allclose(out[index], values, atol=1e-6)
+
+
+def test_recipes_are_op_lists_and_everything_else_derives_from_them():
+    paper, cifar = get_recipe("paper"), get_recipe("cifar")
+    assert [name for name, _ in paper.ops] == ["resize", "crop", "flip", "pca_jitter", "normalize"]
+    assert (paper.crop, paper.source_size, get_recipe("paper", 224).crop) == (227, 256, 224)
+    assert (cifar.crop, cifar.source_size) == (32, 32)
+    assert paper.describe() == ("resize to 256x256, random 227x227 crop, horizontal flip p=0.5, "
+                                "PCA colour jitter sigma=0.1, subtract the training mean")  # fmt: skip
+    assert cifar.describe() == "pad 4 (reflect), random 32x32 crop, horizontal flip p=0.5, per-channel standardisation"
+    assert [caption for caption, _ in preview_stages(cifar, None)] == ["pad 4", "crop 32", "+ flip"]
+
+
+def test_the_model_registry_knows_exactly_the_recipe_table():
+    from cifarkit.models.registry import KNOWN_RECIPES
+    from cifarkit.recipes import RECIPES
+
+    assert tuple(KNOWN_RECIPES) == tuple(RECIPES)
+
+
+def test_unknown_ops_and_bad_arguments_fail_when_the_recipe_is_written():
+    from cifarkit.augment_ops import make_op
+    from cifarkit.recipes import Recipe
+
+    with pytest.raises(ValueError, match="name='blur'"):
+        Recipe("x", (("blur", (3,)),), 32)
+    with pytest.raises(ValueError, match="mode='WRAP'"):
+        make_op("pad", 4, "WRAP")
+    with pytest.raises(ValueError, match="size=0"):
+        make_op("crop", 0)
+    with pytest.raises(ValueError, match="sigma=-0.1"):
+        make_op("pca_jitter", -0.1)
+
+
+def test_a_new_op_is_one_registration_and_runs_on_both_paths(stats):
+    """What adding an op takes: a registered dataclass; the recipe, the compiled host transform,
+    the preview and the Keras layer pick it up from the op list."""
+    from dataclasses import dataclass
+
+    from cifarkit import augment_ops
+    from cifarkit.recipes import Recipe
+
+    @augment_ops.register_op("test_invert")
+    @dataclass(frozen=True)
+    class Invert(augment_ops.Op):
+        def caption(self):
+            return "+ invert"
+
+        def phrase(self):
+            return "invert"
+
+        def host(self, batch):
+            batch.map_pixels(lambda x: 1.0 - x)
+
+        def device(self, batch, value):
+            batch.map_pixels(lambda x: 1.0 - x)
+
+    try:
+        recipe = Recipe("inverted", (("pad", (2, "CONSTANT")), ("test_invert", ()), ("normalize", (False,))), 28)
+        assert recipe.crop == 32 and recipe.describe() == "pad 2 (constant), invert, subtract the training mean"
+        small = IMAGES[:, 2:30, 2:30]
+        host = eval_transform(recipe, stats)(small).numpy()
+        expected = 1.0 - np.pad(small / 255.0, [(0, 0), (2, 2), (2, 2), (0, 0)]) - np.array(stats.mean)
+        np.testing.assert_allclose(host, expected, atol=1e-6)
+        np.testing.assert_allclose(Augmentation(recipe, stats)(small, training=False).numpy(), host, atol=1e-6)
+        assert [caption for caption, _ in preview_stages(recipe, stats)] == ["pad 2", "+ invert"]
+    finally:
+        del augment_ops.OPS["test_invert"]
+
+
+@pytest.mark.parametrize("op", [("resize", (48,)), ("pad", (3, "SYMMETRIC")), ("crop", (20,)), ("flip", ()),
+                                ("pca_jitter", (0.1,)), ("normalize", (True,))])  # fmt: skip
+def test_each_op_gives_the_same_result_eagerly_and_inside_dataset_map(stats, op):
+    from cifarkit.augment_ops import make_op
+
+    steps = [make_op(op[0], *op[1])]
+    fn = lambda x: augment.run_ops(steps, stats, x, "train", _seed(6))  # noqa: E731
+    eager = fn(tf.constant(IMAGES)).numpy()
+    mapped = next(iter(tf.data.Dataset.from_tensors(IMAGES).map(fn))).numpy()
+    np.testing.assert_allclose(mapped, eager, atol=1e-5)
+
+
+LEGACY_CONFIGS = {  # the recipe part of Augmentation configs written by cifarkit 0.1.0
+    "cifar": {"name": "cifar", "crop": 32, "resize": None, "pad": 4, "pad_mode": "REFLECT", "flip": True,
+              "pca_sigma": 0.0, "standardize": True},
+    "paper": {"name": "paper", "crop": 224, "resize": 256, "pad": 0, "pad_mode": "REFLECT", "flip": True,
+              "pca_sigma": 0.1, "standardize": False},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, crop", [("cifar", None), ("paper", 224)])
+def test_a_version_1_layer_config_loads_as_the_same_recipe(stats, name, crop):
+    config = {"name": "views", "recipe": LEGACY_CONFIGS[name], "stats": stats.to_json(), "seed": 3}
+    layer = Augmentation.from_config(config)
+    assert layer.recipe == get_recipe(name, crop)
+    np.testing.assert_allclose(layer(IMAGES, training=False).numpy(),
+                               eval_transform(get_recipe(name, crop), stats)(IMAGES).numpy(), atol=1e-5)  # fmt: skip
+    saved = layer.get_config()
+    assert saved["recipe_format"] == 2 and saved["recipe"]["ops"][0][0] == ("pad" if name == "cifar" else "resize")
+    assert Augmentation.from_config(saved).recipe == layer.recipe
+
+
+def test_a_layer_config_from_a_newer_cifarkit_is_refused(stats):
+    config = {"recipe": get_recipe("cifar").to_config(), "recipe_format": 99, "stats": stats.to_json()}
+    with pytest.raises((TypeError, ValueError), match="recipe_format=99"):  # Keras wraps it in a TypeError
+        Augmentation.from_config(config)
+
+
+@pytest.mark.parametrize("fixture", ["augmentation-tf-0.1.0.keras", "alexnet-cifar-logits-0.1.0.keras"])
+def test_models_saved_by_cifarkit_0_1_0_load_with_their_recipes(fixture):
+    import keras
+
+    model = keras.models.load_model(Path(__file__).parent / "fixtures" / fixture)
+    layers = [layer for layer in model.layers if isinstance(layer, Augmentation)]
+    assert layers
+    for layer in layers:
+        recipe = get_recipe(layer.recipe.name, layer.recipe.crop)
+        assert layer.recipe == recipe
+        host = eval_transform(recipe, layer.stats)(IMAGES).numpy()
+        np.testing.assert_allclose(layer(IMAGES, training=False).numpy(), host, atol=1e-5)

@@ -96,6 +96,7 @@ def _check_fixed_views() -> dict:
 
     from cifarkit import device_augment
     from cifarkit.augment_layer import Augmentation
+    from cifarkit.augment_ops import PAD_MODES
     from cifarkit.recipes import get_recipe
     from cifarkit.stats import bundled_stats
 
@@ -104,11 +105,11 @@ def _check_fixed_views() -> dict:
     for name, crop in [("paper", 227), ("paper", 224), ("cifar", None)]:
         recipe = get_recipe(name, crop)
         key = f"{name}{recipe.crop}"
-        arrays[f"eval_{key}"] = ops.convert_to_numpy(device_augment.eval_views(recipe, stats, _images()))
-        arrays[f"ten_{key}"] = ops.convert_to_numpy(device_augment.ten_crop_views(recipe, stats, _images()))
+        arrays[f"eval_{key}"] = ops.convert_to_numpy(device_augment.run_ops(recipe.steps, stats, _images(), "eval"))
+        arrays[f"ten_{key}"] = ops.convert_to_numpy(device_augment.run_ops(recipe.steps, stats, _images(), "ten_crop"))
         arrays[f"layer_{key}"] = ops.convert_to_numpy(Augmentation(recipe, stats)(_images(), training=False))
     offsets, flips = PAD_WINDOWS
-    for mode in device_augment.PAD_MODES:
+    for mode in PAD_MODES:
         windows = device_augment.crop_windows(_images() / 255.0, offsets, flips, resize=None, crop=32, pad=5,
                                               pad_mode=mode)  # fmt: skip
         arrays[f"pad_{mode}"] = ops.convert_to_numpy(windows)
@@ -128,22 +129,23 @@ def _check_legacy_file() -> dict:
     return {"legacy_cifar": cifar, "legacy_paper": paper, "legacy_head": ops.convert_to_numpy(model(_images()))}
 
 
-def _layer_draws(layer, images, batches: int) -> dict:
+def _by_op(layer, draws) -> dict:
+    """A layer's draws (one per op) keyed by the op's name, as numpy arrays."""
     from keras import ops
 
-    draws = [layer.draw(images.shape[0], images.shape[1]) for _ in range(batches)]
-    out = {"offsets": np.concatenate([ops.convert_to_numpy(d.offsets) for d in draws]),
-           "flips": np.concatenate([ops.convert_to_numpy(d.flips) for d in draws])}  # fmt: skip
-    if draws[0].alpha is not None:
-        out["alpha"] = np.concatenate([ops.convert_to_numpy(d.alpha) for d in draws])
-    return out
+    return {op.name: ops.convert_to_numpy(value) for op, value in zip(layer.steps, draws) if value is not None}
+
+
+def _layer_draws(layer, images, batches: int) -> dict:
+    draws = [_by_op(layer, layer.draw(images.shape[0], images.shape[1])) for _ in range(batches)]
+    names = {"crop": "offsets", "flip": "flips", "pca_jitter": "alpha"}
+    return {names[op]: np.concatenate([d[op] for d in draws]) for op in draws[0]}
 
 
 def _check_random_views() -> dict:
     """What the layer does in training: pixels of random views, draws, reproducibility."""
     from keras import ops
 
-    from cifarkit import device_augment
     from cifarkit.augment_layer import Augmentation
     from cifarkit.recipes import get_recipe
     from cifarkit.stats import bundled_stats
@@ -158,8 +160,8 @@ def _check_random_views() -> dict:
     draw = paper.draw(4, 32)
     paper.seed_generator.state.assign(state)
     arrays["paper_trained"] = ops.convert_to_numpy(paper(_images(), training=True))
-    arrays["paper_replayed"] = ops.convert_to_numpy(device_augment.views(paper.recipe, stats, _images(), draw))
-    arrays["paper_draw_alpha"] = ops.convert_to_numpy(draw.alpha)
+    arrays["paper_replayed"] = ops.convert_to_numpy(paper.views(_images(), draw))
+    arrays["paper_draw_alpha"] = _by_op(paper, draw)["pca_jitter"]
     again = [Augmentation(get_recipe("cifar"), stats, seed=seed)(_images(), training=True) for seed in (7, 7, 8)]
     arrays["seeded"] = np.stack([ops.convert_to_numpy(x) for x in again])
     arrays["cifar_centre"] = trained[:, CIFAR_CENTRE - 1 : CIFAR_CENTRE + 2, CIFAR_CENTRE - 1 : CIFAR_CENTRE + 2]
@@ -283,7 +285,7 @@ def test_centre_and_ten_crops_match_the_host_path_within_1e_3_levels(run, stats,
 
     _ok(run, "fixed")
     recipe = get_recipe(name, crop)
-    scale = LEVELS * (np.asarray(stats.std) if recipe.standardize else 1.0)  # output units -> levels
+    scale = LEVELS * (np.asarray(stats.std) if recipe.arg("normalize") else 1.0)  # output units -> levels
     key = f"{name}{recipe.crop}"
     host_eval = eval_transform(recipe, stats)(_images()).numpy()
     host_ten = ten_crop_transform(recipe, stats)(_images()).numpy()

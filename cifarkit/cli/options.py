@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..recipes import RECIPES
 
 
 class ExportFormat(str, Enum):
@@ -22,14 +23,14 @@ class ExportFormat(str, Enum):
 
 
 class Encoding(str, Enum):
+    auto = "auto"
     png = "png"
     jpeg = "jpeg"
     raw = "raw"
 
 
-class RecipeName(str, Enum):
-    paper = "paper"
-    cifar = "cifar"
+# The recipe table's names, so that a new recipe is one entry in cifarkit.recipes.
+RecipeName = Enum("RecipeName", {name: name for name in RECIPES}, type=str)
 
 
 class OptimizerName(str, Enum):
