@@ -1,0 +1,141 @@
+"""The tfds-like API: cifarkit.load (split syntax, dict or supervised, int64 labels, batching,
+names searched like the CLI) and cifarkit.load_numpy (arrays as keras.datasets returns them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cifarkit
+from cifarkit import splits
+from cifarkit.errors import UsageError
+from cifarkit.sources import open_source
+from cifarkit.splits import Piece
+
+from synth import make_cifar10_python, make_cifar100_python
+from test_idx import make_mnist_folder
+
+COUNTS = {"train": 50_000, "test": 10_000}
+
+
+@pytest.mark.parametrize(
+    "spec, pieces",
+    [
+        ("train", [Piece("train", 0, 50_000)]),
+        ("train[:90%]", [Piece("train", 0, 45_000)]),
+        ("train[90%:]", [Piece("train", 45_000, 50_000)]),
+        ("train[5000:]", [Piece("train", 5000, 50_000)]),
+        ("train[:5000]", [Piece("train", 0, 5000)]),
+        ("test[-10%:]", [Piece("test", 9000, 10_000)]),
+        ("test[-500:-100]", [Piece("test", 9500, 9900)]),
+        ("test[20000:]", [Piece("test", 10_000, 10_000)]),  # clipped, as a Python slice
+        ("train[10%:20%]+test", [Piece("train", 5000, 10_000), Piece("test", 0, 10_000)]),
+        ("train + test[:1%]", [Piece("train", 0, 50_000), Piece("test", 0, 100)]),
+        ("test[7]", [Piece("test", 7, 8)]),
+        ("all", [Piece("train", 0, 50_000), Piece("test", 0, 10_000)]),
+    ],
+)  # fmt: skip
+def test_split_syntax_arithmetic(spec, pieces):
+    assert splits.resolve(spec, COUNTS) == pieces
+
+
+def test_percent_boundaries_round_as_tfds_closest_and_tile_the_split():
+    # 33% of 10 is 3.3 -> 3; 35% of 10 is 3.5 -> 4 (half to even, as Python's round in TFDS).
+    assert splits.count("test[:33%]", {"test": 10}) == 3 and splits.count("test[:35%]", {"test": 10}) == 4
+    for n in (7, 101, 9999):
+        assert splits.count("train[:33%]", {"train": n}) + splits.count("train[33%:]", {"train": n}) == n
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("validation", "has no split 'validation' \\(asked for by 'validation'\\); it has train, test"),
+        ("train[:150%]", "percentages go from -100% to 100%"),
+        ("train[:10%:]", "is not NAME"),
+        ("train[10:20%]", "both ends of a slice"),
+        ("", "a split is a name"),
+    ],
+)  # fmt: skip
+def test_bad_split_specs_are_one_line_usage_errors(spec, message):
+    with pytest.raises(UsageError, match=message):
+        splits.resolve(spec, COUNTS)
+
+
+@pytest.fixture(scope="module")
+def cifar10(tmp_path_factory):
+    return make_cifar10_python(tmp_path_factory.mktemp("c10"), per_batch=4, batches=2, test=6, archive=True)
+
+
+def test_load_split_syntax_gives_exact_counts_and_pixels(cifar10):
+    source = open_source(cifar10.path)
+    x_train = source.take("train", 0, 8).images
+    ds = cifarkit.load(cifar10.path, "train[:25%]+test[-2:]")
+    assert len(ds) == 2 + 2
+    images, labels = cifarkit.data.to_numpy(ds)
+    np.testing.assert_array_equal(images[:2], x_train[:2])
+    np.testing.assert_array_equal(images[2:], source.take("test", 4, 6).images)
+    assert ds.element_spec[1].dtype.name == "int64" and labels.dtype == np.int64
+    assert [len(d) for d in cifarkit.load(cifar10.path, ["train[:50%]", "train[50%:]", "test"])] == [4, 4, 6]
+    everything = cifarkit.load(cifar10.path)  # split=None: every split, as tfds.load
+    assert {k: len(v) for k, v in everything.items()} == {"train": 8, "test": 6}
+
+
+def test_load_dict_elements_ids_and_batches(cifar10):
+    ds = cifarkit.load(cifar10.path, "train[3:5]", as_supervised=False)
+    examples = list(ds.as_numpy_iterator())
+    assert sorted(examples[0]) == ["id", "image", "label"]
+    assert [e["id"] for e in examples] == [b"train_00003", b"train_00004"]
+    truth = open_source(cifar10.path).take("train", 3, 5)
+    assert [int(e["label"]) for e in examples] == truth.labels.tolist()
+    np.testing.assert_array_equal(examples[1]["image"], truth.images[1])
+    batched = cifarkit.load(cifar10.path, "train", batch_size=3)
+    assert [len(b[1]) for b in batched.as_numpy_iterator()] == [3, 3, 2] and len(batched) == 3
+    whole = cifarkit.load(cifar10.path, "test", batch_size=-1)
+    assert next(iter(whole))[0].shape == (6, 32, 32, 3)
+    with pytest.raises(UsageError, match="batch_size must be"):
+        cifarkit.load(cifar10.path, "test", batch_size=0)
+
+
+def test_shuffle_files_keeps_the_examples(cifar10):
+    shuffled = cifarkit.load(cifar10.path, "train", shuffle_files=True, seed=1, as_supervised=False)
+    ids = sorted(e["id"] for e in shuffled.as_numpy_iterator())
+    assert ids == [f"train_{i:05d}".encode() for i in range(8)]
+
+
+def test_cifar100_coarse_labels_in_dicts_and_numpy(tmp_path):
+    synth = make_cifar100_python(tmp_path, train=6, test=4, archive=True)
+    source = open_source(synth.path)
+    ds, info = cifarkit.load(synth.path, "test", as_supervised=False, with_info=True)
+    coarse = [int(e["coarse_label"]) for e in ds.as_numpy_iterator()]
+    assert coarse == source.batches["test"][0].coarse_labels.tolist()
+    assert info.features["coarse_label"].num_classes == 20 and info.features["label"].num_classes == 100
+    assert info.splits["train"].num_examples == 6 and info.supervised_keys == ("image", "label")
+    x, y = cifarkit.load_numpy(synth.path, "train", label="coarse_label")
+    assert y.tolist() == source.batches["train"][0].coarse_labels.tolist() and x.shape == (6, 32, 32, 3)
+
+
+def test_load_numpy_equals_the_source(cifar10, tmp_path):
+    (x_train, y_train), (x_test, y_test) = cifarkit.load_numpy(cifar10.path)
+    source = open_source(cifar10.path)
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        truth = source.take(split, 0, source.count(split))
+        assert x.dtype == truth.images.dtype == np.uint8 and x.shape == truth.images.shape
+        assert y.dtype == np.int64 and y.shape == (len(truth.labels),)
+        np.testing.assert_array_equal(x, truth.images)
+        np.testing.assert_array_equal(y, truth.labels)
+    make_mnist_folder(tmp_path / "mnist", train=10, test=5)
+    (x_train, y_train), (x_test, y_test) = cifarkit.load_numpy(tmp_path / "mnist")
+    assert x_train.shape == (10, 28, 28, 1) and x_test.shape == (5, 28, 28, 1) and x_train.dtype == np.uint8
+
+
+def test_load_by_name_searches_data_dir_like_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CIFARKIT_DATA", raising=False)
+    make_mnist_folder(tmp_path / "store" / "mnist", train=0, test=10)
+    ds, info = cifarkit.load("mnist", split="test[:40%]", data_dir=tmp_path / "store", with_info=True)
+    assert len(ds) == 4 and info.name == "mnist" and info.image_shape == (28, 28, 1)
+    assert ds.element_spec[0].shape == (28, 28, 1)
+    monkeypatch.setenv("CIFARKIT_DATA", str(tmp_path / "store"))
+    assert len(cifarkit.load("mnist", "test")) == 10
+    with pytest.raises(UsageError, match="has no split 'train'"):
+        cifarkit.load("mnist", "train")
