@@ -7,7 +7,10 @@ worker processes write; the workers inherit the dataset, so a task is a few indi
 state file records everything that decides the bytes written, so re-running the same command
 after a kill skips finished work and ends byte-identical to an uninterrupted run, while a
 different command cannot silently mix two exports. Every export also gets ``labels.txt``,
-``manifest.csv`` (one row per image) and ``dataset_info.json``, each written atomically.
+``manifest.csv`` (one row per image) and ``cifarkit_info.json``, each written atomically (a
+TFRecord export adds TFDS's own metadata). Image files are checked before anything is written,
+so a corrupt one is reported by name at the start, not half-way (``skip_bad`` leaves such files
+out and lists them in cifarkit_info.json).
 
 Exclusivity: the whole export, from the state check to the last metadata file, runs holding
 :mod:`cifarkit.folder_lock` on OUT, so two exports into one folder cannot interleave their files; the
@@ -17,22 +20,26 @@ second is refused in one line that names the first.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._version import __version__
 from .errors import OutputError, SourceError, UsageError
 from .folder_lock import LOCK_NAME, hold
 from .formats import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
-from .parallel import default_workers
-from .sources.labelled import LabelledImages
+from .formats.base import CIFARKIT_INFO, INFO_FILE
+from .formats.photos import FileCheck, bad_report, check_files
+from .parallel import default_workers, run_tasks
+from .sources.labelled import Batch, LabelledImages, LazyImages
 from .writers.atomic import output_error, remove_partials, write_text
 from .writers.manifest import write_json, write_labels, write_manifest
 
 __all__ = ["FORMATS", "ExportOptions", "ExportSummary", "export_dataset"]
 
 STATE_FILE = ".cifarkit-export.json"
-METADATA_FILES = ("labels.txt", "manifest.csv", "dataset_info.json", STATE_FILE)
+METADATA_FILES = ("labels.txt", "manifest.csv", CIFARKIT_INFO, INFO_FILE, STATE_FILE)
+LAYOUTS = ("class", "coarse/fine")  # image trees: <split>/<class>/ or CIFAR-100's <split>/<coarse>/<fine>/
+FILES_PER_CHECK = 200  # image files checked per worker task
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,12 @@ class ExportOptions:
     quality: int = 95  # JPEG quality (image trees and --encoding jpeg)
     workers: int = field(default_factory=default_workers)
     shards: int | None = None  # TFRecord shards per split; None: one per 5,000 images
-    encoding: str = "png"  # TFRecord image encoding
+    encoding: str = "auto"  # TFRecord image encoding; auto: PNG, or a JPEG/PNG file's own bytes
     overwrite: bool = False
     quiet: bool = False
+    tfds_layout: bool = False  # TFRecord: write into OUT/<name>/<version>/, for tfds.load(data_dir=OUT)
+    skip_bad: bool = False  # leave out image files that cannot be read (listed in cifarkit_info.json)
+    layout: str = "class"  # image trees: see LAYOUTS
 
     def __post_init__(self) -> None:
         # Checked when the options are made, before any data is read.
@@ -57,6 +67,12 @@ class ExportOptions:
             raise UsageError(f"--shards must be at least 1. Received: shards={self.shards}")
         for adapter in ADAPTERS.values():  # each checks the options it owns, whatever the format
             adapter.check_options(self)
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"unknown layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
+        if self.layout != "class" and self.format == "tfrecord":
+            raise UsageError("--layout is for image trees (jpg, png); a TFRecord export has no folders of classes")
+        if self.tfds_layout and self.format != "tfrecord":
+            raise UsageError("--tfds-layout is for --format tfrecord")
 
 
 @dataclass
@@ -64,6 +80,7 @@ class ExportSummary:
     out: Path
     counts: dict[str, int]
     skipped: int = 0  # images already written by an interrupted run
+    bad: list[FileCheck] = field(default_factory=list)  # image files left out (skip_bad)
 
 
 def _check(dataset: LabelledImages, options: ExportOptions) -> tuple[str, ...]:
@@ -155,16 +172,52 @@ def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = 
     adapter = get_adapter(options.format)
     splits = _check(dataset, options)
     _check_class_names(dataset)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
+    out = Path(out).joinpath(*adapter.folder(dataset, options))
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"{folder}: exists and is not a folder")
+    dataset, bad = _checked_files(dataset, splits, options)
     fingerprint = _fingerprint(dataset, splits, adapter, options)
     with hold(out, "an export"):
-        return _export_locked(dataset, out, splits, adapter, fingerprint, options)
+        summary = _export_locked(dataset, out, splits, adapter, fingerprint, options, bad)
+    summary.bad = bad
+    return summary
+
+
+def _checked_files(dataset: LabelledImages, splits: tuple[str, ...], options: ExportOptions):
+    """Check every image file of ``splits`` before anything is written; refuse the export if one
+    cannot be read, or (``skip_bad``) return the dataset without them. Arrays need no check."""
+    paths = [str(p) for s in splits for b in dataset.batches[s] if isinstance(b.images, LazyImages)
+             for p in b.images.paths]  # fmt: skip
+    if not paths:
+        return dataset, []
+    tasks = [(paths[i : i + FILES_PER_CHECK],) for i in range(0, len(paths), FILES_PER_CHECK)]
+    bad = sorted((c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error),
+                 key=lambda c: c.path)  # fmt: skip
+    if not bad:
+        return dataset, []
+    if not options.skip_bad:
+        raise SourceError(bad_report(bad, len(paths)) + "; nothing written: pass --skip-bad to export the others")
+    return _without(dataset, {c.path for c in bad}), bad
+
+
+def _without(dataset: LabelledImages, bad: set[str]) -> LabelledImages:
+    batches: dict[str, list[Batch]] = {}
+    for split, parts in dataset.batches.items():
+        batches[split] = []
+        for batch in parts:
+            if not isinstance(batch.images, LazyImages):
+                batches[split].append(batch)
+                continue
+            keep = [i for i, p in enumerate(batch.images.paths) if str(p) not in bad]
+            coarse = None if batch.coarse_labels is None else batch.coarse_labels[keep]
+            batches[split].append(Batch(split, LazyImages([batch.images.paths[i] for i in keep]), batch.labels[keep],
+                                        [batch.source_files[i] for i in keep], coarse))  # fmt: skip
+    return replace(dataset, batches=batches)
 
 
 def _export_locked(dataset: LabelledImages, out: Path, splits: tuple[str, ...], adapter: FormatAdapter,
-                   fingerprint: dict, options: ExportOptions) -> ExportSummary:  # fmt: skip
+                   fingerprint: dict, options: ExportOptions, bad: list[FileCheck]) -> ExportSummary:  # fmt: skip
     _prepare(out, fingerprint, options, splits)
     rows: list[tuple] = []
     plans: dict[str, list[Piece]] = {}
@@ -179,7 +232,11 @@ def _export_locked(dataset: LabelledImages, out: Path, splits: tuple[str, ...], 
             summary.skipped += adapter.write_split(dataset, split, out, plans[split], options, bar)
     write_labels(out / "labels.txt", dataset.class_names)
     write_manifest(out / "manifest.csv", rows, dataset.coarse_class_names is not None)
-    write_json(out / "dataset_info.json", _dataset_info(dataset, adapter, plans, options))
+    adapter.finish(out, dataset, plans, options)
+    info = _dataset_info(dataset, adapter, plans, options)
+    if bad:
+        info["skipped"] = [{"file": c.path, "reason": c.error} for c in bad]
+    write_json(out / CIFARKIT_INFO, info)
     return summary
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +18,11 @@ from .options import (
 )  # fmt: skip
 
 
+class TreeLayout(str, Enum):
+    by_class = "class"
+    coarse_fine = "coarse/fine"
+
+
 @app.command()
 def export(
     format: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = ExportFormat.jpg,
@@ -26,7 +32,10 @@ def export(
     quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 95,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes. Default: all cores.")] = None,
     shards: Annotated[Optional[int], typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")] = None,
-    encoding: Annotated[Encoding, typer.Option(case_sensitive=False, help="TFRecord image encoding (png is lossless).")] = Encoding.png,
+    encoding: Annotated[Encoding, typer.Option(case_sensitive=False, help="TFRecord image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) and writes PNG otherwise; png is lossless; raw is uint8 pixels.")] = Encoding.auto,
+    tfds_layout: Annotated[bool, typer.Option("--tfds-layout", help="TFRecord: write into OUT/<name>/<version>/ so that tfds.load(name, data_dir=OUT) finds it.")] = False,
+    layout: Annotated[TreeLayout, typer.Option(case_sensitive=False, help="Image trees: <split>/<class>/ or, for CIFAR-100, <split>/<coarse>/<fine>/.")] = TreeLayout.by_class,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out image files that cannot be read (listed in cifarkit_info.json) instead of refusing the export.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
@@ -38,7 +47,7 @@ def export(
     options = ExportOptions(
         format=format.value, splits=split_list(split), quality=quality, shards=shards,
         workers=default_workers() if workers is None else workers, encoding=encoding.value,
-        overwrite=overwrite, quiet=quiet,
+        overwrite=overwrite, quiet=quiet, tfds_layout=tfds_layout, skip_bad=skip_bad, layout=layout.value,
     )  # fmt: skip
     dataset, sample = open_records(source, no_verify, quiet)
     if out is None:
@@ -50,7 +59,10 @@ def export(
     per_split = ", ".join(f"{s} {n:,}" for s, n in summary.counts.items())
     if summary.skipped:
         say(f"resumed: {summary.skipped:,} images were already written by an earlier run", quiet)
-    typer.echo(f"Exported {total:,} images ({per_split}) as {options.format} to {out} "
+    if summary.bad:
+        say(f"left out {len(summary.bad):,} image files that cannot be read (listed in "
+            f"{summary.out / 'cifarkit_info.json'}), the first: {summary.bad[0].error}", quiet)  # fmt: skip
+    typer.echo(f"Exported {total:,} images ({per_split}) as {options.format} to {summary.out} "
                f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)")  # fmt: skip
 
 

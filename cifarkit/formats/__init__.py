@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 from ..errors import SourceError, UsageError
-from .base import INFO_FILE, FormatAdapter, Piece, read_info
+from . import tfds_info
+from .base import CIFARKIT_INFO, INFO_FILE, FormatAdapter, Piece, read_info
 from .image_tree import ImageTree
-from .tfrecord import TFRecord
+from .tfrecord import TFDS_ROOT, TFRecord
 
 # In the order --help and error messages list them.
 _ADAPTERS: tuple[FormatAdapter, ...] = (ImageTree("jpg"), ImageTree("png"), TFRecord())
@@ -30,14 +31,29 @@ def get_adapter(name: str) -> FormatAdapter:
 
 
 def adapter_for_export(root: Path) -> tuple[FormatAdapter, dict] | None:
-    """The adapter that wrote the export at ``root`` and its ``dataset_info.json``, or None where
-    ``root`` holds no cifarkit export (no such file, or one another tool wrote).
+    """The adapter that reads the export at ``root`` and its metadata (``cifarkit_info.json``,
+    or 0.1's ``dataset_info.json``), or None where ``root`` holds no cifarkit export. A folder
+    TFDS prepared (also as ``<name>/<version>/`` below ``root``) is read by the TFRecord adapter.
 
     A file that names a format cifarkit does not know is an error, not a guess: it is a cifarkit
     export (it records the cifarkit version) from a version with formats this one lacks."""
-    path = root / INFO_FILE
-    if not path.is_file():
+    found = _own_export(root)
+    if found is not None:
+        return found
+    tfds_root = tfds_info.locate(root)
+    if tfds_root is None:
         return None
+    own = tfds_root / CIFARKIT_INFO
+    info = {TFDS_ROOT: str(tfds_root), "cifarkit": read_info(own) if own.is_file() else None}
+    return ADAPTERS["tfrecord"], info
+
+
+def _own_export(root: Path) -> tuple[FormatAdapter, dict] | None:
+    path = root / CIFARKIT_INFO
+    if not path.is_file():
+        path = root / INFO_FILE  # cifarkit 0.1 wrote its own schema under TFDS's file name
+        if not path.is_file():
+            return None
     info = read_info(path)
     name = info.get("format")
     if isinstance(name, str) and name in ADAPTERS:

@@ -3,9 +3,9 @@
 An adapter owns one on-disk format from end to end, as TFDS's file adapters do: it plans the work
 (:class:`Piece`: a run of images one worker task writes), writes it (including whatever makes an
 interrupted write resumable), names what decides its bytes (the export's fingerprint), describes
-itself in ``dataset_info.json``, removes what it wrote (``--overwrite``) and opens it again for
+itself in ``cifarkit_info.json``, removes what it wrote (``--overwrite``) and opens it again for
 reading. :mod:`cifarkit.export` runs the steps common to every format; the registry in
-:mod:`cifarkit.formats` maps a ``--format`` name, or the ``format`` a ``dataset_info.json`` records,
+:mod:`cifarkit.formats` maps a ``--format`` name, or the ``format`` ``cifarkit_info.json`` records,
 to its adapter.
 """
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from ..reader import DataReader
     from ..sources.labelled import LabelledImages
 
-INFO_FILE = "dataset_info.json"
+CIFARKIT_INFO = "cifarkit_info.json"  # cifarkit's own description of an export, every format
+INFO_FILE = "dataset_info.json"  # where cifarkit 0.1 kept it; now TFDS's file in TFRecord exports
 
 
 class WriteOptions(Protocol):
@@ -52,7 +53,7 @@ class Piece:
 class FormatAdapter(ABC):
     """One export format: plan, write, describe, clean up, and open for reading."""
 
-    name: str  # the --format value, and the "format" recorded in dataset_info.json
+    name: str  # the --format value, and the "format" recorded in cifarkit_info.json
 
     def check_options(self, options: WriteOptions) -> None:
         """Refuse a bad value of an option this format owns. Called for every adapter when export
@@ -73,13 +74,20 @@ class FormatAdapter(ABC):
         """Write the planned pieces of ``split`` under ``out``, skipping what an earlier run of the
         same export finished; ``progress.update(n)`` per n images. Returns the images skipped."""
 
+    def folder(self, dataset: LabelledImages, options: WriteOptions) -> tuple[str, ...]:
+        """Folders below OUT that the export goes into (none by default)."""
+        return ()
+
+    def finish(self, out: Path, dataset: LabelledImages, plans: dict[str, list[Piece]], options: WriteOptions) -> None:
+        """Write what this format adds once every split is written (another tool's metadata)."""
+
     def describe_split(self, pieces: list[Piece]) -> dict[str, Any]:
-        """Fields this format adds to a split's entry of ``dataset_info.json``."""
+        """Fields this format adds to a split's entry of ``cifarkit_info.json``."""
         return {}
 
     @abstractmethod
     def describe(self, dataset: LabelledImages, options: WriteOptions) -> dict[str, Any]:
-        """Fields this format adds to ``dataset_info.json``, after the splits."""
+        """Fields this format adds to ``cifarkit_info.json``, after the splits."""
 
     @abstractmethod
     def clean(self, out: Path, splits: tuple[str, ...]) -> None:
@@ -87,7 +95,7 @@ class FormatAdapter(ABC):
 
     @abstractmethod
     def open(self, root: Path, info: dict, *, verify: bool = True) -> DataReader:
-        """A reader over an export of this format at ``root``; ``info`` is its dataset_info.json."""
+        """A reader over an export of this format at ``root``; ``info`` is its cifarkit_info.json."""
 
 
 def index_width(count: int) -> int:
@@ -97,11 +105,11 @@ def index_width(count: int) -> int:
 
 
 def read_info(path: Path) -> dict:
-    """A ``dataset_info.json``, as a JSON object; one line naming the file if it is not one."""
+    """An export's metadata file, as a JSON object; one line naming the file if it is not one."""
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: unreadable dataset_info.json ({exc})") from None
+        raise SourceError(f"{path}: unreadable {path.name} ({exc})") from None
     if not isinstance(info, dict):
         raise SourceError(f"{path}: malformed (a JSON object is expected, not {type(info).__name__})")
     return info

@@ -1,4 +1,5 @@
-"""Labelled image trees: ``OUT/<split>/<class_name>/<index>.<ext>``, JPEG or PNG.
+"""Labelled image trees: ``OUT/<split>/<class_name>/<index>.<ext>``, JPEG or PNG; for CIFAR-100
+``--layout coarse/fine`` gives ``OUT/<split>/<superclass>/<class_name>/<index>.<ext>``.
 
 Atomicity without a rename per file: a split is written into a hidden staging folder,
 ``OUT/.partial-<split>``, with a journal of the chunks that are complete, and renamed to
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
 from ..parallel import run_tasks
 from ..writers.atomic import output_error, remove_partials, write_plain
 from .base import FormatAdapter, Piece, WriteOptions, index_width
@@ -80,19 +82,29 @@ class ImageTree(FormatAdapter):
         self.name = name  # also the file extension
 
     def fingerprint(self, dataset, splits, options: WriteOptions) -> dict:
+        layout = getattr(options, "layout", "class")
+        if layout == "coarse/fine" and dataset.coarse_class_names is None:
+            raise UsageError(f"--layout coarse/fine needs superclasses (CIFAR-100); {dataset.name} has none")
         fp: dict = {"quality": options.quality} if self.name == "jpg" else {"png_deflate": png.COMPRESSOR}
         fp["layout"] = "staged splits"  # how an unfinished split looks on disk
+        if layout != "class":
+            fp["folders"] = layout
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Chunk]:
         n = dataset.count(split)
         width = index_width(n)
         dirs = [safe_dirname(name) for name in dataset.class_names]
+        coarse_dirs = [safe_dirname(name) for name in dataset.coarse_class_names or ()]
+        nested = getattr(options, "layout", "class") == "coarse/fine"
         chunks = []
         for start in range(0, n, IMAGES_PER_TASK):
             stop = min(n, start + IMAGES_PER_TASK)
-            labels = dataset.take(split, start, stop).labels
-            names = tuple(f"{dirs[label]}/{start + i:0{width}d}.{self.name}" for i, label in enumerate(labels))
+            part = dataset.take(split, start, stop)
+            folders = [dirs[label] for label in part.labels]
+            if nested:
+                folders = [f"{coarse_dirs[c]}/{f}" for c, f in zip(part.coarse_labels, folders)]
+            names = tuple(f"{folder}/{start + i:0{width}d}.{self.name}" for i, folder in enumerate(folders))
             chunks.append(Chunk(split, start, stop, names))
         return chunks
 
@@ -107,7 +119,10 @@ class ImageTree(FormatAdapter):
         todo = [(chunk, str(staging), self.name, options.quality) for chunk in pieces if chunk.start not in done]
         already = n - sum(chunk.stop - chunk.start for chunk, *_ in todo)
         try:
-            for name in {safe_dirname(name) for name in dataset.class_names}:
+            nested = getattr(options, "layout", "class") != "class"
+            folders = set() if nested else {safe_dirname(name) for name in dataset.class_names}
+            folders |= {name.rpartition("/")[0] for chunk in pieces for name in chunk.names}
+            for name in sorted(folders):
                 (staging / name).mkdir(parents=True, exist_ok=True)
             progress.update(already)
             with open(staging / JOURNAL, "a") as journal:
@@ -122,7 +137,8 @@ class ImageTree(FormatAdapter):
         return already
 
     def describe(self, dataset, options: WriteOptions) -> dict:
-        return {"layout": f"<split>/<class_name>/<index>.{self.name}"}
+        folders = "<coarse_class_name>/<class_name>" if getattr(options, "layout", "class") != "class" else "<class_name>"
+        return {"layout": f"<split>/{folders}/<index>.{self.name}"}
 
     def clean(self, out: Path, splits: tuple[str, ...]) -> None:
         import shutil

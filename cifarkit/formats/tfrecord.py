@@ -1,15 +1,17 @@
-"""TFRecord shards: ``OUT/<dataset>-<split>.tfrecord-NNNNN-of-NNNNN``, one feature spec used both
-to write and to parse.
+"""TFRecord shards: ``OUT/<dataset>-<split>.tfrecord-NNNNN-of-NNNNN``, a TFDS dataset folder.
 
+The records have TFDS's keys (``image``, ``label``, ``id``, ``coarse_label``) and the folder
+TFDS's metadata (:mod:`.tfds_info`: dataset_info.json, features.json, label files), so
+``tfds.builder_from_directory(OUT)`` reads it, and with ``--tfds-layout``
+``tfds.load(name, data_dir=...)`` too; cifarkit's own metadata is in cifarkit_info.json.
 Writing needs no TensorFlow (:mod:`.codecs.example` encodes and frames the records), so worker
-processes stay small; reading parses with ``tf.io`` and the same spec (:func:`parse_spec`), and
-the tests check both directions against TensorFlow. A shard is written under a temporary name
-and renamed, so a re-run skips the shards that exist.
+processes stay small; reading (:mod:`.tfrecord_read`) parses with ``tf.io`` from features.json,
+and the tests read both ways with TFDS itself. A shard is written under a temporary name and
+renamed, so a re-run skips the shards that exist.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,71 +19,62 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import SourceError, UsageError
+from ..errors import UsageError
 from ..parallel import run_tasks
-from ..sources.labelled import paths_inside
+from ..sources.image_file import read_image
+from ..sources.labelled import LazyImages
 from ..writers.atomic import open_atomic
+from . import tfds_info
 from .base import FormatAdapter, Piece, WriteOptions, index_width
-from .codecs import encode_images
-from .codecs.example import example_bytes, first_bad_record, frame_record
-from .codecs import png
+from .codecs import encode_images, png
+from .codecs.example import example_bytes, frame_record
+from .photos import stored_bytes
+from .tfrecord_read import OPENED_SHARDS, name_corrupt_shard, parse_spec  # noqa: F401  (the reading side)
 
 IMAGES_PER_SHARD = 5000  # default shard size: 12 CIFAR-10 shards, enough to shard across workers
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    kind: str  # "bytes" or "int64"
-    description: str
+# The keys of a record, as TFDS's own cifar10/cifar100 builders name them
+# (image_classification/cifar.py), so readers written for TFDS read these records and TFDS reads
+# them through the features.json beside them (:mod:`.tfds_info`).
+IMAGE, LABEL, ID, COARSE = "image", "label", "id", "coarse_label"
+HEIGHT, WIDTH = "height", "width"  # image-file sources: the stored image's size
+RAW_VALUE, RAW_SHAPE = "image/value", "image/shape"  # raw images of mixed sizes, as TFDS stores a Tensor
 
-
-# The single definition of what a cifarkit TFRecord holds. `image`, `label` and `id` are the
-# keys TFDS uses for CIFAR, so readers written for TFDS records read these too.
-IMAGE = FeatureSpec("image", "bytes", "encoded image (see 'encoding'): PNG by default")
-LABEL = FeatureSpec("label", "int64", "class index into class_names (CIFAR-100: the fine label)")
-ID = FeatureSpec("id", "bytes", "'<split>_<index>', index zero-padded, unique in the dataset")
-LABEL_FINE = FeatureSpec("label_fine", "int64", "CIFAR-100 fine label (same as label)")
-LABEL_COARSE = FeatureSpec("label_coarse", "int64", "CIFAR-100 coarse label (superclass)")
-HEIGHT = FeatureSpec("height", "int64", "image height (raw encoding only)")
-WIDTH = FeatureSpec("width", "int64", "image width (raw encoding only)")
-
-ENCODINGS = ("png", "jpeg", "raw")
-
-
-def feature_specs(*, coarse: bool, encoding: str) -> tuple[FeatureSpec, ...]:
-    specs = [IMAGE, LABEL, ID]
-    if coarse:
-        specs += [LABEL_FINE, LABEL_COARSE]
-    if encoding == "raw":
-        specs += [HEIGHT, WIDTH]
-    return tuple(specs)
-
-
-def parse_spec(specs: tuple[FeatureSpec, ...]) -> dict:
-    """The ``tf.io.parse_example`` feature dict for records written with ``specs``."""
-    import tensorflow as tf
-
-    dtypes = {"bytes": tf.string, "int64": tf.int64}
-    return {s.name: tf.io.FixedLenFeature([], dtypes[s.kind]) for s in specs}
+ENCODINGS = ("auto", "png", "jpeg", "raw")
 
 
 def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
     return f"{dataset}-{split}.tfrecord-{shard:05d}-of-{shards:05d}"
 
 
-def _raw_features(images) -> Iterator[dict[str, bytes | int]]:
-    for image in images:
-        image = np.ascontiguousarray(image, dtype=np.uint8)
-        yield {IMAGE.name: image.tobytes(), HEIGHT.name: int(image.shape[0]), WIDTH.name: int(image.shape[1])}
-
-
-def image_features(images, encoding: str, quality: int) -> Iterator[dict[str, bytes | int]]:
-    """The image part of each record, encoding a whole shard's images in one pass."""
+def _image_record(image, encoding: str, quality: int, sized: bool) -> dict:
     if encoding == "raw":
-        return _raw_features(images)
-    encoded = encode_images(images, "jpg" if encoding == "jpeg" else "png", quality)
-    return ({IMAGE.name: data} for data in encoded)
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if sized:  # mixed sizes: TFDS's dynamic Tensor layout
+            return {RAW_VALUE: image.tobytes(), RAW_SHAPE: tuple(int(d) for d in image.shape)}
+        return {IMAGE: image.tobytes()}
+    data = next(encode_images([image], "jpg" if encoding == "jpeg" else "png", quality))
+    return {IMAGE: data, HEIGHT: int(image.shape[0]), WIDTH: int(image.shape[1])} if sized else {IMAGE: data}
+
+
+def image_features(images, encoding: str, quality: int) -> Iterator[dict]:
+    """The image part of each record, a shard's arrays encoded in one pass. Image files (a
+    photo tree) carry their height and width; under ``auto`` a JPEG or PNG keeps its own bytes."""
+    if isinstance(images, LazyImages):
+        for path in images.paths:
+            stored = stored_bytes(path) if encoding == "auto" else None
+            if stored is not None:
+                data, height, width = stored
+                yield {IMAGE: data, HEIGHT: height, WIDTH: width}
+            else:
+                yield _image_record(read_image(path), "png" if encoding == "auto" else encoding, quality, True)
+        return
+    if encoding == "raw":
+        yield from ({IMAGE: np.ascontiguousarray(image, dtype=np.uint8).tobytes()} for image in images)
+        return
+    codec = "jpg" if encoding == "jpeg" else "png"  # auto: an array source is stored as PNG
+    yield from ({IMAGE: data} for data in encode_images(images, codec, quality))
 
 
 RECORDS_PER_WRITE = 1000  # encoded, framed and written together: ~2.6 MB of CIFAR records
@@ -104,16 +97,32 @@ def write_shard(path: str, split: str, start: int, width: int, images, labels, c
             records = []
             piece = images[first : first + RECORDS_PER_WRITE]
             for offset, features in enumerate(image_features(piece, encoding, quality), first):
-                features[LABEL.name] = labels[offset]
-                features[ID.name] = f"{split}_{start + offset:0{width}d}".encode()
+                features[LABEL] = labels[offset]
+                features[ID] = f"{split}_{start + offset:0{width}d}".encode()
                 if coarse is not None:
-                    features[LABEL_FINE.name] = labels[offset]
-                    features[LABEL_COARSE.name] = coarse[offset]
+                    features[COARSE] = coarse[offset]
                 records.append(frame_record(example_bytes(features)))
             handle.write(b"".join(records))
     return len(labels), 0
 
 
+def features_of(dataset, encoding: str) -> dict[str, dict]:
+    """features.json's entries for what :func:`write_shard` writes from ``dataset``."""
+    files = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
+    shape = (None, None, 3)
+    if not files:
+        shapes = {b.images.shape[1:] for bs in dataset.batches.values() for b in bs if len(b)}
+        shape = shapes.pop() if len(shapes) == 1 else shape
+    if encoding == "raw":
+        image = tfds_info.tensor_feature(shape, "uint8", "bytes")
+    else:
+        image = tfds_info.image_feature(shape, "jpeg" if encoding == "jpeg" else None)
+    features = {IMAGE: image, LABEL: tfds_info.label_feature(len(dataset.class_names)), ID: tfds_info.text_feature()}
+    if dataset.coarse_class_names is not None:
+        features[COARSE] = tfds_info.label_feature(len(dataset.coarse_class_names))
+    if files and encoding != "raw":
+        features[HEIGHT] = features[WIDTH] = tfds_info.tensor_feature((), "int64", scalar=True)
+    return features
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ def _shard_count(n: int, options: WriteOptions) -> int:
 
 
 class TFRecord(FormatAdapter):
-    """``--format tfrecord``: sharded ``tf.train.Example`` records (TFDS's keys for CIFAR)."""
+    """``--format tfrecord``: sharded ``tf.train.Example`` records with TFDS's metadata, so TFDS
+    opens the folder (``tfds.builder_from_directory``) and cifarkit reads TFDS's folders."""
 
     name = "tfrecord"
 
@@ -153,21 +163,29 @@ class TFRecord(FormatAdapter):
         if options.encoding not in ENCODINGS:
             raise UsageError(f"unknown encoding '{options.encoding}'; choose one of {', '.join(ENCODINGS)}")
 
+    def folder(self, dataset, options: WriteOptions) -> tuple[str, ...]:
+        """Under ``--tfds-layout``, the export goes to OUT/<name>/<version>/, where
+        ``tfds.load(name, data_dir=OUT)`` looks for it."""
+        name = tfds_info.tfds_name(dataset.name)
+        return (name, tfds_info.tfds_version(name)) if getattr(options, "tfds_layout", False) else ()
+
     def fingerprint(self, dataset, splits, options: WriteOptions) -> dict:
         fp: dict = {}
         if options.encoding == "jpeg":
             fp["quality"] = options.quality
-        if options.encoding == "png":
+        if options.encoding in ("png", "auto"):
             fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
         fp["encoding"] = options.encoding
         fp["shards"] = {s: _shard_count(dataset.count(s), options) for s in splits}
+        fp["records"] = "tfds keys"  # coarse_label, image/shape: not the 0.1 records
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Shard]:
         n = dataset.count(split)
         count = _shard_count(n, options)
         bounds = [(i * n // count, (i + 1) * n // count) for i in range(count)]
-        return [Shard(split, start, stop, i, count, dataset.name) for i, (start, stop) in enumerate(bounds)]
+        name = tfds_info.tfds_name(dataset.name)
+        return [Shard(split, start, stop, i, count, name) for i, (start, stop) in enumerate(bounds)]
 
     def write_split(self, dataset, split: str, out: Path, pieces: list[Shard], options: WriteOptions,
                     progress) -> int:  # fmt: skip
@@ -183,115 +201,36 @@ class TFRecord(FormatAdapter):
         return {"shards": len(pieces), "files": [shard.file_name for shard in pieces]}
 
     def describe(self, dataset, options: WriteOptions) -> dict:
-        specs = feature_specs(coarse=dataset.coarse_class_names is not None, encoding=options.encoding)
-        return {
-            "encoding": options.encoding,
-            "features": {s.name: {"dtype": s.kind, "description": s.description} for s in specs},
-        }
+        name = tfds_info.tfds_name(dataset.name)
+        return {"encoding": options.encoding, "tfds": {"name": name, "version": tfds_info.tfds_version(name)}}
+
+    def finish(self, out: Path, dataset, plans: dict[str, list[Shard]], options: WriteOptions) -> None:
+        """TFDS's dataset_info.json, features.json and label files, after the shards."""
+        name = tfds_info.tfds_name(dataset.name)
+        splits = {
+            split: ([s.stop - s.start for s in shards], sum((out / s.file_name).stat().st_size for s in shards))
+            for split, shards in plans.items()
+        }  # fmt: skip
+        description = f"{dataset.name}, exported by cifarkit from {dataset.location.name} ({dataset.format})."
+        labels = {LABEL: dataset.class_names}
+        if dataset.coarse_class_names is not None:
+            labels[COARSE] = dataset.coarse_class_names
+        info = tfds_info.dataset_info_json(name, tfds_info.tfds_version(name), description, splits)
+        tfds_info.write_metadata(out, info, tfds_info.features_json(features_of(dataset, options.encoding)), labels)
 
     def clean(self, out: Path, splits: tuple[str, ...]) -> None:
         for path in out.glob("*.tfrecord-*-of-*"):
             path.unlink()
+        for path in [out / tfds_info.INFO_FILE, out / tfds_info.FEATURES_FILE, *out.glob("*.labels.txt")]:
+            path.unlink(missing_ok=True)
 
     def open(self, root: Path, info: dict, *, verify: bool = True):
-        return _open_shards(root, _checked_info(root, info))
+        from .tfrecord_read import open_records
+
+        if TFDS_ROOT in info:  # a folder TFDS prepared, or an export under --tfds-layout
+            root = Path(info[TFDS_ROOT])
+            return open_records(root, info.get("cifarkit"))
+        return open_records(root, info)
 
 
-# --- reading ------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Checked:
-    """What a TFRecord export's dataset_info.json says, checked."""
-
-    name: str
-    class_names: tuple[str, ...]
-    encoding: str
-    coarse: bool
-    counts: dict[str, int]
-    files: dict[str, list[str]]  # split -> shard paths, each inside the export folder
-
-
-def _checked_info(root: Path, info: dict) -> _Checked:
-    """Check the fields a reader relies on; one line naming the first that is wrong."""
-    path = root / "dataset_info.json"
-
-    def bad(what: str, value) -> SourceError:
-        return SourceError(f"{path}: malformed ({what}, found {json.dumps(value)[:80]})")
-
-    names, splits, encoding = info.get("class_names"), info.get("splits"), info.get("encoding", "png")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise bad("'class_names' must be a list of strings", names)
-    if encoding not in ENCODINGS:
-        raise bad(f"'encoding' must be one of {', '.join(ENCODINGS)}", encoding)
-    features = info.get("features", {})
-    if not isinstance(features, dict):
-        raise bad("'features' must be an object", features)
-    if not isinstance(splits, dict) or not splits:
-        raise bad("'splits' must be an object of splits", splits)
-    counts, files = {}, {}
-    for split, entry in splits.items():
-        count = entry.get("count") if isinstance(entry, dict) else None
-        if type(count) is not int or count < 0:  # not bool, not "many"
-            raise bad(f"'splits.{split}.count' must be a whole number", count)
-        shards = entry.get("files")
-        if not isinstance(shards, list) or not shards:
-            raise SourceError(f"{path}: lists no TFRecord shards for split {split!r}")
-        counts[split] = count
-        files[split] = [str(p) for p in paths_inside(root, shards, path)]
-    return _Checked(str(info.get("name", root.name)), tuple(names), encoding, "label_coarse" in features,
-                    counts, files)  # fmt: skip
-
-
-def _open_shards(root: Path, checked: _Checked):
-    import tensorflow as tf
-
-    from ..reader import AUTOTUNE, CIFAR_NAMES, CIFAR_SHAPE, DataReader
-
-    encoding, files = checked.encoding, checked.files
-    for shards in files.values():
-        missing = [n for n in shards if not Path(n).is_file()]
-        if missing:
-            raise SourceError(f"{root}: TFRecord shard {Path(missing[0]).name} is missing")
-        OPENED_SHARDS.update(dict.fromkeys(shards))
-    features = parse_spec(feature_specs(coarse=checked.coarse, encoding=encoding))
-    shape = CIFAR_SHAPE if checked.name in CIFAR_NAMES else None
-
-    def decode(record):
-        example = tf.io.parse_single_example(record, features)
-        if encoding == "raw":
-            image = tf.io.decode_raw(example["image"], tf.uint8)
-            image = tf.reshape(image, tf.stack([example["height"], example["width"], 3]))
-        else:
-            image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
-        if shape is not None:
-            image = tf.ensure_shape(image, shape)
-        return image, tf.cast(example["label"], tf.int32)
-
-    def build(split: str):
-        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
-        records = tf.data.TFRecordDataset(files[split], num_parallel_reads=None)
-        return records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-
-    return DataReader(
-        name=checked.name, kind="tfrecord", location=root, class_names=checked.class_names,
-        counts=checked.counts, image_shape=shape, _build=build, files=files,
-    )  # fmt: skip
-
-
-# Every TFRecord shard a reader opened in this process (insertion-ordered), so that a corrupt
-# record, which TensorFlow reports only by its offset, can be traced to its file.
-OPENED_SHARDS: dict[str, None] = {}
-
-
-def name_corrupt_shard(message: str) -> str:
-    """``message`` (TensorFlow's "corrupted record at N") with the shard that fails its checks
-    put in front; unchanged when no opened shard does. Runs only after such an error: it reads
-    the shards' framing and CRCs, which the normal path leaves to TensorFlow."""
-    for shard in list(OPENED_SHARDS):
-        offset = first_bad_record(shard)
-        if offset is not None:
-            # TensorFlow counts from the record's data, after its 12-byte header; we from the header.
-            told = any(f" {at}" in message for at in (offset, offset + 12))
-            return f"{shard}: {message}" if told else f"{shard}: bad record at {offset} ({message})"
-    return message
+TFDS_ROOT = "tfds_root"  # in the info adapter_for_export hands over: the TFDS dataset folder

@@ -191,6 +191,10 @@ def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
     for archive in ARCHIVE_NAMES:
         if (path / archive).is_file():
             return read_cifar_archive(path / archive, verify=verify)
+    from .tfds_folder import find_records, read_records_folder  # TFRecord exports, TFDS-prepared folders
+
+    if find_records(path) is not None:
+        return read_records_folder(path)
     if looks_like_image_tree(path):
         return read_folder(path)
     raise SourceError(

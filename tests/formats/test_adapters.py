@@ -37,7 +37,7 @@ def test_each_adapter_round_trips_a_dataset(cifar10_tar, tmp_path, name):
     source = open_source(cifar10_tar.path)
     out = tmp_path / name
     export_dataset(source, out, ExportOptions(format=name, workers=1, quality=100))
-    info = json.loads((out / "dataset_info.json").read_text())
+    info = json.loads((out / "cifarkit_info.json").read_text())
     assert info["format"] == name and info["cifarkit_version"] == cifarkit.__version__
     reader = data.open_data(out)
     assert reader.class_names == source.class_names
@@ -71,9 +71,9 @@ def test_each_adapter_plans_pieces_that_cover_a_split_in_order(cifar10_tar, name
 def test_metadata_naming_an_unknown_format_is_one_clear_error(cifar10_tar, tmp_path):
     out = tmp_path / "export"
     export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="png", workers=1))
-    info = json.loads((out / "dataset_info.json").read_text())
-    (out / "dataset_info.json").write_text(json.dumps({**info, "format": "parquet"}))
-    with pytest.raises(SourceError, match=r"dataset_info.json: the export's format is \"parquet\", which this "
+    info = json.loads((out / "cifarkit_info.json").read_text())
+    (out / "cifarkit_info.json").write_text(json.dumps({**info, "format": "parquet"}))
+    with pytest.raises(SourceError, match=r"cifarkit_info.json: the export's format is \"parquet\", which this "
                                           r"cifarkit does not read \(it reads jpg, png, tfrecord\)"):  # fmt: skip
         data.open_data(out)
 
@@ -82,6 +82,6 @@ def test_a_dataset_info_json_another_tool_wrote_is_not_taken_for_an_export(tmp_p
     import synth
 
     tree = synth.make_image_folder(tmp_path / "pets").path
-    (tree / "dataset_info.json").write_text(json.dumps({"name": "pets", "format": "whatever"}))
+    (tree / "cifarkit_info.json").write_text(json.dumps({"name": "pets", "format": "whatever"}))
     reader = data.open_data(tree)  # read as the image tree it is
     assert reader.kind == "image files" and set(reader.class_names) == {"cat", "dog"}

@@ -36,7 +36,7 @@ def test_png_tree_is_lossless_and_laid_out_by_split_and_class(cifar10_tar, tmp_p
             files = list((out / split / name).glob("*.png")) if (out / split / name).exists() else []
             assert len(files) == int((truth.labels == label).sum())
     assert (out / "labels.txt").read_text().splitlines() == list(cifar10_tar.class_names)
-    info = json.loads((out / "dataset_info.json").read_text())
+    info = json.loads((out / "cifarkit_info.json").read_text())
     assert info["splits"]["train"]["count"] == 30 and info["class_names"] == list(cifar10_tar.class_names)
 
 

@@ -51,14 +51,16 @@ def _map_key(key: str) -> bytes:
     return _field(1, key.encode())  # map entry's key
 
 
-def _feature(value: bytes | int) -> bytes:
+def _feature(value: bytes | int | tuple) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return _field(1, _field(1, value))  # bytes_list{value: [value]}
+    if isinstance(value, tuple):  # int64_list{value: [...]} packed, as TFDS stores a shape
+        return _field(3, _field(1, b"".join(_varint(int(v)) for v in value)))
     return _field(3, _field(1, _varint(int(value))))  # int64_list{value: [value]} packed
 
 
-def example_bytes(features: dict[str, bytes | int]) -> bytes:
-    """Serialise a ``tf.train.Example`` holding one value per feature (runs once per image)."""
+def example_bytes(features: dict[str, bytes | int | tuple]) -> bytes:
+    """Serialise a ``tf.train.Example``: one value per feature, or a tuple of ints (runs once per image)."""
     entries = b"".join(_field(1, _map_key(key) + _field(2, _feature(features[key]))) for key in sorted(features))
     return _field(1, entries)
 

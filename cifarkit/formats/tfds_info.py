@@ -1,0 +1,208 @@
+"""TensorFlow Datasets' metadata files, written and read without importing TFDS.
+
+A TFDS-prepared folder (``~/tensorflow_datasets/cifar10/3.0.2/``) holds, beside its TFRecord
+shards, three kinds of file, as ``tfds.core.DatasetInfo.write_to_directory`` writes them
+(tensorflow_datasets/core/dataset_info.py, core/constants.py):
+
+- ``dataset_info.json``: the ``DatasetInfo`` proto as protobuf's JSON (camelCase names, int64
+  values as strings): ``name``, ``version``, ``fileFormat``, ``splits`` (each with ``name``,
+  ``shardLengths``, ``numBytes`` and ``filepathTemplate``, by default
+  ``{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}``, core/naming.py) and ``supervisedKeys``;
+- ``features.json``: the feature tree (core/features/*: ``Image`` with its shape and
+  ``encodingFormat``, ``ClassLabel`` with ``numClasses``, ``Text``, ``Tensor``/``Scalar``);
+- ``<feature>.labels.txt``: a ClassLabel's names, one a line.
+
+So cifarkit's TFRecord exports open with ``tfds.builder_from_directory``, and cifarkit reads
+folders TFDS prepared. The layouts were checked against what TFDS 4.9 itself writes
+(tests/test_tfds.py builds one with TFDS's own writer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SourceError
+from ..writers.atomic import write_text
+
+INFO_FILE = "dataset_info.json"
+FEATURES_FILE = "features.json"
+TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # TFDS's DEFAULT_FILENAME_TEMPLATE
+
+# The versions TFDS's own builders give these datasets (image_classification/cifar.py, mnist.py):
+# an export under <data_dir>/<name>/<version>/ is then found by tfds.load(name, data_dir=...).
+TFDS_VERSIONS = {"cifar10": "3.0.2", "cifar100": "3.0.2", "mnist": "3.0.1", "fashion_mnist": "3.0.1",
+                 "kmnist": "3.0.1"}  # fmt: skip
+OTHER_VERSION = "1.0.0"  # any other dataset (an image tree's export)
+HOMEPAGES = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
+             "cifar100": "https://www.cs.toronto.edu/~kriz/cifar.html"}  # fmt: skip
+
+_CLASSES = "tensorflow_datasets.core.features."
+IMAGE_CLASS = _CLASSES + "image_feature.Image"
+LABEL_CLASS = _CLASSES + "class_label_feature.ClassLabel"
+TEXT_CLASS = _CLASSES + "text_feature.Text"
+TENSOR_CLASS = _CLASSES + "tensor_feature.Tensor"
+SCALAR_CLASS = _CLASSES + "scalar.Scalar"
+DICT_CLASS = _CLASSES + "features_dict.FeaturesDict"
+
+
+def tfds_name(name: str) -> str:
+    """A dataset name as TFDS accepts it (core/naming.py: a letter, then letters, digits, _)."""
+    cleaned = re.sub(r"\W+", "_", name.strip().lower().replace("-", "_")).strip("_")
+    return cleaned if re.match(r"[a-z]", cleaned) else f"d_{cleaned}".rstrip("_")
+
+
+def tfds_version(name: str) -> str:
+    return TFDS_VERSIONS.get(name, OTHER_VERSION)
+
+
+def _shape(dims) -> dict:
+    return {"dimensions": [str(-1 if d is None else d) for d in dims]} if len(dims) else {}
+
+
+def image_feature(shape, encoding: str | None) -> dict:
+    """``tfds.features.Image``; ``encoding`` "jpeg" or None (TFDS's default, PNG). Either way
+    TFDS decodes with ``tf.image.decode_image``, which reads both."""
+    image: dict = {"dtype": "uint8", "shape": _shape(shape)}
+    if encoding == "jpeg":
+        image["encodingFormat"] = "jpeg"
+    return {"image": image, "pythonClassName": IMAGE_CLASS}
+
+
+def tensor_feature(shape, dtype: str, encoding: str = "none", scalar: bool = False) -> dict:
+    """``tfds.features.Tensor`` (or ``Scalar``); encoding "bytes" stores an array's raw bytes."""
+    tensor = {"dtype": dtype, "encoding": encoding, "shape": _shape(shape)}
+    return {"pythonClassName": SCALAR_CLASS if scalar else TENSOR_CLASS, "tensor": tensor}
+
+
+def label_feature(count: int) -> dict:
+    return {"classLabel": {"numClasses": str(count)}, "pythonClassName": LABEL_CLASS}
+
+
+def text_feature() -> dict:
+    return {"pythonClassName": TEXT_CLASS, "text": {}}
+
+
+def features_json(features: dict[str, dict]) -> str:
+    tree = {"featuresDict": {"features": features}, "pythonClassName": DICT_CLASS}
+    return json.dumps(tree, indent=4, sort_keys=True)
+
+
+def dataset_info_json(name: str, version: str, description: str, splits: dict[str, tuple[list[int], int]]) -> str:
+    """The ``DatasetInfo`` proto's JSON; ``splits``: name -> (records per shard, bytes)."""
+    info: dict = {
+        "description": description,
+        "fileFormat": "tfrecord",
+        "moduleName": "cifarkit",
+        "name": name,
+        "splits": [
+            {"filepathTemplate": TEMPLATE, "name": split, "numBytes": str(size),
+             "shardLengths": [str(n) for n in lengths]}
+            for split, (lengths, size) in splits.items()
+        ],  # fmt: skip
+        "supervisedKeys": {"tuple": {"items": [{"featureKey": "image"}, {"featureKey": "label"}]}},
+        "version": version,
+    }
+    if name in HOMEPAGES:
+        info["location"] = {"urls": [HOMEPAGES[name]]}
+    return json.dumps(info, indent=2, sort_keys=True)
+
+
+def write_metadata(out: Path, info_json: str, features: str, labels: dict[str, tuple[str, ...]]) -> None:
+    """The three kinds of TFDS file, each written atomically."""
+    for feature, names in labels.items():
+        write_text(out / f"{feature}.labels.txt", "".join(f"{n}\n" for n in names))
+    write_text(out / FEATURES_FILE, features + "\n")
+    write_text(out / INFO_FILE, info_json + "\n")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TfdsFolder:
+    """What a TFDS-prepared folder's metadata says, checked."""
+
+    root: Path
+    name: str
+    version: str
+    features: dict[str, dict]  # feature name -> its features.json entry
+    labels: dict[str, tuple[str, ...]]  # ClassLabel feature -> names
+    counts: dict[str, int]
+    files: dict[str, list[str]]  # split -> shard file names, in order
+
+
+def is_tfds_info(info: dict) -> bool:
+    """A dataset_info.json that TFDS wrote (its ``splits`` are a list; cifarkit 0.1's were an object)."""
+    return isinstance(info.get("splits"), list) and "format" not in info
+
+
+def locate(root: Path) -> Path | None:
+    """The TFDS dataset folder at ``root``: ``root`` itself, ``root/<version>`` (the highest) or
+    ``root/<name>/<version>`` where ``root`` holds one dataset; None where there is none."""
+    for depth in range(3):
+        found = [p.parent for p in root.glob("/".join(["*"] * depth + [FEATURES_FILE])) if _tfds_info_at(p.parent)]
+        if found:
+            if len({p.parent for p in found}) > 1 and depth == 2:
+                return None  # a data_dir of several datasets: name one
+            return max(found, key=lambda p: _version_key(p.name))
+    return None
+
+
+def _version_key(text: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else -1 for part in text.split("."))
+
+
+def _tfds_info_at(folder: Path) -> bool:
+    try:
+        return is_tfds_info(json.loads((folder / INFO_FILE).read_text()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_folder_info(root: Path) -> TfdsFolder:
+    """Check a TFDS folder's metadata; one line naming the file and the first thing wrong."""
+    info = _load(root / INFO_FILE)
+    tree = _load(root / FEATURES_FILE)
+    features = tree.get("featuresDict", {}).get("features") if isinstance(tree.get("featuresDict"), dict) else None
+    if not isinstance(features, dict) or "image" not in features or "label" not in features:
+        raise SourceError(f"{root / FEATURES_FILE}: not an image classification dataset (no 'image' and 'label' features)")
+    if info.get("fileFormat", "tfrecord") != "tfrecord":
+        raise SourceError(f"{root}: TFDS file format {info.get('fileFormat')!r}; cifarkit reads tfrecord only")
+    name = str(info.get("name", root.parent.name))
+    labels = {key: _label_names(root, key, entry) for key, entry in features.items() if "classLabel" in entry}
+    counts, files = {}, {}
+    for entry in info["splits"]:
+        split, lengths = entry.get("name"), entry.get("shardLengths", [])
+        if not isinstance(split, str) or not isinstance(lengths, list) or not all(str(n).isdigit() for n in lengths):
+            raise SourceError(f"{root / INFO_FILE}: malformed split entry {json.dumps(entry)[:80]}")
+        counts[split] = sum(int(n) for n in lengths)
+        template = entry.get("filepathTemplate") or TEMPLATE
+        files[split] = [_shard_file(template, name, split, i, len(lengths)) for i in range(len(lengths))]
+    return TfdsFolder(root, name, str(info.get("version", "")), features, labels, counts, files)
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: malformed (a JSON object is expected)")
+    return data
+
+
+def _label_names(root: Path, key: str, entry: dict) -> tuple[str, ...]:
+    path = root / f"{key}.labels.txt"
+    if path.is_file():
+        return tuple(line for line in path.read_text().splitlines() if line)
+    count = int(entry["classLabel"].get("numClasses", 0))
+    return tuple(str(i) for i in range(count))  # TFDS's own cifar10 code sets names; a folder may not
+
+
+def _shard_file(template: str, name: str, split: str, index: int, count: int) -> str:
+    values = {"DATASET": name, "SPLIT": split, "FILEFORMAT": "tfrecord", "SHARD_INDEX": f"{index:05d}",
+              "NUM_SHARDS": f"{count:05d}", "SHARD_X_OF_Y": f"{index:05d}-of-{count:05d}"}  # fmt: skip
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)

@@ -1,0 +1,221 @@
+"""Reading TFRecord datasets: cifarkit's exports (this version's, described by TFDS's
+features.json, and 0.1's, described by its own dataset_info.json) and folders TFDS prepared.
+
+Every layout is brought to one :class:`Records` description (which files, which keys, how the
+image is stored), and one pipeline parses and decodes it. The keys come from the folder's
+metadata, never from a guess: TFDS stores an ``Image`` feature as encoded bytes, a ``Tensor``
+with ``encoding: bytes`` as its raw bytes (with ``<key>/shape`` beside them when more than one
+dimension is unknown) and one without an encoding as an int64 list (core/features/
+image_feature.py, tensor_feature.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SourceError
+from ..sources.labelled import paths_inside
+from . import tfds_info
+from .codecs.example import first_bad_record
+
+CIFAR_NAMES = ("cifar10", "cifar100")  # exports of these hold 32x32 images only
+OLD_ENCODINGS = ("png", "jpeg", "raw")  # cifarkit 0.1's
+
+
+@dataclass
+class Records:
+    """A TFRecord dataset, whatever wrote it."""
+
+    root: Path
+    name: str
+    class_names: tuple[str, ...]
+    coarse_class_names: tuple[str, ...] | None
+    counts: dict[str, int]
+    files: dict[str, list[str]]  # split -> shard paths in order, each inside root
+    image: str  # "encoded", "bytes", "dynamic" (image/value + image/shape), "ints", "sized" (0.1 raw)
+    shape: tuple  # the image's shape, None where a dimension varies
+    coarse_key: str | None  # "coarse_label", or 0.1's "label_coarse"
+
+    @property
+    def static_shape(self) -> tuple[int, int, int] | None:
+        if None not in self.shape:
+            return tuple(self.shape)
+        return (32, 32, 3) if self.name in CIFAR_NAMES else None
+
+
+def describe(root: Path, info: dict | None) -> Records:
+    """The :class:`Records` of the folder at ``root``; ``info`` is its cifarkit_info.json (or
+    0.1's dataset_info.json), None for a folder TFDS wrote."""
+    if info is None:
+        return _from_tfds(tfds_info.read_folder_info(root))
+    checked = _checked_info(root, info)
+    if (root / tfds_info.FEATURES_FILE).is_file() and "features" not in info:
+        tfds = tfds_info.read_folder_info(root)
+        image, shape = _image_layout(root, tfds.features["image"])
+        checked.image, checked.shape = image, shape
+        checked.coarse_key = "coarse_label" if "coarse_label" in tfds.features else None
+    return checked
+
+
+def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
+    image, shape = _image_layout(folder.root, folder.features["image"])
+    listed = folder.root / tfds_info.INFO_FILE
+    files = {split: [str(p) for p in paths_inside(folder.root, names, listed)] for split, names in folder.files.items()}
+    coarse = folder.labels.get("coarse_label")
+    return Records(folder.root, folder.name, folder.labels["label"], coarse, folder.counts, files, image, shape,
+                   "coarse_label" if coarse is not None else None)  # fmt: skip
+
+
+def _image_layout(root: Path, entry: dict) -> tuple[str, tuple]:
+    """How features.json says the image is stored."""
+    spec = entry.get("image") or entry.get("tensor")
+    dims = [int(d) for d in (spec or {}).get("shape", {}).get("dimensions", [])] if isinstance(spec, dict) else []
+    shape = tuple(None if d < 0 else d for d in dims)
+    if "image" in entry and len(shape) == 3:
+        return "encoded", shape
+    if "tensor" in entry and spec.get("dtype") == "uint8" and len(shape) in (2, 3):
+        encoding = spec.get("encoding", "none")
+        if encoding == "bytes":
+            return ("dynamic" if shape.count(None) > 1 else "bytes"), shape
+        if encoding == "none" and None not in shape:
+            return "ints", shape
+    raise SourceError(f"{root / tfds_info.FEATURES_FILE}: its 'image' feature is not one cifarkit reads "
+                      f"(an Image, or a uint8 Tensor stored as bytes): {json.dumps(entry)[:120]}")  # fmt: skip
+
+
+def _checked_info(root: Path, info: dict) -> Records:
+    """Check the fields of cifarkit's metadata a reader relies on; one line naming the first wrong."""
+    path = root / ("cifarkit_info.json" if (root / "cifarkit_info.json").is_file() else "dataset_info.json")
+
+    def bad(what: str, value) -> SourceError:
+        return SourceError(f"{path}: malformed ({what}, found {json.dumps(value)[:80]})")
+
+    names, splits, encoding = info.get("class_names"), info.get("splits"), info.get("encoding", "png")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("'class_names' must be a list of strings", names)
+    if encoding not in OLD_ENCODINGS + ("auto",):
+        raise bad(f"'encoding' must be one of {', '.join(OLD_ENCODINGS + ('auto',))}", encoding)
+    features = info.get("features", {})
+    if not isinstance(features, dict):
+        raise bad("'features' must be an object", features)
+    if not isinstance(splits, dict) or not splits:
+        raise bad("'splits' must be an object of splits", splits)
+    counts, files = {}, {}
+    for split, entry in splits.items():
+        count = entry.get("count") if isinstance(entry, dict) else None
+        if type(count) is not int or count < 0:  # not bool, not "many"
+            raise bad(f"'splits.{split}.count' must be a whole number", count)
+        shards = entry.get("files")
+        if not isinstance(shards, list) or not shards:
+            raise SourceError(f"{path}: lists no TFRecord shards for split {split!r}")
+        counts[split] = count
+        files[split] = [str(p) for p in paths_inside(root, shards, path)]
+    coarse = info.get("coarse_class_names")
+    image = "sized" if encoding == "raw" else "encoded"  # 0.1: raw images carry height and width
+    return Records(root, str(info.get("name", root.name)), tuple(names), tuple(coarse) if coarse else None,
+                   counts, files, image, (None, None, 3), "label_coarse" if "label_coarse" in features else None)  # fmt: skip
+
+
+def parse_spec(records: Records) -> dict:
+    """The ``tf.io.parse_single_example`` feature dict for ``records``."""
+    import tensorflow as tf
+
+    scalar = lambda dtype: tf.io.FixedLenFeature([], dtype)  # noqa: E731
+    spec = {"label": scalar(tf.int64)}
+    if records.image == "dynamic":
+        spec["image/value"] = scalar(tf.string)
+        spec["image/shape"] = tf.io.FixedLenFeature([len(records.shape)], tf.int64)
+    elif records.image == "ints":
+        spec["image"] = tf.io.FixedLenFeature([math.prod(records.shape)], tf.int64)
+    else:
+        spec["image"] = scalar(tf.string)
+    if records.image == "sized":
+        spec["height"] = spec["width"] = scalar(tf.int64)
+    return spec
+
+
+def _decoder(records: Records):
+    import tensorflow as tf
+
+    kind, shape = records.image, records.shape
+    channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
+    reshape = [-1 if d is None else d for d in shape]
+
+    def decode(example):
+        if kind == "encoded":
+            return tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
+        if kind == "sized":
+            pixels = tf.io.decode_raw(example["image"], tf.uint8)
+            return tf.reshape(pixels, tf.stack([example["height"], example["width"], 3]))
+        if kind == "dynamic":
+            return tf.reshape(tf.io.decode_raw(example["image/value"], tf.uint8), example["image/shape"])
+        if kind == "ints":
+            return tf.reshape(tf.cast(example["image"], tf.uint8), reshape)
+        return tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), reshape)
+
+    return decode
+
+
+def open_records(root: Path, info: dict | None):
+    """A :class:`~cifarkit.reader.DataReader` over a TFRecord dataset's shards."""
+    return reader_for(describe(root, info))
+
+
+def reader_for(records: Records, with_coarse: bool = False):
+    """The reader; ``with_coarse`` adds the coarse label to each element (for a source)."""
+    import tensorflow as tf
+
+    from ..reader import AUTOTUNE, DataReader
+
+    for shards in records.files.values():
+        missing = [n for n in shards if not Path(n).is_file()]
+        if missing:
+            raise SourceError(f"{records.root}: TFRecord shard {Path(missing[0]).name} is missing")
+        OPENED_SHARDS.update(dict.fromkeys(shards))
+    features = parse_spec(records)
+    coarse = records.coarse_key if with_coarse else None
+    if coarse:
+        features[coarse] = tf.io.FixedLenFeature([], tf.int64)
+    decode_image, shape = _decoder(records), records.static_shape
+
+    def decode(record):
+        example = tf.io.parse_single_example(record, features)
+        image = decode_image(example)
+        if shape is not None:
+            image = tf.ensure_shape(image, shape)
+        label = tf.cast(example["label"], tf.int32)
+        return (image, label, example[coarse]) if coarse else (image, label)
+
+    def build(split: str):
+        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
+        data = tf.data.TFRecordDataset(records.files[split], num_parallel_reads=None)
+        return data.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    return DataReader(
+        name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
+        counts=records.counts, image_shape=shape, _build=build, files=records.files,
+    )  # fmt: skip
+
+
+# Every TFRecord shard a reader opened in this process (insertion-ordered), so that a corrupt
+# record, which TensorFlow reports only by its offset, can be traced to its file.
+OPENED_SHARDS: dict[str, None] = {}
+
+
+def name_corrupt_shard(message: str) -> str:
+    """``message`` (TensorFlow's "corrupted record at N") with the shard that fails its checks
+    put in front; unchanged when no opened shard does. Runs only after such an error: it reads
+    the shards' framing and CRCs, which the normal path leaves to TensorFlow."""
+    bad = [(shard, offset) for shard in reversed(OPENED_SHARDS) if (offset := first_bad_record(shard)) is not None]
+    # The shard whose first bad record is at the offset TensorFlow names (it counts from the
+    # record's data, after its 12-byte header; we from the header); else the latest opened.
+    for shard, offset in bad:
+        if any(f" {at}" in message for at in (offset, offset + 12)):
+            return f"{shard}: {message}"
+    if bad:
+        shard, offset = bad[0]
+        return f"{shard}: bad record at {offset} ({message})"
+    return message

@@ -1,0 +1,82 @@
+"""TFRecord datasets as a source: a folder TFDS prepared (``~/tensorflow_datasets/cifar10/3.0.2/``,
+cifar100, mnist, fashion_mnist ...) or a cifarkit TFRecord export, this version's or 0.1's.
+
+``info`` and ``export`` read sources as :class:`~.labelled.LabelledImages`, so the records are
+parsed and decoded here by TensorFlow, in dataset order, into uint8 arrays (all of CIFAR-10 is
+180 MB); a TFRecord export re-exported as a PNG tree is pixel-exact. Training and statistics
+read the same folders through :func:`cifarkit.data.open_data`, as a tf.data pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SourceError
+from ..formats import tfds_info
+from ..formats.tfrecord_read import Records, describe, reader_for
+from .labelled import Batch, LabelledImages
+
+CIFARKIT_INFO = "cifarkit_info.json"
+OLD_INFO = "dataset_info.json"  # cifarkit 0.1 wrote its own schema under TFDS's file name
+
+
+def find_records(path: Path) -> tuple[Path, dict | None] | None:
+    """The TFRecord dataset folder at ``path`` (or below it, as TFDS lays out ``<name>/<version>``)
+    and its cifarkit metadata (None for a folder TFDS wrote); None where there is none."""
+    own = _cifarkit_info(path)
+    if own is not None:
+        return path, own
+    root = tfds_info.locate(path)
+    if root is None:
+        return None
+    return root, _cifarkit_info(root)
+
+
+def _cifarkit_info(folder: Path) -> dict | None:
+    for name in (CIFARKIT_INFO, OLD_INFO):
+        try:
+            info = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("format") == "tfrecord":
+            return info
+    return None
+
+
+def read_records_folder(path: Path) -> LabelledImages:
+    found = find_records(path)
+    if found is None:
+        raise SourceError(f"{path}: no TFRecord dataset found (no cifarkit_info.json or TFDS dataset_info.json)")
+    root, info = found
+    records = describe(root, info)
+    batches = {split: [_read_split(records, split)] for split in records.counts}
+    wrote = "cifarkit TFRecord export" if info is not None else f"TFDS-prepared folder (version {root.name})"
+    return LabelledImages(
+        name=records.name, format=wrote, location=root, class_names=records.class_names, batches=batches,
+        coarse_class_names=records.coarse_class_names, verification="not applicable (TFRecord CRCs checked on read)",
+    )  # fmt: skip
+
+
+def _read_split(records: Records, split: str) -> Batch:
+    from ..reader import without_autotune
+
+    # A corrupt record raises TensorFlow's error, which the CLI turns into one line naming the shard.
+    ds = reader_for(records, with_coarse=records.coarse_key is not None)._build(split)  # any image sizes
+    images, labels, coarse = [], [], []
+    for element in without_autotune(ds).as_numpy_iterator():
+        images.append(element[0])
+        labels.append(element[1])
+        if len(element) > 2:
+            coarse.append(element[2])
+    shapes = {image.shape for image in images}
+    stacked = np.stack(images) if len(shapes) == 1 else images  # mixed sizes: a list of arrays
+    if not images:
+        stacked = np.zeros((0, *(records.static_shape or (32, 32, 3))), np.uint8)
+    # The manifest's source column: the split's shards (a record's own shard is not tracked).
+    shards = f"{records.name}-{split}.tfrecord-*" if len(records.files[split]) > 1 else Path(records.files[split][0]).name
+    return Batch(split, stacked, np.asarray(labels, np.int64), [shards] * len(labels),
+                 np.asarray(coarse, np.int64) if records.coarse_key else None)  # fmt: skip
+
