@@ -144,9 +144,9 @@ def test_a_tfrecord_export_shorter_than_its_info_says_is_refused(cifar10_tar, tm
     import json
 
     export = _tfrecord_export(cifar10_tar, tmp_path / "records")
-    info = json.loads((export / "dataset_info.json").read_text())
+    info = json.loads((export / "cifarkit_info.json").read_text())
     info["splits"]["train"]["count"] = 31  # the shard holds 30
-    (export / "dataset_info.json").write_text(json.dumps(info))
+    (export / "cifarkit_info.json").write_text(json.dumps(info))
     result = runner.invoke(app, ["stats", "--source", str(export), "--out", str(tmp_path / "stats.json"), "--quiet"])
     assert result.exit_code == 1
     assert "expected to contain 31 elements but contained only 30" in result.stderr, result.stderr

@@ -195,7 +195,7 @@ def tfrecord_export(cifar10_tar, tmp_path_factory) -> Path:
 
 def _copy_with_info(export: Path, dest: Path, edit) -> Path:
     shutil.copytree(export, dest)
-    info_path = dest / "dataset_info.json"
+    info_path = dest / "cifarkit_info.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps(edit(info)))
     return dest
@@ -222,7 +222,7 @@ def test_a_malformed_dataset_info_is_one_clear_error(tfrecord_export, tmp_path, 
     broken = _copy_with_info(tfrecord_export, tmp_path / "broken", edit)
     with pytest.raises(SourceError, match=message) as caught:
         data.open_data(broken)
-    assert "dataset_info.json" in str(caught.value) and "\n" not in str(caught.value)
+    assert "cifarkit_info.json" in str(caught.value) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["/etc/hostname", "../outside.tfrecord", "sub/../../outside.tfrecord", "C:\\x"])
