@@ -51,10 +51,10 @@ class Augmentation(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         size = input_shape[1]
         if size is None:
-            return (input_shape[0], self.recipe.crop, self.recipe.crop, 3)
+            return (input_shape[0], self.recipe.crop, self.recipe.crop, input_shape[-1])
         for op in self.steps:
             size = op.out_size(size)
-        return (input_shape[0], size, size, 3)
+        return (input_shape[0], size, size, input_shape[-1])
 
     def get_config(self):
         config = super().get_config()

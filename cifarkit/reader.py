@@ -93,7 +93,7 @@ class DataReader:
         lacks is refused in one line. Plain split names are kept as they are."""
         chosen = {name: self.pieces(spec) for name, spec in selection.items()}
         counts = {name: sum(len(p) for p in pieces) for name, pieces in chosen.items()}
-        if all(name == spec for name, spec in selection.items()):
+        if all(name == spec and spec in self.counts for name, spec in selection.items()):
             return replace(self, counts=counts, arrays={s: self.arrays[s] for s in counts if s in self.arrays},
                            files={s: self.files[s] for s in counts if s in self.files})  # fmt: skip
         extras = {name: {key: np.concatenate([self.extras[p.split][key][p.start : p.stop] for p in pieces])

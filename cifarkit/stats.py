@@ -62,14 +62,17 @@ class Stats:
 class RunningMoments:
     """Float64 sums of pixels and of their outer products, fed one uint8 batch at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 3) -> None:
         self.pixels = 0
         self.images = 0
-        self.total = np.zeros(3, np.float64)
-        self.outer = np.zeros((3, 3), np.float64)
+        self.total = np.zeros(channels, np.float64)  # 1 for grey images (MNIST), 3 for RGB
+        self.outer = np.zeros((channels, channels), np.float64)
 
     def update(self, images: np.ndarray) -> None:
-        flat = np.asarray(images).reshape(-1, 3).astype(np.float64) / 255.0
+        images = np.asarray(images)
+        if self.pixels == 0 and images.shape[-1] != len(self.total):  # channels follow the first batch
+            self.__init__(images.shape[-1])
+        flat = images.reshape(-1, len(self.total)).astype(np.float64) / 255.0
         self.pixels += flat.shape[0]
         self.images += len(images)
         self.total += flat.sum(axis=0)
@@ -85,7 +88,7 @@ class RunningMoments:
         values, vectors = values[order], vectors[:, order]
         # eigh's signs are arbitrary; make each eigenvector's largest component positive so the
         # stored numbers do not flip between numpy builds.
-        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), range(3)])
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), range(len(values))])
         vectors = vectors * signs
         return Stats(
             mean=tuple(mean.tolist()), std=tuple(np.sqrt(np.diag(cov)).tolist()),

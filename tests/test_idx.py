@@ -236,3 +236,36 @@ def test_search_finds_keras_caches_and_named_datasets(tmp_path):
         find_named("kmnist", cwd=cwd, home=home)
     with pytest.raises(SourceError, match="not a dataset name cifarkit looks for"):
         find_named("imagenet", cwd=cwd, home=home)
+
+
+def test_train_and_evaluate_with_split_options_on_a_t10k_folder(tmp_path):
+    """A folder with only the t10k files: the default splits are refused in one line; with
+    --train-split/--eval-split lenet5 trains on one channel with the mnist recipe."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cifarkit.cli import app
+
+    make_mnist_folder(tmp_path / "mnist", train=0, test=60)
+    runner = CliRunner()
+    base = ["train", "lenet5", "--data", str(tmp_path / "mnist"), "--epochs", "1", "--batch-size", "16", "--quiet"]
+    refused = runner.invoke(app, [*base, "--workdir", str(tmp_path / "no")])
+    assert refused.exit_code == 2 and "has no split 'train'" in refused.output and "--train-split" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    workdir = tmp_path / "run"
+    result = runner.invoke(app, [*base, "--workdir", str(workdir), "--train-split", "test[:40]",
+                                 "--eval-split", "test[40:]"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["dataset"]["counts"] == {"train": 40, "test": 20}
+    assert report["config"]["recipe"] == "mnist" and report["config"]["train_split"] == "test[:40]"
+    assert report["test"]["images"] == 20
+    stats = json.loads((workdir / "stats.json").read_text())
+    assert len(stats["mean"]) == 1  # one grey channel, its statistics from the 40 training images
+    evaluated = runner.invoke(app, ["evaluate", str(workdir), "--eval-split", "test[:10]"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((workdir / "eval-test-10" / "metrics.json").read_text())
+    assert metrics["images"] == 10 and metrics["split"] == "test[:10]"
+    missing = runner.invoke(app, ["evaluate", str(workdir), "--eval-split", "train"])
+    assert missing.exit_code == 2 and "has no split 'train'" in missing.output

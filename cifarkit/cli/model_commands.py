@@ -82,6 +82,8 @@ def train(
     strategy: Annotated[StrategyName, typer.Option(case_sensitive=False, help="tf.distribute strategy; multi-worker reads $TF_CONFIG.")] = StrategyName.auto,
     holdout: Annotated[int, typer.Option(help="Hold this many training images out for validation. Default 0: validate on the test split.")] = 0,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on only this many training images (quick runs).")] = None,
+    train_split: Annotated[str, typer.Option("--train-split", help="Images to train on, in TFDS's split syntax: train, 'test[:8000]', 'train[:90%]+test'.")] = "train",
+    eval_split: Annotated[str, typer.Option("--eval-split", help="Images to validate and report on (the run's test split), in the same syntax: 'test[8000:]'.")] = "test",
     model_option: Annotated[Optional[list[str]], typer.Option("--model-option", "-m", help="Model option KEY=VALUE, e.g. width=0.5 or groups=2; repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run with other settings in --workdir.")] = False,
     no_verify: NoVerifyOption = False,
@@ -104,7 +106,7 @@ def train(
         crop=crop, optimizer=value(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay,
         schedule=value(schedule), label_smoothing=label_smoothing, seed=seed, precision=value(precision), jit=jit,
         steps_per_execution=steps_per_execution, augment_on=value(augment_on), strategy=value(strategy),
-        holdout=holdout, limit_train=limit_train,
+        holdout=holdout, limit_train=limit_train, train_split=train_split, eval_split=eval_split,
     )  # fmt: skip
     result = run_training(config, overwrite=overwrite, quiet=quiet, say=lambda m: say(m, quiet))
     if not result.report:  # a worker other than the chief: the chief reports
@@ -124,15 +126,20 @@ def train(
                f"({report['images_per_second']:,.0f} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
 
 
-def open_model_data(run_config: Optional[dict], data: Optional[Path], no_verify: bool, quiet: bool):
-    """The run's own data (with its holdout and training subset, so "holdout" means the same
-    images), unless ``data`` names other data or there is no run."""
+def open_model_data(run_config: Optional[dict], data: Optional[Path], no_verify: bool, quiet: bool,
+                    raw: bool = False):  # fmt: skip
+    """The run's own data (with its splits, holdout and training subset, so "test" and "holdout"
+    mean the same images), unless ``data`` names other data or there is no run; ``raw``: the
+    run's data as read, without the run's splits."""
     if run_config is not None and data is None:
         from ..training import TrainConfig, open_run_data
 
         config = TrainConfig.from_json(run_config)
         say(f"Reading {config.data} (the run's data) ...", quiet)
-        return open_run_data(config).source
+        if raw:
+            data = Path(config.data)
+        else:
+            return open_run_data(config).source
     path, _ = find(data, quiet)
     say(f"Reading {path} ...", quiet)
     from ..data import open_data
@@ -145,6 +152,7 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras and its data), a .keras or .tflite file, or an exported SavedModel folder.")],
     data: DataOption = None,
     split: Annotated[str, typer.Option(help="Split to evaluate: test, train, or holdout for a run trained with one.")] = "test",
+    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Images to evaluate, in TFDS's split syntax ('test[8000:]'), from the data as read (not the run's splits).")] = None,
     ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over ten crops (corners, centre, mirrors).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for metrics.json, per_class.csv, confusion.csv/png. Default: RUN/eval-SPLIT, or beside the .keras file.")] = None,
     no_verify: NoVerifyOption = False,
@@ -152,15 +160,18 @@ def evaluate(
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
     from ..evaluate import beside_model, evaluate_model, format_summary, write_evaluation
+    from ..splits import folder_name
     from ..saved_model import load_any, resolve_model_path
     from ..training import run_config as check_run_config
 
     model_path, run_config = resolve_model_path(run, check_config=check_run_config)
-    source = open_model_data(run_config, data, no_verify, quiet)
+    source = open_model_data(run_config, data, no_verify, quiet, raw=eval_split is not None)
+    if eval_split is not None:  # the spec names the split: "eval-test-8000-" beside the model
+        source, split = source.select({eval_split: eval_split}), eval_split
     model = load_any(model_path)
     result = evaluate_model(model, source, split, ten_crop=ten_crop)
     if out is None:
-        suffix = f"eval-{split}" + ("-ten-crop" if ten_crop else "")
+        suffix = f"eval-{folder_name(split)}" + ("-ten-crop" if ten_crop else "")
         out = model_path.parent / suffix if run_config is not None else beside_model(model_path, suffix)
     files = write_evaluation(result, out)
     typer.echo(f"model:          {model_path}")

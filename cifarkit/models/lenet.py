@@ -1,5 +1,6 @@
 """LeNet-5 (LeCun, Bottou, Bengio & Haffner 1998, "Gradient-Based Learning Applied to Document
-Recognition"), on 32x32 RGB instead of 32x32 greyscale.
+Recognition"): on 32x32 greyscale as in the paper (MNIST's 28x28 padded by 2, the mnist recipe),
+or on 32x32 RGB (CIFAR); the input's channels are the data's.
 
 Simplified as it usually is: every C3 map sees all S2 maps (the paper wires each to a subset),
 plain tanh instead of 1.7159 * tanh(2x/3), parameter-free average pooling instead of trainable

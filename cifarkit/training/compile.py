@@ -28,7 +28,8 @@ def build_models(config: TrainConfig, data: RunData, class_names, stats):
     from ..recipes import get_recipe
 
     recipe = get_recipe(config.recipe, config.crop)
-    network = create_model(config.model, num_classes=len(class_names), input_shape=(recipe.crop, recipe.crop, 3),
+    channels = data.input_shape[-1]  # 3, or 1 for grey images (MNIST)
+    network = create_model(config.model, num_classes=len(class_names), input_shape=(recipe.crop, recipe.crop, channels),
                            **config.model_options)  # fmt: skip
     if config.optimizer == "sgd" and config.weight_decay:
         # Weight decay for SGD as the paper writes it: v <- 0.9 v - wd * lr * w - lr * grad, which is

@@ -62,6 +62,8 @@ class TrainConfig:
     strategy: str = "auto"
     holdout: int = 0  # images held out of train for validation; 0: validate on the test split
     limit_train: int | None = None
+    train_split: str = "train"  # TFDS split syntax (cifarkit.splits): "test[:8000]", "train+test[:50%]"
+    eval_split: str = "test"  # the run's "test" split: validation (without --holdout) and the final report
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -107,6 +109,9 @@ def run_config(data: Any, where: Path) -> TrainConfig:
             raise damaged(f"{f.name}: {value!r}")
     if data.get("holdout", 0) < 0:
         raise damaged(f"holdout: {data['holdout']!r}")
+    for key in ("train_split", "eval_split"):
+        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
+            raise damaged(f"{key}: {data[key]!r}")
     if data.get("limit_train") is not None and data["limit_train"] < 1:
         raise damaged(f"limit_train: {data['limit_train']!r}")
     return TrainConfig.from_json(data)
@@ -124,7 +129,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     from ..models import model_info
     from ..recipes import get_recipe
 
-    recipe_name = config.recipe or model_info(config.model).recipe
+    recipe_name = config.recipe or _default_recipe(config, model_info(config.model).recipe)
     recipe = get_recipe(recipe_name, config.crop)  # checks the recipe and --crop
     defaults = model_defaults(config.model)
     optimizer = _choice("optimizer", config.optimizer or defaults["optimizer"], OPTIMIZERS)
@@ -145,6 +150,18 @@ def resolve(config: TrainConfig) -> TrainConfig:
     )  # fmt: skip
     _check(resolved)
     return resolved
+
+
+def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
+    """The model's own recipe; for a 32x32 model (the cifar recipe) on MNIST-family data, the
+    mnist recipe (LeNet-5's 28 -> 32 zero padding), so ``cifarkit train lenet5 --data mnist/`` is
+    the paper's setting without options."""
+    from ..recipes import RECIPES
+    from ..sources.idx import is_mnist_family
+
+    if model_recipe == "cifar" and "mnist" in RECIPES and config.data and is_mnist_family(Path(config.data).expanduser()):
+        return "mnist"
+    return model_recipe
 
 
 def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:

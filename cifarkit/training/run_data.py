@@ -1,4 +1,6 @@
-"""The data of a training run: the source, with ``--holdout`` and ``--limit-train`` applied."""
+"""The data of a training run: the source, its "train" and "test" splits chosen by
+``--train-split`` and ``--eval-split`` (TFDS's split syntax), then ``--holdout`` and
+``--limit-train`` applied."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SourceError, UsageError
+from ..errors import UsageError
 from .config import HOLDOUT_SPLIT, TrainConfig
 
 
@@ -20,18 +22,19 @@ class RunData:
 
 
 def open_run_data(config: TrainConfig) -> RunData:
-    """The source, with ``--holdout`` and ``--limit-train`` applied as new splits of it."""
+    """The source's splits chosen by ``--train-split``/``--eval-split``, with ``--holdout`` and
+    ``--limit-train`` applied as new splits of the training images."""
     from ..data import open_data
     from ..recipes import get_recipe
 
     source = open_data(config.data, verify=config.verify)
-    if "train" not in source.counts or "test" not in source.counts:
-        raise SourceError(f"{config.data}: training needs train and test splits; it has {', '.join(source.counts)}")
     full = dict(source.counts)
+    source = select_run_splits(source, config.train_split, config.eval_split)
     rng = np.random.default_rng(config.seed)
-    order = rng.permutation(full["train"])
-    if config.holdout and config.holdout >= full["train"]:
-        raise UsageError(f"--holdout must leave training images: train has {full['train']}. Received: holdout={config.holdout}")
+    train_count = source.counts["train"]  # what --train-split selected
+    order = rng.permutation(train_count)
+    if config.holdout and config.holdout >= train_count:
+        raise UsageError(f"--holdout must leave training images: train has {train_count}. Received: holdout={config.holdout}")
     held, kept = order[: config.holdout], order[config.holdout :]
     if config.limit_train is not None:
         kept = kept[: config.limit_train]
@@ -46,6 +49,22 @@ def open_run_data(config: TrainConfig) -> RunData:
         size = recipe.source_size
         return RunData(source, full, size, (size, size, 3))
     return RunData(source, full, None, tuple(source.image_shape))
+
+
+def select_run_splits(source, train_split: str, eval_split: str):
+    """The source with exactly the splits a run uses: "train" and "test", each what its option's
+    split spec selects (``--train-split 'test[:8000]' --eval-split 'test[8000:]'``). A spec naming
+    a split the data lacks is refused in one line that says how to choose others."""
+    for option, spec in (("--train-split", train_split), ("--eval-split", eval_split)):
+        try:
+            pieces = source.pieces(spec)
+        except UsageError as exc:
+            example = next(iter(source.counts), "test")
+            raise UsageError(f"{exc} (choose with {option}, e.g. --train-split '{example}[:80%]' "
+                             f"--eval-split '{example}[80%:]')") from None  # fmt: skip
+        if not sum(len(p) for p in pieces):
+            raise UsageError(f"{option} {spec!r} selects no images from {source.location}")
+    return source.select({"train": train_split, "test": eval_split})
 
 
 def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
