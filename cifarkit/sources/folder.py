@@ -40,6 +40,8 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def looks_like_image_tree(root: Path) -> bool:
+    if (root / "manifest.csv").is_file() and (root / "labels.txt").is_file():
+        return True  # a cifarkit tree export, at any depth (--layout coarse/fine nests it)
     return any(_images_in(d) for d in _subdirs(root)) or any(
         _images_in(c) for d in _subdirs(root) for c in _subdirs(d)
     )
