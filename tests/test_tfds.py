@@ -243,3 +243,16 @@ def _manifest(out: Path) -> list[dict]:
 
     with open(out / "manifest.csv", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_the_dataset_search_finds_cifar10_in_tensorflow_datasets(cifar10_tar, tmp_path, monkeypatch):
+    from cifarkit.sources.discover import ENV_VAR, find_dataset
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    home, cwd = tmp_path / "home", tmp_path / "work"
+    cwd.mkdir()
+    export_dataset(open_source(cifar10_tar.path), home / "tensorflow_datasets",
+                   ExportOptions(format="tfrecord", tfds_layout=True, workers=1, quiet=True))  # fmt: skip
+    found = find_dataset(cwd=cwd, home=home)
+    assert found.path == home / "tensorflow_datasets" / "cifar10" and not found.is_sample
+    assert open_source(found.path).count("train") == 30
