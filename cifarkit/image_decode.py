@@ -68,7 +68,7 @@ def _tree_decoder(shape):
         pixels = _header_pixels(contents)
         image = tf.cond(
             tf.logical_and(pixels > 0, pixels <= MAX_PIXELS),  # a bigger header: Pillow refuses it by name
-            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+            lambda: tf.io.decode_image(contents, channels=shape[-1] if shape else 3, expand_animations=False),
             lambda: tf.numpy_function(pillow, [path], tf.uint8, stateful=False),
         )
         return index, tf.ensure_shape(image, shape or (None, None, 3)), label

@@ -23,6 +23,9 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 CIFAR_SHAPE = (32, 32, 3)
 # Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
 CIFAR_NAMES = ("cifar10", "cifar100")
+# Every image of an export of these has one shape (MNIST's keep their one grey channel).
+FIXED_SHAPES = {**{name: CIFAR_SHAPE for name in CIFAR_NAMES}, "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                "kmnist": (28, 28, 1)}  # fmt: skip
 
 
 @dataclass

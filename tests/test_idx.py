@@ -269,3 +269,23 @@ def test_train_and_evaluate_with_split_options_on_a_t10k_folder(tmp_path):
     assert metrics["images"] == 10 and metrics["split"] == "test[:10]"
     missing = runner.invoke(app, ["evaluate", str(workdir), "--eval-split", "train"])
     assert missing.exit_code == 2 and "has no split 'train'" in missing.output
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "tfrecord"])
+def test_exports_keep_one_grey_channel(tmp_path, fmt):
+    import imageio.v3 as iio
+    from typer.testing import CliRunner
+
+    import cifarkit
+    from cifarkit.cli import app
+
+    truth = make_mnist_folder(tmp_path / "mnist", train=10, test=10)
+    result = CliRunner().invoke(app, ["export", "--format", fmt, "--source", str(tmp_path / "mnist"),
+                                      "--out", str(tmp_path / fmt), "--quiet", "--workers", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    x, y = cifarkit.load_numpy(tmp_path / fmt, "test")
+    assert x.shape == (10, 28, 28, 1) and y.tolist() == truth["test"][1].tolist()
+    if fmt != "jpg":  # lossless: pixel-exact
+        np.testing.assert_array_equal(x[..., 0], truth["test"][0])
+    else:
+        assert iio.imread(next((tmp_path / fmt).rglob("*.jpg"))).shape == (28, 28)  # a one-component JPEG

@@ -151,10 +151,10 @@ class ImageTree(FormatAdapter):
         remove_partials(out)
 
     def open(self, root: Path, info: dict, *, verify: bool = True):
-        from ..reader import CIFAR_NAMES, CIFAR_SHAPE, from_labelled
+        from ..reader import FIXED_SHAPES, from_labelled
         from ..sources import open_source
 
         dataset = open_source(root, verify=verify)
-        # An export of CIFAR holds 32x32 images only, so its reader can promise a static shape.
-        exported = dataset.format == "cifarkit image export" and info.get("name") in CIFAR_NAMES
-        return from_labelled(dataset, CIFAR_SHAPE if exported else None)
+        # An export of CIFAR (MNIST) holds 32x32x3 (28x28x1) images only: a static shape.
+        exported = dataset.format == "cifarkit image export"
+        return from_labelled(dataset, FIXED_SHAPES.get(info.get("name")) if exported else None)

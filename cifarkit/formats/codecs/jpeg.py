@@ -16,4 +16,6 @@ def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     import simplejpeg  # loaded by the first JPEG, not by a PNG or raw export
 
     image = np.ascontiguousarray(image)
+    if image.shape[-1] == 1:  # grey (MNIST): a one-component JPEG
+        return simplejpeg.encode_jpeg(image, quality=quality, colorspace="GRAY", colorsubsampling="Gray")
     return simplejpeg.encode_jpeg(image, quality=quality, colorspace="RGB", colorsubsampling=SUBSAMPLING)

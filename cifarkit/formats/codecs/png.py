@@ -41,9 +41,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def _head(height: int, width: int) -> bytes:
-    """Signature and IHDR: 8-bit samples, colour type 2 (RGB), no interlace."""
-    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+def _head(height: int, width: int, channels: int = 3) -> bytes:
+    """Signature and IHDR: 8-bit samples, colour type 2 (RGB) or 0 (grey, MNIST), no interlace."""
+    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 0, 0, 0, 0))
 
 
 def _up_filtered(images: np.ndarray) -> np.ndarray:
@@ -60,9 +60,9 @@ def _up_filtered(images: np.ndarray) -> np.ndarray:
 def encode_pngs(images: np.ndarray) -> Iterator[bytes]:
     """Encode an (N, H, W, 3) uint8 batch as lossless PNGs, one bytes object per image."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected (N, H, W, 3) uint8 images, got shape {images.shape}")
-    head = _head(images.shape[1], images.shape[2])
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected (N, H, W, 3) or (N, H, W, 1) uint8 images, got shape {images.shape}")
+    head = _head(images.shape[1], images.shape[2], images.shape[3])
     pack, crc32, compress = struct.Struct(">I").pack, zlib.crc32, zlib.compress
     for rows in _up_filtered(images):
         data = compress(rows.tobytes(), _LEVEL)
