@@ -177,7 +177,7 @@ def test_predict_from_a_run_folder_writes_the_csv_into_it(run, tmp_path):
     "args, code, message",
     [
         (["evaluate", "{empty}"], 1, "no best.keras or last.keras"),
-        (["evaluate", "{text}"], 2, "a run folder or a .keras file"),
+        (["evaluate", "{text}"], 2, "a run folder, a .keras or .tflite file or a SavedModel folder"),
         (["evaluate", "{missing}"], 1, "no such run folder or model file"),
         (["predict", "{run}", "{text}"], 1, "cannot decode image"),
         (["predict", "{run}", "{fake_png}"], 1, "cannot decode image"),  # imageio's message has several lines
