@@ -21,6 +21,13 @@ their resident set, so a worker's figure is an upper bound on what it adds.
 With --sample-interval the tree's total PSS (shared pages divided among the processes sharing
 them, i.e. the memory the job really occupies) is also sampled from /proc.
 
+Photo trees (--photos N): N photo-sized JPEGs (smooth synthetic scenes of 480x360 to 800x600,
+quality 90, made by the script) exported to TFRecord with --encoding auto (the files' own bytes)
+and --encoding png (decoded and re-encoded), each run timed as a subprocess; figures are wall
+time and bytes of records. Needs no archive.
+
+    python scripts/bench_export.py --photos 300
+
 Needs the real archive (see ../shared/data/README.md):
 
     python ../shared/data/make_cifar10_archive.py ~/.cache/cifarkit-real/cifar-10-python.tar.gz
@@ -358,7 +365,10 @@ def main() -> int:
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--photos", type=int, default=0, help="photo-tree case: this many JPEGs, auto vs png")
     args = parser.parse_args()
+    if args.photos:
+        return photo_bench(args.photos, args.repeats, args.tmp)
 
     if args.contender:
         return contender_main(args.contender, str(args.archive), args.out, args.result)
@@ -403,6 +413,47 @@ def main() -> int:
         print(f"warning: the cifarkit checkout changed during the benchmark ({commit} -> {_commit()})")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
+    return 0
+
+
+def _make_photos(root: Path, count: int) -> int:
+    """``count`` JPEG photos in two classes: smooth gradients and shapes with a little noise, which
+    compress like photographs (a few hundred KB at 800x600), not like random pixels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = ((360, 480), (600, 800), (450, 600), (480, 640))
+    for i in range(count):
+        h, w = sizes[i % len(sizes)]
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        phase = rng.uniform(0, 6.28, 3)
+        channels = [127 + 100 * np.sin(x / rng.uniform(40, 120) + y / rng.uniform(40, 120) + p) for p in phase]
+        image = np.stack(channels, -1) + rng.normal(0, 6, (h, w, 3))
+        folder = root / "train" / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+    return sum(p.stat().st_size for p in root.rglob("*.jpg"))
+
+
+def photo_bench(count: int, repeats: int, tmp: Path) -> int:
+    work = Path(tempfile.mkdtemp(prefix="cifarkit-photos-", dir=tmp))
+    try:
+        source_bytes = _make_photos(work / "photos", count)
+        print(f"photo tree: {count} JPEGs, {source_bytes / 1e6:.1f} MB; {os.cpu_count()} CPUs")
+        for repeat in range(repeats):
+            for encoding in ("auto", "png"):
+                out = work / f"out-{encoding}"
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "cifarkit", "export", "--source", str(work / "photos"),
+                                "--format", "tfrecord", "--encoding", encoding, "--out", str(out), "--quiet"],
+                               check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                wall = time.perf_counter() - start
+                size = sum(p.stat().st_size for p in out.glob("*.tfrecord-*"))
+                print(f"  [{repeat + 1}/{repeats}] --encoding {encoding:<4} {wall:6.2f} s  {size / 1e6:7.1f} MB of records")
+                shutil.rmtree(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
