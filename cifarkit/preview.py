@@ -1,8 +1,9 @@
 """``cifarkit augment-preview``: a PNG grid of what the network will see.
 
 Each row is one source image (with its class name) followed by augmented views of it. With
-``stages=True`` every image gets one row per step of the recipe (resize, crop, flip, colour),
-all drawn with the same seeds, so each row differs from the one above by exactly one step.
+``stages=True`` every image gets one row per op of the recipe (resize, crop, flip, colour: the
+prefixes of its op list, :func:`cifarkit.recipes.preview_stages`), all drawn with the same
+seeds, so each row differs from the one above by exactly one op.
 Views are shown before mean subtraction (which only shifts values) and clipped to [0, 1].
 """
 
@@ -36,8 +37,8 @@ def pick_images(images: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
 
 
 def render_rows(images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int,
-                stages: bool) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
-    """(caption, source image, [view images as uint8]) per row."""
+                stages: bool) -> list[tuple[str, int, list[np.ndarray]]]:
+    """(caption, index of the source image, [view images as uint8]) per row."""
     import tensorflow as tf
 
     steps = preview_stages(recipe, stats)
