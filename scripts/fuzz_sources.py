@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import synth  # noqa: E402  (tests/synth.py: the real-layout builders)
 
 from cifarkit.errors import CifarkitError  # noqa: E402
-from cifarkit.sources import layouts  # noqa: E402
+from cifarkit.sources import idx, layouts  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # Seeds: small files in the real layouts
@@ -115,8 +115,30 @@ def _numpy_batches() -> list[bytes]:
     return [pickle.dumps(f, protocol=p) for f in fields for p in (2, 5)]
 
 
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file: two zero bytes, type 0x08 (uint8), the number of dimensions, each size."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _idx_seeds() -> list[Seed]:
+    """MNIST-layout pairs (images and labels), plain and gzipped: each file a seed, read with its
+    partner; the header bytes (where the sizes a reader trusts live) are mutated most."""
+    images = np.arange(3 * 28 * 28, dtype=np.uint16).reshape(3, 28, 28) % 251
+    labels = np.array([3, 1, 4])
+    plain = {"t10k-images-idx3-ubyte": _idx_bytes(images), "t10k-labels-idx1-ubyte": _idx_bytes(labels)}
+    seeds = []
+    for gz in (False, True):
+        files = {name + (".gz" if gz else ""): gzip.compress(d, 6, mtime=0) if gz else d for name, d in plain.items()}
+        for name, data in files.items():
+            header = [] if gz else list(range(16 if "images" in name else 8))
+            others = {k: v for k, v in files.items() if k != name}
+            seeds.append(Seed("idx", name, data, "mnist", others, header))
+    return seeds
+
+
 def build_seeds() -> list[Seed]:
-    seeds: list[Seed] = []
+    seeds: list[Seed] = _idx_seeds()
     with tempfile.TemporaryDirectory() as tmp:
         for layout, folder in _layout_folders(Path(tmp)):
             files = _folder_files(folder)
@@ -224,7 +246,12 @@ def _mutate_member(rng: random.Random, tar: bytes, pool: list[bytes]) -> bytes:
 
 def mutate(rng: random.Random, seed: Seed, pool: list[bytes]) -> bytes:
     rounds = rng.choice([1, 1, 2, 3, 4])
-    if seed.kind == "file":
+    if seed.kind == "idx" and seed.name.endswith(".gz") and rng.random() < 0.5:
+        data = gzip.decompress(seed.data)  # the IDX bytes inside an intact gzip stream
+        for _ in range(rounds):
+            data = mutate_bytes(rng, data, list(range(16)), pool)
+        return gzip.compress(data, 1, mtime=0)
+    if seed.kind in ("file", "idx"):
         data = seed.data
         for _ in range(rounds):
             data = mutate_bytes(rng, data, seed.structure, pool)
@@ -256,7 +283,8 @@ def check_dataset(dataset) -> str | None:
         for b in batches:
             images = np.asarray(b.images)
             n = len(b.labels)
-            if images.dtype != np.uint8 or images.shape != (n, 32, 32, 3):
+            expected = (n, 28, 28, 1) if dataset.name in ("mnist", "fashion_mnist", "kmnist") or images.shape[-1:] == (1,) else (n, 32, 32, 3)
+            if images.dtype != np.uint8 or images.shape != expected:
                 return f"{split} images {images.dtype} {images.shape} for {n} labels"
             if b.labels.dtype != np.int64 or (n and not 0 <= b.labels.min() <= b.labels.max() < len(dataset.class_names)):
                 return f"{split} labels out of range or not int64"
@@ -286,6 +314,11 @@ def run_case(seed: Seed, data: bytes, slots: dict[str, Slot]) -> tuple[str, str]
             files = {name: (lambda d=d: d) for name, d in seed.companions.items() if layouts.is_dataset_file(name)}
             files[seed.name] = lambda: data
             dataset = layouts._read_layout(seed.layout, files, Path(seed.name), "")
+        elif seed.kind == "idx":
+            for name, other in seed.companions.items():
+                slots[name].put(other)
+            slots[seed.name].put(data)
+            dataset = idx.read_idx_folder(slots[seed.name].path.parent, verify=False)
         else:
             slots[seed.name].put(data)
             dataset = layouts.read_cifar_archive(slots[seed.name].path, verify=True)
@@ -343,6 +376,10 @@ def worker(args: argparse.Namespace) -> None:
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
         slots = {s.name: Slot(Path(tmp) / f"fuzz{s.name}") for s in seeds if s.kind == "archive"}
+        for variant in ("plain", "gz"):  # an MNIST folder per variant, its two files rewritten per case
+            (Path(tmp) / variant).mkdir()
+        slots.update({s.name: Slot(Path(tmp) / ("gz" if s.name.endswith(".gz") else "plain") / s.name)
+                      for s in seeds if s.kind == "idx"})  # fmt: skip
         current, state_slot = Slot(out / "current.bin"), Slot(out / "current.json")
         for index in range(args.first, args.last):
             if time.time() > args.deadline:
