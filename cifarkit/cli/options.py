@@ -13,13 +13,12 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
+from ..formats import FORMATS
 from ..recipes import RECIPES
 
-
-class ExportFormat(str, Enum):
-    jpg = "jpg"
-    png = "png"
-    tfrecord = "tfrecord"
+# The adapter registry's and the recipe table's names, so that a new export format or recipe is
+# one entry in cifarkit.formats or cifarkit.recipes, and --help lists it.
+ExportFormat = Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
 
 
 class Encoding(str, Enum):
@@ -29,7 +28,6 @@ class Encoding(str, Enum):
     raw = "raw"
 
 
-# The recipe table's names, so that a new recipe is one entry in cifarkit.recipes.
 RecipeName = Enum("RecipeName", {name: name for name in RECIPES}, type=str)
 
 
