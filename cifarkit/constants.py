@@ -11,6 +11,7 @@ from __future__ import annotations
 IMAGE_SIZE = 32
 CHANNELS = 3
 IMAGE_BYTES = CHANNELS * IMAGE_SIZE * IMAGE_SIZE  # 3072
+CIFAR_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)  # one image as the readers hand it out (HWC)
 
 # Binary version: CIFAR-10 records are <1 label byte><3072 pixel bytes>; CIFAR-100 records are
 # <1 coarse label byte><1 fine label byte><3072 pixel bytes>.
@@ -71,9 +72,6 @@ MAX_DATASET_BYTES = MAX_IMAGES * MAX_BYTES_PER_IMAGE + 2**20  # 377 MB
 # constant for small files such as batches.meta.
 PICKLE_OPS_PER_IMAGE = 64
 PICKLE_OPS_BASE = 100_000
-
-# Splits in the order they are exported.
-SPLITS = ("train", "test")
 
 # The small real CIFAR-10 sample bundled with the package (scripts/make_sample.py builds it from
 # the real archive): 20 train and 10 test images a class, in the official python layout.

@@ -16,11 +16,11 @@ from typing import Callable
 
 import numpy as np
 
+from .constants import CIFAR_SHAPE
 from .errors import UsageError
 from .sources.labelled import LabelledImages, LazyImages
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
-CIFAR_SHAPE = (32, 32, 3)
 # Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
 CIFAR_NAMES = ("cifar10", "cifar100")
 # Every image of an export of these has one shape (MNIST's keep their one grey channel).

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 from .augment_ops import PCA_SIGMA, Op, make_op
+from .constants import IMAGE_SIZE
 from .errors import UsageError
 
 if TYPE_CHECKING:  # numpy stays unimported for the CLI's choices and the model registry
@@ -29,7 +30,7 @@ PAPER_RESIZE = 256
 PAPER_CROPS = (227, 224)
 # The usual CIFAR recipe: pad 4 pixels (reflect) and take a random 32x32 crop.
 CIFAR_PAD = 4
-CIFAR_SIZE = 32
+CIFAR_SIZE = IMAGE_SIZE
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
 # Version of the op list in a saved Augmentation layer's config. Version 1 (cifarkit 0.1.0) saved
 # the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
 from ..sources.labelled import paths_inside
 from . import tfds_info
@@ -43,7 +44,7 @@ class Records:
     def static_shape(self) -> tuple[int, int, int] | None:
         if None not in self.shape:
             return tuple(self.shape)
-        return (32, 32, 3) if self.name in CIFAR_NAMES else None
+        return CIFAR_SHAPE if self.name in CIFAR_NAMES else None
 
 
 def describe(root: Path, info: dict | None) -> Records:

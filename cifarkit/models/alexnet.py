@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..constants import IMAGE_SIZE
 from .registry import register_model
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ FC_WIDTH = 4096
 # The 32x32 variant: the same five convolutions, 3x3 everywhere (an 11x11 stride-4 filter would
 # leave a 6x6 map from a 32x32 image), batch norm in place of LRN, at the widths of the common
 # CIFAR ports of AlexNet. Pooling after conv1, conv2 and conv5 as in the paper: 32 -> 16 -> 8 -> 4.
-CIFAR_INPUT_SIZE = 32
+CIFAR_INPUT_SIZE = IMAGE_SIZE
 CIFAR_CONV_WIDTHS = (64, 192, 384, 256, 256)
 CIFAR_POOL_AFTER = (1, 2, 5)
 CIFAR_KERNEL = 3

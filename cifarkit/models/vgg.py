@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..constants import IMAGE_SIZE
 from .registry import register_model
 
 if TYPE_CHECKING:
     import keras
 
-VGG_INPUT_SIZE = 32
+VGG_INPUT_SIZE = IMAGE_SIZE  # the CIFAR variant: 32x32 in, as in the common CIFAR ports
 # Five 2x2 max-pools halve the input five times: 32 / 2**5 = 1.
 VGG_MIN_INPUT_SIZE = 32
 KERNEL = 3

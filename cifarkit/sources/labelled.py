@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..constants import CIFAR_SHAPE
 from ..errors import UnsafeInputError
 from .image_file import read_image
 
@@ -123,7 +124,7 @@ class LabelledImages:
         if batches:
             return batches[0].slice(0, 0)
         coarse = None if self.coarse_class_names is None else np.zeros((0,), np.int64)
-        return Batch(split, np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0,), np.int64), [], coarse)
+        return Batch(split, np.zeros((0, *CIFAR_SHAPE), np.uint8), np.zeros((0,), np.int64), [], coarse)
 
     def class_counts(self, split: str) -> dict[str, int]:
         counts = np.zeros(len(self.class_names), dtype=np.int64)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
 from ..formats import tfds_info
 from ..formats.tfrecord_read import Records, describe, reader_for
@@ -74,7 +75,7 @@ def _read_split(records: Records, split: str) -> Batch:
     shapes = {image.shape for image in images}
     stacked = np.stack(images) if len(shapes) == 1 else images  # mixed sizes: a list of arrays
     if not images:
-        stacked = np.zeros((0, *(records.static_shape or (32, 32, 3))), np.uint8)
+        stacked = np.zeros((0, *(records.static_shape or CIFAR_SHAPE)), np.uint8)
     # The manifest's source column: the split's shards (a record's own shard is not tracked).
     shards = f"{records.name}-{split}.tfrecord-*" if len(records.files[split]) > 1 else Path(records.files[split][0]).name
     return Batch(split, stacked, np.asarray(labels, np.int64), [shards] * len(labels),
