@@ -9,6 +9,11 @@ same probabilities. So evaluation feeds uint8 batches exactly as the
 validation during training did, and prediction brings any image to the model's input size the way
 the data reader brings mixed-size folder images to one size, then does the same.
 
+On Keras's TensorFlow backend the batches come from tf.data and inference runs in a
+``tf.function``; on the JAX and PyTorch backends the batches come from :mod:`cifarkit.feed`
+(in-memory sources: CIFAR archives, MNIST IDX files) and inference runs in Keras's own compiled
+predict step, so neither needs TensorFlow installed.
+
 The trainer's final report is an evaluation, so this module sits below :mod:`cifarkit.training`
 and imports nothing of it.
 """
@@ -21,7 +26,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from .errors import SourceError, UsageError
 from .exported import ExportedModel
@@ -56,11 +60,26 @@ def class_names_of(model) -> list[str]:
     return list(model.class_names) if isinstance(model, ExportedModel) else model_parts(model)[2]
 
 
+def on_tensorflow() -> bool:
+    """Whether Keras runs on TensorFlow (tf.data and tf.function at hand)."""
+    from .strategy import keras_backend
+
+    return keras_backend() == "tensorflow"
+
+
 def scorer(model):
     """(input size, uint8 batch -> float32 probabilities) of a Keras model or an exported one."""
     if isinstance(model, ExportedModel):
         return model.image_size, lambda images: model.probabilities(np.asarray(images))
     softmax = not outputs_probabilities(model)  # a file saved when models ended in logits
+    if not on_tensorflow():
+
+        def predict(images):
+            outputs = np.asarray(model.predict_on_batch(np.asarray(images)), np.float32)
+            return _softmax(outputs) if softmax else outputs
+
+        return input_size(model), predict
+    import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def infer(images):
@@ -68,6 +87,53 @@ def scorer(model):
         return tf.nn.softmax(outputs) if softmax else outputs
 
     return input_size(model), lambda images: infer(images).numpy()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def ten_crop_scorer(model):
+    """uint8 batch -> float32 probabilities averaged over the paper's ten crops."""
+    augmentation, network, _ = model_parts(model)
+    if not on_tensorflow():
+        from .ten_crop import TenCropModel
+
+        averaged = TenCropModel(augmentation, network)
+        return lambda images: np.asarray(averaged.predict_on_batch(np.asarray(images)), np.float32)
+    import tensorflow as tf
+
+    from .recipes import ten_crop_transform
+
+    views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)
+    crop = augmentation.recipe.crop
+
+    @tf.function(reduce_retracing=True)
+    def ten_crop_infer(images):
+        views = views_of(images)
+        batch = tf.shape(views)[0]
+        logits = network(tf.reshape(views, [-1, crop, crop, 3]), training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        return tf.reduce_mean(tf.reshape(probabilities, [batch, 10, -1]), axis=1)
+
+    return lambda images: ten_crop_infer(images).numpy()
+
+
+def eval_batches(source, split: str, *, batch_size: int, image_size: int | None):
+    """(uint8 images, labels) batches of a split in dataset order, every image once: tf.data on
+    TensorFlow, :class:`cifarkit.feed.Feed` elsewhere."""
+    if on_tensorflow():
+        from .pipeline import eval_batches as tf_eval_batches
+
+        return tf_eval_batches(source, split, None, batch_size=batch_size, image_size=image_size)
+    from .feed import Feed, source_arrays
+    from .strategy import keras_backend
+
+    images, labels = source_arrays(source, split, keras_backend())
+    if not len(labels):
+        return iter(())
+    return Feed(images, labels, batch_size=batch_size, shuffle=False, drop_remainder=False).epochs(1)
 
 
 @dataclass
@@ -133,8 +199,6 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
     Default: the model as saved (the centre view). ``ten_crop``: the paper's test-time averaging
     of the softmax over the four corner crops, the centre crop and their mirrors.
     """
-    from .pipeline import eval_batches
-
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
     if isinstance(model, ExportedModel) and ten_crop:
@@ -149,28 +213,14 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
                          f"{source.image_shape[0]}x{source.image_shape[1]}")  # fmt: skip
     if source.image_shape is None:
         image_size = size
-    ds = eval_batches(source, split, None, batch_size=batch_size, image_size=image_size)
+    batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
     if ten_crop:
-        from .recipes import ten_crop_transform
-
-        augmentation, network, _ = model_parts(model)
-        views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)
-        crop = augmentation.recipe.crop
-
-        @tf.function(reduce_retracing=True)
-        def ten_crop_infer(images):
-            views = views_of(images)
-            batch = tf.shape(views)[0]
-            logits = network(tf.reshape(views, [-1, crop, crop, 3]), training=False)
-            probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-            return tf.reduce_mean(tf.reshape(probabilities, [batch, 10, -1]), axis=1)
-
-        infer = lambda images: ten_crop_infer(images).numpy()  # noqa: E731
+        infer = ten_crop_scorer(model)
 
     probabilities, labels = [], []
-    for images, batch_labels in ds:
+    for images, batch_labels in batches:
         probabilities.append(infer(images))
-        labels.append(batch_labels.numpy())
+        labels.append(np.asarray(batch_labels))
     if not labels:
         probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
     return Evaluation(split, list(source.class_names), np.concatenate(labels).astype(np.int64),
@@ -234,6 +284,12 @@ def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
     as the reader squares mixed-size folder images (untouched when it is that size already)."""
     if image.shape[:2] == (size, size):
         return image
+    if not on_tensorflow():
+        from .ten_crop import resize_shorter_centre_ops
+
+        return resize_shorter_centre_ops(image, size)
+    import tensorflow as tf
+
     from .augment import resize_shorter_centre
 
     return resize_shorter_centre(tf.constant(image), size).numpy()

@@ -174,3 +174,20 @@ class Stream:
     def __del__(self) -> None:
         if not self._finished:
             self._stop.set()
+
+
+# The sources this feed serves: those a reader holds as arrays in memory ("arrays" readers).
+IN_MEMORY_SOURCES = ("CIFAR archives (python or binary version, .tar.gz or extracted) and MNIST-family IDX files "
+                     "(or Keras's mnist.npz)")  # fmt: skip
+
+
+def source_arrays(source, split: str, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, int32 labels) of a reader's split held in memory; other sources (image
+    trees, TFRecords) are decoded by tf.data, so without it they are refused in one line."""
+    if split not in source.counts:
+        raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
+    if source.kind != "arrays":
+        raise UsageError(f"{source.location} is a {source.kind} source, which needs TensorFlow's tf.data; on the "
+                         f"{backend} backend cifarkit reads {IN_MEMORY_SOURCES} (or run with KERAS_BACKEND=tensorflow)")  # fmt: skip
+    images, labels = source.arrays[split]
+    return images, np.asarray(labels, np.int32)

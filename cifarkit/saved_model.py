@@ -159,7 +159,11 @@ def load_any(path: Path):
         return load_model(path)
     from .exported import open_exported
 
-    return open_exported(path)
+    try:
+        return open_exported(path)
+    except ImportError as exc:  # a SavedModel needs TensorFlow, a .tflite file its interpreter
+        raise UsageError(f"{path}: reading an exported model needs {exc.name or 'tensorflow'}, which is not "
+                         "importable here; evaluate the run's .keras file instead") from None  # fmt: skip
 
 
 def input_size(model) -> int:

@@ -153,11 +153,26 @@ def compute_source_stats(source, split: str = "train", *, image_size: int | None
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r} to compute statistics from; it has {', '.join(source.counts)}")
     moments = RunningMoments()
-    from .data import without_autotune
-
-    ds = without_autotune(source.dataset(split, image_size=image_size).batch(1024))
     with tqdm(total=source.counts[split], desc=f"stats {split}", unit="img", disable=not progress, leave=False) as bar:
-        for images, _ in ds.as_numpy_iterator():
+        for images in _image_batches(source, split, image_size):
             moments.update(images)
             bar.update(len(images))
     return moments.finish(source.name, split)
+
+
+STATS_BATCH = 1024  # images summed at a time (the float64 copy of a batch is 25 MB for CIFAR)
+
+
+def _image_batches(source, split: str, image_size: int | None) -> Iterable[np.ndarray]:
+    """uint8 batches of a split: sliced from the arrays in memory (no TensorFlow needed), or
+    decoded by tf.data for image files and TFRecords."""
+    if source.kind == "arrays":
+        images = source.arrays[split][0]
+        for start in range(0, len(images), STATS_BATCH):
+            yield images[start : start + STATS_BATCH]
+        return
+    from .data import without_autotune
+
+    ds = without_autotune(source.dataset(split, image_size=image_size).batch(STATS_BATCH))
+    for images, _ in ds.as_numpy_iterator():
+        yield images

@@ -12,12 +12,17 @@
 The global batch (``--batch-size``) is split evenly across replicas; Keras distributes the
 datasets itself when ``fit`` runs under the strategy's scope.
 
+``tf.distribute`` is TensorFlow's: on Keras's JAX and PyTorch backends a run has one device (the
+first GPU, else the CPU), ``auto`` and ``one-device`` name it, and the other strategies are
+refused in one line.
+
 A multi-worker strategy has to exist before TensorFlow runs its first op (it configures the
 collective ops of the runtime), so training creates the strategy before it reads any data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -80,10 +85,32 @@ def is_chief_task(config: dict) -> bool:
     return kind == "worker" and index == 0
 
 
+class NoStrategy:
+    """What the trainer asks of a strategy, on a backend without ``tf.distribute``: one device."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def keras_backend() -> str:
+    """The Keras backend this process runs (imports Keras, and with the TensorFlow backend TensorFlow)."""
+    import keras
+
+    return keras.backend.backend()
+
+
 def make_strategy(name: str = "auto") -> Placement:
     """The strategy called ``name`` (see the module docstring), with its replica count."""
     if name not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}")
+    backend = keras_backend()
+    if backend != "tensorflow":
+        if name not in ("auto", "one-device"):
+            raise UsageError(f"--strategy {name} is TensorFlow's tf.distribute; the {backend} backend trains on one "
+                             "device (--strategy auto or one-device), or run with KERAS_BACKEND=tensorflow")  # fmt: skip
+        return Placement(NoStrategy(), "one-device" if name == "one-device" else "default", 1, (first_device(),))
     if name == "multi-worker":
         config = read_tf_config()  # checked before TensorFlow is imported: a clear error, fast
         import tensorflow as tf
@@ -121,6 +148,28 @@ def _mirrored(devices: list[str], on_cpu: bool = False) -> Placement:
 
 
 def gpu_visible() -> bool:
+    """Whether the Keras backend sees a GPU."""
+    backend = keras_backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def first_device() -> str:
+    """The device a JAX or PyTorch run trains on, by the backend's own name for it."""
+    if keras_backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform}:{device.id}"
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

@@ -73,6 +73,29 @@ def make_loss(label_smoothing: float):
     return smoothed_crossentropy
 
 
+def steps_per_execution(requested: int, steps: int, placement, say: Callable[[str], None]) -> int:
+    """How many training steps each call into the compiled function runs, as the backend allows."""
+    from ..strategy import keras_backend
+
+    spe = min(requested, steps)
+    backend = keras_backend()
+    if spe > 1 and backend == "torch":
+        say("note: --steps-per-execution is 1 on the torch backend (Keras runs one step per call there)")
+        return 1
+    if spe > 1 and backend == "jax" and steps % spe:
+        # Keras's JAX loop takes whole groups of steps from the feed, running past an epoch's end
+        # into the next one's batches: a group size that divides the epoch keeps epochs whole.
+        spe = max(d for d in range(1, spe + 1) if steps % d == 0)
+        say(f"note: --steps-per-execution is {spe} on the jax backend, so that groups of steps fill the "
+            f"{steps} steps of an epoch exactly")  # fmt: skip
+    if placement.name == "multi-worker" and spe > 1:
+        # Keras' loop of several steps per call fails under the collective strategy (it
+        # feeds a placeholder it never binds); one step per call works.
+        say("note: --steps-per-execution is 1 under the multi-worker strategy")
+        spe = 1
+    return spe
+
+
 @dataclass
 class Compiled:
     export_model: Any  # what is saved: uint8 -> preprocessing -> network -> softmax, class names
@@ -110,12 +133,7 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
             if keras.config.dtype_policy().name == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             top_k = min(5, len(source.class_names))
-            spe = min(config.steps_per_execution, steps)
-            if placement.name == "multi-worker" and spe > 1:
-                # Keras' loop of several steps per call fails under the collective strategy (it
-                # feeds a placeholder it never binds); one step per call works.
-                say("note: --steps-per-execution is 1 under the multi-worker strategy")
-                spe = 1
+            spe = steps_per_execution(config.steps_per_execution, steps, placement, say)
             jit = bool(config.jit)
             if jit and placement.replicas > 1 and not gpu_visible():
                 # XLA refuses variables that live on another logical CPU device of the same host.

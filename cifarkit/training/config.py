@@ -144,7 +144,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         momentum=float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
         weight_decay=float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
         augment_on=config.augment_on or _default_augment_place(),
-        jit=config.jit if config.jit is not None else _gpu_visible(),
+        jit=config.jit if config.jit is not None else _default_jit(),
         data=str(Path(config.data).expanduser().resolve()) if config.data else None,
         workdir=str(Path(config.workdir).expanduser().resolve()),
     )  # fmt: skip
@@ -173,7 +173,7 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 def _check(resolved: TrainConfig) -> None:
     """The checks of a resolved configuration, in the order the options are reported."""
     from ..pipeline import check_place
-    from ..strategy import STRATEGIES
+    from ..strategy import STRATEGIES, keras_backend
 
     _check_positive("epochs", resolved.epochs)
     _check_positive("batch-size", resolved.batch_size)
@@ -191,6 +191,10 @@ def _check(resolved: TrainConfig) -> None:
     if resolved.limit_train is not None:
         _check_positive("limit-train", resolved.limit_train)
     check_place(resolved.augment_on)
+    backend = keras_backend()
+    if backend != "tensorflow" and resolved.augment_on == "host":
+        raise UsageError(f"--augment-on host is TensorFlow's tf.data; on the {backend} backend the model's first "
+                         "layer augments on the device (--augment-on device, the default there)")  # fmt: skip
     _choice("strategy", resolved.strategy, STRATEGIES)
     if resolved.data is None:
         raise UsageError("no data given (--data)")
@@ -210,7 +214,20 @@ def _gpu_visible() -> bool:
 def _default_augment_place() -> str:
     # On a GPU the host would be the bottleneck (the paper recipe makes 227x227 float crops);
     # on a CPU both places are the same processor, and the host pipeline overlaps with the step.
-    return "device" if _gpu_visible() else "host"
+    # Without TensorFlow there is no host pipeline: the device, wherever it is.
+    from ..strategy import keras_backend
+
+    return "device" if keras_backend() != "tensorflow" or _gpu_visible() else "host"
+
+
+def _default_jit() -> bool:
+    """XLA on a GPU with TensorFlow; always on JAX (its jit, without which every op runs on its
+    own); off on PyTorch, where Keras's jit_compile is torch.compile, whose first step compiles
+    for a long time (26 s for a tiny network on the 2-core CPU)."""
+    from ..strategy import keras_backend
+
+    backend = keras_backend()
+    return backend == "jax" or (backend == "tensorflow" and _gpu_visible())
 
 
 def identity(config: dict) -> dict:

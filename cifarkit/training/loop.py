@@ -3,13 +3,15 @@
 Resuming: the backup holds the weights, the optimizer (slots, step count, learning rate), the
 augmentation layer's seed state, the history rows, the best accuracy so far and the plateau
 schedule's counters. Keras starts every epoch at its first step, so an epoch backed up part-way
-runs again in full from the weights it had reached, and the epochs left draw a fresh data order
-from (seed, epoch resumed at): reproducible, though not the order an uninterrupted run would take.
+runs again in full from the weights it had reached; the data order of the epochs left is in
+:mod:`cifarkit.training.inputs`.
 
 Augmentation runs either on the host (``tf.data`` map; the bare network trains on float crops)
 or on the device (the pipeline ships uint8 batches and the wrapped model trains, its first layer
 augmenting inside the compiled step). Both share the very layers that are saved, so the saved
-model is the same either way.
+model is the same either way. On Keras's JAX and PyTorch backends the run needs no TensorFlow:
+the device augments, :mod:`cifarkit.feed` brings the batches, and what is TensorFlow's
+(``tf.distribute``, host augmentation) is refused in one line where it is asked for.
 """
 
 from __future__ import annotations
@@ -27,16 +29,13 @@ from ..writers.atomic import remove_partials
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
 from .compile import Compiled, compile_for_training
 from .config import TrainConfig, resolve
+from .inputs import check_inputs, run_inputs
 from .keras_compat import patch_for_multi_worker
 from .report import final_report
 from .run_data import RunData, open_run_data
 from .rundir import (BACKUP_DIR, BACKUP_STATE, CONFIG_FILE, LOG_DIR, REPORT_FILE, STATS_FILE, RunState, check_workdir,
                      clear_run, damaged_backup, read_backup, read_report, write_json)  # fmt: skip
 from .tensorboard_logs import tensorboard_callback
-
-# A resumed run draws a fresh, reproducible data order from (seed, epoch it resumes at) rather
-# than replaying the order of the first epoch.
-RESUME_SEED_STRIDE = 1_000_003
 
 
 @dataclass
@@ -105,15 +104,19 @@ class _Run:
         compiled = compile_for_training(config, self.placement, data, stats, steps, self.say)
         if self.placement.name == "multi-worker":
             patch_for_multi_worker(compiled.train_model, self.placement.strategy)
-        train_ds, val_ds = self.datasets(data, stats, initial_epoch)
         callbacks, stateful = self.callbacks(compiled, steps, backup, backup_seconds)
         if backup is not None:
             restore_backup(self.backup_folder, backup, compiled.train_model, stateful, self.placement)
 
         self.commit(stats, backup)
         self.announce(data, backup)
-        compiled.train_model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                                 callbacks=callbacks, verbose=0, shuffle=False)  # fmt: skip  (the pipeline shuffles)
+        inputs = run_inputs(config, data, stats, self.placement, steps, initial_epoch)
+        try:
+            compiled.train_model.fit(inputs.train, validation_data=inputs.validation, epochs=config.epochs,
+                                     initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False,
+                                     **inputs.fit_options)  # fmt: skip  (the pipeline shuffles)
+        finally:
+            inputs.close()
         resumed_from = initial_epoch if backup is not None else None
         return self.finish(compiled, data, stats, stateful, resumed_from)
 
@@ -123,6 +126,7 @@ class _Run:
 
         config = self.config
         data = open_run_data(config)
+        check_inputs(data)
         source = data.source
         self.placement.check_batch(config.batch_size)
         steps = source.counts["train"] // config.batch_size
@@ -131,24 +135,6 @@ class _Run:
                              f"Received: batch_size={config.batch_size}")  # fmt: skip
         progress = not self.quiet and sys.stderr.isatty()
         return data, stats_for(source, "train", image_size=data.image_size, progress=progress), steps
-
-    def datasets(self, data: RunData, stats, initial_epoch: int):
-        """(training batches, validation batches), augmented on the host or left uint8 for the device."""
-        from ..pipeline import eval_batches, train_batches
-        from ..recipes import eval_transform, get_recipe, train_transform
-
-        config = self.config
-        recipe = get_recipe(config.recipe, config.crop)
-        num_workers = self.placement.replicas if self.placement.name == "multi-worker" else 1
-        # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
-        data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
-        on_host = config.augment_on == "host"
-        train_ds = train_batches(data.source, "train", train_transform(recipe, stats) if on_host else None,
-                                 batch_size=config.batch_size, seed=data_seed, augment_on=config.augment_on,
-                                 image_size=data.image_size, num_workers=num_workers)  # fmt: skip
-        val_ds = eval_batches(data.source, config.val_split, eval_transform(recipe, stats) if on_host else None,
-                              batch_size=config.batch_size, image_size=data.image_size, num_workers=num_workers)  # fmt: skip
-        return train_ds, val_ds
 
     def callbacks(self, compiled: Compiled, steps: int, backup: dict | None, backup_seconds: float | None):
         """(the callbacks in the order they run, the stateful ones the backup records)."""
@@ -164,7 +150,7 @@ class _Run:
             Progress(steps, config.batch_size, config.epochs, enabled=not self.quiet and sys.stderr.isatty()),
             history,
             checkpoints,
-            tensorboard_callback(self.out / LOG_DIR),
+            tensorboard_callback(self.out / LOG_DIR, self.say if self.placement.is_chief else (lambda m: None)),
             # last: it records the others' state
             RunBackup(self.backup_folder, stateful, every, serial=backup["serial"] if backup else 0),
         ]

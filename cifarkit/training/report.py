@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..evaluate import evaluate_model
 from ..saved_model import load_model
+from ..strategy import keras_backend
 from ..tf_runtime import onednn_state
 from .rundir import BEST_MODEL, LAST_MODEL
 
@@ -59,9 +60,9 @@ def final_report(config, placement, compiled, data, stats, history, checkpoints,
         "strategy": {"name": placement.name, "replicas": placement.replicas, "devices": list(placement.devices)},
         "precision": config.precision,
         # What ran, where it differs from what was asked (config): jit is off for several CPU
-        # replicas, one step per call under multi-worker.
-        "runtime": {"jit": compiled.jit, "steps_per_execution": compiled.steps_per_execution,
-                    "cpu_kernels": onednn_state()},  # fmt: skip
+        # replicas, one step per call under multi-worker or on PyTorch; the Keras backend.
+        "runtime": {"backend": keras_backend(), "jit": compiled.jit, "steps_per_execution": compiled.steps_per_execution,
+                    "cpu_kernels": onednn_state() if keras_backend() == "tensorflow" else None},  # fmt: skip
         "config": config.to_json(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -68,9 +68,8 @@ def select_run_splits(source, train_split: str, eval_split: str):
 
 
 def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
-    """A :class:`~cifarkit.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``."""
-    import tensorflow as tf
-
+    """A :class:`~cifarkit.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``
+    (TensorFlow is imported only when a tf.data pipeline of them is built)."""
     counts = {s: n for s, n in source.counts.items() if s != base_split}
     counts.update({s: len(idx) for s, idx in picks.items()})
     if source.kind == "arrays":
@@ -79,6 +78,8 @@ def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
         arrays.update({s: (images[idx], labels[idx]) for s, idx in picks.items()})
 
         def build(split: str):
+            import tensorflow as tf
+
             return tf.data.Dataset.from_tensor_slices(arrays[split])
 
         return replace(source, counts=counts, arrays=arrays, _build=build)
@@ -91,6 +92,8 @@ def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
     base_build = source._build
 
     def build_files(split: str):
+        import tensorflow as tf
+
         if split not in masks:
             return base_build(split)
         mask = tf.constant(masks[split])

@@ -71,7 +71,7 @@ def crashed_run(data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("crashed") / "run"
     config = trainer.TrainConfig(model="lenet5", workdir=str(workdir), data=str(data.path), epochs=2, batch_size=16)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+        patch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
         with pytest.raises(Crash):
             trainer.train(config, quiet=True)
     state = json.loads((workdir / "backup" / "state.json").read_text())
@@ -305,7 +305,7 @@ def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, t
                             except OSError:
                                 pass
 
-            loop.tensorboard_callback = lambda log_dir: FillTheDisk()
+            loop.tensorboard_callback = lambda log_dir, say=None: FillTheDisk()
             app(prog_name="cifarkit", args=sys.argv[1:])
         """)  # fmt: skip
         args = train_args(data, workdir, "--quiet")

@@ -303,7 +303,7 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
-    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir: CrashInSecondEpoch())
+    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
     config = trainer.TrainConfig(model="lenet5", workdir=str(tmp_path / "run"), data=str(learnable.path), epochs=3,
                                  batch_size=16, steps_per_execution=1)  # fmt: skip
     with pytest.raises(Crash):

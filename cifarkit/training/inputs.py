@@ -1,0 +1,90 @@
+"""The batches ``fit`` trains and validates on: tf.data pipelines on the TensorFlow backend,
+:mod:`cifarkit.feed` on the others.
+
+- TensorFlow: :mod:`cifarkit.pipeline`, augmenting on the host (a ``tf.data`` map) or shipping
+  uint8 batches for the device. A resumed run draws a fresh, reproducible order from (seed,
+  epoch it resumes at).
+- JAX and PyTorch: uint8 batches of the in-memory arrays (CIFAR archives, MNIST IDX files),
+  gathered and queued by a background thread; the model's first layer augments them on the
+  device. Epoch ``e`` visits the images in the order of (seed, e), so a resumed run takes the
+  very orders an uninterrupted one would. Keras reads them as endless generators, one epoch
+  every ``steps`` batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# A resumed run draws a fresh data order from (seed, epoch it resumes at) rather than replaying
+# the order of the first epoch (tf.data's shuffle knows no epoch number).
+RESUME_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class Inputs:
+    train: Any
+    validation: Any
+    fit_options: dict = field(default_factory=dict)  # steps_per_epoch and validation_steps for generators
+    streams: list = field(default_factory=list)  # feed streams to close when training ends
+
+    def close(self) -> None:
+        for stream in self.streams:
+            stream.close()
+
+
+def run_inputs(config, data, stats, placement, steps: int, initial_epoch: int) -> Inputs:
+    """The training and validation batches of a run, starting at ``initial_epoch``."""
+    from ..strategy import keras_backend
+
+    backend = keras_backend()
+    if backend == "tensorflow":
+        return _tf_data(config, data, stats, placement, initial_epoch)
+    return _fed(config, data, steps, initial_epoch, backend)
+
+
+def check_inputs(data) -> None:
+    """Refuse, before anything is written, data the backend cannot feed."""
+    from ..feed import source_arrays
+    from ..strategy import keras_backend
+
+    backend = keras_backend()
+    if backend != "tensorflow":
+        source_arrays(data.source, "train", backend)
+
+
+def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
+    from ..pipeline import eval_batches, train_batches
+    from ..recipes import eval_transform, get_recipe, train_transform
+
+    recipe = get_recipe(config.recipe, config.crop)
+    num_workers = placement.replicas if placement.name == "multi-worker" else 1
+    # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
+    data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
+    on_host = config.augment_on == "host"
+    train_ds = train_batches(data.source, "train", train_transform(recipe, stats) if on_host else None,
+                             batch_size=config.batch_size, seed=data_seed, augment_on=config.augment_on,
+                             image_size=data.image_size, num_workers=num_workers)  # fmt: skip
+    val_ds = eval_batches(data.source, config.val_split, eval_transform(recipe, stats) if on_host else None,
+                          batch_size=config.batch_size, image_size=data.image_size, num_workers=num_workers)  # fmt: skip
+    return Inputs(train_ds, val_ds)
+
+
+def _fed(config, data, steps: int, initial_epoch: int, backend: str) -> Inputs:
+    from ..feed import Feed, source_arrays
+
+    images, labels = source_arrays(data.source, "train", backend)
+    train = Feed(images, labels, batch_size=config.batch_size, seed=config.seed).epochs(first_epoch=initial_epoch)
+    val_images, val_labels = source_arrays(data.source, config.val_split, backend)
+    # In dataset order, every image once per pass, the last batch short; endless, so that the
+    # validation pass of every epoch reads the next `validation_steps` batches: one whole pass.
+    validation = Feed(val_images, val_labels, batch_size=config.batch_size, shuffle=False,
+                      drop_remainder=False).epochs()  # fmt: skip
+    options = {"steps_per_epoch": steps, "validation_steps": math.ceil(len(val_labels) / config.batch_size)}
+    return Inputs(_generator(train), _generator(validation), options, [train, validation])
+
+
+def _generator(stream):
+    # Keras takes generators, not other iterators, as data.
+    yield from stream
