@@ -168,13 +168,20 @@ class HostBatch:
     second crop, a pad after a resize) renders the pending one first.
     """
 
-    def __init__(self, images, stats, mode: str, seed=None):
+    def __init__(self, images, stats, mode: str, seed=None, epoch=None):
         self.stats, self.mode = stats, mode
         self._seed, self._splits = seed, {}
-        self._pixels = to_unit(images)
+        self.epoch = tf.constant(0, tf.int64) if epoch is None else tf.cast(epoch, tf.int64)
+        self._pixels = self._source = to_unit(images)
         self.count = tf.shape(images)[0]
         height = images.shape[1]
         self._reset(height if height is not None else tf.shape(images)[1])
+
+    @property
+    def image_bits(self) -> tf.Tensor:
+        """One fixed bit per source image (int32 0/1): the parity of the sum of its uint8 pixels."""
+        pixels = tf.cast(tf.round(self._source * 255.0), tf.int32)
+        return tf.math.floormod(tf.reduce_sum(pixels, axis=[1, 2, 3]), 2)
 
     def _reset(self, span) -> None:
         self.span = span  # side of the (virtual) image a window is cut from
@@ -236,10 +243,11 @@ class HostBatch:
         self._pixels = fn(self.pixels())
 
 
-def run_ops(steps, stats, images, mode: str, seed=None) -> tf.Tensor:
+def run_ops(steps, stats, images, mode: str, seed=None, epoch=None) -> tf.Tensor:
     """uint8 images -> float32 through ``steps`` (ops of cifarkit.augment_ops) in ``mode``
-    ("train" needs ``seed``, an int tensor [2]; "eval"; "ten_crop")."""
-    batch = HostBatch(images, stats, mode, seed)
+    ("train" needs ``seed``, an int tensor [2]; "eval"; "ten_crop"); ``epoch`` (0 if None) for
+    the ops that depend on it (alt_flip)."""
+    batch = HostBatch(images, stats, mode, seed, epoch)
     for op in steps:
         op.host(batch)
     return batch.pixels()

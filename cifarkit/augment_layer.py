@@ -32,6 +32,11 @@ class Augmentation(keras.layers.Layer):
         self.stats = stats if isinstance(stats, Stats) else Stats.from_json(stats)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # The training epoch, for ops that depend on it (alt_flip), set by the trainer
+        # (cifarkit.training.methods.EpochCounter); only recipes with such an op have it.
+        self.epoch = None
+        if any(op.uses_epoch for op in self.steps):
+            self.epoch = self.add_weight(shape=(), dtype="int32", initializer="zeros", trainable=False, name="epoch")
         # Preprocessing works in float32 whatever the model's compute dtype; the model casts.
         self._autocast = False
 
@@ -42,7 +47,9 @@ class Augmentation(keras.layers.Layer):
     def views(self, images, draws=None):
         """The recipe's views of uint8 ``images``: those of ``draws`` (from :meth:`draw`), or the
         centre ones without."""
-        return device_augment.run_ops(self.steps, self.stats, images, "eval" if draws is None else "train", draws)
+        training = draws is not None
+        epoch = self.epoch if training and self.epoch is not None else None
+        return device_augment.run_ops(self.steps, self.stats, images, "train" if training else "eval", draws, epoch)
 
     def call(self, images, training=None):
         draws = self.draw(ops.shape(images)[0], images.shape[1]) if training else None

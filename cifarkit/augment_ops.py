@@ -41,6 +41,7 @@ class Op:
     # distinct per random op, and fixed, so a recipe's host output depends on the seed only.
     seed_path: ClassVar[tuple[int, ...]] = ()
     visible: ClassVar[bool] = True  # False: the preview shows no row for it (it shifts values only)
+    uses_epoch: ClassVar[bool] = False  # True: the op reads the batch's training epoch
 
     @property
     def args(self) -> tuple:
@@ -293,3 +294,35 @@ class Normalize(Op):
         mean = ops.convert_to_tensor(batch.stats.mean, "float32")
         std = ops.convert_to_tensor(batch.stats.std, "float32")
         batch.map_channels(lambda x: (x - mean) / std if self.standardize else x - mean)
+
+
+@register_op("alt_flip")
+@dataclass(frozen=True)
+class AlternatingFlip(Op):
+    """airbench's alternating flip (Jordan 2024, section 3.6): each image is mirrored in every
+    other epoch, exactly, instead of by a fresh coin at each presentation, so any two consecutive
+    epochs show both sides of every image. Which epochs an image starts mirrored in is fixed per
+    image by its pixels (the parity of their sum: a fair coin across images, no index needed), so
+    the op needs only the epoch number, which the batch carries (0 outside training)."""
+
+    uses_epoch: ClassVar[bool] = True
+
+    def caption(self) -> str:
+        return "+ alt flip"
+
+    def phrase(self) -> str:
+        return "horizontal flip in alternate epochs"
+
+    def host(self, batch) -> None:
+        import tensorflow as tf
+
+        if batch.mode == "train":
+            odd = tf.cast(tf.math.floormod(batch.epoch, 2), tf.int32)
+            batch.set_flips(tf.not_equal(tf.math.floormod(batch.image_bits + odd, 2), 0))
+
+    def device(self, batch, value) -> None:
+        from keras import ops
+
+        if batch.mode == "train":
+            odd = ops.cast(ops.mod(batch.epoch, 2), "int32")
+            batch.set_flips(ops.not_equal(ops.mod(batch.image_bits + odd, 2), 0))

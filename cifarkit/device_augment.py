@@ -151,11 +151,18 @@ class DeviceBatch:
     of steps by float rounding only.
     """
 
-    def __init__(self, images, stats, mode: str):
+    def __init__(self, images, stats, mode: str, epoch=None):
         self.stats, self.mode = stats, mode
-        self._pixels = to_unit(images)
+        self.epoch = ops.convert_to_tensor(0 if epoch is None else epoch, "int32")
+        self._pixels = self._source = to_unit(images)
         self.count = ops.shape(images)[0]
         self._reset(int(images.shape[1]))
+
+    @property
+    def image_bits(self):
+        """One fixed bit per source image (int32 0/1): the parity of the sum of its uint8 pixels."""
+        pixels = ops.cast(ops.round(self._source * 255.0), "int32")
+        return ops.mod(ops.sum(pixels, axis=(1, 2, 3)), 2)
 
     def _reset(self, span: int) -> None:
         self.span = span
@@ -224,10 +231,10 @@ def draw_ops(steps, rng, count, image_size: int, mode: str = "train") -> list:
     return draws
 
 
-def run_ops(steps, stats, images, mode: str, draws=None):
+def run_ops(steps, stats, images, mode: str, draws=None, epoch=None):
     """uint8 images -> float32 through ``steps`` with the random choices ``draws`` (from
-    :func:`draw_ops`; None outside training)."""
-    batch = DeviceBatch(images, stats, mode)
+    :func:`draw_ops`; None outside training) in epoch ``epoch`` (0 if None; alt_flip reads it)."""
+    batch = DeviceBatch(images, stats, mode, epoch)
     for op, value in zip(steps, draws or [None] * len(steps)):
         op.device(batch, value)
     out = batch.pixels()

@@ -143,6 +143,7 @@ class Evaluation:
     labels: np.ndarray  # (N,) int
     probabilities: np.ndarray  # (N, C) float32
     ten_crop: bool = False
+    tta: tuple = ()  # test-time views averaged (cifarkit.tta), () for the model's own view
 
     @property
     def count(self) -> int:
@@ -187,17 +188,19 @@ class Evaluation:
         return rows
 
     def summary(self) -> dict:
-        return {"split": self.split, "images": self.count, "ten_crop": self.ten_crop, "accuracy": self.accuracy,
+        return {"split": self.split, "images": self.count, "ten_crop": self.ten_crop, "tta": ",".join(self.tta),
+                "accuracy": self.accuracy,
                 "top_k": self.top_k, "top_k_accuracy": self.top_k_accuracy,
                 "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()}}  # fmt: skip
 
 
 def evaluate_model(model, source, split: str, *, image_size: int | None = None, ten_crop: bool = False,
-                   batch_size: int = EVAL_BATCH) -> Evaluation:  # fmt: skip
+                   batch_size: int = EVAL_BATCH, tta: tuple = ()) -> Evaluation:  # fmt: skip
     """Class probabilities for every image of ``split`` in dataset order, and the metrics on them.
 
     Default: the model as saved (the centre view). ``ten_crop``: the paper's test-time averaging
-    of the softmax over the four corner crops, the centre crop and their mirrors.
+    of the softmax over the four corner crops, the centre crop and their mirrors. ``tta``: the
+    views of :mod:`cifarkit.tta` (``("flip", "translate")``), averaged likewise.
     """
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
@@ -216,6 +219,10 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
     batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
     if ten_crop:
         infer = ten_crop_scorer(model)
+    if tta:
+        from .tta import tta_scorer
+
+        infer = tta_scorer(infer, tuple(tta))
 
     probabilities, labels = [], []
     for images, batch_labels in batches:
@@ -224,7 +231,7 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
     if not labels:
         probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
     return Evaluation(split, list(source.class_names), np.concatenate(labels).astype(np.int64),
-                      np.concatenate(probabilities), ten_crop)  # fmt: skip
+                      np.concatenate(probabilities), ten_crop, tuple(tta))  # fmt: skip
 
 
 def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
@@ -246,6 +253,7 @@ def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
 def format_summary(result: Evaluation) -> str:
     width = max(12, *(len(n) for n in result.class_names))
     how = "ten-crop average" if result.ten_crop else "centre view"
+    how = f"{how}, test-time views {'+'.join(result.tta)} averaged" if result.tta else how
     lines = [
         f"split:          {result.split} ({result.count:,} images, {how})",
         f"accuracy:       {result.accuracy:.4f}",

@@ -20,6 +20,8 @@ import warnings
 LAYER_MODULES = (
     "cifarkit.augment_layer",  # Augmentation: the recipe's preprocessing, first in every saved model
     "cifarkit.models.layers",  # LocalResponseNormalization (alexnet)
+    "cifarkit.models.whitenet_layers",  # ScaledBias, PartialIdentity (whitenet)
+    "cifarkit.training.methods",  # WarmupDecay: the per-step learning-rate schedules
     "cifarkit.saved_model",  # ClassNames: the class names and the final softmax, last
 )
 

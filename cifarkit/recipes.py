@@ -31,6 +31,7 @@ PAPER_CROPS = (227, 224)
 # The usual CIFAR recipe: pad 4 pixels (reflect) and take a random 32x32 crop.
 CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
+AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
 # Version of the op list in a saved Augmentation layer's config. Version 1 (cifarkit 0.1.0) saved
 # the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.
@@ -76,6 +77,10 @@ RECIPES: dict[str, Recipe] = {
                               ("pca_jitter", (PCA_SIGMA,)), ("normalize", (False,))), source_size=PAPER_RESIZE),
     "cifar": Recipe("cifar", (("pad", (CIFAR_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("flip", ()),
                               ("normalize", (True,))), source_size=CIFAR_SIZE),
+    # airbench (Jordan 2024, section 3.2): translate by up to 2 pixels (reflect padding), and flip
+    # every image in every other epoch, exactly (alt_flip), instead of a coin per presentation.
+    "airbench": Recipe("airbench", (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()),
+                                    ("normalize", (True,))), source_size=CIFAR_SIZE),
     # LeCun et al. 1998, section III.A: the 28x28 digits centred in a 32x32 field (pad 2 with the
     # background, 0), then normalised to zero mean and unit variance; no augmentation, no flip
     # (a mirrored digit is another symbol).

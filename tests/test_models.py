@@ -33,9 +33,10 @@ def alexnet_paper():
 
 def test_registry_lists_every_family_with_its_size_and_recipe():
     entries = {m.name: m for m in list_models()}
-    assert set(entries) == {"alexnet", "alexnet-cifar", "lenet5", "vgg11", "vgg13", "vgg16", "vgg19"}
+    assert set(entries) == {"alexnet", "alexnet-cifar", "lenet5", "vgg11", "vgg13", "vgg16", "vgg19", "whitenet"}
     assert (entries["alexnet"].input_size, entries["alexnet"].recipe) == (227, "paper")
-    assert all((m.input_size, m.recipe) == (32, "cifar") for n, m in entries.items() if n != "alexnet")
+    assert (entries["whitenet"].input_size, entries["whitenet"].recipe) == (32, "airbench")
+    assert all((m.input_size, m.recipe) == (32, "cifar") for n, m in entries.items() if n not in ("alexnet", "whitenet"))
     assert all(m.description and "\n" not in m.description for m in entries.values())
 
 

@@ -9,7 +9,7 @@ import typer
 
 from .app import app
 from .options import (
-    AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
+    Averaging, AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
     ScheduleName, StrategyName, find, model_options, say, value,
 )  # fmt: skip
 
@@ -73,7 +73,11 @@ def train(
     momentum: Annotated[Optional[float], typer.Option(help="SGD momentum. Default: 0.9.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. Default: 5e-4.")] = None,
     schedule: Annotated[Optional[ScheduleName], typer.Option(case_sensitive=False, help="plateau (divide by 10 when validation stalls), cosine or step. Default: plateau for alexnet, cosine otherwise.")] = None,
-    label_smoothing: Annotated[float, typer.Option("--label-smoothing", help="Label smoothing in [0, 1).")] = 0.0,
+    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing", help="Label smoothing in [0, 1). Default: the model's (0; 0.2 for whitenet).")] = None,
+    averaging: Annotated[Optional[Averaging], typer.Option(case_sensitive=False, help="Weight averaging: ema, lookahead or none. Default: the model's (lookahead for whitenet, else none).")] = None,
+    whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="Set the first convolution from the whitening of training patches. Default: the model's.")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help="Fraction of the steps the warmup-* schedules warm up over. Default: 0.23.")] = None,
+    tta: Annotated[Optional[str], typer.Option(help="Test-time views in the final report: flip, translate, flip,translate or none. Default: the model's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")] = 0,
     precision: Annotated[Precision, typer.Option(case_sensitive=False, help="float32, or mixed (bfloat16 on CPU, float16 on GPU).")] = Precision.float32,
     jit: Annotated[Optional[bool], typer.Option("--jit/--no-jit", help="Compile the training step: XLA on TensorFlow (default on with a GPU), jit on JAX (default on), torch.compile on PyTorch (default off).")] = None,
@@ -104,7 +108,8 @@ def train(
         model=model, workdir=str(workdir), data=str(path), sample=sample, verify=not no_verify,
         model_options=model_options(model_option), epochs=epochs, batch_size=batch_size, recipe=value(recipe),
         crop=crop, optimizer=value(optimizer), lr=lr, momentum=momentum, weight_decay=weight_decay,
-        schedule=value(schedule), label_smoothing=label_smoothing, seed=seed, precision=value(precision), jit=jit,
+        schedule=value(schedule), label_smoothing=label_smoothing, averaging=value(averaging), whiten=whiten,
+        warmup=warmup, tta=tta, seed=seed, precision=value(precision), jit=jit,
         steps_per_execution=steps_per_execution, augment_on=value(augment_on), strategy=value(strategy),
         holdout=holdout, limit_train=limit_train, train_split=train_split, eval_split=eval_split,
     )  # fmt: skip
@@ -115,6 +120,8 @@ def train(
     test = result.report["test"]
     line = (f"test accuracy {test['accuracy']:.4f}, top-{test['top_k']} {test['top5']:.4f}"
             + (f", ten-crop {test['ten_crop_accuracy']:.4f}" if "ten_crop_accuracy" in test else "")
+            + (f"; last.keras {test['tta']['accuracy']:.4f}, with test-time {test['tta']['views']} "
+               f"{test['tta']['tta_accuracy']:.4f}" if "tta" in test else "")
             + f" ({test['model']})")  # fmt: skip
     if result.already_finished:
         typer.echo(f"{result.workdir} already holds this run, finished: {line}; nothing to do "
@@ -154,6 +161,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to evaluate: test, train, or holdout for a run trained with one.")] = "test",
     eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Images to evaluate, in TFDS's split syntax ('test[8000:]'), from the data as read (not the run's splits).")] = None,
     ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over ten crops (corners, centre, mirrors).")] = False,
+    tta: Annotated[Optional[str], typer.Option(help="Average the softmax over test-time views: flip, translate or flip,translate.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for metrics.json, per_class.csv, confusion.csv/png. Default: RUN/eval-SPLIT, or beside the .keras file.")] = None,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
@@ -169,9 +177,12 @@ def evaluate(
     if eval_split is not None:  # the spec names the split: "eval-test-8000-" beside the model
         source, split = source.select({eval_split: eval_split}), eval_split
     model = load_any(model_path)
-    result = evaluate_model(model, source, split, ten_crop=ten_crop)
+    from ..tta import parse_views
+
+    views = parse_views(tta)
+    result = evaluate_model(model, source, split, ten_crop=ten_crop, tta=views)
     if out is None:
-        suffix = f"eval-{folder_name(split)}" + ("-ten-crop" if ten_crop else "")
+        suffix = f"eval-{folder_name(split)}" + ("-ten-crop" if ten_crop else "") + "".join(f"-{v}" for v in views)
         out = model_path.parent / suffix if run_config is not None else beside_model(model_path, suffix)
     files = write_evaluation(result, out)
     typer.echo(f"model:          {model_path}")

@@ -40,6 +40,14 @@ class ScheduleName(str, Enum):
     plateau = "plateau"
     cosine = "cosine"
     step = "step"
+    warmup_linear = "warmup-linear"  # per step: warm-up, then linear decay (airbench)
+    warmup_cosine = "warmup-cosine"  # per step: warm-up, then cosine decay
+
+
+class Averaging(str, Enum):
+    none = "none"
+    ema = "ema"
+    lookahead = "lookahead"
 
 
 class Precision(str, Enum):

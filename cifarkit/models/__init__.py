@@ -4,13 +4,13 @@ Importing this package registers the families without importing Keras or buildin
 
     >>> from cifarkit.models import create_model, list_models
     >>> [m.name for m in list_models()]
-    ['alexnet', 'alexnet-cifar', 'lenet5', 'vgg11', 'vgg13', 'vgg16', 'vgg19']
+    ['alexnet', 'alexnet-cifar', 'lenet5', 'vgg11', 'vgg13', 'vgg16', 'vgg19', 'whitenet']
     >>> model = create_model("alexnet", num_classes=1000, groups=2)
 """
 
 from __future__ import annotations
 
-from . import alexnet, lenet, vgg  # noqa: F401  (registers the families)
+from . import alexnet, lenet, vgg, whitenet  # noqa: F401  (registers the families)
 from .registry import ModelInfo, create_model, list_models, model_info, register_model
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 # ImageNet-style augmentation for 227x227 inputs, crop-and-flip for native 32x32 CIFAR images).
 KNOWN_RECIPES = tuple(RECIPES)
 # Training defaults a model may declare (cifarkit.training.config.TRAINING_DEFAULTS): the paper's
-# optimiser and schedule, or the usual ones for small networks on 32x32 CIFAR images.
-KNOWN_TRAINING = ("paper", "cifar")
+# optimiser and schedule, the usual ones for small networks on 32x32 CIFAR images, or
+# "airbench": the fast-training defaults of airbench (Jordan 2024) for its family.
+KNOWN_TRAINING = ("paper", "cifar", "airbench")
 
 # Arguments every builder takes; anything else in its signature is a model-specific option.
 _COMMON_ARGUMENTS = ("num_classes", "input_shape")

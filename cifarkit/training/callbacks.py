@@ -17,6 +17,7 @@ import keras
 from ..errors import OutputError
 from ..writers.atomic import write_text
 from .keras_compat import backup_weights_bytes
+from .methods import STEP_SCHEDULES
 from .rundir import (BACKUP_STATE, BEST_MODEL, HISTORY_COLUMNS, LAST_MODEL, save_model_atomic, weights_name,
                      write_durably, write_history)  # fmt: skip
 
@@ -145,6 +146,8 @@ class History(StatefulCallback):
         row["lr"] = current_lr(self.model.optimizer)
         row["train_seconds"] = round(seconds, 3)
         row["images_per_second"] = round(self.images_per_epoch / max(seconds, 1e-9), 1)
+        row["epoch_seconds"] = round(time.perf_counter() - self.epoch_start, 3)  # with validation
+        row["wall_seconds"] = round(self.wall_seconds(), 3)  # since the trainer started, all processes
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         self.write()
 
@@ -180,6 +183,8 @@ class LearningRate(StatefulCallback):
         return self.base_lr * PLATEAU_FACTOR**self.cuts
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.schedule in STEP_SCHEDULES:  # the optimizer's own schedule, evaluated at every step
+            return
         self.model.optimizer.learning_rate = self.rate(epoch)
 
     def on_epoch_end(self, epoch, logs=None):

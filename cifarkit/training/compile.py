@@ -45,14 +45,19 @@ def build_models(config: TrainConfig, data: RunData, class_names, stats):
     return keras.Model(inputs, probabilities, name=config.model.replace("-", "_")), network
 
 
-def make_optimizer(config: TrainConfig):
+def make_optimizer(config: TrainConfig, steps: int = 1):
+    """The optimizer, its rate a number (per-epoch schedules set it) or, for the per-step
+    schedules, a schedule over the run's ``steps * epochs`` steps (cifarkit.training.methods)."""
     import keras
 
+    from .methods import learning_rate
+
+    lr = learning_rate(config.schedule, config.lr, steps * config.epochs, config.warmup)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, nesterov=bool(config.nesterov))
     # Adam: weight decay decoupled from the gradient (AdamW, Loshchilov & Hutter 2019); as an L2
     # term it would be divided by Adam's running scale and barely act.
-    optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
@@ -123,13 +128,17 @@ def compile_for_training(config: TrainConfig, placement, data: RunData, stats, s
     try:
         with placement.strategy.scope():
             export_model, network = build_models(config, data, source.class_names, stats)
+            if config.whiten:
+                from .methods import whiten_network
+
+                whiten_network(export_model, network, data, say)
             if config.augment_on == "device":
                 logits = export_model.get_layer("class_names").input  # before the softmax: the loss takes logits
                 train_model = keras.Model(export_model.inputs, logits, name="train_on_uint8")
             else:
                 # A separate view, so that compiling it does not attach the optimizer to the saved model.
                 train_model = keras.Model(network.inputs, network.outputs, name="train_on_floats")
-            optimizer = make_optimizer(config)
+            optimizer = make_optimizer(config, steps)
             if keras.config.dtype_policy().name == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             top_k = min(5, len(source.class_names))

@@ -15,7 +15,8 @@ from typing import Any
 from ..errors import SourceError, UsageError
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("plateau", "cosine", "step")
+SCHEDULES = ("plateau", "cosine", "step", "warmup-linear", "warmup-cosine")  # the last two per step
+AVERAGING = ("none", "ema", "lookahead")  # cifarkit.training.methods.WeightAverage
 PRECISIONS = ("float32", "mixed")
 
 # Section 5 of Krizhevsky et al. 2012: batch 128, momentum 0.9, weight decay 0.0005, learning rate
@@ -25,8 +26,17 @@ PAPER_DEFAULTS = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
 # The usual CIFAR recipe for small networks: SGD with momentum, a higher rate annealed by a cosine.
 CIFAR_DEFAULTS = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
                       batch_size=128, epochs=30)  # fmt: skip
+# airbench (Jordan 2024, arXiv 2404.00498), rewritten for a mean loss: its lr of 11.5 per 1024
+# examples for a summed loss with Nesterov momentum 0.85 is 11.5 / (1 + 1 / 0.15) = 1.5 here,
+# and its decoupled weight decay 0.0153 is an L2 gradient term of 0.0153 / 11.5 = 0.00133; batch
+# 1024, label smoothing 0.2, warm-up to the rate over 23% of the steps then a linear decay,
+# Lookahead, whitened first layer, flip-and-translate test-time augmentation. Epochs: what a
+# 2-core CPU trains in under half an hour (airbench trains 10-11).
+AIRBENCH_DEFAULTS = dict(optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0153 / 11.5,
+                         schedule="warmup-linear", batch_size=1024, epochs=14, label_smoothing=0.2,
+                         averaging="lookahead", whiten=True, tta="flip,translate", augment_on="device")  # fmt: skip
 # Keyed by what a model declares (cifarkit.models.registry.KNOWN_TRAINING).
-TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS}
+TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS, "airbench": AIRBENCH_DEFAULTS}
 ADAM_LR = 1e-3  # Adam's usual rate; SGD's would make it diverge
 DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
 # Settings that change how fast a run goes, not what it computes: a resumed run may change them.
@@ -53,7 +63,7 @@ class TrainConfig:
     momentum: float | None = None
     weight_decay: float | None = None
     schedule: str | None = None
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: the model's default (0 unless it declares one)
     seed: int = 0
     precision: str = "float32"
     jit: bool | None = None
@@ -64,6 +74,12 @@ class TrainConfig:
     limit_train: int | None = None
     train_split: str = "train"  # TFDS split syntax (cifarkit.splits): "test[:8000]", "train+test[:50%]"
     eval_split: str = "test"  # the run's "test" split: validation (without --holdout) and the final report
+    # Methods of cifarkit.training.methods, None: the model's default (off unless it declares them).
+    nesterov: bool | None = None
+    averaging: str | None = None  # none, ema, lookahead
+    whiten: bool | None = None  # whitening initialisation of the first convolution
+    warmup: float | None = None  # fraction of the steps the per-step schedules warm up over
+    tta: str | None = None  # test-time views in the final report: "", "flip", "translate", "flip,translate"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -138,18 +154,39 @@ def resolve(config: TrainConfig) -> TrainConfig:
         raise UsageError(f"--precision must be float32 or mixed. Received: precision={config.precision!r}")
     lr = config.lr if config.lr is not None else (defaults["lr"] if optimizer == "sgd" else ADAM_LR)
     resolved = replace(
-        config, recipe=recipe_name, crop=recipe.crop, optimizer=optimizer, schedule=schedule, lr=float(lr),
+        config, **_method_defaults(config, defaults, optimizer), recipe=recipe_name, crop=recipe.crop, optimizer=optimizer, schedule=schedule, lr=float(lr),
         epochs=config.epochs if config.epochs is not None else defaults["epochs"],
         batch_size=config.batch_size if config.batch_size is not None else defaults["batch_size"],
         momentum=float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
         weight_decay=float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
-        augment_on=config.augment_on or _default_augment_place(),
+        augment_on=config.augment_on or defaults.get("augment_on") or _default_augment_place(),
         jit=config.jit if config.jit is not None else _default_jit(),
         data=str(Path(config.data).expanduser().resolve()) if config.data else None,
         workdir=str(Path(config.workdir).expanduser().resolve()),
     )  # fmt: skip
     _check(resolved)
+    if resolved.augment_on == "host" and any(op.uses_epoch for op in recipe.steps):
+        raise UsageError(f"recipe {recipe_name!r} flips by epoch (alt_flip), which runs in the model's first layer: "
+                         "use --augment-on device")  # fmt: skip
     return resolved
+
+
+def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dict:
+    """The trainer's methods (label smoothing, Nesterov, averaging, whitening, warm-up, TTA) as
+    asked, else as the model's training defaults declare them, else off; checked."""
+    from ..tta import parse_views
+
+    def pick(key, off):
+        value = getattr(config, key)
+        return value if value is not None else defaults.get(key, off)
+
+    averaging = _choice("averaging", pick("averaging", "none"), AVERAGING)
+    warmup = pick("warmup", None)
+    if warmup is not None and not 0 <= warmup < 1:
+        raise UsageError(f"--warmup must be a fraction in [0, 1). Received: warmup={warmup}")
+    return dict(label_smoothing=float(pick("label_smoothing", 0.0)), averaging=averaging, whiten=bool(pick("whiten", False)),
+                nesterov=bool(pick("nesterov", False)) if optimizer == "sgd" else None, warmup=warmup,
+                tta=",".join(parse_views(pick("tta", ""))))  # fmt: skip
 
 
 def _default_recipe(config: TrainConfig, model_recipe: str) -> str:

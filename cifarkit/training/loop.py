@@ -31,6 +31,7 @@ from .compile import Compiled, compile_for_training
 from .config import TrainConfig, resolve
 from .inputs import check_inputs, run_inputs
 from .keras_compat import patch_for_multi_worker
+from .methods import method_callbacks
 from .report import final_report
 from .run_data import RunData, open_run_data
 from .rundir import (BACKUP_DIR, BACKUP_STATE, CONFIG_FILE, LOG_DIR, REPORT_FILE, STATS_FILE, RunState, check_workdir,
@@ -147,6 +148,7 @@ class _Run:
         every = backup_seconds if self.placement.name != "multi-worker" else None
         callbacks = [
             schedule,
+            *method_callbacks(config, compiled, steps),  # weight averaging, the epoch for alt_flip
             Progress(steps, config.batch_size, config.epochs, enabled=not self.quiet and sys.stderr.isatty()),
             history,
             checkpoints,

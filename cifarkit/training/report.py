@@ -25,6 +25,14 @@ def test_numbers(config, data, out: Path) -> dict:
     result = evaluate_model(model, data.source, "test", image_size=data.image_size)
     test = {"split": "test", "images": result.count, "model": model_name, "accuracy": result.accuracy,
             "top5": result.top_k_accuracy, "top_k": result.top_k}  # fmt: skip
+    if getattr(config, "tta", None):
+        # The final model (no choice made on the test split), centre view and test-time views averaged.
+        last = model if model_name == LAST_MODEL else load_model(out / LAST_MODEL)
+        views = tuple(config.tta.split(","))
+        plain = result if last is model else evaluate_model(last, data.source, "test", image_size=data.image_size)
+        averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=views)
+        test["tta"] = {"model": LAST_MODEL, "views": config.tta, "accuracy": plain.accuracy,
+                       "tta_accuracy": averaged.accuracy}  # fmt: skip
     if config.recipe == "paper":
         test["ten_crop_accuracy"] = evaluate_model(model, data.source, "test", image_size=data.image_size,
                                                    ten_crop=True).accuracy  # fmt: skip

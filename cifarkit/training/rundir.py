@@ -36,8 +36,10 @@ from .config import TrainConfig, identity
 
 REPORT_FILE, HISTORY_FILE, CURVES_FILE = "report.json", "history.csv", "curves.png"
 LOG_DIR, BACKUP_DIR, BACKUP_STATE = "logs", "backup", "state.json"
+# epoch_seconds: the epoch with its validation pass; wall_seconds: cumulative at the epoch's end.
+# History files written before these two columns read back without them.
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "lr",
-                   "train_seconds", "images_per_second")  # fmt: skip
+                   "train_seconds", "images_per_second", "epoch_seconds", "wall_seconds")  # fmt: skip
 RUN_FILES = (CONFIG_FILE, REPORT_FILE, HISTORY_FILE, CURVES_FILE, BEST_MODEL, LAST_MODEL, STATS_FILE)
 RUN_FOLDERS = (LOG_DIR, BACKUP_DIR)
 _WEIGHTS_NAME = re.compile(r"weights-\d{6,}\.weights\.h5")

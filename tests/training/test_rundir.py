@@ -15,13 +15,24 @@ def test_history_csv_is_the_format_it_always_was_and_reads_back():
     rows = [{"epoch": 1, "loss": 2.302585093, "accuracy": 0.1, "top5": None, "val_loss": 1e-7,
              "val_accuracy": 0.25, "val_top5": 1.0, "lr": 0.05, "train_seconds": 12.345, "images_per_second": 4051.2}]  # fmt: skip
     text = history_csv(rows)
-    assert text == ",".join(HISTORY_COLUMNS) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2\n"
+    assert text == ",".join(HISTORY_COLUMNS) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2,,\n"
+    timed = [{**rows[0], "epoch_seconds": 15.5, "wall_seconds": 20.25}]
+    assert history_csv(timed).endswith("\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2,15.5,20.25\n")
+
+
+def test_history_files_written_before_the_wall_time_columns_still_read(tmp_path):
+    path = tmp_path / "history.csv"
+    old_columns = HISTORY_COLUMNS[: HISTORY_COLUMNS.index("images_per_second") + 1]
+    path.write_text(",".join(old_columns) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2\n")
+    (row,) = read_history(path)
+    assert row["images_per_second"] == 4051.2 and row.get("wall_seconds") is None
 
 
 def test_read_history_gives_numbers_and_none_for_empty_cells(tmp_path):
     path = tmp_path / "history.csv"
-    path.write_text(",".join(HISTORY_COLUMNS) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2\n")
+    path.write_text(",".join(HISTORY_COLUMNS) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2,15.5,20.25\n")
     (row,) = read_history(path)
+    assert row["wall_seconds"] == 20.25
     assert row["epoch"] == 1 and type(row["epoch"]) is int
     assert row["top5"] is None and row["val_loss"] == 1e-7 and row["images_per_second"] == 4051.2
 

@@ -28,6 +28,7 @@ def test_every_declarable_set_of_defaults_has_a_table_entry():
 def test_alexnet_declares_the_paper_and_the_32x32_models_the_cifar_defaults():
     declared = {info.name: info.training for info in list_models()}
     assert declared.pop("alexnet") == "paper"
+    assert declared.pop("whitenet") == "airbench"
     assert set(declared.values()) == {"cifar"}  # alexnet-cifar, lenet5, vgg11-19
     assert all(info.input_size == 32 for info in list_models() if info.name in declared)
 
@@ -61,3 +62,25 @@ def test_each_model_resolves_to_its_table_and_options_override_it(model, table):
 def test_an_unknown_training_declaration_is_refused_at_registration():
     with pytest.raises(ValueError, match="training='fast'"):
         registry.register_model("x", input_size=32, recipe="cifar", training="fast")
+
+
+def test_whitenet_declares_the_airbench_defaults_and_options_override_them():
+    fast = resolve(TrainConfig(model="whitenet", workdir="run", data="data"))
+    assert (fast.recipe, fast.batch_size, fast.optimizer, fast.nesterov, fast.momentum, fast.lr, fast.schedule,
+            fast.label_smoothing, fast.averaging, fast.whiten, fast.tta, fast.augment_on) == (
+        "airbench", 1024, "sgd", True, 0.85, 1.5, "warmup-linear", 0.2, "lookahead", True, "flip,translate", "device")  # fmt: skip
+    plain = resolve(TrainConfig(model="whitenet", workdir="run", data="data", averaging="none", whiten=False, tta="none",
+                                label_smoothing=0.0, schedule="cosine"))  # fmt: skip
+    assert (plain.averaging, plain.whiten, plain.tta, plain.label_smoothing, plain.schedule) == ("none", False, "", 0.0, "cosine")
+    # Models that declare none of the methods keep them off.
+    other = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data"))
+    assert (other.averaging, other.whiten, other.tta, other.label_smoothing, other.nesterov) == ("none", False, "", 0.0, False)
+
+
+@pytest.mark.parametrize("field, bad, message", [("averaging", "swa", "--averaging"), ("tta", "rotate", "--tta"),
+                                                 ("warmup", 1.5, "--warmup")])  # fmt: skip
+def test_bad_method_settings_are_usage_errors(field, bad, message):
+    from cifarkit.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        resolve(TrainConfig(model="whitenet", workdir="run", data="data", **{field: bad}))

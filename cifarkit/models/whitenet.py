@@ -1,0 +1,84 @@
+"""WhiteNet: a small, fast CIFAR network in the shape of Keller Jordan's airbench
+("94% on CIFAR-10 in 3.29 seconds on a single GPU", arXiv 2404.00498), sized for a CPU.
+
+The shape, from the paper's section 3: a 2x2 convolution with no padding whose 24 filters are
+set from the training data (the 12 whitening directions of 2x2x3 patches and their negatives,
+frozen; :func:`cifarkit.training.methods.whiten_first_conv`), then three blocks of
+conv3x3 -> max-pool 2 -> batch norm -> GELU -> conv3x3 -> batch norm -> GELU, a global max-pool and
+a linear layer whose output is scaled by 1/9. Batch norm has no trained scale and a fast bias
+(:class:`ScaledBias`: the paper trains batch-norm biases at 64 times the learning rate), and
+moving averages that keep 60% per step. Each convolution starts as the identity on its first
+input channels (the paper's partial Dirac initialisation), the rest drawn as PyTorch draws them.
+
+Widths: airbench94 uses 64-256-256 and airbench93 64-128-128; the default here sits between them
+(``widths="64,192,192"``), chosen for what a 2-core CPU trains in half an hour.
+Keras is imported inside the builder, so registering the model costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..constants import IMAGE_SIZE
+from .registry import register_model
+
+if TYPE_CHECKING:
+    import keras
+
+WHITEN_KERNEL = 2  # 2x2 patches: 12 numbers per patch, 24 filters (each direction and its negative)
+WHITEN_FILTERS = 2 * 3 * WHITEN_KERNEL**2
+DEFAULT_WIDTHS = "64,192,192"
+BN_MOMENTUM = 0.6  # airbench's PyTorch momentum 0.4: each step keeps 60% of the moving averages
+BN_EPSILON = 1e-12
+BIAS_SCALE = 8.0  # a bias stored divided by 8 learns 8**2 = 64 times faster under plain SGD
+LOGIT_SCALE = 1 / 9  # the paper's scaling of the final linear layer's output
+
+
+def _parse_widths(widths) -> tuple[int, int, int]:
+    parts = widths.split(",") if isinstance(widths, str) else list(widths)
+    try:
+        values = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"widths must be three positive integers, e.g. 64,192,192. Received: widths={widths!r}")
+    return values
+
+
+@register_model("whitenet", input_size=IMAGE_SIZE, recipe="airbench", training="airbench")
+def whitenet(num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_WIDTHS) -> keras.Model:
+    """airbench's shape for a CPU: whitened 2x2 patch conv, three conv-pool-BN-GELU blocks (~1.2M params)."""
+    import keras
+
+    from .layers import check_num_classes, float32_logits, image_input
+    from .whitenet_layers import PartialIdentity, ScaledBias
+
+    num_classes = check_num_classes(num_classes)
+    block_widths = _parse_widths(widths)
+
+    def norm(x, name: str):
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False,
+                                            name=f"{name}_bn")(x)  # fmt: skip
+        return ScaledBias(BIAS_SCALE, name=f"{name}_bias")(x)
+
+    def conv(x, filters: int, name: str):
+        return keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(),
+                                   name=name)(x)  # fmt: skip
+
+    inputs = image_input(input_shape, IMAGE_SIZE, 8, "whitenet")
+    # Set from the data before training (whitening); never trained.
+    x = keras.layers.Conv2D(WHITEN_FILTERS, WHITEN_KERNEL, padding="valid", use_bias=False, name="whiten",
+                            trainable=False)(inputs)  # fmt: skip
+    x = ScaledBias(1.0, name="whiten_bias")(x)  # the bias trains (airbench: its first 3 epochs)
+    x = keras.layers.Activation("gelu", name="whiten_gelu")(x)
+    for index, width in enumerate(block_widths, start=1):
+        name = f"block{index}"
+        x = conv(x, width, f"{name}_conv1")
+        x = keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = keras.layers.Activation("gelu", name=f"{name}_gelu1")(norm(x, f"{name}_1"))
+        x = conv(x, width, f"{name}_conv2")
+        x = keras.layers.Activation("gelu", name=f"{name}_gelu2")(norm(x, f"{name}_2"))
+    x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+    x = keras.layers.Dense(num_classes, use_bias=False, name="fc")(x)
+    x = keras.layers.Rescaling(LOGIT_SCALE, name="logit_scale")(x)
+    return keras.Model(inputs, float32_logits(x), name="whitenet")

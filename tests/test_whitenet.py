@@ -1,0 +1,59 @@
+"""whitenet (cifarkit.models.whitenet): airbench's shape, its partial identity initialisation,
+the fast batch-norm biases, and a saved model that loads back."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cifarkit.models import create_model
+from cifarkit.models.whitenet_layers import PartialIdentity, ScaledBias
+
+
+def test_shape_of_airbench_at_the_default_widths():
+    model = create_model("whitenet")
+    assert model.get_layer("whiten").output.shape[1:] == (31, 31, 24)  # 2x2, no padding
+    assert not model.get_layer("whiten").trainable
+    assert model.get_layer("block1_pool").output.shape[1:] == (15, 15, 64)
+    assert model.get_layer("block3_conv2").output.shape[1:] == (3, 3, 192)
+    assert model.output.shape[1:] == (10,)
+    narrow = create_model("whitenet", widths="64,128,128")
+    assert narrow.get_layer("block3_conv2").output.shape[1:] == (3, 3, 128)
+    assert narrow.count_params() < model.count_params()
+
+
+def test_partial_identity_passes_the_first_channels_through():
+    kernel = np.asarray(PartialIdentity(seed=0)((3, 3, 4, 6)))
+    for j in range(4):
+        expected = np.zeros((3, 3, 4))
+        expected[1, 1, j] = 1
+        np.testing.assert_array_equal(kernel[..., j], expected)
+    assert np.abs(kernel[..., 4:]).max() <= 1 / np.sqrt(36) and np.abs(kernel[..., 4:]).max() > 0
+
+
+def test_scaled_bias_learns_scale_squared_times_faster():
+    x = np.zeros((4, 3), "float32")
+    steps = {}
+    for scale in (1.0, 8.0):
+        layer = ScaledBias(scale)
+        model = keras.Sequential([keras.Input((3,)), layer])
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        model.train_on_batch(x, np.ones((4, 3), "float32"))
+        steps[scale] = float(np.asarray(model(x))[0, 0])
+    assert steps[8.0] == pytest.approx(64 * steps[1.0], rel=1e-4)
+
+
+def test_bad_widths_are_refused():
+    from cifarkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="widths"):
+        create_model("whitenet", widths="64,128")
+
+
+def test_a_whitenet_round_trips_through_a_keras_file(tmp_path):
+    model = create_model("whitenet", widths="8,16,16")
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "w.keras")
+    again = keras.models.load_model(tmp_path / "w.keras")
+    np.testing.assert_allclose(np.asarray(again(images)), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
