@@ -142,3 +142,18 @@ def test_an_old_file_ending_in_logits_still_loads_and_predicts_probabilities(tmp
     for model in (old, new):
         got = np.stack([p.probabilities for p in predict_files(model, files)])
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_layers_register_when_a_cifarkit_module_is_what_imports_keras():
+    """Keras loaded from inside a cifarkit import (saved_model imports it at its top): every layer
+    is registered all the same, with no warning (the trainer package loads its names lazily, so
+    registering its schedule does not import modules that are half-way through importing)."""
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import cifarkit.saved_model, keras\n"
+            "from cifarkit.keras_registry import LAYER_MODULES\n"
+            "names = ['Augmentation', 'LocalResponseNormalization', 'ClassNames']\n"
+            "missing = [n for n in names if keras.saving.get_registered_object('cifarkit>' + n) is None]\n"
+            "assert not missing, missing\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "not registered" not in proc.stderr

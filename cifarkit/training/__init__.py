@@ -10,15 +10,27 @@
 - :mod:`~cifarkit.training.loop`: :func:`train`, the fit loop, resume;
 - :mod:`~cifarkit.training.report`: report.json.
 
-Importing this package imports Keras (the callbacks are Keras classes): the CLI imports it inside
-the ``train`` and ``evaluate`` commands only.
+The names below are loaded on first use (PEP 562), so importing one module of the package (for
+example :mod:`~cifarkit.training.methods`, whose schedule a saved model holds) does not import
+the whole trainer; ``from cifarkit.training import train`` works as usual.
 """
 
-from .compile import Compiled, compile_for_training
-from .config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, resolve, run_config
-from .loop import TrainResult, train
-from .run_data import RunData, open_run_data
-from .rundir import REPORT_FILE, read_history
+from __future__ import annotations
 
-__all__ = ["OPTIMIZERS", "PRECISIONS", "REPORT_FILE", "SCHEDULES", "Compiled", "RunData", "TrainConfig",
-           "TrainResult", "compile_for_training", "open_run_data", "read_history", "resolve", "run_config", "train"]  # fmt: skip
+import importlib
+
+_EXPORTS = {
+    "Compiled": "compile", "compile_for_training": "compile",
+    "OPTIMIZERS": "config", "PRECISIONS": "config", "SCHEDULES": "config", "TrainConfig": "config",
+    "resolve": "config", "run_config": "config",
+    "TrainResult": "loop", "train": "loop",
+    "RunData": "run_data", "open_run_data": "run_data",
+    "REPORT_FILE": "rundir", "read_history": "rundir",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
