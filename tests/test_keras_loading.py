@@ -44,6 +44,7 @@ FAMILIES = {
     "alexnet-cifar": dict(recipe="cifar", crop=None, options={"width": 0.05}),
     "lenet5": dict(recipe="cifar", crop=None, options={}),
     "vgg11": dict(recipe="cifar", crop=None, options={}),
+    "whitenet": dict(recipe="airbench", crop=None, options={"widths": "8,16,16"}),  # ScaledBias, PartialIdentity
 }
 CLASSES = ["cat", "dog", "ship"]
 
