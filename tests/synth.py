@@ -746,3 +746,35 @@ def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, n
     path = write_tar_gz(Path(dest) / "cifar10-learnable-python.tar.gz",
                               [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()], dirs=["cifar-10-batches-py"])  # fmt: skip
     return Learnable(path, train_labels, test_images, test_labels)
+
+
+# --- The MNIST family: IDX files in the layout LeCun's page serves -----------------------------
+
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    """An IDX file as LeCun's page describes it: 0, 0, type, ndim, big-endian sizes, the values."""
+    head = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_split(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    pack = (lambda b: gzip.compress(b, mtime=0)) if gz else (lambda b: b)
+    (folder / f"{prefix}-images-idx3-ubyte{ext}").write_bytes(pack(idx_bytes(images)))
+    (folder / f"{prefix}-labels-idx1-ubyte{ext}").write_bytes(pack(idx_bytes(labels)))
+
+
+def tiny(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+
+
+def make_mnist_folder(folder: Path, train: int = 30, test: int = 20, gz: bool = True):
+    truth = {}
+    if train:
+        truth["train"] = tiny(train, 1)
+        write_split(folder, "train", *truth["train"], gz=gz)
+    truth["test"] = tiny(test, 2)
+    write_split(folder, "t10k", *truth["test"], gz=gz)
+    return truth

@@ -13,7 +13,7 @@ from cifarkit.sources import open_source
 from cifarkit.splits import Piece
 
 from synth import make_cifar10_python, make_cifar100_python
-from test_idx import make_mnist_folder
+from synth import make_mnist_folder
 
 COUNTS = {"train": 50_000, "test": 10_000}
 

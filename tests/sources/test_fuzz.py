@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fuzz_sources.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_sources.py"
 CASES = 4000
 PEAK_RSS_MB = 300  # numpy and cifarkit take ~60 MB; no case may take much more
 

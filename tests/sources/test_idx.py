@@ -16,37 +16,9 @@ from cifarkit.errors import ChecksumError, SourceError, UnsafeInputError
 from cifarkit.sources import open_source
 from cifarkit.sources.discover import find_dataset, find_named
 from cifarkit.sources.idx import is_mnist_family, read_idx_file
+from synth import idx_bytes, make_mnist_folder, tiny, write_split
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-
-def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
-    """An IDX file as LeCun's page describes it: 0, 0, type, ndim, big-endian sizes, the values."""
-    head = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return head + np.ascontiguousarray(array, np.uint8).tobytes()
-
-
-def write_split(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    ext = ".gz" if gz else ""
-    pack = (lambda b: gzip.compress(b, mtime=0)) if gz else (lambda b: b)
-    (folder / f"{prefix}-images-idx3-ubyte{ext}").write_bytes(pack(idx_bytes(images)))
-    (folder / f"{prefix}-labels-idx1-ubyte{ext}").write_bytes(pack(idx_bytes(labels)))
-
-
-def tiny(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, size, size), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
-
-
-def make_mnist_folder(folder: Path, train: int = 30, test: int = 20, gz: bool = True):
-    truth = {}
-    if train:
-        truth["train"] = tiny(train, 1)
-        write_split(folder, "train", *truth["train"], gz=gz)
-    truth["test"] = tiny(test, 2)
-    write_split(folder, "t10k", *truth["test"], gz=gz)
-    return truth
+REAL_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 
 @pytest.mark.parametrize("gz", [True, False])
