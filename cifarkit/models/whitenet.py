@@ -80,5 +80,5 @@ def whitenet(num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_W
         x = keras.layers.Activation("gelu", name=f"{name}_gelu2")(norm(x, f"{name}_2"))
     x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
     x = keras.layers.Dense(num_classes, use_bias=False, name="fc")(x)
-    x = keras.layers.Rescaling(LOGIT_SCALE, name="logit_scale")(x)
+    x = x * LOGIT_SCALE  # an op, not keras.layers.Rescaling: that data layer needs TensorFlow on every backend
     return keras.Model(inputs, float32_logits(x), name="whitenet")
