@@ -120,9 +120,9 @@ def train(
     test = result.report["test"]
     line = (f"test accuracy {test['accuracy']:.4f}, top-{test['top_k']} {test['top5']:.4f}"
             + (f", ten-crop {test['ten_crop_accuracy']:.4f}" if "ten_crop_accuracy" in test else "")
+            + f" ({test['model']})"
             + (f"; last.keras {test['tta']['accuracy']:.4f}, with test-time {test['tta']['views']} "
-               f"{test['tta']['tta_accuracy']:.4f}" if "tta" in test else "")
-            + f" ({test['model']})")  # fmt: skip
+               f"{test['tta']['tta_accuracy']:.4f}" if "tta" in test else ""))  # fmt: skip
     if result.already_finished:
         typer.echo(f"{result.workdir} already holds this run, finished: {line}; nothing to do "
                    "(--overwrite to train again)")  # fmt: skip

@@ -218,3 +218,39 @@ def test_alternating_flip_flips_every_other_epoch_exactly(device):
     assert np.all(flipped[1:] != flipped[:-1])  # every image changes side at every epoch
     assert 5 <= flipped[0].sum() <= 35  # some start mirrored, some not
     assert np.array_equal(flipped[0], flipped[2]) and np.array_equal(flipped[1], flipped[3])
+
+
+def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
+    """The whole command with the model's defaults (whitening, Lookahead, the per-step schedule,
+    alt_flip on the device, test-time views in the report), at tiny widths on tiny data."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from synth import make_learnable_cifar10
+    from cifarkit.cli import app
+    from cifarkit.training.rundir import read_history
+
+    data = make_learnable_cifar10(tmp_path / "data", per_batch=32, test=40)
+    workdir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "whitenet", "--data", str(data.path), "--workdir", str(workdir), "--epochs",
+                                      "3", "--batch-size", "32", "-m", "widths=8,16,16", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "with test-time flip,translate" in result.stdout
+    report = json.loads((workdir / "report.json").read_text())
+    config = report["config"]
+    assert (config["averaging"], config["whiten"], config["schedule"], config["recipe"], config["augment_on"]) == (
+        "lookahead", True, "warmup-linear", "airbench", "device")  # fmt: skip
+    tta = report["test"]["tta"]
+    assert tta["model"] == "last.keras" and tta["views"] == "flip,translate" and 0 <= tta["tta_accuracy"] <= 1
+    rows = read_history(workdir / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    walls = [r["wall_seconds"] for r in rows]
+    assert walls == sorted(walls) and all(r["epoch_seconds"] >= r["train_seconds"] for r in rows)
+    assert rows[-1]["lr"] == pytest.approx(config["lr"] * 0.07, rel=1e-4)  # the schedule's end, per step
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    # The saved model's augmentation counted the epochs it trained (alt_flip reads it).
+    import keras
+
+    model = keras.models.load_model(workdir / "last.keras")
+    assert int(np.asarray(model.get_layer("preprocess").epoch)) == 2
