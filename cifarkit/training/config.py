@@ -267,6 +267,11 @@ def _default_jit() -> bool:
     return backend == "jax" or (backend == "tensorflow" and _gpu_visible())
 
 
+# What a run folder written before the trainer had these methods ran with: its config.json lacks them.
+METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
+
+
 def identity(config: dict) -> dict:
     """The settings that make a run what it is: a resumed run must match them."""
-    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    filled = {**METHODS_OFF, "nesterov": False if config.get("optimizer") == "sgd" else None, **config}
+    return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS}

@@ -84,3 +84,12 @@ def test_bad_method_settings_are_usage_errors(field, bad, message):
 
     with pytest.raises(UsageError, match=message):
         resolve(TrainConfig(model="whitenet", workdir="run", data="data", **{field: bad}))
+
+
+def test_a_run_folder_from_before_the_methods_is_the_same_run_as_the_same_command_now():
+    from cifarkit.training.config import identity
+
+    now = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data")).to_json()
+    before = {k: v for k, v in now.items() if k not in ("averaging", "whiten", "tta", "warmup", "nesterov")}
+    assert identity(before) == identity(now)
+    assert identity({**before, "whiten": True}) != identity(now)
