@@ -256,3 +256,19 @@ def test_the_dataset_search_finds_cifar10_in_tensorflow_datasets(cifar10_tar, tm
     found = find_dataset(cwd=cwd, home=home)
     assert found.path == home / "tensorflow_datasets" / "cifar10" and not found.is_sample
     assert open_source(found.path).count("train") == 30
+
+
+@pytest.mark.parametrize("encoding", ["auto", "raw"])
+def test_tfds_reads_an_mnist_export_with_its_one_grey_channel(tmp_path, encoding):
+    truth = synth.make_mnist_folder(tmp_path / "mnist", train=12, test=8)
+    out = tmp_path / "tfr"
+    export_dataset(open_source(tmp_path / "mnist", verify=False), out,
+                   ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True))  # fmt: skip
+    builder = tfds.builder_from_directory(str(out))
+    assert builder.info.features["image"].shape == (28, 28, 1)
+    for split, (images, labels) in truth.items():
+        assert builder.info.splits[split].num_examples == len(labels)
+        records = _by_id(builder.as_dataset(split))
+        for i, key in enumerate(_truth_ids(split, len(labels))):
+            np.testing.assert_array_equal(records[key]["image"], images[i][..., None])  # lossless, one channel
+            assert records[key]["label"] == labels[i]
