@@ -132,12 +132,23 @@ def _compiled(transform: Callable) -> Callable:
     return tf.function(transform, jit_compile=True)
 
 
-def train_transform(recipe: Recipe, stats: Stats) -> Callable:
-    """``fn(uint8 images (N, H, W, 3), seed [2]) -> float32 (N, crop, crop, 3)``."""
+def train_transform(recipe: Recipe, stats: Stats, epoch=None) -> Callable:
+    """``fn(uint8 images (N, H, W, 3), seed [2]) -> float32 (N, crop, crop, 3)``; ``epoch`` (from
+    :func:`epoch_variable`) is read at every batch by the ops that depend on the epoch."""
     from .augment import run_ops
 
     steps = recipe.steps
-    return _compiled(lambda images, seed: run_ops(steps, stats, images, "train", seed))
+    return _compiled(lambda images, seed: run_ops(steps, stats, images, "train", seed, epoch))
+
+
+def epoch_variable(recipe: Recipe):
+    """A ``tf.Variable`` for the training epoch if an op of the recipe reads it (alt_flip), else
+    None; the trainer sets it as each epoch begins (cifarkit.training.methods.EpochCounter)."""
+    if not any(op.uses_epoch for op in recipe.steps):
+        return None
+    import tensorflow as tf
+
+    return tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
 
 def eval_transform(recipe: Recipe, stats: Stats) -> Callable:

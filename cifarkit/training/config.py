@@ -165,9 +165,6 @@ def resolve(config: TrainConfig) -> TrainConfig:
         workdir=str(Path(config.workdir).expanduser().resolve()),
     )  # fmt: skip
     _check(resolved)
-    if resolved.augment_on == "host" and any(op.uses_epoch for op in recipe.steps):
-        raise UsageError(f"recipe {recipe_name!r} flips by epoch (alt_flip), which runs in the model's first layer: "
-                         "use --augment-on device")  # fmt: skip
     return resolved
 
 

@@ -28,6 +28,7 @@ class Inputs:
     validation: Any
     fit_options: dict = field(default_factory=dict)  # steps_per_epoch and validation_steps for generators
     streams: list = field(default_factory=list)  # feed streams to close when training ends
+    callbacks: list = field(default_factory=list)  # what the batches need from fit (the host recipe's epoch)
 
     def close(self) -> None:
         for stream in self.streams:
@@ -56,19 +57,21 @@ def check_inputs(data) -> None:
 
 def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     from ..pipeline import eval_batches, train_batches
-    from ..recipes import eval_transform, get_recipe, train_transform
+    from ..recipes import epoch_variable, eval_transform, get_recipe, train_transform
+    from .methods import EpochCounter
 
     recipe = get_recipe(config.recipe, config.crop)
     num_workers = placement.replicas if placement.name == "multi-worker" else 1
     # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
     data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
     on_host = config.augment_on == "host"
-    train_ds = train_batches(data.source, "train", train_transform(recipe, stats) if on_host else None,
+    epoch = epoch_variable(recipe) if on_host else None  # for alt_flip; on the device the layer holds it
+    train_ds = train_batches(data.source, "train", train_transform(recipe, stats, epoch) if on_host else None,
                              batch_size=config.batch_size, seed=data_seed, augment_on=config.augment_on,
                              image_size=data.image_size, num_workers=num_workers)  # fmt: skip
     val_ds = eval_batches(data.source, config.val_split, eval_transform(recipe, stats) if on_host else None,
                           batch_size=config.batch_size, image_size=data.image_size, num_workers=num_workers)  # fmt: skip
-    return Inputs(train_ds, val_ds)
+    return Inputs(train_ds, val_ds, callbacks=[EpochCounter(epoch)] if epoch is not None else [])
 
 
 def _fed(config, data, steps: int, initial_epoch: int, backend: str) -> Inputs:

@@ -114,8 +114,8 @@ class _Run:
         inputs = run_inputs(config, data, stats, self.placement, steps, initial_epoch)
         try:
             compiled.train_model.fit(inputs.train, validation_data=inputs.validation, epochs=config.epochs,
-                                     initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False,
-                                     **inputs.fit_options)  # fmt: skip  (the pipeline shuffles)
+                                     initial_epoch=initial_epoch, callbacks=inputs.callbacks + callbacks, verbose=0,
+                                     shuffle=False, **inputs.fit_options)  # fmt: skip  (the pipeline shuffles)
         finally:
             inputs.close()
         resumed_from = initial_epoch if backup is not None else None

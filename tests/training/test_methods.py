@@ -254,3 +254,39 @@ def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
 
     model = keras.models.load_model(workdir / "last.keras")
     assert int(np.asarray(model.get_layer("preprocess").epoch)) == 2
+
+
+def test_the_host_pipeline_flips_by_the_epoch_the_trainer_sets():
+    import tensorflow as tf
+
+    from cifarkit.recipes import epoch_variable, get_recipe, train_transform
+
+    eye = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    from cifarkit.stats import Stats
+
+    stats = Stats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), eye, (1.0, 1.0, 1.0), eye, pixels=1, images=1)
+    recipe = get_recipe("airbench")
+    assert epoch_variable(get_recipe("cifar")) is None
+    epoch = epoch_variable(recipe)
+    transform = train_transform(recipe, stats, epoch)
+    images = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)
+    seed = tf.constant([3, 4], tf.int64)
+    dataset = tf.data.Dataset.from_tensors(images).map(lambda batch: transform(batch, seed))
+    first = next(iter(dataset)).numpy()
+    epoch.assign(1)  # what EpochCounter does as the next epoch begins; the same crops (same seed)
+    second = next(iter(dataset)).numpy()
+    np.testing.assert_allclose(second, first[:, :, ::-1], atol=1e-6)
+
+
+def test_whitenet_trains_with_host_augmentation_too(tmp_path):
+    from typer.testing import CliRunner
+
+    from synth import make_learnable_cifar10
+    from cifarkit.cli import app
+
+    data = make_learnable_cifar10(tmp_path / "data", per_batch=16, test=20)
+    result = CliRunner().invoke(app, ["train", "whitenet", "--data", str(data.path), "--workdir", str(tmp_path / "run"),
+                                      "--epochs", "2", "--batch-size", "16", "-m", "widths=8,8,8", "--augment-on", "host",
+                                      "--tta", "flip", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "with test-time flip" in result.stdout
