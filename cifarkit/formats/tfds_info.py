@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import SourceError
 from ..writers.atomic import write_text
+from .base import read_info
 
 INFO_FILE = "dataset_info.json"
 FEATURES_FILE = "features.json"
@@ -164,8 +165,8 @@ def _tfds_info_at(folder: Path) -> bool:
 
 def read_folder_info(root: Path) -> TfdsFolder:
     """Check a TFDS folder's metadata; one line naming the file and the first thing wrong."""
-    info = _load(root / INFO_FILE)
-    tree = _load(root / FEATURES_FILE)
+    info = read_info(root / INFO_FILE)
+    tree = read_info(root / FEATURES_FILE)
     features = tree.get("featuresDict", {}).get("features") if isinstance(tree.get("featuresDict"), dict) else None
     if not isinstance(features, dict) or "image" not in features or "label" not in features:
         raise SourceError(f"{root / FEATURES_FILE}: not an image classification dataset (no 'image' and 'label' features)")
@@ -182,16 +183,6 @@ def read_folder_info(root: Path) -> TfdsFolder:
         template = entry.get("filepathTemplate") or TEMPLATE
         files[split] = [_shard_file(template, name, split, i, len(lengths)) for i in range(len(lengths))]
     return TfdsFolder(root, name, str(info.get("version", "")), features, labels, counts, files)
-
-
-def _load(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: malformed (a JSON object is expected)")
-    return data
 
 
 def _label_names(root: Path, key: str, entry: dict) -> tuple[str, ...]:
