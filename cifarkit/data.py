@@ -106,8 +106,9 @@ def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, ba
     ``split``: a spec in TFDS's syntax (``"train[:90%]"``, ``"train+test"``, see
     :mod:`cifarkit.splits`), a list of them (a list of datasets), or None (a dict of every split).
     Elements are (uint8 (H, W, C) image, int64 label) with ``as_supervised``, else dicts with
-    ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 read from its archives,
-    ``coarse_label``. ``batch_size=-1`` gives each split as one batch. ``shuffle_files`` shuffles
+    ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 (its archives, a TFRecord
+    export, a TFDS-prepared folder), ``coarse_label``. ``batch_size=-1`` gives each split as one
+    batch. ``shuffle_files`` shuffles
     the examples (there are no files to shuffle in an archive held in memory); ``seed`` fixes it.
     """
     reader = open_data(locate(name_or_path, data_dir), verify=verify)
@@ -145,7 +146,9 @@ def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, bat
         raise UsageError(f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}")
     ds = None
     for piece in pieces:
-        part = reader.piece_dataset(piece, image_size=image_size)
+        # A coarse label the records carry is parsed with them; one held in memory is gathered.
+        coarse = not as_supervised and reader.coarse_build is not None
+        part = reader.piece_dataset(piece, image_size=image_size, with_coarse=coarse)
         if not as_supervised:
             part = tf.data.Dataset.zip(tf.data.Dataset.range(piece.start, piece.stop), part)
             part = part.map(_as_dict(reader, piece.split), num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -169,10 +172,12 @@ def _as_dict(reader: DataReader, split: str):
     coarse = None if coarse is None else tf.constant(coarse)
 
     def fn(index, example):
-        image, label = example
+        image, label = example[:2]
         out = {"image": image, "label": tf.cast(label, tf.int64),
                "id": tf.strings.join([split, tf.strings.as_string(index, width=5, fill="0")], "_")}  # fmt: skip
-        if coarse is not None:
+        if len(example) > 2:  # parsed from the record
+            out["coarse_label"] = example[2]
+        elif coarse is not None:
             out["coarse_label"] = tf.gather(coarse, index)
         return out
 
@@ -184,17 +189,21 @@ def arrays_of(reader: DataReader, spec: str, *, label: str = "label", image_size
     if label not in ("label", "coarse_label"):
         raise UsageError(f"label must be 'label' or 'coarse_label'. Received: label={label!r}")
     pieces = reader.pieces(spec)
-    if label == "coarse_label" and not all("coarse_label" in reader.extras.get(p.split, {}) for p in pieces):
-        raise UsageError(f"{reader.location}: no coarse labels (only CIFAR-100 read from its archives has them)")
+    if label == "coarse_label" and not all(reader.has_coarse_labels(p.split) for p in pieces):
+        raise UsageError(f"{reader.location}: no coarse labels (CIFAR-100's archives and exports have them)")
     images, labels = [], []
     for piece in pieces:
+        held = reader.extras.get(piece.split, {}).get("coarse_label") if label == "coarse_label" else None
         if reader.kind == "arrays":
             x = reader.arrays[piece.split][0][piece.start : piece.stop]
             y = reader.arrays[piece.split][1][piece.start : piece.stop]
+        elif label == "coarse_label" and held is None:  # in the records: parsed with the images
+            part = reader.piece_dataset(piece, image_size=image_size, with_coarse=True)
+            x, y = to_numpy(part.map(lambda image, fine, coarse: (image, coarse)))
         else:
             x, y = to_numpy(reader.piece_dataset(piece, image_size=image_size))
-        if label == "coarse_label":
-            y = reader.extras[piece.split]["coarse_label"][piece.start : piece.stop]
+        if held is not None:
+            y = held[piece.start : piece.stop]
         images.append(x)
         labels.append(np.asarray(y, np.int64))
     return np.concatenate(images), np.concatenate(labels)

@@ -46,19 +46,28 @@ class DataReader:
     # split -> {"coarse_label": int64 array}: labels beyond the one the pipeline carries (CIFAR-100)
     extras: dict = field(repr=False, default_factory=dict)
     coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's 20 superclasses, where known
+    # split -> (uint8 image, int32 label, int64 coarse label), for readers whose records carry the
+    # coarse label (TFRecord); arrays and files keep theirs in ``extras`` instead.
+    coarse_build: Callable | None = field(repr=False, default=None)
 
     @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.counts)
 
-    def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1):
-        """(uint8 image, int32 label) pairs in dataset order.
+    def has_coarse_labels(self, split: str) -> bool:
+        return self.coarse_build is not None or "coarse_label" in self.extras.get(split, {})
+
+    def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1, with_coarse: bool = False):
+        """(uint8 image, int32 label) pairs in dataset order; ``with_coarse`` adds the int64 coarse
+        label as a third element (readers with :attr:`coarse_build` only).
 
         ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
         """
         if split not in self.counts:
             raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
-        ds = self._build(split)
+        if with_coarse and self.coarse_build is None:
+            raise UsageError(f"{self.location}: its records carry no coarse labels")
+        ds = self.coarse_build(split) if with_coarse else self._build(split)
         if num_workers <= 1:
             # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
             # epochs without a "ran out of data" warning, and a shard that holds fewer or more
@@ -78,14 +87,15 @@ class DataReader:
 
         return resolve(spec, self.counts, str(self.location))
 
-    def piece_dataset(self, piece, *, image_size: int | None = None):
-        """(uint8 image, int32 label) pairs of one piece of a split, with its length known."""
-        if self.kind == "arrays":
+    def piece_dataset(self, piece, *, image_size: int | None = None, with_coarse: bool = False):
+        """(uint8 image, int32 label) pairs of one piece of a split, with its length known (and the
+        coarse label with ``with_coarse``, as :meth:`dataset`)."""
+        if self.kind == "arrays" and not with_coarse:
             import tensorflow as tf
 
             images, labels = self.arrays[piece.split]
             return tf.data.Dataset.from_tensor_slices((images[piece.start : piece.stop], labels[piece.start : piece.stop]))
-        ds = self.dataset(piece.split, image_size=image_size)
+        ds = self.dataset(piece.split, image_size=image_size, with_coarse=with_coarse)
         if (piece.start, piece.stop) == (0, self.counts[piece.split]):
             return ds
         return ds.skip(piece.start).take(len(piece))
@@ -106,14 +116,15 @@ class DataReader:
             arrays = {name: _concat_pieces(self.arrays, pieces) for name, pieces in chosen.items()}
             return replace(self, counts=counts, arrays=arrays, _build=_array_builder(arrays), files={}, extras=extras)
 
-        def build(split: str):
-            parts = [self.piece_dataset(p) for p in chosen[split]]
+        def build(split: str, with_coarse: bool = False):
+            parts = [self.piece_dataset(p, with_coarse=with_coarse) for p in chosen[split]]
             ds = parts[0]
             for part in parts[1:]:
                 ds = ds.concatenate(part)
             return ds
 
-        return replace(self, counts=counts, _build=build, files={}, extras=extras)
+        coarse = None if self.coarse_build is None else lambda split: build(split, True)
+        return replace(self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse)
 
 
 def _concat_pieces(arrays: dict, pieces: list) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +154,8 @@ def _with_length(ds, count: int):
 def _squarer(size: int):
     from .augment import resize_shorter_centre
 
-    def fn(image, label):
-        return resize_shorter_centre(image, size), label
+    def fn(image, *labels):  # the label, and the coarse label where there is one
+        return (resize_shorter_centre(image, size), *labels)
 
     return fn
 

@@ -12,7 +12,7 @@ from cifarkit.errors import UsageError
 from cifarkit.sources import open_source
 from cifarkit.splits import Piece
 
-from synth import make_cifar10_python, make_cifar100_python
+from synth import CIFAR100_COARSE, make_cifar10_python, make_cifar100_python
 from synth import make_mnist_folder
 
 COUNTS = {"train": 50_000, "test": 10_000}
@@ -112,6 +112,40 @@ def test_cifar100_coarse_labels_in_dicts_and_numpy(tmp_path):
     assert info.splits["train"].num_examples == 6 and info.supervised_keys == ("image", "label")
     x, y = cifarkit.load_numpy(synth.path, "train", label="coarse_label")
     assert y.tolist() == source.batches["train"][0].coarse_labels.tolist() and x.shape == (6, 32, 32, 3)
+
+
+def _cli_export(source, out, *options):
+    from typer.testing import CliRunner
+
+    from cifarkit.cli import app
+
+    result = CliRunner().invoke(app, ["export", "--source", str(source), "--format", "tfrecord", "--out", str(out),
+                                      "--workers", "1", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cifar100_coarse_labels_from_a_tfrecord_export(tmp_path):
+    synth = make_cifar100_python(tmp_path, train=12, test=5, archive=True)
+    export = _cli_export(synth.path, tmp_path / "out", "--shards", "3")
+    truth = synth.splits["train"].coarse_labels.tolist()
+    ds, info = cifarkit.load(export, "train", as_supervised=False, with_info=True)
+    examples = list(ds.as_numpy_iterator())
+    assert [int(e["coarse_label"]) for e in examples] == truth
+    assert [int(e["label"]) for e in examples] == synth.splits["train"].labels.tolist()
+    assert info.features["coarse_label"].names == tuple(CIFAR100_COARSE)
+    x, y = cifarkit.load_numpy(export, "train", label="coarse_label")
+    assert y.tolist() == truth and y.dtype == np.int64
+    np.testing.assert_array_equal(x, synth.splits["train"].images)
+    # Pieces of two splits keep each piece's own coarse labels, in order.
+    mixed = cifarkit.load(export, "train[:4]+test[3:]", as_supervised=False)
+    both = truth[:4] + synth.splits["test"].coarse_labels.tolist()[3:]
+    assert [int(e["coarse_label"]) for e in mixed.as_numpy_iterator()] == both
+    assert cifarkit.load_numpy(export, "train[:4]+test[3:]", label="coarse_label")[1].tolist() == both
+    # What training selects keeps them too.
+    chosen = cifarkit.open_data(export).select({"fit": "train[2:6]"})
+    _, coarse = cifarkit.data.to_numpy(chosen.dataset("fit", with_coarse=True).map(lambda x, y, c: (x, c)))
+    assert coarse.tolist() == truth[2:6]
 
 
 def test_load_numpy_equals_the_source(cifar10, tmp_path):

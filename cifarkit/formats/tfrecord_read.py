@@ -165,8 +165,8 @@ def open_records(root: Path, info: dict | None):
     return reader_for(describe(root, info))
 
 
-def reader_for(records: Records, with_coarse: bool = False):
-    """The reader; ``with_coarse`` adds the coarse label to each element (for a source)."""
+def reader_for(records: Records):
+    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too."""
     import tensorflow as tf
 
     from ..reader import AUTOTUNE, DataReader
@@ -176,29 +176,43 @@ def reader_for(records: Records, with_coarse: bool = False):
         if missing:
             raise SourceError(f"{records.root}: TFRecord shard {Path(missing[0]).name} is missing")
         OPENED_SHARDS.update(dict.fromkeys(shards))
+    parse = record_parser(records)
+
+    def build(split: str, with_coarse: bool = False):
+        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
+        data = tf.data.TFRecordDataset(records.files[split], num_parallel_reads=None)
+        return data.map(parse(with_coarse), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    return DataReader(
+        name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
+        counts=records.counts, image_shape=records.static_shape, _build=build, files=records.files,
+        coarse_class_names=records.coarse_class_names,
+        coarse_build=(lambda split: build(split, True)) if records.coarse_key else None,
+    )  # fmt: skip
+
+
+def record_parser(records: Records):
+    """``with_coarse -> (serialized record -> (uint8 image, int32 label[, int64 coarse label]))``."""
+    import tensorflow as tf
+
     features = parse_spec(records)
-    coarse = records.coarse_key if with_coarse else None
+    coarse = records.coarse_key
     if coarse:
         features[coarse] = tf.io.FixedLenFeature([], tf.int64)
     decode_image, shape = _decoder(records), records.static_shape
 
-    def decode(record):
-        example = tf.io.parse_single_example(record, features)
-        image = decode_image(example)
-        if shape is not None:
-            image = tf.ensure_shape(image, shape)
-        label = tf.cast(example["label"], tf.int32)
-        return (image, label, example[coarse]) if coarse else (image, label)
+    def parser(with_coarse: bool):
+        def parse(record):
+            example = tf.io.parse_single_example(record, features)
+            image = decode_image(example)
+            if shape is not None:
+                image = tf.ensure_shape(image, shape)
+            label = tf.cast(example["label"], tf.int32)
+            return (image, label, example[coarse]) if with_coarse else (image, label)
 
-    def build(split: str):
-        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
-        data = tf.data.TFRecordDataset(records.files[split], num_parallel_reads=None)
-        return data.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return parse
 
-    return DataReader(
-        name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
-        counts=records.counts, image_shape=shape, _build=build, files=records.files,
-    )  # fmt: skip
+    return parser
 
 
 # Every TFRecord shard a reader opened in this process (insertion-ordered), so that a corrupt

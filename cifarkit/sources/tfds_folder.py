@@ -65,7 +65,8 @@ def _read_split(records: Records, split: str) -> Batch:
     from ..reader import without_autotune
 
     # A corrupt record raises TensorFlow's error, which the CLI turns into one line naming the shard.
-    ds = reader_for(records, with_coarse=records.coarse_key is not None)._build(split)  # any image sizes
+    reader = reader_for(records)
+    ds = (reader.coarse_build or reader._build)(split)  # any image sizes
     images, labels, coarse = [], [], []
     for element in without_autotune(ds).as_numpy_iterator():
         images.append(element[0])
