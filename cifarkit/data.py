@@ -108,8 +108,15 @@ def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, ba
     Elements are (uint8 (H, W, C) image, int64 label) with ``as_supervised``, else dicts with
     ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 (its archives, a TFRecord
     export, a TFDS-prepared folder), ``coarse_label``. ``batch_size=-1`` gives each split as one
-    batch. ``shuffle_files`` shuffles
-    the examples (there are no files to shuffle in an archive held in memory); ``seed`` fixes it.
+    batch.
+
+    ``shuffle_files`` shuffles as ``tfds.load`` does where there are files to shuffle: a TFRecord
+    folder whose metadata lists each shard's length (this version's exports, TFDS's folders) is
+    read shard by shard in an order that changes at every iteration, 16 shards interleaved 16
+    records at a time; the records inside a shard keep their order (:mod:`cifarkit.file_shuffle`).
+    Everything else shuffles its examples instead, each iteration anew: arrays held in memory (an
+    archive) all at once; image files (one example each) and cifarkit 0.1's TFRecord exports, whose
+    shard lengths are unknown, through a buffer of 10,000. ``seed`` makes either repeatable.
     """
     reader = open_data(locate(name_or_path, data_dir), verify=verify)
 
@@ -136,18 +143,34 @@ SHUFFLE_BUFFER = 10_000
 
 def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, batch_size: int | None = None,
                shuffle: bool = False, image_size: int | None = None, seed: int | None = None):  # fmt: skip
-    """The examples ``spec`` selects, in order (or shuffled), as :func:`load` hands them out."""
-    import tensorflow as tf
+    """The examples ``spec`` selects, in order (or shuffled, see :func:`load`), as :func:`load`
+    hands them out."""
+    from .file_shuffle import can_shuffle_files
 
     pieces = reader.pieces(spec)
     total = sum(len(p) for p in pieces)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or (batch_size < 1 and batch_size != -1)):  # fmt: skip
         raise UsageError(f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}")
+    # A coarse label the records carry is parsed with them; one held in memory is gathered.
+    coarse = not as_supervised and reader.coarse_build is not None
+    if shuffle and total and can_shuffle_files(reader, pieces):
+        ds = _files_shuffled(reader, pieces, as_supervised, coarse, image_size, seed)
+    else:
+        ds = _in_order(reader, pieces, as_supervised, coarse, image_size)
+        if shuffle:  # no shards to shuffle, or their lengths unknown: the examples, through a buffer
+            buffer = total if reader.kind == "arrays" else min(total, SHUFFLE_BUFFER)
+            ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
+    if batch_size is not None:
+        ds = ds.batch(max(total, 1) if batch_size == -1 else batch_size)
+    return ds
+
+
+def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None):
+    import tensorflow as tf
+
     ds = None
     for piece in pieces:
-        # A coarse label the records carry is parsed with them; one held in memory is gathered.
-        coarse = not as_supervised and reader.coarse_build is not None
         part = reader.piece_dataset(piece, image_size=image_size, with_coarse=coarse)
         if not as_supervised:
             part = tf.data.Dataset.zip(tf.data.Dataset.range(piece.start, piece.stop), part)
@@ -155,26 +178,36 @@ def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, bat
         else:
             part = part.map(lambda image, label: (image, tf.cast(label, tf.int64)))
         ds = part if ds is None else ds.concatenate(part)
-    if shuffle:
-        buffer = total if reader.kind == "arrays" else min(total, SHUFFLE_BUFFER)
-        ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
-    if batch_size is not None:
-        ds = ds.batch(max(total, 1) if batch_size == -1 else batch_size)
     return ds
 
 
-def _as_dict(reader: DataReader, split: str):
-    """``(index, (image, label)) -> {"image", "label", "id", ["coarse_label"]}``, ids as TFDS's
-    CIFAR builders write them (``train_00042``)."""
+def _files_shuffled(reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None,
+                    seed: int | None):  # fmt: skip
     import tensorflow as tf
 
-    coarse = reader.extras.get(split, {}).get("coarse_label")
+    from .file_shuffle import shuffled_files
+
+    ds = shuffled_files(reader, pieces, seed=seed, with_coarse=coarse, image_size=image_size)
+    if as_supervised:
+        return ds.map(lambda name, index, example: (example[0], tf.cast(example[1], tf.int64)))
+    to_dict = _as_dict(reader, None)
+    return ds.map(lambda name, index, example: to_dict(index, example, name),
+                  num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
+
+
+def _as_dict(reader: DataReader, split: str | None):
+    """``(index, (image, label[, coarse label]), [split]) -> {"image", "label", "id",
+    ["coarse_label"]}``, ids as TFDS's CIFAR builders write them (``train_00042``); ``split``
+    (a string tensor) where the elements come from several splits."""
+    import tensorflow as tf
+
+    coarse = reader.extras.get(split, {}).get("coarse_label") if split is not None else None
     coarse = None if coarse is None else tf.constant(coarse)
 
-    def fn(index, example):
+    def fn(index, example, name=split):
         image, label = example[:2]
         out = {"image": image, "label": tf.cast(label, tf.int64),
-               "id": tf.strings.join([split, tf.strings.as_string(index, width=5, fill="0")], "_")}  # fmt: skip
+               "id": tf.strings.join([name, tf.strings.as_string(index, width=5, fill="0")], "_")}  # fmt: skip
         if len(example) > 2:  # parsed from the record
             out["coarse_label"] = example[2]
         elif coarse is not None:

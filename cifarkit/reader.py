@@ -49,6 +49,11 @@ class DataReader:
     # split -> (uint8 image, int32 label, int64 coarse label), for readers whose records carry the
     # coarse label (TFRecord); arrays and files keep theirs in ``extras`` instead.
     coarse_build: Callable | None = field(repr=False, default=None)
+    # For "tfrecord": split -> examples in each shard of ``files`` where the metadata lists them, and
+    # ``with_coarse -> (serialized record -> element)``; together they let :mod:`cifarkit.file_shuffle`
+    # read the shards of a slice in any order.
+    shard_lengths: dict = field(repr=False, default_factory=dict)
+    record_parser: Callable | None = field(repr=False, default=None)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -74,12 +79,20 @@ class DataReader:
             # records than dataset_info.json says fail loudly. Not under multi-worker sharding,
             # where each worker reads only its share.
             ds = _with_length(ds, self.counts[split])
-        if self.image_shape is None:
-            if image_size is None:
-                raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
-            ds = ds.map(_squarer(image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        square = self.squarer(image_size)
+        if square is not None:
+            ds = ds.map(square, num_parallel_calls=AUTOTUNE, deterministic=True)
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
 
+
+    def squarer(self, image_size: int | None):
+        """``(image, *labels) -> (image squared to image_size, *labels)`` for images of mixed sizes,
+        None where they share one shape."""
+        if self.image_shape is not None:
+            return None
+        if image_size is None:
+            raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
+        return _squarer(image_size)
 
     def pieces(self, spec: str) -> list:
         """The :class:`~cifarkit.splits.Piece` list a split spec (``train[:90%]+test``) selects."""
@@ -124,7 +137,8 @@ class DataReader:
             return ds
 
         coarse = None if self.coarse_build is None else lambda split: build(split, True)
-        return replace(self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse)
+        return replace(self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse,
+                       shard_lengths={})  # fmt: skip
 
 
 def _concat_pieces(arrays: dict, pieces: list) -> tuple[np.ndarray, np.ndarray]:

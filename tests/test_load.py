@@ -148,6 +148,64 @@ def test_cifar100_coarse_labels_from_a_tfrecord_export(tmp_path):
     assert coarse.tolist() == truth[2:6]
 
 
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """A TFRecord export of 40 training images in 6 shards of 6 or 7."""
+    root = tmp_path_factory.mktemp("sharded")
+    source = make_cifar10_python(root, per_batch=8, batches=5, test=6, archive=True)
+    return _cli_export(source.path, root / "out", "--shards", "6")
+
+
+def _shard_order(ids: list[int], bounds: list[int]) -> list[int]:
+    shards = [np.searchsorted(bounds, i, side="right") - 1 for i in ids]
+    return [s for k, s in enumerate(shards) if k == 0 or shards[k - 1] != s]
+
+
+def test_shuffle_files_shuffles_the_shards_not_the_examples(sharded):
+    from cifarkit.file_shuffle import windows
+
+    lengths = cifarkit.open_data(sharded).shard_lengths["train"]
+    assert len(lengths) == 6 and sum(lengths) == 40
+    bounds = np.cumsum([0] + lengths).tolist()
+    # (seed 3 happens to give the file order on its first iteration: 1 chance in 720)
+    ds = cifarkit.load(sharded, "train", shuffle_files=True, seed=7, as_supervised=False)
+    epochs = [[int(e["id"][6:]) for e in ds.as_numpy_iterator()] for _ in range(2)]
+    for ids in epochs:
+        assert sorted(ids) == list(range(40)) and ids != list(range(40))
+        order = _shard_order(ids, bounds)
+        assert sorted(order) == list(range(6))  # each shard read in one run (fewer than 16 records)
+        for shard in range(6):  # file-level: a shard's examples keep their order
+            inside = [i for i in ids if bounds[shard] <= i < bounds[shard + 1]]
+            assert inside == list(range(bounds[shard], bounds[shard + 1]))
+    assert _shard_order(epochs[0], bounds) != _shard_order(epochs[1], bounds)  # a new order each epoch
+    again = cifarkit.load(sharded, "train", shuffle_files=True, seed=7, as_supervised=False)
+    assert [int(e["id"][6:]) for e in again.as_numpy_iterator()] == epochs[0]
+    # Pixels and labels stay with their ids.
+    truth = cifarkit.load_numpy(sharded, "train")
+    supervised = list(cifarkit.load(sharded, "train", shuffle_files=True, seed=7).as_numpy_iterator())
+    for id_, (image, label) in zip(epochs[0], supervised):
+        np.testing.assert_array_equal(image, truth[0][id_])
+        assert label == truth[1][id_]
+    # A slice takes each shard's share of it: train[:60%] is ids 0-23, the cut inside a shard.
+    assert windows(lengths, 0, 24)[-1].take < lengths[len(windows(lengths, 0, 24)) - 1]
+    piece = cifarkit.load(sharded, "train[:60%]", shuffle_files=True, seed=5, as_supervised=False)
+    ids = [int(e["id"][6:]) for e in piece.as_numpy_iterator()]
+    assert sorted(ids) == list(range(24)) and len(piece) == 24
+    mixed = cifarkit.load(sharded, "train[30:]+test[:2]", shuffle_files=True, seed=5, as_supervised=False)
+    assert sorted(e["id"].decode() for e in mixed.as_numpy_iterator()) == (
+        [f"test_{i:05d}" for i in range(2)] + [f"train_{i:05d}" for i in range(30, 40)])
+
+
+def test_file_windows_tile_any_slice():
+    from cifarkit.file_shuffle import windows
+
+    lengths = [7, 6, 7, 6]
+    for start, stop in ((0, 26), (3, 20), (7, 13), (25, 26), (5, 5)):
+        taken = [w.first + k for w in windows(lengths, start, stop) for k in range(w.take)]
+        assert taken == list(range(start, stop))
+    assert windows(lengths, 8, 15) == [(1, 1, 5, 8), (2, 0, 2, 13)]
+
+
 def test_load_numpy_equals_the_source(cifar10, tmp_path):
     (x_train, y_train), (x_test, y_test) = cifarkit.load_numpy(cifar10.path)
     source = open_source(cifar10.path)

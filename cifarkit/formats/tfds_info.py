@@ -133,6 +133,7 @@ class TfdsFolder:
     labels: dict[str, tuple[str, ...]]  # ClassLabel feature -> names
     counts: dict[str, int]
     files: dict[str, list[str]]  # split -> shard file names, in order
+    lengths: dict[str, list[int]]  # split -> examples in each shard, in the same order
 
 
 def is_tfds_info(info: dict) -> bool:
@@ -174,15 +175,16 @@ def read_folder_info(root: Path) -> TfdsFolder:
         raise SourceError(f"{root}: TFDS file format {info.get('fileFormat')!r}; cifarkit reads tfrecord only")
     name = str(info.get("name", root.parent.name))
     labels = {key: _label_names(root, key, entry) for key, entry in features.items() if "classLabel" in entry}
-    counts, files = {}, {}
+    counts, files, shard_lengths = {}, {}, {}
     for entry in info["splits"]:
         split, lengths = entry.get("name"), entry.get("shardLengths", [])
         if not isinstance(split, str) or not isinstance(lengths, list) or not all(str(n).isdigit() for n in lengths):
             raise SourceError(f"{root / INFO_FILE}: malformed split entry {json.dumps(entry)[:80]}")
-        counts[split] = sum(int(n) for n in lengths)
+        shard_lengths[split] = [int(n) for n in lengths]
+        counts[split] = sum(shard_lengths[split])
         template = entry.get("filepathTemplate") or TEMPLATE
         files[split] = [_shard_file(template, name, split, i, len(lengths)) for i in range(len(lengths))]
-    return TfdsFolder(root, name, str(info.get("version", "")), features, labels, counts, files)
+    return TfdsFolder(root, name, str(info.get("version", "")), features, labels, counts, files, shard_lengths)
 
 
 def _label_names(root: Path, key: str, entry: dict) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..constants import CIFAR_SHAPE
@@ -39,6 +39,9 @@ class Records:
     image: str  # "encoded", "bytes", "dynamic" (image/value + image/shape), "ints", "sized" (0.1 raw)
     shape: tuple  # the image's shape, None where a dimension varies
     coarse_key: str | None  # "coarse_label", or 0.1's "label_coarse"
+    # split -> examples in each shard (TFDS's shardLengths), for reading a slice of a split shard by
+    # shard; empty where the metadata does not say (cifarkit 0.1's exports)
+    shard_lengths: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def static_shape(self) -> tuple[int, int, int] | None:
@@ -58,7 +61,15 @@ def describe(root: Path, info: dict | None) -> Records:
         image, shape = _image_layout(root, tfds.features["image"])
         checked.image, checked.shape = image, shape
         checked.coarse_key = "coarse_label" if "coarse_label" in tfds.features else None
+        checked.shard_lengths = _matching_lengths(checked, tfds.lengths)
     return checked
+
+
+def _matching_lengths(records: Records, lengths: dict[str, list[int]]) -> dict[str, list[int]]:
+    """TFDS's shard lengths of the splits whose shards and count they agree with; a split they do
+    not describe is read without them."""
+    return {split: lengths[split] for split, files in records.files.items()
+            if len(lengths.get(split, ())) == len(files) and sum(lengths[split]) == records.counts[split]}  # fmt: skip
 
 
 def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
@@ -67,7 +78,7 @@ def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
     files = {split: [str(p) for p in paths_inside(folder.root, names, listed)] for split, names in folder.files.items()}
     coarse = folder.labels.get("coarse_label")
     return Records(folder.root, folder.name, folder.labels["label"], coarse, folder.counts, files, image, shape,
-                   "coarse_label" if coarse is not None else None)  # fmt: skip
+                   "coarse_label" if coarse is not None else None, folder.lengths)  # fmt: skip
 
 
 def _image_layout(root: Path, entry: dict) -> tuple[str, tuple]:
@@ -186,7 +197,7 @@ def reader_for(records: Records):
     return DataReader(
         name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
         counts=records.counts, image_shape=records.static_shape, _build=build, files=records.files,
-        coarse_class_names=records.coarse_class_names,
+        coarse_class_names=records.coarse_class_names, shard_lengths=records.shard_lengths, record_parser=parse,
         coarse_build=(lambda split: build(split, True)) if records.coarse_key else None,
     )  # fmt: skip
 
