@@ -132,21 +132,32 @@ def normalize(images: tf.Tensor, mean, std=None) -> tf.Tensor:
     return out
 
 
-def resize_shorter_centre(image: tf.Tensor, size: int) -> tf.Tensor:
-    """One image of any size: shorter side to ``size``, then the central ``size`` x ``size``.
+def centre_square(height, width):
+    """``(top, left, side)`` of an image's central square, in its own pixels: the side is the
+    shorter side, the odd pixel left over goes to the bottom or right."""
+    side = tf.minimum(height, width)
+    return (height - side) // 2, (width - side) // 2, side
 
-    This is the paper's treatment of ImageNet's variable-resolution images; for folder trees it
-    runs per image in the reader so that batches have one shape.
+
+def resize_square(square: tf.Tensor, size: int) -> tf.Tensor:
+    """A square image to ``size`` x ``size`` uint8 (bilinear, antialiased when shrinking)."""
+    resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def resize_shorter_centre(image: tf.Tensor, size: int) -> tf.Tensor:
+    """One image of any size as a ``size`` x ``size`` square: its central square (the shorter side
+    long), resized. The paper's treatment of ImageNet's variable-resolution images; for folder
+    trees it runs per image in the reader so that batches have one shape.
+
+    Cropping first, in the image's own pixels, is what a JPEG can be decoded as
+    (:func:`cifarkit.image_decode.decode_squared` decodes only the square), so every path (this,
+    the fused JPEG read, :func:`cifarkit.ten_crop.resize_shorter_centre_ops`) agrees pixel for
+    pixel. Resizing first would blend a few pixels from outside the square into its edges.
     """
     shape = tf.shape(image)
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    scale = size / tf.minimum(h, w)
-    new_h = tf.maximum(size, tf.cast(tf.round(h * scale), tf.int32))
-    new_w = tf.maximum(size, tf.cast(tf.round(w * scale), tf.int32))
-    resized = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    out = resized[top : top + size, left : left + size, :]
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+    top, left, side = centre_square(shape[0], shape[1])
+    return resize_square(image[top : top + side, left : left + side, :], size)
 
 
 def reference_resize_crop(images: tf.Tensor, offsets, flips, *, resize: int, crop: int) -> tf.Tensor:

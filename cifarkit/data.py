@@ -9,7 +9,7 @@ tfds-like API: :func:`load` (TFDS's split syntax, dict or supervised elements, i
   :mod:`cifarkit.sources`, then held in memory as uint8 arrays or decoded from the files.
 
 Images that do not all share one size (generic folder trees) are brought to one square size per
-image (shorter side, then the centre) so that they can be batched; CIFAR stays 32x32.
+image (its central square, resized) so that they can be batched; CIFAR stays 32x32.
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def find_images(paths: Sequence[Path]) -> list[Path]:
 
 
 def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
-    """An (H, W, 3) uint8 image at the model's ``size`` x ``size``: shorter side, then the centre,
+    """An (H, W, 3) uint8 image at the model's ``size`` x ``size``: its central square, resized,
     as the reader squares mixed-size folder images (untouched when it is that size already)."""
     if image.shape[:2] == (size, size):
         return image

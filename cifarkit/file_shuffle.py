@@ -66,11 +66,9 @@ def shuffled_files(reader: DataReader, pieces: list, *, seed: int | None = None,
     # deterministic: the same seed gives the same orders, whatever the threads do.
     ds = instructions.interleave(read, cycle_length=CYCLE_LENGTH, block_length=BLOCK_LENGTH,
                                  num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
-    parse, square = reader.record_parser(with_coarse), reader.squarer(image_size)
-
-    def decode(name, index, record):
-        example = parse(record)
-        return name, index, (square(*example) if square is not None else example)
-
-    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # Images of mixed sizes are squared as they are decoded, as in the reader's own pipeline.
+    size = image_size if reader.squarer(image_size) is not None else None
+    parse = reader.record_parser(with_coarse, size)
+    ds = ds.map(lambda name, index, record: (name, index, parse(record)), num_parallel_calls=AUTOTUNE,
+                deterministic=True)  # fmt: skip
     return ds.apply(tf.data.experimental.assert_cardinality(sum(takes)))

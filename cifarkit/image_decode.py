@@ -16,16 +16,54 @@ from .sources.image_file import MAX_PIXELS, read_image
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 
 
-def decode_files(paths: list[str], labels, shape):
-    """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known."""
+def decode_files(paths: list[str], labels, shape, size: int | None = None):
+    """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known.
+    ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3)."""
     import tensorflow as tf
 
     count = len(paths)
     files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
     # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
     # relies on the order.
-    decoded = files.map(_tree_decoder(shape), num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _naming_failures(decoded, paths, shape)
+    decoded = files.map(_tree_decoder(shape, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _naming_failures(decoded, paths, (size, size, 3) if size else shape)
+
+
+# Pixels decoded beyond each side of a JPEG's square: libjpeg's chroma upsampling treats the edge
+# of a cropped decode as the image's edge, changing the outermost 1-2 columns; decoded past them
+# and cut off, the square is exactly the pixels of a full decode.
+JPEG_CROP_MARGIN = 8
+
+
+def decode_squared(contents, size: int, channels: int = 3):
+    """Encoded image bytes -> its central square resized to ``size`` x ``size``
+    (:func:`cifarkit.augment.resize_shorter_centre`). A JPEG is decoded only around that square
+    (``tf.io.decode_and_crop_jpeg``), so a large photo is never fully decoded just to be cropped;
+    other formats are decoded whole."""
+    import tensorflow as tf
+
+    from .augment import centre_square, resize_shorter_centre, resize_square
+
+    def jpeg():
+        height, width = tf.unstack(tf.image.extract_jpeg_shape(contents)[:2])
+        top, left, side = centre_square(height, width)
+        y0, x0 = tf.maximum(top - JPEG_CROP_MARGIN, 0), tf.maximum(left - JPEG_CROP_MARGIN, 0)
+        y1 = tf.minimum(top + side + JPEG_CROP_MARGIN, height)
+        x1 = tf.minimum(left + side + JPEG_CROP_MARGIN, width)
+        window = tf.io.decode_and_crop_jpeg(contents, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=channels)
+        return resize_square(window[top - y0 : top - y0 + side, left - x0 : left - x0 + side], size)
+
+    def other():
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        return resize_shorter_centre(image, size)
+
+    return tf.cond(is_jpeg(contents), jpeg, other)
+
+
+def is_jpeg(contents):
+    import tensorflow as tf
+
+    return tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
 
 
 # PNG and JPEG are known by their first bytes, and their headers give their size cheaply.
@@ -51,27 +89,38 @@ def _header_pixels(contents):
 
     is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
                             tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
-    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
-    return tf.case([(is_png, png), (is_jpeg, jpeg)], default=lambda: tf.constant(0, tf.int64))
+    return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.constant(0, tf.int64))
 
 
-def _tree_decoder(shape):
-    """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data."""
+def _tree_decoder(shape, size: int | None = None):
+    """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data.
+    ``size``: each image squared to it as it is decoded."""
     import tensorflow as tf
 
+    from .augment import resize_shorter_centre
+
+    channels = shape[-1] if shape else 3
 
     def pillow(path):
         return read_image(Path(path.decode()))
+
+    def tensorflow(contents):
+        if size:
+            return decode_squared(contents, size, channels)
+        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+
+    def by_pillow(path):
+        image = tf.ensure_shape(tf.numpy_function(pillow, [path], tf.uint8, stateful=False), (None, None, channels))
+        return resize_shorter_centre(image, size) if size else image
 
     def decode(index, path, label):
         contents = tf.io.read_file(path)
         pixels = _header_pixels(contents)
         image = tf.cond(
             tf.logical_and(pixels > 0, pixels <= MAX_PIXELS),  # a bigger header: Pillow refuses it by name
-            lambda: tf.io.decode_image(contents, channels=shape[-1] if shape else 3, expand_animations=False),
-            lambda: tf.numpy_function(pillow, [path], tf.uint8, stateful=False),
-        )
-        return index, tf.ensure_shape(image, shape or (None, None, 3)), label
+            lambda: tensorflow(contents), lambda: by_pillow(path),
+        )  # fmt: skip
+        return index, tf.ensure_shape(image, (size, size, 3) if size else shape or (None, None, 3)), label
 
     return decode
 

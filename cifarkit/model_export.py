@@ -9,7 +9,7 @@ row format, which wants one batch size for every output, works too).
 - **SavedModel**, laid out for TensorFlow Serving: ``OUT/<name>/<version>/saved_model.pb`` and
   ``variables/``, the version one more than the highest already there. Its ``serving_default``
   signature takes images of any size (``images``: uint8 [N, H, W, 3]) and brings other sizes to
-  the training size as ``cifarkit predict`` does (shorter side, then the centre); a
+  the training size as ``cifarkit predict`` does (the central square, resized); a
   ``metadata()`` function returns the class names and the training size.
 - **TFLite**: ``OUT/<name>[-float16|-int8].tflite``, one ``serving_default`` signature with the
   same inputs and outputs, images of the training size only (uint8 [N, S, S, 3]). ``float16``

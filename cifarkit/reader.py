@@ -54,6 +54,9 @@ class DataReader:
     # read the shards of a slice in any order.
     shard_lengths: dict = field(repr=False, default_factory=dict)
     record_parser: Callable | None = field(repr=False, default=None)
+    # Its builders take ``size=`` and square images as they decode them, a JPEG decoding only its
+    # central square (:func:`cifarkit.image_decode.decode_squared`); otherwise they are squared after.
+    squares_on_decode: bool = False
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -72,15 +75,17 @@ class DataReader:
             raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
         if with_coarse and self.coarse_build is None:
             raise UsageError(f"{self.location}: its records carry no coarse labels")
-        ds = self.coarse_build(split) if with_coarse else self._build(split)
+        square = self.squarer(image_size)
+        fused = square is not None and self.squares_on_decode
+        build = self.coarse_build if with_coarse else self._build
+        ds = build(split, size=image_size) if fused else build(split)
         if num_workers <= 1:
             # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
             # epochs without a "ran out of data" warning, and a shard that holds fewer or more
             # records than dataset_info.json says fail loudly. Not under multi-worker sharding,
             # where each worker reads only its share.
             ds = _with_length(ds, self.counts[split])
-        square = self.squarer(image_size)
-        if square is not None:
+        if square is not None and not fused:
             ds = ds.map(square, num_parallel_calls=AUTOTUNE, deterministic=True)
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
 
@@ -129,14 +134,14 @@ class DataReader:
             arrays = {name: _concat_pieces(self.arrays, pieces) for name, pieces in chosen.items()}
             return replace(self, counts=counts, arrays=arrays, _build=_array_builder(arrays), files={}, extras=extras)
 
-        def build(split: str, with_coarse: bool = False):
-            parts = [self.piece_dataset(p, with_coarse=with_coarse) for p in chosen[split]]
+        def build(split: str, with_coarse: bool = False, size: int | None = None):
+            parts = [self.piece_dataset(p, image_size=size, with_coarse=with_coarse) for p in chosen[split]]
             ds = parts[0]
             for part in parts[1:]:
                 ds = ds.concatenate(part)
             return ds
 
-        coarse = None if self.coarse_build is None else lambda split: build(split, True)
+        coarse = None if self.coarse_build is None else lambda split, **size: build(split, True, **size)
         return replace(self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse,
                        shard_lengths={})  # fmt: skip
 
@@ -226,13 +231,14 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
     paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
     labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
 
-    def build(split: str):
+    def build(split: str, size: int | None = None):
         from .image_decode import decode_files
 
-        return decode_files(paths[split], labels[split], files_shape)
+        return decode_files(paths[split], labels[split], files_shape, size)
 
     return DataReader(dataset.name, "image files", dataset.location, dataset.class_names, counts, files_shape,
-                      _build=build, extras=extras, coarse_class_names=dataset.coarse_class_names)  # fmt: skip
+                      _build=build, extras=extras, coarse_class_names=dataset.coarse_class_names,
+                      squares_on_decode=True)  # fmt: skip
 
 
 def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@
   centre crop and their mirrors) as a Keras model, so that Keras compiles it on any backend. The
   windows are those of :func:`cifarkit.device_augment.ten_crop_windows`, the same the TensorFlow
   path (:func:`cifarkit.recipes.ten_crop_transform`) takes.
-- :func:`resize_shorter_centre_ops`: :func:`cifarkit.augment.resize_shorter_centre` (shorter side
-  to the model's size, then the centre) for one image to predict.
+- :func:`resize_shorter_centre_ops`: :func:`cifarkit.augment.resize_shorter_centre` (the central
+  square, resized to the model's size) for one image to predict.
 """
 
 from __future__ import annotations
@@ -32,14 +32,12 @@ class TenCropModel(keras.Model):
 
 
 def resize_shorter_centre_ops(image: np.ndarray, size: int) -> np.ndarray:
-    """One (H, W, C) uint8 image: shorter side to ``size`` (bilinear, antialiased), then the
-    central ``size`` x ``size``, rounded back to uint8; the sizes rounded as TensorFlow's path
-    rounds them (float32, half to even)."""
-    h, w = np.float32(image.shape[0]), np.float32(image.shape[1])
-    scale = np.float32(size) / min(h, w)
-    new_h, new_w = (max(size, int(np.round(np.float32(side * scale)))) for side in (h, w))
-    resized = ops.image.resize(ops.convert_to_tensor(image[None].astype(np.float32)), (new_h, new_w),
-                               interpolation="bilinear", antialias=True)  # fmt: skip
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    out = ops.convert_to_numpy(resized)[0, top : top + size, left : left + size, :]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    """One (H, W, C) uint8 image as :func:`cifarkit.augment.resize_shorter_centre` squares it: the
+    central square in the image's own pixels, resized to ``size`` x ``size`` (bilinear,
+    antialiased), rounded back to uint8 (half to even, as TensorFlow's path)."""
+    side = min(image.shape[0], image.shape[1])
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    square = image[top : top + side, left : left + side].astype(np.float32)
+    resized = ops.image.resize(ops.convert_to_tensor(square[None]), (size, size), interpolation="bilinear",
+                               antialias=True)  # fmt: skip
+    return np.clip(np.round(ops.convert_to_numpy(resized)[0]), 0, 255).astype(np.uint8)

@@ -149,11 +149,19 @@ def parse_spec(records: Records) -> dict:
     return spec
 
 
-def _decoder(records: Records):
+def _decoder(records: Records, size: int | None = None):
+    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square)."""
     import tensorflow as tf
+
+    from ..augment import resize_shorter_centre
+    from ..image_decode import decode_squared
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
+    if size and kind == "encoded":
+        return lambda example: decode_squared(example["image"], size, channels)
+    if size:
+        return lambda example: resize_shorter_centre(_decoder(records)(example), size)
     reshape = [-1 if d is None else d for d in shape]
 
     def decode(example):
@@ -189,30 +197,34 @@ def reader_for(records: Records):
         OPENED_SHARDS.update(dict.fromkeys(shards))
     parse = record_parser(records)
 
-    def build(split: str, with_coarse: bool = False):
+    def build(split: str, with_coarse: bool = False, size: int | None = None):
         # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
         data = tf.data.TFRecordDataset(records.files[split], num_parallel_reads=None)
-        return data.map(parse(with_coarse), num_parallel_calls=AUTOTUNE, deterministic=True)
+        return data.map(parse(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
 
     return DataReader(
         name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
         counts=records.counts, image_shape=records.static_shape, _build=build, files=records.files,
         coarse_class_names=records.coarse_class_names, shard_lengths=records.shard_lengths, record_parser=parse,
-        coarse_build=(lambda split: build(split, True)) if records.coarse_key else None,
+        coarse_build=(lambda split, **size: build(split, True, **size)) if records.coarse_key else None,
+        squares_on_decode=True,
     )  # fmt: skip
 
 
 def record_parser(records: Records):
-    """``with_coarse -> (serialized record -> (uint8 image, int32 label[, int64 coarse label]))``."""
+    """``(with_coarse, size=None) -> (serialized record -> (uint8 image, int32 label[, int64 coarse
+    label]))``, the image squared to ``size`` where one is given."""
     import tensorflow as tf
 
     features = parse_spec(records)
     coarse = records.coarse_key
     if coarse:
         features[coarse] = tf.io.FixedLenFeature([], tf.int64)
-    decode_image, shape = _decoder(records), records.static_shape
 
-    def parser(with_coarse: bool):
+    def parser(with_coarse: bool, size: int | None = None):
+        decode_image = _decoder(records, size)
+        shape = (size, size, records.shape[-1] or 3) if size else records.static_shape
+
         def parse(record):
             example = tf.io.parse_single_example(record, features)
             image = decode_image(example)
