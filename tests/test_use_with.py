@@ -42,3 +42,11 @@ def test_torchvision_imagefolder_reads_the_png_tree(png_tree, cifar10_tar):
         assert label == labels[index]
         seen.append(index)
     assert sorted(seen) == list(range(len(labels)))
+
+    # The README's line, with ToTensor: float CHW in [0, 1], the same pixels.
+    transforms = pytest.importorskip("torchvision.transforms")
+    tensors = datasets.ImageFolder(str(png_tree / "train"), transform=transforms.ToTensor())
+    tensor, label = tensors[0]
+    index = int(tensors.samples[0][0].rsplit("/", 1)[1].split(".")[0])
+    assert tuple(tensor.shape) == (3, 32, 32) and label == labels[index]
+    np.testing.assert_array_equal(np.round(tensor.numpy().transpose(1, 2, 0) * 255).astype(np.uint8), images[index])
