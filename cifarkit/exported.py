@@ -14,7 +14,7 @@ import numpy as np
 from .errors import SourceError
 # The exported signature, as cifarkit.model_export writes it:
 SIGNATURE = "serving_default"
-IMAGES = "images"  # uint8 [N, H, W, 3]
+IMAGES = "images"  # uint8 [N, H, W, C]: C is 3, or 1 for a model of grey images
 PROBABILITIES = "probabilities"  # float32 [N, C]
 CLASS_NAMES = "class_names"  # string [N, C]
 
@@ -39,7 +39,7 @@ class ExportedModel:
     image_size: int
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 -> (N, C) float32."""
+        """(N, S, S, channels) uint8 -> (N, classes) float32."""
         raise NotImplementedError
 
 
@@ -85,7 +85,7 @@ class TFLiteClassifier(ExportedModel):
             raise SourceError(f"{self.path}: not a model written by cifarkit export-model (its {SIGNATURE} signature "
                               f"needs {IMAGES} in, {PROBABILITIES} and {CLASS_NAMES} out)")  # fmt: skip
         self.image_size = int(shape[1])
-        first = self._runner(**{IMAGES: np.zeros((1, self.image_size, self.image_size, 3), np.uint8)})
+        first = self._runner(**{IMAGES: np.zeros((1, self.image_size, self.image_size, int(shape[3])), np.uint8)})
         self.class_names = [name.decode() for name in first[CLASS_NAMES][0]]
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

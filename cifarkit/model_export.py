@@ -8,11 +8,11 @@ row format, which wants one batch size for every output, works too).
 
 - **SavedModel**, laid out for TensorFlow Serving: ``OUT/<name>/<version>/saved_model.pb`` and
   ``variables/``, the version one more than the highest already there. Its ``serving_default``
-  signature takes images of any size (``images``: uint8 [N, H, W, 3]) and brings other sizes to
+  signature takes images of any size (``images``: uint8 [N, H, W, C], C the model's 3 or 1) and brings other sizes to
   the training size as ``cifarkit predict`` does (the central square, resized); a
   ``metadata()`` function returns the class names and the training size.
 - **TFLite**: ``OUT/<name>[-float16|-int8].tflite``, one ``serving_default`` signature with the
-  same inputs and outputs, images of the training size only (uint8 [N, S, S, 3]). ``float16``
+  same inputs and outputs, images of the training size only (uint8 [N, S, S, C]). ``float16``
   stores the weights as float16 (half the size); ``int8`` quantises weights and activations,
   calibrated on training images, keeping uint8 input and float32 probabilities.
 
@@ -61,19 +61,19 @@ def serving_function(model, *, any_size: bool) -> Callable:
     import tensorflow as tf
 
     from .augment import resize_shorter_centre
-    from .saved_model import input_size, model_parts, outputs_probabilities
+    from .saved_model import input_channels, input_size, model_parts, outputs_probabilities
 
     names = tf.constant(model_parts(model)[2])
-    size = input_size(model)
+    size, channels = input_size(model), input_channels(model)
     softmax = not outputs_probabilities(model)  # a model saved before the softmax moved into it
 
     def to_size(images):
         shape = tf.shape(images)
         same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
-        one = tf.TensorSpec([size, size, 3], tf.uint8)
+        one = tf.TensorSpec([size, size, channels], tf.uint8)
         resized = tf.cond(same, lambda: images,
                           lambda: tf.map_fn(lambda image: resize_shorter_centre(image, size), images, fn_output_signature=one))  # fmt: skip
-        return tf.ensure_shape(resized, [None, size, size, 3])
+        return tf.ensure_shape(resized, [None, size, size, channels])
 
     def serve(images):
         if any_size:
@@ -123,7 +123,7 @@ def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
     import keras
     import tensorflow as tf
 
-    from .saved_model import input_size, model_parts
+    from .saved_model import input_channels, input_size, model_parts
 
     size = input_size(model)
     side = None if any_size else size
@@ -131,7 +131,7 @@ def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
     archive.track(model)
     # The first endpoint becomes the "serving_default" signature TensorFlow Serving calls.
     archive.add_endpoint("serve", serving_function(model, any_size=any_size),
-                         input_signature=[tf.TensorSpec([None, side, side, 3], tf.uint8, name=IMAGES)])  # fmt: skip
+                         input_signature=[tf.TensorSpec([None, side, side, input_channels(model)], tf.uint8, name=IMAGES)])  # fmt: skip
     names = model_parts(model)[2]
     archive.add_endpoint("metadata", lambda: {CLASS_NAMES: tf.constant(names), "image_size": tf.constant(size)},
                          input_signature=[])  # fmt: skip

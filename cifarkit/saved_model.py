@@ -169,3 +169,8 @@ def load_any(path: Path):
 def input_size(model) -> int:
     """The side of the square uint8 images the saved model takes."""
     return int(model.input_shape[1])
+
+
+def input_channels(model) -> int:
+    """The channels of the uint8 images the saved model takes: 3, or 1 for grey images (MNIST)."""
+    return int(model.input_shape[-1])

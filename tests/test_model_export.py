@@ -224,3 +224,26 @@ def test_the_tflite_view_is_the_saved_models_evaluation_view(recipe_name, crop, 
     got = np.asarray(static_eval_view(recipe, stats)(images))
     assert got.shape == expected.shape == (4, recipe.crop, recipe.crop, channels)
     np.testing.assert_allclose(got, expected, atol=1e-3 / 255 / 0.25)
+
+
+def test_a_model_of_grey_images_exports_and_its_exports_agree_with_it(tmp_path):
+    """MNIST: the signatures take (N, 28, 28, 1) uint8, and every form gives the Keras model's
+    probabilities on the same images."""
+    import keras
+
+    from cifarkit.data import load_numpy
+    from cifarkit.exported import open_exported
+    from synth import make_mnist_folder
+
+    make_mnist_folder(tmp_path / "data", train=40, test=12)
+    workdir = tmp_path / "run"
+    invoke("train", "lenet5", "--data", tmp_path / "data", "--workdir", workdir, "--epochs", "1", "--batch-size", "16",
+           "--quiet")  # fmt: skip
+    images, _ = load_numpy(tmp_path / "data", "test")
+    assert images.shape[1:] == (28, 28, 1)
+    expected = keras.models.load_model(workdir / "last.keras").predict(images, verbose=0)
+    for fmt in ("savedmodel", "tflite"):
+        result = invoke("export-model", workdir, "--format", fmt, "--quiet")
+        model = open_exported(result.stdout.split("wrote ", 1)[1].split(" (", 1)[0])
+        assert model.image_size == 28
+        np.testing.assert_allclose(model.probabilities(images), expected, atol=1e-4)
