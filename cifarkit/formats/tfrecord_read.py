@@ -161,7 +161,8 @@ def _decoder(records: Records, size: int | None = None):
     if size and kind == "encoded":
         return lambda example: decode_squared(example["image"], size, channels)
     if size:
-        return lambda example: resize_shorter_centre(_decoder(records)(example), size)
+        whole = _decoder(records)
+        return lambda example: resize_shorter_centre(whole(example), size)
     reshape = [-1 if d is None else d for d in shape]
 
     def decode(example):
