@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .batch_geometry import PendingGeometry
+
 def to_unit(images: tf.Tensor) -> tf.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; the scale every step after this one works in."""
     return tf.cast(images, tf.float32) / 255.0
@@ -170,23 +172,17 @@ def reference_resize_crop(images: tf.Tensor, offsets, flips, *, resize: int, cro
     return tf.stack(out)
 
 
-class HostBatch:
-    """A batch on its way through a recipe's ops (:mod:`cifarkit.augment_ops`) on the host.
-
-    Geometry (resize, pad, window, mirror) is recorded, not applied: :meth:`render` samples it
-    in one :func:`crop_windows` call when an op needs the pixels or the recipe ends, so a resize
-    to 256 never exists in memory. Geometry that cannot be folded into the pending window (a
-    second crop, a pad after a resize) renders the pending one first.
-    """
+class HostBatch(PendingGeometry):
+    """A batch on its way through a recipe's ops (:mod:`cifarkit.augment_ops`) on the host; its
+    geometry is recorded and sampled once (:class:`~cifarkit.batch_geometry.PendingGeometry`)."""
 
     def __init__(self, images, stats, mode: str, seed=None, epoch=None):
         self.stats, self.mode = stats, mode
         self._seed, self._splits = seed, {}
         self.epoch = tf.constant(0, tf.int64) if epoch is None else tf.cast(epoch, tf.int64)
-        self._pixels = self._source = to_unit(images)
-        self.count = tf.shape(images)[0]
+        self._source = to_unit(images)
         height = images.shape[1]
-        self._reset(height if height is not None else tf.shape(images)[1])
+        super().__init__(self._source, tf.shape(images)[0], height if height is not None else tf.shape(images)[1])
 
     @property
     def image_bits(self) -> tf.Tensor:
@@ -195,13 +191,8 @@ class HostBatch:
         return tf.math.floormod(tf.reduce_sum(pixels, axis=[1, 2, 3]), 2)
 
     def _reset(self, span) -> None:
-        self.span = span  # side of the (virtual) image a window is cut from
-        self.resize, self.pad, self.pad_mode = None, 0, "REFLECT"
-        self.crop = self.offsets = self.flips = self.box_indices = None
-
-    @property
-    def pending(self) -> bool:
-        return self.resize is not None or bool(self.pad) or self.crop is not None or self.flips is not None
+        super()._reset(span)
+        self.box_indices = None  # ten windows per image read image i from box i // 10
 
     def seed(self, path: tuple[int, ...]) -> tf.Tensor:
         """The seed at ``path`` of the tree in which every level splits a seed in two."""
@@ -209,22 +200,6 @@ class HostBatch:
         if parent not in self._splits:
             self._splits[parent] = split_seed(self._seed if not parent else self.seed(parent), 2)
         return self._splits[parent][path[-1]]
-
-    def set_resize(self, size: int) -> None:
-        if self.pending:
-            self.render()
-        self.resize = self.span = size
-
-    def set_pad(self, pixels: int, mode: str) -> None:
-        if self.pending:
-            self.render()
-        self.pad, self.pad_mode = pixels, mode
-        self.span = self.span + 2 * pixels
-
-    def set_window(self, crop: int, offsets) -> None:
-        if self.crop is not None or self.flips is not None:
-            self.render()
-        self.crop, self.offsets = crop, offsets
 
     def set_ten_windows(self, crop: int, corners, flips) -> None:
         """Ten windows per image, image-major (image 0's ten, then image 1's)."""
@@ -234,24 +209,15 @@ class HostBatch:
         self.box_indices = tf.repeat(tf.range(batch), 10)
         self.count = batch * 10
 
-    def set_flips(self, flips) -> None:
-        self.flips = flips if self.flips is None else tf.not_equal(self.flips, flips)
+    def _sample(self, crop: int, offsets, flips) -> tf.Tensor:
+        return crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop,
+                            box_indices=self.box_indices, pad=self.pad, pad_mode=self.pad_mode)  # fmt: skip
 
-    def render(self) -> None:
-        crop = self.crop if self.crop is not None else self.span
-        offsets = self.offsets if self.offsets is not None else tf.zeros([self.count, 2], tf.int32)
-        flips = self.flips if self.flips is not None else tf.zeros([self.count], tf.bool)
-        self._pixels = crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop,
-                                    box_indices=self.box_indices, pad=self.pad, pad_mode=self.pad_mode)  # fmt: skip
-        self._reset(crop)
+    def _zeros(self, shape, dtype: str) -> tf.Tensor:
+        return tf.zeros(shape, dtype)
 
-    def pixels(self) -> tf.Tensor:
-        if self.pending:
-            self.render()
-        return self._pixels
-
-    def map_pixels(self, fn) -> None:
-        self._pixels = fn(self.pixels())
+    def _not_equal(self, a, b) -> tf.Tensor:
+        return tf.not_equal(a, b)
 
 
 def run_ops(steps, stats, images, mode: str, seed=None, epoch=None) -> tf.Tensor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from keras import ops
 
+from .batch_geometry import PendingGeometry
+
 TEN_CROPS = 10  # four corners and the centre, and their mirrors
 
 
@@ -140,23 +142,22 @@ def colour_offsets(alpha, eigenvalues, eigenvectors):
     return ops.matmul(alpha * values, ops.transpose(vectors))
 
 
-class DeviceBatch:
+class DeviceBatch(PendingGeometry):
     """A batch on its way through a recipe's ops (:mod:`cifarkit.augment_ops`) in ``keras.ops``.
 
-    As on the host, geometry is recorded and sampled once by :func:`crop_windows`. Colour ops
-    (:meth:`map_channels`) act per image and channel, and bilinear weights sum to one, so they
-    are applied to the small source images (N, 32, 32, 3) before the window is sampled: the
-    (N, 227, 227, 3) output is then written once, by the last gather, instead of being read and
-    rewritten by every step (2-3x faster off XLA). The result differs from the host path's order
-    of steps by float rounding only.
+    As on the host, geometry is recorded and sampled once
+    (:class:`~cifarkit.batch_geometry.PendingGeometry`). Colour ops (:meth:`map_channels`) act
+    per image and channel, and bilinear weights sum to one, so they are applied to the small
+    source images (N, 32, 32, 3) before the window is sampled: the (N, 227, 227, 3) output is then
+    written once, by the last gather, instead of being read and rewritten by every step (2-3x
+    faster off XLA). The result differs from the host path's order of steps by float rounding only.
     """
 
     def __init__(self, images, stats, mode: str, epoch=None):
         self.stats, self.mode = stats, mode
         self.epoch = ops.convert_to_tensor(0 if epoch is None else epoch, "int32")
-        self._pixels = self._source = to_unit(images)
-        self.count = ops.shape(images)[0]
-        self._reset(int(images.shape[1]))
+        self._source = to_unit(images)
+        super().__init__(self._source, ops.shape(images)[0], int(images.shape[1]))
 
     @property
     def image_bits(self):
@@ -164,62 +165,34 @@ class DeviceBatch:
         pixels = ops.cast(ops.round(self._source * 255.0), "int32")
         return ops.mod(ops.sum(pixels, axis=(1, 2, 3)), 2)
 
-    def _reset(self, span: int) -> None:
-        self.span = span
-        self.resize, self.pad, self.pad_mode = None, 0, "REFLECT"
-        self.crop = self.offsets = self.flips = None
-
-    @property
-    def pending(self) -> bool:
-        return self.resize is not None or bool(self.pad) or self.crop is not None or self.flips is not None
-
-    def set_resize(self, size: int) -> None:
-        if self.pending:
-            self.render()
-        self.resize = self.span = size
-
     def set_pad(self, pixels: int, mode: str) -> None:
+        if mode != "CONSTANT":  # read through by index arithmetic when the window is sampled
+            super().set_pad(pixels, mode)
+            return
         if self.pending:
             self.render()
-        if mode == "CONSTANT":
-            # Zeros are padded now, before any colour op shifts the pixels, as the host pads them.
-            self._pixels = ops.pad(self._pixels, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)])
-        else:  # read through by index arithmetic when the window is sampled
-            self.pad, self.pad_mode = pixels, mode
+        # Zeros are padded now, before any colour op shifts the pixels, as the host pads them.
+        self._pixels = ops.pad(self._pixels, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)])
         self.span = self.span + 2 * pixels
-
-    def set_window(self, crop: int, offsets) -> None:
-        if self.crop is not None or self.flips is not None:
-            self.render()
-        self.crop, self.offsets = crop, offsets
 
     def set_ten_windows(self, crop: int, offsets, flips, box_indices) -> None:
         self.set_window(crop, offsets)
         self._pixels = ops.take(self._pixels, box_indices, axis=0)  # small images, before the window
         self.flips, self.count = flips, self.count * TEN_CROPS
 
-    def set_flips(self, flips) -> None:
-        self.flips = flips if self.flips is None else ops.not_equal(self.flips, flips)
-
-    def render(self) -> None:
-        crop = self.crop if self.crop is not None else self.span
-        offsets = self.offsets if self.offsets is not None else ops.zeros((self.count, 2), "int32")
-        flips = self.flips if self.flips is not None else ops.zeros((self.count,), "bool")
-        self._pixels = crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop, pad=self.pad,
-                                    pad_mode=self.pad_mode)  # fmt: skip
-        self._reset(crop)
-
-    def pixels(self):
-        if self.pending:
-            self.render()
-        return self._pixels
-
-    def map_pixels(self, fn) -> None:
-        self._pixels = fn(self.pixels())
-
     def map_channels(self, fn) -> None:
         """``fn`` changes each image by one value per channel, so it commutes with the window."""
         self._pixels = fn(self._pixels)
+
+    def _sample(self, crop: int, offsets, flips):
+        return crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop, pad=self.pad,
+                            pad_mode=self.pad_mode)  # fmt: skip
+
+    def _zeros(self, shape, dtype: str):
+        return ops.zeros(shape, dtype)
+
+    def _not_equal(self, a, b):
+        return ops.not_equal(a, b)
 
 
 def draw_ops(steps, rng, count, image_size: int, mode: str = "train") -> list:
