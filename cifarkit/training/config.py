@@ -41,6 +41,8 @@ ADAM_LR = 1e-3  # Adam's usual rate; SGD's would make it diverge
 DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
 # Settings that change how fast a run goes, not what it computes: a resumed run may change them.
 RUNTIME_KEYS = ("jit", "steps_per_execution", "strategy")
+# Where the run lives is not what it is: a run folder moved or copied elsewhere resumes there.
+PLACE_KEYS = ("workdir",)
 HOLDOUT_SPLIT = "holdout"
 
 
@@ -271,4 +273,4 @@ METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 def identity(config: dict) -> dict:
     """The settings that make a run what it is: a resumed run must match them."""
     filled = {**METHODS_OFF, "nesterov": False if config.get("optimizer") == "sgd" else None, **config}
-    return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS}
+    return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

@@ -82,10 +82,7 @@ def crashed_run(data, tmp_path_factory):
 @pytest.fixture
 def run_copy(crashed_run, tmp_path) -> Path:
     copy = tmp_path / "run"
-    shutil.copytree(crashed_run, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["workdir"] = str(copy)  # the folder is part of a run's identity
-    (copy / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.copytree(crashed_run, copy)  # config.json still names the crashed run's folder
     return copy
 
 
@@ -95,6 +92,13 @@ def _resumes(data, workdir: Path) -> None:
     assert "continuing at epoch 2 of 2" in result.stderr
     report = json.loads((workdir / "report.json").read_text())
     assert report["resumed_from_epoch"] == 1 and report["epochs_run"] == 2
+
+
+def test_a_run_folder_moved_elsewhere_resumes_there(data, crashed_run, run_copy):
+    assert json.loads((run_copy / "config.json").read_text())["workdir"] == str(crashed_run)
+    _resumes(data, run_copy)
+    assert json.loads((run_copy / "config.json").read_text())["workdir"] == str(run_copy)
+    assert (run_copy / "last.keras").is_file()
 
 
 # --------------------------------------------------------------------------------------------
