@@ -12,11 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SourceError
+from .tf_runtime import filtered_stderr
+
 # The exported signature, as cifarkit.model_export writes it:
 SIGNATURE = "serving_default"
 IMAGES = "images"  # uint8 [N, H, W, C]: C is 3, or 1 for a model of grey images
 PROBABILITIES = "probabilities"  # float32 [N, C]
 CLASS_NAMES = "class_names"  # string [N, C]
+# The interpreter's C++ logger writes this as it makes its CPU delegate, whatever the log level.
+TFLITE_BANNERS = ("Created TensorFlow Lite XNNPACK delegate for CPU",)
 
 
 def is_savedmodel(path: Path) -> bool:
@@ -75,8 +79,9 @@ class TFLiteClassifier(ExportedModel):
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            self._interpreter = _interpreter(self.path)
-            self._runner = self._interpreter.get_signature_runner(SIGNATURE)
+            with filtered_stderr(TFLITE_BANNERS):
+                self._interpreter = _interpreter(self.path)
+                self._runner = self._interpreter.get_signature_runner(SIGNATURE)
         except Exception as exc:  # a damaged flatbuffer raises ValueError or RuntimeError
             raise SourceError(f"{self.path}: cannot load the TFLite model ({type(exc).__name__}: {_first_line(exc)})") from None
         shape = self._runner.get_input_details().get(IMAGES, {}).get("shape_signature")
@@ -85,7 +90,8 @@ class TFLiteClassifier(ExportedModel):
             raise SourceError(f"{self.path}: not a model written by cifarkit export-model (its {SIGNATURE} signature "
                               f"needs {IMAGES} in, {PROBABILITIES} and {CLASS_NAMES} out)")  # fmt: skip
         self.image_size = int(shape[1])
-        first = self._runner(**{IMAGES: np.zeros((1, self.image_size, self.image_size, int(shape[3])), np.uint8)})
+        with filtered_stderr(TFLITE_BANNERS):  # the delegate is made on the first call
+            first = self._runner(**{IMAGES: np.zeros((1, self.image_size, self.image_size, int(shape[3])), np.uint8)})
         self.class_names = [name.decode() for name in first[CLASS_NAMES][0]]
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -247,3 +248,15 @@ def test_a_model_of_grey_images_exports_and_its_exports_agree_with_it(tmp_path):
         model = open_exported(result.stdout.split("wrote ", 1)[1].split(" (", 1)[0])
         assert model.image_size == 28
         np.testing.assert_allclose(model.probabilities(images), expected, atol=1e-4)
+
+
+def test_predict_on_a_tflite_model_keeps_the_interpreters_info_line_off_the_terminal(exported, images, tmp_path):
+    # The interpreter logs its delegate once per process, so a fresh process is the only honest test;
+    # its environment is a user's (the suite's TF_CPP_MIN_LOG_LEVEL would turn the CLI's filter off).
+    out, image = tmp_path / "predictions.csv", images / "test_0.png"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "cifarkit", "predict", str(exported["tflite"]), str(image),
+                           "--csv", str(out)], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"wrote {out}"]
+    assert str(image) in done.stdout and out.is_file()
