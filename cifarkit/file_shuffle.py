@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .reader import AUTOTUNE, DataReader
+from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
 
 CYCLE_LENGTH = 16  # ReadConfig.interleave_cycle_length when shuffling files (utils/read_config.py)
 BLOCK_LENGTH = 16  # ReadConfig.interleave_block_length
@@ -59,7 +59,7 @@ def shuffled_files(reader: DataReader, pieces: list, *, seed: int | None = None,
     instructions = instructions.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
 
     def read(file, name, skip, take, first):
-        records = tf.data.TFRecordDataset(file).skip(skip).take(take)
+        records = tf.data.TFRecordDataset(file, buffer_size=RECORD_READ_BUFFER).skip(skip).take(take)
         labelled = tf.data.Dataset.from_tensors(name).repeat(), tf.data.Dataset.range(first, first + take), records
         return tf.data.Dataset.zip(labelled)
 

@@ -21,6 +21,8 @@ from .errors import UsageError
 from .sources.labelled import LabelledImages, LazyImages
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+# Bytes read ahead per TFRecord file: TFDS's (file_adapters.TfRecordFileAdapter.BUFFER_SIZE).
+RECORD_READ_BUFFER = 8 << 20
 # Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
 CIFAR_NAMES = ("cifar10", "cifar100")
 # Every image of an export of these has one shape (MNIST's keep their one grey channel).

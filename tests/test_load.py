@@ -3,6 +3,10 @@ names searched like the CLI) and cifarkit.load_numpy (arrays as keras.datasets r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -194,6 +198,20 @@ def test_shuffle_files_shuffles_the_shards_not_the_examples(sharded):
     mixed = cifarkit.load(sharded, "train[30:]+test[:2]", shuffle_files=True, seed=5, as_supervised=False)
     assert sorted(e["id"].decode() for e in mixed.as_numpy_iterator()) == (
         [f"test_{i:05d}" for i in range(2)] + [f"train_{i:05d}" for i in range(30, 40)])
+
+
+def test_reading_tfrecords_logs_nothing_of_its_own(sharded):
+    # TensorFlow's C++ logs a line for each TFRecord file opened without a read buffer size; a
+    # fresh process, with its logging at the default level, shows what a user's script sees.
+    code = ("import cifarkit\n"
+            f"ds = cifarkit.load({str(sharded)!r}, 'train', shuffle_files=True, seed=1)\n"
+            f"plain = cifarkit.load({str(sharded)!r}, 'train')\n"
+            "print(len(list(ds)), len(list(plain)))\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["40", "40"]
+    assert "TFRecordDataset" not in done.stderr
 
 
 def test_file_windows_tile_any_slice():

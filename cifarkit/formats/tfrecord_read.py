@@ -189,7 +189,7 @@ def reader_for(records: Records):
     """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too."""
     import tensorflow as tf
 
-    from ..reader import AUTOTUNE, DataReader
+    from ..reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
 
     for shards in records.files.values():
         missing = [n for n in shards if not Path(n).is_file()]
@@ -200,7 +200,7 @@ def reader_for(records: Records):
 
     def build(split: str, with_coarse: bool = False, size: int | None = None):
         # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
-        data = tf.data.TFRecordDataset(records.files[split], num_parallel_reads=None)
+        data = tf.data.TFRecordDataset(records.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
         return data.map(parse(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
 
     return DataReader(
