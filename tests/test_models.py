@@ -215,6 +215,10 @@ def test_cli_models_lists_every_registered_model():
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines()[1:]}
     assert rows == {m.name: [f"{m.input_size}x{m.input_size}", m.recipe] for m in list_models()}
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "16 epochs, batch 1024, sgd lr 1.5, warmup-linear" in lines["whitenet"]
+    assert "90 epochs, batch 128, sgd lr 0.01, plateau" in lines["alexnet"]
+    assert "30 epochs, batch 128, sgd lr 0.05, cosine" in lines["vgg11"]
 
 
 def test_cli_summary_prints_layers_and_the_paper_total():

@@ -12,18 +12,20 @@ from .options import (
     Averaging, AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
     ScheduleName, StrategyName, find, model_options, say, value,
 )  # fmt: skip
+from ..training.config import defaults_by_model, training_summary
 
 
 @app.command("models")
 def models_command() -> None:
-    """List the registered models with their input size and default recipe."""
+    """List the registered models with their input size, default recipe and training defaults."""
     from ..models import list_models
 
-    rows = [("model", "input", "recipe", "description")]
-    rows += [(m.name, f"{m.input_size}x{m.input_size}", m.recipe, m.description) for m in list_models()]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    for name, size, recipe, description in rows:
-        typer.echo(f"{name:<{widths[0]}}  {size:<{widths[1]}}  {recipe:<{widths[2]}}  {description}")
+    rows = [("model", "input", "recipe", "trains by default", "description")]
+    rows += [(m.name, f"{m.input_size}x{m.input_size}", m.recipe, training_summary(m.name), m.description)
+             for m in list_models()]  # fmt: skip
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for *columns, description in rows:
+        typer.echo("  ".join(f"{text:<{width}}" for text, width in zip(columns, widths)) + f"  {description}")
 
 
 @app.command()
@@ -64,15 +66,15 @@ def train(
     model: Annotated[str, typer.Argument(help="A registered model name (see `cifarkit models`).")],
     workdir: Annotated[Optional[Path], typer.Option("--workdir", "-w", help="Run folder: checkpoints, history, logs, report. Re-run the same command to resume. Default: runs/MODEL.")] = None,
     data: DataOption = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images. Default: 90 for alexnet, 30 otherwise.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch, split across replicas. Default: 128.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training images. Default: {defaults_by_model('epochs')}.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help=f"Global batch, split across replicas. Default: {defaults_by_model('batch_size')}.")] = None,
     recipe: Annotated[Optional[RecipeName], typer.Option(case_sensitive=False, help="Augmentation recipe. Default: the model's own.")] = None,
     crop: Annotated[Optional[int], typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
     optimizer: Annotated[Optional[OptimizerName], typer.Option(case_sensitive=False, help="sgd (momentum, L2 on kernels) or adam (AdamW). Default: sgd.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate. Default: 0.01 for alexnet, 0.05 for the others, 0.001 with adam.")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum. Default: 0.9.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. Default: 5e-4.")] = None,
-    schedule: Annotated[Optional[ScheduleName], typer.Option(case_sensitive=False, help="plateau (divide by 10 when validation stalls), cosine or step. Default: plateau for alexnet, cosine otherwise.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Learning rate. Default: {defaults_by_model('lr')}; 0.001 with adam.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help=f"SGD momentum. Default: {defaults_by_model('momentum')}.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help=f"Weight decay. Default: {defaults_by_model('weight_decay')}.")] = None,
+    schedule: Annotated[Optional[ScheduleName], typer.Option(case_sensitive=False, help=f"plateau (divide by 10 when validation stalls), cosine, step, or per step warm-up then linear or cosine decay. Default: {defaults_by_model('schedule')}.")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing", help="Label smoothing in [0, 1). Default: the model's (0; 0.2 for whitenet).")] = None,
     averaging: Annotated[Optional[Averaging], typer.Option(case_sensitive=False, help="Weight averaging: ema, lookahead or none. Default: the model's (lookahead for whitenet, else none).")] = None,
     whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="Set the first convolution from the whitening of training patches. Default: the model's.")] = None,

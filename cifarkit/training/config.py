@@ -142,6 +142,27 @@ def model_defaults(model: str) -> dict:
     return TRAINING_DEFAULTS[model_info(model).training]
 
 
+def defaults_by_model(key: str) -> str:
+    """``key``'s default as the registered models declare it, most common last, for ``--help``:
+    "90 for alexnet, 16 for whitenet, 30 otherwise"."""
+    from ..models import list_models
+
+    names_by_value: dict = {}
+    for info in list_models():
+        names_by_value.setdefault(TRAINING_DEFAULTS[info.training][key], []).append(info.name)
+    common = max(names_by_value, key=lambda v: len(names_by_value[v]))
+    rest = [f"{value:g} for {', '.join(names)}" if isinstance(value, float) else f"{value} for {', '.join(names)}"
+            for value, names in names_by_value.items() if value != common]  # fmt: skip
+    shown = f"{common:g}" if isinstance(common, float) else str(common)
+    return ", ".join(rest + [f"{shown} otherwise"]) if rest else shown
+
+
+def training_summary(model: str) -> str:
+    """One line of how ``model`` trains by default, for ``cifarkit models``."""
+    d = model_defaults(model)
+    return f"{d['epochs']} epochs, batch {d['batch_size']}, {d['optimizer']} lr {d['lr']:g}, {d['schedule']}"
+
+
 def resolve(config: TrainConfig) -> TrainConfig:
     """Every ``None`` replaced by the model's default, every value checked (a bad one names itself)."""
     from ..models import model_info
