@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from .batch_geometry import PendingGeometry
 
+
 def to_unit(images: tf.Tensor) -> tf.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; the scale every step after this one works in."""
     return tf.cast(images, tf.float32) / 255.0
