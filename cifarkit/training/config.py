@@ -151,10 +151,12 @@ def defaults_by_model(key: str) -> str:
     for info in list_models():
         names_by_value.setdefault(TRAINING_DEFAULTS[info.training][key], []).append(info.name)
     common = max(names_by_value, key=lambda v: len(names_by_value[v]))
-    rest = [f"{value:g} for {', '.join(names)}" if isinstance(value, float) else f"{value} for {', '.join(names)}"
-            for value, names in names_by_value.items() if value != common]  # fmt: skip
-    shown = f"{common:g}" if isinstance(common, float) else str(common)
-    return ", ".join(rest + [f"{shown} otherwise"]) if rest else shown
+
+    def shown(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    rest = [f"{shown(value)} for {', '.join(names)}" for value, names in names_by_value.items() if value != common]
+    return ", ".join(rest + [f"{shown(common)} otherwise"]) if rest else shown(common)
 
 
 def training_summary(model: str) -> str:
