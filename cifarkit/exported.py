@@ -79,9 +79,8 @@ class TFLiteClassifier(ExportedModel):
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            with filtered_stderr(TFLITE_BANNERS):
-                self._interpreter = _interpreter(self.path)
-                self._runner = self._interpreter.get_signature_runner(SIGNATURE)
+            self._interpreter = _interpreter(self.path)
+            self._runner = self._interpreter.get_signature_runner(SIGNATURE)
         except Exception as exc:  # a damaged flatbuffer raises ValueError or RuntimeError
             raise SourceError(f"{self.path}: cannot load the TFLite model ({type(exc).__name__}: {_first_line(exc)})") from None
         shape = self._runner.get_input_details().get(IMAGES, {}).get("shape_signature")
