@@ -21,6 +21,7 @@ class _OneLineErrors(TyperGroup):
     """Turns errors into one readable line; used by the console script and by CliRunner alike."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        self.argv = sys.argv[1:] if args is None else list(args)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except TyperException as exc:  # bad option or argument: exit code 2
@@ -28,18 +29,42 @@ class _OneLineErrors(TyperGroup):
                 exc.show()
                 sys.exit(exc.exit_code)
             fail(exc.format_message(), exc.exit_code)
-        except typer.Abort:
-            fail("interrupted", 130)
+        except (typer.Abort, KeyboardInterrupt):
+            fail(interrupted_message(self.argv), 130)
         except CifarkitError as exc:
             fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
         except Exception as exc:
             message = tensorflow_error(exc)
             if message is None:
                 raise  # a bug in cifarkit: the traceback is what its report needs
             fail(message, 1)
         sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx):
+        # Typer turns Ctrl-C into a silent exit code 130 before main() could see it.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            fail(interrupted_message(getattr(self, "argv", sys.argv[1:])), 130)
+
+
+# Commands whose finished work survives Ctrl-C, and what re-running them does.
+_RESUMABLE = {
+    "export": "the images and shards already written are kept; the same command resumes the export",
+    "train": "the run's last backup is kept; the same command resumes training from it",
+    "download": "the bytes already fetched are kept; the same command resumes the download",
+}
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """What Ctrl-C leaves behind, and the command that carries on where there is one."""
+    import shlex
+
+    command = next((a for a in argv if not a.startswith("-")), "")
+    kept = _RESUMABLE.get(command)
+    if kept is None:
+        return "interrupted"
+    return f"interrupted; {kept}: cifarkit {shlex.join(argv)}"
 
 
 # TensorFlow's runtime errors that bad input or a small machine cause, with what to do about them.
