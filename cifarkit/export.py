@@ -20,6 +20,7 @@ second is refused in one line that names the first.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,14 +30,16 @@ from .folder_lock import LOCK_NAME, hold
 from .formats import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
 from .formats.base import CIFARKIT_INFO, INFO_FILE
 from .formats.photos import FileCheck, bad_report, check_files
+from .metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
+from .metadata.names import folder_names
 from .parallel import default_workers, run_tasks
 from .sources.labelled import Batch, LabelledImages, LazyImages
-from .writers.atomic import output_error, remove_partials, write_text
+from .writers.atomic import is_partial, output_error, remove_partials, write_text
+from .writers.clear import Owns, foreign_entry, remove_owned
 from .writers.manifest import write_json, write_labels, write_manifest
 
 __all__ = ["FORMATS", "ExportOptions", "ExportSummary", "export_dataset"]
 
-STATE_FILE = ".cifarkit-export.json"
 METADATA_FILES = ("labels.txt", "manifest.csv", CIFARKIT_INFO, INFO_FILE, STATE_FILE)
 LAYOUTS = ("class", "coarse/fine")  # image trees: <split>/<class>/ or CIFAR-100's <split>/<coarse>/<fine>/
 FILES_PER_CHECK = 200  # image files checked per worker task
@@ -88,7 +91,7 @@ def _check(dataset: LabelledImages, options: ExportOptions) -> tuple[str, ...]:
     unknown = [s for s in splits if s not in dataset.batches]
     if unknown:
         raise UsageError(f"split '{unknown[0]}' is not in {dataset.location.name}; it has: {', '.join(dataset.splits)}")
-    return tuple(splits)
+    return folder_names(splits, "split", dataset.location)  # each becomes a folder or part of a file name
 
 
 def _check_class_names(dataset: LabelledImages) -> None:
@@ -113,39 +116,61 @@ def _fingerprint(dataset: LabelledImages, splits: tuple[str, ...], adapter: Form
     }
 
 
-def _prepare(out: Path, fingerprint: dict, options: ExportOptions, splits: tuple[str, ...]) -> None:
-    """Create OUT, or resume the same export in it; never mix two different exports."""
-    state_path = out / STATE_FILE
+def _prepare(out: Path, fingerprint: dict, resume: ResumeInfo, options: ExportOptions) -> None:
+    """Create OUT, or resume the same export in it; never mix two different exports, and never
+    remove what an export did not write."""
     try:
-        previous = json.loads(state_path.read_text()) if state_path.is_file() else None
-    except (OSError, ValueError):
-        previous = {}
-    if previous == fingerprint and not options.overwrite:
+        previous = read_state(out)
+    except SourceError as exc:
+        raise OutputError(f"{exc}; cannot tell what an earlier export wrote there, so choose another --out") from None
+    state = state_json(fingerprint, resume)
+    if previous is not None and previous.matches(fingerprint) and not options.overwrite:
         remove_partials(out)  # leftovers of the interrupted run; finished files are kept
+        if previous.resume != resume:  # a state written before it recorded the command
+            write_text(out / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")
         return
+    owns = _owned(previous)
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not options.overwrite:
-            what = "an export with other options" if previous is not None else "files cifarkit did not write"
-            raise OutputError(f"{out}: holds {what}; pass --overwrite to replace it, or choose another --out")
-        _clean(out, splits)
+            foreign = foreign_entry(out, lambda path, is_dir: path == LOCK_NAME or owns(path, is_dir))
+            if previous is None or foreign is not None:
+                raise OutputError(f"{out}: holds files cifarkit did not write ({foreign or 'unknown'}); "
+                                  "choose another --out")  # fmt: skip
+            raise OutputError(f"{out}: holds an export with other options; pass --overwrite to replace it, "
+                              "or choose another --out")  # fmt: skip
+        remove_owned(out, owns, "the earlier export" if previous is not None else "cifarkit", keep=(LOCK_NAME,))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise output_error(out, exc) from None
-    write_text(state_path, json.dumps(fingerprint, sort_keys=True) + "\n")
+    write_text(out / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")
 
 
-def _clean(out: Path, splits: tuple[str, ...]) -> None:
-    """--overwrite: remove what an export of any format writes, nothing else (the folder may hold
-    an export of another format than the one replacing it)."""
-    try:
-        for name in METADATA_FILES:
-            (out / name).unlink(missing_ok=True)
-        for adapter in ADAPTERS.values():
-            adapter.clean(out, splits)
-        remove_partials(out)
-    except OSError as exc:
-        raise output_error(out, exc) from None
+def _owned(state: ExportState | None) -> Owns:
+    """What the export ``state`` describes wrote in OUT: the files every export writes at its top,
+    and what its format's adapter claims; with no state, nothing."""
+    adapter = ADAPTERS.get(state.format) if state is not None else None
+    format_owns = adapter.owns(state) if adapter is not None else None
+
+    def owns(path: str, is_dir: bool) -> bool:
+        if state is None:
+            return False
+        if not is_dir and "/" not in path and (path in METADATA_FILES or is_partial(path)):
+            return True
+        return format_owns is not None and format_owns(path, is_dir)
+
+    return owns
+
+
+def _resume(dataset: LabelledImages, options: ExportOptions) -> ResumeInfo:
+    """How this export was asked for: what a reader of an unfinished one tells the user to re-run."""
+    source = os.path.abspath(dataset.location)
+    return ResumeInfo(
+        source=source if source.isprintable() else "<source>", quality=options.quality,
+        splits=None if options.splits is None else tuple(options.splits),
+        shards=options.shards, encoding=options.encoding, tfds_layout=options.tfds_layout, layout=options.layout,
+        skip_bad=options.skip_bad,
+    )  # fmt: skip
 
 
 def _progress(total: int, split: str, quiet: bool):
@@ -218,7 +243,7 @@ def _without(dataset: LabelledImages, bad: set[str]) -> LabelledImages:
 
 def _export_locked(dataset: LabelledImages, out: Path, splits: tuple[str, ...], adapter: FormatAdapter,
                    fingerprint: dict, options: ExportOptions, bad: list[FileCheck]) -> ExportSummary:  # fmt: skip
-    _prepare(out, fingerprint, options, splits)
+    _prepare(out, fingerprint, _resume(dataset, options), options)
     rows: list[tuple] = []
     plans: dict[str, list[Piece]] = {}
     summary = ExportSummary(out=out, counts={})

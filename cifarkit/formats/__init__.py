@@ -7,14 +7,15 @@ below (and its name to the CLI's ``ExportFormat`` choices). :mod:`cifarkit.expor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..errors import SourceError, UsageError
+from ..errors import UsageError
+from ..metadata.export_info import ExportInfo, read_export_info
+from ..metadata.export_state import check_finished
 from . import tfds_info
-from .base import CIFARKIT_INFO, INFO_FILE, FormatAdapter, Piece, read_info
+from .base import FormatAdapter, Piece, TfdsFound
 from .image_tree import ImageTree
-from .tfrecord import TFDS_ROOT, TFRecord
+from .tfrecord import TFRecord
 
 # In the order --help and error messages list them.
 _ADAPTERS: tuple[FormatAdapter, ...] = (ImageTree("jpg"), ImageTree("png"), TFRecord())
@@ -30,38 +31,22 @@ def get_adapter(name: str) -> FormatAdapter:
         raise UsageError(f"unknown format '{name}'; choose one of {', '.join(FORMATS)}") from None
 
 
-def adapter_for_export(root: Path) -> tuple[FormatAdapter, dict] | None:
+def adapter_for_export(root: Path) -> tuple[FormatAdapter, ExportInfo | TfdsFound] | None:
     """The adapter that reads the export at ``root`` and its metadata (``cifarkit_info.json``,
-    or 0.1's ``dataset_info.json``), or None where ``root`` holds no cifarkit export. A folder
-    TFDS prepared (also as ``<name>/<version>/`` below ``root``) is read by the TFRecord adapter.
+    or 0.1's ``dataset_info.json``, parsed), or None where ``root`` holds no cifarkit export. A
+    folder TFDS prepared (also as ``<name>/<version>/`` below ``root``) is read by the TFRecord
+    adapter. An export that did not finish is refused here, for every reader.
 
     A file that names a format cifarkit does not know is an error, not a guess: it is a cifarkit
     export (it records the cifarkit version) from a version with formats this one lacks."""
-    found = _own_export(root)
-    if found is not None:
-        return found
+    check_finished(root)
+    info = read_export_info(root, FORMATS)
+    if info is not None:
+        return ADAPTERS[info.format], info
     tfds_root = tfds_info.locate(root)
     if tfds_root is None:
         return None
-    own = tfds_root / CIFARKIT_INFO
-    info = {TFDS_ROOT: str(tfds_root), "cifarkit": read_info(own) if own.is_file() else None}
-    return ADAPTERS["tfrecord"], info
+    return ADAPTERS["tfrecord"], TfdsFound(tfds_root, read_export_info(tfds_root, FORMATS))
 
 
-def _own_export(root: Path) -> tuple[FormatAdapter, dict] | None:
-    path = root / CIFARKIT_INFO
-    if not path.is_file():
-        path = root / INFO_FILE  # cifarkit 0.1 wrote its own schema under TFDS's file name
-        if not path.is_file():
-            return None
-    info = read_info(path)
-    name = info.get("format")
-    if isinstance(name, str) and name in ADAPTERS:
-        return ADAPTERS[name], info
-    if "cifarkit_version" not in info:
-        return None
-    raise SourceError(f"{path}: the export's format is {json.dumps(name)[:40]}, which this cifarkit does not read "
-                      f"(it reads {', '.join(FORMATS)})")  # fmt: skip
-
-
-__all__ = ["ADAPTERS", "FORMATS", "FormatAdapter", "Piece", "adapter_for_export", "get_adapter", "read_info"]
+__all__ = ["ADAPTERS", "FORMATS", "FormatAdapter", "Piece", "TfdsFound", "adapter_for_export", "get_adapter"]

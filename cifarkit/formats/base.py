@@ -11,20 +11,28 @@ to its adapter.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import SourceError
+from ..metadata.export_info import CIFARKIT_INFO, ExportInfo  # noqa: F401  (CIFARKIT_INFO: for importers)
+from ..metadata.export_info import OLD_INFO as INFO_FILE  # noqa: F401
+from ..writers.clear import Owns
 
 if TYPE_CHECKING:
+    from ..metadata.export_state import ExportState
     from ..reader import DataReader
     from ..sources.labelled import LabelledImages
 
-CIFARKIT_INFO = "cifarkit_info.json"  # cifarkit's own description of an export, every format
-INFO_FILE = "dataset_info.json"  # where cifarkit 0.1 kept it; now TFDS's file in TFRecord exports
+
+@dataclass(frozen=True)
+class TfdsFound:
+    """A TFRecord dataset found at or below the path given: a folder TFDS prepared, or an export
+    under ``--tfds-layout``; ``own`` is cifarkit's description where cifarkit wrote it."""
+
+    root: Path
+    own: ExportInfo | None
 
 
 class WriteOptions(Protocol):
@@ -90,11 +98,12 @@ class FormatAdapter(ABC):
         """Fields this format adds to ``cifarkit_info.json``, after the splits."""
 
     @abstractmethod
-    def clean(self, out: Path, splits: tuple[str, ...]) -> None:
-        """Remove everything this format writes in ``out`` (finished or not) and nothing else."""
+    def owns(self, state: ExportState) -> Owns:
+        """Which files and folders in OUT the export ``state`` describes wrote (``--overwrite``
+        removes those, and refuses if OUT holds anything else)."""
 
     @abstractmethod
-    def open(self, root: Path, info: dict, *, verify: bool = True) -> DataReader:
+    def open(self, root: Path, info: ExportInfo | TfdsFound, *, verify: bool = True) -> DataReader:
         """A reader over an export of this format at ``root``; ``info`` is its cifarkit_info.json."""
 
 
@@ -102,14 +111,3 @@ def index_width(count: int) -> int:
     """Zero-padding of a split's image indices (file names, record ids), so they sort in index
     order: at least 5 digits, as for CIFAR-10."""
     return max(5, len(str(max(count - 1, 0))))
-
-
-def read_info(path: Path) -> dict:
-    """An export's metadata file, as a JSON object; one line naming the file if it is not one."""
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: unreadable {path.name} ({exc})") from None
-    if not isinstance(info, dict):
-        raise SourceError(f"{path}: malformed (a JSON object is expected, not {type(info).__name__})")
-    return info

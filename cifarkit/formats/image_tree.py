@@ -11,17 +11,19 @@ and labels from the export's ``manifest.csv``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..metadata.export_state import STAGING_PREFIX, ExportState
+from ..metadata.names import folder_names, path_component
 from ..parallel import run_tasks
-from ..writers.atomic import output_error, remove_partials, write_plain
-from .base import FormatAdapter, Piece, WriteOptions, index_width
+from ..writers.atomic import is_partial, output_error, write_plain
+from .base import FormatAdapter, Owns, Piece, WriteOptions, index_width
 from .codecs import encode_images
 from .codecs import png
 
-STAGING_PREFIX = ".partial-"  # OUT/.partial-<split>: an image-tree split being written
 JOURNAL = ".chunks-done"  # in a staging folder: the first index of each chunk written in full
 IMAGES_PER_TASK = 1000  # images per worker task and journal entry: ~50 ms of work
 
@@ -36,10 +38,14 @@ class Chunk(Piece):
         return [f"{self.split}/{name}" for name in self.names]
 
 
-def safe_dirname(name: str) -> str:
-    """A class name as a folder name: path separators and leading dots cannot escape OUT."""
-    cleaned = name.replace("/", "_").replace("\\", "_").replace("\0", "_").strip()
-    return cleaned.lstrip(".") or "_"
+def class_folders(dataset, nested: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The class (and superclass) names as folder names: each one path component, no two that
+    would be one folder on disk (``cat`` and ``cat ``), or one line naming them. Not rewritten:
+    a rewritten name could land in another class's folder."""
+    where = dataset.location
+    fine = folder_names(dataset.class_names, "class", where)
+    coarse = folder_names(dataset.coarse_class_names or (), "superclass", where) if nested else ()
+    return fine, coarse
 
 
 def write_images(images, folder: str, names, codec: str, quality: int) -> int:
@@ -85,6 +91,7 @@ class ImageTree(FormatAdapter):
         layout = getattr(options, "layout", "class")
         if layout == "coarse/fine" and dataset.coarse_class_names is None:
             raise UsageError(f"--layout coarse/fine needs superclasses (CIFAR-100); {dataset.name} has none")
+        class_folders(dataset, layout == "coarse/fine")  # refused before anything is written
         fp: dict = {"quality": options.quality} if self.name == "jpg" else {"png_deflate": png.COMPRESSOR}
         fp["layout"] = "staged splits"  # how an unfinished split looks on disk
         if layout != "class":
@@ -94,9 +101,8 @@ class ImageTree(FormatAdapter):
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Chunk]:
         n = dataset.count(split)
         width = index_width(n)
-        dirs = [safe_dirname(name) for name in dataset.class_names]
-        coarse_dirs = [safe_dirname(name) for name in dataset.coarse_class_names or ()]
         nested = getattr(options, "layout", "class") == "coarse/fine"
+        dirs, coarse_dirs = class_folders(dataset, nested)
         chunks = []
         for start in range(0, n, IMAGES_PER_TASK):
             stop = min(n, start + IMAGES_PER_TASK)
@@ -111,6 +117,7 @@ class ImageTree(FormatAdapter):
     def write_split(self, dataset, split: str, out: Path, pieces: list[Chunk], options: WriteOptions,
                     progress) -> int:  # fmt: skip
         n = dataset.count(split)
+        split = path_component(split, "split", dataset.location)
         final, staging = out / split, out / f"{STAGING_PREFIX}{split}"
         if final.is_dir():  # finished by an earlier run of this same export
             progress.update(n)
@@ -120,7 +127,7 @@ class ImageTree(FormatAdapter):
         already = n - sum(chunk.stop - chunk.start for chunk, *_ in todo)
         try:
             nested = getattr(options, "layout", "class") != "class"
-            folders = set() if nested else {safe_dirname(name) for name in dataset.class_names}
+            folders = set() if nested else set(class_folders(dataset, False)[0])
             folders |= {name.rpartition("/")[0] for chunk in pieces for name in chunk.names}
             for name in sorted(folders):
                 (staging / name).mkdir(parents=True, exist_ok=True)
@@ -140,21 +147,32 @@ class ImageTree(FormatAdapter):
         folders = "<coarse_class_name>/<class_name>" if getattr(options, "layout", "class") != "class" else "<class_name>"
         return {"layout": f"<split>/{folders}/<index>.{self.name}"}
 
-    def clean(self, out: Path, splits: tuple[str, ...]) -> None:
-        import shutil
+    def owns(self, state: ExportState) -> Owns:
+        """``<split>/<class>/<index>.<ext>`` (a superclass folder above the class under
+        coarse/fine), and the same in ``.partial-<split>/`` with its journal, for each split the
+        state counts: the index below the split's count, the extension this format's."""
+        depth = 2 if state.folders == "coarse/fine" else 1  # folders between a split and its images
+        image = re.compile(rf"[0-9]+\.{self.name}")
+        tops = {name: count for split, count in state.counts.items() for name in (split, STAGING_PREFIX + split)}
 
-        for split in set(splits) | {"train", "test"}:
-            if (out / split).is_dir():
-                shutil.rmtree(out / split)
-        for staging in out.glob(STAGING_PREFIX + "*"):
-            shutil.rmtree(staging)
-        remove_partials(out)
+        def owns(path: str, is_dir: bool) -> bool:
+            parts = path.split("/")
+            count = tops.get(parts[0])
+            if count is None:
+                return False
+            if is_dir:
+                return len(parts) <= 1 + depth
+            if parts[0].startswith(STAGING_PREFIX) and parts[1:] == [JOURNAL] or is_partial(parts[-1]):
+                return True
+            return len(parts) == 2 + depth and image.fullmatch(parts[-1]) is not None and int(parts[-1][:-4]) < count
 
-    def open(self, root: Path, info: dict, *, verify: bool = True):
+        return owns
+
+    def open(self, root: Path, info, *, verify: bool = True):
         from ..reader import FIXED_SHAPES, from_labelled
         from ..sources import open_source
 
         dataset = open_source(root, verify=verify)
         # An export of CIFAR (MNIST) holds 32x32x3 (28x28x1) images only: a static shape.
         exported = dataset.format == "cifarkit image export"
-        return from_labelled(dataset, FIXED_SHAPES.get(info.get("name")) if exported else None)
+        return from_labelled(dataset, FIXED_SHAPES.get(info.name) if exported else None)

@@ -21,16 +21,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SourceError
+from ..metadata.tfds import FEATURES_FILE, INFO_FILE, TEMPLATE, is_tfds_info
+from ..metadata.tfds import TfdsFolder, read_folder_info  # noqa: F401  (the readers' entry points)
 from ..writers.atomic import write_text
-from .base import read_info
-
-INFO_FILE = "dataset_info.json"
-FEATURES_FILE = "features.json"
-TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # TFDS's DEFAULT_FILENAME_TEMPLATE
 
 # The versions TFDS's own builders give these datasets (image_classification/cifar.py, mnist.py):
 # an export under <data_dir>/<name>/<version>/ is then found by tfds.load(name, data_dir=...).
@@ -119,33 +114,14 @@ def write_metadata(out: Path, info_json: str, features: str, labels: dict[str, t
     write_text(out / INFO_FILE, info_json + "\n")
 
 
-# --- reading -------------------------------------------------------------------------------------
-
-
-@dataclass
-class TfdsFolder:
-    """What a TFDS-prepared folder's metadata says, checked."""
-
-    root: Path
-    name: str
-    version: str
-    features: dict[str, dict]  # feature name -> its features.json entry
-    labels: dict[str, tuple[str, ...]]  # ClassLabel feature -> names
-    counts: dict[str, int]
-    files: dict[str, list[str]]  # split -> shard file names, in order
-    lengths: dict[str, list[int]]  # split -> examples in each shard, in the same order
-
-
-def is_tfds_info(info: dict) -> bool:
-    """A dataset_info.json that TFDS wrote (its ``splits`` are a list; cifarkit 0.1's were an object)."""
-    return isinstance(info.get("splits"), list) and "format" not in info
+# --- reading: the parsing lives in cifarkit.metadata.tfds --------------------------------------
 
 
 def locate(root: Path) -> Path | None:
     """The TFDS dataset folder at ``root``: ``root`` itself, ``root/<version>`` (the highest) or
     ``root/<name>/<version>`` where ``root`` holds one dataset; None where there is none."""
     for depth in range(3):
-        found = [p.parent for p in root.glob("/".join(["*"] * depth + [FEATURES_FILE])) if _tfds_info_at(p.parent)]
+        found = [p.parent for p in root.glob("/".join(["*"] * depth + [FEATURES_FILE])) if is_tfds_info(p.parent)]
         if found:
             if len({p.parent for p in found}) > 1 and depth == 2:
                 return None  # a data_dir of several datasets: name one
@@ -154,48 +130,4 @@ def locate(root: Path) -> Path | None:
 
 
 def _version_key(text: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else -1 for part in text.split("."))
-
-
-def _tfds_info_at(folder: Path) -> bool:
-    try:
-        return is_tfds_info(json.loads((folder / INFO_FILE).read_text()))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def read_folder_info(root: Path) -> TfdsFolder:
-    """Check a TFDS folder's metadata; one line naming the file and the first thing wrong."""
-    info = read_info(root / INFO_FILE)
-    tree = read_info(root / FEATURES_FILE)
-    features = tree.get("featuresDict", {}).get("features") if isinstance(tree.get("featuresDict"), dict) else None
-    if not isinstance(features, dict) or "image" not in features or "label" not in features:
-        raise SourceError(f"{root / FEATURES_FILE}: not an image classification dataset (no 'image' and 'label' features)")
-    if info.get("fileFormat", "tfrecord") != "tfrecord":
-        raise SourceError(f"{root}: TFDS file format {info.get('fileFormat')!r}; cifarkit reads tfrecord only")
-    name = str(info.get("name", root.parent.name))
-    labels = {key: _label_names(root, key, entry) for key, entry in features.items() if "classLabel" in entry}
-    counts, files, shard_lengths = {}, {}, {}
-    for entry in info["splits"]:
-        split, lengths = entry.get("name"), entry.get("shardLengths", [])
-        if not isinstance(split, str) or not isinstance(lengths, list) or not all(str(n).isdigit() for n in lengths):
-            raise SourceError(f"{root / INFO_FILE}: malformed split entry {json.dumps(entry)[:80]}")
-        shard_lengths[split] = [int(n) for n in lengths]
-        counts[split] = sum(shard_lengths[split])
-        template = entry.get("filepathTemplate") or TEMPLATE
-        files[split] = [_shard_file(template, name, split, i, len(lengths)) for i in range(len(lengths))]
-    return TfdsFolder(root, name, str(info.get("version", "")), features, labels, counts, files, shard_lengths)
-
-
-def _label_names(root: Path, key: str, entry: dict) -> tuple[str, ...]:
-    path = root / f"{key}.labels.txt"
-    if path.is_file():
-        return tuple(line for line in path.read_text().splitlines() if line)
-    count = int(entry["classLabel"].get("numClasses", 0))
-    return tuple(str(i) for i in range(count))  # TFDS's own cifar10 code sets names; a folder may not
-
-
-def _shard_file(template: str, name: str, split: str, index: int, count: int) -> str:
-    values = {"DATASET": name, "SPLIT": split, "FILEFORMAT": "tfrecord", "SHARD_INDEX": f"{index:05d}",
-              "NUM_SHARDS": f"{count:05d}", "SHARD_X_OF_Y": f"{index:05d}-of-{count:05d}"}  # fmt: skip
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+    return tuple(int(part) if part.isdigit() and len(part) < 20 else -1 for part in text.split("."))

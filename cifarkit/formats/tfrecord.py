@@ -13,6 +13,7 @@ renamed, so a re-run skips the shards that exist.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,12 +21,14 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UsageError
+from ..metadata.export_state import ExportState
+from ..metadata.names import path_component
 from ..parallel import run_tasks
 from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
-from ..writers.atomic import open_atomic
+from ..writers.atomic import is_partial, open_atomic
 from . import tfds_info
-from .base import FormatAdapter, Piece, WriteOptions, index_width
+from .base import FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
 from .codecs import encode_images, png
 from .codecs.example import example_bytes, frame_record
 from .photos import stored_bytes
@@ -45,7 +48,10 @@ ENCODINGS = ("auto", "png", "jpeg", "raw")
 
 
 def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
-    return f"{dataset}-{split}.tfrecord-{shard:05d}-of-{shards:05d}"
+    """A shard's file name, TFDS's default; ``split`` must be a path component (the dataset name
+    is one: :func:`.tfds_info.tfds_name` keeps letters, digits and _ only)."""
+    return f"{dataset}-{path_component(split, 'split', 'the export')}.tfrecord-{shard:05d}-of-{shards:05d}"
+
 
 
 def _image_record(image, encoding: str, quality: int, sized: bool) -> dict:
@@ -218,19 +224,28 @@ class TFRecord(FormatAdapter):
         info = tfds_info.dataset_info_json(name, tfds_info.tfds_version(name), description, splits)
         tfds_info.write_metadata(out, info, tfds_info.features_json(features_of(dataset, options.encoding)), labels)
 
-    def clean(self, out: Path, splits: tuple[str, ...]) -> None:
-        for path in out.glob("*.tfrecord-*-of-*"):
-            path.unlink()
-        for path in [out / tfds_info.INFO_FILE, out / tfds_info.FEATURES_FILE, *out.glob("*.labels.txt")]:
-            path.unlink(missing_ok=True)
+    def owns(self, state: ExportState) -> Owns:
+        """Its shards (the dataset's name, a split the state counts, the shard count the state
+        records for it) and TFDS's metadata beside them, all at the top of OUT."""
+        shards = state.shards or {}
+        dataset = re.escape(tfds_info.tfds_name(state.dataset))
+        shard_file = re.compile(dataset + r"-(.+)\.tfrecord-([0-9]{5,})-of-([0-9]{5,})")
+        metadata = {tfds_info.INFO_FILE, tfds_info.FEATURES_FILE, f"{LABEL}.labels.txt", f"{COARSE}.labels.txt"}
 
-    def open(self, root: Path, info: dict, *, verify: bool = True):
+        def owns(path: str, is_dir: bool) -> bool:
+            if is_dir or "/" in path:
+                return False
+            shard = shard_file.fullmatch(path)
+            if shard is None:
+                return path in metadata or is_partial(path)
+            split, index, count = shard.groups()
+            return int(count) == shards.get(split, -1) and int(index) < int(count)
+
+        return owns
+
+    def open(self, root: Path, info, *, verify: bool = True):
         from .tfrecord_read import open_records
 
-        if TFDS_ROOT in info:  # a folder TFDS prepared, or an export under --tfds-layout
-            root = Path(info[TFDS_ROOT])
-            return open_records(root, info.get("cifarkit"))
+        if isinstance(info, TfdsFound):  # a folder TFDS prepared, or an export under --tfds-layout
+            return open_records(info.root, info.own)
         return open_records(root, info)
-
-
-TFDS_ROOT = "tfds_root"  # in the info adapter_for_export hands over: the TFDS dataset folder

@@ -11,19 +11,19 @@ image_feature.py, tensor_feature.py).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
+from ..metadata.export_info import ExportInfo
+from ..metadata.tfds import Feature
 from ..sources.labelled import paths_inside
 from . import tfds_info
 from .codecs.example import first_bad_record
 
 CIFAR_NAMES = ("cifar10", "cifar100")  # exports of these hold 32x32 images only
-OLD_ENCODINGS = ("png", "jpeg", "raw")  # cifarkit 0.1's
 
 
 @dataclass
@@ -50,13 +50,13 @@ class Records:
         return CIFAR_SHAPE if self.name in CIFAR_NAMES else None
 
 
-def describe(root: Path, info: dict | None) -> Records:
+def describe(root: Path, info: ExportInfo | None) -> Records:
     """The :class:`Records` of the folder at ``root``; ``info`` is its cifarkit_info.json (or
     0.1's dataset_info.json), None for a folder TFDS wrote."""
     if info is None:
         return _from_tfds(tfds_info.read_folder_info(root))
     checked = _checked_info(root, info)
-    if (root / tfds_info.FEATURES_FILE).is_file() and "features" not in info:
+    if info.features is None and (root / tfds_info.FEATURES_FILE).is_file():
         tfds = tfds_info.read_folder_info(root)
         image, shape = _image_layout(root, tfds.features["image"])
         checked.image, checked.shape = image, shape
@@ -81,54 +81,35 @@ def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
                    "coarse_label" if coarse is not None else None, folder.lengths)  # fmt: skip
 
 
-def _image_layout(root: Path, entry: dict) -> tuple[str, tuple]:
-    """How features.json says the image is stored."""
-    spec = entry.get("image") or entry.get("tensor")
-    dims = [int(d) for d in (spec or {}).get("shape", {}).get("dimensions", [])] if isinstance(spec, dict) else []
-    shape = tuple(None if d < 0 else d for d in dims)
-    if "image" in entry and len(shape) == 3:
+def _image_layout(root: Path, entry: Feature) -> tuple[str, tuple]:
+    """How features.json says the image is stored (its shape is bounded where it is parsed)."""
+    spec = entry.spec
+    shape = spec.shape.sizes if spec is not None else ()
+    if entry.image is not None and len(shape) == 3:
         return "encoded", shape
-    if "tensor" in entry and spec.get("dtype") == "uint8" and len(shape) in (2, 3):
-        encoding = spec.get("encoding", "none")
-        if encoding == "bytes":
+    if entry.tensor is not None and entry.tensor.dtype == "uint8" and len(shape) in (2, 3):
+        if entry.tensor.encoding == "bytes":
             return ("dynamic" if shape.count(None) > 1 else "bytes"), shape
-        if encoding == "none" and None not in shape:
+        if entry.tensor.encoding == "none" and None not in shape:
             return "ints", shape
     raise SourceError(f"{root / tfds_info.FEATURES_FILE}: its 'image' feature is not one cifarkit reads "
-                      f"(an Image, or a uint8 Tensor stored as bytes): {json.dumps(entry)[:120]}")  # fmt: skip
+                      f"(an Image, or a uint8 Tensor stored as bytes): {entry.model_dump_json()[:120]}")  # fmt: skip
 
 
-def _checked_info(root: Path, info: dict) -> Records:
-    """Check the fields of cifarkit's metadata a reader relies on; one line naming the first wrong."""
-    path = root / ("cifarkit_info.json" if (root / "cifarkit_info.json").is_file() else "dataset_info.json")
-
-    def bad(what: str, value) -> SourceError:
-        return SourceError(f"{path}: malformed ({what}, found {json.dumps(value)[:80]})")
-
-    names, splits, encoding = info.get("class_names"), info.get("splits"), info.get("encoding", "png")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise bad("'class_names' must be a list of strings", names)
-    if encoding not in OLD_ENCODINGS + ("auto",):
-        raise bad(f"'encoding' must be one of {', '.join(OLD_ENCODINGS + ('auto',))}", encoding)
-    features = info.get("features", {})
-    if not isinstance(features, dict):
-        raise bad("'features' must be an object", features)
-    if not isinstance(splits, dict) or not splits:
-        raise bad("'splits' must be an object of splits", splits)
+def _checked_info(root: Path, info: ExportInfo) -> Records:
+    """The records cifarkit's metadata describes (parsed and checked in cifarkit.metadata); the
+    shards it lists must stay inside ``root``."""
     counts, files = {}, {}
-    for split, entry in splits.items():
-        count = entry.get("count") if isinstance(entry, dict) else None
-        if type(count) is not int or count < 0:  # not bool, not "many"
-            raise bad(f"'splits.{split}.count' must be a whole number", count)
-        shards = entry.get("files")
-        if not isinstance(shards, list) or not shards:
-            raise SourceError(f"{path}: lists no TFRecord shards for split {split!r}")
-        counts[split] = count
-        files[split] = [str(p) for p in paths_inside(root, shards, path)]
-    coarse = info.get("coarse_class_names")
-    image = "sized" if encoding == "raw" else "encoded"  # 0.1: raw images carry height and width
-    return Records(root, str(info.get("name", root.name)), tuple(names), tuple(coarse) if coarse else None,
-                   counts, files, image, (None, None, 3), "label_coarse" if "label_coarse" in features else None)  # fmt: skip
+    for split, entry in info.splits.items():
+        if not entry.files:
+            raise SourceError(f"{info.path}: lists no TFRecord shards for split {split!r}")
+        counts[split] = entry.count
+        files[split] = [str(p) for p in paths_inside(root, entry.files, info.path)]
+    coarse = info.coarse_class_names
+    image = "sized" if info.encoding == "raw" else "encoded"  # 0.1: raw images carry height and width
+    coarse_key = "label_coarse" if info.features and "label_coarse" in info.features else None
+    return Records(root, info.name or root.name, info.class_names, coarse, counts, files, image, (None, None, 3),
+                   coarse_key)  # fmt: skip
 
 
 def parse_spec(records: Records) -> dict:
@@ -150,24 +131,23 @@ def parse_spec(records: Records) -> dict:
 
 
 def _decoder(records: Records, size: int | None = None):
-    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square)."""
+    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). An
+    encoded image's header is checked against the pixel budget before it is decoded."""
     import tensorflow as tf
 
     from ..augment import resize_shorter_centre
-    from ..image_decode import decode_squared
+    from ..image_decode import decode_within_budget
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
-    if size and kind == "encoded":
-        return lambda example: decode_squared(example["image"], size, channels)
+    if kind == "encoded":
+        return lambda example: decode_within_budget(example["image"], channels, size)
     if size:
         whole = _decoder(records)
         return lambda example: resize_shorter_centre(whole(example), size)
     reshape = [-1 if d is None else d for d in shape]
 
-    def decode(example):
-        if kind == "encoded":
-            return tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
+    def decode(example):  # raw pixels, their size checked first (record_checks.checks)
         if kind == "sized":
             pixels = tf.io.decode_raw(example["image"], tf.uint8)
             return tf.reshape(pixels, tf.stack([example["height"], example["width"], 3]))
@@ -180,28 +160,34 @@ def _decoder(records: Records, size: int | None = None):
     return decode
 
 
-def open_records(root: Path, info: dict | None):
+def open_records(root: Path, info: ExportInfo | None):
     """A :class:`~cifarkit.reader.DataReader` over a TFRecord dataset's shards."""
     return reader_for(describe(root, info))
 
 
 def reader_for(records: Records):
-    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too."""
+    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too.
+    Every shard's framing and record count are checked first (:func:`.record_checks.shard_counts`)."""
     import tensorflow as tf
 
+    from ..image_decode import name_failures
     from ..reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
+    from .record_checks import explain, shard_counts
 
+    counts = shard_counts(records)
     for shards in records.files.values():
-        missing = [n for n in shards if not Path(n).is_file()]
-        if missing:
-            raise SourceError(f"{records.root}: TFRecord shard {Path(missing[0]).name} is missing")
         OPENED_SHARDS.update(dict.fromkeys(shards))
     parse = record_parser(records)
 
     def build(split: str, with_coarse: bool = False, size: int | None = None):
-        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
+        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...),
+        # and a record that fails is found by its place (name_failures).
         data = tf.data.TFRecordDataset(records.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
-        return data.map(parse(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        parse_one = parse(with_coarse, size)
+        parsed = data.enumerate().map(lambda index, record: (index, *parse_one(record)), num_parallel_calls=AUTOTUNE,
+                                      deterministic=True)  # fmt: skip
+        return name_failures(parsed, records.counts[split],
+                             lambda position: explain(records, split, counts[split], position, with_coarse))  # fmt: skip
 
     return DataReader(
         name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
@@ -214,8 +200,12 @@ def reader_for(records: Records):
 
 def record_parser(records: Records):
     """``(with_coarse, size=None) -> (serialized record -> (uint8 image, int32 label[, int64 coarse
-    label]))``, the image squared to ``size`` where one is given."""
+    label]))``, the image squared to ``size`` where one is given. A record whose labels are out of
+    range or whose pixels are not what it says fails (:func:`.record_checks.checks`), before its
+    label is narrowed or its image decoded."""
     import tensorflow as tf
+
+    from .record_checks import checks
 
     features = parse_spec(records)
     coarse = records.coarse_key
@@ -228,10 +218,12 @@ def record_parser(records: Records):
 
         def parse(record):
             example = tf.io.parse_single_example(record, features)
-            image = decode_image(example)
+            valid = tf.debugging.Assert(checks(records, example, with_coarse), ["a record fails its checks"])
+            with tf.control_dependencies([valid]):
+                image = decode_image(example)
+                label = tf.cast(example["label"], tf.int32)
             if shape is not None:
                 image = tf.ensure_shape(image, shape)
-            label = tf.cast(example["label"], tf.int32)
             return (image, label, example[coarse]) if with_coarse else (image, label)
 
         return parse

@@ -68,9 +68,25 @@ def parse_json(data: bytes, model: type[M], where: object, error=SourceError) ->
     try:
         return model.model_validate_json(data)
     except pydantic.ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        place = ".".join(str(p) for p in first.get("loc", ())) or "the top level"
-        raise error(f"{where}: malformed ({place}: {first.get('msg', 'invalid')})") from None
+        raise error(f"{where}: malformed ({describe_error(exc)})") from None
+
+
+def describe_error(exc: pydantic.ValidationError) -> str:
+    """The first thing wrong, on one line: where in the document, and what."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    place = ".".join(_place(p) for p in first.get("loc", ())) or "the top level"
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if first.get("type") == "model_type" and not first.get("loc"):
+        message = "a JSON object is expected"
+    return f"{place}: {_place(message, 300)}"
+
+
+def _place(part: object, limit: int = 60) -> str:
+    """A key or message as one printable line (a key from the file may hold anything)."""
+    text = str(part)
+    if not text.isprintable() or len(text) > limit:
+        text = repr(text)[:limit]
+    return text
 
 
 def read_json(path: Path, model: type[M], max_bytes: int = DEFAULT_MAX_BYTES, error=SourceError) -> M:

@@ -40,6 +40,12 @@ def _why_unsafe(name: object) -> str | None:
     return None
 
 
+def unsafe_reason(name: object) -> str | None:
+    """Why ``name`` cannot be one path component ("holds a path separator"), or None if it can:
+    for a parser that reports the reason in its own words."""
+    return _why_unsafe(name)
+
+
 def path_component(name: object, what: str, where: object) -> str:
     """``name`` unchanged if it is safe as one path component; an :class:`UnsafeInputError`
     naming ``what`` it is (``"split"``, ``"class"``) and ``where`` it came from otherwise."""

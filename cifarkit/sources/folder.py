@@ -7,12 +7,13 @@ its ``manifest.csv`` restores the original order, indices and labels.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SourceError
+from ..metadata.export_info import read_export_info
+from ..metadata.manifest import has_manifest, read_manifest
 from .image_file import MAX_PIXELS, read_image  # noqa: F401  (imported from here by readers and tests)
 from .labelled import Batch, LabelledImages, LazyImages, paths_inside
 
@@ -28,19 +29,34 @@ def _listing(folder: Path) -> list[Path]:
         raise SourceError(f"{folder}: cannot list the folder ({exc.strerror})") from None
 
 
+def _named(paths: list[Path]) -> list[Path]:
+    """``paths``, refused in one line if a name is not printable UTF-8: a class name, a manifest
+    row and labels.txt hold it as UTF-8 text on one line."""
+    for path in paths:
+        try:
+            path.name.encode("utf-8")  # undecodable bytes come as lone surrogates, which fail here
+            printable = path.name.isprintable()
+        except UnicodeEncodeError:
+            printable = False
+        if not printable:
+            raise SourceError(f"{path.parent}: holds {ascii(path.name)}, a name that is not printable UTF-8; "
+                              "rename it to read the tree")  # fmt: skip
+    return paths
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
+    return _named(sorted(
         p for p in _listing(folder)
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in _listing(folder) if p.is_dir() and not p.name.startswith("."))
+    return _named(sorted(p for p in _listing(folder) if p.is_dir() and not p.name.startswith(".")))
 
 
 def looks_like_image_tree(root: Path) -> bool:
-    if (root / "manifest.csv").is_file() and (root / "labels.txt").is_file():
+    if has_manifest(root):
         return True  # a cifarkit tree export, at any depth (--layout coarse/fine nests it)
     return any(_images_in(d) for d in _subdirs(root)) or any(
         _images_in(c) for d in _subdirs(root) for c in _subdirs(d)
@@ -48,7 +64,7 @@ def looks_like_image_tree(root: Path) -> bool:
 
 
 def read_folder(root: Path) -> LabelledImages:
-    if (root / "manifest.csv").is_file() and (root / "labels.txt").is_file():
+    if has_manifest(root):
         return read_export_tree(root)
     split_dirs = [d for d in _subdirs(root) if d.name in SPLIT_NAMES and _subdirs(d)]
     layout = {d.name: d for d in split_dirs} if split_dirs else {"train": root}
@@ -72,25 +88,35 @@ def read_folder(root: Path) -> LabelledImages:
 
 
 def read_export_tree(root: Path) -> LabelledImages:
-    """A cifarkit JPEG/PNG export: order, labels and names from its manifest and labels.txt."""
-    class_names = tuple(line for line in (root / "labels.txt").read_text().splitlines() if line)
-    rows: dict[str, list[dict[str, str]]] = {}
-    try:
-        with open(root / "manifest.csv", newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows.setdefault(row["split"], []).append(row)
-        batches: dict[str, list[Batch]] = {}
-        for split, items in rows.items():
-            items.sort(key=lambda r: int(r["index"]))
-            labels = np.array([int(r["label"]) for r in items], dtype=np.int64)
-            coarse = (np.array([int(r["coarse_label"]) for r in items], dtype=np.int64)
-                      if items and "coarse_label" in items[0] else None)  # fmt: skip
-            paths = paths_inside(root, [r["path"] for r in items], root / "manifest.csv")
-            batches[split] = [Batch(split, LazyImages(paths), labels, [r["source_file"] for r in items], coarse)]
-    except (KeyError, ValueError) as exc:
-        raise SourceError(f"{root / 'manifest.csv'}: malformed manifest ({exc})") from None
-    info_name = root.resolve().name
+    """A cifarkit JPEG/PNG export: order, labels and names from its manifest and labels.txt,
+    checked against the class and image counts its cifarkit_info.json records."""
+    info = read_export_info(root)
+    coarse_names = info.coarse_class_names if info is not None else None
+    manifest = read_manifest(root, len(info.class_names) if info is not None else None,
+                             len(coarse_names) if coarse_names else None)  # fmt: skip
+    if info is not None:
+        _check_counts(manifest, info)
+    batches: dict[str, list[Batch]] = {}
+    for split, rows in manifest.splits.items():
+        paths = paths_inside(root, rows.paths, manifest.path)
+        coarse = np.asarray(rows.coarse, np.int64) if rows.coarse is not None and coarse_names else None
+        batches[split] = [Batch(split, LazyImages(paths), manifest.labels(split), rows.sources, coarse)]
     return LabelledImages(
-        name=info_name, format="cifarkit image export", location=root, class_names=class_names,
-        batches=batches, verification="not applicable (image folder)",
+        name=root.resolve().name, format="cifarkit image export", location=root, class_names=manifest.class_names,
+        batches=batches, coarse_class_names=coarse_names if coarse_names and _has_coarse(batches) else None,
+        verification="not applicable (image folder)",
     )  # fmt: skip
+
+
+def _has_coarse(batches: dict[str, list[Batch]]) -> bool:
+    return bool(batches) and all(b.coarse_labels is not None for bs in batches.values() for b in bs)
+
+
+def _check_counts(manifest, info) -> None:
+    """The manifest lists as many images of each split as cifarkit_info.json records."""
+    listed = {split: len(rows.paths) for split, rows in manifest.splits.items()}
+    for split in dict.fromkeys([*listed, *info.splits]):
+        recorded = info.splits[split].count if split in info.splits else None
+        if listed.get(split, 0) != (recorded or 0) or recorded is None:
+            raise SourceError(f"{manifest.path}: lists {listed.get(split, 0):,} images of split {split!r} where "
+                              f"{info.path.name} records {'none' if recorded is None else f'{recorded:,}'}")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, MAX_DATASET_BYTES, MAX_MEMBER_BYTES, SAMPLE_MD5, SAMPLE_NAME
 from ..errors import ChecksumError, SourceError, UnsafeInputError
+from ..metadata.export_state import check_finished
 from . import binary, pickled
 from .archive import read_archive
 from .folder import looks_like_image_tree, read_folder
@@ -179,6 +180,7 @@ def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
         if IDX_FILE.fullmatch(path.name):  # one of the four files: the folder is the dataset
             return read_idx_folder(path.parent, verify=verify)
         return read_cifar_archive(path, verify=verify)
+    check_finished(path)  # an interrupted export's first splits are not the dataset
     names = {p.name for p in path.iterdir() if p.is_file()}
     layout = detect_layout(names)
     if layout is not None:

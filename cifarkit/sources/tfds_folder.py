@@ -9,22 +9,19 @@ read the same folders through :func:`cifarkit.data.open_data`, as a tf.data pipe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
-from ..formats import tfds_info
+from ..formats import FORMATS, tfds_info
 from ..formats.tfrecord_read import Records, describe, reader_for
+from ..metadata.export_info import ExportInfo, read_export_info
 from .labelled import Batch, LabelledImages
 
-CIFARKIT_INFO = "cifarkit_info.json"
-OLD_INFO = "dataset_info.json"  # cifarkit 0.1 wrote its own schema under TFDS's file name
 
-
-def find_records(path: Path) -> tuple[Path, dict | None] | None:
+def find_records(path: Path) -> tuple[Path, ExportInfo | None] | None:
     """The TFRecord dataset folder at ``path`` (or below it, as TFDS lays out ``<name>/<version>``)
     and its cifarkit metadata (None for a folder TFDS wrote); None where there is none."""
     own = _cifarkit_info(path)
@@ -36,15 +33,11 @@ def find_records(path: Path) -> tuple[Path, dict | None] | None:
     return root, _cifarkit_info(root)
 
 
-def _cifarkit_info(folder: Path) -> dict | None:
-    for name in (CIFARKIT_INFO, OLD_INFO):
-        try:
-            info = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and info.get("format") == "tfrecord":
-            return info
-    return None
+def _cifarkit_info(folder: Path) -> ExportInfo | None:
+    """The folder's cifarkit metadata if it describes a TFRecord export (an image export's is
+    read by the image-tree source)."""
+    info = read_export_info(folder, FORMATS)
+    return info if info is not None and info.format == "tfrecord" else None
 
 
 def read_records_folder(path: Path) -> LabelledImages:
