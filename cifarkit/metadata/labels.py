@@ -29,20 +29,26 @@ def read_names(path: Path, declared: int | None = None) -> tuple[str, ...]:
     (TFDS refuses a names file that disagrees with ``numClasses`` too), at most
     :data:`MAX_CLASSES` otherwise. One line naming the file for anything else."""
     declared = declared or None  # 0: no count given
-    most = MAX_CLASSES if declared is None else declared
-    cap = MAX_NAMES_FILE_BYTES if declared is None else min(MAX_NAMES_FILE_BYTES, max(1, declared) * _LINE + 4096)
+    cap = MAX_NAMES_FILE_BYTES if declared is None else min(MAX_NAMES_FILE_BYTES, declared * _LINE + 4096)
+    return parse_names(read_text(path, cap), path, declared)
+
+
+def parse_names(text: str, where: object, declared: int | None = None, most: int = MAX_CLASSES) -> tuple[str, ...]:
+    """The non-empty lines of ``text`` (as ``str.splitlines`` splits it), counted as they are
+    found: more than ``declared`` (or ``most``) is refused at the first one too many."""
+    most = declared or most
     names = []
-    for match in _NAME.finditer(read_text(path, cap)):  # blank lines are skipped without a string each
+    for match in _NAME.finditer(text):  # blank lines are skipped without a string each
         if len(names) == most:
-            raise SourceError(f"{path}: lists more than the {most:,} class names "
-                              + ("its metadata declares" if declared is not None else "cifarkit reads"))  # fmt: skip
+            raise SourceError(f"{where}: lists more than the {most:,} class names "
+                              + ("its metadata declares" if declared else "cifarkit reads here"))  # fmt: skip
         if match.end() - match.start() > MAX_LABEL_BYTES:
-            raise SourceError(f"{path}: class name {len(names)} is longer than {MAX_LABEL_BYTES:,} characters")
+            raise SourceError(f"{where}: class name {len(names)} is longer than {MAX_LABEL_BYTES:,} characters")
         names.append(match.group())
     if not names:
-        raise SourceError(f"{path}: no class names in it (one a line expected)")
-    if declared is not None and len(names) != declared:
-        raise SourceError(f"{path}: lists {len(names):,} class names where its metadata declares {declared:,}")
+        raise SourceError(f"{where}: no class names in it (one a line expected)")
+    if declared and len(names) != declared:
+        raise SourceError(f"{where}: lists {len(names):,} class names where its metadata declares {declared:,}")
     return tuple(names)
 
 

@@ -176,18 +176,17 @@ def _shard_file(template: str, name: str, split: str, index: int, count: int) ->
 
 
 class _Probe(pydantic.BaseModel):
-    splits: Any = None
     format: Any = None
 
 
 def is_tfds_info(root: Path) -> bool:
-    """Whether ``root`` holds TFDS's ``dataset_info.json`` (a list of splits; cifarkit 0.1's
-    file of that name has an object of them and a format). A file that is not JSON is a no; a
-    link out of the folder is refused."""
+    """Whether ``root`` holds TFDS's ``dataset_info.json`` (cifarkit 0.1's file of that name
+    records a format). A file that is not JSON is a no; one that is TFDS's but malformed is a
+    yes, so that reading it names what is wrong; a link out of the folder is refused."""
     try:
         probe = read_model(root, INFO_FILE, _Probe)
     except UnsafeInputError:
         raise
     except SourceError:
         return False
-    return probe is not None and isinstance(probe.splits, list) and probe.format is None
+    return probe is not None and probe.format is None

@@ -19,6 +19,7 @@ from ..constants import (
     CIFAR10_CLASSES,
 )
 from ..errors import SourceError
+from ..metadata.labels import parse_names
 from .pickled import check_labels, planar_to_hwc
 from .labelled import Batch
 
@@ -32,8 +33,13 @@ def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, record_size)
 
 
+MAX_BINARY_CLASSES = 256  # a label is one byte
+
+
 def _names(data: bytes, filename: str) -> tuple[str, ...]:
-    names = tuple(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
+    """The names file's lines, trimmed, blank ones skipped: at most one per label byte value."""
+    text = data.decode("utf-8", "replace")  # the official files are ASCII; a stray byte is shown, not fatal
+    names = tuple(n.strip() for n in parse_names(text, filename, most=MAX_BINARY_CLASSES) if n.strip())
     if not names:
         raise SourceError(f"{filename}: no class names in it (one a line expected)")
     return names

@@ -26,12 +26,9 @@ def foreign_entry(folder: Path, owns: Owns) -> str | None:
     """The first path in ``folder`` (relative) that ``owns`` does not claim; links are never
     claimed (cifarkit writes none)."""
     for top, dirs, files in os.walk(folder):
-        base = Path(top).relative_to(folder).as_posix()
-        prefix = "" if base == "." else base + "/"
-        for name in sorted(dirs) + sorted(files):
-            path = os.path.join(top, name)
-            is_dir = name in dirs and not os.path.islink(path)
-            if os.path.islink(path) or not owns(prefix + name, is_dir):
+        prefix = _prefix(folder, top)
+        for name, is_dir in [(f, False) for f in sorted(files)] + [(d, True) for d in sorted(dirs)]:
+            if os.path.islink(os.path.join(top, name)) or not owns(prefix + name, is_dir):
                 return prefix + name
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
     return None
