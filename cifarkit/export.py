@@ -6,9 +6,10 @@ describes it. The job is split into independent pieces (a chunk of images, or on
 worker processes write; the workers inherit the dataset, so a task is a few indices. A small
 state file records everything that decides the bytes written, so re-running the same command
 after a kill skips finished work and ends byte-identical to an uninterrupted run, while a
-different command cannot silently mix two exports. Every export also gets ``labels.txt``,
-``manifest.csv`` (one row per image) and ``cifarkit_info.json``, each written atomically (a
-TFRecord export adds TFDS's own metadata). Image files are checked before anything is written,
+different command cannot silently mix two exports; ``--overwrite`` removes only the files that
+state says the earlier export wrote, and refuses if OUT holds anything else. Every export also
+gets ``labels.txt``, ``manifest.csv`` (one row per image) and ``cifarkit_info.json``, each
+written atomically (a TFRecord export adds TFDS's own metadata). Image files are checked before anything is written,
 so a corrupt one is reported by name at the start, not half-way (``skip_bad`` leaves such files
 out and lists them in cifarkit_info.json).
 
@@ -31,6 +32,7 @@ from .formats import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
 from .formats.base import CIFARKIT_INFO, INFO_FILE
 from .formats.photos import FileCheck, bad_report, check_files
 from .metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
+from .metadata.fields import MAX_SHARDS
 from .metadata.names import folder_names
 from .parallel import default_workers, run_tasks
 from .sources.labelled import Batch, LabelledImages, LazyImages
@@ -66,8 +68,8 @@ class ExportOptions:
             raise UsageError(f"--quality must be between 1 and 100. Received: quality={self.quality}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1. Received: workers={self.workers}")
-        if self.shards is not None and self.shards < 1:
-            raise UsageError(f"--shards must be at least 1. Received: shards={self.shards}")
+        if self.shards is not None and not 1 <= self.shards <= MAX_SHARDS:
+            raise UsageError(f"--shards must be between 1 and {MAX_SHARDS:,}. Received: shards={self.shards}")
         for adapter in ADAPTERS.values():  # each checks the options it owns, whatever the format
             adapter.check_options(self)
         if self.layout not in LAYOUTS:

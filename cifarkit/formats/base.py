@@ -3,8 +3,8 @@
 An adapter owns one on-disk format from end to end, as TFDS's file adapters do: it plans the work
 (:class:`Piece`: a run of images one worker task writes), writes it (including whatever makes an
 interrupted write resumable), names what decides its bytes (the export's fingerprint), describes
-itself in ``cifarkit_info.json``, removes what it wrote (``--overwrite``) and opens it again for
-reading. :mod:`cifarkit.export` runs the steps common to every format; the registry in
+itself in ``cifarkit_info.json``, says which files in OUT it wrote (``--overwrite`` removes those)
+and opens it again for reading. :mod:`cifarkit.export` runs the steps common to every format; the registry in
 :mod:`cifarkit.formats` maps a ``--format`` name, or the ``format`` ``cifarkit_info.json`` records,
 to its adapter.
 """

@@ -21,8 +21,7 @@ from ..metadata.names import folder_names, path_component
 from ..parallel import run_tasks
 from ..writers.atomic import is_partial, output_error, write_plain
 from .base import FormatAdapter, Owns, Piece, WriteOptions, index_width
-from .codecs import encode_images
-from .codecs import png
+from .codecs import encode_images, png
 
 JOURNAL = ".chunks-done"  # in a staging folder: the first index of each chunk written in full
 IMAGES_PER_TASK = 1000  # images per worker task and journal entry: ~50 ms of work

@@ -23,8 +23,14 @@ import json
 import re
 from pathlib import Path
 
-from ..metadata.tfds import FEATURES_FILE, INFO_FILE, TEMPLATE, is_tfds_info
-from ..metadata.tfds import TfdsFolder, read_folder_info  # noqa: F401  (the readers' entry points)
+from ..metadata.tfds import (  # noqa: F401  (the readers' entry points)
+    FEATURES_FILE,
+    INFO_FILE,
+    TEMPLATE,
+    TfdsFolder,
+    is_tfds_info,
+    read_folder_info,
+)
 from ..writers.atomic import write_text
 
 # The versions TFDS's own builders give these datasets (image_classification/cifar.py, mnist.py):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -47,13 +47,13 @@ class ExportInfo(Strict):
     name: DatasetName = ""
     format: Text
     class_names: Names
-    coarse_class_names: Optional[Names] = None
+    coarse_class_names: Names | None = None
     splits: Annotated[dict[SplitName, SplitInfo], pydantic.Field(min_length=1, max_length=MAX_SPLITS)]
     encoding: Literal[ENCODINGS] = "png"
-    features: Optional[dict[str, OldFeature]] = None  # 0.1's record keys; this version's are in features.json
-    tfds: Optional[TfdsNames] = None
-    layout: Optional[Text] = None
-    cifarkit_version: Optional[Text] = None
+    features: dict[str, OldFeature] | None = None  # 0.1's record keys; this version's are in features.json
+    tfds: TfdsNames | None = None
+    layout: Text | None = None
+    cifarkit_version: Text | None = None
     path: Path = Path()  # the file it was read from, for messages (not in the file)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -33,9 +33,9 @@ class ResumeInfo(Strict):
     """The ``cifarkit export`` options that made the export (what a re-run must repeat)."""
 
     source: Text
-    splits: Optional[Annotated[tuple[SplitName, ...], pydantic.Field(max_length=MAX_SPLITS)]] = None
+    splits: Annotated[tuple[SplitName, ...], pydantic.Field(max_length=MAX_SPLITS)] | None = None
     quality: Annotated[int, pydantic.Field(ge=1, le=100)] = 95
-    shards: Optional[Annotated[int, pydantic.Field(ge=1, le=MAX_SHARDS)]] = None
+    shards: Annotated[int, pydantic.Field(ge=1, le=MAX_SHARDS)] | None = None
     encoding: Literal[ENCODINGS] = "auto"
     tfds_layout: bool = False
     layout: Literal[TREE_LAYOUTS] = "class"
@@ -50,9 +50,9 @@ class ExportState(Strict):
     format: Text
     dataset: Text
     counts: Annotated[dict[SplitName, OwnCount], pydantic.Field(max_length=MAX_SPLITS)]
-    shards: Optional[dict[SplitName, Annotated[int, pydantic.Field(ge=1, le=MAX_SHARDS)]]] = None
-    folders: Optional[Literal[TREE_LAYOUTS]] = None
-    resume: Optional[ResumeInfo] = None
+    shards: dict[SplitName, Annotated[int, pydantic.Field(ge=1, le=MAX_SHARDS)]] | None = None
+    folders: Literal[TREE_LAYOUTS] | None = None
+    resume: ResumeInfo | None = None
 
     def matches(self, fingerprint: dict[str, Any]) -> bool:
         """Whether this state is of the export ``fingerprint`` describes (a re-run resumes it)."""

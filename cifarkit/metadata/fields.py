@@ -19,7 +19,7 @@ MAX_COUNT = 2**40  # images in a split or shard: a million times CIFAR-10, far a
 MAX_BYTES = 2**50  # bytes of a split: a petabyte
 MAX_CLASSES = 1_000_000  # ImageNet-21k has 21,843 classes; a bigger claim is not a dataset
 MAX_SPLITS = 1_000  # TFDS datasets have a handful; each becomes a folder of an image tree
-MAX_SHARDS = 100_000  # shards per split (TFDS writes at most a few thousand)
+MAX_SHARDS = 1_000_000  # shards per split (TFDS writes at most a few thousand)
 MAX_TEXT = 4_096  # a free-text field (a path, a template, a version, a format name)
 _INT64_DIGITS = re.compile(r"-?[0-9]{1,19}")
 

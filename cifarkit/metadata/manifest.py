@@ -44,7 +44,7 @@ class SplitRows:
 
     def sorted(self) -> SplitRows:
         order = sorted(range(len(self.indices)), key=self.indices.__getitem__)
-        pick = lambda values: None if values is None else [values[i] for i in order]  # noqa: E731
+        pick = lambda values: None if values is None else [values[i] for i in order]
         return SplitRows(pick(self.paths), pick(self.indices), pick(self.labels), pick(self.coarse),
                          pick(self.sources))  # fmt: skip
 
@@ -70,12 +70,16 @@ def read_manifest(root: Path, class_count: int | None = None, coarse_count: int 
     if labels_path is None or path is None:
         raise SourceError(f"{root}: no {MANIFEST} and {LABELS}; not a cifarkit image export")
     names = read_names(labels_path, class_count)
-    text = decode(read_bytes_capped(path, MAX_MANIFEST_BYTES), path)
+    return parse_manifest(decode(read_bytes_capped(path, MAX_MANIFEST_BYTES), path), path, names, coarse_count)
+
+
+def parse_manifest(text: str, path: Path, class_names: tuple[str, ...], coarse_count: int | None = None) -> Manifest:
+    """The manifest ``text`` (read from ``path``) whose labels index ``class_names``."""
     try:
-        splits = _rows(csv.reader(io.StringIO(text, newline="")), path, len(names), coarse_count)
+        splits = _rows(csv.reader(io.StringIO(text, newline="")), path, len(class_names), coarse_count)
     except csv.Error as exc:
         raise SourceError(f"{path}: malformed manifest ({exc})") from None
-    return Manifest(path, names, {split: rows.sorted() for split, rows in splits.items()})
+    return Manifest(path, class_names, {split: rows.sorted() for split, rows in splits.items()})
 
 
 def _rows(reader, path: Path, classes: int, coarse_count: int | None) -> dict[str, SplitRows]:

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import pydantic
 
@@ -78,9 +78,9 @@ class Feature(Strict):
     """One entry of features.json: which kind it is shows by which key it has."""
 
     pythonClassName: Text = ""
-    image: Optional[ImageSpec] = None
-    tensor: Optional[TensorSpec] = None
-    classLabel: Optional[LabelSpec] = None
+    image: ImageSpec | None = None
+    tensor: TensorSpec | None = None
+    classLabel: LabelSpec | None = None
 
     @property
     def spec(self) -> ImageSpec | TensorSpec | None:
@@ -142,7 +142,7 @@ def read_folder_info(root: Path) -> TfdsFolder:
         raise SourceError(f"{root}: TFDS file format {info.fileFormat!r}; cifarkit reads tfrecord only")
     listed = root / INFO_FILE
     folder_names([s.name for s in info.splits], "split", listed)  # no two splits in one folder
-    name = info.name or path_component(root.parent.name, "dataset", root)
+    name = info.name or root.parent.name or "dataset"  # a folder's own name: one component
     labels = {key: _label_names(root, key, features[key].classLabel) for key in LABEL_KEYS
               if key in features and features[key].classLabel is not None}  # fmt: skip
     files = {s.name: _shard_files(s, name, listed) for s in info.splits}

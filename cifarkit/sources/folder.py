@@ -39,7 +39,7 @@ def _named(paths: list[Path]) -> list[Path]:
         except UnicodeEncodeError:
             printable = False
         if not printable:
-            raise SourceError(f"{path.parent}: holds {ascii(path.name)}, a name that is not printable UTF-8; "
+            raise SourceError(f"{path.parent}: holds {path.name!a}, a name that is not printable UTF-8; "
                               "rename it to read the tree")  # fmt: skip
     return paths
 

@@ -11,8 +11,8 @@ followed, and files are removed through descriptors of the folders that hold the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import OutputError
 from .atomic import output_error
