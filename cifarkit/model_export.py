@@ -16,7 +16,9 @@ row format, which wants one batch size for every output, works too).
   stores the weights as float16 (half the size); ``int8`` quantises weights and activations,
   calibrated on training images, keeping uint8 input and float32 probabilities.
 
-Everything is written under a temporary name and renamed when complete.
+Everything is written under a temporary name and renamed when complete, with a signed record of
+what was written (:mod:`cifarkit.model_trust`), so that ``predict`` and ``evaluate`` run it
+without ``--trust-model``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .exported import CLASS_NAMES, IMAGES, PROBABILITIES
+from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, VERSION
+from .model_trust import record_export
 from .writers.atomic import partial_path, write_bytes
 
 FORMATS = ("savedmodel", "tflite")
@@ -45,6 +48,7 @@ class Exported:
     format: str
     quantize: str
     bytes: int
+    unrecorded: str | None = None  # why export-model could not record it as its own (cifarkit.model_trust)
 
 
 def check_choice(format: str, quantize: str) -> None:
@@ -140,7 +144,7 @@ def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
 
 def next_version(folder: Path) -> int:
     """One more than the highest numbered version TensorFlow Serving would find in ``folder``."""
-    versions = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()] if folder.is_dir() else []
+    versions = [int(p.name) for p in folder.iterdir() if VERSION.fullmatch(p.name) and p.is_dir()] if folder.is_dir() else []
     return max(versions, default=0) + 1
 
 
@@ -156,6 +160,7 @@ def export_savedmodel(model, out: Path, name: str, version: int | None = None) -
         base.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         _write_savedmodel(model, tmp, any_size=True)
+        unrecorded = record_export(tmp, "savedmodel")  # inside, before the rename: never a model without its record
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -163,7 +168,7 @@ def export_savedmodel(model, out: Path, name: str, version: int | None = None) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Exported(final, "savedmodel", "none", _folder_bytes(final))
+    return Exported(final, "savedmodel", "none", _folder_bytes(final), unrecorded)
 
 
 def tflite_bytes(model, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
@@ -196,7 +201,7 @@ def export_tflite(model, out: Path, name: str, quantize: str = "none",
     except OSError as exc:
         raise OutputError(f"{path.parent}: cannot create the folder ({exc.strerror or exc})") from None
     write_bytes(path, data)
-    return Exported(path, "tflite", quantize, len(data))
+    return Exported(path, "tflite", quantize, len(data), record_export(path, "tflite"))
 
 
 def calibration_images(source, size: int, count: int = CALIBRATION_IMAGES, split: str = "train") -> np.ndarray:

@@ -11,24 +11,22 @@ file does not.
 
 Loading needs only ``import cifarkit`` (:mod:`cifarkit.keras_registry` registers the layers).
 
-This module is the contract between the trainer and its readers, and sits below both: it also
-names the files a run folder exposes its model under (``best.keras``, ``last.keras``) and its
-configuration (``config.json``), so finding a run's model needs no import of the trainer.
+This module is the contract between the trainer and its readers, and sits below both. Which
+file a run folder or a path means is :mod:`cifarkit.model_path` (no Keras import), whose names
+are also here.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import keras
 
-from .errors import SourceError, UsageError
+from .errors import SourceError
+from .model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL, resolve_model_path
 
-BEST_MODEL = "best.keras"  # highest validation accuracy
-LAST_MODEL = "last.keras"  # the end of the latest epoch
-CONFIG_FILE = "config.json"  # the run's settings, defaults resolved
+__all__ = ["BEST_MODEL", "CONFIG_FILE", "LAST_MODEL", "ClassNames", "load_any", "load_model", "resolve_model_path"]
 
 
 ACTIVATIONS = ("linear", "softmax")
@@ -71,7 +69,8 @@ def load_model(path: Path):
         raise SourceError(f"{path}: no such model file")
     _check_archive(path)
     try:
-        return keras.models.load_model(path, compile=False)
+        # safe_mode: a config that asks for code (a Lambda layer's bytecode) is refused, never run
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras and h5py raise many kinds for a file that is not a whole model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}{': ' if first else ''}{first})") from None
@@ -92,42 +91,6 @@ def _check_archive(path: Path) -> None:
         raise SourceError(f"{path}: damaged .keras model file ({type(exc).__name__}: {exc})") from None
     if bad is not None:
         raise SourceError(f"{path}: damaged .keras model file ({bad} does not match its checksum)")
-
-
-def resolve_model_path(path: Path, check_config: Callable[[Any, Path], object] | None = None) -> tuple[Path, dict | None]:
-    """A run folder (its best.keras, falling back to last.keras, and its config), a ``.keras`` file,
-    or what ``cifarkit export-model`` wrote: a SavedModel folder (or its TensorFlow Serving model
-    folder: the highest version) or a ``.tflite`` file; only a run folder has a config.
-
-    ``check_config(data, where)`` checks a run folder's config.json as read (the trainer's
-    :func:`cifarkit.training.run_config`), raising :class:`SourceError` for a damaged one; it is
-    passed in because the trainer sits above this module."""
-    from .exported import is_savedmodel, latest_version
-
-    path = Path(path).expanduser()
-    if path.is_dir() and (is_savedmodel(path) or latest_version(path) is not None):
-        return (path if is_savedmodel(path) else latest_version(path)), None
-    if path.is_dir():
-        config_file = path / CONFIG_FILE
-        try:
-            config = json.loads(config_file.read_text()) if config_file.is_file() else None
-        except (OSError, ValueError) as exc:
-            raise SourceError(f"{config_file}: unreadable run configuration ({exc})") from None
-        if config is not None and check_config is not None:
-            try:
-                check_config(config, config_file)  # a list, {} or "data": null: one line here, not a crash later
-            except SourceError as exc:
-                raise SourceError(f"{exc}; evaluate its {BEST_MODEL} with --data instead") from None
-        for name in (BEST_MODEL, LAST_MODEL):
-            if (path / name).is_file():
-                return path / name, config
-        raise SourceError(f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
-                          "that has not finished an epoch)")  # fmt: skip
-    if not path.exists():
-        raise SourceError(f"{path}: no such run folder or model file")
-    if path.suffix not in (".keras", ".tflite"):
-        raise UsageError(f"expected a run folder, a .keras or .tflite file or a SavedModel folder. Received: {path}")
-    return path, None
 
 
 def model_parts(model):
@@ -153,17 +116,14 @@ def outputs_probabilities(model) -> bool:
     return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", None) == "softmax"
 
 
-def load_any(path: Path):
-    """A Keras model for a ``.keras`` file, else the exported model (:mod:`cifarkit.exported`)."""
+def load_any(path: Path, *, trust: bool = False):
+    """A Keras model for a ``.keras`` file (safe mode, always), else the exported model
+    (:mod:`cifarkit.exported`), which runs only if this user's export-model wrote it or ``trust``."""
     if Path(path).suffix == ".keras":
         return load_model(path)
     from .exported import open_exported
 
-    try:
-        return open_exported(path)
-    except ImportError as exc:  # a SavedModel needs TensorFlow, a .tflite file its interpreter
-        raise UsageError(f"{path}: reading an exported model needs {exc.name or 'tensorflow'}, which is not "
-                         "importable here; evaluate the run's .keras file instead") from None  # fmt: skip
+    return open_exported(path, trust=trust)
 
 
 def input_size(model) -> int:

@@ -44,19 +44,23 @@ class Stats:
 
     @staticmethod
     def from_json(data: dict) -> "Stats":
-        fields = {k: data[k] for k in Stats.__dataclass_fields__ if k in data}
+        """The statistics in ``data`` as a saved model's layer config holds them, checked as a
+        statistics file is (:mod:`cifarkit.metadata.stats_file`)."""
+        from .metadata.stats_file import parse_stats
+
         try:
-            return Stats(
-                mean=tuple(fields["mean"]), std=tuple(fields["std"]),
-                covariance=tuple(tuple(r) for r in fields["covariance"]),
-                eigenvalues=tuple(fields["eigenvalues"]),
-                eigenvectors=tuple(tuple(r) for r in fields["eigenvectors"]),
-                pixels=int(fields["pixels"]), images=int(fields["images"]),
-                dataset=fields.get("dataset", ""), split=fields.get("split", "train"),
-                scale=fields.get("scale", SCALE),
-            )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SourceError(f"malformed statistics ({exc!r})") from None
+            text = json.dumps(data, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # not JSON data, NaN in it, nested too deep
+            raise SourceError(f"malformed statistics ({exc})") from None
+        return Stats.from_file(parse_stats(text, "statistics"))
+
+    @staticmethod
+    def from_file(checked) -> "Stats":
+        """A :class:`cifarkit.metadata.stats_file.StatsFile` as :class:`Stats`."""
+        return Stats(mean=checked.mean, std=checked.std, covariance=checked.covariance,
+                     eigenvalues=checked.eigenvalues, eigenvectors=checked.eigenvectors, pixels=checked.pixels,
+                     images=checked.images, dataset=checked.dataset, split=checked.split,
+                     scale=checked.scale or SCALE)  # fmt: skip
 
 
 class RunningMoments:
@@ -110,25 +114,23 @@ def save_stats(stats: Stats, path: Path) -> None:
 
 
 def load_stats(path: Path) -> Stats:
+    """A statistics file (``cifarkit stats``, a run's ``stats.json``), checked; one line otherwise."""
+    from .metadata.stats_file import read_stats_file
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such statistics file") from None
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{path}: not a statistics file ({exc})") from None
-    try:
-        return Stats.from_json(data)
-    except SourceError as exc:
-        raise SourceError(f"{path}: {exc}") from None
+    if not path.exists():
+        raise SourceError(f"{path}: no such statistics file")
+    return Stats.from_file(read_stats_file(path))
 
 
 def bundled_stats(dataset: str) -> Stats | None:
     """Statistics shipped with cifarkit (computed by ``cifarkit stats`` on the real training set)."""
+    from .metadata.stats_file import parse_stats
+
     entry = resources.files("cifarkit") / "defaults" / f"{dataset}-stats.json"
     if not entry.is_file():
         return None
-    return Stats.from_json(json.loads(entry.read_text()))
+    return Stats.from_file(parse_stats(entry.read_bytes(), entry))
 
 
 # The bundled statistics describe the full official training split; a sample or a subset gets

@@ -23,12 +23,14 @@ collective ops of the runtime), so training creates the strategy before it reads
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .metadata.tf_config import TFConfig
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 TF_CONFIG = "TF_CONFIG"
@@ -55,32 +57,34 @@ class Placement:
         return batch_size // self.replicas
 
 
-def read_tf_config() -> dict:
+def read_tf_config() -> "TFConfig":
     """``$TF_CONFIG`` parsed and checked: a cluster with workers and this process's task in it."""
+    from .metadata.tf_config import parse_tf_config
+
     raw = os.environ.get(TF_CONFIG)
     if not raw:
         raise UsageError(f"--strategy multi-worker needs ${TF_CONFIG} describing the cluster and this "
                          'task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
                          '"task": {"type": "worker", "index": 0}}')  # fmt: skip
     try:
-        config = json.loads(raw)
-        cluster, task = config["cluster"], config["task"]
-        kind, index = task["type"], int(task["index"])
-        members = cluster[kind]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"${TF_CONFIG} is not a valid cluster description ({type(exc).__name__}: {exc}). "
-                         f"Received: {TF_CONFIG}={raw!r}") from None  # fmt: skip
+        config = parse_tf_config(raw, TF_CONFIG)
+    except UsageError as exc:
+        why = str(exc).removeprefix(f"${TF_CONFIG}: ")
+        raise UsageError(f"${TF_CONFIG} is not a valid cluster description ({why}). "
+                         f"Received: {TF_CONFIG}={raw[:200]!r}") from None  # fmt: skip
+    kind, index = config.task.type, config.task.index
     if kind not in _TRAINING_TASKS:
         raise UsageError(f"${TF_CONFIG} task type must be chief or worker for training. Received: type={kind!r}")
-    if not 0 <= index < len(members):
-        raise UsageError(f"${TF_CONFIG} task index is outside the {kind} list of {len(members)}. Received: index={index}")
+    if not 0 <= index < len(config.members):
+        raise UsageError(f"${TF_CONFIG} task index is outside the {kind} list of {len(config.members)}. "
+                         f"Received: index={index}")  # fmt: skip
     return config
 
 
-def is_chief_task(config: dict) -> bool:
+def is_chief_task(config: "TFConfig") -> bool:
     """The chief writes checkpoints and reports: the "chief" task, or worker 0 when there is none."""
-    kind, index = config["task"]["type"], int(config["task"]["index"])
-    if "chief" in config["cluster"]:
+    kind, index = config.task.type, config.task.index
+    if "chief" in config.cluster:
         return kind == "chief"
     return kind == "worker" and index == 0
 
@@ -116,7 +120,7 @@ def make_strategy(name: str = "auto") -> Placement:
         import tensorflow as tf
 
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        task = f"{config['task']['type']}:{config['task']['index']}"
+        task = f"{config.task.type}:{config.task.index}"
         return Placement(strategy, "multi-worker", strategy.num_replicas_in_sync, (task,),
                          is_chief=is_chief_task(config), task=task)  # fmt: skip
 

@@ -183,7 +183,7 @@ def test_predict_from_a_run_folder_writes_the_csv_into_it(run, tmp_path):
         (["predict", "{run}", "{fake_png}"], 1, "cannot decode image"),  # imageio's message has several lines
         (["predict", "{run}", "{missing}"], 1, "no such file or folder"),
         (["evaluate", "{run}", "--split", "validation"], 2, "no split 'validation'"),
-        (["evaluate", "{broken}"], 1, "unreadable run configuration"),
+        (["evaluate", "{broken}"], 1, "config.json: not a training run's configuration (the top level: Invalid JSON"),
     ],
 )
 def test_errors_are_one_line(run, tmp_path, args, code, message):

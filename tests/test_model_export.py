@@ -180,6 +180,8 @@ def test_export_refuses_what_it_cannot_do_with_one_line(run, exported, tmp_path)
     damaged = tmp_path / "damaged.tflite"
     damaged.write_bytes(b"not a flatbuffer" * 10)
     result = runner.invoke(app, ["evaluate", str(damaged), "--quiet"])
+    assert result.exit_code == 1 and "--trust-model" in result.output  # not cifarkit's: not run at all
+    result = runner.invoke(app, ["evaluate", str(damaged), "--trust-model", "--quiet"])
     assert result.exit_code == 1 and "cannot load the TFLite model" in result.output
     result = runner.invoke(app, ["evaluate", exported["tflite"], "--ten-crop", "--quiet"])
     assert result.exit_code == 2 and "--ten-crop needs the .keras model" in result.output

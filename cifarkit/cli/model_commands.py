@@ -10,7 +10,7 @@ import typer
 from .app import app
 from .options import (
     Averaging, AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
-    ScheduleName, StrategyName, find, model_options, say, value,
+    ScheduleName, StrategyName, TrustModelOption, find, model_options, say, value,
 )  # fmt: skip
 from ..training.config import defaults_by_model, training_summary
 
@@ -119,31 +119,31 @@ def train(
     if not result.report:  # a worker other than the chief: the chief reports
         typer.echo("worker finished; the chief wrote the run folder")
         return
-    test = result.report["test"]
-    line = (f"test accuracy {test['accuracy']:.4f}, top-{test['top_k']} {test['top5']:.4f}"
-            + (f", ten-crop {test['ten_crop_accuracy']:.4f}" if "ten_crop_accuracy" in test else "")
-            + f" ({test['model']})"
-            + (f"; last.keras {test['tta']['accuracy']:.4f}, with test-time {test['tta']['views']} "
-               f"{test['tta']['tta_accuracy']:.4f}" if "tta" in test else ""))  # fmt: skip
+    test = result.report.test
+    line = (f"test accuracy {test.accuracy:.4f}, top-{test.top_k} {test.top5:.4f}"
+            + (f", ten-crop {test.ten_crop_accuracy:.4f}" if test.ten_crop_accuracy is not None else "")
+            + f" ({test.model})"
+            + (f"; last.keras {test.tta.accuracy:.4f}, with test-time {test.tta.views} "
+               f"{test.tta.tta_accuracy:.4f}" if test.tta is not None else ""))  # fmt: skip
     if result.already_finished:
         typer.echo(f"{result.workdir} already holds this run, finished: {line}; nothing to do "
                    "(--overwrite to train again)")  # fmt: skip
         return
     report = result.report
-    epochs_run = report["epochs_run"]
-    typer.echo(f"Trained {report['model']} for {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {report['wall_seconds']:.1f} s "
-               f"({report['images_per_second']:,.0f} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
+    epochs_run, rate = report.epochs_run, report.images_per_second
+    typer.echo(f"Trained {report.model} for {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {report.wall_seconds or 0:.1f} s "
+               f"({'-' if rate is None else format(rate, ',.0f')} images/s): {line}; report: {result.workdir / REPORT_FILE}")  # fmt: skip
 
 
-def open_model_data(run_config: Optional[dict], data: Optional[Path], no_verify: bool, quiet: bool,
-                    raw: bool = False):  # fmt: skip
+def open_model_data(run_config, data: Optional[Path], no_verify: bool, quiet: bool, raw: bool = False):
     """The run's own data (with its splits, holdout and training subset, so "test" and "holdout"
     mean the same images), unless ``data`` names other data or there is no run; ``raw``: the
-    run's data as read, without the run's splits."""
+    run's data as read, without the run's splits. ``run_config``: the run's config.json as read
+    (:class:`cifarkit.metadata.run_files.RunConfigFile`), or None."""
     if run_config is not None and data is None:
         from ..training import TrainConfig, open_run_data
 
-        config = TrainConfig.from_json(run_config)
+        config = TrainConfig.from_file(run_config)
         say(f"Reading {config.data} (the run's data) ...", quiet)
         if raw:
             data = Path(config.data)
@@ -156,6 +156,17 @@ def open_model_data(run_config: Optional[dict], data: Optional[Path], no_verify:
     return open_data(path, verify=not no_verify)
 
 
+def open_exported_first(model_path: Path, trust: bool):
+    """An exported model, opened before Keras and TensorFlow are imported here, so that a ``.tflite``
+    file's child process starts meanwhile (and one cifarkit did not write is refused before any
+    wait); None for a ``.keras`` file, which needs them to load."""
+    if model_path.suffix == ".keras":
+        return None
+    from ..exported import open_exported
+
+    return open_exported(model_path, trust=trust)
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras and its data), a .keras or .tflite file, or an exported SavedModel folder.")],
@@ -166,19 +177,22 @@ def evaluate(
     tta: Annotated[Optional[str], typer.Option(help="Average the softmax over test-time views: flip, translate or flip,translate.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for metrics.json, per_class.csv, confusion.csv/png. Default: RUN/eval-SPLIT, or beside the .keras file.")] = None,
     no_verify: NoVerifyOption = False,
+    trust_model: TrustModelOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
-    from ..evaluate import beside_model, evaluate_model, format_summary, write_evaluation
-    from ..splits import folder_name
-    from ..saved_model import load_any, resolve_model_path
-    from ..training import run_config as check_run_config
+    from ..model_path import resolve_model_path
 
-    model_path, run_config = resolve_model_path(run, check_config=check_run_config)
+    model_path, run_config = resolve_model_path(run)
+    model = open_exported_first(model_path, trust_model)
+    from ..evaluate import beside_model, evaluate_model, format_summary, write_evaluation
+    from ..saved_model import load_model
+    from ..splits import folder_name
+
     source = open_model_data(run_config, data, no_verify, quiet, raw=eval_split is not None)
     if eval_split is not None:  # the spec names the split: "eval-test-8000-" beside the model
         source, split = source.select({eval_split: eval_split}), eval_split
-    model = load_any(model_path)
+    model = load_model(model_path) if model is None else model
     from ..tta import parse_views
 
     views = parse_views(tta)
@@ -198,18 +212,21 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders of them (any size, any format imageio reads).")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show per image.")] = 5,
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Where to write the table as CSV [default: predictions.csv in the run folder, or <model>-predictions.csv beside a .keras file].")] = None,
+    trust_model: TrustModelOption = False,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
+    from ..model_path import resolve_model_path
+
+    model_path, _ = resolve_model_path(run)
+    model = open_exported_first(model_path, trust_model)
     from ..evaluate import (
         class_names_of, default_predictions_csv, find_images, format_predictions, predict_files, predictions_csv,
     )  # fmt: skip
-    from ..saved_model import load_any, resolve_model_path
-    from ..training.config import run_config
+    from ..saved_model import load_model
     from ..writers.atomic import write_text
 
-    model_path, _ = resolve_model_path(run, check_config=run_config)
     files = find_images(images)
-    model = load_any(model_path)
+    model = load_model(model_path) if model is None else model
     names = class_names_of(model)
     k = min(top_k, len(names))
     predictions = predict_files(model, files)
@@ -235,13 +252,13 @@ def export_model(
     from ..errors import UsageError
     from ..model_export import calibration_images as pick_images
     from ..model_export import check_choice, export_savedmodel, export_tflite
-    from ..saved_model import input_size, load_model, resolve_model_path
-    from ..training import run_config as check_run_config
+    from ..model_path import resolve_model_path
+    from ..saved_model import input_size, load_model
 
     check_choice(format.value, quantize.value)
     if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):
         raise UsageError(f"--name must be a plain file name. Received: {name!r}")
-    model_path, run_config = resolve_model_path(run, check_config=check_run_config)
+    model_path, run_config = resolve_model_path(run)
     if model_path.suffix != ".keras":
         raise UsageError(f"{model_path} is exported already; export-model reads a run folder or a .keras file")
     model = load_model(model_path)
@@ -261,3 +278,6 @@ def export_model(
         exported = export_tflite(model, out, name, quantize.value, calibration)
         how = "TFLite: signature serving_default"
     typer.echo(f"wrote {exported.path} ({exported.bytes / 1e6:.2f} MB; {how})")
+    if exported.unrecorded is not None:
+        typer.echo(f"note: not recorded as cifarkit's ({exported.unrecorded}); predict and evaluate will run it only "
+                   "with --trust-model", err=True)  # fmt: skip

@@ -90,6 +90,9 @@ DataOption = Annotated[
 ]  # fmt: skip
 NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
+TrustModelOption = Annotated[bool, typer.Option(
+    "--trust-model", help="Run a SavedModel or .tflite file that this user's export-model did not write (it is a "
+    "program: only for a model from a source you trust).")]  # fmt: skip
 
 
 def say(message: str, quiet: bool = False) -> None:

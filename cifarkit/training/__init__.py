@@ -22,7 +22,7 @@ import importlib
 _EXPORTS = {
     "Compiled": "compile", "compile_for_training": "compile",
     "OPTIMIZERS": "config", "PRECISIONS": "config", "SCHEDULES": "config", "TrainConfig": "config",
-    "resolve": "config", "run_config": "config",
+    "resolve": "config",
     "TrainResult": "loop", "train": "loop",
     "RunData": "run_data", "open_run_data": "run_data",
     "REPORT_FILE": "rundir", "read_history": "rundir",

@@ -51,9 +51,9 @@ class StatefulCallback(keras.callbacks.Callback):
     def state(self) -> dict:
         return {}
 
-    def restore(self, state: dict) -> None:
-        """Take back what :meth:`state` gave; raise ValueError (or TypeError, KeyError) for a
-        state that is not one: the backup is then refused as damaged."""
+    def restore(self, state) -> None:
+        """Take back what :meth:`state` gave, as the backup's reader checked it (this callback's
+        model in :class:`cifarkit.metadata.run_files.CallbackStates`)."""
 
 
 class Progress(keras.callbacks.Callback):
@@ -117,15 +117,8 @@ class History(StatefulCallback):
         return {"rows": self.rows, "wall_seconds": self.wall_seconds()}
 
     def restore(self, state):
-        rows = state.get("rows", [])
-        numbers = (int, float, type(None))
-        if not isinstance(rows, list) or not all(
-            isinstance(r, dict) and type(r.get("epoch")) is int and all(isinstance(r.get(k), numbers) for k in HISTORY_COLUMNS)
-            for r in rows
-        ):  # fmt: skip
-            raise ValueError("history rows that are not rows of numbers")
-        self.rows = rows
-        self.seconds_before = float(state.get("wall_seconds", 0.0))
+        self.rows = [row.model_dump() for row in state.rows]
+        self.seconds_before = state.wall_seconds
 
     def wall_seconds(self) -> float:
         return self.seconds_before + time.perf_counter() - self.process_start
@@ -171,8 +164,8 @@ class LearningRate(StatefulCallback):
         return {"best": _finite_or_none(self.best), "wait": self.wait, "cuts": self.cuts}
 
     def restore(self, state):
-        self.best = float(state["best"]) if state.get("best") is not None else -math.inf
-        self.wait, self.cuts = int(state.get("wait", 0)), int(state.get("cuts", 0))
+        self.best = state.best if state.best is not None else -math.inf
+        self.wait, self.cuts = state.wait, state.cuts
 
     def rate(self, epoch: int) -> float:
         if self.schedule == "cosine":
@@ -212,10 +205,8 @@ class Checkpoints(StatefulCallback):
         return {"best": _finite_or_none(self.best), "best_epoch": self.best_epoch}
 
     def restore(self, state):
-        self.best = float(state["best"]) if state.get("best") is not None else -math.inf
-        self.best_epoch = state.get("best_epoch")
-        if self.best_epoch is not None and type(self.best_epoch) is not int:
-            raise ValueError(f"best_epoch: {self.best_epoch!r}")
+        self.best = state.best if state.best is not None else -math.inf
+        self.best_epoch = state.best_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

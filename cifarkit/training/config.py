@@ -8,11 +8,14 @@ model states how it trains where it is registered.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..errors import SourceError, UsageError
+from ..errors import UsageError
+
+if TYPE_CHECKING:  # pydantic stays out of `cifarkit --help`
+    from ..metadata.run_files import RunConfigFile
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("plateau", "cosine", "step", "warmup-linear", "warmup-cosine")  # the last two per step
@@ -87,52 +90,13 @@ class TrainConfig:
         return asdict(self)
 
     @staticmethod
-    def from_json(data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(TrainConfig)}
-        return TrainConfig(**{k: v for k, v in data.items() if k in known})
+    def from_file(record: "RunConfigFile") -> "TrainConfig":
+        """A run's config.json as read and checked (:func:`cifarkit.metadata.run_files.read_run_config`)."""
+        return TrainConfig(**record.model_dump())
 
     @property
     def val_split(self) -> str:
         return HOLDOUT_SPLIT if self.holdout else "test"
-
-
-# What a run's config.json must name for its data to be opened again (evaluate, resume).
-REQUIRED_KEYS = ("model", "workdir", "data", "recipe")
-_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,)}
-
-
-def run_config(data: Any, where: Path) -> TrainConfig:
-    """A run's config.json as read back, checked: a list, a missing key or a value of the wrong
-    type (``"data": null``) is a damaged run folder, said in one line, not a crash further on."""
-
-    def damaged(why: str) -> SourceError:
-        return SourceError(f"{where}: not a training run's configuration ({why})")
-
-    if not isinstance(data, dict):
-        raise damaged(f"a JSON {type(data).__name__}, not an object")
-    for key in REQUIRED_KEYS:
-        if key not in data:
-            raise damaged(f"no {key!r}")
-        if not isinstance(data[key], str) or not data[key]:  # resolved runs name all of them
-            raise damaged(f"{key}: {data[key]!r}")
-    for f in fields(TrainConfig):
-        if f.name not in data:
-            continue
-        value, kinds = data[f.name], str(f.type).replace(" ", "").split("|")
-        if value is None and "None" in kinds:
-            continue
-        allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, ()))
-        # JSON has no separate bool: true is not a number of epochs, and 1 is not a flag.
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise damaged(f"{f.name}: {value!r}")
-    if data.get("holdout", 0) < 0:
-        raise damaged(f"holdout: {data['holdout']!r}")
-    for key in ("train_split", "eval_split"):
-        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
-            raise damaged(f"{key}: {data[key]!r}")
-    if data.get("limit_train") is not None and data["limit_train"] < 1:
-        raise damaged(f"limit_train: {data['limit_train']!r}")
-    return TrainConfig.from_json(data)
 
 
 def model_defaults(model: str) -> dict:
@@ -294,6 +258,7 @@ METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 
 
 def identity(config: dict) -> dict:
-    """The settings that make a run what it is: a resumed run must match them."""
+    """The settings that make a run what it is: a resumed run must match them. ``config`` is
+    :meth:`TrainConfig.to_json`, or what a run's config.json holds (``RunConfigFile.written``)."""
     filled = {**METHODS_OFF, "nesterov": False if config.get("optimizer") == "sgd" else None, **config}
     return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

@@ -42,7 +42,7 @@ from .tensorboard_logs import tensorboard_callback
 @dataclass
 class TrainResult:
     workdir: Path
-    report: dict
+    report: Any  # cifarkit.metadata.run_files.RunReport; None for a worker other than the chief
     resumed_from: int | None = None  # epochs already done when this process started
     already_finished: bool = False
 
@@ -100,7 +100,7 @@ class _Run:
         # First everything that can refuse the run, reading only; nothing is written before commit().
         config = self.config
         backup = read_backup(self.backup_folder, config.epochs) if self.state is RunState.RESUME else None
-        initial_epoch = backup["epoch"] if backup else 0
+        initial_epoch = backup.epoch if backup else 0
         data, stats, steps = self.read_data()
         compiled = compile_for_training(config, self.placement, data, stats, steps, self.say)
         if self.placement.name == "multi-worker":
@@ -137,7 +137,7 @@ class _Run:
         progress = not self.quiet and sys.stderr.isatty()
         return data, stats_for(source, "train", image_size=data.image_size, progress=progress), steps
 
-    def callbacks(self, compiled: Compiled, steps: int, backup: dict | None, backup_seconds: float | None):
+    def callbacks(self, compiled: Compiled, steps: int, backup, backup_seconds: float | None):
         """(the callbacks in the order they run, the stateful ones the backup records)."""
         config = self.config
         history = History(self.out, steps * config.batch_size)
@@ -154,11 +154,11 @@ class _Run:
             checkpoints,
             tensorboard_callback(self.out / LOG_DIR, self.say if self.placement.is_chief else (lambda m: None)),
             # last: it records the others' state
-            RunBackup(self.backup_folder, stateful, every, serial=backup["serial"] if backup else 0),
+            RunBackup(self.backup_folder, stateful, every, serial=backup.serial if backup else 0),
         ]
         return callbacks, stateful
 
-    def commit(self, stats, backup: dict | None) -> None:
+    def commit(self, stats, backup) -> None:
         """The run is accepted: from here on it writes to its folder."""
         from ..stats import save_stats
 
@@ -171,14 +171,14 @@ class _Run:
         if backup is None and self.backup_folder.exists():
             shutil.rmtree(self.backup_folder, ignore_errors=True)  # no committed state: start afresh
 
-    def announce(self, data: RunData, backup: dict | None) -> None:
+    def announce(self, data: RunData, backup) -> None:
         config, source, placement = self.config, data.source, self.placement
         if backup is not None:
             # Keras starts epochs at their first step: an epoch backed up part-way runs again in full,
             # from the weights it had reached.
-            partial = (f" (the backup was {backup['step']} steps into it; that epoch runs again in full "
-                       "from the weights it had reached)") if backup["step"] else ""  # fmt: skip
-            self.say(f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup['epoch'] + 1} of "
+            partial = (f" (the backup was {backup.step} steps into it; that epoch runs again in full "
+                       "from the weights it had reached)") if backup.step else ""  # fmt: skip
+            self.say(f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup.epoch + 1} of "
                      f"{config.epochs}{partial}")  # fmt: skip
         self.say(f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
                  f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
@@ -189,12 +189,13 @@ class _Run:
     def finish(self, compiled: Compiled, data: RunData, stats, stateful: list, resumed_from: int | None) -> TrainResult:
         if not self.placement.is_chief:
             shutil.rmtree(self.backup_folder, ignore_errors=True)
-            return TrainResult(self.out, {}, resumed_from)
+            return TrainResult(self.out, None, resumed_from)
         history, _, checkpoints = stateful
         history.write()  # also after a resume that had no epochs left to run
         report = final_report(self.config, self.placement, compiled, data, stats, history, checkpoints, self.out,
                               resumed_from)  # fmt: skip
         write_json(self.out / REPORT_FILE, report)
+        report = read_report(self.out)  # what the file says, read as a finished run's report is
         # Finished: report.json now marks the run. The state goes first, so a kill during the removal
         # never leaves a state naming deleted weights.
         (self.backup_folder / BACKUP_STATE).unlink(missing_ok=True)
@@ -202,18 +203,15 @@ class _Run:
         return TrainResult(self.out, report, resumed_from)
 
 
-def restore_backup(folder: Path, backup: dict, train_model, stateful: list, placement) -> None:
+def restore_backup(folder: Path, backup, train_model, stateful: list, placement) -> None:
     """Weights, optimizer and callback state from the committed backup; damage is one line."""
     with placement.strategy.scope():
         train_model.optimizer.build(train_model.trainable_variables)
-    weights = folder / backup["weights"]
+    weights = folder / backup.weights
     try:
         train_model.load_weights(weights)
     except Exception as exc:  # h5py and Keras raise many kinds for a truncated or foreign file
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise damaged_backup(weights, f"cannot load it: {why}") from None
     for item in stateful:
-        try:
-            item.restore(backup["callbacks"].get(item.key, {}))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise damaged_backup(folder / BACKUP_STATE, f"{item.key} state: {exc}") from None
+        item.restore(getattr(backup.callbacks, item.key))  # checked as the backup was read

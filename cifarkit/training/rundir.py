@@ -24,12 +24,12 @@ import enum
 import io
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
-from ..errors import OutputError
-from ..saved_model import BEST_MODEL, CONFIG_FILE, LAST_MODEL
+from ..errors import OutputError, SourceError
+from ..metadata.run_files import BackupState, RunReport, read_backup_state, read_run_config, read_run_report, reason
+from ..model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL
 from ..stats import STATS_FILE
 from ..writers.atomic import partial_path, remove_partials, write_bytes, write_text
 from .config import TrainConfig, identity
@@ -42,7 +42,6 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "top5", "val_loss", "val_accurac
                    "train_seconds", "images_per_second", "epoch_seconds", "wall_seconds")  # fmt: skip
 RUN_FILES = (CONFIG_FILE, REPORT_FILE, HISTORY_FILE, CURVES_FILE, BEST_MODEL, LAST_MODEL, STATS_FILE)
 RUN_FOLDERS = (LOG_DIR, BACKUP_DIR)
-_WEIGHTS_NAME = re.compile(r"weights-\d{6,}\.weights\.h5")
 
 
 class RunState(enum.Enum):
@@ -60,11 +59,9 @@ def check_workdir(workdir: Path, config: TrainConfig, overwrite: bool) -> RunSta
     if not config_path.is_file():
         return RunState.FRESH
     try:
-        old = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        old = None
-    if not isinstance(old, dict):
-        old = None  # a list or a number is no run's configuration either
+        old = read_run_config(config_path).written()
+    except SourceError:
+        old = None  # damaged: no run's configuration, so no run this one could resume
     if overwrite:
         return RunState.OVERWRITE
     if old is None or identity(old) != identity(config.to_json()):
@@ -94,19 +91,13 @@ def clear_run(workdir: Path) -> None:
     remove_partials(workdir)  # the lock file (.cifarkit.lock) stays: its holder is this process
 
 
-def read_report(workdir: Path) -> dict:
+def read_report(workdir: Path) -> RunReport:
     """A finished run's report.json, checked for what the summary line reads from it."""
     path = workdir / REPORT_FILE
     try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        report, why = None, str(exc)
-    else:
-        why = "not the report cifarkit train writes"
-    test = report.get("test") if isinstance(report, dict) else None
-    if not isinstance(test, dict) or not all(isinstance(test.get(k), (int, float)) for k in ("accuracy", "top5", "top_k")):
-        raise OutputError(f"{path}: damaged run report ({why}); pass --overwrite to train again")
-    return report
+        return read_run_report(path)
+    except OutputError as exc:
+        raise OutputError(f"{path}: damaged run report ({reason(exc, path)}); pass --overwrite to train again") from None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -193,36 +184,22 @@ def damaged_backup(path: Path, why: str) -> OutputError:
     return OutputError(f"{path}: damaged run backup ({why}); pass --overwrite to start the run again")
 
 
-def read_backup(folder: Path, epochs: int | None = None) -> dict | None:
+def read_backup(folder: Path, epochs: int | None = None) -> BackupState | None:
     """The committed backup state in ``folder``, checked, or None when there is none.
 
-    A state that does not hold what a resume needs, or names a weights file that is not there,
-    is refused in one line (see :func:`damaged_backup`)."""
+    A state that does not hold what a resume needs (or more epochs than the run has), or names
+    a weights file that is not there, is refused in one line (see :func:`damaged_backup`)."""
     path = Path(folder) / BACKUP_STATE
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except (OSError, ValueError) as exc:
-        raise damaged_backup(path, f"unreadable: {exc}") from None
-    if not isinstance(state, dict):
-        raise damaged_backup(path, f"a JSON {type(state).__name__}, not an object")
-
-    def whole_number(key: str, high: int | None = None) -> None:
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
-            raise damaged_backup(path, f"{key}: {value!r}" if key in state else f"no {key!r}")
-
-    whole_number("serial")
-    whole_number("epoch", epochs)
-    whole_number("step")
-    weights = state.get("weights")
-    if not isinstance(weights, str) or not _WEIGHTS_NAME.fullmatch(weights):
-        raise damaged_backup(path, f"weights: {weights!r}" if "weights" in state else "no 'weights'")
-    if not isinstance(state.get("callbacks"), dict) or not all(isinstance(v, dict) for v in state["callbacks"].values()):
-        raise damaged_backup(path, "no callback state")
-    if not (Path(folder) / weights).is_file():
-        raise damaged_backup(path, f"its weights file {weights} is missing")
+    try:
+        state = read_backup_state(path)
+    except OutputError as exc:
+        raise damaged_backup(path, reason(exc, path)) from None
+    if epochs is not None and state.epoch > epochs:
+        raise damaged_backup(path, f"epoch: {state.epoch!r}, but the run has {epochs} epochs")
+    if not (Path(folder) / state.weights).is_file():
+        raise damaged_backup(path, f"its weights file {state.weights} is missing")
     return state
 
 

@@ -6,12 +6,15 @@ import json
 import math
 
 import numpy as np
+import pydantic
 import pytest
 
 from cifarkit.training import callbacks
 from cifarkit.training.callbacks import (
-    PLATEAU_MAX_CUTS, PLATEAU_PATIENCE, Checkpoints, History, LearningRate, Progress, RunBackup, StatefulCallback,
+    PLATEAU_MAX_CUTS, PLATEAU_PATIENCE, Checkpoints, History, LearningRate, Progress, RunBackup,
 )  # fmt: skip
+from cifarkit.errors import OutputError
+from cifarkit.metadata.run_files import CheckpointsState, HistoryState, LearningRateState
 from cifarkit.training.rundir import read_backup, read_history
 
 
@@ -22,6 +25,11 @@ def tiny_model(lr: float = 0.1):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9), loss="mse")
     return model
+
+
+def as_read(model, state: dict):
+    """``state`` as the backup's reader hands it to a callback: through JSON, checked."""
+    return model.model_validate_json(json.dumps(state))
 
 
 def attached(callback, model=None):
@@ -56,16 +64,20 @@ def test_history_restored_from_a_backup_replaces_the_epochs_run_again(tmp_path):
     state["rows"] = state["rows"][:2]  # the backup was taken after epoch 2
 
     resumed = attached(History(tmp_path, 64))
-    resumed.restore(state)
+    resumed.restore(as_read(HistoryState, state))
     epoch(resumed, 2, {"loss": 0.5})
     assert [(r["epoch"], r["loss"]) for r in read_history(tmp_path / "history.csv")] == [(1, 3.0), (2, 2.0), (3, 0.5)]
     assert resumed.wall_seconds() >= state["wall_seconds"]
 
 
-@pytest.mark.parametrize("rows", [[{"epoch": "one"}], "rows", [{"epoch": 1, "loss": "low"}]])
-def test_history_refuses_a_state_that_is_not_rows_of_numbers(rows):
-    with pytest.raises(ValueError):
-        History(None, 64).restore({"rows": rows})
+@pytest.mark.parametrize("rows", [[{"epoch": "one"}], "rows", [{"epoch": 1, "loss": "low"}], [{"epoch": 0}]])
+def test_a_backup_whose_history_is_not_rows_of_numbers_is_refused(tmp_path, rows):
+    (tmp_path / "weights-000001.weights.h5").write_bytes(b"")
+    state = {"serial": 1, "epoch": 1, "step": 0, "weights": "weights-000001.weights.h5",
+             "callbacks": {"history": {"rows": rows}}}  # fmt: skip
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(OutputError, match="damaged run backup .*callbacks.history.rows"):
+        read_backup(tmp_path)
 
 
 def test_learning_rate_cosine_and_step_follow_the_epoch():
@@ -96,7 +108,7 @@ def test_plateau_divides_by_ten_after_patience_epochs_without_progress_at_most_t
     assert plateau.cuts == PLATEAU_MAX_CUTS
 
     resumed = LearningRate("plateau", 0.01, 90)
-    resumed.restore(json.loads(json.dumps(plateau.state())))
+    resumed.restore(as_read(LearningRateState, plateau.state()))
     assert (resumed.best, resumed.wait, resumed.cuts) == (plateau.best, plateau.wait, plateau.cuts)
 
 
@@ -111,47 +123,36 @@ def test_checkpoints_save_last_every_epoch_and_best_on_improvement(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "last.keras"]
     checkpoints.on_epoch_end(2, {"val_accuracy": 0.7})
     assert checkpoints.state() == {"best": 0.7, "best_epoch": 3}
-    with pytest.raises(ValueError, match="best_epoch"):
-        Checkpoints(model, tmp_path).restore({"best": 0.7, "best_epoch": "3"})
-
-
-class Counter(StatefulCallback):
-    key = "counter"
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def state(self):
-        return {"count": self.count}
-
-    def restore(self, state):
-        self.count = state["count"]
+    resumed = Checkpoints(model, tmp_path)
+    resumed.restore(as_read(CheckpointsState, checkpoints.state()))
+    assert (resumed.best, resumed.best_epoch) == (0.7, 3)
+    with pytest.raises(pydantic.ValidationError, match="best_epoch"):
+        as_read(CheckpointsState, {"best": 0.7, "best_epoch": "3"})
 
 
 def test_a_backup_holds_weights_optimizer_and_callback_state_that_resume(tmp_path):
     model = tiny_model()
     model.fit(np.ones((8, 4)), np.zeros((8, 3)), epochs=1, verbose=0)  # optimizer slots and a step count
-    counter = Counter()
-    counter.count = 7
-    backup = attached(RunBackup(tmp_path, [counter], every_seconds=None), model)
+    schedule = LearningRate("plateau", 0.01, 90)
+    schedule.best, schedule.wait, schedule.cuts = 0.5, 3, 1
+    backup = attached(RunBackup(tmp_path, [schedule], every_seconds=None), model)
     backup.on_epoch_end(2)
     backup.on_epoch_end(3)
 
     state = read_backup(tmp_path, epochs=10)
-    assert (state["serial"], state["epoch"], state["step"]) == (2, 4, 0)
-    assert state["callbacks"] == {"counter": {"count": 7}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", state["weights"]]  # the older weights went
+    assert (state.serial, state.epoch, state.step) == (2, 4, 0)
+    assert json.loads((tmp_path / "state.json").read_text())["callbacks"] == {"learning_rate": schedule.state()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", state.weights]  # the older weights went
 
     again = tiny_model(lr=0.5)
     again.optimizer.build(again.trainable_variables)
-    again.load_weights(tmp_path / state["weights"])
+    again.load_weights(tmp_path / state.weights)
     for saved, loaded in zip(model.weights, again.weights):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
     assert int(again.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 1
-    resumed = Counter()
-    resumed.restore(state["callbacks"]["counter"])
-    assert resumed.count == 7
+    resumed = LearningRate("plateau", 0.01, 90)
+    resumed.restore(state.callbacks.learning_rate)
+    assert (resumed.best, resumed.wait, resumed.cuts) == (0.5, 3, 1)
 
 
 def test_a_backup_within_an_epoch_waits_for_its_time_limit(tmp_path, monkeypatch):
@@ -164,9 +165,9 @@ def test_a_backup_within_an_epoch_waits_for_its_time_limit(tmp_path, monkeypatch
     assert read_backup(tmp_path) is None  # not yet two minutes
     clock[0] += 1
     backup.on_train_batch_end(5)
-    assert (read_backup(tmp_path)["epoch"], read_backup(tmp_path)["step"]) == (1, 6)  # six steps into epoch 2
+    assert (read_backup(tmp_path).epoch, read_backup(tmp_path).step) == (1, 6)  # six steps into epoch 2
     backup.on_train_batch_end(6)
-    assert read_backup(tmp_path)["serial"] == 1  # the clock restarted at the save
+    assert read_backup(tmp_path).serial == 1  # the clock restarted at the save
 
     never = attached(RunBackup(tmp_path / "epochs-only", [], every_seconds=None))
     clock[0] += 10_000

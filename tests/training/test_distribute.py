@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from cifarkit.errors import UsageError
+from cifarkit.metadata.tf_config import parse_tf_config
 from cifarkit.strategy import Placement, is_chief_task, make_strategy, read_tf_config
 from cifarkit.training.rundir import read_history
 from synth import make_learnable_cifar10
@@ -74,12 +75,15 @@ def test_bad_tf_config_names_the_problem(monkeypatch, value, message):
 
 
 def test_the_chief_is_the_chief_task_or_else_worker_zero():
+    def task(cluster: dict, kind: str, index: int):
+        return parse_tf_config(json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
+
     workers = {"worker": ["a:1", "b:1"]}
-    assert is_chief_task({"cluster": workers, "task": {"type": "worker", "index": 0}})
-    assert not is_chief_task({"cluster": workers, "task": {"type": "worker", "index": 1}})
+    assert is_chief_task(task(workers, "worker", 0))
+    assert not is_chief_task(task(workers, "worker", 1))
     with_chief = {**workers, "chief": ["c:1"]}
-    assert is_chief_task({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
-    assert not is_chief_task({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+    assert is_chief_task(task(with_chief, "chief", 0))
+    assert not is_chief_task(task(with_chief, "worker", 0))
 
 
 def test_the_global_batch_must_split_evenly_across_replicas():

@@ -38,7 +38,7 @@ def test_read_history_gives_numbers_and_none_for_empty_cells(tmp_path):
 
 
 def test_the_states_of_a_run_folder(tmp_path):
-    config = TrainConfig(model="lenet5", workdir=str(tmp_path), data="data", lr=0.05)
+    config = TrainConfig(model="lenet5", workdir=str(tmp_path), data="data", recipe="cifar", lr=0.05)
     assert check_workdir(tmp_path, config, overwrite=False) is RunState.FRESH
     (tmp_path / "config.json").write_text(json.dumps(config.to_json()))
     assert check_workdir(tmp_path, config, overwrite=False) is RunState.RESUME

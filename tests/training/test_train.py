@@ -168,7 +168,7 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
     result = train(config, quiet=True)
     history = read_history(tmp_path / place / "history.csv")
     assert history[1]["loss"] < history[0]["loss"]
-    assert result.report["config"]["augment_on"] == place
+    assert result.report.config.augment_on == place
     model = load_model(tmp_path / place / "best.keras")
     augmentation, network, names = model_parts(model)
     assert model.input.dtype == "uint8" and tuple(model.input_shape[1:]) == (32, 32, 3)
@@ -191,7 +191,7 @@ def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learn
     assert network.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     history = read_history(tmp_path / "mixed" / "history.csv")
     assert history[1]["loss"] < history[0]["loss"] and math.isfinite(history[1]["loss"])
-    assert result.report["precision"] == "mixed"
+    assert result.report.precision == "mixed"
 
 
 def test_holdout_validates_on_held_out_training_images(learnable, tmp_path):

@@ -1,0 +1,225 @@
+"""A run folder's own JSON files, read into checked types: ``config.json``, ``backup/state.json``
+and ``report.json``.
+
+Each is read by one function here under a size cap and a nesting cap
+(:mod:`cifarkit.metadata.jsonfile`), with typed, range-checked fields; the trainer and the
+model commands receive these objects, never the raw JSON. Fields that runs of earlier versions
+did not write are optional, so their folders still read; ``exclude_unset`` dumps tell a field
+the file holds from one it lacks (a resume compares what the file says, nothing filled in).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pydantic
+
+from ..errors import OutputError, SourceError
+from .jsonfile import Strict, parse_json, read_bytes_capped
+
+MAX_RUN_FILE_BYTES = 8 * 1024 * 1024  # a report or backup state of thousands of epochs is under 1 MB
+MAX_INT = 2**31 - 1  # epochs, batch sizes, crops: far above any run
+MAX_IMAGES = 2**40  # images held out or trained on: as the dataset readers bound counts
+WEIGHTS_NAME = re.compile(r"weights-\d{6,13}\.weights\.h5")  # cifarkit.training.rundir.weights_name
+
+Name = Annotated[str, pydantic.Field(min_length=1, max_length=4096)]
+Text = Annotated[str, pydantic.Field(max_length=4096)]
+Positive = Annotated[int, pydantic.Field(ge=1, le=MAX_INT)]
+Finite = Annotated[float, pydantic.Field(allow_inf_nan=False)]
+Fraction = Annotated[float, pydantic.Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+def _share(value: float) -> float:
+    if not (0 <= value <= 1 or math.isnan(value)):  # NaN: the accuracy of a split of no images
+        raise ValueError("is not a share between 0 and 1")
+    return value
+
+
+Share = Annotated[float, pydantic.AfterValidator(_share)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank")
+    return value
+
+
+SplitSpec = Annotated[str, pydantic.Field(max_length=4096), pydantic.AfterValidator(_not_blank)]
+
+
+# --------------------------------------------------------------------------------------------
+# config.json
+
+
+class RunConfigFile(Strict):
+    """A run's ``config.json``: :class:`cifarkit.training.TrainConfig` with its defaults resolved.
+
+    ``model``, ``workdir``, ``data`` and ``recipe`` are named by every resolved run (its data is
+    opened again from them); the rest may be missing in folders of earlier versions."""
+
+    model: Name
+    workdir: Name
+    data: Name
+    recipe: Name
+    sample: bool = False
+    verify: bool = True
+    model_options: dict[Annotated[str, pydantic.Field(max_length=256)], pydantic.JsonValue] = {}
+    epochs: Optional[Positive] = None
+    batch_size: Optional[Positive] = None
+    crop: Optional[Positive] = None
+    optimizer: Optional[Name] = None
+    lr: Optional[Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]] = None
+    momentum: Optional[Fraction] = None
+    weight_decay: Optional[Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]] = None
+    schedule: Optional[Name] = None
+    label_smoothing: Optional[Fraction] = None
+    seed: Annotated[int, pydantic.Field(ge=-(2**63), lt=2**63)] = 0
+    precision: Name = "float32"
+    jit: Optional[bool] = None
+    steps_per_execution: Positive = 8
+    augment_on: Optional[Name] = None
+    strategy: Name = "auto"
+    holdout: Annotated[int, pydantic.Field(ge=0, le=MAX_IMAGES)] = 0
+    limit_train: Optional[Annotated[int, pydantic.Field(ge=1, le=MAX_IMAGES)]] = None
+    train_split: SplitSpec = "train"
+    eval_split: SplitSpec = "test"
+    nesterov: Optional[bool] = None
+    averaging: Optional[Name] = None
+    whiten: Optional[bool] = None
+    warmup: Optional[Fraction] = None
+    tta: Optional[Text] = None
+
+    def written(self) -> dict:
+        """The settings the file holds, and only those (for comparing runs)."""
+        return self.model_dump(exclude_unset=True)
+
+
+def read_run_config(path: Path) -> RunConfigFile:
+    """A run folder's ``config.json``; a damaged one is one line (:class:`SourceError`)."""
+    return parse_json(read_bytes_capped(path, MAX_RUN_FILE_BYTES), RunConfigFile, path)
+
+
+def parse_run_config(data: bytes, where: object) -> RunConfigFile:
+    return parse_json(data, RunConfigFile, where)
+
+
+# --------------------------------------------------------------------------------------------
+# backup/state.json
+
+
+class HistoryRow(Strict):
+    """One epoch of ``history.csv`` (cifarkit.training.rundir.HISTORY_COLUMNS); rows of earlier
+    versions lack the two wall-time columns."""
+
+    epoch: Positive
+    loss: Optional[float] = None
+    accuracy: Optional[float] = None
+    top5: Optional[float] = None
+    val_loss: Optional[float] = None
+    val_accuracy: Optional[float] = None
+    val_top5: Optional[float] = None
+    lr: Optional[float] = None
+    train_seconds: Optional[float] = None
+    images_per_second: Optional[float] = None
+    epoch_seconds: Optional[float] = None
+    wall_seconds: Optional[float] = None
+
+
+class HistoryState(Strict):
+    rows: list[HistoryRow] = []
+    wall_seconds: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class LearningRateState(Strict):
+    best: Optional[Finite] = None  # the best validation accuracy so far (plateau)
+    wait: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
+    cuts: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
+
+
+class CheckpointsState(Strict):
+    best: Optional[Finite] = None
+    best_epoch: Optional[Positive] = None
+
+
+class CallbackStates(Strict):
+    """What each stateful callback (its ``key``) handed to the backup."""
+
+    history: HistoryState = HistoryState()
+    learning_rate: LearningRateState = LearningRateState()
+    checkpoints: CheckpointsState = CheckpointsState()
+
+
+class BackupState(Strict):
+    """The committed backup: its serial, where in training it was taken, its weights file."""
+
+    serial: Annotated[int, pydantic.Field(ge=0, le=2**40)]
+    epoch: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)]
+    step: Annotated[int, pydantic.Field(ge=0, le=2**40)]  # steps into ``epoch``; 0: the epoch is whole
+    weights: Annotated[str, pydantic.Field(pattern=WEIGHTS_NAME.pattern)]
+    saved_at: Text = ""
+    callbacks: CallbackStates
+
+
+def read_backup_state(path: Path) -> BackupState:
+    """``backup/state.json``; a damaged one is one line (:class:`OutputError`: the trainer
+    refuses to resume from it and names ``--overwrite``)."""
+    return parse_json(read_bytes_capped(path, MAX_RUN_FILE_BYTES, OutputError), BackupState, path, OutputError)
+
+
+# --------------------------------------------------------------------------------------------
+# report.json
+
+
+class TtaNumbers(Strict):
+    model: Name
+    views: Text
+    accuracy: Share
+    tta_accuracy: Share
+
+
+class TestNumbers(Strict):
+    """The saved model's test accuracy, as the summary line of ``cifarkit train`` reads it."""
+
+    split: Text = "test"
+    images: Annotated[int, pydantic.Field(ge=0, le=MAX_IMAGES)] = 0
+    model: Name
+    accuracy: Share
+    top5: Share
+    top_k: Annotated[int, pydantic.Field(ge=1, le=MAX_INT)]
+    ten_crop_accuracy: Optional[Share] = None
+    tta: Optional[TtaNumbers] = None
+
+
+class RunReport(Strict):
+    """A finished run's ``report.json``: what a summary reads; the rest stays in the file."""
+
+    model: Name
+    test: TestNumbers
+    epochs_run: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
+    wall_seconds: Optional[Annotated[float, pydantic.Field(ge=0)]] = None
+    images_per_second: Optional[Annotated[float, pydantic.Field(ge=0)]] = None
+    resumed_from_epoch: Optional[Annotated[int, pydantic.Field(ge=0, le=MAX_INT)]] = None
+    precision: Optional[Name] = None
+    config: Optional[RunConfigFile] = None
+
+
+def read_run_report(path: Path) -> RunReport:
+    """A finished run's ``report.json``; a damaged one is one line (:class:`OutputError`)."""
+    return parse_run_report(read_bytes_capped(path, MAX_RUN_FILE_BYTES, OutputError), path)
+
+
+def parse_run_report(data: bytes, where: object) -> RunReport:
+    return parse_json(data, RunReport, where, OutputError)
+
+
+def reason(error: SourceError | OutputError, path: Path) -> str:
+    """What a reader here found wrong with ``path``, without the path it starts with and without
+    "malformed (...)" around it, for a message that says what the file is not."""
+    text, prefix = str(error), f"{path}: "
+    text = text[len(prefix) :] if text.startswith(prefix) else text
+    if text.startswith("malformed (") and text.endswith(")"):
+        text = text[len("malformed (") : -1]
+    return text
