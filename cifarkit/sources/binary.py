@@ -21,7 +21,7 @@ from ..constants import (
 from ..errors import SourceError
 from ..metadata.labels import parse_names
 from .pickled import check_labels, planar_to_hwc
-from .labelled import Batch
+from .labelled import Batch, CifarParts
 
 
 def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:
@@ -49,7 +49,7 @@ def _batch_number(name: str) -> int:
     return int(re.fullmatch(r"data_batch_(\d+)\.bin", name).group(1))
 
 
-def read_cifar10(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...], dict[str, list[Batch]], list[str]]:
+def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     notes: list[str] = []
     if "batches.meta.txt" in files:
         class_names = _names(files["batches.meta.txt"](), "batches.meta.txt")
@@ -65,10 +65,10 @@ def read_cifar10(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...]
             labels = check_labels(rec[:, 0], len(rec), len(class_names), "labels", name)
             images = planar_to_hwc(rec[:, 1:])
             batches.setdefault(split, []).append(Batch(split, images, labels, [name] * len(rec)))
-    return class_names, batches, notes
+    return CifarParts(class_names, batches, notes=notes)
 
 
-def read_cifar100(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, list[Batch]]]:
+def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     for needed in ("fine_label_names.txt", "coarse_label_names.txt"):
         if needed not in files:
             raise SourceError(f"{needed}: file not found; CIFAR-100 needs it for the class names")
@@ -86,4 +86,4 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...
         labels = check_labels(rec[:, 1], len(rec), len(fine), "fine labels", name)
         images = planar_to_hwc(rec[:, 2:])
         batches[split] = [Batch(split, images, labels, [name] * len(rec), coarse_labels)]
-    return fine, coarse, batches
+    return CifarParts(fine, batches, coarse_class_names=coarse)

@@ -44,6 +44,16 @@ class LazyImages(Sequence):
 
 
 @dataclass
+class CifarParts:
+    """What a CIFAR layout reader (python or binary, CIFAR-10 or -100) finds in the files."""
+
+    class_names: tuple[str, ...]
+    batches: dict[str, list["Batch"]]
+    coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's superclasses
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Batch:
     """Consecutive images of one split that came from one source file (a CIFAR batch, a folder)."""
 

@@ -1,8 +1,7 @@
-"""Recognise what a path holds and read it with the right reader.
+"""The CIFAR archives and folders: their four layouts (python or binary, CIFAR-10 or -100), the
+official file names and checksums, and the readers of an archive and of an extracted folder.
 
-A path may be a CIFAR archive (python or binary, CIFAR-10 or -100), its extracted folder, a
-folder that contains one of those, the MNIST family's IDX files (a folder of them, or one of
-them), Keras's ``mnist.npz``, or any labelled image-folder tree.
+:mod:`.registry` decides which source family a path is; this module reads the CIFAR ones.
 """
 
 from __future__ import annotations
@@ -10,18 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, MAX_DATASET_BYTES, MAX_MEMBER_BYTES, SAMPLE_MD5, SAMPLE_NAME
 from ..errors import ChecksumError, SourceError, UnsafeInputError
-from ..metadata.export_state import check_finished
 from . import binary, pickled
 from .archive import read_archive
-from .folder import looks_like_image_tree, read_folder
-from .idx import IDX_FILE, has_idx_files, read_idx_folder, read_keras_npz
-from .labelled import LabelledImages
-from .source_path import check_source_path
+from .labelled import CifarParts, LabelledImages
 
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
@@ -33,11 +29,22 @@ KERAS3_FOLDERS = tuple(f"{name}-target/{name}" for name in EXTRACTED_FOLDERS[:2]
 NESTED_FOLDERS = KERAS3_FOLDERS + ("raw",)
 KNOWN_MD5 = {**ARCHIVE_MD5, SAMPLE_NAME: SAMPLE_MD5}
 
-_FORMATS = {
-    "cifar10-python": "CIFAR-10, python version (pickled batches)",
-    "cifar100-python": "CIFAR-100, python version (pickled batches)",
-    "cifar10-binary": "CIFAR-10, binary version",
-    "cifar100-binary": "CIFAR-100, binary version",
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    """One of the four CIFAR layouts: what it is called and the reader of its files."""
+
+    dataset: str  # cifar10 or cifar100
+    description: str
+    read: Callable[[dict[str, Callable[[], bytes]]], CifarParts]
+
+
+CIFAR_LAYOUTS = {
+    "cifar10-python": CifarLayout("cifar10", "CIFAR-10, python version (pickled batches)", pickled.read_cifar10),
+    "cifar100-python": CifarLayout("cifar100", "CIFAR-100, python version (pickled batches)", pickled.read_cifar100),
+    "cifar10-binary": CifarLayout("cifar10", "CIFAR-10, binary version", binary.read_cifar10),
+    "cifar100-binary": CifarLayout("cifar100", "CIFAR-100, binary version", binary.read_cifar100),
 }
 
 
@@ -66,24 +73,15 @@ def detect_layout(names: set[str]) -> str | None:
 
 
 def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str) -> LabelledImages:
-    if layout == "cifar10-python":
-        names, batches, notes = pickled.read_cifar10(files)
-        coarse = None
-    elif layout == "cifar10-binary":
-        names, batches, notes = binary.read_cifar10(files)
-        coarse = None
-    elif layout == "cifar100-python":
-        names, coarse, batches = pickled.read_cifar100(files)
-        notes = []
-    else:
-        names, coarse, batches = binary.read_cifar100(files)
-        notes = []
-    if not batches:
+    kind = CIFAR_LAYOUTS[layout]
+    parts = kind.read(files)
+    if not parts.batches:
         raise SourceError(f"{location}: no train or test batches found")
     return LabelledImages(
-        name=layout.split("-")[0], format=_FORMATS[layout], location=location, class_names=names,
-        batches=batches, coarse_class_names=coarse, verification=verification, notes=notes,
-    )  # fmt: skip
+        name=kind.dataset, format=kind.description, location=location, class_names=parts.class_names,
+        batches=parts.batches, coarse_class_names=parts.coarse_class_names, verification=verification,
+        notes=parts.notes,
+    )
 
 
 def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
@@ -167,39 +165,3 @@ def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Labe
     else:
         dataset.verification = "not verified: no file with an official name and checksum"
     return dataset
-
-
-def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
-    """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
-
-    path = Path(path).expanduser()
-    check_source_path(path)  # a device, pipe or unlistable folder: one clear line
-    if path.is_file():
-        if path.suffix == ".npz":
-            return read_keras_npz(path, verify=verify)
-        if IDX_FILE.fullmatch(path.name):  # one of the four files: the folder is the dataset
-            return read_idx_folder(path.parent, verify=verify)
-        return read_cifar_archive(path, verify=verify)
-    check_finished(path)  # an interrupted export's first splits are not the dataset
-    names = {p.name for p in path.iterdir() if p.is_file()}
-    layout = detect_layout(names)
-    if layout is not None:
-        return read_cifar_folder(path, layout, verify=verify)
-    if has_idx_files(path):
-        return read_idx_folder(path, verify=verify)
-    for child in EXTRACTED_FOLDERS + NESTED_FOLDERS:
-        if (path / child).is_dir():
-            return open_source(path / child, verify=verify)
-    for archive in ARCHIVE_NAMES:
-        if (path / archive).is_file():
-            return read_cifar_archive(path / archive, verify=verify)
-    from .tfds_folder import find_records, read_records_folder  # TFRecord exports, TFDS-prepared folders
-
-    if find_records(path) is not None:
-        return read_records_folder(path)
-    if looks_like_image_tree(path):
-        return read_folder(path)
-    raise SourceError(
-        f"{path}: no dataset found (expected a CIFAR archive, an extracted CIFAR folder, MNIST-family "
-        "IDX files or an image tree <split>/<class>/*.png)"
-    )

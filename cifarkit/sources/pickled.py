@@ -21,7 +21,7 @@ from ..constants import (
     IMAGE_SIZE,
 )
 from ..errors import SourceError
-from .labelled import Batch
+from .labelled import Batch, CifarParts
 from .safe_pickle import safe_loads, short_text
 
 
@@ -108,8 +108,8 @@ def _batch_number(name: str) -> int:
     return int(re.fullmatch(r"data_batch_(\d+)", name).group(1))
 
 
-def read_cifar10(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...], dict[str, list[Batch]], list[str]]:
-    """CIFAR-10 python layout from ``files`` (base name -> reader). Returns names, batches, notes."""
+def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
+    """CIFAR-10 python layout from ``files`` (base name -> reader)."""
     notes: list[str] = []
     if "batches.meta" in files:
         meta = load_dict(files["batches.meta"](), "batches.meta", ("label_names",))
@@ -128,10 +128,10 @@ def read_cifar10(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...]
             batches.setdefault(split, []).append(
                 Batch(split, planar_to_hwc(data), labels, _filenames(d, len(data), name))
             )
-    return class_names, batches, notes
+    return CifarParts(class_names, batches, notes=notes)
 
 
-def read_cifar100(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, list[Batch]]]:
+def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     """CIFAR-100 python layout: ``train``, ``test`` and ``meta`` with fine and coarse labels."""
     if "meta" not in files:
         raise SourceError("meta: file not found; CIFAR-100 needs it for the class names")
@@ -149,4 +149,4 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> tuple[tuple[str, ...
         labels = check_labels(d["fine_labels"], len(data), len(fine), "fine_labels", split)
         coarse_labels = check_labels(d["coarse_labels"], len(data), len(coarse), "coarse_labels", split)
         batches[split] = [Batch(split, planar_to_hwc(data), labels, _filenames(d, len(data), split), coarse_labels)]
-    return fine, coarse, batches
+    return CifarParts(fine, batches, coarse_class_names=coarse)

@@ -1,0 +1,103 @@
+"""The source families, in the order a path is tried against them, and :func:`open_source`.
+
+Each family recognises a path (cheaply: names and headers, never the whole data) and reads it
+into :class:`~.labelled.LabelledImages`. A family that points elsewhere (an extracted CIFAR
+folder inside the folder given, torchvision's ``raw/``) reads through :func:`open_source`
+again. To add a source: write its reader module in this package and add one entry to
+``FAMILIES`` where it should be tried (more specific layouts before the image tree, which takes
+any folder of class folders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import SourceError
+from ..metadata.export_state import check_finished
+from .folder import IMAGE_EXTENSIONS, looks_like_image_tree, read_folder
+from .idx import IDX_FILE, has_idx_files, read_idx_folder, read_keras_npz
+from .labelled import LabelledImages
+from .layouts import ARCHIVE_NAMES, EXTRACTED_FOLDERS, NESTED_FOLDERS, detect_layout, read_cifar_archive, read_cifar_folder
+from .source_path import check_source_path
+
+
+@dataclass(frozen=True)
+class SourceFamily:
+    """One kind of source: whether a path is one, and how to read it."""
+
+    name: str
+    what: str  # how the "no dataset found" line describes it
+    is_file: bool  # tried on files (True) or on folders (False)
+    recognises: Callable[[Path], bool]
+    read: Callable[[Path, bool], LabelledImages]  # (path, verify)
+
+
+def _file_names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_file()}
+
+
+def _inner(folder: Path) -> Path | None:
+    """The dataset folder another tool nests inside ``folder`` (Keras 3's ``-target/``, torchvision's ``raw/``)."""
+    return next((folder / c for c in EXTRACTED_FOLDERS + NESTED_FOLDERS if (folder / c).is_dir()), None)
+
+
+def _official_archive(folder: Path) -> Path | None:
+    return next((folder / a for a in ARCHIVE_NAMES if (folder / a).is_file()), None)
+
+
+def _one_image(path: Path, verify: bool) -> LabelledImages:
+    raise SourceError(f"{path}: one image, not a dataset (an archive or a folder of class folders); to classify it, "
+                      f"run: cifarkit predict RUN_FOLDER {path}")  # fmt: skip
+
+
+def _records(path: Path, verify: bool) -> LabelledImages:
+    from .tfds_folder import read_records_folder  # TensorFlow: only for folders that hold records
+
+    return read_records_folder(path)
+
+
+def _has_records(path: Path) -> bool:
+    from .tfds_folder import find_records
+
+    return find_records(path) is not None
+
+
+FAMILIES: tuple[SourceFamily, ...] = (
+    SourceFamily("keras-npz", "Keras's mnist.npz", True, lambda p: p.suffix == ".npz",
+                 lambda p, verify: read_keras_npz(p, verify=verify)),  # fmt: skip
+    # one of the four IDX files: its folder is the dataset
+    SourceFamily("idx-file", "an MNIST-family IDX file", True, lambda p: IDX_FILE.fullmatch(p.name) is not None,
+                 lambda p, verify: read_idx_folder(p.parent, verify=verify)),  # fmt: skip
+    SourceFamily("image-file", "one image file", True, lambda p: p.suffix.lower() in IMAGE_EXTENSIONS, _one_image),
+    SourceFamily("cifar-archive", "a CIFAR archive", True, lambda p: True,
+                 lambda p, verify: read_cifar_archive(p, verify=verify)),  # fmt: skip
+    SourceFamily("cifar-folder", "an extracted CIFAR folder", False,
+                 lambda p: detect_layout(_file_names(p)) is not None,
+                 lambda p, verify: read_cifar_folder(p, detect_layout(_file_names(p)), verify=verify)),  # fmt: skip
+    SourceFamily("idx-folder", "MNIST-family IDX files", False, has_idx_files,
+                 lambda p, verify: read_idx_folder(p, verify=verify)),  # fmt: skip
+    SourceFamily("nested-folder", "a folder holding one of those", False, lambda p: _inner(p) is not None,
+                 lambda p, verify: open_source(_inner(p), verify=verify)),  # fmt: skip
+    SourceFamily("archive-in-folder", "a folder holding an official archive", False,
+                 lambda p: _official_archive(p) is not None,
+                 lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify)),  # fmt: skip
+    SourceFamily("tfrecord", "a TFRecord export or TFDS-prepared folder", False, _has_records, _records),
+    SourceFamily("image-tree", "an image tree <split>/<class>/*.png", False, looks_like_image_tree,
+                 lambda p, verify: read_folder(p)),  # fmt: skip
+)
+
+
+def open_source(path: str | Path, *, verify: bool = True) -> LabelledImages:
+    """Read whatever dataset ``path`` holds; a clear :class:`SourceError` if it holds none."""
+    path = Path(path).expanduser()
+    check_source_path(path)  # a device, pipe or unlistable folder: one clear line
+    is_file = path.is_file()
+    if not is_file:
+        check_finished(path)  # an interrupted export's first splits are not the dataset
+    for family in FAMILIES:
+        if family.is_file == is_file and family.recognises(path):
+            return family.read(path, verify)
+    kinds = ", ".join(f.what for f in FAMILIES if not f.is_file and f.name != "nested-folder")
+    raise SourceError(f"{path}: no dataset found (expected {kinds})")
