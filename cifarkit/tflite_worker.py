@@ -133,9 +133,12 @@ def main(argv: list[str]) -> int:
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     if limit:
-        import resource
+        try:
+            import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ImportError, ValueError, OSError):  # no such limit here (Windows; macOS refuses it): the
+            pass  # process still keeps a crash away from the parent
     runner, description = open_model(path, threads)
     send(channel, description)
     if runner is None:
