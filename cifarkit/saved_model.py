@@ -24,9 +24,7 @@ from typing import Sequence
 import keras
 
 from .errors import SourceError
-from .model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL, resolve_model_path
-
-__all__ = ["BEST_MODEL", "CONFIG_FILE", "LAST_MODEL", "ClassNames", "load_any", "load_model", "resolve_model_path"]
+from .model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL, resolve_model_path  # noqa: F401 (their names here too)
 
 
 ACTIVATIONS = ("linear", "softmax")
