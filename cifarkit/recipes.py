@@ -60,6 +60,12 @@ class Recipe:
             size = op.out_size(size)
         return size
 
+    @property
+    def ten_crop(self) -> bool:
+        """Whether the paper's ten-crop test applies: the recipe crops a window out of the image it
+        resized, so the four corners, the centre and their mirrors are ten different views."""
+        return self.arg("resize") is not None and self.arg("crop") is not None
+
     def arg(self, op_name: str, default=None):
         """The first argument of the recipe's ``op_name`` op, or ``default`` if it has none."""
         return next((args[0] for name, args in self.ops if name == op_name and args), default)
@@ -96,9 +102,9 @@ def get_recipe(name: str, crop: int | None = None) -> Recipe:
     except KeyError:
         raise UsageError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
     if crop is not None and crop != recipe.crop:
-        resize = recipe.arg("resize")
-        if resize is None or recipe.arg("crop") is None:
+        if not recipe.ten_crop:  # only a window cut from a resized image has a size to choose
             raise UsageError(f"recipe {name!r} has no --crop option. Received: crop={crop}")
+        resize = recipe.arg("resize")
         if not 1 <= crop <= resize:
             raise UsageError(f"--crop must be between 1 and {resize}. Received: crop={crop}")
         ops = tuple((op, (crop,) if op == "crop" else args) for op, args in recipe.ops)

@@ -25,15 +25,23 @@ VIEWS = ("flip", "translate")
 TRANSLATE_PIXELS = 1
 
 
-def parse_views(text: str | None) -> tuple[str, ...]:
-    """``"flip,translate"`` -> ``("flip", "translate")``; ``""``, ``"none"`` or None -> ``()``."""
-    if text is None:
+def parse_views(views: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """The test-time views asked for, in canonical order without repeats: ``"flip,translate"``
+    (``--tta``, config.json) or ``("translate", "flip")`` -> ``("flip", "translate")``; ``""``,
+    ``"none"``, ``()`` or None -> ``()``. The one parser: what it returns is passed on as it is."""
+    if views is None:
         return ()
-    names = [part.strip() for part in str(text).split(",") if part.strip() and part.strip() != "none"]
+    parts = str(views).split(",") if isinstance(views, str) else [str(name) for name in views]
+    names = [part.strip() for part in parts if part.strip() and part.strip() != "none"]
     unknown = [name for name in names if name not in VIEWS]
     if unknown:
-        raise UsageError(f"--tta takes a comma-separated list of {', '.join(VIEWS)} (or none). Received: tta={text!r}")
+        raise UsageError(f"--tta takes a comma-separated list of {', '.join(VIEWS)} (or none). Received: tta={views!r}")
     return tuple(name for name in VIEWS if name in names)  # canonical order, no repeats
+
+
+def views_text(views: tuple[str, ...]) -> str:
+    """``("flip", "translate")`` -> ``"flip,translate"``: the form of ``--tta`` and config.json."""
+    return ",".join(views)
 
 
 def _shift(images: np.ndarray, dy: int, dx: int, pixels: int = TRANSLATE_PIXELS) -> np.ndarray:

@@ -116,7 +116,7 @@ def build_cifarkit(args, *, augment: bool):
 
     prefer_onednn()  # what `cifarkit train` does before TensorFlow loads
     from cifarkit.pipeline import train_batches
-    from cifarkit.recipes import eval_transform, get_recipe, train_transform
+    from cifarkit.recipes import eval_transform, train_transform
     from cifarkit.stats import stats_for
     from cifarkit.strategy import make_strategy
     from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
@@ -127,7 +127,7 @@ def build_cifarkit(args, *, augment: bool):
     stats = stats_for(run_data.source, "train")
     steps = run_data.source.counts["train"] // args.batch
     compiled = compile_for_training(config, make_strategy("auto"), run_data, stats, steps)
-    recipe = get_recipe(config.recipe)
+    recipe = config.recipe
     if augment:
         transform = train_transform(recipe, stats)
     else:

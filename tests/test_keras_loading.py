@@ -50,10 +50,11 @@ CLASSES = ["cat", "dog", "ship"]
 
 
 def build_saved_model(model: str, recipe: str, crop, options: dict):
+    from cifarkit.recipes import get_recipe
     from cifarkit.stats import bundled_stats
     from cifarkit.training.compile import build_models
 
-    config = SimpleNamespace(model=model, recipe=recipe, crop=crop, model_options=options, optimizer="sgd",
+    config = SimpleNamespace(model=model, recipe=get_recipe(recipe, crop), model_options=options, optimizer="sgd",
                              weight_decay=0.0, seed=0)  # fmt: skip
     export_model, _ = build_models(config, SimpleNamespace(input_shape=(32, 32, 3)), CLASSES, bundled_stats("cifar10"))
     return export_model

@@ -1,6 +1,7 @@
 """Training: a configuration in, a run folder out.
 
 - :mod:`~cifarkit.training.config`: :class:`TrainConfig`, the defaults a model declares, the checks;
+- :mod:`~cifarkit.training.plan`: :class:`TrainPlan`, a run as resolved (config.json's content);
 - :mod:`~cifarkit.training.run_data`: the data of a run (``--holdout``, ``--limit-train``);
 - :mod:`~cifarkit.training.compile`: models, optimizer, loss, precision, XLA;
 - :mod:`~cifarkit.training.callbacks`: progress, history, schedule, checkpoints, backup, one class
@@ -22,7 +23,7 @@ import importlib
 _EXPORTS = {
     "Compiled": "compile", "compile_for_training": "compile",
     "OPTIMIZERS": "config", "PRECISIONS": "config", "SCHEDULES": "config", "TrainConfig": "config",
-    "resolve": "config",
+    "resolve": "config", "TrainPlan": "plan",
     "TrainResult": "loop", "train": "loop",
     "RunData": "run_data", "open_run_data": "run_data",
     "REPORT_FILE": "rundir", "read_history": "rundir",

@@ -14,20 +14,19 @@ from typing import Any, Callable
 
 from ..strategy import gpu_visible
 from ..tf_runtime import cpu_has_bfloat16
-from .config import TrainConfig
+from .plan import TrainPlan
 from .run_data import RunData
 
 
-def build_models(config: TrainConfig, data: RunData, class_names, stats):
+def build_models(config: TrainPlan, data: RunData, class_names, stats):
     """(saved model: uint8 -> augmentation -> network -> softmax and class names, bare network)."""
     import keras
 
     from ..augment_layer import Augmentation
     from ..saved_model import ClassNames
     from ..models import create_model
-    from ..recipes import get_recipe
 
-    recipe = get_recipe(config.recipe, config.crop)
+    recipe = config.recipe
     channels = data.input_shape[-1]  # 3, or 1 for grey images (MNIST)
     network = create_model(config.model, num_classes=len(class_names), input_shape=(recipe.crop, recipe.crop, channels),
                            **config.model_options)  # fmt: skip
@@ -45,7 +44,7 @@ def build_models(config: TrainConfig, data: RunData, class_names, stats):
     return keras.Model(inputs, probabilities, name=config.model.replace("-", "_")), network
 
 
-def make_optimizer(config: TrainConfig, steps: int = 1):
+def make_optimizer(config: TrainPlan, steps: int = 1):
     """The optimizer, its rate a number (per-epoch schedules set it) or, for the per-step
     schedules, a schedule over the run's ``steps * epochs`` steps (cifarkit.training.methods)."""
     import keras
@@ -110,7 +109,7 @@ class Compiled:
     jit: bool  # as used
 
 
-def compile_for_training(config: TrainConfig, placement, data: RunData, stats, steps: int,
+def compile_for_training(config: TrainPlan, placement, data: RunData, stats, steps: int,
                          say: Callable[[str], None] = lambda message: None) -> Compiled:  # fmt: skip
     """The models of a run, built under the precision policy and the strategy, and compiled."""
     import keras

@@ -1,4 +1,5 @@
-"""What a training run is asked for (:class:`TrainConfig`), its defaults, and their checks.
+"""The defaults of a training run, and :func:`resolve`, which makes what a run is asked for
+(:class:`TrainConfig`) its plan (:class:`TrainPlan`).
 
 Defaults come from what the model declares in the registry (``training="paper"`` or
 ``"cifar"``, see :data:`TRAINING_DEFAULTS`) and its default recipe, never from its name, so a new
@@ -8,14 +9,15 @@ model states how it trains where it is registered.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+from .plan import HOLDOUT_SPLIT, TrainConfig, TrainPlan  # noqa: F401  (HOLDOUT_SPLIT, TrainConfig: for importers)
 
-if TYPE_CHECKING:  # pydantic stays out of `cifarkit --help`
-    from ..metadata.run_files import RunConfigFile
+if TYPE_CHECKING:
+    from ..recipes import Recipe
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("plateau", "cosine", "step", "warmup-linear", "warmup-cosine")  # the last two per step
@@ -37,66 +39,14 @@ CIFAR_DEFAULTS = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
 # 2-core CPU trains in under half an hour with whitenet at its default widths (airbench94 trains 10).
 AIRBENCH_DEFAULTS = dict(optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0153 / 11.5,
                          schedule="warmup-linear", batch_size=1024, epochs=16, label_smoothing=0.2,
-                         averaging="lookahead", whiten=True, tta="flip,translate", augment_on="device")  # fmt: skip
+                         averaging="lookahead", whiten=True, tta=("flip", "translate"), augment_on="device")  # fmt: skip
 # Keyed by what a model declares (cifarkit.models.registry.KNOWN_TRAINING).
 TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS, "airbench": AIRBENCH_DEFAULTS}
 ADAM_LR = 1e-3  # Adam's usual rate; SGD's would make it diverge
-DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
 # Settings that change how fast a run goes, not what it computes: a resumed run may change them.
 RUNTIME_KEYS = ("jit", "steps_per_execution", "strategy")
 # Where the run lives is not what it is: a run folder moved or copied elsewhere resumes there.
 PLACE_KEYS = ("workdir",)
-HOLDOUT_SPLIT = "holdout"
-
-
-@dataclass
-class TrainConfig:
-    """What ``cifarkit train`` was asked for; ``None`` means "the model's default"."""
-
-    model: str
-    workdir: str
-    data: str | None = None
-    sample: bool = False  # the data is the bundled sample (recorded, and said in the report)
-    verify: bool = True
-    model_options: dict = field(default_factory=dict)
-    epochs: int | None = None
-    batch_size: int | None = None
-    recipe: str | None = None
-    crop: int | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    schedule: str | None = None
-    label_smoothing: float | None = None  # None: the model's default (0 unless it declares one)
-    seed: int = 0
-    precision: str = "float32"
-    jit: bool | None = None
-    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
-    augment_on: str | None = None
-    strategy: str = "auto"
-    holdout: int = 0  # images held out of train for validation; 0: validate on the test split
-    limit_train: int | None = None
-    train_split: str = "train"  # TFDS split syntax (cifarkit.splits): "test[:8000]", "train+test[:50%]"
-    eval_split: str = "test"  # the run's "test" split: validation (without --holdout) and the final report
-    # Methods of cifarkit.training.methods, None: the model's default (off unless it declares them).
-    nesterov: bool | None = None
-    averaging: str | None = None  # none, ema, lookahead
-    whiten: bool | None = None  # whitening initialisation of the first convolution
-    warmup: float | None = None  # fraction of the steps the per-step schedules warm up over
-    tta: str | None = None  # test-time views in the final report: "", "flip", "translate", "flip,translate"
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_file(record: "RunConfigFile") -> "TrainConfig":
-        """A run's config.json as read and checked (:func:`cifarkit.metadata.run_files.read_run_config`)."""
-        return TrainConfig(**record.model_dump())
-
-    @property
-    def val_split(self) -> str:
-        return HOLDOUT_SPLIT if self.holdout else "test"
 
 
 def model_defaults(model: str) -> dict:
@@ -129,32 +79,40 @@ def training_summary(model: str) -> str:
     return f"{d['epochs']} epochs, batch {d['batch_size']}, {d['optimizer']} lr {d['lr']:g}, {d['schedule']}"
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
-    """Every ``None`` replaced by the model's default, every value checked (a bad one names itself)."""
-    from ..models import model_info
-    from ..recipes import get_recipe
-
-    recipe_name = config.recipe or _default_recipe(config, model_info(config.model).recipe)
-    recipe = get_recipe(recipe_name, config.crop)  # checks the recipe and --crop
+def resolve(config: TrainConfig) -> TrainPlan:
+    """The run's plan: every ``None`` replaced by the model's default, every value checked (a bad
+    one names itself), the recipe and the test-time views parsed once."""
+    recipe = _recipe(config)
     defaults = model_defaults(config.model)
     optimizer = _choice("optimizer", config.optimizer or defaults["optimizer"], OPTIMIZERS)
     schedule = _choice("schedule", config.schedule or defaults["schedule"], SCHEDULES)
     if config.precision not in PRECISIONS:
         raise UsageError(f"--precision must be float32 or mixed. Received: precision={config.precision!r}")
     lr = config.lr if config.lr is not None else (defaults["lr"] if optimizer == "sgd" else ADAM_LR)
-    resolved = replace(
-        config, **_method_defaults(config, defaults, optimizer), recipe=recipe_name, crop=recipe.crop, optimizer=optimizer, schedule=schedule, lr=float(lr),
-        epochs=config.epochs if config.epochs is not None else defaults["epochs"],
-        batch_size=config.batch_size if config.batch_size is not None else defaults["batch_size"],
-        momentum=float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
-        weight_decay=float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
-        augment_on=config.augment_on or defaults.get("augment_on") or _default_augment_place(),
-        jit=config.jit if config.jit is not None else _default_jit(),
-        data=str(Path(config.data).expanduser().resolve()) if config.data else None,
-        workdir=str(Path(config.workdir).expanduser().resolve()),
-    )  # fmt: skip
-    _check(resolved)
-    return resolved
+    asked = {f.name: getattr(config, f.name) for f in fields(TrainPlan) if hasattr(config, f.name)}
+    plan = TrainPlan(**{
+        **asked, **_method_defaults(config, defaults, optimizer), "recipe": recipe, "optimizer": optimizer,
+        "schedule": schedule, "lr": float(lr),
+        "epochs": config.epochs if config.epochs is not None else defaults["epochs"],
+        "batch_size": config.batch_size if config.batch_size is not None else defaults["batch_size"],
+        "momentum": float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
+        "weight_decay": float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
+        "augment_on": config.augment_on or defaults.get("augment_on") or _default_augment_place(),
+        "jit": config.jit if config.jit is not None else _default_jit(),
+        "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
+        "workdir": str(Path(config.workdir).expanduser().resolve()),
+        "model_options": dict(config.model_options),
+    })  # fmt: skip
+    _check(plan)
+    return plan
+
+
+def _recipe(config: TrainConfig) -> Recipe:
+    """The recipe asked for, else the model's; ``--crop`` applied and checked."""
+    from ..models import model_info
+    from ..recipes import get_recipe
+
+    return get_recipe(config.recipe or _default_recipe(config, model_info(config.model).recipe), config.crop)
 
 
 def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dict:
@@ -172,7 +130,7 @@ def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dic
         raise UsageError(f"--warmup must be a fraction in [0, 1). Received: warmup={warmup}")
     return dict(label_smoothing=float(pick("label_smoothing", 0.0)), averaging=averaging, whiten=bool(pick("whiten", False)),
                 nesterov=bool(pick("nesterov", False)) if optimizer == "sgd" else None, warmup=warmup,
-                tta=",".join(parse_views(pick("tta", ""))))  # fmt: skip
+                tta=parse_views(pick("tta", ())))  # fmt: skip
 
 
 def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
@@ -193,7 +151,7 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _check(resolved: TrainConfig) -> None:
+def _check(resolved: TrainPlan) -> None:
     """The checks of a resolved configuration, in the order the options are reported."""
     from ..pipeline import check_place
     from ..strategy import STRATEGIES, keras_backend
@@ -259,6 +217,6 @@ METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 
 def identity(config: dict) -> dict:
     """The settings that make a run what it is: a resumed run must match them. ``config`` is
-    :meth:`TrainConfig.to_json`, or what a run's config.json holds (``RunConfigFile.written``)."""
+    :meth:`TrainPlan.to_json`, or what a run's config.json holds (``RunConfigFile.written``)."""
     filled = {**METHODS_OFF, "nesterov": False if config.get("optimizer") == "sgd" else None, **config}
     return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

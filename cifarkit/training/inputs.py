@@ -57,10 +57,10 @@ def check_inputs(data) -> None:
 
 def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     from ..pipeline import eval_batches, train_batches
-    from ..recipes import epoch_variable, eval_transform, get_recipe, train_transform
+    from ..recipes import epoch_variable, eval_transform, train_transform
     from .methods import EpochCounter
 
-    recipe = get_recipe(config.recipe, config.crop)
+    recipe = config.recipe
     num_workers = placement.replicas if placement.name == "multi-worker" else 1
     # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
     data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch

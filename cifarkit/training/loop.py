@@ -29,6 +29,7 @@ from ..writers.atomic import remove_partials
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
 from .compile import Compiled, compile_for_training
 from .config import TrainConfig, resolve
+from .plan import TrainPlan
 from .inputs import check_inputs, run_inputs
 from .keras_compat import patch_for_multi_worker
 from .methods import method_callbacks
@@ -61,26 +62,26 @@ def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
     say = say or (lambda message: None if quiet else print(message, file=sys.stderr))
     # The strategy first: a multi-worker strategy must exist before TensorFlow runs anything.
     placement = make_strategy(config.strategy)
-    config = resolve(config)
-    workdir = Path(config.workdir)
+    plan = resolve(config)
+    workdir = Path(plan.workdir)
     if not placement.is_chief:
         # Other workers compute the same things (their saves take part in collective ops) but
         # keep them in a scratch folder; only their backup lives beside the chief's. The chief
         # holds the lock for all of them.
-        state = check_workdir(workdir, config, overwrite)
+        state = check_workdir(workdir, plan, overwrite)
         if state is RunState.FINISHED:
             return TrainResult(workdir, read_report(workdir), already_finished=True)
         out = Path(tempfile.mkdtemp(prefix="cifarkit-worker-"))
         try:
             backup_folder = workdir / f"backup-{placement.task.replace(':', '-')}"
-            return _Run(config, placement, out, backup_folder, state, quiet, say).train(backup_seconds)
+            return _Run(plan, placement, out, backup_folder, state, quiet, say).train(backup_seconds)
         finally:
             shutil.rmtree(out, ignore_errors=True)
     with hold_folder(workdir, "a training run"):
-        state = check_workdir(workdir, config, overwrite)
+        state = check_workdir(workdir, plan, overwrite)
         if state is RunState.FINISHED:
             return TrainResult(workdir, read_report(workdir), already_finished=True)
-        return _Run(config, placement, workdir, workdir / BACKUP_DIR, state, quiet, say).train(backup_seconds)
+        return _Run(plan, placement, workdir, workdir / BACKUP_DIR, state, quiet, say).train(backup_seconds)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class _Run:
     """One process's part of a run: ``out`` is the run folder (a scratch folder for workers
     other than the chief) and ``backup_folder`` where this process's backup lives."""
 
-    config: TrainConfig
+    config: TrainPlan
     placement: Any  # cifarkit.strategy.Placement
     out: Path
     backup_folder: Path

@@ -15,31 +15,33 @@ from ..evaluate import evaluate_model
 from ..saved_model import load_model
 from ..strategy import keras_backend
 from ..tf_runtime import onednn_state
+from ..tta import views_text
+from .plan import TrainPlan
 from .rundir import BEST_MODEL, LAST_MODEL
 
 
-def test_numbers(config, data, out: Path) -> dict:
-    """The saved model's accuracy on the test split (and the ten-crop accuracy for the paper recipe)."""
+def test_numbers(config: TrainPlan, data, out: Path) -> dict:
+    """The saved model's accuracy on the test split, with the test-time views the plan names and
+    the ten-crop accuracy where its recipe has one (:attr:`cifarkit.recipes.Recipe.ten_crop`)."""
     model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
     result = evaluate_model(model, data.source, "test", image_size=data.image_size)
     test = {"split": "test", "images": result.count, "model": model_name, "accuracy": result.accuracy,
             "top5": result.top_k_accuracy, "top_k": result.top_k}  # fmt: skip
-    if getattr(config, "tta", None):
+    if config.tta:
         # The final model (no choice made on the test split), centre view and test-time views averaged.
         last = model if model_name == LAST_MODEL else load_model(out / LAST_MODEL)
-        views = tuple(config.tta.split(","))
         plain = result if last is model else evaluate_model(last, data.source, "test", image_size=data.image_size)
-        averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=views)
-        test["tta"] = {"model": LAST_MODEL, "views": config.tta, "accuracy": plain.accuracy,
+        averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=config.tta)
+        test["tta"] = {"model": LAST_MODEL, "views": views_text(config.tta), "accuracy": plain.accuracy,
                        "tta_accuracy": averaged.accuracy}  # fmt: skip
-    if config.recipe == "paper":
+    if config.recipe.ten_crop:
         test["ten_crop_accuracy"] = evaluate_model(model, data.source, "test", image_size=data.image_size,
                                                    ten_crop=True).accuracy  # fmt: skip
     return test
 
 
-def final_report(config, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
+def final_report(config: TrainPlan, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
     """report.json's content; ``history`` and ``checkpoints`` are the run's callbacks."""
     test = test_numbers(config, data, out)
     rows = history.rows

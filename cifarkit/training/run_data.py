@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from .config import HOLDOUT_SPLIT, TrainConfig
+from .plan import HOLDOUT_SPLIT, TrainPlan
 
 
 @dataclass
@@ -21,11 +21,10 @@ class RunData:
     input_shape: tuple[int, int, int]  # uint8 input of the saved model
 
 
-def open_run_data(config: TrainConfig) -> RunData:
+def open_run_data(config: TrainPlan) -> RunData:
     """The source's splits chosen by ``--train-split``/``--eval-split``, with ``--holdout`` and
     ``--limit-train`` applied as new splits of the training images."""
     from ..data import open_data
-    from ..recipes import get_recipe
 
     source = open_data(config.data, verify=config.verify)
     full = dict(source.counts)
@@ -44,9 +43,8 @@ def open_run_data(config: TrainConfig) -> RunData:
         if config.holdout:
             picks[HOLDOUT_SPLIT] = np.sort(held)
         source = subset_source(source, "train", picks)
-    recipe = get_recipe(config.recipe, config.crop)
     if source.image_shape is None:
-        size = recipe.source_size
+        size = config.recipe.source_size
         return RunData(source, full, size, (size, size, 3))
     return RunData(source, full, None, tuple(source.image_shape))
 

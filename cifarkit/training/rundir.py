@@ -32,7 +32,8 @@ from ..metadata.run_files import BackupState, RunReport, read_backup_state, read
 from ..model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL
 from ..stats import STATS_FILE
 from ..writers.atomic import partial_path, remove_partials, write_bytes, write_text
-from .config import TrainConfig, identity
+from .config import identity
+from .plan import TrainPlan
 
 REPORT_FILE, HISTORY_FILE, CURVES_FILE = "report.json", "history.csv", "curves.png"
 LOG_DIR, BACKUP_DIR, BACKUP_STATE = "logs", "backup", "state.json"
@@ -53,7 +54,7 @@ class RunState(enum.Enum):
     OVERWRITE = "overwrite"  # a run that --overwrite replaces
 
 
-def check_workdir(workdir: Path, config: TrainConfig, overwrite: bool) -> RunState:
+def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState:
     """The folder's state for ``config``; a different earlier run is refused unless ``overwrite``."""
     config_path = workdir / CONFIG_FILE
     if not config_path.is_file():

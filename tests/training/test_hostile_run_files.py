@@ -18,7 +18,8 @@ from cifarkit.metadata import run_files
 from cifarkit.metadata.run_files import HistoryRow, RunConfigFile, read_run_config
 from cifarkit.stats import Stats, bundled_stats, compute_stats, load_stats, save_stats
 from cifarkit.strategy import read_tf_config
-from cifarkit.training.config import TrainConfig, identity
+from cifarkit.training.config import TrainConfig, identity, resolve
+from cifarkit.training.plan import TrainPlan
 from cifarkit.training.rundir import HISTORY_COLUMNS, RunState, check_workdir, read_backup, read_report
 
 runner = CliRunner()
@@ -102,9 +103,11 @@ def test_resume_on_a_damaged_configuration_refuses_unless_overwrite(tmp_path):
 
 def test_every_setting_of_a_run_is_a_typed_field_and_this_versions_config_reads_back(tmp_path):
     assert set(RunConfigFile.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**CONFIG, seed=7, model_options={"width": 0.5, "widths": [64, 128]}, tta="flip")
-    (tmp_path / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-    assert TrainConfig.from_file(read_run_config(tmp_path / "config.json")) == config
+    plan = resolve(TrainConfig(**CONFIG, seed=7, model_options={"width": 0.5, "widths": [64, 128]}, tta="flip"))
+    (tmp_path / "config.json").write_text(json.dumps(plan.to_json(), indent=2))
+    again = TrainPlan.from_file(read_run_config(tmp_path / "config.json"))
+    assert again == plan and again.recipe.name == "cifar" and again.tta == ("flip",)
+    assert again.to_json() == json.loads((tmp_path / "config.json").read_text())
 
 
 def test_a_config_of_an_earlier_version_without_the_newer_settings_still_reads_and_resumes(tmp_path):

@@ -208,10 +208,10 @@ def test_defaults_follow_the_model():
     from cifarkit.training import TrainConfig, resolve
 
     paper = resolve(TrainConfig(model="alexnet", workdir="run", data="data"))
-    assert (paper.recipe, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
+    assert (paper.recipe.name, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
             paper.schedule, paper.batch_size, paper.epochs) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)  # fmt: skip
     small = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data"))
-    assert (small.recipe, small.crop, small.lr, small.schedule) == ("cifar", 32, 0.05, "cosine")
+    assert (small.recipe.name, small.crop, small.lr, small.schedule) == ("cifar", 32, 0.05, "cosine")
     adam = resolve(TrainConfig(model="lenet5", workdir="run", data="data", optimizer="adam"))
     assert adam.lr == 1e-3 and adam.momentum is None
     assert resolve(TrainConfig(model="alexnet", workdir="run", data="data", crop=224)).crop == 224
