@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._version import __version__
 from .errors import OutputError, SourceError, UsageError
 from .folder_lock import LOCK_NAME, hold
 from .formats import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
-from .formats.base import CIFARKIT_INFO, INFO_FILE
+from .formats.base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE
 from .formats.photos import FileCheck, bad_report, check_files
 from .metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
 from .metadata.fields import MAX_SHARDS
@@ -43,15 +43,18 @@ from .writers.manifest import write_json, write_labels, write_manifest
 __all__ = ["FORMATS", "ExportOptions", "ExportSummary", "export_dataset"]
 
 METADATA_FILES = ("labels.txt", "manifest.csv", CIFARKIT_INFO, INFO_FILE, STATE_FILE)
-LAYOUTS = ("class", "coarse/fine")  # image trees: <split>/<class>/ or CIFAR-100's <split>/<coarse>/<fine>/
 FILES_PER_CHECK = 200  # image files checked per worker task
 
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """How to export. ``format`` names the adapter (an alias such as ``jpeg`` is stored as the
+    format's own name), which is :attr:`adapter`; the options after ``workers`` belong to the
+    formats that declare them (:attr:`cifarkit.formats.base.FormatAdapter.options`)."""
+
     format: str = "jpg"
     splits: tuple[str, ...] | None = None  # None: every split the source has
-    quality: int = 95  # JPEG quality (image trees and --encoding jpeg)
+    quality: int = DEFAULT_QUALITY  # JPEG quality (jpg trees and --encoding jpeg)
     workers: int = field(default_factory=default_workers)
     shards: int | None = None  # TFRecord shards per split; None: one per 5,000 images
     encoding: str = "auto"  # TFRecord image encoding; auto: PNG, or a JPEG/PNG file's own bytes
@@ -59,25 +62,33 @@ class ExportOptions:
     quiet: bool = False
     tfds_layout: bool = False  # TFRecord: write into OUT/<name>/<version>/, for tfds.load(data_dir=OUT)
     skip_bad: bool = False  # leave out image files that cannot be read (listed in cifarkit_info.json)
-    layout: str = "class"  # image trees: see LAYOUTS
+    layout: str = "class"  # image trees: cifarkit.formats.image_tree.LAYOUTS
+    adapter: FormatAdapter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Checked when the options are made, before any data is read.
-        get_adapter(self.format)
+        adapter = get_adapter(self.format)
+        object.__setattr__(self, "adapter", adapter)
+        object.__setattr__(self, "format", adapter.name)
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100. Received: quality={self.quality}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1. Received: workers={self.workers}")
         if self.shards is not None and not 1 <= self.shards <= MAX_SHARDS:
             raise UsageError(f"--shards must be between 1 and {MAX_SHARDS:,}. Received: shards={self.shards}")
-        for adapter in ADAPTERS.values():  # each checks the options it owns, whatever the format
-            adapter.check_options(self)
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"unknown layout '{self.layout}'; choose one of {', '.join(LAYOUTS)}")
-        if self.layout != "class" and self.format == "tfrecord":
-            raise UsageError("--layout is for image trees (jpg, png); a TFRecord export has no folders of classes")
-        if self.tfds_layout and self.format != "tfrecord":
-            raise UsageError("--tfds-layout is for --format tfrecord")
+        _refuse_unused(self)
+        adapter.check_options(self)
+
+
+def _refuse_unused(options: ExportOptions) -> None:
+    """An option of other formats only, given a value other than its default, is refused: ignored,
+    it would write something other than what was asked (``--quality`` with png)."""
+    for option in fields(options):
+        owners = [name for name, adapter in ADAPTERS.items() if option.name in adapter.options]
+        value = getattr(options, option.name)
+        if owners and option.name not in options.adapter.options and value != option.default:
+            raise UsageError(f"--{option.name.replace('_', '-')} is for --format {' or '.join(owners)}; --format "
+                             f"{options.format} does not use it. Received: {option.name}={value!r}")  # fmt: skip
 
 
 @dataclass
@@ -196,7 +207,7 @@ def _add_rows(rows: list, dataset: LabelledImages, piece: Piece) -> None:
 
 def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = ExportOptions()) -> ExportSummary:
     """Write ``dataset`` under ``out`` in ``options.format``; safe to re-run after an interruption."""
-    adapter = get_adapter(options.format)
+    adapter = options.adapter
     splits = _check(dataset, options)
     _check_class_names(dataset)
     out = Path(out).joinpath(*adapter.folder(dataset, options))

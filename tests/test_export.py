@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import re
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -89,6 +90,41 @@ def test_bad_options_name_the_value(cifar10_tar):
         ExportOptions(format="bmp")
     with pytest.raises(UsageError, match="validation"):
         export_dataset(open_source(cifar10_tar.path), Path("unused"), ExportOptions(splits=("validation",)))
+
+
+@pytest.mark.parametrize("asked, message", [
+    (dict(format="png", quality=80), "--quality is for --format jpg or tfrecord; --format png does not use it"),
+    (dict(format="jpg", encoding="raw"), "--encoding is for --format tfrecord; --format jpg does not use it"),
+    (dict(format="png", shards=3), "--shards is for --format tfrecord"),
+    (dict(format="jpeg", tfds_layout=True), "--tfds-layout is for --format tfrecord; --format jpg does not"),
+    (dict(format="tfrecord", layout="coarse/fine"), "--layout is for --format jpg or png; --format tfrecord"),
+    (dict(format="tfrecord", quality=80), "--quality is for JPEG records (--encoding jpeg); --encoding auto"),
+    (dict(format="jpg", layout="flat"), "unknown layout 'flat'"),
+    (dict(format="tfrecord", encoding="webp"), "unknown encoding 'webp'"),
+])  # fmt: skip
+def test_an_option_the_format_does_not_use_is_refused_unless_it_has_its_default_value(asked, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        ExportOptions(workers=1, **asked)
+    # The default value of another format's option asks for nothing: the adapter takes the options.
+    options = ExportOptions(format=asked["format"], workers=1, quality=95, encoding="auto", layout="class")
+    assert options.adapter.name == options.format == ("jpg" if asked["format"] == "jpeg" else asked["format"])
+
+
+def test_the_cli_refuses_an_option_the_format_ignores_in_one_line_before_reading(cifar10_tar, tmp_path):
+    from typer.testing import CliRunner
+
+    from cifarkit.cli import app
+
+    out = tmp_path / "out"
+    for extra in (["--format", "png", "--quality", "80"], ["--format", "jpg", "--encoding", "raw"]):
+        result = CliRunner().invoke(app, ["export", "--source", str(cifar10_tar.path), "--out", str(out), *extra])
+        assert result.exit_code == 2 and "does not use it" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    # jpeg names the jpg format: the same files, the same folder name.
+    result = CliRunner().invoke(app, ["export", "--source", str(cifar10_tar.path), "--out", str(out), "--format",
+                                      "jpeg", "--split", "test", "--workers", "1", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.suffix for p in (out / "test").rglob("*.*"))[0] == ".jpg" and "as jpg" in result.stdout
 
 
 def test_image_folder_source_exports_too(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,28 +12,23 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .options import (
-    DataOption, Encoding, ExportFormat, NoVerifyOption, QuietOption, RecipeName, open_data, open_records, say,
-    split_list,
+    DataOption, Encoding, ExportFormat, NoVerifyOption, QuietOption, RecipeName, TreeLayout, open_data, open_records,
+    say, split_list,
 )  # fmt: skip
-
-
-class TreeLayout(str, Enum):
-    by_class = "class"
-    coarse_fine = "coarse/fine"
 
 
 @app.command()
 def export(
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format.")] = ExportFormat.jpg,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format (jpeg: jpg).")] = ExportFormat.jpg,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: ./<dataset>-<format>.")] = None,
     source: DataOption = None,
     split: Annotated[Optional[str], typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
-    quality: Annotated[int, typer.Option(help="JPEG quality, 1-100.")] = 95,
+    quality: Annotated[int, typer.Option(help="JPEG quality, 1-100: jpg, or tfrecord with --encoding jpeg.")] = 95,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes. Default: all cores.")] = None,
     shards: Annotated[Optional[int], typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")] = None,
     encoding: Annotated[Encoding, typer.Option(case_sensitive=False, help="TFRecord image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) and writes PNG otherwise; png is lossless; raw is uint8 pixels.")] = Encoding.auto,
     tfds_layout: Annotated[bool, typer.Option("--tfds-layout", help="TFRecord: write into OUT/<name>/<version>/ so that tfds.load(name, data_dir=OUT) finds it.")] = False,
-    layout: Annotated[TreeLayout, typer.Option(case_sensitive=False, help="Image trees: <split>/<class>/ or, for CIFAR-100, <split>/<coarse>/<fine>/.")] = TreeLayout.by_class,
+    layout: Annotated[TreeLayout, typer.Option(case_sensitive=False, help="Image trees: <split>/<class>/ or, for CIFAR-100, <split>/<coarse>/<fine>/.")] = TreeLayout("class"),
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out image files that cannot be read (listed in cifarkit_info.json) instead of refusing the export.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     no_verify: NoVerifyOption = False,

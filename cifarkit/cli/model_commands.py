@@ -10,7 +10,7 @@ import typer
 from .app import app
 from .options import (
     Averaging, AugmentPlace, DataOption, ModelFormat, NoVerifyOption, OptimizerName, Precision, Quantize, QuietOption, RecipeName,
-    ScheduleName, StrategyName, TrustModelOption, find, model_options, say, value,
+    ScheduleName, StrategyName, TrustModelOption, VIEWS_HELP, find, model_options, say, value,
 )  # fmt: skip
 from ..training.config import defaults_by_model, training_summary
 
@@ -79,7 +79,7 @@ def train(
     averaging: Annotated[Optional[Averaging], typer.Option(case_sensitive=False, help="Weight averaging: ema, lookahead or none. Default: the model's (lookahead for whitenet, else none).")] = None,
     whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="Set the first convolution from the whitening of training patches. Default: the model's.")] = None,
     warmup: Annotated[Optional[float], typer.Option(help="Fraction of the steps the warmup-* schedules warm up over. Default: 0.23.")] = None,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time views in the final report: flip, translate, flip,translate or none. Default: the model's.")] = None,
+    tta: Annotated[Optional[str], typer.Option(help=f"Test-time views in the final report: {VIEWS_HELP} or none. Default: the model's.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")] = 0,
     precision: Annotated[Precision, typer.Option(case_sensitive=False, help="float32, or mixed (bfloat16 on CPU, float16 on GPU).")] = Precision.float32,
     jit: Annotated[Optional[bool], typer.Option("--jit/--no-jit", help="Compile the training step: XLA on TensorFlow (default on with a GPU), jit on JAX (default on), torch.compile on PyTorch (default off).")] = None,
@@ -141,9 +141,9 @@ def open_model_data(run_config, data: Optional[Path], no_verify: bool, quiet: bo
     run's data as read, without the run's splits. ``run_config``: the run's config.json as read
     (:class:`cifarkit.metadata.run_files.RunConfigFile`), or None."""
     if run_config is not None and data is None:
-        from ..training import TrainConfig, open_run_data
+        from ..training import TrainPlan, open_run_data
 
-        config = TrainConfig.from_file(run_config)
+        config = TrainPlan.from_file(run_config)
         say(f"Reading {config.data} (the run's data) ...", quiet)
         if raw:
             data = Path(config.data)
@@ -174,7 +174,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to evaluate: test, train, or holdout for a run trained with one.")] = "test",
     eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Images to evaluate, in TFDS's split syntax ('test[8000:]'), from the data as read (not the run's splits).")] = None,
     ten_crop: Annotated[bool, typer.Option("--ten-crop", help="Average the softmax over ten crops (corners, centre, mirrors).")] = False,
-    tta: Annotated[Optional[str], typer.Option(help="Average the softmax over test-time views: flip, translate or flip,translate.")] = None,
+    tta: Annotated[Optional[str], typer.Option(help=f"Average the softmax over test-time views: {VIEWS_HELP}.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for metrics.json, per_class.csv, confusion.csv/png. Default: RUN/eval-SPLIT, or beside the .keras file.")] = None,
     no_verify: NoVerifyOption = False,
     trust_model: TrustModelOption = False,

@@ -1,11 +1,14 @@
 """What the commands share: the choices as enums, the common options, finding and opening data.
 
 Choices are enums so that ``--help`` lists them and a bad value is a usage error (exit 2) in
-every command. Their values are the library's own names (a test keeps the two lists equal).
+every command. Each is made from the library's own table (:func:`choices`), so a new format,
+recipe, schedule or strategy is one entry there and ``--help`` lists it. None of these tables'
+modules imports TensorFlow or Keras, so ``cifarkit --help`` starts without them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,69 +16,37 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from ..formats import FORMATS
+from ..formats import FORMAT_ALIASES, FORMATS
+from ..formats.image_tree import LAYOUTS
+from ..formats.tfrecord import ENCODINGS
+from ..model_export import FORMATS as MODEL_FORMATS
+from ..model_export import QUANTIZATIONS
+from ..pipeline import AUGMENT_PLACES
 from ..recipes import RECIPES
-
-# The adapter registry's and the recipe table's names, so that a new export format or recipe is
-# one entry in cifarkit.formats or cifarkit.recipes, and --help lists it.
-ExportFormat = Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
-
-
-class Encoding(str, Enum):
-    auto = "auto"
-    png = "png"
-    jpeg = "jpeg"
-    raw = "raw"
+from ..strategy import STRATEGIES
+from ..training.config import AVERAGING, OPTIMIZERS, PRECISIONS, SCHEDULES
+from ..tta import VIEWS
 
 
-RecipeName = Enum("RecipeName", {name: name for name in RECIPES}, type=str)
+def choices(name: str, names: Iterable[str]) -> type[Enum]:
+    """An enum of a library table's names, each its own value, for a Typer option."""
+    return Enum(name, {choice: choice for choice in names}, type=str)
 
 
-class OptimizerName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-
-
-class ScheduleName(str, Enum):
-    plateau = "plateau"
-    cosine = "cosine"
-    step = "step"
-    warmup_linear = "warmup-linear"  # per step: warm-up, then linear decay (airbench)
-    warmup_cosine = "warmup-cosine"  # per step: warm-up, then cosine decay
-
-
-class Averaging(str, Enum):
-    none = "none"
-    ema = "ema"
-    lookahead = "lookahead"
-
-
-class Precision(str, Enum):
-    float32 = "float32"
-    mixed = "mixed"
-
-
-class StrategyName(str, Enum):
-    auto = "auto"
-    one_device = "one-device"
-    mirrored = "mirrored"
-    multi_worker = "multi-worker"
-
-
-class AugmentPlace(str, Enum):
-    host = "host"
-    device = "device"
-
-
-class ModelFormat(str, Enum):
-    savedmodel = "savedmodel"
-    tflite = "tflite"
-
-
-class Quantize(str, Enum):
-    none = "none"
-    float16 = "float16"
-    int8 = "int8"
+ExportFormat = choices("ExportFormat", (*FORMATS, *FORMAT_ALIASES))
+Encoding = choices("Encoding", ENCODINGS)
+TreeLayout = choices("TreeLayout", LAYOUTS)
+RecipeName = choices("RecipeName", RECIPES)
+OptimizerName = choices("OptimizerName", OPTIMIZERS)
+ScheduleName = choices("ScheduleName", SCHEDULES)
+Averaging = choices("Averaging", AVERAGING)
+Precision = choices("Precision", PRECISIONS)
+StrategyName = choices("StrategyName", STRATEGIES)
+AugmentPlace = choices("AugmentPlace", AUGMENT_PLACES)
+ModelFormat = choices("ModelFormat", MODEL_FORMATS)
+Quantize = choices("Quantize", QUANTIZATIONS)
+# --tta takes a list of views, so it is text parsed by cifarkit.tta.parse_views; its help names them.
+VIEWS_HELP = ", ".join((*VIEWS, ",".join(VIEWS)))  # "flip, translate, flip,translate"
 
 
 def value(choice: Optional[Enum]) -> Optional[str]:

@@ -1,7 +1,7 @@
 """Export formats, one adapter each (:class:`.base.FormatAdapter`), found by name in one table.
 
 To add a format: write its adapter module beside these, and add one instance to ``_ADAPTERS``
-below (and its name to the CLI's ``ExportFormat`` choices). :mod:`cifarkit.export` and
+below (the CLI's ``--format`` choices are read from it). :mod:`cifarkit.export` and
 :func:`cifarkit.data.open_data` look adapters up here and never branch on a format's name.
 """
 
@@ -21,12 +21,14 @@ from .tfrecord import TFRecord
 _ADAPTERS: tuple[FormatAdapter, ...] = (ImageTree("jpg"), ImageTree("png"), TFRecord())
 ADAPTERS: dict[str, FormatAdapter] = {adapter.name: adapter for adapter in _ADAPTERS}
 FORMATS = tuple(ADAPTERS)
+# Other names a format goes by on the command line: JPEG files are "jpeg" as often as "jpg".
+FORMAT_ALIASES = {"jpeg": "jpg"}
 
 
 def get_adapter(name: str) -> FormatAdapter:
-    """The adapter for a ``--format`` name; a usage error naming the choices for any other."""
+    """The adapter for a ``--format`` name or alias; a usage error naming the choices for any other."""
     try:
-        return ADAPTERS[name]
+        return ADAPTERS[FORMAT_ALIASES.get(name, name)]
     except (KeyError, TypeError):
         raise UsageError(f"unknown format '{name}'; choose one of {', '.join(FORMATS)}") from None
 
@@ -49,4 +51,4 @@ def adapter_for_export(root: Path) -> tuple[FormatAdapter, ExportInfo | TfdsFoun
     return ADAPTERS["tfrecord"], TfdsFound(tfds_root, read_export_info(tfds_root, FORMATS))
 
 
-__all__ = ["ADAPTERS", "FORMATS", "FormatAdapter", "Piece", "TfdsFound", "adapter_for_export", "get_adapter"]
+__all__ = ["ADAPTERS", "FORMATS", "FORMAT_ALIASES", "FormatAdapter", "Piece", "TfdsFound", "adapter_for_export", "get_adapter"]

@@ -20,6 +20,8 @@ from ..metadata.export_info import CIFARKIT_INFO, ExportInfo  # noqa: F401  (CIF
 from ..metadata.export_info import OLD_INFO as INFO_FILE  # noqa: F401
 from ..writers.clear import Owns
 
+DEFAULT_QUALITY = 95  # JPEG quality when none is asked for
+
 if TYPE_CHECKING:
     from ..metadata.export_state import ExportState
     from ..reader import DataReader
@@ -39,10 +41,12 @@ class WriteOptions(Protocol):
     """The export options an adapter reads (:class:`cifarkit.export.ExportOptions` has them)."""
 
     format: str
-    quality: int  # JPEG quality, for image trees and TFRecord's jpeg encoding
+    quality: int  # JPEG quality, for jpg trees and TFRecord's jpeg encoding
     workers: int
     shards: int | None  # TFRecord shards per split; None: the format's default
     encoding: str  # TFRecord image encoding
+    tfds_layout: bool  # TFRecord: OUT/<name>/<version>/
+    layout: str  # image trees: <split>/<class>/ or <split>/<coarse>/<fine>/
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,14 @@ class FormatAdapter(ABC):
     """One export format: plan, write, describe, clean up, and open for reading."""
 
     name: str  # the --format value, and the "format" recorded in cifarkit_info.json
+    # The export options this format reads, beyond those of every export (splits, workers, ...).
+    # Another format's option given a value other than its default is refused for this one
+    # (cifarkit.export.ExportOptions), rather than ignored.
+    options: tuple[str, ...] = ()
 
     def check_options(self, options: WriteOptions) -> None:
-        """Refuse a bad value of an option this format owns. Called for every adapter when export
-        options are made, whatever format they name, so a typo is caught before any data is read."""
+        """Refuse a bad value, or combination, of the options this format owns. Called when
+        export options are made, so a typo is caught before any data is read."""
 
     @abstractmethod
     def fingerprint(self, dataset: LabelledImages, splits: tuple[str, ...], options: WriteOptions) -> dict:

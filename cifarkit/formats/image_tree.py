@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..metadata.export_state import STAGING_PREFIX, ExportState
+from ..metadata.export_state import STAGING_PREFIX, TREE_LAYOUTS, ExportState
 from ..metadata.names import folder_names, path_component
 from ..parallel import run_tasks
 from ..writers.atomic import is_partial, output_error, write_plain
 from .base import FormatAdapter, Owns, Piece, WriteOptions, index_width
 from .codecs import encode_images, png
 
+LAYOUTS = TREE_LAYOUTS  # --layout: <split>/<class>/ or CIFAR-100's <split>/<coarse>/<fine>/
+NESTED = "coarse/fine"
 JOURNAL = ".chunks-done"  # in a staging folder: the first index of each chunk written in full
 IMAGES_PER_TASK = 1000  # images per worker task and journal entry: ~50 ms of work
 
@@ -85,22 +87,27 @@ class ImageTree(FormatAdapter):
 
     def __init__(self, name: str):
         self.name = name  # also the file extension
+        self.options = ("quality", "layout") if name == "jpg" else ("layout",)  # PNG is lossless: no quality
+
+    def check_options(self, options: WriteOptions) -> None:
+        if options.layout not in LAYOUTS:
+            raise UsageError(f"unknown layout '{options.layout}'; choose one of {', '.join(LAYOUTS)}")
 
     def fingerprint(self, dataset, splits, options: WriteOptions) -> dict:
-        layout = getattr(options, "layout", "class")
-        if layout == "coarse/fine" and dataset.coarse_class_names is None:
-            raise UsageError(f"--layout coarse/fine needs superclasses (CIFAR-100); {dataset.name} has none")
-        class_folders(dataset, layout == "coarse/fine")  # refused before anything is written
+        nested = options.layout == NESTED
+        if nested and dataset.coarse_class_names is None:
+            raise UsageError(f"--layout {NESTED} needs superclasses (CIFAR-100); {dataset.name} has none")
+        class_folders(dataset, nested)  # refused before anything is written
         fp: dict = {"quality": options.quality} if self.name == "jpg" else {"png_deflate": png.COMPRESSOR}
         fp["layout"] = "staged splits"  # how an unfinished split looks on disk
-        if layout != "class":
-            fp["folders"] = layout
+        if nested:
+            fp["folders"] = options.layout
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Chunk]:
         n = dataset.count(split)
         width = index_width(n)
-        nested = getattr(options, "layout", "class") == "coarse/fine"
+        nested = options.layout == NESTED
         dirs, coarse_dirs = class_folders(dataset, nested)
         chunks = []
         for start in range(0, n, IMAGES_PER_TASK):
@@ -125,7 +132,7 @@ class ImageTree(FormatAdapter):
         todo = [(chunk, str(staging), self.name, options.quality) for chunk in pieces if chunk.start not in done]
         already = n - sum(chunk.stop - chunk.start for chunk, *_ in todo)
         try:
-            nested = getattr(options, "layout", "class") != "class"
+            nested = options.layout == NESTED
             folders = set() if nested else set(class_folders(dataset, False)[0])
             folders |= {name.rpartition("/")[0] for chunk in pieces for name in chunk.names}
             for name in sorted(folders):
@@ -143,14 +150,14 @@ class ImageTree(FormatAdapter):
         return already
 
     def describe(self, dataset, options: WriteOptions) -> dict:
-        folders = "<coarse_class_name>/<class_name>" if getattr(options, "layout", "class") != "class" else "<class_name>"
+        folders = "<coarse_class_name>/<class_name>" if options.layout == NESTED else "<class_name>"
         return {"layout": f"<split>/{folders}/<index>.{self.name}"}
 
     def owns(self, state: ExportState) -> Owns:
         """``<split>/<class>/<index>.<ext>`` (a superclass folder above the class under
         coarse/fine), and the same in ``.partial-<split>/`` with its journal, for each split the
         state counts: the index below the split's count, the extension this format's."""
-        depth = 2 if state.folders == "coarse/fine" else 1  # folders between a split and its images
+        depth = 2 if state.folders == NESTED else 1  # folders between a split and its images
         image = re.compile(rf"[0-9]+\.{self.name}")
         tops = {name: count for split, count in state.counts.items() for name in (split, STAGING_PREFIX + split)}
 

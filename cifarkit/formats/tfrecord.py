@@ -28,7 +28,7 @@ from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic
 from . import tfds_info
-from .base import FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
+from .base import DEFAULT_QUALITY, FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
 from .codecs import encode_images, png
 from .codecs.example import example_bytes, frame_record
 from .photos import stored_bytes
@@ -44,7 +44,7 @@ IMAGE, LABEL, ID, COARSE = "image", "label", "id", "coarse_label"
 HEIGHT, WIDTH = "height", "width"  # image-file sources: the stored image's size
 RAW_VALUE, RAW_SHAPE = "image/value", "image/shape"  # raw images of mixed sizes, as TFDS stores a Tensor
 
-ENCODINGS = ("auto", "png", "jpeg", "raw")
+ENCODINGS = ("auto", "png", "jpeg", "raw")  # --encoding, in --help's order
 
 
 def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
@@ -164,16 +164,20 @@ class TFRecord(FormatAdapter):
     opens the folder (``tfds.builder_from_directory``) and cifarkit reads TFDS's folders."""
 
     name = "tfrecord"
+    options = ("shards", "encoding", "quality", "tfds_layout")
 
     def check_options(self, options: WriteOptions) -> None:
         if options.encoding not in ENCODINGS:
             raise UsageError(f"unknown encoding '{options.encoding}'; choose one of {', '.join(ENCODINGS)}")
+        if options.quality != DEFAULT_QUALITY and options.encoding != "jpeg":
+            raise UsageError(f"--quality is for JPEG records (--encoding jpeg); --encoding {options.encoding} does "
+                             f"not use it. Received: quality={options.quality}")  # fmt: skip
 
     def folder(self, dataset, options: WriteOptions) -> tuple[str, ...]:
         """Under ``--tfds-layout``, the export goes to OUT/<name>/<version>/, where
         ``tfds.load(name, data_dir=OUT)`` looks for it."""
         name = tfds_info.tfds_name(dataset.name)
-        return (name, tfds_info.tfds_version(name)) if getattr(options, "tfds_layout", False) else ()
+        return (name, tfds_info.tfds_version(name)) if options.tfds_layout else ()
 
     def fingerprint(self, dataset, splits, options: WriteOptions) -> dict:
         fp: dict = {}

@@ -7,23 +7,37 @@ from cifarkit.cli import app
 from cifarkit.cli import options
 
 
-def test_cli_choices_are_the_library_names():
-    from cifarkit import export, pipeline, recipes, strategy
+def _tables():
+    from cifarkit import model_export, pipeline, recipes, strategy
+    from cifarkit.formats import FORMATS, image_tree, tfrecord
     from cifarkit.training import config as train
-    from cifarkit.formats import tfrecord
 
-    pairs = [
-        (options.ExportFormat, export.FORMATS),
-        (options.Encoding, tfrecord.ENCODINGS),
-        (options.RecipeName, tuple(recipes.RECIPES)),
-        (options.OptimizerName, train.OPTIMIZERS),
-        (options.ScheduleName, train.SCHEDULES),
-        (options.Precision, train.PRECISIONS),
-        (options.StrategyName, strategy.STRATEGIES),
-        (options.AugmentPlace, tuple(pipeline.AUGMENT_PLACES)),
-    ]
-    for enum, names in pairs:
-        assert sorted(e.value for e in enum) == sorted(names), enum.__name__
+    return [
+        ("export", "--format", FORMATS), ("export", "--encoding", tfrecord.ENCODINGS),
+        ("export", "--layout", image_tree.LAYOUTS), ("augment-preview", "--recipe", tuple(recipes.RECIPES)),
+        ("train", "--optimizer", train.OPTIMIZERS), ("train", "--schedule", train.SCHEDULES),
+        ("train", "--averaging", train.AVERAGING), ("train", "--precision", train.PRECISIONS),
+        ("train", "--strategy", strategy.STRATEGIES), ("train", "--augment-on", pipeline.AUGMENT_PLACES),
+        ("export-model", "--format", model_export.FORMATS), ("export-model", "--quantize", model_export.QUANTIZATIONS),
+    ]  # fmt: skip
+
+
+def test_help_lists_every_name_of_each_library_table():
+    """The choices are made from the library's tables: a new entry there is a choice here."""
+    from cifarkit.tta import VIEWS
+
+    for command, option, names in _tables():
+        text = CliRunner().invoke(app, [command, "--help"]).output
+        assert f"{option} <{'|'.join(names)}" in text, (command, option)
+    for command in ("train", "evaluate"):
+        text = " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+        assert all(view in text for view in VIEWS) and ",".join(VIEWS) in text
+
+
+def test_jpeg_is_another_name_for_the_jpg_format():
+    from cifarkit.export import ExportOptions
+
+    assert options.ExportFormat("jpeg").value == "jpeg" and ExportOptions(format="jpeg").format == "jpg"
 
 
 @pytest.mark.parametrize("args, option", [
@@ -35,6 +49,9 @@ def test_cli_choices_are_the_library_names():
     (["train", "lenet5", "--precision", "float16"], "--precision"),
     (["train", "lenet5", "--strategy", "tpu"], "--strategy"),
     (["train", "lenet5", "--augment-on", "gpu"], "--augment-on"),
+    (["train", "lenet5", "--averaging", "swa"], "--averaging"),
+    (["export", "--layout", "flat"], "--layout"),
+    (["export-model", "run", "--quantize", "int4"], "--quantize"),
 ])  # fmt: skip
 def test_a_bad_choice_is_a_usage_error_that_lists_the_choices(args, option, tmp_path):
     result = CliRunner().invoke(app, args + ["--data", str(tmp_path)])

@@ -36,7 +36,8 @@ def test_an_unknown_format_name_is_a_usage_error_naming_the_choices():
 def test_each_adapter_round_trips_a_dataset(cifar10_tar, tmp_path, name):
     source = open_source(cifar10_tar.path)
     out = tmp_path / name
-    export_dataset(source, out, ExportOptions(format=name, workers=1, quality=100))
+    lossy = {"quality": 100} if name == "jpg" else {}  # the one format with a quality to choose
+    export_dataset(source, out, ExportOptions(format=name, workers=1, **lossy))
     info = json.loads((out / "cifarkit_info.json").read_text())
     assert info["format"] == name and info["cifarkit_version"] == cifarkit.__version__
     reader = data.open_data(out)
@@ -61,7 +62,8 @@ def _jpeg_round_trip(images: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", formats.FORMATS)
 def test_each_adapter_plans_pieces_that_cover_a_split_in_order(cifar10_tar, name):
     source = open_source(cifar10_tar.path)
-    pieces = formats.get_adapter(name).plan(source, "train", ExportOptions(format=name, workers=1, shards=4))
+    sharded = {"shards": 4} if "shards" in formats.get_adapter(name).options else {}
+    pieces = formats.get_adapter(name).plan(source, "train", ExportOptions(format=name, workers=1, **sharded))
     assert all(isinstance(p, Piece) and p.split == "train" for p in pieces)
     assert [(p.start, p.stop) for p in pieces][0][0] == 0 and pieces[-1].stop == 30
     assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:]))
