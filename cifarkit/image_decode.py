@@ -1,7 +1,7 @@
 """Image files decoded inside tf.data, each checked before it is decoded, and a failure named.
 
 PNG and JPEG (nearly every tree) are decoded by TensorFlow after their headers' size is checked
-against :data:`~cifarkit.sources.image_file.MAX_PIXELS`; any other file (GIF, BMP, TIFF, PPM,
+against :func:`~cifarkit.sources.image_file.pixel_budget`; any other file (GIF, BMP, TIFF, PPM,
 WebP, a misnamed or broken one) by Pillow, exactly as the exporter reads it. TensorFlow's own
 decoders say only "Invalid PNG data"; the first file that fails is named instead.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import SourceError
-from .sources.image_file import MAX_PIXELS, read_image
+from .sources.image_file import FLOOR_PIXELS, MAX_PIXELS, PIXELS_PER_BYTE, read_image
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 
@@ -72,24 +72,39 @@ _PNG_SIZE_AT = 16  # after the signature (8 bytes), IHDR's length and type (4 + 
 _JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
 
 
-def _header_pixels(contents):
-    """Width x height from a PNG or JPEG header (a tensor); 0 for any other file."""
+# What the header is read from when the bytes are not of that format: without branches (a
+# tf.cond costs about 8 us a record inside tf.data), both headers are read from every image.
+_PNG_STUB = _PNG_SIGNATURE + bytes.fromhex("0000000d49484452") + bytes(8)  # IHDR of 0 x 0
+_JPEG_STUB = bytes.fromhex("ffd8" "ffc0000b080001000101011100" "ffda000801010000003f00" "ffd9")  # SOF0: 1 x 1
+
+
+def header_size(contents):
+    """(height, width) from a PNG or JPEG header, int64 (a tensor); (0, 0) for any other bytes.
+    Reads the header only: nothing is allocated for the pixels."""
     import tensorflow as tf
 
+    head = tf.strings.substr(contents, 0, _PNG_SIZE_AT + 8)
+    is_png = tf.logical_and(tf.equal(tf.strings.length(head), _PNG_SIZE_AT + 8),
+                            tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE))  # fmt: skip
+    png_size = tf.io.decode_raw(tf.strings.substr(tf.where(is_png, head, _PNG_STUB), _PNG_SIZE_AT, 8), tf.int32,
+                                little_endian=False)  # fmt: skip
+    png_size = tf.reverse(tf.cast(png_size, tf.int64) & 0xFFFFFFFF, [0])  # unsigned 32-bit width, height
+    jpeg = is_jpeg(contents)
+    jpeg_size = tf.cast(tf.image.extract_jpeg_shape(tf.where(jpeg, contents, _JPEG_STUB))[:2], tf.int64)
+    return tf.where(is_png, png_size, tf.where(jpeg, jpeg_size, tf.zeros([2], tf.int64)))
 
-    def png():
-        size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
-        return _pixels(tf.cast(size, tf.int64) & 0xFFFFFFFF)  # unsigned 32-bit in the file
 
-    def jpeg():
-        return _pixels(tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64))
+def within_budget(contents):
+    """Whether ``contents`` is a PNG or JPEG whose header claims at least one pixel and no more
+    than :func:`~cifarkit.sources.image_file.pixel_budget` allows for its size in bytes."""
+    import tensorflow as tf
 
-    def _pixels(size):  # capped per side first, so the product cannot overflow
-        return tf.where(tf.reduce_any(size > MAX_PIXELS), tf.constant(MAX_PIXELS + 1, tf.int64), size[0] * size[1])
-
-    is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
-                            tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
-    return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.constant(0, tf.int64))
+    size = header_size(contents)
+    encoded = tf.cast(tf.strings.length(contents), tf.int64)
+    budget = tf.clip_by_value(PIXELS_PER_BYTE * encoded, FLOOR_PIXELS, MAX_PIXELS)
+    # Sides of at most MAX_PIXELS (1e8) multiply within int64; a bigger side fails on its own.
+    sides_fit = tf.logical_and(tf.reduce_all(size > 0), tf.reduce_all(size <= MAX_PIXELS))
+    return tf.logical_and(sides_fit, size[0] * size[1] <= budget)
 
 
 def _tree_decoder(shape, size: int | None = None):
@@ -115,11 +130,8 @@ def _tree_decoder(shape, size: int | None = None):
 
     def decode(index, path, label):
         contents = tf.io.read_file(path)
-        pixels = _header_pixels(contents)
-        image = tf.cond(
-            tf.logical_and(pixels > 0, pixels <= MAX_PIXELS),  # a bigger header: Pillow refuses it by name
-            lambda: tensorflow(contents), lambda: by_pillow(path),
-        )  # fmt: skip
+        # Any other file, or a header over the budget: Pillow reads it, or refuses it by name.
+        image = tf.cond(within_budget(contents), lambda: tensorflow(contents), lambda: by_pillow(path))
         return index, tf.ensure_shape(image, (size, size, 3) if size else shape or (None, None, 3)), label
 
     return decode

@@ -258,7 +258,8 @@ def test_a_corrupt_record_is_reported_with_its_shard(tfrecord_export, tmp_path):
     shutil.copytree(tfrecord_export, broken)
     shard = next(broken.glob("*train.tfrecord-00001*"))
     raw = bytearray(shard.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
+    length = int.from_bytes(raw[:8], "little")
+    raw[12 + length // 2] ^= 0xFF  # inside the first record's data: its CRC fails as TensorFlow reads it
     shard.write_bytes(bytes(raw))
     assert example.first_bad_record(shard) is not None
     assert example.first_bad_record(next(broken.glob("*train.tfrecord-00000*"))) is None
@@ -266,6 +267,10 @@ def test_a_corrupt_record_is_reported_with_its_shard(tfrecord_export, tmp_path):
         data.to_numpy(data.open_data(broken).dataset("train"))
     message = tensorflow_error(caught.value)
     assert str(shard) in message and "corrupt" in message and "\n" not in message
+    raw[8] ^= 0xFF  # the first record's length CRC: the shard is refused before TensorFlow opens it
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(SourceError, match=f"^{shard}: not a valid TFRecord shard: record at byte 0: its length field fails its CRC"):
+        data.open_data(broken)
 
 
 def test_a_manifest_naming_files_outside_the_export_is_refused(cifar10_tar, tmp_path):

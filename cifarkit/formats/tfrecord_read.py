@@ -131,23 +131,25 @@ def parse_spec(records: Records) -> dict:
 
 
 def _decoder(records: Records, size: int | None = None):
-    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). An
-    encoded image's header is checked against the pixel budget before it is decoded."""
+    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). Every
+    image's header and size were checked before (:func:`.record_checks.check_split`)."""
     import tensorflow as tf
 
     from ..augment import resize_shorter_centre
-    from ..image_decode import decode_within_budget
+    from ..image_decode import decode_squared
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
-    if kind == "encoded":
-        return lambda example: decode_within_budget(example["image"], channels, size)
+    if size and kind == "encoded":
+        return lambda example: decode_squared(example["image"], size, channels)
     if size:
         whole = _decoder(records)
         return lambda example: resize_shorter_centre(whole(example), size)
     reshape = [-1 if d is None else d for d in shape]
 
-    def decode(example):  # raw pixels, their size checked first (record_checks.checks)
+    def decode(example):
+        if kind == "encoded":
+            return tf.io.decode_image(example["image"], channels=channels, expand_animations=False)
         if kind == "sized":
             pixels = tf.io.decode_raw(example["image"], tf.uint8)
             return tf.reshape(pixels, tf.stack([example["height"], example["width"], 3]))
@@ -166,43 +168,43 @@ def open_records(root: Path, info: ExportInfo | None):
 
 
 def reader_for(records: Records):
-    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too.
-    Every shard's framing and record count are checked first (:func:`.record_checks.shard_counts`)."""
+    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too. Every
+    shard's framing and record count are checked now, and a split's records before its pipeline
+    is built (:mod:`.record_checks`): TensorFlow reads only records cifarkit has checked."""
     import tensorflow as tf
 
-    from ..image_decode import name_failures
     from ..reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
-    from .record_checks import explain, shard_counts
+    from .record_checks import check_split, shard_counts
 
-    counts = shard_counts(records)
+    shard_counts(records)
     for shards in records.files.values():
         OPENED_SHARDS.update(dict.fromkeys(shards))
     parse = record_parser(records)
 
     def build(split: str, with_coarse: bool = False, size: int | None = None):
-        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...),
-        # and a record that fails is found by its place (name_failures).
+        check_split(records, split)
+        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
         data = tf.data.TFRecordDataset(records.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
-        parse_one = parse(with_coarse, size)
-        parsed = data.enumerate().map(lambda index, record: (index, *parse_one(record)), num_parallel_calls=AUTOTUNE,
-                                      deterministic=True)  # fmt: skip
-        return name_failures(parsed, records.counts[split],
-                             lambda position: explain(records, split, counts[split], position, with_coarse))  # fmt: skip
+        return data.map(parse(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def checked_parser(with_coarse: bool, size: int | None = None):  # for shuffle_files, over any split
+        for split in records.files:
+            check_split(records, split)
+        return parse(with_coarse, size)
 
     return DataReader(
         name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
         counts=records.counts, image_shape=records.static_shape, _build=build, files=records.files,
-        coarse_class_names=records.coarse_class_names, shard_lengths=records.shard_lengths, record_parser=parse,
+        coarse_class_names=records.coarse_class_names, shard_lengths=records.shard_lengths,
+        record_parser=checked_parser, squares_on_decode=True,
         coarse_build=(lambda split, **size: build(split, True, **size)) if records.coarse_key else None,
-        squares_on_decode=True,
     )  # fmt: skip
 
 
 def record_parser(records: Records):
     """``(with_coarse, size=None) -> (serialized record -> (uint8 image, int32 label[, int64 coarse
-    label]))``, the image squared to ``size`` where one is given. A record whose labels are out of
-    range or whose pixels are not what it says fails (:func:`.record_checks.checks`), before its
-    label is narrowed or its image decoded."""
+    label]))``, the image squared to ``size`` where one is given. Labels are parsed as int64 and
+    range-checked before they are narrowed (:func:`.record_checks.checks`)."""
     import tensorflow as tf
 
     from .record_checks import checks
@@ -218,7 +220,7 @@ def record_parser(records: Records):
 
         def parse(record):
             example = tf.io.parse_single_example(record, features)
-            valid = tf.debugging.Assert(checks(records, example, with_coarse), ["a record fails its checks"])
+            valid = tf.debugging.Assert(checks(records, example, with_coarse), ["a record's label is out of range"])
             with tf.control_dependencies([valid]):
                 image = decode_image(example)
                 label = tf.cast(example["label"], tf.int32)

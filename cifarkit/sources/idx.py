@@ -37,6 +37,15 @@ from .labelled import Batch, LabelledImages
 IDX_FILE = re.compile(r"(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?")
 _SPLIT = {"train": "train", "t10k": "test"}
 _CHUNK = 1 << 20  # decompress 1 MiB at a time: memory follows the data, not the header
+# Pixels one image may have: the MNIST family's are 28 x 28; an IDX file of 1024 x 1024 images is
+# far beyond it, and a header claiming one 16000 x 16000 image (256 MB, 2 GB once statistics
+# turn it into floats) is refused before anything is read.
+MAX_IMAGE_PIXELS = 1024 * 1024
+# What a gzipped file may decompress to: this many times its own size, or FLOOR bytes whatever it
+# is. The MNIST family's files decompress 1.8 to 4.9 times (train-images: 9.9 MB to 47 MB); a
+# file of zeros, 1,000 times (256 MB from 249 KB).
+GZIP_RATIO = 32
+GZIP_FLOOR = 16 << 20
 _FORMAT = "MNIST family, IDX files"
 # Folder names that say which dataset the (unverifiable) files are; checked on the folder and its parent.
 _FOLDER_HINTS = (("fashion", "fashion_mnist"), ("kmnist", "kmnist"), ("kuzushiji", "kmnist"), ("mnist", "mnist"))
@@ -90,9 +99,11 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = None) -> np.ndarray:
+def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = None,
+              max_body: int | None = None) -> np.ndarray:  # fmt: skip
     """The array an IDX stream holds, its header checked first; ``file_size`` (uncompressed
-    files) lets a header be checked against the file before any of the data is read."""
+    files) lets a header be checked against the file before any of the data is read, and
+    ``max_body`` bounds what a compressed one may claim."""
     head = bytes(_read_upto(stream, 4))
     if len(head) < 4:
         raise SourceError(f"{name}: truncated: {len(head)} bytes, shorter than an IDX header")
@@ -113,6 +124,11 @@ def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = No
     claim = f"its header says {dims[0]:,} {'x'.join(map(str, dims[1:])) + ' images' if ndim > 1 else 'labels'} ({body:,} bytes)"
     if body > MAX_IDX_BYTES:
         raise UnsafeInputError(f"{name}: refused: {claim}, more than the {MAX_IDX_BYTES // 2**20} MiB an MNIST-family file can hold")
+    if ndim > 1 and math.prod(dims[1:]) > MAX_IMAGE_PIXELS:
+        raise UnsafeInputError(f"{name}: refused: {claim}; an MNIST-family image has at most {MAX_IMAGE_PIXELS:,} pixels")
+    if max_body is not None and body > max_body:
+        raise UnsafeInputError(f"{name}: refused: {claim}, more than {GZIP_RATIO} times the gzipped file's size "
+                               "(the MNIST family's files hold at most 5): a decompression bomb?")  # fmt: skip
     if file_size is not None and file_size != header + body:
         raise _size_error(name, claim, body, file_size - header)
     data = _read_upto(stream, body + 1)
@@ -138,7 +154,7 @@ def read_idx_file(path: Path, ndim: int) -> tuple[np.ndarray, str | None]:
                 return parse_idx(fh, str(path), ndim, size), None
         md5 = file_digest(path, "md5")
         with gzip.open(path, "rb") as fh:
-            array = parse_idx(fh, str(path), ndim)
+            array = parse_idx(fh, str(path), ndim, max_body=max(GZIP_FLOOR, GZIP_RATIO * size))
             if fh.read(1):  # parse_idx stops one byte past the data; this reaches the end and the CRC
                 raise SourceError(f"{path}: more data after the IDX array; not an IDX file of this shape")
         return array, md5
@@ -228,6 +244,9 @@ def _npz_array(archive: zipfile.ZipFile, key: str, ndim: int, path: Path) -> np.
         raise SourceError(f"{path}: no '{key}' array (a Keras MNIST cache holds x_train, y_train, x_test, y_test)") from None
     if info.file_size > MAX_IDX_BYTES:
         raise UnsafeInputError(f"{where}: refused: {info.file_size:,} bytes, more than an MNIST-family array can hold")
+    if info.file_size > max(GZIP_FLOOR, GZIP_RATIO * info.compress_size):
+        raise UnsafeInputError(f"{where}: refused: {info.file_size:,} bytes from {info.compress_size:,} compressed, "
+                               f"more than {GZIP_RATIO} times: a decompression bomb?")  # fmt: skip
     with archive.open(info) as fh:
         try:
             major, _ = np.lib.format.read_magic(fh)
@@ -239,7 +258,7 @@ def _npz_array(archive: zipfile.ZipFile, key: str, ndim: int, path: Path) -> np.
             raise SourceError(f"{where}: a {dtype} array of shape {shape}; expected "
                               f"{'uint8 (N, rows, cols)' if ndim == 3 else 'integer (N,)'} in C order")  # fmt: skip
         body = math.prod(shape) * dtype.itemsize
-        if body > MAX_IDX_BYTES:
+        if body > MAX_IDX_BYTES or (ndim == 3 and math.prod(shape[1:]) > MAX_IMAGE_PIXELS):
             raise UnsafeInputError(f"{where}: refused: its header claims {shape} ({body:,} bytes)")
         data = _read_upto(fh, body + 1)
     if len(data) != body:

@@ -20,6 +20,7 @@ from cifarkit.cli import app
 from cifarkit.errors import SourceError
 from cifarkit.sources import open_source
 from cifarkit.sources.folder import MAX_PIXELS, read_image
+from cifarkit.sources.image_file import PIXELS_PER_BYTE
 
 runner = CliRunner()
 
@@ -168,7 +169,7 @@ def test_the_tree_reader_error_carries_a_source_error(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("side, claim", [(12000, "12000 x 12000 pixels"), (20000, "Image size (400000000 pixels)")])
+@pytest.mark.parametrize("side, claim", [(12000, "12000 x 12000 pixels"), (20000, "20000 x 20000 pixels; the limit is 100 megapixels")])
 def test_a_huge_png_header_is_refused_before_decoding(tmp_path, side, claim):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png(side, side))  # no pixel data at all: decoding would fail differently
@@ -179,9 +180,22 @@ def test_a_huge_png_header_is_refused_before_decoding(tmp_path, side, claim):
 
 def test_an_image_at_the_pixel_cap_is_not_refused_for_its_size(tmp_path):
     edge = tmp_path / "edge.png"
-    edge.write_bytes(_png(MAX_PIXELS // 10, 10))  # exactly the cap, no pixel data
+    # Exactly the cap, in a file big enough to hold it at 64 pixels a byte; the data is not a PNG's.
+    edge.write_bytes(_png(MAX_PIXELS // 10, 10, bytes(MAX_PIXELS // PIXELS_PER_BYTE)))
     with pytest.raises(SourceError, match="cannot decode image"):
         read_image(edge)
+
+
+def test_a_header_claiming_more_pixels_than_its_bytes_can_hold_is_refused(tmp_path):
+    small = tmp_path / "small.png"
+    small.write_bytes(_png(9900, 9900, bytes(300_000)))  # 98 megapixels in 300 KB: a bomb's ratio
+    with pytest.raises(SourceError) as caught:
+        read_image(small)
+    assert str(caught.value).startswith(f"{small}: image larger than cifarkit reads (9900 x 9900 pixels; 64 pixels per byte")
+    honest = tmp_path / "honest.png"
+    honest.write_bytes(_png(4096, 4096))  # at the floor: read whatever its size (and fails as data)
+    with pytest.raises(SourceError, match="cannot decode image"):
+        read_image(honest)
 
 
 _PEAK_MEMORY_OF_A_READ = """
