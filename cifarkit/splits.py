@@ -32,15 +32,28 @@ class Piece:
         return self.stop - self.start
 
 
+# Digits an index may have: 18 fit in int64 (no dataset comes near); Python refuses to read
+# more than 4,300 at all, with a ValueError rather than a message.
+MAX_INDEX_DIGITS = 18
+
+
+def _int(text: str, spec: str) -> int:
+    digits = text.lstrip("-").rstrip("%")
+    if len(digits) > MAX_INDEX_DIGITS:
+        raise UsageError(f"split {spec[:60]!r}: an index of {len(digits):,} digits; indices have at most "
+                         f"{MAX_INDEX_DIGITS}")  # fmt: skip
+    return int(text.rstrip("%"))
+
+
 def _bound(text: str | None, count: int, spec: str) -> int | None:
     if text is None:
         return None
     if text.endswith("%"):
-        percent = int(text[:-1])
+        percent = _int(text, spec)
         if not -100 <= percent <= 100:
             raise UsageError(f"split {spec!r}: percentages go from -100% to 100%. Received: {text}")
         return round(percent * count / 100)
-    return int(text)
+    return _int(text, spec)
 
 
 def resolve(spec: str, counts: dict[str, int], where: str = "the dataset") -> list[Piece]:
@@ -65,7 +78,7 @@ def resolve(spec: str, counts: dict[str, int], where: str = "the dataset") -> li
         if match.group("colon") is None and match.group(0) != name:  # train[5]: one example
             if start is None or start.endswith("%"):
                 raise UsageError(f"split {spec!r}: a slice needs a colon, as in {name}[:{start or '10%'}]")
-            lo, hi, _ = slice(int(start), int(start) + 1 or None).indices(count)
+            lo, hi, _ = slice(_int(start, spec), _int(start, spec) + 1 or None).indices(count)
         else:
             lo, hi, _ = slice(_bound(start, count, spec), _bound(stop, count, spec)).indices(count)
         pieces.append(Piece(name, lo, max(lo, hi)))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from ..sources.image_file import size_refusal
+from ..sources.image_file import PIXELS_PER_BYTE, pixel_budget, size_refusal
 from .codecs.example import (
     NotAnExample,
     example_features,
@@ -78,21 +78,24 @@ def _check_declared_size(records) -> None:
                           f"({values:,} values), more than any of its shards ({largest:,} bytes at most) can hold")  # fmt: skip
 
 
-# (shard, size, mtime_ns, inode, what was checked): shards whose every record passed
+# (each shard's path, size, mtime_ns and inode, what was checked): splits whose every record passed
 _CHECKED: set[tuple] = set()
 
 
 def check_split(records, split: str) -> None:
-    """Parse and check every record of a split's shards (each shard once per process while it is
-    unchanged); one line naming the first that fails."""
-    check = record_check(records)
-    signature = (records.image, records.shape, len(records.class_names), records.coarse_key,
-                 len(records.coarse_class_names or ()))  # fmt: skip
-    for shard in records.files[split]:
-        stat = os.stat(shard)
-        key = (shard, stat.st_size, stat.st_mtime_ns, stat.st_ino, signature)
-        if key in _CHECKED:
-            continue
+    """Parse and check every record of a split's shards (once per process while they are
+    unchanged); one line naming the first that fails. The split's encoded images together may
+    decode to no more than :func:`~cifarkit.sources.image_file.pixel_budget` allows for all its
+    shards' bytes: a command that holds a split (info, export) is bounded by what it reads."""
+    shards = records.files[split]
+    stats = [os.stat(shard) for shard in shards]
+    key = (tuple((s, t.st_size, t.st_mtime_ns, t.st_ino) for s, t in zip(shards, stats)), records.image, records.shape,
+           len(records.class_names), records.coarse_key, len(records.coarse_class_names or ()))  # fmt: skip
+    if key in _CHECKED:
+        return
+    tally = [0]  # pixels of the encoded images so far
+    check = record_check(records, tally)
+    for shard in shards:
         try:
             for index, (offset, data) in enumerate(records_of(shard)):
                 reason = check(data)
@@ -102,15 +105,20 @@ def check_split(records, split: str) -> None:
             raise SourceError(f"{shard}: not a valid TFRecord shard: {exc}") from None
         except OSError as exc:
             raise SourceError(f"{shard}: cannot read TFRecord shard ({exc.strerror or exc})") from None
-        _CHECKED.add(key)
+    held = sum(t.st_size for t in stats)
+    if tally[0] > pixel_budget(held):
+        raise SourceError(f"{records.root}: the {split} split's images decode to {tally[0]:,} pixels, more than "
+                          f"{PIXELS_PER_BYTE} per byte of its {held:,}-byte shards: a decompression bomb?")  # fmt: skip
+    _CHECKED.add(key)
 
 
-def record_check(records):
-    """``serialised record -> None, or what is wrong with it`` for the records' layout."""
+def record_check(records, tally: list | None = None):
+    """``serialised record -> None, or what is wrong with it`` for the records' layout; the
+    pixels of encoded images are added to ``tally[0]``."""
     labels = [("label", records.class_names)]
     if records.coarse_key:
         labels.append((records.coarse_key, records.coarse_class_names))
-    image = _image_check(records)
+    image = _image_check(records, [0] if tally is None else tally)
 
     def check(data: bytes) -> str | None:
         try:
@@ -128,7 +136,7 @@ def record_check(records):
     return check
 
 
-def _image_check(records):
+def _image_check(records, tally: list):
     kind, shape = records.image, records.shape
     key = "image/value" if kind == "dynamic" else "image"
 
@@ -139,7 +147,7 @@ def _image_check(records):
         if data is None:
             return f"its '{key}' is not one bytes value ({_show(features.get(key))})"
         if kind == "encoded":
-            return _encoded_problem(data, shape)
+            return _encoded_problem(data, shape, tally)
         declared = {"bytes": shape, "dynamic": _ints(features.get("image/shape")),
                     "sized": (one_value(features.get("height"), int), one_value(features.get("width"), int), 3)}[kind]  # fmt: skip
         if declared is None or None in declared or len(declared) != len(shape):
@@ -190,7 +198,7 @@ _JPEG = b"\xff\xd8"
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _encoded_problem(data: bytes, shape: tuple) -> str | None:
+def _encoded_problem(data: bytes, shape: tuple, tally: list) -> str | None:
     size = encoded_size(data)
     if size is None:
         return f"its image is not a PNG or JPEG whose header gives its size (it starts {bytes(data[:8])!r})"
@@ -198,6 +206,7 @@ def _encoded_problem(data: bytes, shape: tuple) -> str | None:
     if refusal is not None:
         return refusal
     width, height = size
+    tally[0] += width * height
     if None not in shape[:2] and (height, width) != tuple(shape[:2]):
         return f"its image is {height}x{width}; the dataset's images are {shape[0]}x{shape[1]}"
     return None

@@ -171,12 +171,13 @@ def reader_for(records: Records):
     """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too. Every
     shard's framing and record count are checked now, and a split's records before its pipeline
     is built (:mod:`.record_checks`): TensorFlow reads only records cifarkit has checked."""
+    from .record_checks import check_split, shard_counts
+
+    shard_counts(records)  # before TensorFlow is even imported
     import tensorflow as tf
 
     from ..reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
-    from .record_checks import check_split, shard_counts
 
-    shard_counts(records)
     for shards in records.files.values():
         OPENED_SHARDS.update(dict.fromkeys(shards))
     parse = record_parser(records)

@@ -60,9 +60,10 @@ def read_image(path: Path, data: bytes | None = None) -> np.ndarray:
 
 
 def read_image_scaled(path: Path, pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(image, the file's (height, width)) as :func:`read_image`, but a JPEG of more than ``pixels``
-    pixels is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales as it decodes, in a fraction of
-    the memory), to no fewer than ``pixels``. For prediction, which needs a small square."""
+    """(image, the file's (height, width)) as :func:`read_image`, but a JPEG of more than 4 x
+    ``pixels`` pixels is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales as it decodes, in a
+    fraction of the memory), to no fewer than ``pixels`` (fewer than 4 x ``pixels`` where 1/8
+    allows). For prediction, which needs a small square."""
     return _decode(path, None, pixels)
 
 
@@ -81,7 +82,7 @@ def _decode(path: Path, data: bytes | None, draft: int | None) -> tuple[np.ndarr
             with Image.open(io.BytesIO(data) if data is not None else path) as image:
                 width, height = image.size
                 _check_pixels(path, image.size, size)
-                if draft and image.format == "JPEG" and width * height > draft:
+                if draft and image.format == "JPEG" and width * height > 4 * draft:
                     scale = (draft / (width * height)) ** 0.5
                     image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
                 return _to_rgb(path, image), (height, width)

@@ -241,13 +241,13 @@ def test_predict_holds_one_decoded_original_at_a_time(tmp_path, monkeypatch):
     alive: list[weakref.ref] = []
     most_alive = []
 
-    def tracking_read(path):
+    def tracking_read(path, pixels):
         most_alive.append(sum(ref() is not None for ref in alive))  # originals still held
         image = read_image(path)
         alive.append(weakref.ref(image))
-        return image
+        return image, image.shape[:2]
 
-    monkeypatch.setattr("cifarkit.sources.folder.read_image", tracking_read)
+    monkeypatch.setattr("cifarkit.sources.image_file.read_image_scaled", tracking_read)
     monkeypatch.setattr(evaluate, "model_parts", lambda model: None)  # a bare model stands in
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
     predictions = evaluate.predict_files(model, paths)
