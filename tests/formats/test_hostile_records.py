@@ -154,8 +154,11 @@ def _record(label=1, image=None, **extra) -> bytes:
 def test_a_label_out_of_range_is_refused_as_int64_before_any_narrowing(export, tmp_path, label):
     shard = _replace(export, tmp_path / "label", 3, _record(label))  # 2^62 was read as 0, exit 0
     line = _error_line(runner.invoke(app, ["info", "-s", str(shard.parent)]))
-    assert line.endswith(f"{shard}: record 3 (at byte {_offset(shard, 3):,}): its 'label' {label} is out of range "
-                         "for the dataset's 10 classes")  # fmt: skip
+    why = f"{shard}: record 3 (at byte {_offset(shard, 3):,}): its 'label' {label} is out of range for the dataset's 10 classes"
+    assert line.endswith(why)
+    with pytest.raises(SourceError) as caught:  # shards read in a shuffled order go through the same check
+        cifarkit.load(shard.parent, split="train", shuffle_files=True)
+    assert str(caught.value) == why
 
 
 def _offset(shard: Path, index: int) -> int:
