@@ -72,26 +72,21 @@ _PNG_SIZE_AT = 16  # after the signature (8 bytes), IHDR's length and type (4 + 
 _JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
 
 
-# What the header is read from when the bytes are not of that format: without branches (a
-# tf.cond costs about 8 us a record inside tf.data), both headers are read from every image.
-_PNG_STUB = _PNG_SIGNATURE + bytes.fromhex("0000000d49484452") + bytes(8)  # IHDR of 0 x 0
-_JPEG_STUB = bytes.fromhex("ffd8" "ffc0000b080001000101011100" "ffda000801010000003f00" "ffd9")  # SOF0: 1 x 1
-
-
 def header_size(contents):
     """(height, width) from a PNG or JPEG header, int64 (a tensor); (0, 0) for any other bytes.
     Reads the header only: nothing is allocated for the pixels."""
     import tensorflow as tf
 
-    head = tf.strings.substr(contents, 0, _PNG_SIZE_AT + 8)
-    is_png = tf.logical_and(tf.equal(tf.strings.length(head), _PNG_SIZE_AT + 8),
-                            tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE))  # fmt: skip
-    png_size = tf.io.decode_raw(tf.strings.substr(tf.where(is_png, head, _PNG_STUB), _PNG_SIZE_AT, 8), tf.int32,
-                                little_endian=False)  # fmt: skip
-    png_size = tf.reverse(tf.cast(png_size, tf.int64) & 0xFFFFFFFF, [0])  # unsigned 32-bit width, height
-    jpeg = is_jpeg(contents)
-    jpeg_size = tf.cast(tf.image.extract_jpeg_shape(tf.where(jpeg, contents, _JPEG_STUB))[:2], tf.int64)
-    return tf.where(is_png, png_size, tf.where(jpeg, jpeg_size, tf.zeros([2], tf.int64)))
+    def png():
+        size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
+        return tf.reverse(tf.cast(size, tf.int64) & 0xFFFFFFFF, [0])  # unsigned 32-bit width, height
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
+
+    is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
+                            tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
+    return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.zeros([2], tf.int64))
 
 
 def within_budget(contents):
