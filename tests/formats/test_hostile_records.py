@@ -101,7 +101,7 @@ finally:
 def _cli_child(*args: str) -> tuple[subprocess.CompletedProcess, int]:
     """The CLI in a fresh process (a crash there is its exit status, not this test's), and its
     peak resident memory in KiB."""
-    run = subprocess.run([sys.executable, "-c", _INFO_IN_A_CHILD, *args], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", _INFO_IN_A_CHILD, *args], capture_output=True, text=True, check=False,
                          timeout=300)  # fmt: skip
     peak = next(int(line.split()[1]) for line in run.stderr.splitlines() if line.startswith("peak "))
     return run, peak

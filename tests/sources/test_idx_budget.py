@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synth import tiny, write_split
 
 from cifarkit.errors import UnsafeInputError
 from cifarkit.sources import open_source
 from cifarkit.sources.idx import GZIP_FLOOR, GZIP_RATIO, MAX_IMAGE_PIXELS
-from synth import tiny, write_split
 
 
 def _gz(path: Path, dims: tuple[int, ...]) -> Path:
