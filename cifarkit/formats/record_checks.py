@@ -59,8 +59,8 @@ def shard_counts(records) -> dict[str, list[int]]:
                     raise SourceError(f"{shard}: holds {held:,} records; the dataset's metadata lists {length:,} "
                                       f"(a shard cut short or replaced?)")  # fmt: skip
         if sum(counts[split]) != records.counts[split]:
-            raise SourceError(f"{records.root}: the {split} split's {len(shards)} shards hold {sum(counts[split]):,} "
-                              f"records; the dataset's metadata lists {records.counts[split]:,}")  # fmt: skip
+            raise SourceError(f"{records.root}: the {split} split's shards hold {sum(counts[split]):,} records; the "
+                              f"dataset's metadata lists {records.counts[split]:,}")  # fmt: skip
     _check_declared_size(records)
     return counts
 
