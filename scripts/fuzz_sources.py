@@ -1,340 +1,107 @@
 #!/usr/bin/env python3
-"""Fuzz cifarkit's dataset readers: mutated pickles, .bin batches, tar and compressed tar bytes.
+"""Fuzz every reader of cifarkit: mutated inputs, read the way cifarkit's commands read them.
 
-Every case starts from a small file in the real on-disk layout (tests/synth.py builds them: Python 2
-and Python 3 pickles of protocols 2-5, CIFAR-10/100 python and binary batches and their tar, tar.gz,
-tar.bz2 and tar.xz archives), applies one to four mutations (bit flips, interesting integers,
-inserted or replaced pickle opcodes, calls of numpy globals with odd arguments, repeated opcode
-runs, splices, truncation; archives are also mutated as tar and recompressed, or have one member
-mutated), and reads it the way cifarkit does. An outcome is one of:
+Targets (``--target NAME``, repeatable; ``--list`` describes them; default all):
 
-  ok                 read, and every batch has uint8 (N, 32, 32, 3) images and labels in range
+  cifar-batches     CIFAR python pickles (protocols 2-5), .bin batches, label-name files
+  cifar-archives    tar, tar.gz, tar.bz2, tar.xz archives of them
+  idx               MNIST-family IDX files, plain and gzipped; a 249 KB gzip of 256 MB
+  tfrecord-framing  TFRecord shards: lengths claiming 2^40 bytes under a correct CRC, shards cut
+                    at and between records, records dropped, repeated or from another shard
+  tfrecord-example  the tf.train.Example inside: labels 2^62, -1, 99; bombs, 0x0 and lying PNGs;
+                    declared shapes of 30000 x 30000; keys missing or of another kind; non-Examples
+  dataset-info, features-json, label-names, cifarkit-info, manifest-csv, export-state,
+  run-config, report-json, backup-state
+                    each metadata file cifarkit reads: values of another type, huge numbers,
+                    5,000-digit numbers and strings, deep nesting, names with ../ or absolute
+                    paths, non-UTF-8; CSV: long fields, wrong columns, labels out of range;
+                    the file as a link out of its folder
+  images            PNG and JPEG files in trees: header sizes and fields (CRCs made right),
+                    chunks and markers, truncation; a real 98-megapixel bomb
+  tflite            .tflite flatbuffers (tables and offsets, not weights), run by predict
+
+Cases run in a worker process, each target in turn; a case of a folder target is a seed copied
+into a sandbox with one file changed, then read through the entry points the CLI uses (info,
+export, stats, cifarkit.load, evaluate's and train's run-folder reads, predict). An outcome is:
+
+  ok                 read, and what came back keeps the promises (labels in range, uint8
+                     images, the counts written, nothing written outside the output folder)
   SourceError, ...   one of cifarkit's own errors (the name of its class)
+  tf:DataLossError   a corrupt record, which the CLI reports in one line naming its shard
   crash:TYPE         any other exception escaped: a finding
-  bad-result:WHY     read, but what came back breaks the promise above: a finding
-  memory             one case raised the peak resident memory by more than --memory-mb: a finding
-  hang               one case ran longer than --case-seconds: a finding
+  tf:TYPE            another TensorFlow error: one line at the CLI, but the input reached
+                     TensorFlow unchecked and the line names no file: a finding
+  bad-result:WHY     read, but a promise broke (written or deleted outside --out, a user's file
+                     removed, a file linking out of an export read, labels out of range, fewer
+                     images than written, an export that does not read back): a finding
+  memory             the case raised the worker's peak resident memory by more than its budget
+                     (64 MB for the byte readers; 300 MB for the rest, the 1 GB promised less
+                     TensorFlow's start), measured per case: a finding
+  hang               the case ran longer than --case-seconds: a finding
   signal:N           the process died (a segfault): a finding
+  harness:...        the fuzzer's own call or mutator failed (an entry point changed): fix it
 
-Cases run in a worker process; if it dies, the case it was on is saved and a new worker carries
-on with the next one. Findings are saved under --out as <outcome>-<case>.<ext> with a .txt
-beside each (traceback or reason). Case i always gets the same input for the same --seed.
+Findings are saved under OUT/findings/: a folder per folder case (the sandbox, with README.txt
+holding the reason, the cifarkit command that reproduces it and ``--replay`` for this script),
+or the mutated file and a .txt beside it; the summary groups them by signature (a crash's
+innermost cifarkit frame, or the reason without its numbers and paths). Case k of a target always
+gets the same input for the same --seed, whatever other targets run. The on-disk seeds are built
+once by cifarkit's own exporter and trainer (about 10 s) and kept in the temporary folder.
 
-    python scripts/fuzz_sources.py --minutes 3 --seed 1
-    python scripts/fuzz_sources.py --cases 500 --seed 0 --json   # what tests/test_fuzz.py runs
+Beside this driver: fuzz_seeds.py (the seeds), fuzz_targets.py (the targets, the sandbox, how
+each case is read and checked), fuzz_mutators.py (bytes, pickles, JSON, CSV, lines of names) and
+fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite).
+
+    python scripts/fuzz_sources.py --minutes 10 --seed 7 --out /tmp/fuzz10   # every target
+    python scripts/fuzz_sources.py --minutes 2 --target tfrecord-example --out /tmp/fuzz-findings
+    python scripts/fuzz_sources.py --replay /tmp/fuzz-findings/findings/crash-ValueError-tfrecord-example-41
 """
 
 from __future__ import annotations
 
 import argparse
-import bz2
-import gzip
-import io
 import json
-import lzma
-import pickle
-import pickletools
+import os
 import random
+import re
 import resource
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the fuzz_* modules beside this one
+import fuzz_ops as ops
+import fuzz_seeds
+import fuzz_targets as targets
+from fuzz_ops import HarnessError, Slot
+from fuzz_targets import Case
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import synth  # noqa: E402  (tests/synth.py: the real-layout builders)
-
-from cifarkit.errors import CifarkitError  # noqa: E402
-from cifarkit.sources import idx, layouts  # noqa: E402
-
-# ---------------------------------------------------------------------------
-# Seeds: small files in the real layouts
-# ---------------------------------------------------------------------------
+FINDINGS = ("crash", "bad-result", "memory", "hang", "signal", "exit", "tf:", "harness")
+ACCEPTED = ("tf:DataLossError",)  # the CLI names the corrupt record's shard (docs/RELIABILITY.md)
 
 
-@dataclass
-class Seed:
-    kind: str  # "file" (one file of a layout) or "archive"
-    name: str  # the file's base name (file) or the archive's suffix (archive)
-    data: bytes
-    layout: str = ""  # file seeds: the layout and its other files, read alongside
-    companions: dict[str, bytes] = field(default_factory=dict)
-    structure: list[int] = field(default_factory=list)  # pickle opcode offsets outside big payloads
+def is_finding(outcome: str) -> bool:
+    return outcome.startswith(FINDINGS) and outcome not in ACCEPTED
 
 
-def _folder_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def _opcode_offsets(data: bytes) -> list[int]:
-    try:
-        ops = list(pickletools.genops(data))
-    except Exception:  # noqa: BLE001 - not a pickle (a .bin or a names file)
-        return []
-    # Offsets of opcodes whose argument is short: mutating pixel payloads teaches nothing.
-    return [pos for op, arg, pos in ops if not (isinstance(arg, (bytes, str)) and len(arg) > 64)]
-
-
-def _tar_bytes(files: list[tuple[str, bytes]]) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 0
-            tar.addfile(info, io.BytesIO(data))
-    return raw.getvalue()
-
-
-def _layout_folders(tmp: Path) -> list[tuple[str, Path]]:
-    small = {"per_batch": 1, "test": 1, "batches": 2, "archive": False}
-    return [
-        ("cifar10-python", synth.make_cifar10_python(tmp / "py2", **small).path),
-        ("cifar10-python", synth.make_cifar10_python(tmp / "p2", flavour="py3", protocol=2, **small).path),
-        ("cifar10-python", synth.make_cifar10_python(tmp / "p3", flavour="py3", protocol=3, **small).path),
-        ("cifar10-python", synth.make_cifar10_python(tmp / "p5", flavour="py3", protocol=5, str_keys=True, **small).path),
-        ("cifar100-python", synth.make_cifar100_python(tmp / "c100", train=1, test=1, archive=False).path),
-        ("cifar100-python", synth.make_cifar100_python(tmp / "c100p4", train=1, test=1, flavour="py3", protocol=4, archive=False).path),
-        ("cifar10-binary", synth.make_cifar10_binary(tmp / "bin", **small).path),
-        ("cifar100-binary", synth.make_cifar100_binary(tmp / "bin100", train=1, test=1, archive=False).path),
-    ]
-
-
-def _numpy_batches() -> list[bytes]:
-    # Labels as an int64 array and as numpy integers, pixels in Fortran order: more numpy opcodes.
-    rows = np.arange(3072, dtype=np.uint8).reshape(1, 3072)
-    fields = [{"data": rows, "labels": np.array([3])}, {"data": np.asfortranarray(rows), "labels": [np.int64(7)]}]
-    return [pickle.dumps(f, protocol=p) for f in fields for p in (2, 5)]
-
-
-def _idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file: two zero bytes, type 0x08 (uint8), the number of dimensions, each size."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _idx_seeds() -> list[Seed]:
-    """MNIST-layout pairs (images and labels), plain and gzipped: each file a seed, read with its
-    partner; the header bytes (where the sizes a reader trusts live) are mutated most."""
-    images = np.arange(3 * 28 * 28, dtype=np.uint16).reshape(3, 28, 28) % 251
-    labels = np.array([3, 1, 4])
-    plain = {"t10k-images-idx3-ubyte": _idx_bytes(images), "t10k-labels-idx1-ubyte": _idx_bytes(labels)}
-    seeds = []
-    for gz in (False, True):
-        files = {name + (".gz" if gz else ""): gzip.compress(d, 6, mtime=0) if gz else d for name, d in plain.items()}
-        for name, data in files.items():
-            header = [] if gz else list(range(16 if "images" in name else 8))
-            others = {k: v for k, v in files.items() if k != name}
-            seeds.append(Seed("idx", name, data, "mnist", others, header))
-    return seeds
-
-
-def build_seeds() -> list[Seed]:
-    seeds: list[Seed] = _idx_seeds()
-    with tempfile.TemporaryDirectory() as tmp:
-        for layout, folder in _layout_folders(Path(tmp)):
-            files = _folder_files(folder)
-            for name, data in files.items():
-                if layouts.is_dataset_file(name):
-                    others = {k: v for k, v in files.items() if k != name}
-                    seeds.append(Seed("file", name, data, layout, others, _opcode_offsets(data)))
-            tar = _tar_bytes([(f"{folder.name}/{n}", d) for n, d in files.items()])
-            seeds.append(Seed("archive", ".tar", tar))
-            seeds.append(Seed("archive", ".tar.gz", gzip.compress(tar, 6, mtime=0)))
-        seeds.append(Seed("archive", ".tar.bz2", bz2.compress(tar)))
-        seeds.append(Seed("archive", ".tar.xz", lzma.compress(tar)))
-    base = next(s for s in seeds if s.name == "data_batch_1" and s.kind == "file")
-    for data in _numpy_batches():
-        seeds.append(Seed("file", "data_batch_1", data, base.layout, base.companions, _opcode_offsets(data)))
-    return seeds
-
-
-# ---------------------------------------------------------------------------
-# Mutators
-# ---------------------------------------------------------------------------
-
-INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2**63 - 1, 2**64 - 1, 3072, 10000]
-OPCODES = [op.code.encode("latin1") for op in pickletools.opcodes]
-GLOBALS = [
-    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
-    ("builtins", "bytearray"), ("__builtin__", "bytes"), ("builtins", "getattr"), ("os", "system"),
-]  # fmt: skip
-ARGS = [b"K\x00", b"K\x01", b"J\xff\xff\xff\xff", b"N", b"\x88", b"X\x02\x00\x00\x00u1", b"X\x02\x00\x00\x00V8",
-        b"X\x02\x00\x00\x00O8", b"X\x01\x00\x00\x00C", b"C\x08AAAAAAAA", b"(K\x00t", b"(K\x02M\x00\x0ct", b"}", b"]",
-        b"\x8a\x09" + b"\xff" * 8 + b"\x00"]  # fmt: skip
-
-
-def _position(rng: random.Random, data: bytes, structure: list[int]) -> int:
-    if structure and rng.random() < 0.8:
-        return rng.choice(structure)
-    return rng.randrange(len(data) + 1)
-
-
-def _global_call(rng: random.Random) -> bytes:
-    module, name = rng.choice(GLOBALS)
-    args = b"".join(rng.choice(ARGS) for _ in range(rng.randrange(5)))
-    return f"c{module}\n{name}\n".encode() + b"(" + args + b"t" + rng.choice([b"R", b"R", b"b", b""])
-
-
-def _integer(rng: random.Random) -> bytes:
-    value = rng.choice(INTERESTING)
-    width = rng.choice([1, 2, 4, 8])
-    return (value % 256**width).to_bytes(width, "little")
-
-
-def mutate_bytes(rng: random.Random, data: bytes, structure: list[int], pool: list[bytes]) -> bytes:
-    """One mutation of ``data``; ``structure`` are offsets worth hitting, ``pool`` splice donors."""
-    buf = bytearray(data)
-    pos = _position(rng, data, structure)
-    choice = rng.randrange(10)
-    if choice == 0 and buf:
-        buf[min(pos, len(buf) - 1)] ^= 1 << rng.randrange(8)
-    elif choice == 1:
-        buf[pos : pos + 1] = rng.choice(OPCODES)
-    elif choice == 2:
-        buf[pos:pos] = rng.choice(OPCODES) + bytes(rng.randrange(256) for _ in range(rng.randrange(9)))
-    elif choice == 3:
-        value = _integer(rng)
-        buf[pos + 1 : pos + 1 + len(value)] = value
-    elif choice == 4:
-        del buf[pos : pos + rng.randrange(1, 64)]
-    elif choice == 5:
-        buf[pos:pos] = _global_call(rng)
-    elif choice == 6:  # a run of one opcode span, repeated: allocation bombs in miniature
-        span = bytes(buf[pos : pos + rng.randrange(1, 8)])
-        buf[pos:pos] = span * rng.choice([10, 1000, 20000])
-    elif choice == 7 and pool:
-        donor = rng.choice(pool)
-        start = rng.randrange(len(donor))
-        buf[pos:pos] = donor[start : start + rng.randrange(1, 256)]
-    elif choice == 8:
-        del buf[pos:]
-    else:
-        buf[pos : pos + 1] = bytes([rng.randrange(256)])
-    return bytes(buf)
-
-
-def _decompress(seed: Seed) -> tuple[bytes, callable]:
-    if seed.name == ".tar.gz":
-        return gzip.decompress(seed.data), lambda b: gzip.compress(b, 1, mtime=0)
-    if seed.name == ".tar.bz2":
-        return bz2.decompress(seed.data), lambda b: bz2.compress(b, 1)
-    if seed.name == ".tar.xz":
-        return lzma.decompress(seed.data), lambda b: lzma.compress(b, preset=0)
-    return seed.data, lambda b: b
-
-
-def _mutate_member(rng: random.Random, tar: bytes, pool: list[bytes]) -> bytes:
-    with tarfile.open(fileobj=io.BytesIO(tar)) as src:
-        members = [(m.name, src.extractfile(m).read()) for m in src if m.isfile()]
-    i = rng.randrange(len(members))
-    name, data = members[i]
-    members[i] = (name, mutate_bytes(rng, data, _opcode_offsets(data), pool))
-    if rng.random() < 0.1:
-        members.append(members[i])  # the same name twice
-    return _tar_bytes(members)
-
-
-def mutate(rng: random.Random, seed: Seed, pool: list[bytes]) -> bytes:
-    rounds = rng.choice([1, 1, 2, 3, 4])
-    if seed.kind == "idx" and seed.name.endswith(".gz") and rng.random() < 0.5:
-        data = gzip.decompress(seed.data)  # the IDX bytes inside an intact gzip stream
-        for _ in range(rounds):
-            data = mutate_bytes(rng, data, list(range(16)), pool)
-        return gzip.compress(data, 1, mtime=0)
-    if seed.kind in ("file", "idx"):
-        data = seed.data
-        for _ in range(rounds):
-            data = mutate_bytes(rng, data, seed.structure, pool)
-        return data
-    mode = rng.randrange(3)
-    if mode == 0:  # the compressed bytes themselves
-        data = seed.data
-        for _ in range(rounds):
-            data = mutate_bytes(rng, data, [], pool)
-        return data
-    tar, recompress = _decompress(seed)
-    if mode == 1:  # tar headers (the first 257 bytes of a header block hold its fields)
-        with tarfile.open(fileobj=io.BytesIO(tar)) as src:
-            headers = [m.offset + k for m in src.getmembers() for k in range(257)]
-        for _ in range(rounds):
-            tar = mutate_bytes(rng, tar, headers, pool)
-        return recompress(tar)
-    return recompress(_mutate_member(rng, tar, pool))
-
-
-# ---------------------------------------------------------------------------
-# Running one case
-# ---------------------------------------------------------------------------
-
-
-def check_dataset(dataset) -> str | None:
-    """Why a successfully read dataset breaks cifarkit's promise, or None."""
-    for split, batches in dataset.batches.items():
-        for b in batches:
-            images = np.asarray(b.images)
-            n = len(b.labels)
-            expected = (n, 28, 28, 1) if dataset.name in ("mnist", "fashion_mnist", "kmnist") or images.shape[-1:] == (1,) else (n, 32, 32, 3)
-            if images.dtype != np.uint8 or images.shape != expected:
-                return f"{split} images {images.dtype} {images.shape} for {n} labels"
-            if b.labels.dtype != np.int64 or (n and not 0 <= b.labels.min() <= b.labels.max() < len(dataset.class_names)):
-                return f"{split} labels out of range or not int64"
-            if len(b.source_files) != n:
-                return f"{split}: {len(b.source_files)} source files for {n} images"
-            int(images.sum(dtype=np.int64))  # touch every pixel
-    return None
-
-
-class Slot:
-    """A file rewritten in place for every case: opening with O_TRUNC costs ~3 ms on some disks."""
-
-    def __init__(self, path: Path):
-        self.path, self.fh = path, open(path, "wb")
-
-    def put(self, data: bytes) -> None:
-        self.fh.seek(0)
-        self.fh.write(data)
-        self.fh.truncate()
-        self.fh.flush()  # in the kernel's hands: still there if this process dies next
-
-
-def run_case(seed: Seed, data: bytes, slots: dict[str, Slot]) -> tuple[str, str]:
-    """(outcome, detail) of reading ``data`` as ``seed`` says; archives go through ``slots``."""
-    try:
-        if seed.kind == "file":
-            files = {name: (lambda d=d: d) for name, d in seed.companions.items() if layouts.is_dataset_file(name)}
-            files[seed.name] = lambda: data
-            dataset = layouts._read_layout(seed.layout, files, Path(seed.name), "")
-        elif seed.kind == "idx":
-            for name, other in seed.companions.items():
-                slots[name].put(other)
-            slots[seed.name].put(data)
-            dataset = idx.read_idx_folder(slots[seed.name].path.parent, verify=False)
-        else:
-            slots[seed.name].put(data)
-            dataset = layouts.read_cifar_archive(slots[seed.name].path, verify=True)
-    except CifarkitError as exc:
-        text = str(exc)
-        if "\n" in text or not text:
-            return "bad-result:message", repr(text)
-        if "MemoryError" in text:  # the address-space limit hit, and a reader called it an error
-            return "memory", text
-        return type(exc).__name__, text
-    except _Timeout:
-        return "hang", "ran past --case-seconds"
-    except Exception as exc:  # noqa: BLE001 - exactly what the fuzzer looks for
-        return f"crash:{type(exc).__name__}", traceback.format_exc()
-    reason = check_dataset(dataset)
-    return ("ok", "") if reason is None else ("bad-result:shape", reason)
+def signature(outcome: str, detail: str) -> str:
+    """What tells one finding from another: a crash's innermost frame in cifarkit (else the
+    last frame), or a reason with its numbers and paths taken out."""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', detail)
+    if outcome.startswith("crash") and frames:
+        ours = [f for f in frames if "/cifarkit/" in f[0]] or frames
+        path, _, function = ours[-1]
+        return f"{outcome} in {path.split('/cifarkit/')[-1]}:{function}"
+    text = detail.splitlines()[0] if detail else ""
+    text = re.sub(r"Error in user-defined function passed to .*? with iterator: \S+: ", "", text)  # tf.data's frame
+    text = re.sub(r"(/[^\s:,'\"()]+)+", "PATH", text)
+    text = re.sub(r"\d+", "N", text)
+    return f"{outcome}: {text[:100]}"
 
 
 class _Timeout(BaseException):  # not an Exception: no reader may swallow it
@@ -345,130 +112,432 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
+def classify(exc: BaseException, child_memory: bool = False) -> tuple[str, str]:
+    """(outcome, detail) of an exception that ended a case. ``child_memory``: the reader runs the
+    input in a child process with a memory limit of its own (TFLite), so a MemoryError it reports
+    is that limit doing its work, not this process's address-space limit."""
+    from cifarkit.errors import CifarkitError
+
+    if isinstance(exc, _Timeout):
+        return "hang", "ran past --case-seconds"
+    if isinstance(exc, HarnessError):
+        return "harness:signature", str(exc)
+    if isinstance(exc, CifarkitError):
+        text = str(exc)
+        if "\n" in text or not text.strip():
+            return "bad-result:message", repr(text)
+        if "MemoryError" in text and not child_memory:  # this worker's address-space limit hit
+            return "memory", text
+        return type(exc).__name__, text
+    if isinstance(exc, MemoryError):
+        return "memory", traceback.format_exc()
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(exc, tf.errors.OpError):
+        from cifarkit.cli.app import tensorflow_error
+        from cifarkit.data import source_error_in
+
+        named = source_error_in(exc)  # cifarkit's own refusal inside tf.data: the CLI prints it
+        if named is not None:
+            return type(named).__name__, str(named)
+        line = tensorflow_error(exc) or str(exc)
+        kind = type(exc).__name__
+        return (f"tf:{kind}" if kind != "DataLossError" or ".tfrecord" in line else "tf:DataLossError-unnamed"), line
+    return f"crash:{type(exc).__name__}", traceback.format_exc()
+
+
 # ---------------------------------------------------------------------------
-# Worker and parent
+# Running one case
 # ---------------------------------------------------------------------------
 
 
-def _rss_mb() -> float:
+def run_case(case: Case, ctx: dict) -> tuple[str, str]:
+    if case.seed.kind != "folder":
+        try:
+            dataset = ops.read_bytes_case(case, ctx["slots"])
+        except BaseException as exc:  # noqa: BLE001 - exactly what the fuzzer looks for
+            return classify(exc)
+        reason = ops.check_dataset(dataset)
+        return ("ok", "") if reason is None else ("bad-result:shape", reason)
+    return run_folder_case(case, ctx["root"], ctx["store"], written=False)
+
+
+def run_folder_case(case: Case, root: Path, store: Path, written: bool) -> tuple[str, str]:
+    base = root / "a" / "b" if written else targets.write_case(case, root, store)
+    before = targets.snapshot(root, base / "out")
+    mine = (base / targets.USER_FILE).is_file()
+    link = case.changes.get(case.seed.file)
+    victim = Path(link.replace(targets.mut.CASE, str(root))) if isinstance(link, targets.Link) else None
+    last_read = victim.stat().st_atime_ns if victim else 0  # reading it moves its access time
+    try:
+        reason = ops.OPS[case.op](base, case, store)
+        outcome, detail = ("ok", "") if reason is None else (f"bad-result:{case.op}", reason)
+    except ops.WouldTrain:
+        outcome, detail = "ok", "accepted for resuming"
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        outcome, detail = classify(exc, child_memory=case.seed.target == "tflite")
+    outside = targets.changed_outside(before, targets.snapshot(root, base / "out"))
+    if outside:
+        return "bad-result:outside-out", f"{outside} ({outcome}: {detail[-300:]})"
+    if mine and not (base / targets.USER_FILE).is_file():
+        return "bad-result:removed-users-file", f"{targets.USER_FILE} is gone ({outcome})"
+    if outcome == "ok" and victim and victim.stat().st_atime_ns != last_read:
+        return "bad-result:followed-link-out", f"{case.seed.file} links outside the folder, and was read"
+    return outcome, detail
+
+
+# ---------------------------------------------------------------------------
+# Memory of one case: the peak resident size since the case began (Linux resets it on request)
+# ---------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return float(line.split()[1])
+    return 0.0
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _save(out: Path, outcome: str, index: int, seed: Seed, data: bytes, detail: str) -> None:
+# ---------------------------------------------------------------------------
+# Worker
+# ---------------------------------------------------------------------------
+
+
+def case_meta(case: Case, store: Path) -> dict:
+    """What a saved folder case needs to be read again (``--replay``)."""
+    link = case.changes.get(case.seed.file)
+    return {"target": case.seed.target, "seed": case.seed.name, "file": case.seed.file, "op": case.op,
+            "options": case.options, "reads": case.seed.reads, "counts": case.seed.counts, "note": case.note,
+            "store": str(store), "link": str(link) if isinstance(link, targets.Link) else ""}  # fmt: skip
+
+
+def case_of(meta: dict) -> Case:
+    seed = fuzz_seeds.Seed(meta["target"], meta["seed"], b"", file=meta["file"], ops=(meta["op"],),
+                           reads=meta["reads"], counts=meta["counts"])  # fmt: skip
+    case = Case(seed, op=meta["op"], options=meta["options"], note=meta["note"])
+    if meta.get("link"):
+        case.changes[seed.file] = targets.Link(meta["link"])
+    return case
+
+
+def save_folder(findings: Path, stem: str, root: Path, meta: dict, outcome: str, detail: str) -> Path:
+    """The sandbox as ``findings/stem``, its paths moved there, with case.json and README.txt."""
+    saved = findings / stem
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.copytree(root, saved, symlinks=True)
+    _move_paths(saved, str(root), str(saved))
+    (saved / "case.json").write_text(json.dumps({**meta, "root": str(saved)}, indent=1))
+    case, store = case_of(meta), Path(meta["store"])
+    (saved / "README.txt").write_text(
+        f"{signature(outcome, detail)}\n({meta['target']})\nseed {meta['seed']}, file a/b/{meta['file']}: {meta['note']}\n"
+        f"read by: {meta['op']} {meta['options'] or ''}\n\nreproduce:\n"
+        f"  {ops.command_line(case, saved / 'a' / 'b', store)}\n"
+        f"  python {Path(__file__).resolve()} --replay {saved}\n\n{_clipped(detail)}\n"
+    )  # fmt: skip
+    return saved
+
+
+def _clipped(text: str) -> str:
+    """A traceback kept readable: long lines (a 5,000-digit name) and long texts cut."""
+    lines = [line if len(line) <= 400 else f"{line[:400]}... ({len(line):,} characters)" for line in text.splitlines()]
+    return "\n".join(lines)[-8000:]
+
+
+def _save(out: Path, outcome: str, index: int, case: Case, detail: str, root: Path, store: Path) -> Path:
     findings = out / "findings"
     findings.mkdir(parents=True, exist_ok=True)
-    stem = f"{outcome.replace(':', '-')}-{index}"
-    ext = seed.name if seed.kind == "archive" else f".{seed.name}"
-    (findings / f"{stem}{ext}").write_bytes(data)
-    (findings / f"{stem}.txt").write_text(f"seed file: {seed.name} ({seed.layout or seed.kind})\n{detail}\n")
+    stem = f"{outcome.replace(':', '-')}-{case.seed.target}-{index}".replace("/", "_")
+    if case.seed.kind == "folder":
+        return save_folder(findings, stem, root, case_meta(case, store), outcome, detail)
+    ext = case.seed.name if case.seed.kind == "archive" else f".{case.seed.name}"
+    (findings / f"{stem}{ext}").write_bytes(case.data)
+    (findings / f"{stem}.txt").write_text(f"target {case.seed.target}, seed file {case.seed.name} "
+                                          f"({case.seed.layout or case.seed.kind})\n{_clipped(detail)}\n")  # fmt: skip
+    return findings / f"{stem}{ext}"
+
+
+def _move_paths(folder: Path, old: str, new: str) -> None:
+    """Absolute paths to the sandbox inside its text files, made to point into ``folder``."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+            data = path.read_bytes()
+            if old.encode() in data and path.suffix in (".json", ".csv", ".txt", ""):
+                path.write_bytes(data.replace(old.encode(), new.encode()))
+        if path.is_symlink() and old in os.readlink(path):
+            target = os.readlink(path).replace(old, new)
+            path.unlink()
+            path.symlink_to(target)
+
+
+def _setup(args, names: list[str], store: Path, scratch: Path) -> tuple[dict, dict]:
+    if set(names) - set(targets.TENSORFLOW_FREE):
+        fuzz_seeds.ensure_store(store)  # here, where TensorFlow is imported anyway
+    seeds = {name: targets.target_seeds(name, store) for name in names}
+    every = [s for group in seeds.values() for s in group]
+    pools = targets.Pools.of(every, store)
+    slots = {}
+    for s in every:
+        if s.kind == "archive":
+            slots[s.name] = Slot(scratch / f"fuzz{s.name}")
+        elif s.kind == "idx":
+            folder = scratch / ("idx-gz" if s.name.endswith(".gz") else "idx")
+            folder.mkdir(exist_ok=True)
+            for name in [s.name, *s.companions]:
+                slots.setdefault(name, Slot(folder / name))
+    ctx = {"slots": slots, "root": scratch / "case", "store": store, "pools": pools}
+    if any(name not in targets.TENSORFLOW_FREE for name in names):
+        _warm_up()
+    return seeds, ctx
+
+
+def _warm_up() -> None:
+    """TensorFlow, Keras and the commands imported before any case is measured: their start is
+    not the memory of the first case that needs them (the first use of each op adds < 30 MB)."""
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    import cifarkit.cli.data_commands
+    import cifarkit.cli.model_commands
+    import cifarkit.data  # noqa: F401
+
+
+def measured(case: Case, ctx: dict, args: argparse.Namespace, budget: float) -> tuple[str, str]:
+    """The case's outcome, a hang past --case-seconds, or memory beyond ``budget`` MB."""
+    before = _status_kb("VmRSS:") / 1024
+    exact = _reset_peak()
+    signal.alarm(args.case_seconds)
+    try:
+        outcome, detail = run_case(case, ctx)
+    finally:
+        signal.alarm(0)
+    rise = (_status_kb("VmHWM:") / 1024 if exact else _peak_mb()) - before
+    if rise > budget and outcome != "hang":
+        return "memory", f"resident memory rose by {rise:.0f} MB (budget {budget:.0f}) ({outcome}: {detail[:300]})"
+    return outcome, detail
 
 
 def worker(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = build_seeds()
-    pool = [s.data for s in seeds if s.kind == "file"]
-    counts: dict[str, int] = {}
+    log = os.open(out / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)  # TensorFlow's C++ logs and the commands' output: not the terminal's
+    os.dup2(log, 2)
+    names, scratch, store = args.target, Path(args.scratch), Path(args.store)
+    started = time.time()
+    seeds, ctx = _setup(args, names, store, scratch)
+    counts: dict[str, dict[str, int]] = {name: {} for name in names}
+    signatures: dict[str, dict[str, int]] = {}  # target -> finding signature -> cases
+    seconds: dict[str, float] = {"setup": time.time() - started}
+    done = {name: json.loads(args.done).get(name, 0) for name in names}  # cases of each target so far
+    spent = json.loads(args.spent)  # seconds each target has run, in earlier workers too
     signal.signal(signal.SIGALRM, _alarm)
     # A safety net for the machine: a runaway allocation fails here instead of taking it all.
     limit = int(args.address_space_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
-        slots = {s.name: Slot(Path(tmp) / f"fuzz{s.name}") for s in seeds if s.kind == "archive"}
-        for variant in ("plain", "gz"):  # an MNIST folder per variant, its two files rewritten per case
-            (Path(tmp) / variant).mkdir()
-        slots.update({s.name: Slot(Path(tmp) / ("gz" if s.name.endswith(".gz") else "plain") / s.name)
-                      for s in seeds if s.kind == "idx"})  # fmt: skip
-        current, state_slot = Slot(out / "current.bin"), Slot(out / "current.json")
-        for index in range(args.first, args.last):
-            if time.time() > args.deadline:
-                break
-            rng = random.Random(args.seed * 1_000_003 + index)
-            seed = rng.choice(seeds)
-            data = mutate(rng, seed, pool)
-            current.put(data)
-            state = {"index": index, "seed": f"{seed.kind}:{seed.name}", "counts": counts, "rss_mb": _rss_mb()}
+    state_slot, current = Slot(out / "current.json"), Slot(out / "current.bin")
+    for index in range(args.first, args.last):
+        if time.time() > args.deadline:
+            break
+        # A run of --cases takes the targets in turn; a timed run gives each the same time.
+        name = names[index % len(names)] if args.cases else min(names, key=lambda n: (spent.get(n, 0.0), n))
+        k, began = done[name], time.time()
+        done[name] += 1
+        try:  # a bug of the fuzzer's own is counted and shown, and the run goes on
+            case = targets.make_case(random.Random(f"{args.seed}:{name}:{k}"), seeds[name], ctx["pools"])
+            if case.seed.kind != "folder":
+                current.put(case.data)
+            state = {"index": index, "target": name, "k": k, "started": began, "counts": counts, "seconds": seconds,
+                     "signatures": signatures, "rss_mb": _peak_mb(),
+                     "case": case_meta(case, store) if case.seed.kind == "folder" else None}  # fmt: skip
             state_slot.put(json.dumps(state).encode())
-            before = _rss_mb()
-            signal.alarm(args.case_seconds)
-            outcome, detail = run_case(seed, data, slots)
-            signal.alarm(0)
-            if _rss_mb() - before > args.memory_mb and outcome != "hang":
-                outcome, detail = "memory", f"peak RSS {before:.0f} -> {_rss_mb():.0f} MB ({outcome})"
-            counts[outcome] = counts.get(outcome, 0) + 1
-            if outcome.startswith(("crash", "bad-result", "memory", "hang")):
-                _save(out, outcome, index, seed, data, detail)
-    state = {"counts": counts, "rss_mb": _rss_mb(), "done": True}
-    state_slot.put(json.dumps(state).encode())
+            outcome, detail = measured(case, ctx, args, args.memory_mb or targets.MEMORY_MB[name])
+            if is_finding(outcome):
+                _save(out, outcome, k, case, detail, ctx["root"], store)
+                found = signatures.setdefault(name, {})
+                found[signature(outcome, detail)] = found.get(signature(outcome, detail), 0) + 1
+        except Exception:  # noqa: BLE001
+            outcome = "harness:error"
+            print(f"case {k} of {name}: {traceback.format_exc()}", file=sys.stderr)
+        seconds[name] = seconds.get(name, 0.0) + time.time() - began
+        spent[name] = spent.get(name, 0.0) + time.time() - began
+        counts[name][outcome] = counts[name].get(outcome, 0) + 1
+    state_slot.put(json.dumps({"counts": counts, "seconds": seconds, "signatures": signatures, "rss_mb": _peak_mb(),
+                               "done": True}).encode())  # fmt: skip
 
 
-def _merge(total: dict[str, int], part: dict[str, int]) -> None:
-    for key, n in part.items():
-        total[key] = total.get(key, 0) + n
+# ---------------------------------------------------------------------------
+# Parent
+# ---------------------------------------------------------------------------
+
+
+def _merge(total: dict, part: dict) -> None:
+    for target, outcomes in part.items():
+        mine = total.setdefault(target, {})
+        for key, n in outcomes.items():
+            mine[key] = mine.get(key, 0) + n
+
+
+def _watch(proc: subprocess.Popen, state_path: Path, case_seconds: int) -> str | None:
+    """Wait for the worker; kill it if one case runs far past --case-seconds (stuck in C code,
+    where the alarm cannot interrupt it). Returns "hang" if it was killed so."""
+    while proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if "started" in state and time.time() - state["started"] > case_seconds + 30:
+            proc.kill()
+            proc.wait()
+            return "hang"
+    return None
 
 
 def parent(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    names = args.target or list(targets.TARGETS)
+    store = Path(args.store) if args.store else fuzz_seeds.default_store()
+    started = time.time()
     deadline = time.time() + (args.minutes * 60 if args.minutes else 10**9)
     last = args.cases if args.cases else 10**12
-    counts: dict[str, int] = {}
-    first, peak, started = 0, 0.0, time.time()
-    while first < last and time.time() < deadline:
-        (out / "current.json").unlink(missing_ok=True)
-        cmd = [sys.executable, __file__, "--worker", "--seed", str(args.seed), "--first", str(first),
-               "--last", str(last), "--deadline", str(deadline), "--out", str(out),
-               "--case-seconds", str(args.case_seconds), "--memory-mb", str(args.memory_mb),
-               "--address-space-gb", str(args.address_space_gb)]  # fmt: skip
-        proc = subprocess.run(cmd)
-        state = json.loads((out / "current.json").read_text()) if (out / "current.json").exists() else {}
-        _merge(counts, state.get("counts", {}))
-        peak = max(peak, state.get("rss_mb", 0.0))
-        if state.get("done"):
-            break
-        if not state:
-            raise SystemExit(f"the fuzz worker failed before its first case (exit {proc.returncode})")
-        outcome = f"signal:{-proc.returncode}" if proc.returncode < 0 else f"exit:{proc.returncode}"
-        counts[outcome] = counts.get(outcome, 0) + 1
-        index = state["index"]
-        (out / "findings").mkdir(exist_ok=True)
-        shutil.copy(out / "current.bin", out / "findings" / f"{outcome.replace(':', '-')}-{index}.bin")
-        first = index + 1
-    cases = sum(counts.values())
-    findings = {k: n for k, n in counts.items() if k.startswith(("crash", "bad-result", "memory", "hang", "signal", "exit"))}
-    return {"seed": args.seed, "cases": cases, "seconds": round(time.time() - started, 1), "outcomes": counts,
-            "findings": findings, "worker_peak_rss_mb": round(peak, 1)}  # fmt: skip
+    counts: dict[str, dict[str, int]] = {}
+    seconds: dict[str, float] = {}  # per target, and the workers' setup
+    signatures: dict[str, dict[str, int]] = {}
+    first, peak = 0, 0.0
+    shm = Path("/dev/shm")
+    scratch = Path(tempfile.mkdtemp(prefix="cifarkit-fuzz-", dir=shm if shm.is_dir() else None))
+    try:
+        while first < last and time.time() < deadline:
+            (out / "current.json").unlink(missing_ok=True)
+            cmd = [sys.executable, __file__, "--worker", "--seed", str(args.seed), "--first", str(first),
+                   "--last", str(last), "--deadline", str(deadline), "--out", str(out), "--scratch", str(scratch),
+                   "--store", str(store), "--case-seconds", str(args.case_seconds), "--memory-mb", str(args.memory_mb),
+                   "--address-space-gb", str(args.address_space_gb), "--cases", str(args.cases),
+                   "--done", json.dumps({t: sum(o.values()) for t, o in counts.items()}),
+                   "--spent", json.dumps(seconds)] + [a for n in names for a in ("--target", n)]  # fmt: skip
+            proc = subprocess.Popen(cmd)
+            killed = _watch(proc, out / "current.json", args.case_seconds)
+            state = _state(out / "current.json")
+            _merge(counts, state.get("counts", {}))
+            _merge(signatures, state.get("signatures", {}))
+            for key, value in state.get("seconds", {}).items():
+                seconds[key] = round(seconds.get(key, 0.0) + value, 1)
+            peak = max(peak, state.get("rss_mb", 0.0))
+            if state.get("done"):
+                break
+            if "index" not in state:
+                raise SystemExit(f"the fuzz worker failed before its first case (exit {proc.returncode}); "
+                                 f"see {out / 'worker.log'}")  # fmt: skip
+            code = proc.returncode
+            outcome = killed or (f"signal:{-code}" if code < 0 else f"exit:{code}")
+            _merge(counts, {state["target"]: {outcome: 1}})
+            _merge(signatures, {state["target"]: {f"{outcome}: {(state.get('case') or {}).get('op', '')}": 1}})
+            _save_died(out, scratch, state, outcome)
+            first = state["index"] + 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    merged: dict[str, int] = {}
+    for outcomes in counts.values():
+        for key, n in outcomes.items():
+            merged[key] = merged.get(key, 0) + n
+    findings = {t: {k: n for k, n in o.items() if is_finding(k)} for t, o in counts.items()}
+    findings = {t: f for t, f in findings.items() if f}
+    return {"seed": args.seed, "cases": sum(merged.values()), "seconds": round(time.time() - started, 1),
+            "outcomes": merged, "by_target": counts, "findings": findings, "worker_peak_rss_mb": round(peak, 1),
+            "seconds_by_target": seconds, "signatures": signatures, "store": str(store)}  # fmt: skip
+
+
+def _state(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or the worker died before its first case
+        return {}
+
+
+def _save_died(out: Path, scratch: Path, state: dict, outcome: str) -> None:
+    """The case a worker died on: its sandbox (folder targets) or its bytes."""
+    findings = out / "findings"
+    findings.mkdir(exist_ok=True)
+    stem = f"{outcome.replace(':', '-')}-{state['target']}-{state['k']}"
+    if state.get("case") and (scratch / "case").is_dir():
+        save_folder(findings, stem, scratch / "case", state["case"], outcome, "the worker died on this case")
+    elif (out / "current.bin").exists():
+        shutil.copy(out / "current.bin", findings / f"{stem}.bin")
+
+
+def replay(folder: Path) -> None:
+    """Read a saved folder case again, in a copy, and print its outcome."""
+    meta = json.loads((folder / "case.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="cifarkit-replay-") as tmp:
+        root = Path(tmp) / "case"
+        shutil.copytree(folder, root, symlinks=True)
+        _move_paths(root, meta["root"], str(root))
+        outcome, detail = run_folder_case(case_of(meta), root, Path(meta["store"]), written=True)
+    print(f"{outcome}\n{detail}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=0, help="stop after this long (default: --cases decides)")
-    ap.add_argument("--cases", type=int, default=0, help="stop after this many cases")
+    ap.add_argument("--cases", type=int, default=0, help="stop after this many cases (all targets together)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", action="append", choices=list(targets.TARGETS), help="a target (repeatable); default all")
+    ap.add_argument("--list", action="store_true", help="describe the targets and exit")
     ap.add_argument("--out", default="fuzz-out", help="findings are saved in OUT/findings/")
+    ap.add_argument("--store", default="", help="where the on-disk seeds are kept (default: a temporary folder)")
     ap.add_argument("--case-seconds", type=int, default=10, help="a case running longer is a finding")
-    ap.add_argument("--memory-mb", type=float, default=64, help="a case raising peak RSS more is a finding")
+    ap.add_argument("--memory-mb", type=float, default=0,
+                    help="a case raising resident memory more is a finding (default: 64 MB for the byte readers, "
+                         "300 MB for the rest)")  # fmt: skip
     ap.add_argument("--address-space-gb", type=float, default=4, help="the worker's RLIMIT_AS")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--last", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--deadline", type=float, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--replay", type=Path, help="read a saved folder case again and print its outcome")
+    for hidden in ("--worker", "--build-seeds"):
+        ap.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
+    for hidden, kind, default in (("--first", int, 0), ("--last", int, 0), ("--deadline", float, 0), ("--scratch", str, ""),
+                                  ("--done", str, "{}"), ("--spent", str, "{}")):  # fmt: skip
+        ap.add_argument(hidden, type=kind, default=default, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.list:
+        print("\n".join(f"{name:<18}{text}" for name, text in targets.TARGETS.items()))
+        return
+    if args.build_seeds:
+        return fuzz_seeds.build_store(Path(args.store))
     if args.worker:
         return worker(args)
+    if args.replay:
+        return replay(args.replay)
     if not args.minutes and not args.cases:
         ap.error("give --minutes or --cases")
     summary = parent(args)
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"{summary['cases']} cases in {summary['seconds']} s (seed {args.seed}), worker peak RSS "
-          f"{summary['worker_peak_rss_mb']} MB")  # fmt: skip
-    for outcome, n in sorted(summary["outcomes"].items(), key=lambda kv: -kv[1]):
-        print(f"  {n:7d}  {outcome}")
-    print(f"findings: {summary['findings'] or 'none'}" + (f" (saved in {args.out}/findings/)" if summary["findings"] else ""))
+    print(f"{summary['cases']} cases in {summary['seconds']} s (seed {args.seed}; the workers' setup "
+          f"{summary['seconds_by_target'].get('setup', 0):.0f} s), worker peak RSS {summary['worker_peak_rss_mb']} MB")  # fmt: skip
+    for target, outcomes in summary["by_target"].items():
+        spent = summary["seconds_by_target"].get(target, 0)
+        print(f"  {target} ({spent:.0f} s): " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items(), key=lambda kv: -kv[1])))
+    found = summary["findings"]
+    print(f"findings: {found or 'none'}" + (f" (saved in {args.out}/findings/)" if found else ""))
+    for target, kinds in summary["signatures"].items():
+        for text, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            print(f"  {n:6d}  {target}  {text}")
 
 
 if __name__ == "__main__":
