@@ -67,6 +67,10 @@ def _image_record(image, encoding: str, quality: int, sized: bool) -> dict:
 def image_features(images, encoding: str, quality: int) -> Iterator[dict]:
     """The image part of each record, a shard's arrays encoded in one pass. Image files (a
     photo tree) carry their height and width; under ``auto`` a JPEG or PNG keeps its own bytes."""
+    if isinstance(images, list):  # arrays of mixed sizes (a re-exported photo tree): each carries its size
+        for image in images:
+            yield _image_record(image, "png" if encoding == "auto" else encoding, quality, True)
+        return
     if isinstance(images, LazyImages):
         for path in images.paths:
             stored = stored_bytes(path) if encoding == "auto" else None
@@ -114,10 +118,12 @@ def write_shard(path: str, split: str, start: int, width: int, images, labels, c
 
 def features_of(dataset, encoding: str) -> dict[str, dict]:
     """features.json's entries for what :func:`write_shard` writes from ``dataset``."""
-    files = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
+    batches = [b for bs in dataset.batches.values() for b in bs]
+    # Image files, or arrays of mixed sizes (a list), are written with each image's own size.
+    files = any(isinstance(b.images, (LazyImages, list)) for b in batches)
     shape = (None, None, 3)
     if not files:
-        shapes = {b.images.shape[1:] for bs in dataset.batches.values() for b in bs if len(b)}
+        shapes = {b.images.shape[1:] for b in batches if len(b)}
         shape = shapes.pop() if len(shapes) == 1 else shape
     if encoding == "raw":
         image = tfds_info.tensor_feature(shape, "uint8", "bytes")

@@ -303,3 +303,21 @@ def test_whatever_the_python_parser_accepts_tensorflow_parses_without_an_undecod
         except tf.errors.InvalidArgumentError:
             pass  # a readable message: a value of the wrong type or count
     assert accepted > 200
+
+
+@pytest.mark.parametrize("encoding", ["auto", "raw"])
+def test_a_tfrecord_export_of_mixed_image_sizes_exports_again_with_the_same_pixels(tmp_path, encoding):
+    from tests.synth import make_image_folder
+
+    truth = make_image_folder(tmp_path / "photos", sizes=((40, 30), (17, 23)))
+    first = tmp_path / "raw"
+    export_dataset(open_source(tmp_path / "photos"), first, ExportOptions(format="tfrecord", encoding="raw", workers=1,
+                                                                          quiet=True))  # fmt: skip
+    again = tmp_path / "again"
+    export_dataset(open_source(first), again, ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True))
+    back = open_source(again)
+    for split, expected in truth.splits.items():
+        images = back.batches[split][0].images
+        assert [image.shape for image in images] == [image.shape for image in expected.images]
+        assert all(np.array_equal(a, b) for a, b in zip(images, expected.images))
+        assert back.batches[split][0].labels.tolist() == list(expected.labels)
