@@ -142,6 +142,9 @@ def read_folder_info(root: Path) -> TfdsFolder:
         raise SourceError(f"{root}: TFDS file format {info.fileFormat!r}; cifarkit reads tfrecord only")
     listed = root / INFO_FILE
     folder_names([s.name for s in info.splits], "split", listed)  # no two splits in one folder
+    empty = [s.name for s in info.splits if not s.shardLengths]
+    if empty:  # TFDS's reader refuses such a split too ("corresponds to no data")
+        raise SourceError(f"{listed}: the split {empty[0]!r} lists no shards (shardLengths is empty), so it holds no data")
     name = info.name or root.parent.name or "dataset"  # a folder's own name: one component
     labels = {key: _label_names(root, key, features[key].classLabel) for key in LABEL_KEYS
               if key in features and features[key].classLabel is not None}  # fmt: skip

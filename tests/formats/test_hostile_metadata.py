@@ -259,6 +259,18 @@ def test_a_five_thousand_digit_shard_length_is_refused(tfrecord_export, tmp_path
     assert "shardLengths" in error if digits.startswith('"') else "number out of range" in error
 
 
+@pytest.mark.parametrize("edit", [lambda split: split.update(shardLengths=[]), lambda split: split.pop("shardLengths")])
+def test_a_split_listing_no_shards_is_refused_as_tfds_refuses_it(tfrecord_export, tmp_path, edit):
+    source = tfds_folder(tfrecord_export, tmp_path / "tfds")
+    edit_json(source / "dataset_info.json", lambda info: (edit(info["splits"][-1]), info)[1])
+    split = json.loads((source / "dataset_info.json").read_text())["splits"][-1]["name"]
+    for command in (["info", str(source)], ["export", "--data", str(source), "--format", "png", "--out",
+                                            str(tmp_path / "out"), "--workers", "1"]):  # fmt: skip
+        one_line_error(runner.invoke(app, command), "dataset_info.json", repr(split), "no shards")
+    with pytest.raises(SourceError, match="no shards"):
+        data.open_data(source)
+
+
 def test_the_shard_lengths_the_metadata_lists_are_on_the_typed_folder(tfrecord_export):
     folder = tfds.read_folder_info(tfrecord_export)
     assert folder.lengths == {"train": [15, 15], "test": [5, 5]} and folder.counts == {"train": 30, "test": 10}
