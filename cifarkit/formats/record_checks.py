@@ -71,7 +71,7 @@ def _check_declared_size(records) -> None:
     shard could hold one record of is refused before TensorFlow allocates it."""
     if records.image not in ("ints", "bytes"):
         return
-    values = math.prod(records.shape)
+    values = math.prod(d for d in records.shape if d is not None)  # a dimension that varies: at least 1
     largest = max((os.path.getsize(s) for shards in records.files.values() for s in shards), default=0)
     if values > largest:
         raise SourceError(f"{records.root / 'features.json'}: declares images of shape {list(records.shape)} "

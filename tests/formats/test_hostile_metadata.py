@@ -212,6 +212,16 @@ def test_a_30000_square_tensor_without_encoding_is_refused_before_tensorflow(tfr
         one_line_error(runner.invoke(app, command), "features.json", "100,000,000 pixels")
 
 
+@pytest.mark.parametrize("dims", [["30000", "-1", "3"], ["-1", "30000", "3"]])
+def test_a_declared_raw_shape_with_a_varying_dimension_is_sized_by_its_known_ones(tfrecord_export, tmp_path, dims):
+    source = tfds_folder(tfrecord_export, tmp_path / "tfds")
+    tensor = {"pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+              "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": dims}}}
+    _features(source, lambda f: f.update(image=tensor))
+    for command in (["info", str(source)], ["stats", "--data", str(source), "--out", str(tmp_path / "s.json")]):
+        one_line_error(runner.invoke(app, command), "features.json", "90,000 values", "more than any of its shards")
+
+
 def test_the_pixel_budget_of_declared_shapes_is_the_image_decoders():
     from cifarkit.sources import image_file
 
