@@ -32,6 +32,7 @@ INFO_FILE = "dataset_info.json"
 FEATURES_FILE = "features.json"
 TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # TFDS's DEFAULT_FILENAME_TEMPLATE
 MAX_CHANNELS = 4  # RGBA
+IMAGE_CHANNELS = (-1, 1, 3, 4)  # an Image feature's last dimension: what TensorFlow's image decoders produce
 LABEL_KEYS = ("label", "coarse_label")  # the ClassLabel features cifarkit reads
 
 MAX_PIXELS = 100_000_000  # as for image files (cifarkit.sources.image_file.MAX_PIXELS): 10000 x 10000
@@ -62,6 +63,14 @@ class ImageSpec(Strict):
     shape: Shape = Shape()
     dtype: Text = "uint8"
     encodingFormat: Text = ""
+
+    @pydantic.field_validator("shape")
+    @classmethod
+    def _channels(cls, shape: Shape) -> Shape:
+        # what an image decoder can produce (-1: the file's own, decoded as RGB)
+        if shape.dimensions and shape.dimensions[-1] not in IMAGE_CHANNELS:
+            raise ValueError(f"an image of {shape.dimensions[-1]} channels; an image has 1, 3 or 4 (or -1)")
+        return shape
 
 
 class TensorSpec(Strict):

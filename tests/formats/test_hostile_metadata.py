@@ -222,6 +222,17 @@ def test_a_declared_raw_shape_with_a_varying_dimension_is_sized_by_its_known_one
         one_line_error(runner.invoke(app, command), "features.json", "90,000 values", "more than any of its shards")
 
 
+@pytest.mark.parametrize("channels", ["100000", "2", "0"])
+def test_an_image_feature_of_channels_no_decoder_produces_is_refused_where_features_json_is_read(
+        tfrecord_export, tmp_path, channels):  # fmt: skip
+    source = tfds_folder(tfrecord_export, tmp_path / "tfds")
+    _features(source, lambda f: f["image"]["image"]["shape"].update(dimensions=["32", "32", channels]))
+    one_line_error(runner.invoke(app, ["info", str(source)]), "features.json", "image.shape")
+    with pytest.raises(SourceError, match="features.json") as caught:
+        data.open_data(source)  # before TensorFlow's decoder refuses it inside tf.data
+    assert "\n" not in str(caught.value)
+
+
 def test_the_pixel_budget_of_declared_shapes_is_the_image_decoders():
     from cifarkit.sources import image_file
 
