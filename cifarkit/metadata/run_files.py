@@ -76,7 +76,7 @@ class RunConfigFile(Strict):
     weight_decay: Optional[Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]] = None
     schedule: Optional[Name] = None
     label_smoothing: Optional[Fraction] = None
-    seed: Annotated[int, pydantic.Field(ge=-(2**63), lt=2**63)] = 0
+    seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0  # what numpy's and Keras's seeding accept
     precision: Name = "float32"
     jit: Optional[bool] = None
     steps_per_execution: Positive = 8

@@ -61,6 +61,8 @@ def one_line(error: CifarkitError, path: Path | str) -> str:
         (json.dumps(with_(CONFIG, holdout=-1)), "holdout: Input should be greater than or equal to 0"),
         ('{"holdout": 1' + "0" * 5000 + "}", "Invalid JSON"),  # a 5,001-digit number
         (json.dumps(with_(CONFIG, lr=0)), "lr: Input should be greater than 0"),
+        (json.dumps(with_(CONFIG, seed=-1)), "seed: Input should be greater than or equal to 0"),
+        (json.dumps(with_(CONFIG, seed=2**32)), "seed: Input should be less than 4294967296"),
         (json.dumps(with_(CONFIG, momentum=1.5)), "momentum: Input should be less than 1"),
         (json.dumps(with_(CONFIG, eval_split="  ")), "eval_split: "),
         (json.dumps(with_(CONFIG, model_options=[1])), "model_options: Input should be"),
