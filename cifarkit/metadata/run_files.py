@@ -19,6 +19,7 @@ import pydantic
 
 from ..errors import OutputError, SourceError
 from .jsonfile import Strict, parse_json, read_bytes_capped
+from .names import unsafe_reason
 
 MAX_RUN_FILE_BYTES = 8 * 1024 * 1024  # a report or backup state of thousands of epochs is under 1 MB
 MAX_INT = 2**31 - 1  # epochs, batch sizes, crops: far above any run
@@ -158,9 +159,20 @@ class BackupState(Strict):
     serial: Annotated[int, pydantic.Field(ge=0, le=2**40)]
     epoch: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)]
     step: Annotated[int, pydantic.Field(ge=0, le=2**40)]  # steps into ``epoch``; 0: the epoch is whole
-    weights: Annotated[str, pydantic.Field(pattern=WEIGHTS_NAME.pattern)]
+    weights: Text  # a file name beside state.json
     saved_at: Text = ""
     callbacks: CallbackStates
+
+    @pydantic.field_validator("weights")
+    @classmethod
+    def _weights_file(cls, name: str) -> str:
+        # pydantic's pattern is searched, not matched whole: a longer name would pass it
+        why = unsafe_reason(name)  # what path_component refuses, in this parser's words
+        if why is not None:
+            raise ValueError(f"the weights file name {name[:40]!r}... {why}; it cannot be a file name")
+        if not WEIGHTS_NAME.fullmatch(name):
+            raise ValueError(f"{name[:80]!r} is not a weights file name the trainer writes")
+        return name
 
 
 def read_backup_state(path: Path) -> BackupState:

@@ -143,7 +143,9 @@ def write_backup(folder: Path, content: str) -> Path:
         (DEEP, "nested more than"),
         (json.dumps(with_(BACKUP, epoch=-1)), "epoch: Input should be greater than or equal to 0"),
         (json.dumps(with_(BACKUP, epoch=11)), "epoch: 11, but the run has 10 epochs"),
-        (json.dumps(with_(BACKUP, weights="../../etc/passwd")), "weights: String should match pattern"),
+        (json.dumps(with_(BACKUP, weights="../../etc/passwd")), "holds a path separator"),
+        (json.dumps(with_(BACKUP, weights=WEIGHTS * 12)), "is longer than 255 bytes"),  # was ENAMETOOLONG
+        (json.dumps(with_(BACKUP, weights=WEIGHTS + ".old")), "not a weights file name the trainer writes"),
         (json.dumps(with_(BACKUP, callbacks={"learning_rate": {"wait": "1"}})), "callbacks.learning_rate.wait"),
         (json.dumps(with_(BACKUP, callbacks={"history": {"rows": [[]] * 3}})), "callbacks.history.rows.0"),
         (json.dumps(with_(BACKUP, callbacks={"checkpoints": {"best": "NaN"}})), "callbacks.checkpoints.best"),
