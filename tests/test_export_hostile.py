@@ -288,3 +288,62 @@ def test_a_manifest_naming_files_outside_the_export_is_refused(cifar10_tar, tmp_
     (out / "manifest.csv").write_text(manifest)
     with pytest.raises(UnsafeInputError, match="outside"):
         open_source(out)
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        chunks.append(data[at : at + 12 + length])
+        at += 12 + length
+    return chunks
+
+
+def _with_crc(kind_and_data: bytes) -> bytes:
+    import zlib
+
+    return len(kind_and_data[4:]).to_bytes(4, "big") + kind_and_data + zlib.crc32(kind_and_data).to_bytes(4, "big")
+
+
+def _ihdr_interlace(data: bytes, value: int) -> bytes:
+    chunks = _png_chunks(data)
+    body = bytearray(chunks[0][4:-4])
+    body[4 + 12] = value
+    return data[:8] + _with_crc(bytes(body)) + b"".join(chunks[1:])
+
+
+def _idat_damaged(data: bytes) -> bytes:
+    chunks = _png_chunks(data)
+    idat = next(i for i, c in enumerate(chunks) if c[4:8] == b"IDAT")
+    body = bytearray(chunks[idat][4:-4])
+    body[4 + 10 : 4 + 20] = bytes(10)  # inside the compressed pixels; the chunk's CRC made right
+    chunks[idat] = _with_crc(bytes(body))
+    return data[:8] + b"".join(chunks)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d[:8] + _png_chunks(d)[0] + b"".join(_png_chunks(d)),  # IHDR twice
+    lambda d: _ihdr_interlace(d, 255),
+    _idat_damaged,
+])  # fmt: skip
+def test_a_png_that_a_record_reader_would_refuse_is_refused_by_the_export_check(tmp_path, damage):
+    from tests.synth import make_image_folder
+
+    make_image_folder(tmp_path / "photos")
+    victim = tmp_path / "photos" / "train" / "cat" / "cat_000.png"
+    victim.write_bytes(damage(victim.read_bytes()))
+    from PIL import Image
+
+    with Image.open(victim) as image:
+        image.verify()  # the chunks and their CRCs are whole: only a decoder finds what is wrong
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", "--data", str(tmp_path / "photos"), "--format", "tfrecord",
+                                 "--out", str(out), "--workers", "1", "--quiet"])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("cifarkit: error: 1 of 10 image files cannot be read") and str(victim) in line, line
+    assert not any(out.glob("*.tfrecord-*"))
+    result = runner.invoke(app, ["export", "--data", str(tmp_path / "photos"), "--format", "tfrecord",
+                                 "--out", str(out), "--workers", "1", "--quiet", "--skip-bad"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sum(len(b) for bs in open_source(out).batches.values() for b in bs) == 9

@@ -50,6 +50,8 @@ def check_file(path: str | Path) -> FileCheck:
                     image.load()
                 elif fmt == "PNG":
                     image.verify()
+            if fmt == "PNG":
+                _check_png(Path(path))
         if fmt not in PASSTHROUGH:
             read_image(Path(path))  # the decode an export does anyway, with its checks
         kind = fmt.lower() if mode in PASSTHROUGH.get(fmt, ()) else None
@@ -59,6 +61,24 @@ def check_file(path: str | Path) -> FileCheck:
     except Exception as exc:  # Pillow raises many kinds for a damaged file
         reason = (str(exc).strip().splitlines() or [""])[0]
         return FileCheck(str(path), None, error=f"{path}: cannot decode image ({type(exc).__name__}: {reason})")
+
+
+def _check_png(path: Path) -> None:
+    """What a record reader would refuse of these bytes, stored as they are: the header the
+    record checks read (:func:`.record_checks.encoded_size`), the chunk layout libpng requires,
+    and the compressed pixels, decoded in full (``verify`` reads the chunks only)."""
+    from PIL import Image
+
+    from .codecs.png import structure_problem
+    from .record_checks import encoded_size, size_refusal
+
+    data = path.read_bytes()
+    size = encoded_size(data)
+    problem = "its header gives no size" if size is None else size_refusal(*size, len(data)) or structure_problem(data)
+    if problem is not None:  # before the pixels are decoded
+        raise SourceError(f"{path}: not a PNG every decoder reads ({problem})")
+    with Image.open(path) as image:
+        image.load()
 
 
 def check_files(paths: list[str]) -> list[FileCheck]:

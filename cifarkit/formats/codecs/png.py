@@ -72,3 +72,29 @@ def encode_pngs(images: np.ndarray) -> Iterator[bytes]:
 def encode_png(image: np.ndarray) -> bytes:
     """Encode one (H, W, 3) uint8 image as a lossless PNG."""
     return next(encode_pngs(np.asarray(image)[None]))
+
+
+# IHDR's colour types and the bit depths each allows (the PNG specification, table 11.1)
+_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def structure_problem(data: bytes) -> str | None:
+    """What libpng (TensorFlow's PNG decoder) refuses before the pixels that Pillow's ``verify``
+    lets through: a header field out of range, IHDR not first or twice, no IDAT, nothing after
+    IEND. Chunk CRCs and the compressed data are checked by Pillow."""
+    at, seen = 8, []
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind == b"IHDR" and (seen or length != 13):
+            return "a second or misplaced IHDR chunk" if seen else "an IHDR chunk of the wrong length"
+        if kind == b"IHDR":
+            depth, colour, compression, filtering, interlace = data[at + 16 : at + 21]
+            if depth not in _DEPTHS.get(colour, ()) or (compression, filtering) != (0, 0) or interlace > 1:
+                return f"an invalid IHDR (bit depth {depth}, colour type {colour}, interlace {interlace})"
+        seen.append(kind)
+        at += 12 + length
+        if kind == b"IEND":
+            break
+    if not seen or seen[0] != b"IHDR" or b"IDAT" not in seen or seen[-1] != b"IEND":
+        return "its chunks are not IHDR first, then IDAT, then IEND last"
+    return None
