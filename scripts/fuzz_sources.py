@@ -28,6 +28,7 @@ export, stats, cifarkit.load, evaluate's and train's run-folder reads, predict).
                      images, the counts written, nothing written outside the output folder)
   SourceError, ...   one of cifarkit's own errors (the name of its class)
   tf:DataLossError   a corrupt record, which the CLI reports in one line naming its shard
+  tf:InvalidArgumentError  an image in a record that does not decode: the CLI names its shard and record
   crash:TYPE         any other exception escaped: a finding
   tf:TYPE            another TensorFlow error: one line at the CLI, but the input reached
                      TensorFlow unchecked and the line names no file: a finding
@@ -82,7 +83,9 @@ from fuzz_ops import HarnessError, Slot
 from fuzz_targets import Case
 
 FINDINGS = ("crash", "bad-result", "memory", "hang", "signal", "exit", "tf:", "harness")
-ACCEPTED = ("tf:DataLossError",)  # the CLI names the corrupt record's shard (docs/RELIABILITY.md)
+# The CLI names the corrupt record's shard (docs/RELIABILITY.md): framing damage TensorFlow finds
+# (DataLossError), or an image whose data its decoder refuses under a correct CRC (InvalidArgumentError).
+ACCEPTED = ("tf:DataLossError", "tf:InvalidArgumentError")
 
 
 def is_finding(outcome: str) -> bool:
@@ -141,7 +144,7 @@ def classify(exc: BaseException, child_memory: bool = False) -> tuple[str, str]:
             return type(named).__name__, str(named)
         line = tensorflow_error(exc) or str(exc)
         kind = type(exc).__name__
-        return (f"tf:{kind}" if kind != "DataLossError" or ".tfrecord" in line else "tf:DataLossError-unnamed"), line
+        return (f"tf:{kind}" if f"tf:{kind}" not in ACCEPTED or ".tfrecord" in line else f"tf:{kind}-unnamed"), line
     return f"crash:{type(exc).__name__}", traceback.format_exc()
 
 

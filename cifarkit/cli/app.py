@@ -85,6 +85,11 @@ def tensorflow_error(exc: Exception) -> str | None:
     named = source_error_in(exc)  # a file that cifarkit's own reader refused inside tf.data
     if named is not None:
         return str(named)
+    from ..formats.tfrecord_read import name_undecodable_image
+
+    undecodable = name_undecodable_image(exc.message or "")  # an image in a record: name its shard
+    if undecodable is not None:
+        return f"the data is corrupt (re-export or re-download it): {undecodable}"
     text = re.sub(r"\{\{[^}]*\}\}", "", exc.message or "")  # {{function_node ...}} {{node ...}}
     text = re.split(r"\s*\[\[|\s*\[Op:", text)[0]  # [[...]] node context, [Op:...] suffix
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -253,3 +253,42 @@ def name_corrupt_shard(message: str) -> str:
         shard, offset = bad[0]
         return f"{shard}: bad record at {offset} ({message})"
     return message
+
+
+# TensorFlow's image decoders, refusing an image whose header passed the record checks but whose
+# data does not decode; they name neither the shard nor the record.
+UNDECODABLE = ("Invalid PNG data", "Invalid JPEG data", "Uncompress failed", "Unknown image file format",
+               "Input size should match", "Got 0 frames")  # fmt: skip
+
+
+def name_undecodable_image(message: str) -> str | None:
+    """For TensorFlow's refusal of an encoded image in a record: the shard and record of the first
+    image in the opened shards that Pillow cannot decode either, else the latest opened shard.
+    None for any other message, or when no shard was opened. Runs only after such an error."""
+    found = [message.index(kind) for kind in UNDECODABLE if kind in message]
+    if not OPENED_SHARDS or not found:
+        return None
+    import io
+    import re
+
+    message = re.split(r"\s*\[\[|\s*\[Op:|\n", message[min(found):])[0].strip()  # TensorFlow's words only
+
+    from PIL import Image
+
+    from .codecs.example import NotAnExample, example_features, one_value
+    from .codecs.record_frame import FramingError, records_of
+
+    for shard in reversed(OPENED_SHARDS):
+        try:
+            for index, (_, data) in enumerate(records_of(shard)):
+                encoded = one_value(example_features(data).get("image"), bytes)
+                if encoded is None:
+                    continue
+                try:
+                    with Image.open(io.BytesIO(bytes(encoded))) as image:
+                        image.load()
+                except Exception:  # Pillow's many kinds of refusal: this is the image
+                    return f"{shard}: record {index} holds an image that cannot be decoded ({message})"
+        except (OSError, FramingError, NotAnExample):
+            continue
+    return f"{next(reversed(OPENED_SHARDS))}: an image in its records cannot be decoded ({message})"

@@ -16,7 +16,7 @@ import numpy as np
 from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
 from ..formats import FORMATS, tfds_info
-from ..formats.tfrecord_read import Records, describe, reader_for
+from ..formats.tfrecord_read import Records, describe, name_undecodable_image, reader_for
 from ..metadata.export_info import ExportInfo, read_export_info
 from .labelled import Batch, LabelledImages
 
@@ -61,11 +61,17 @@ def _read_split(records: Records, split: str) -> Batch:
     reader = reader_for(records)
     ds = (reader.coarse_build or reader._build)(split)  # any image sizes
     images, labels, coarse = [], [], []
-    for element in without_autotune(ds).as_numpy_iterator():
-        images.append(element[0])
-        labels.append(element[1])
-        if len(element) > 2:
-            coarse.append(element[2])
+    try:
+        for element in without_autotune(ds).as_numpy_iterator():
+            images.append(element[0])
+            labels.append(element[1])
+            if len(element) > 2:
+                coarse.append(element[2])
+    except Exception as exc:  # TensorFlow's InvalidArgumentError, from its decoders
+        named = name_undecodable_image(getattr(exc, "message", None) or "")
+        if named is None:
+            raise
+        raise SourceError(named) from None
     shapes = {image.shape for image in images}
     stacked = np.stack(images) if len(shapes) == 1 else images  # mixed sizes: a list of arrays
     if not images:

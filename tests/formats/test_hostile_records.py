@@ -321,3 +321,28 @@ def test_a_tfrecord_export_of_mixed_image_sizes_exports_again_with_the_same_pixe
         assert [image.shape for image in images] == [image.shape for image in expected.images]
         assert all(np.array_equal(a, b) for a, b in zip(images, expected.images))
         assert back.batches[split][0].labels.tolist() == list(expected.labels)
+
+
+def test_an_image_whose_data_does_not_decode_under_a_correct_crc_is_named_by_shard_and_record(export, tmp_path):
+    # The PNG's header passes the record checks; one byte of its compressed data is flipped (the
+    # record CRC made right again), so only the decoder finds it, deep inside tf.data.
+    folder = _copy(export, tmp_path / "damaged")
+    records = _records(folder / SHARD)
+    features = parse_example(records[3])
+    png = bytearray(features["image"][0])
+    idat = png.index(b"IDAT") + 4
+    png[idat : idat + 40] = bytes(40)  # zeros over the deflate stream's start: not a valid stream
+    crc = zlib.crc32(png[idat - 4 : idat + int.from_bytes(png[idat - 8 : idat - 4], "big")])
+    end = idat + int.from_bytes(png[idat - 8 : idat - 4], "big")
+    png[end : end + 4] = crc.to_bytes(4, "big")  # the chunk's own CRC right again too
+    features["image"] = [bytes(png)]
+    records[3] = example_bytes({k: v[0] if len(v) == 1 else tuple(v) for k, v in features.items()})
+    shard = _rewrite(folder, records)
+    for command in ("info", "stats"):
+        result = runner.invoke(app, [command, "--source", str(folder), "--no-verify"])
+        assert result.exit_code == 1, result.output
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("cifarkit: error: ") and "Traceback" not in result.output
+        assert f"{shard}: record 3 holds an image that cannot be decoded" in line, (command, line)
+    with pytest.raises(SourceError, match="record 3 holds an image that cannot be decoded"):
+        open_source(folder, verify=False)

@@ -23,8 +23,9 @@ FOLDER_TARGETS = (
     "manifest-csv", "export-state", "run-config", "report-json", "backup-state", "images", "tflite",
 )  # fmt: skip
 # Outcomes that are not findings: success, cifarkit's own one-line errors, and a corrupt record
-# that the CLI reports with its shard's name.
-ACCEPTED = {"ok", "SourceError", "UnsafeInputError", "ChecksumError", "UsageError", "OutputError", "tf:DataLossError"}
+# or an image in a record that does not decode, which the CLI reports with its shard's name.
+ACCEPTED = {"ok", "SourceError", "UnsafeInputError", "ChecksumError", "UsageError", "OutputError", "tf:DataLossError",
+            "tf:InvalidArgumentError"}
 PEAK_RSS_MB = 300  # the byte readers: numpy and cifarkit take ~60 MB; no case may take much more
 
 
