@@ -12,9 +12,9 @@
 from ._version import __version__
 from .data import DataReader, load, load_numpy, open_data  # TensorFlow is imported on first use only
 from .errors import CifarkitError
-from .export import ExportOptions, export_dataset
+from .formats.export import ExportOptions, export_dataset
 from .sources import LabelledImages, open_source
-from .keras_registry import install as _install_keras_layers
+from .modelio.layer_registry import install as _install_keras_layers
 
 _install_keras_layers()  # saved models load after `import cifarkit` alone; imports no Keras (see keras_registry)
 

@@ -22,9 +22,9 @@ import numpy as np
 from .errors import UsageError
 from .formats import adapter_for_export
 from .formats.tfrecord import name_corrupt_shard
-from .image_decode import source_error_in
-from .reader import AUTOTUNE, CIFAR_NAMES, CIFAR_SHAPE, DataReader, from_labelled, shard_policy, to_numpy
-from .reader import without_autotune
+from .readers.image_decode import source_error_in
+from .readers.reader import AUTOTUNE, CIFAR_NAMES, CIFAR_SHAPE, DataReader, from_labelled, shard_policy, to_numpy
+from .readers.reader import without_autotune
 
 DataSource = DataReader  # the earlier name, for code written against it
 
@@ -104,7 +104,7 @@ def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, ba
 
     ``name_or_path``: a path (any source or export) or a dataset name searched for as the CLI does.
     ``split``: a spec in TFDS's syntax (``"train[:90%]"``, ``"train+test"``, see
-    :mod:`cifarkit.splits`), a list of them (a list of datasets), or None (a dict of every split).
+    :mod:`cifarkit.readers.splits`), a list of them (a list of datasets), or None (a dict of every split).
     Elements are (uint8 (H, W, C) image, int64 label) with ``as_supervised``, else dicts with
     ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 (its archives, a TFRecord
     export, a TFDS-prepared folder), ``coarse_label``. ``batch_size=-1`` gives each split as one
@@ -113,7 +113,7 @@ def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, ba
     ``shuffle_files`` shuffles as ``tfds.load`` does where there are files to shuffle: a TFRecord
     folder whose metadata lists each shard's length (this version's exports, TFDS's folders) is
     read shard by shard in an order that changes at every iteration, 16 shards interleaved 16
-    records at a time; the records inside a shard keep their order (:mod:`cifarkit.file_shuffle`).
+    records at a time; the records inside a shard keep their order (:mod:`cifarkit.readers.file_shuffle`).
     Everything else shuffles its examples instead, each iteration anew: arrays held in memory (an
     archive) all at once; image files (one example each) and cifarkit 0.1's TFRecord exports, whose
     shard lengths are unknown, through a buffer of 10,000. ``seed`` makes either repeatable.
@@ -145,7 +145,7 @@ def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, bat
                shuffle: bool = False, image_size: int | None = None, seed: int | None = None):  # fmt: skip
     """The examples ``spec`` selects, in order (or shuffled, see :func:`load`), as :func:`load`
     hands them out."""
-    from .file_shuffle import can_shuffle_files
+    from .readers.file_shuffle import can_shuffle_files
 
     pieces = reader.pieces(spec)
     total = sum(len(p) for p in pieces)
@@ -185,7 +185,7 @@ def _files_shuffled(reader: DataReader, pieces: list, as_supervised: bool, coars
                     seed: int | None):  # fmt: skip
     import tensorflow as tf
 
-    from .file_shuffle import shuffled_files
+    from .readers.file_shuffle import shuffled_files
 
     ds = shuffled_files(reader, pieces, seed=seed, with_coarse=coarse, image_size=image_size)
     if as_supervised:

@@ -5,7 +5,7 @@ The model is what ``cifarkit train alexnet-cifar -m width=0.5 --augment-on devic
 uint8 images -> the cifar recipe's Augmentation layer -> alexnet-cifar at width 0.5 -> logits,
 SGD with momentum and weight decay, compiled by cifarkit.training.compile_for_training with each
 backend's defaults (TensorFlow: no XLA on a CPU; JAX: jit; PyTorch: eager, one step per call).
-Batches of 128 uint8 images come from cifarkit.feed (the bundled sample's 200 training images).
+Batches of 128 uint8 images come from cifarkit.readers.feed (the bundled sample's 200 training images).
 Each backend runs in its own process (Keras fixes its backend at import), JAX and PyTorch with
 TensorFlow blocked; after ``--warmup`` untimed steps, ``--rounds`` rounds of ``--steps`` steps
 are timed (each step ends when its loss is on the host), and the median round is reported.
@@ -33,9 +33,9 @@ def child(backend: str, warmup: int, rounds: int, steps: int) -> dict:
     import keras
     import numpy as np
 
-    from cifarkit.feed import Feed
-    from cifarkit.stats import stats_for
-    from cifarkit.strategy import make_strategy
+    from cifarkit.readers.feed import Feed
+    from cifarkit.readers.stats import stats_for
+    from cifarkit.runtime.strategy import make_strategy
     from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
 
     sample = ROOT / "cifarkit" / "sample" / "cifar-10-sample-python.tar.gz"

@@ -41,9 +41,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifarkit.evaluate import scorer
-    from cifarkit.exported import open_exported
-    from cifarkit.saved_model import load_model
+    from cifarkit.evaluation.evaluate import scorer
+    from cifarkit.modelio.exported import open_exported
+    from cifarkit.modelio.keras_file import load_model
 
     images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     forms = {"best.keras": args.run / "best.keras"}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark squaring photo-sized JPEGs for the pipeline: full decode then square, against the
-fused read that decodes only the central square (cifarkit.image_decode.decode_squared).
+fused read that decodes only the central square (cifarkit.readers.image_decode.decode_squared).
 
 The script makes N JPEGs (smooth scenes with a little noise, 480x360 to 800x600, quality 90, as
 scripts/bench_export.py's photo case) and holds their bytes in memory, so the figures are decode
@@ -63,8 +63,8 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifarkit.augment import resize_shorter_centre
-    from cifarkit.image_decode import decode_squared
+    from cifarkit.readers.squaring import resize_shorter_centre
+    from cifarkit.readers.image_decode import decode_squared
 
     sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",")]
     jpegs = make_jpegs(args.photos, sizes)

@@ -8,7 +8,7 @@ jitter, mean subtraction; float32 output):
   per-image      the usual pipeline: from_tensor_slices -> shuffle -> map(resize 256 ->
                  random_crop 227 -> random_flip_left_right -> PCA jitter -> subtract mean,
                  num_parallel_calls=AUTOTUNE) -> batch(128) -> prefetch
-  cifarkit-host  cifarkit.pipeline.train_batches(augment_on="host"): shuffled indices, one
+  cifarkit-host  cifarkit.readers.pipeline.train_batches(augment_on="host"): shuffled indices, one
                  gather and one crop_and_resize per batch, jitter and mean on the whole batch
   cifarkit-device-host-cost
                  train_batches(augment_on="device"): what the host still does when the
@@ -80,9 +80,10 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifarkit import data, pipeline
-    from cifarkit.recipes import get_recipe, train_transform
-    from cifarkit.stats import stats_for
+    from cifarkit import data
+    from cifarkit.readers import pipeline
+    from cifarkit.augment.recipes import get_recipe, train_transform
+    from cifarkit.readers.stats import stats_for
 
     source = data.open_data(args.source, verify=not args.no_verify)
     images, labels = source.arrays["train"]

@@ -14,9 +14,9 @@ contender runs in its own process, because TensorFlow fixes some settings when i
   plain-onednn      the same script with ``TF_ENABLE_ONEDNN_OPTS=1``: shows how much of the gain
                     is TensorFlow's oneDNN kernels alone (a reference row, not a contender)
   cifarkit          what ``cifarkit train`` runs: the process set up as the CLI does
-                    (``cifarkit.tf_runtime.prefer_onednn``), the trainer's compiled model
+                    (``cifarkit.runtime.tensorflow.prefer_onednn``), the trainer's compiled model
                     (``compile_for_training``: ``steps_per_execution=8``, no XLA on CPU) fed by
-                    ``cifarkit.pipeline.train_batches`` with the evaluation transform
+                    ``cifarkit.readers.pipeline.train_batches`` with the evaluation transform
                     (no augmentation, so both sides do the same arithmetic)
   cifarkit-augment  the same with the recipe's real augmentation (random crop + flip on the host)
 
@@ -112,13 +112,13 @@ def model_options(args) -> dict:
 
 def build_cifarkit(args, *, augment: bool):
     """What ``cifarkit train`` builds: (compiled Keras model, batched dataset, steps per epoch, note)."""
-    from cifarkit.tf_runtime import prefer_onednn
+    from cifarkit.runtime.tensorflow import prefer_onednn
 
     prefer_onednn()  # what `cifarkit train` does before TensorFlow loads
-    from cifarkit.pipeline import train_batches
-    from cifarkit.recipes import eval_transform, train_transform
-    from cifarkit.stats import stats_for
-    from cifarkit.strategy import make_strategy
+    from cifarkit.readers.pipeline import train_batches
+    from cifarkit.augment.recipes import eval_transform, train_transform
+    from cifarkit.readers.stats import stats_for
+    from cifarkit.runtime.strategy import make_strategy
     from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
 
     config = resolve(TrainConfig(model=args.model, workdir="unused", data=str(args.data), verify=False,
@@ -151,7 +151,7 @@ def run_plain(args) -> dict:
 
     from cifarkit.data import open_data
     from cifarkit.models import create_model
-    from cifarkit.stats import stats_for
+    from cifarkit.readers.stats import stats_for
 
     source = open_data(args.data, verify=False)
     images, labels = source.arrays["train"]

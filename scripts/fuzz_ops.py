@@ -237,7 +237,7 @@ def op_stats(base: Path, case: Case, store: Path) -> str | None:
 
 def op_predict(base: Path, case: Case, store: Path) -> str | None:
     from cifarkit.cli import model_commands
-    from cifarkit.evaluate import find_images
+    from cifarkit.evaluation.evaluate import find_images
 
     model = base / "model.tflite" if case.seed.target == "tflite" else store / "tflite" / "model.tflite"
     images = base / case.seed.reads

@@ -188,7 +188,7 @@ def _arrays(name: str, class_names, coarse_names, counts: dict[str, int], seed: 
 
 
 def _export(dataset, out: Path, fmt: str, **options) -> dict[str, int]:
-    from cifarkit.export import ExportOptions, export_dataset
+    from cifarkit.formats.export import ExportOptions, export_dataset
 
     summary = export_dataset(dataset, out, ExportOptions(format=fmt, workers=1, quiet=True, **options))
     return dict(summary.counts)
@@ -270,8 +270,8 @@ def _run_folders(store: Path, counts: dict) -> None:
 
 
 def _models(store: Path) -> None:
-    from cifarkit.model_export import export_tflite
-    from cifarkit.saved_model import load_model
+    from cifarkit.modelio.export import export_tflite
+    from cifarkit.modelio.keras_file import load_model
 
     export_tflite(load_model(store / "run" / "run" / "best.keras"), store / "tflite", "model")
     (store / "tflite" / "images").mkdir()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """GPU check: train the paper AlexNet at 227x227 and alexnet-cifar on one GPU, with cifarkit's
-device augmentation (the Augmentation layer) fed uint8 batches by cifarkit.feed, on Keras's JAX
+device augmentation (the Augmentation layer) fed uint8 batches by cifarkit.readers.feed, on Keras's JAX
 and PyTorch backends, without TensorFlow.
 
 For each backend, model and precision (float32, mixed_bfloat16) it trains a fixed number of
@@ -220,10 +220,10 @@ def build(model_name: str, recipe_name: str, options: dict, crop: int, lr: float
     """uint8 images -> Augmentation (the recipe on the device) -> the network, compiled for SGD."""
     import keras
 
-    from cifarkit.augment_layer import Augmentation
+    from cifarkit.augment.layer import Augmentation
     from cifarkit.models import create_model
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import bundled_stats
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import bundled_stats
 
     recipe = get_recipe(recipe_name, crop if recipe_name == "paper" else None)
     network = create_model(model_name, num_classes=10, input_shape=(recipe.crop, recipe.crop, 3), **options)
@@ -263,7 +263,7 @@ def one_run(backend: str, spec: tuple, precision: str, sizes: Sizes, data) -> di
     import keras
     import numpy as np
 
-    from cifarkit.feed import Feed
+    from cifarkit.readers.feed import Feed
 
     model_name, recipe_name, options, lr = spec
     lr *= sizes.batch / PAPER_BATCH  # the rates are for batches of 128; --simulate's 4 would diverge
@@ -437,7 +437,7 @@ def render(report: dict) -> str:
              "What ran: each backend in its own process, without TensorFlow. A model is uint8 images -> the "
              "recipe's `Augmentation` layer (random windows, flips, PCA jitter, normalisation on the device) -> "
              f"the network, trained with SGD (momentum {MOMENTUM}) by `train_on_batch` on batches from "
-             "`cifarkit.feed` (uint8, shuffled per epoch, prepared on a background thread). "
+             "`cifarkit.readers.feed` (uint8, shuffled per epoch, prepared on a background thread). "
              f"{sizes.get('warmup', '?')} untimed steps first (the first one compiles), then {sizes.get('steps', '?')} "
              "timed steps; each step ends when its loss reaches the host, so step times include the host's share.",
              "", "## Machine", "",

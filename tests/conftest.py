@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import synth  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# export-model's signing key (cifarkit.model_trust) in a folder of the test session, not the user's
+# export-model's signing key (cifarkit.modelio.trust) in a folder of the test session, not the user's
 if "CIFARKIT_CONFIG_DIR" not in os.environ:
     os.environ["CIFARKIT_CONFIG_DIR"] = tempfile.mkdtemp(prefix="cifarkit-test-config-")
     atexit.register(shutil.rmtree, os.environ["CIFARKIT_CONFIG_DIR"], True)

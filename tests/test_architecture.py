@@ -103,3 +103,75 @@ def _long_functions(path: Path):
 def test_no_function_body_is_oversized():
     long = [f"{name}.{fn}" for name, path in MODULES.items() for fn in _long_functions(path)]
     assert not long, ", ".join(long)
+
+
+# The stages, lowest first: a module may import from its own stage and those below it, never from
+# one above (docs/ARCHITECTURE.md draws the flow). Stages on one line are side by side.
+LAYERS = (
+    ("errors", "constants", "_version"),
+    ("metadata",),
+    ("writers", "runtime"),
+    ("sources",),
+    ("readers",),
+    ("augment", "formats"),
+    ("models", "data"),
+    ("evaluation", "modelio"),
+    ("training",),
+    ("cli", "__main__", ""),  # "": the package's own __init__, the public re-exports
+)
+# Arrows up that are part of the design, each with its reason.
+ALLOWED_UP = {
+    # A TFRecord export or a TFDS folder read as a source goes through the format's own reader,
+    # imported lazily by the one source family that needs it.
+    ("cifarkit.sources.registry", "cifarkit.formats.tfrecord_source"),
+}
+
+
+def _stage(module: str) -> int:
+    part = module.split(".")[1] if "." in module else ""
+    for level, names in enumerate(LAYERS):
+        if part in names:
+            return level
+    raise AssertionError(f"{module} is in no stage of LAYERS; add its package there")
+
+
+def test_every_module_belongs_to_a_stage():
+    for name in MODULES:
+        _stage(name)
+
+
+def test_nothing_imports_from_a_stage_above_it():
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, targets in import_graph().items()
+        for target in targets
+        if _stage(target) > _stage(name) and (name, target) not in ALLOWED_UP
+    )
+    assert not upward, "imports from a higher stage: " + ", ".join(upward)
+
+
+def test_the_layer_check_catches_an_arrow_up():
+    assert _stage("cifarkit.training.loop") > _stage("cifarkit.readers.reader")
+    assert _stage("cifarkit.sources.idx") < _stage("cifarkit.formats.tfrecord")
+
+
+def test_every_module_architecture_md_names_exists():
+    """Each `path.py` or `package/` the module list names is in the package."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    section = text.split("## Modules", 1)[1].split("## Where to add", 1)[0]
+    missing = []
+    package = None
+    for line in section.splitlines():
+        heading = re.search(r"\(`([a-z_]+)/`\)\s*$", line)  # "**Sources ...** (`sources/`)"
+        if heading:
+            package = heading.group(1)
+        for name in re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", line):
+            candidates = [PACKAGE / name] + ([PACKAGE / package / name] if package else [])
+            if not any(c.is_file() for c in candidates) and not list(PACKAGE.rglob(name.split("/")[-1])):
+                missing.append(name)
+        for name in re.findall(r"`([a-z_]+)/`", line):
+            if not (PACKAGE / name).is_dir() and not list(PACKAGE.rglob(name)):
+                missing.append(name + "/")
+    assert not missing, f"docs/ARCHITECTURE.md names modules that do not exist: {', '.join(sorted(set(missing)))}"

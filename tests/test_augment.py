@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifarkit import augment
-from cifarkit.augment_layer import Augmentation
+from cifarkit.augment import host as augment
+from cifarkit.augment.layer import Augmentation
 from cifarkit.errors import UsageError
-from cifarkit.recipes import eval_transform, get_recipe, preview_stages, ten_crop_transform, train_transform
-from cifarkit.stats import RunningMoments
+from cifarkit.augment.recipes import eval_transform, get_recipe, preview_stages, ten_crop_transform, train_transform
+from cifarkit.readers import squaring
+from cifarkit.readers.stats import RunningMoments
 
 RNG = np.random.default_rng(7)
 IMAGES = RNG.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
@@ -203,7 +204,7 @@ def test_preview_stages_add_one_step_each(stats):
 def test_resize_shorter_centre_keeps_the_middle():
     wide = np.zeros((40, 80, 3), np.uint8)
     wide[:, 20:60] = 200  # the central square is bright, the sides dark
-    out = augment.resize_shorter_centre(tf.constant(wide), 32).numpy()
+    out = squaring.resize_shorter_centre(tf.constant(wide), 32).numpy()
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert out[:, 2:30].min() > 190
 
@@ -218,7 +219,7 @@ def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, s
             x, augment.random_offsets(_seed(2), 6, 256, 227), augment.random_flips(_seed(3), 6), resize=256, crop=227),
         "pca_jitter": lambda x: augment.pca_jitter(augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors, 0.1),
         "normalize": lambda x: augment.normalize(augment.to_unit(x), stats.mean, stats.std),
-        "resize_shorter_centre": lambda x: augment.resize_shorter_centre(x[0], 20),
+        "resize_shorter_centre": lambda x: squaring.resize_shorter_centre(x[0], 20),
     }
     fn = steps[step]
     eager = fn(tf.constant(IMAGES)).numpy()
@@ -241,7 +242,7 @@ PINNED = {
 
 @pytest.mark.parametrize("name, crop", list(PINNED))
 def test_recipes_give_the_same_training_views_as_before_they_were_op_lists(name, crop):
-    from cifarkit.stats import bundled_stats
+    from cifarkit.readers.stats import bundled_stats
 
     out = train_transform(get_recipe(name, crop), bundled_stats("cifar10"))(IMAGES, _seed(11, 2)).numpy()
     for index, values in PINNED[(name, crop)].items():
@@ -261,14 +262,14 @@ def test_recipes_are_op_lists_and_everything_else_derives_from_them():
 
 def test_the_model_registry_knows_exactly_the_recipe_table():
     from cifarkit.models.registry import KNOWN_RECIPES
-    from cifarkit.recipes import RECIPES
+    from cifarkit.augment.recipes import RECIPES
 
     assert tuple(KNOWN_RECIPES) == tuple(RECIPES)
 
 
 def test_unknown_ops_and_bad_arguments_fail_when_the_recipe_is_written():
-    from cifarkit.augment_ops import make_op
-    from cifarkit.recipes import Recipe
+    from cifarkit.augment.ops import make_op
+    from cifarkit.augment.recipes import Recipe
 
     with pytest.raises(ValueError, match="name='blur'"):
         Recipe("x", (("blur", (3,)),), 32)
@@ -285,8 +286,8 @@ def test_a_new_op_is_one_registration_and_runs_on_both_paths(stats):
     the preview and the Keras layer pick it up from the op list."""
     from dataclasses import dataclass
 
-    from cifarkit import augment_ops
-    from cifarkit.recipes import Recipe
+    from cifarkit.augment import ops as augment_ops
+    from cifarkit.augment.recipes import Recipe
 
     @augment_ops.register_op("test_invert")
     @dataclass(frozen=True)
@@ -319,7 +320,7 @@ def test_a_new_op_is_one_registration_and_runs_on_both_paths(stats):
 @pytest.mark.parametrize("op", [("resize", (48,)), ("pad", (3, "SYMMETRIC")), ("crop", (20,)), ("flip", ()),
                                 ("pca_jitter", (0.1,)), ("normalize", (True,))])  # fmt: skip
 def test_each_op_gives_the_same_result_eagerly_and_inside_dataset_map(stats, op):
-    from cifarkit.augment_ops import make_op
+    from cifarkit.augment.ops import make_op
 
     steps = [make_op(op[0], *op[1])]
     fn = lambda x: augment.run_ops(steps, stats, x, "train", _seed(6))  # noqa: E731

@@ -4,7 +4,7 @@ Keras picks its backend when it is imported, so each backend runs in a subproces
 as a script (``python tests/test_backends.py BACKEND OUT``), with TensorFlow blocked on the JAX
 and PyTorch backends so that nothing on those paths can lean on it. The subprocess records what
 it measured (numbers and arrays) and the tests below check it here, against the TensorFlow host
-path of cifarkit.recipes where there is one. A backend whose package is not installed is skipped
+path of cifarkit.augment.recipes where there is one. A backend whose package is not installed is skipped
 (``pip install -e '.[backends]'`` installs JAX; PyTorch is a separate wheel).
 """
 
@@ -94,11 +94,11 @@ def _check_fixed_views() -> dict:
     """Centre windows and ten crops of each recipe, through the functions and through the layer."""
     from keras import ops
 
-    from cifarkit import device_augment
-    from cifarkit.augment_layer import Augmentation
-    from cifarkit.augment_ops import PAD_MODES
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import bundled_stats
+    from cifarkit.augment import device as device_augment
+    from cifarkit.augment.layer import Augmentation
+    from cifarkit.augment.ops import PAD_MODES
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import bundled_stats
 
     stats = bundled_stats("cifar10")
     arrays = {}
@@ -121,7 +121,7 @@ def _check_legacy_file() -> dict:
     import keras
     from keras import ops
 
-    import cifarkit.augment_layer  # noqa: F401  (registers cifarkit>Augmentation)
+    import cifarkit.augment.layer  # noqa: F401  (registers cifarkit>Augmentation)
 
     model = keras.models.load_model(FIXTURE)
     views = keras.Model(model.inputs, [model.get_layer("cifar_views").output, model.get_layer("paper_views").output])
@@ -146,9 +146,9 @@ def _check_random_views() -> dict:
     """What the layer does in training: pixels of random views, draws, reproducibility."""
     from keras import ops
 
-    from cifarkit.augment_layer import Augmentation
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import bundled_stats
+    from cifarkit.augment.layer import Augmentation
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import bundled_stats
 
     stats, coded = bundled_stats("cifar10"), _coded_images(DRAW_BATCH)
     cifar = Augmentation(get_recipe("cifar"), stats, seed=1)
@@ -172,9 +172,9 @@ def _check_training_model(out: Path) -> dict:
     """uint8 -> Augmentation -> a small network: one training step, then a .keras round trip."""
     import keras
 
-    from cifarkit.augment_layer import Augmentation
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import bundled_stats
+    from cifarkit.augment.layer import Augmentation
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import bundled_stats
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3), dtype="uint8")
@@ -250,7 +250,7 @@ def _ok(run, check: str) -> dict:
 
 @pytest.fixture(scope="module")
 def stats():
-    from cifarkit.stats import bundled_stats
+    from cifarkit.readers.stats import bundled_stats
 
     return bundled_stats("cifar10")
 
@@ -281,7 +281,7 @@ def test_lrn_matches_the_paper_formula_on_every_backend(run):
 
 @pytest.mark.parametrize("name, crop", [("paper", 227), ("paper", 224), ("cifar", None)])
 def test_centre_and_ten_crops_match_the_host_path_within_1e_3_levels(run, stats, name, crop):
-    from cifarkit.recipes import eval_transform, get_recipe, ten_crop_transform
+    from cifarkit.augment.recipes import eval_transform, get_recipe, ten_crop_transform
 
     _ok(run, "fixed")
     recipe = get_recipe(name, crop)
@@ -297,7 +297,7 @@ def test_centre_and_ten_crops_match_the_host_path_within_1e_3_levels(run, stats,
 
 @pytest.mark.parametrize("mode", ["REFLECT", "SYMMETRIC", "CONSTANT"])
 def test_padded_windows_read_the_padding_as_tf_pad_fills_it(run, mode):
-    from cifarkit import augment
+    from cifarkit.augment import host as augment
 
     _ok(run, "fixed")
     offsets, flips = PAD_WINDOWS
@@ -306,7 +306,7 @@ def test_padded_windows_read_the_padding_as_tf_pad_fills_it(run, mode):
 
 
 def test_a_model_saved_by_the_tensorflow_only_layer_loads_and_gives_the_same_views(run, stats):
-    from cifarkit.recipes import eval_transform, get_recipe
+    from cifarkit.augment.recipes import eval_transform, get_recipe
 
     _ok(run, "legacy")
     cifar, paper = get_recipe("cifar"), get_recipe("paper", 224)
@@ -346,7 +346,7 @@ def _assert_uniform(values: np.ndarray, low: int, high: int, what: str) -> None:
 def test_random_cifar_views_shift_and_mirror_as_the_host_path_does(run, stats):
     import tensorflow as tf
 
-    from cifarkit.recipes import get_recipe, train_transform
+    from cifarkit.augment.recipes import get_recipe, train_transform
 
     _ok(run, "random")
     device_offsets, device_flips = _windows_from_coded_centre(run["arrays"]["cifar_centre"], stats)

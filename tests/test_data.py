@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifarkit import data, pipeline
+from cifarkit import data
+from cifarkit.readers import pipeline
 from cifarkit.errors import SourceError, UsageError
-from cifarkit.export import ExportOptions, export_dataset
-from cifarkit.recipes import get_recipe, train_transform
+from cifarkit.formats.export import ExportOptions, export_dataset
+from cifarkit.augment.recipes import get_recipe, train_transform
 from cifarkit.sources import open_source
-from cifarkit.stats import RunningMoments
+from cifarkit.readers.stats import RunningMoments
 
 import synth
 

@@ -29,7 +29,7 @@ from cifarkit.sources.image_file import (
     read_image,
     read_image_scaled,
 )
-from cifarkit.stats import PIXEL_CHUNK, RunningMoments
+from cifarkit.readers.stats import PIXEL_CHUNK, RunningMoments
 
 runner = CliRunner()
 GIB = 1 << 20  # VmHWM is in KiB

@@ -83,8 +83,8 @@ def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, opti
 
 def test_ten_crop_evaluation_averages_ten_views(run, data):
     from cifarkit.data import open_data
-    from cifarkit.evaluate import evaluate_model
-    from cifarkit.saved_model import load_model
+    from cifarkit.evaluation.evaluate import evaluate_model
+    from cifarkit.modelio.keras_file import load_model
 
     model = load_model(run / "best.keras")
     source = open_data(data.path)
@@ -103,8 +103,8 @@ def test_ten_crop_evaluation_averages_ten_views(run, data):
 
 def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
     from cifarkit.data import open_data
-    from cifarkit.evaluate import evaluate_model
-    from cifarkit.saved_model import load_model
+    from cifarkit.evaluation.evaluate import evaluate_model
+    from cifarkit.modelio.keras_file import load_model
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -203,7 +203,7 @@ def test_errors_are_one_line(run, tmp_path, args, code, message):
 
 
 def test_confusion_image_shades_by_row_share():
-    from cifarkit import plots
+    from cifarkit.evaluation import plots
 
     matrix = np.array([[8, 2, 0], [0, 10, 0], [5, 0, 5]])
     image = plots.confusion_image(matrix, ["a", "b", "c"])

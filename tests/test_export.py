@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cifarkit.errors import OutputError, UsageError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 
 import synth

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cifarkit import data, folder_lock
+from cifarkit import data
+from cifarkit.writers import folder_lock
 from cifarkit.cli import app
 from cifarkit.errors import OutputError, SourceError, UnsafeInputError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 from cifarkit.sources.labelled import Batch, LabelledImages
 from cifarkit.formats.codecs import example

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cifarkit.errors import UsageError
-from cifarkit.feed import Feed
+from cifarkit.readers.feed import Feed
 
 COUNT, BATCH = 50, 8
 

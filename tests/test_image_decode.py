@@ -12,9 +12,9 @@ import tensorflow as tf
 from PIL import Image
 
 from cifarkit import data
-from cifarkit.augment import resize_shorter_centre
-from cifarkit.export import ExportOptions, export_dataset
-from cifarkit.image_decode import decode_squared
+from cifarkit.readers.squaring import resize_shorter_centre
+from cifarkit.formats.export import ExportOptions, export_dataset
+from cifarkit.readers.image_decode import decode_squared
 from cifarkit.sources import open_source
 
 # (height, width): landscape and portrait, even and odd, and smaller than the square asked for.
@@ -41,7 +41,7 @@ def _jpegs(image: np.ndarray) -> dict[str, bytes]:
 @pytest.mark.parametrize("height, width", SIZES)
 @pytest.mark.parametrize("size", [32, 64])
 def test_the_fused_jpeg_read_equals_a_full_decode_squared(height, width, size):
-    from cifarkit.ten_crop import resize_shorter_centre_ops
+    from cifarkit.readers.squaring import resize_shorter_centre_ops
 
     for kind, contents in _jpegs(_photo(height, width)).items():
         pixels = tf.io.decode_jpeg(contents, channels=3)
@@ -134,7 +134,7 @@ _OPS_ON_JAX = """
 import sys
 import numpy as np
 sys.modules["tensorflow"] = None  # the ops path must not lean on TensorFlow
-from cifarkit.ten_crop import resize_shorter_centre_ops
+from cifarkit.readers.squaring import resize_shorter_centre_ops
 photos = np.load(sys.argv[1])
 np.savez(sys.argv[2], **{key: resize_shorter_centre_ops(photos[key], 32) for key in photos})
 """

@@ -50,8 +50,8 @@ CLASSES = ["cat", "dog", "ship"]
 
 
 def build_saved_model(model: str, recipe: str, crop, options: dict):
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import bundled_stats
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import bundled_stats
     from cifarkit.training.compile import build_models
 
     config = SimpleNamespace(model=model, recipe=get_recipe(recipe, crop), model_options=options, optimizer="sgd",
@@ -81,7 +81,7 @@ def test_a_saved_model_of_every_family_loads_after_import_cifarkit_alone(family,
             f"{imports}, json, sys, numpy as np\n"
             f"model = keras.models.load_model({str(path)!r})\n"
             "names = model.get_layer('class_names').names\n"
-            "assert 'cifarkit.augment_layer' in sys.modules  # registered, not imported by hand\n"
+            "assert 'cifarkit.augment.layer' in sys.modules  # registered, not imported by hand\n"
             f"p = model.predict(np.load({str(tmp_path / 'images.npy')!r}), verbose=0)\n"
             "print(json.dumps({'names': names, 'p': p.tolist()}))", tmp_path)  # fmt: skip
         loaded = json.loads(out.strip().splitlines()[-1])
@@ -90,7 +90,7 @@ def test_a_saved_model_of_every_family_loads_after_import_cifarkit_alone(family,
 
 
 def test_training_keeps_logits_and_the_saved_model_adds_the_softmax():
-    from cifarkit.saved_model import ClassNames, outputs_probabilities
+    from cifarkit.modelio.keras_file import ClassNames, outputs_probabilities
 
     model = build_saved_model("lenet5", "cifar", None, {})
     last = model.layers[-1]
@@ -112,8 +112,8 @@ def test_an_old_file_ending_in_logits_still_loads_and_predicts_probabilities(tmp
     import keras
 
     from cifarkit.data import open_data
-    from cifarkit.evaluate import evaluate_model, predict_files
-    from cifarkit.saved_model import ClassNames, load_model, model_parts, outputs_probabilities
+    from cifarkit.evaluation.evaluate import evaluate_model, predict_files
+    from cifarkit.modelio.keras_file import ClassNames, load_model, model_parts, outputs_probabilities
 
     old = load_model(OLD_LOGITS_MODEL)
     assert not outputs_probabilities(old)
@@ -151,8 +151,8 @@ def test_layers_register_when_a_cifarkit_module_is_what_imports_keras():
     is registered all the same, with no warning (the trainer package loads its names lazily, so
     registering its schedule does not import modules that are half-way through importing)."""
     code = ("import warnings; warnings.simplefilter('error')\n"
-            "import cifarkit.saved_model, keras\n"
-            "from cifarkit.keras_registry import LAYER_MODULES\n"
+            "import cifarkit.modelio.keras_file, keras\n"
+            "from cifarkit.modelio.layer_registry import LAYER_MODULES\n"
             "names = ['Augmentation', 'LocalResponseNormalization', 'ClassNames']\n"
             "missing = [n for n in names if keras.saving.get_registered_object('cifarkit>' + n) is None]\n"
             "assert not missing, missing\n")  # fmt: skip

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import cifarkit
-from cifarkit import splits
+from cifarkit.readers import splits
 from cifarkit.errors import UsageError
 from cifarkit.sources import open_source
-from cifarkit.splits import Piece
+from cifarkit.readers.splits import Piece
 
 from synth import CIFAR100_COARSE, make_cifar10_python, make_cifar100_python
 from synth import make_mnist_folder
@@ -166,7 +166,7 @@ def _shard_order(ids: list[int], bounds: list[int]) -> list[int]:
 
 
 def test_shuffle_files_shuffles_the_shards_not_the_examples(sharded):
-    from cifarkit.file_shuffle import windows
+    from cifarkit.readers.file_shuffle import windows
 
     lengths = cifarkit.open_data(sharded).shard_lengths["train"]
     assert len(lengths) == 6 and sum(lengths) == 40
@@ -215,7 +215,7 @@ def test_reading_tfrecords_logs_nothing_of_its_own(sharded):
 
 
 def test_file_windows_tile_any_slice():
-    from cifarkit.file_shuffle import windows
+    from cifarkit.readers.file_shuffle import windows
 
     lengths = [7, 6, 7, 6]
     for start, stop in ((0, 26), (3, 20), (7, 13), (25, 26), (5, 5)):

@@ -188,7 +188,7 @@ def test_export_refuses_what_it_cannot_do_with_one_line(run, exported, tmp_path)
 
 
 def test_cli_choices_are_the_library_names():
-    from cifarkit import model_export
+    from cifarkit.modelio import export as model_export
     from cifarkit.cli import options
 
     assert sorted(e.value for e in options.ModelFormat) == sorted(model_export.FORMATS)
@@ -197,11 +197,11 @@ def test_cli_choices_are_the_library_names():
 
 def test_int8_calibration_images_are_spread_over_the_split(data):
     from cifarkit.data import open_data
-    from cifarkit.model_export import calibration_images
+    from cifarkit.modelio.export import calibration_images
 
     picked = calibration_images(open_data(data.path), 32, count=50)
     assert picked.shape == (50, 32, 32, 3) and picked.dtype == np.uint8
-    train, _ = __import__("cifarkit.reader", fromlist=["to_numpy"]).to_numpy(open_data(data.path).dataset("train"))
+    train, _ = __import__("cifarkit.readers.reader", fromlist=["to_numpy"]).to_numpy(open_data(data.path).dataset("train"))
     np.testing.assert_array_equal(picked, train[::4][:50])  # every 4th of 200, not the first 50
 
 
@@ -212,10 +212,10 @@ def test_the_tflite_view_is_the_saved_models_evaluation_view(recipe_name, crop, 
     because int8 quantisation rounded the float gather indices of the fused window and shifted
     the pixels (65.7% instead of 80.8% top-1 on a real run; 80.7% with plain ops). Same view, to
     a thousandth of an intensity level."""
-    from cifarkit.augment_layer import Augmentation
-    from cifarkit.model_export import static_eval_view
-    from cifarkit.recipes import get_recipe
-    from cifarkit.stats import Stats
+    from cifarkit.augment.layer import Augmentation
+    from cifarkit.modelio.export import static_eval_view
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import Stats
 
     channels = 1 if recipe_name == "mnist" else 3
     recipe = get_recipe(recipe_name, crop)
@@ -235,7 +235,7 @@ def test_a_model_of_grey_images_exports_and_its_exports_agree_with_it(tmp_path):
     import keras
 
     from cifarkit.data import load_numpy
-    from cifarkit.exported import open_exported
+    from cifarkit.modelio.exported import open_exported
     from synth import make_mnist_folder
 
     make_mnist_folder(tmp_path / "data", train=40, test=12)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from cifarkit import data
 from cifarkit.cli import app
-from cifarkit.preview import GAP, LABEL_HEIGHT, pick_images
+from cifarkit.augment.preview import GAP, LABEL_HEIGHT, pick_images
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cifarkit import data
 from cifarkit.cli import app
 from cifarkit.errors import SourceError
-from cifarkit.stats import bundled_stats, compute_stats, load_stats, save_stats, stats_for
+from cifarkit.readers.stats import bundled_stats, compute_stats, load_stats, save_stats, stats_for
 
 runner = CliRunner()
 

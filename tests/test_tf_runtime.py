@@ -11,7 +11,7 @@ import pytest
 
 PROBE = """
 import os, sys
-from cifarkit.tf_runtime import prefer_onednn
+from cifarkit.runtime.tensorflow import prefer_onednn
 prefer_onednn()
 from tensorflow.python.util import _pywrap_util_port
 print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), _pywrap_util_port.IsMklEnabled())
@@ -36,7 +36,7 @@ def test_onednn_is_on_unless_the_user_chose():
 def test_too_late_once_tensorflow_is_loaded(monkeypatch):
     import tensorflow  # noqa: F401  (loaded, as in this test process)
 
-    from cifarkit.tf_runtime import prefer_onednn
+    from cifarkit.runtime.tensorflow import prefer_onednn
 
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     prefer_onednn()
@@ -44,7 +44,7 @@ def test_too_late_once_tensorflow_is_loaded(monkeypatch):
 
 
 def test_filtered_stderr_drops_known_banners_and_passes_on_the_rest(capfd):
-    from cifarkit.tf_runtime import STARTUP_BANNERS, filtered_stderr
+    from cifarkit.runtime.tensorflow import STARTUP_BANNERS, filtered_stderr
 
     with filtered_stderr(STARTUP_BANNERS):
         # Written to the file descriptor, as TensorFlow's C++ code does, not through sys.stderr.
@@ -61,7 +61,7 @@ def test_filtered_stderr_drops_known_banners_and_passes_on_the_rest(capfd):
 
 QUIET_PROBE = """
 import sys
-from cifarkit.tf_runtime import prefer_onednn, quiet_tensorflow_startup
+from cifarkit.runtime.tensorflow import prefer_onednn, quiet_tensorflow_startup
 prefer_onednn()
 quiet_tensorflow_startup()
 import tensorflow as tf
@@ -101,7 +101,7 @@ def test_a_failing_command_prints_one_line_after_loading_tensorflow(tmp_path):
 
 
 def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
-    from cifarkit.tf_runtime import cpu_has_bfloat16
+    from cifarkit.runtime.tensorflow import cpu_has_bfloat16
 
     avx2 = tmp_path / "avx2"
     avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import synth
 from cifarkit import data
 from cifarkit.cli import app
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 
 tfds = pytest.importorskip("tensorflow_datasets")

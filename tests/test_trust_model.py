@@ -133,7 +133,7 @@ def test_what_export_model_wrote_runs_unasked_and_a_changed_copy_does_not(made, 
 def test_a_record_signed_with_another_key_is_refused(made, tmp_path, monkeypatch):
     """A folder from another machine brings a record that verifies there, not here: the MAC
     covers the digests under a key that never leaves the machine that wrote it."""
-    from cifarkit.model_trust import record_export
+    from cifarkit.modelio.trust import record_export
 
     forged = tmp_path / "forged"
     shutil.copytree(made["evil"], forged)
@@ -192,8 +192,8 @@ def test_damaged_tflite_files_are_one_line_or_a_result_never_a_signal_here(made,
 
 
 def test_the_interpreter_runs_under_an_address_space_limit(made):
-    from cifarkit.exported import open_exported
-    from cifarkit.tflite_process import memory_limit
+    from cifarkit.modelio.exported import open_exported
+    from cifarkit.modelio.tflite_process import memory_limit
 
     model = open_exported(made["tflite"])
     try:

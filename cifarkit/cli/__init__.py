@@ -12,7 +12,7 @@ from .app import app
 
 
 def main() -> None:
-    from ..tf_runtime import prefer_onednn, quiet_tensorflow_startup
+    from ..runtime.tensorflow import prefer_onednn, quiet_tensorflow_startup
 
     prefer_onednn()  # before any command imports TensorFlow
     quiet_tensorflow_startup()

@@ -35,8 +35,8 @@ def export(
     quiet: QuietOption = False,
 ) -> None:
     """Write a dataset as a labelled JPEG/PNG folder tree or sharded TFRecords."""
-    from ..export import ExportOptions, export_dataset
-    from ..parallel import default_workers
+    from ..formats.export import ExportOptions, export_dataset
+    from ..formats.parallel import default_workers
 
     options = ExportOptions(
         format=format.value, splits=split_list(split), quality=quality, shards=shards,
@@ -118,7 +118,7 @@ def stats(
     quiet: QuietOption = False,
 ) -> None:
     """Per-channel mean and std, RGB covariance and its eigen decomposition (float64, [0, 1] scale)."""
-    from ..stats import compute_source_stats, save_stats
+    from ..readers.stats import compute_source_stats, save_stats
 
     data = open_data(source, no_verify, quiet)
     if data.image_shape is None and image_size is None:
@@ -153,9 +153,9 @@ def augment_preview(
 ) -> None:
     """Write a PNG grid: each source image followed by the views the network will see."""
     from ..data import to_numpy
-    from ..preview import pick_images, write_preview
-    from ..recipes import get_recipe
-    from ..stats import stats_for
+    from ..augment.preview import pick_images, write_preview
+    from ..augment.recipes import get_recipe
+    from ..readers.stats import stats_for
 
     chosen = get_recipe(recipe.value, crop)
     data = open_data(source, no_verify, quiet)

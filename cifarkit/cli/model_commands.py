@@ -162,7 +162,7 @@ def open_exported_first(model_path: Path, trust: bool):
     wait); None for a ``.keras`` file, which needs them to load."""
     if model_path.suffix == ".keras":
         return None
-    from ..exported import open_exported
+    from ..modelio.exported import open_exported
 
     return open_exported(model_path, trust=trust)
 
@@ -181,19 +181,19 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
-    from ..model_path import resolve_model_path
+    from ..modelio.model_path import resolve_model_path
 
     model_path, run_config = resolve_model_path(run)
     model = open_exported_first(model_path, trust_model)
-    from ..evaluate import beside_model, evaluate_model, format_summary, write_evaluation
-    from ..saved_model import load_model
-    from ..splits import folder_name
+    from ..evaluation.evaluate import beside_model, evaluate_model, format_summary, write_evaluation
+    from ..modelio.keras_file import load_model
+    from ..readers.splits import folder_name
 
     source = open_model_data(run_config, data, no_verify, quiet, raw=eval_split is not None)
     if eval_split is not None:  # the spec names the split: "eval-test-8000-" beside the model
         source, split = source.select({eval_split: eval_split}), eval_split
     model = load_model(model_path) if model is None else model
-    from ..tta import parse_views
+    from ..evaluation.tta import parse_views
 
     views = parse_views(tta)
     result = evaluate_model(model, source, split, ten_crop=ten_crop, tta=views)
@@ -215,14 +215,14 @@ def predict(
     trust_model: TrustModelOption = False,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
-    from ..model_path import resolve_model_path
+    from ..modelio.model_path import resolve_model_path
 
     model_path, _ = resolve_model_path(run)
     model = open_exported_first(model_path, trust_model)
-    from ..evaluate import (
+    from ..evaluation.evaluate import (
         class_names_of, default_predictions_csv, find_images, format_predictions, predict_files, predictions_csv,
     )  # fmt: skip
-    from ..saved_model import load_model
+    from ..modelio.keras_file import load_model
     from ..writers.atomic import write_text
 
     files = find_images(images)
@@ -250,10 +250,10 @@ def export_model(
 ) -> None:
     """Export a trained model to run without cifarkit: uint8 pixels in, probabilities and class names out."""
     from ..errors import UsageError
-    from ..model_export import calibration_images as pick_images
-    from ..model_export import check_choice, export_savedmodel, export_tflite
-    from ..model_path import resolve_model_path
-    from ..saved_model import input_size, load_model
+    from ..modelio.export import calibration_images as pick_images
+    from ..modelio.export import check_choice, export_savedmodel, export_tflite
+    from ..modelio.model_path import resolve_model_path
+    from ..modelio.keras_file import input_size, load_model
 
     check_choice(format.value, quantize.value)
     if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):

@@ -19,13 +19,13 @@ from ..errors import UsageError
 from ..formats import FORMAT_ALIASES, FORMATS
 from ..formats.image_tree import LAYOUTS
 from ..formats.tfrecord import ENCODINGS
-from ..model_export import FORMATS as MODEL_FORMATS
-from ..model_export import QUANTIZATIONS
-from ..pipeline import AUGMENT_PLACES
-from ..recipes import RECIPES
-from ..strategy import STRATEGIES
+from ..modelio.export import FORMATS as MODEL_FORMATS
+from ..modelio.export import QUANTIZATIONS
+from ..readers.pipeline import AUGMENT_PLACES
+from ..augment.recipes import RECIPES
+from ..runtime.strategy import STRATEGIES
 from ..training.config import AVERAGING, OPTIMIZERS, PRECISIONS, SCHEDULES
-from ..tta import VIEWS
+from ..evaluation.tta import VIEWS
 
 
 def choices(name: str, names: Iterable[str]) -> type[Enum]:
@@ -45,7 +45,7 @@ StrategyName = choices("StrategyName", STRATEGIES)
 AugmentPlace = choices("AugmentPlace", AUGMENT_PLACES)
 ModelFormat = choices("ModelFormat", MODEL_FORMATS)
 Quantize = choices("Quantize", QUANTIZATIONS)
-# --tta takes a list of views, so it is text parsed by cifarkit.tta.parse_views; its help names them.
+# --tta takes a list of views, so it is text parsed by cifarkit.evaluation.tta.parse_views; its help names them.
 VIEWS_HELP = ", ".join((*VIEWS, ",".join(VIEWS)))  # "flip, translate, flip,translate"
 
 

@@ -1,7 +1,7 @@
 """Export formats, one adapter each (:class:`.base.FormatAdapter`), found by name in one table.
 
 To add a format: write its adapter module beside these, and add one instance to ``_ADAPTERS``
-below (the CLI's ``--format`` choices are read from it). :mod:`cifarkit.export` and
+below (the CLI's ``--format`` choices are read from it). :mod:`cifarkit.formats.export` and
 :func:`cifarkit.data.open_data` look adapters up here and never branch on a format's name.
 """
 

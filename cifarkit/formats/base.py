@@ -4,7 +4,7 @@ An adapter owns one on-disk format from end to end, as TFDS's file adapters do: 
 (:class:`Piece`: a run of images one worker task writes), writes it (including whatever makes an
 interrupted write resumable), names what decides its bytes (the export's fingerprint), describes
 itself in ``cifarkit_info.json``, says which files in OUT it wrote (``--overwrite`` removes those)
-and opens it again for reading. :mod:`cifarkit.export` runs the steps common to every format; the registry in
+and opens it again for reading. :mod:`cifarkit.formats.export` runs the steps common to every format; the registry in
 :mod:`cifarkit.formats` maps a ``--format`` name, or the ``format`` ``cifarkit_info.json`` records,
 to its adapter.
 """
@@ -24,7 +24,7 @@ DEFAULT_QUALITY = 95  # JPEG quality when none is asked for
 
 if TYPE_CHECKING:
     from ..metadata.export_state import ExportState
-    from ..reader import DataReader
+    from ..readers.reader import DataReader
     from ..sources.labelled import LabelledImages
 
 
@@ -38,7 +38,7 @@ class TfdsFound:
 
 
 class WriteOptions(Protocol):
-    """The export options an adapter reads (:class:`cifarkit.export.ExportOptions` has them)."""
+    """The export options an adapter reads (:class:`cifarkit.formats.export.ExportOptions` has them)."""
 
     format: str
     quality: int  # JPEG quality, for jpg trees and TFRecord's jpeg encoding
@@ -68,7 +68,7 @@ class FormatAdapter(ABC):
     name: str  # the --format value, and the "format" recorded in cifarkit_info.json
     # The export options this format reads, beyond those of every export (splits, workers, ...).
     # Another format's option given a value other than its default is refused for this one
-    # (cifarkit.export.ExportOptions), rather than ignored.
+    # (cifarkit.formats.export.ExportOptions), rather than ignored.
     options: tuple[str, ...] = ()
 
     def check_options(self, options: WriteOptions) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..metadata.export_state import STAGING_PREFIX, TREE_LAYOUTS, ExportState
 from ..metadata.names import folder_names, path_component
-from ..parallel import run_tasks
+from .parallel import run_tasks
 from ..writers.atomic import is_partial, output_error, write_plain
 from .base import FormatAdapter, Owns, Piece, WriteOptions, index_width
 from .codecs import encode_images, png
@@ -175,7 +175,7 @@ class ImageTree(FormatAdapter):
         return owns
 
     def open(self, root: Path, info, *, verify: bool = True):
-        from ..reader import FIXED_SHAPES, from_labelled
+        from ..readers.reader import FIXED_SHAPES, from_labelled
         from ..sources import open_source
 
         dataset = open_source(root, verify=verify)

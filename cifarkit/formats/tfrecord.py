@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import UsageError
 from ..metadata.export_state import ExportState
 from ..metadata.names import path_component
-from ..parallel import run_tasks
+from .parallel import run_tasks
 from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic

@@ -135,8 +135,8 @@ def _decoder(records: Records, size: int | None = None):
     image's header and size were checked before (:func:`.record_checks.check_split`)."""
     import tensorflow as tf
 
-    from ..augment import resize_shorter_centre
-    from ..image_decode import decode_squared
+    from ..readers.squaring import resize_shorter_centre
+    from ..readers.image_decode import decode_squared
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
@@ -163,7 +163,7 @@ def _decoder(records: Records, size: int | None = None):
 
 
 def open_records(root: Path, info: ExportInfo | None):
-    """A :class:`~cifarkit.reader.DataReader` over a TFRecord dataset's shards."""
+    """A :class:`~cifarkit.readers.reader.DataReader` over a TFRecord dataset's shards."""
     return reader_for(describe(root, info))
 
 
@@ -176,7 +176,7 @@ def reader_for(records: Records):
     shard_counts(records)  # before TensorFlow is even imported
     import tensorflow as tf
 
-    from ..reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
+    from ..readers.reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
 
     for shards in records.files.values():
         OPENED_SHARDS.update(dict.fromkeys(shards))

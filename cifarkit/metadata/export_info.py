@@ -2,7 +2,7 @@
 ``dataset_info.json``, which held the same schema under TFDS's file name; read into
 :class:`ExportInfo`, or None where a folder holds neither.
 
-Written last by :mod:`cifarkit.export`, so its presence marks an export as finished
+Written last by :mod:`cifarkit.formats.export`, so its presence marks an export as finished
 (:mod:`.export_state`). The readers take splits, counts, class names and shard lists from here.
 """
 

@@ -1,4 +1,4 @@
-"""The record ``cifarkit export-model`` keeps of a model it wrote (:mod:`cifarkit.model_trust`),
+"""The record ``cifarkit export-model`` keeps of a model it wrote (:mod:`cifarkit.modelio.trust`),
 read into a checked type."""
 
 from __future__ import annotations

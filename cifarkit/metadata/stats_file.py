@@ -25,7 +25,7 @@ Text = Annotated[str, pydantic.Field(max_length=4096)]
 
 
 class StatsFile(Strict):
-    """The fields of :class:`cifarkit.stats.Stats` (``mean_255`` and ``std_255`` are derived)."""
+    """The fields of :class:`cifarkit.readers.stats.Stats` (``mean_255`` and ``std_255`` are derived)."""
 
     mean: Annotated[tuple[Unit, ...], pydantic.Field(min_length=1, max_length=3)]
     std: Annotated[tuple[NotNegative, ...], pydantic.Field(min_length=1, max_length=3)]

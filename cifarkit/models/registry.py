@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import UsageError
-from ..recipes import RECIPES
+from ..augment.recipes import RECIPES
 
 if TYPE_CHECKING:
     import keras
 
-# Recipes a model may name as its default: the names of cifarkit.recipes' table (the paper's
+# Recipes a model may name as its default: the names of cifarkit.augment.recipes' table (the paper's
 # ImageNet-style augmentation for 227x227 inputs, crop-and-flip for native 32x32 CIFAR images).
 KNOWN_RECIPES = tuple(RECIPES)
 # Training defaults a model may declare (cifarkit.training.config.TRAINING_DEFAULTS): the paper's

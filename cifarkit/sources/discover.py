@@ -33,7 +33,7 @@ def _dataset_in(folder: Path) -> Path | None:
     for name in EXTRACTED_FOLDERS[:1] + KERAS3_FOLDERS[:1] + ARCHIVE_NAMES + EXTRACTED_FOLDERS[1:] + KERAS3_FOLDERS[1:]:
         if (folder / name).exists():
             return folder / name
-    if folder.name == "tensorflow_datasets":  # TFDS's data_dir: <name>/<version>/ (sources/tfds_folder.py)
+    if folder.name == "tensorflow_datasets":  # TFDS's data_dir: <name>/<version>/ (formats/tfrecord_source.py)
         return next((folder / n for n in ("cifar10", "cifar100") if (folder / n).is_dir()), None)
     return None
 

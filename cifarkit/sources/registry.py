@@ -53,13 +53,15 @@ def _one_image(path: Path, verify: bool) -> LabelledImages:
 
 
 def _records(path: Path, verify: bool) -> LabelledImages:
-    from .tfds_folder import read_records_folder  # TensorFlow: only for folders that hold records
+    # The TFRecord format reads its own exports (and TFDS's folders) back: the one arrow up from
+    # sources, taken lazily, and only for folders that hold records (it imports TensorFlow).
+    from ..formats.tfrecord_source import read_records_folder
 
     return read_records_folder(path)
 
 
 def _has_records(path: Path) -> bool:
-    from .tfds_folder import find_records
+    from ..formats.tfrecord_source import find_records
 
     return find_records(path) is not None
 

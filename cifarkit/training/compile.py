@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..strategy import gpu_visible
-from ..tf_runtime import cpu_has_bfloat16
+from ..runtime.strategy import gpu_visible
+from ..runtime.tensorflow import cpu_has_bfloat16
 from .plan import TrainPlan
 from .run_data import RunData
 
@@ -22,8 +22,8 @@ def build_models(config: TrainPlan, data: RunData, class_names, stats):
     """(saved model: uint8 -> augmentation -> network -> softmax and class names, bare network)."""
     import keras
 
-    from ..augment_layer import Augmentation
-    from ..saved_model import ClassNames
+    from ..augment.layer import Augmentation
+    from ..modelio.keras_file import ClassNames
     from ..models import create_model
 
     recipe = config.recipe
@@ -79,7 +79,7 @@ def make_loss(label_smoothing: float):
 
 def steps_per_execution(requested: int, steps: int, placement, say: Callable[[str], None]) -> int:
     """How many training steps each call into the compiled function runs, as the backend allows."""
-    from ..strategy import keras_backend
+    from ..runtime.strategy import keras_backend
 
     spe = min(requested, steps)
     backend = keras_backend()

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from .plan import HOLDOUT_SPLIT, TrainConfig, TrainPlan  # noqa: F401  (HOLDOUT_SPLIT, TrainConfig: for importers)
 
 if TYPE_CHECKING:
-    from ..recipes import Recipe
+    from ..augment.recipes import Recipe
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("plateau", "cosine", "step", "warmup-linear", "warmup-cosine")  # the last two per step
@@ -110,7 +110,7 @@ def resolve(config: TrainConfig) -> TrainPlan:
 def _recipe(config: TrainConfig) -> Recipe:
     """The recipe asked for, else the model's; ``--crop`` applied and checked."""
     from ..models import model_info
-    from ..recipes import get_recipe
+    from ..augment.recipes import get_recipe
 
     return get_recipe(config.recipe or _default_recipe(config, model_info(config.model).recipe), config.crop)
 
@@ -118,7 +118,7 @@ def _recipe(config: TrainConfig) -> Recipe:
 def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dict:
     """The trainer's methods (label smoothing, Nesterov, averaging, whitening, warm-up, TTA) as
     asked, else as the model's training defaults declare them, else off; checked."""
-    from ..tta import parse_views
+    from ..evaluation.tta import parse_views
 
     def pick(key, off):
         value = getattr(config, key)
@@ -137,7 +137,7 @@ def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
     """The model's own recipe; for a 32x32 model (the cifar recipe) on MNIST-family data, the
     mnist recipe (LeNet-5's 28 -> 32 zero padding), so ``cifarkit train lenet5 --data mnist/`` is
     the paper's setting without options."""
-    from ..recipes import RECIPES
+    from ..augment.recipes import RECIPES
     from ..sources.idx import is_mnist_family
 
     if model_recipe == "cifar" and "mnist" in RECIPES and config.data and is_mnist_family(Path(config.data).expanduser()):
@@ -153,8 +153,8 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 
 def _check(resolved: TrainPlan) -> None:
     """The checks of a resolved configuration, in the order the options are reported."""
-    from ..pipeline import check_place
-    from ..strategy import STRATEGIES, keras_backend
+    from ..readers.pipeline import check_place
+    from ..runtime.strategy import STRATEGIES, keras_backend
 
     _check_positive("epochs", resolved.epochs)
     _check_positive("batch-size", resolved.batch_size)
@@ -187,7 +187,7 @@ def _check_positive(option: str, value) -> None:
 
 
 def _gpu_visible() -> bool:
-    from ..strategy import gpu_visible
+    from ..runtime.strategy import gpu_visible
 
     return gpu_visible()
 
@@ -196,7 +196,7 @@ def _default_augment_place() -> str:
     # On a GPU the host would be the bottleneck (the paper recipe makes 227x227 float crops);
     # on a CPU both places are the same processor, and the host pipeline overlaps with the step.
     # Without TensorFlow there is no host pipeline: the device, wherever it is.
-    from ..strategy import keras_backend
+    from ..runtime.strategy import keras_backend
 
     return "device" if keras_backend() != "tensorflow" or _gpu_visible() else "host"
 
@@ -205,7 +205,7 @@ def _default_jit() -> bool:
     """XLA on a GPU with TensorFlow; always on JAX (its jit, without which every op runs on its
     own); off on PyTorch, where Keras's jit_compile is torch.compile, whose first step compiles
     for a long time (26 s for a tiny network on the 2-core CPU)."""
-    from ..strategy import keras_backend
+    from ..runtime.strategy import keras_backend
 
     backend = keras_backend()
     return backend == "jax" or (backend == "tensorflow" and _gpu_visible())

@@ -1,7 +1,7 @@
 """The batches ``fit`` trains and validates on: tf.data pipelines on the TensorFlow backend,
-:mod:`cifarkit.feed` on the others.
+:mod:`cifarkit.readers.feed` on the others.
 
-- TensorFlow: :mod:`cifarkit.pipeline`, augmenting on the host (a ``tf.data`` map) or shipping
+- TensorFlow: :mod:`cifarkit.readers.pipeline`, augmenting on the host (a ``tf.data`` map) or shipping
   uint8 batches for the device. A resumed run draws a fresh, reproducible order from (seed,
   epoch it resumes at).
 - JAX and PyTorch: uint8 batches of the in-memory arrays (CIFAR archives, MNIST IDX files),
@@ -37,7 +37,7 @@ class Inputs:
 
 def run_inputs(config, data, stats, placement, steps: int, initial_epoch: int) -> Inputs:
     """The training and validation batches of a run, starting at ``initial_epoch``."""
-    from ..strategy import keras_backend
+    from ..runtime.strategy import keras_backend
 
     backend = keras_backend()
     if backend == "tensorflow":
@@ -47,8 +47,8 @@ def run_inputs(config, data, stats, placement, steps: int, initial_epoch: int) -
 
 def check_inputs(data) -> None:
     """Refuse, before anything is written, data the backend cannot feed."""
-    from ..feed import source_arrays
-    from ..strategy import keras_backend
+    from ..readers.feed import source_arrays
+    from ..runtime.strategy import keras_backend
 
     backend = keras_backend()
     if backend != "tensorflow":
@@ -56,8 +56,8 @@ def check_inputs(data) -> None:
 
 
 def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
-    from ..pipeline import eval_batches, train_batches
-    from ..recipes import epoch_variable, eval_transform, train_transform
+    from ..readers.pipeline import eval_batches, train_batches
+    from ..augment.recipes import epoch_variable, eval_transform, train_transform
     from .methods import EpochCounter
 
     recipe = config.recipe
@@ -75,7 +75,7 @@ def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
 
 
 def _fed(config, data, steps: int, initial_epoch: int, backend: str) -> Inputs:
-    from ..feed import Feed, source_arrays
+    from ..readers.feed import Feed, source_arrays
 
     images, labels = source_arrays(data.source, "train", backend)
     train = Feed(images, labels, batch_size=config.batch_size, seed=config.seed).epochs(first_epoch=initial_epoch)

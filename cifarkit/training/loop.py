@@ -10,7 +10,7 @@ Augmentation runs either on the host (``tf.data`` map; the bare network trains o
 or on the device (the pipeline ships uint8 batches and the wrapped model trains, its first layer
 augmenting inside the compiled step). Both share the very layers that are saved, so the saved
 model is the same either way. On Keras's JAX and PyTorch backends the run needs no TensorFlow:
-the device augments, :mod:`cifarkit.feed` brings the batches, and what is TensorFlow's
+the device augments, :mod:`cifarkit.readers.feed` brings the batches, and what is TensorFlow's
 (``tf.distribute``, host augmentation) is refused in one line where it is asked for.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..folder_lock import hold as hold_folder
+from ..writers.folder_lock import hold as hold_folder
 from ..errors import UsageError
 from ..writers.atomic import remove_partials
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
@@ -57,7 +57,7 @@ def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
     Everything that can refuse the run (settings, data, batch size, model options, the backup)
     is checked before the first file is written, so a refused start leaves the folder as it was.
     """
-    from ..strategy import make_strategy
+    from ..runtime.strategy import make_strategy
 
     say = say or (lambda message: None if quiet else print(message, file=sys.stderr))
     # The strategy first: a multi-worker strategy must exist before TensorFlow runs anything.
@@ -90,7 +90,7 @@ class _Run:
     other than the chief) and ``backup_folder`` where this process's backup lives."""
 
     config: TrainPlan
-    placement: Any  # cifarkit.strategy.Placement
+    placement: Any  # cifarkit.runtime.strategy.Placement
     out: Path
     backup_folder: Path
     state: RunState
@@ -124,7 +124,7 @@ class _Run:
 
     def read_data(self) -> tuple[RunData, Any, int]:
         """The run's data, its statistics and the steps of an epoch; a batch that does not fit is refused."""
-        from ..stats import stats_for
+        from ..readers.stats import stats_for
 
         config = self.config
         data = open_run_data(config)
@@ -161,7 +161,7 @@ class _Run:
 
     def commit(self, stats, backup) -> None:
         """The run is accepted: from here on it writes to its folder."""
-        from ..stats import save_stats
+        from ..readers.stats import save_stats
 
         if self.placement.is_chief:
             if self.state is RunState.OVERWRITE:

@@ -249,7 +249,7 @@ def method_callbacks(config, compiled, steps: int) -> list:
 
 def sample_images(source, image_size, count: int = WHITEN_IMAGES) -> np.ndarray:
     """The first ``count`` uint8 training images (fewer if the split is smaller)."""
-    from ..evaluate import eval_batches
+    from ..evaluation.evaluate import eval_batches
 
     taken, held = [], 0
     for images, _ in eval_batches(source, "train", batch_size=1000, image_size=image_size):

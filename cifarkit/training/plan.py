@@ -1,6 +1,6 @@
 """What a training run is asked for (:class:`TrainConfig`) and the run as resolved
 (:class:`TrainPlan`): what :func:`cifarkit.training.config.resolve` makes of the request, every
-default applied and every value checked, the recipe a :class:`~cifarkit.recipes.Recipe` and the test-time views a tuple. The trainer
+default applied and every value checked, the recipe a :class:`~cifarkit.augment.recipes.Recipe` and the test-time views a tuple. The trainer
 reads only the plan; nothing downstream looks a recipe up by name or parses ``--tta`` again.
 
 ``config.json`` is its serialisation (:meth:`TrainPlan.to_json`): the recipe by name and crop, the
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..metadata.run_files import RunConfigFile
-    from ..recipes import Recipe
+    from ..augment.recipes import Recipe
 
 HOLDOUT_SPLIT = "holdout"
 DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
@@ -50,7 +50,7 @@ class TrainConfig:
     strategy: str = "auto"
     holdout: int = 0  # images held out of train for validation; 0: validate on the test split
     limit_train: int | None = None
-    train_split: str = "train"  # TFDS split syntax (cifarkit.splits): "test[:8000]", "train+test[:50%]"
+    train_split: str = "train"  # TFDS split syntax (cifarkit.readers.splits): "test[:8000]", "train+test[:50%]"
     eval_split: str = "test"  # the run's "test" split: validation (without --holdout) and the final report
     # Methods of cifarkit.training.methods, None: the model's default (off unless it declares them).
     nesterov: bool | None = None
@@ -58,7 +58,7 @@ class TrainConfig:
     whiten: bool | None = None  # whitening initialisation of the first convolution
     warmup: float | None = None  # fraction of the steps the per-step schedules warm up over
     # Test-time views in the final report, as --tta writes them ("flip,translate", "none") or a
-    # tuple of cifarkit.tta.VIEWS; parsed once, by resolve.
+    # tuple of cifarkit.evaluation.tta.VIEWS; parsed once, by resolve.
     tta: str | tuple[str, ...] | None = None
 
     def to_json(self) -> dict:
@@ -90,7 +90,7 @@ class TrainPlan:
     averaging: str  # AVERAGING
     whiten: bool
     warmup: float | None  # None: the schedule's own fraction
-    tta: tuple[str, ...]  # test-time views in the final report (cifarkit.tta.VIEWS), () for none
+    tta: tuple[str, ...]  # test-time views in the final report (cifarkit.evaluation.tta.VIEWS), () for none
     sample: bool = False
     verify: bool = True
     model_options: dict = field(default_factory=dict)
@@ -114,7 +114,7 @@ class TrainPlan:
     def to_json(self) -> dict:
         """config.json's content: :class:`TrainConfig`'s keys, in its order, with the values
         ``cifarkit train`` would take to ask for this run again."""
-        from ..tta import views_text
+        from ..evaluation.tta import views_text
 
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(recipe=self.recipe.name, crop=self.recipe.crop, tta=views_text(self.tta))
@@ -125,8 +125,8 @@ class TrainPlan:
         """The plan a run's config.json (as read and checked:
         :func:`cifarkit.metadata.run_files.read_run_config`) holds; its recipe and views are
         parsed here, once."""
-        from ..recipes import get_recipe
-        from ..tta import parse_views
+        from ..augment.recipes import get_recipe
+        from ..evaluation.tta import parse_views
 
         values = record.model_dump()
         crop = values.pop("crop")

@@ -11,18 +11,18 @@ import statistics
 import time
 from pathlib import Path
 
-from ..evaluate import evaluate_model
-from ..saved_model import load_model
-from ..strategy import keras_backend
-from ..tf_runtime import onednn_state
-from ..tta import views_text
+from ..evaluation.evaluate import evaluate_model
+from ..modelio.keras_file import load_model
+from ..runtime.strategy import keras_backend
+from ..runtime.tensorflow import onednn_state
+from ..evaluation.tta import views_text
 from .plan import TrainPlan
 from .rundir import BEST_MODEL, LAST_MODEL
 
 
 def test_numbers(config: TrainPlan, data, out: Path) -> dict:
     """The saved model's accuracy on the test split, with the test-time views the plan names and
-    the ten-crop accuracy where its recipe has one (:attr:`cifarkit.recipes.Recipe.ten_crop`)."""
+    the ten-crop accuracy where its recipe has one (:attr:`cifarkit.augment.recipes.Recipe.ten_crop`)."""
     model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
     result = evaluate_model(model, data.source, "test", image_size=data.image_size)
@@ -79,7 +79,7 @@ def final_report(config: TrainPlan, placement, compiled, data, stats, history, c
 
 
 def stats_origin(stats, dataset_name: str) -> str:
-    from ..stats import bundled_stats
+    from ..readers.stats import bundled_stats
 
     bundled = bundled_stats(dataset_name)
     if bundled is not None and bundled == stats:

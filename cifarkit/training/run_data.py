@@ -15,7 +15,7 @@ from .plan import HOLDOUT_SPLIT, TrainPlan
 
 @dataclass
 class RunData:
-    source: Any  # cifarkit.reader.DataReader with the splits training uses
+    source: Any  # cifarkit.readers.reader.DataReader with the splits training uses
     full_counts: dict[str, int]  # the splits of the source as read, before --limit-train/--holdout
     image_size: int | None  # square size images of mixed sizes are brought to, or None
     input_shape: tuple[int, int, int]  # uint8 input of the saved model
@@ -66,7 +66,7 @@ def select_run_splits(source, train_split: str, eval_split: str):
 
 
 def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
-    """A :class:`~cifarkit.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``
+    """A :class:`~cifarkit.readers.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``
     (TensorFlow is imported only when a tf.data pipeline of them is built)."""
     counts = {s: n for s, n in source.counts.items() if s != base_split}
     counts.update({s: len(idx) for s, idx in picks.items()})
@@ -102,7 +102,7 @@ def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
 
 
 def stats_origin(stats, dataset_name: str) -> str:
-    from ..stats import bundled_stats
+    from ..readers.stats import bundled_stats
 
     bundled = bundled_stats(dataset_name)
     if bundled is not None and bundled == stats:

@@ -5,7 +5,7 @@ The folder holds:
 - ``config.json``: every setting, defaults resolved (the run's identity: re-running the same
   command resumes or reports the run finished; a different one is refused unless ``--overwrite``);
 - ``best.keras`` (highest validation accuracy) and ``last.keras``: the network *with its
-  preprocessing* (see :mod:`cifarkit.saved_model`);
+  preprocessing* (see :mod:`cifarkit.modelio.keras_file`);
 - ``history.csv`` and ``curves.png`` (rewritten every epoch), TensorBoard logs in ``logs/``;
 - ``stats.json``: the dataset statistics the preprocessing uses;
 - ``report.json`` once training has finished (its presence marks the run finished);
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ..errors import OutputError, SourceError
 from ..metadata.run_files import BackupState, RunReport, read_backup_state, read_run_config, read_run_report, reason
-from ..model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL
-from ..stats import STATS_FILE
+from ..modelio.model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL
+from ..readers.stats import STATS_FILE
 from ..writers.atomic import partial_path, remove_partials, write_bytes, write_text
 from .config import identity
 from .plan import TrainPlan
@@ -161,7 +161,7 @@ def _csv_number(value) -> str:
 
 def write_history(folder: Path, rows: list[dict]) -> None:
     """history.csv and curves.png of ``rows``."""
-    from ..plots import curves_image, save_png
+    from ..evaluation.plots import curves_image, save_png
 
     write_text(folder / HISTORY_FILE, history_csv(rows))
     save_png(curves_image(rows), folder / CURVES_FILE)

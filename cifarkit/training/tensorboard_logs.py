@@ -27,7 +27,7 @@ _WRITING_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end", "on_test_end
 def tensorboard_callback(log_dir: Path, say: Callable[[str], None] = lambda message: None):
     """The callback that writes the run's TensorBoard logs into ``log_dir`` (a no-op callback
     when nothing installed can write them)."""
-    from ..strategy import keras_backend
+    from ..runtime.strategy import keras_backend
 
     backend = keras_backend()
     try:

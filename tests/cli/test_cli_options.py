@@ -8,7 +8,10 @@ from cifarkit.cli import options
 
 
 def _tables():
-    from cifarkit import model_export, pipeline, recipes, strategy
+    from cifarkit.modelio import export as model_export
+    from cifarkit.readers import pipeline
+    from cifarkit.augment import recipes
+    from cifarkit.runtime import strategy
     from cifarkit.formats import FORMATS, image_tree, tfrecord
     from cifarkit.training import config as train
 
@@ -24,7 +27,7 @@ def _tables():
 
 def test_help_lists_every_name_of_each_library_table():
     """The choices are made from the library's tables: a new entry there is a choice here."""
-    from cifarkit.tta import VIEWS
+    from cifarkit.evaluation.tta import VIEWS
 
     for command, option, names in _tables():
         text = CliRunner().invoke(app, [command, "--help"]).output
@@ -35,7 +38,7 @@ def test_help_lists_every_name_of_each_library_table():
 
 
 def test_jpeg_is_another_name_for_the_jpg_format():
-    from cifarkit.export import ExportOptions
+    from cifarkit.formats.export import ExportOptions
 
     assert options.ExportFormat("jpeg").value == "jpeg" and ExportOptions(format="jpeg").format == "jpg"
 

@@ -12,12 +12,12 @@ runner = CliRunner()
 
 
 def test_ctrl_c_in_export_names_what_is_kept_and_the_command_that_resumes(monkeypatch, tmp_path: Path):
-    import cifarkit.export
+    import cifarkit.formats.export
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cifarkit.export, "export_dataset", interrupted)
+    monkeypatch.setattr(cifarkit.formats.export, "export_dataset", interrupted)
     out = tmp_path / "my out"
     result = runner.invoke(app, ["export", "--format", "png", "--out", str(out), "--quiet"])
     assert result.exit_code == 130

@@ -11,7 +11,7 @@ import pytest
 import cifarkit
 from cifarkit import data, formats
 from cifarkit.errors import SourceError, UsageError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats.base import FormatAdapter, Piece
 from cifarkit.sources import open_source
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from cifarkit import data
 from cifarkit.cli import app
 from cifarkit.errors import SourceError, UnsafeInputError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.metadata import tfds
 from cifarkit.metadata.labels import NumberedNames
 from cifarkit.sources import open_source

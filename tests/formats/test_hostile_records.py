@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import cifarkit
 from cifarkit.cli import app
 from cifarkit.errors import SourceError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats.codecs.example import NotAnExample, example_bytes, frame_record, parse_example
 from cifarkit.formats.codecs.png import encode_png
 from cifarkit.formats.codecs.record_frame import masked_crc32c, records_of

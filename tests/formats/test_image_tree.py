@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cifarkit.errors import OutputError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats import image_tree
 from cifarkit.sources import open_source
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cifarkit import folder_lock
+from cifarkit.writers import folder_lock
 from cifarkit.cli import app
 from cifarkit.errors import OutputError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats import image_tree
 from cifarkit.sources import open_source
 

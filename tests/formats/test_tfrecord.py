@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats import tfrecord
 from cifarkit.sources import open_source
 

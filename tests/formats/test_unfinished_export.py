@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 import cifarkit
 from cifarkit import data
-from cifarkit import export as export_module
+from cifarkit.formats import export as export_module
 from cifarkit.cli import app
 from cifarkit.errors import SourceError
-from cifarkit.export import ExportOptions, export_dataset
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats import image_tree, tfrecord
 from cifarkit.sources import open_source
 

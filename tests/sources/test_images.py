@@ -232,7 +232,7 @@ def test_a_real_bomb_in_a_tree_is_refused_by_name_without_decoding(tmp_path):
 def test_predict_holds_one_decoded_original_at_a_time(tmp_path, monkeypatch):
     import keras
 
-    from cifarkit import evaluate
+    from cifarkit.evaluation import evaluate
 
     paths = []
     for i in range(5):

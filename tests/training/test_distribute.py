@@ -14,7 +14,7 @@ import pytest
 
 from cifarkit.errors import UsageError
 from cifarkit.metadata.tf_config import parse_tf_config
-from cifarkit.strategy import Placement, is_chief_task, make_strategy, read_tf_config
+from cifarkit.runtime.strategy import Placement, is_chief_task, make_strategy, read_tf_config
 from cifarkit.training.rundir import read_history
 from synth import make_learnable_cifar10
 

@@ -16,8 +16,8 @@ from cifarkit.cli import app
 from cifarkit.errors import CifarkitError, OutputError, SourceError, UsageError
 from cifarkit.metadata import run_files
 from cifarkit.metadata.run_files import HistoryRow, RunConfigFile, read_run_config
-from cifarkit.stats import Stats, bundled_stats, compute_stats, load_stats, save_stats
-from cifarkit.strategy import read_tf_config
+from cifarkit.readers.stats import Stats, bundled_stats, compute_stats, load_stats, save_stats
+from cifarkit.runtime.strategy import read_tf_config
 from cifarkit.training.config import TrainConfig, identity, resolve
 from cifarkit.training.plan import TrainPlan
 from cifarkit.training.rundir import HISTORY_COLUMNS, RunState, check_workdir, read_backup, read_report

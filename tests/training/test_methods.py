@@ -1,4 +1,4 @@
-"""The trainer's methods (cifarkit.training.methods, cifarkit.tta, the alt_flip op) on tiny data:
+"""The trainer's methods (cifarkit.training.methods, cifarkit.evaluation.tta, the alt_flip op) on tiny data:
 whitening gives whitened outputs, the weight average is the running average computed by hand,
 the per-step schedule takes the values it should at given steps, test-time augmentation averages
 its views, and the alternating flip mirrors every image in every other epoch exactly."""
@@ -13,7 +13,7 @@ import pytest
 
 from cifarkit.training.methods import (WarmupDecay, WeightAverage, learning_rate, patches, whiten_first_conv,
                                        whitening_filters)  # fmt: skip
-from cifarkit.tta import parse_views, tta_scorer, tta_views
+from cifarkit.evaluation.tta import parse_views, tta_scorer, tta_views
 
 
 def correlated_images(n=64, size=8, seed=0) -> np.ndarray:
@@ -189,16 +189,16 @@ def test_tta_flip_is_the_mean_of_the_image_and_its_mirrors_softmax():
 
 
 def alt_flip_views(epoch: int, images: np.ndarray, device: bool) -> np.ndarray:
-    from cifarkit.augment_ops import make_op
-    from cifarkit.stats import Stats
+    from cifarkit.augment.ops import make_op
+    from cifarkit.readers.stats import Stats
 
     eye = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
     stats = Stats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), eye, (1.0, 1.0, 1.0), eye, pixels=1, images=1)
     if device:
-        from cifarkit.device_augment import run_ops
+        from cifarkit.augment.device import run_ops
 
         return np.asarray(run_ops([make_op("alt_flip")], stats, images, "train", [None], epoch=epoch))
-    from cifarkit.augment import run_ops
+    from cifarkit.augment.host import run_ops
 
     return run_ops([make_op("alt_flip")], stats, images, "train", seed=np.array([1, 2]), epoch=epoch).numpy()
 
@@ -259,10 +259,10 @@ def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
 def test_the_host_pipeline_flips_by_the_epoch_the_trainer_sets():
     import tensorflow as tf
 
-    from cifarkit.recipes import epoch_variable, get_recipe, train_transform
+    from cifarkit.augment.recipes import epoch_variable, get_recipe, train_transform
 
     eye = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
-    from cifarkit.stats import Stats
+    from cifarkit.readers.stats import Stats
 
     stats = Stats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), eye, (1.0, 1.0, 1.0), eye, pixels=1, images=1)
     recipe = get_recipe("airbench")

@@ -402,7 +402,7 @@ def test_model_saves_go_through_a_name_the_sweep_removes(tmp_path, monkeypatch):
 
 
 def test_a_second_training_on_a_held_run_folder_is_refused_and_writes_nothing(data, tmp_path):
-    from cifarkit import folder_lock
+    from cifarkit.writers import folder_lock
 
     workdir = tmp_path / "run"
     with folder_lock.hold(workdir, "a training run"):
@@ -414,7 +414,7 @@ def test_a_second_training_on_a_held_run_folder_is_refused_and_writes_nothing(da
 
 
 def test_the_lock_file_neither_blocks_a_resume_nor_goes_with_overwrite(data, run_copy):
-    from cifarkit import folder_lock
+    from cifarkit.writers import folder_lock
 
     lock = run_copy / folder_lock.LOCK_NAME
     assert lock.is_file()  # the crashed run held it; the kernel released it with the process's descriptor

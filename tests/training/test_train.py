@@ -160,7 +160,7 @@ def test_a_killed_run_resumes_from_its_backup(tmp_path):
 
 @pytest.mark.parametrize("place", ["host", "device"])
 def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnable, tmp_path, place):
-    from cifarkit.saved_model import load_model, model_parts
+    from cifarkit.modelio.keras_file import load_model, model_parts
     from cifarkit.training import TrainConfig, train
 
     config = TrainConfig(model="lenet5", workdir=str(tmp_path / place), data=str(learnable.path), epochs=2,
@@ -178,7 +178,7 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
 def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learnable, tmp_path, monkeypatch):
     import keras
 
-    from cifarkit.saved_model import load_model, model_parts
+    from cifarkit.modelio.keras_file import load_model, model_parts
     from cifarkit.training import TrainConfig, compile, train
 
     monkeypatch.setattr(compile, "cpu_has_bfloat16", lambda: False)  # as on an AVX2-only CPU
@@ -259,7 +259,7 @@ def test_label_smoothing_loss_is_keras_categorical_crossentropy_on_one_hot_label
 
 
 def test_curves_chart_draws_both_series_in_their_colours():
-    from cifarkit import plots
+    from cifarkit.evaluation import plots
 
     rows = [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 * e, "val_loss": 2.2 / e, "val_accuracy": 0.15 * e}
             for e in range(1, 5)]  # fmt: skip

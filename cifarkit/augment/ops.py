@@ -1,0 +1,328 @@
+"""Augmentation ops registered by name: the vocabulary recipes are written in.
+
+An op is a small frozen dataclass made by a factory registered under its name
+(``make_op("crop", 227)``), as big_vision's preprocessing registry does. It acts on a batch in
+flight, which carries the mode (``"train"``: random, ``"eval"``: the centre, ``"ten_crop"``: the
+paper's ten test views), and has two implementations of the same arithmetic:
+
+- ``host(batch)``: TensorFlow, for the tf.data pipeline (:class:`cifarkit.augment.host.HostBatch`);
+  random ops draw from the batch's stateless seed, at their own ``seed_path``;
+- ``draw(rng, count, size, mode)`` then ``device(batch, value)``: ``keras.ops``, for the
+  :class:`~cifarkit.augment.layer.Augmentation` layer on any backend
+  (:class:`cifarkit.augment.device.DeviceBatch`); the random choice is drawn apart from the
+  arithmetic, so a test can replay it.
+
+Geometry ops (resize, pad, crop, flip) only describe a window; the batch samples it once, when
+an op needs pixels or at the end, so "resize to 256, crop 227, mirror" is one gather from the
+32x32 images. Colour ops (PCA jitter, normalisation) act per image and channel.
+
+To add an op: write its dataclass here with ``@register_op("name")`` (``host``, ``draw`` and
+``device``, ``caption`` and ``phrase``); then name it in a recipe of :mod:`cifarkit.augment.recipes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+PAD_MODES = ("REFLECT", "SYMMETRIC", "CONSTANT")  # tf.pad's spelling
+# The AlexNet paper's colour jitter draws alpha ~ N(0, 0.1) per image and per presentation.
+PCA_SIGMA = 0.1
+
+OPS: dict[str, type[Op]] = {}
+
+
+class Op:
+    """One step of a recipe. Subclasses are frozen dataclasses whose fields are the arguments."""
+
+    name: ClassVar[str]
+    # The leaf of the seed tree this op draws from on the host (each level splits a seed in two):
+    # distinct per random op, and fixed, so a recipe's host output depends on the seed only.
+    seed_path: ClassVar[tuple[int, ...]] = ()
+    visible: ClassVar[bool] = True  # False: the preview shows no row for it (it shifts values only)
+    uses_epoch: ClassVar[bool] = False  # True: the op reads the batch's training epoch
+
+    @property
+    def args(self) -> tuple:
+        return dataclasses.astuple(self)
+
+    def out_size(self, size: int) -> int:
+        """Side of the images after this op, given the side before it."""
+        return size
+
+    def caption(self) -> str:
+        """A few characters for the preview row that adds this op."""
+        raise NotImplementedError
+
+    def phrase(self) -> str:
+        """What the op does, in words, for ``Recipe.describe``."""
+        raise NotImplementedError
+
+    def host(self, batch) -> None:
+        raise NotImplementedError
+
+    def draw(self, rng, count, size: int, mode: str):
+        """The op's random choice for a batch of ``count`` images of side ``size``, or None."""
+        return None
+
+    def device(self, batch, value) -> None:
+        raise NotImplementedError
+
+
+def register_op(name: str) -> Callable[[type[Op]], type[Op]]:
+    def decorator(cls: type[Op]) -> type[Op]:
+        if name in OPS:
+            raise ValueError(f"an op is already registered under this name. Received: name={name!r}")
+        cls.name = name
+        OPS[name] = cls
+        return cls
+
+    return decorator
+
+
+def make_op(name: str, *args) -> Op:
+    """The op ``name`` with its arguments; an unknown name or bad argument fails loudly."""
+    try:
+        cls = OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown augmentation op; choose one of {', '.join(OPS)}. Received: name={name!r}") from None
+    return cls(*args)
+
+
+def _positive(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+@register_op("resize")
+@dataclass(frozen=True)
+class Resize(Op):
+    """Bilinear resize to ``size`` x ``size``, virtual: the window that follows reads the small image."""
+
+    size: int
+
+    def __post_init__(self):
+        _positive("size", self.size)
+
+    def out_size(self, size: int) -> int:
+        return self.size
+
+    def caption(self) -> str:
+        return f"resize {self.size}"
+
+    def phrase(self) -> str:
+        return f"resize to {self.size}x{self.size}"
+
+    def host(self, batch) -> None:
+        batch.set_resize(self.size)
+
+    def device(self, batch, value) -> None:
+        batch.set_resize(self.size)
+
+
+@register_op("pad")
+@dataclass(frozen=True)
+class Pad(Op):
+    """``pixels`` of padding on every side, filled as tf.pad's ``mode`` fills it."""
+
+    pixels: int
+    mode: str = "REFLECT"
+
+    def __post_init__(self):
+        _positive("pixels", self.pixels)
+        if self.mode not in PAD_MODES:
+            raise ValueError(f"mode must be one of {', '.join(PAD_MODES)}. Received: mode={self.mode!r}")
+
+    def out_size(self, size: int) -> int:
+        return size + 2 * self.pixels
+
+    def caption(self) -> str:
+        return f"pad {self.pixels}"
+
+    def phrase(self) -> str:
+        return f"pad {self.pixels} ({self.mode.lower()})"
+
+    def host(self, batch) -> None:
+        batch.set_pad(self.pixels, self.mode)
+
+    def device(self, batch, value) -> None:
+        batch.set_pad(self.pixels, self.mode)
+
+
+@register_op("crop")
+@dataclass(frozen=True)
+class Crop(Op):
+    """A ``size`` x ``size`` window: uniform at random in training, the centre in evaluation,
+    the four corners and the centre and their mirrors for ten-crop testing."""
+
+    size: int
+    seed_path: ClassVar[tuple[int, ...]] = (0, 0)
+
+    def __post_init__(self):
+        _positive("size", self.size)
+
+    def out_size(self, size: int) -> int:
+        return self.size
+
+    def caption(self) -> str:
+        return f"crop {self.size}"
+
+    def phrase(self) -> str:
+        return f"random {self.size}x{self.size} crop"
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        if batch.mode == "train":
+            offsets = augment.random_offsets(batch.seed(self.seed_path), batch.count, batch.span, self.size)
+            batch.set_window(self.size, offsets)
+        elif batch.mode == "ten_crop":
+            batch.set_ten_windows(self.size, *augment.ten_crop_windows(batch.span, self.size))
+        else:
+            batch.set_window(self.size, augment.centre_windows(batch.count, batch.span, self.size)[0])
+
+    def draw(self, rng, count, size: int, mode: str):
+        import keras
+
+        if mode != "train":
+            return None
+        return keras.random.randint((count, 2), 0, size - self.size + 1, dtype="int32", seed=rng)
+
+    def device(self, batch, value) -> None:
+        from . import device as device_augment
+
+        if batch.mode == "ten_crop":
+            batch.set_ten_windows(self.size, *device_augment.ten_crop_windows(batch.count, batch.span, self.size))
+        elif value is None:
+            batch.set_window(self.size, device_augment.centre_windows(batch.count, batch.span, self.size))
+        else:
+            batch.set_window(self.size, value)
+
+
+@register_op("flip")
+@dataclass(frozen=True)
+class Flip(Op):
+    """Mirror left-right with p = 0.5 in training (read as columns backwards, no copy)."""
+
+    seed_path: ClassVar[tuple[int, ...]] = (0, 1)
+
+    def caption(self) -> str:
+        return "+ flip"
+
+    def phrase(self) -> str:
+        return "horizontal flip p=0.5"
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        if batch.mode == "train":
+            batch.set_flips(augment.random_flips(batch.seed(self.seed_path), batch.count))
+
+    def draw(self, rng, count, size: int, mode: str):
+        import keras
+
+        return keras.random.uniform((count,), seed=rng) < 0.5 if mode == "train" else None
+
+    def device(self, batch, value) -> None:
+        if value is not None:
+            batch.set_flips(value)
+
+
+@register_op("pca_jitter")
+@dataclass(frozen=True)
+class PcaJitter(Op):
+    """The paper's colour jitter: ``P @ (alpha * lambda)`` added to every pixel of an image,
+    alpha ~ N(0, sigma) per image and eigenvector, in training only."""
+
+    sigma: float = PCA_SIGMA
+    seed_path: ClassVar[tuple[int, ...]] = (1,)
+
+    def __post_init__(self):
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive. Received: sigma={self.sigma!r}")
+
+    def caption(self) -> str:
+        return "+ PCA colour"
+
+    def phrase(self) -> str:
+        return f"PCA colour jitter sigma={self.sigma}"
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        if batch.mode == "train":
+            stats, seed = batch.stats, batch.seed(self.seed_path)
+            batch.map_pixels(lambda x: augment.pca_jitter(x, seed, stats.eigenvalues, stats.eigenvectors, self.sigma))
+
+    def draw(self, rng, count, size: int, mode: str):
+        import keras
+
+        return keras.random.normal((count, 3), stddev=self.sigma, seed=rng) if mode == "train" else None
+
+    def device(self, batch, value) -> None:
+        from . import device as device_augment
+
+        if value is not None:
+            shift = device_augment.colour_offsets(value, batch.stats.eigenvalues, batch.stats.eigenvectors)
+            batch.map_channels(lambda x: x + shift[:, None, None, :])
+
+
+@register_op("normalize")
+@dataclass(frozen=True)
+class Normalize(Op):
+    """Subtract the training mean (the paper) and, with ``standardize``, divide by the std."""
+
+    standardize: bool = False
+    visible: ClassVar[bool] = False
+
+    def caption(self) -> str:
+        return "normalize"
+
+    def phrase(self) -> str:
+        return "per-channel standardisation" if self.standardize else "subtract the training mean"
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        std = batch.stats.std if self.standardize else None
+        batch.map_pixels(lambda x: augment.normalize(x, batch.stats.mean, std))
+
+    def device(self, batch, value) -> None:
+        from keras import ops
+
+        mean = ops.convert_to_tensor(batch.stats.mean, "float32")
+        std = ops.convert_to_tensor(batch.stats.std, "float32")
+        batch.map_channels(lambda x: (x - mean) / std if self.standardize else x - mean)
+
+
+@register_op("alt_flip")
+@dataclass(frozen=True)
+class AlternatingFlip(Op):
+    """airbench's alternating flip (Jordan 2024, section 3.6): each image is mirrored in every
+    other epoch, exactly, instead of by a fresh coin at each presentation, so any two consecutive
+    epochs show both sides of every image. Which epochs an image starts mirrored in is fixed per
+    image by its pixels (the parity of their sum: a fair coin across images, no index needed), so
+    the op needs only the epoch number, which the batch carries (0 outside training)."""
+
+    uses_epoch: ClassVar[bool] = True
+
+    def caption(self) -> str:
+        return "+ alt flip"
+
+    def phrase(self) -> str:
+        return "horizontal flip in alternate epochs"
+
+    def host(self, batch) -> None:
+        import tensorflow as tf
+
+        if batch.mode == "train":
+            odd = tf.cast(tf.math.floormod(batch.epoch, 2), tf.int32)
+            batch.set_flips(tf.not_equal(tf.math.floormod(batch.image_bits + odd, 2), 0))
+
+    def device(self, batch, value) -> None:
+        from keras import ops
+
+        if batch.mode == "train":
+            odd = ops.cast(ops.mod(batch.epoch, 2), "int32")
+            batch.set_flips(ops.not_equal(ops.mod(batch.image_bits + odd, 2), 0))

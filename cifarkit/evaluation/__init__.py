@@ -1,0 +1,1 @@
+"""Evaluation: metrics and predict, test-time views, ten-crop, and the charts."""

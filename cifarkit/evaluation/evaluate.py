@@ -1,0 +1,369 @@
+"""``cifarkit evaluate`` and ``cifarkit predict``: metrics, ten-crop testing, confusion matrices,
+and class probabilities for image files, all from a saved model alone.
+
+A model saved by ``cifarkit train`` takes uint8 images of one size and carries its preprocessing
+and class names (:mod:`cifarkit.modelio.keras_file`); so does one exported by ``cifarkit export-model``
+(:mod:`cifarkit.modelio.exported`), which both accept too. Files saved before the softmax moved into the
+model end in logits: the softmax is applied here for those only, so old and new files give the
+same probabilities. So evaluation feeds uint8 batches exactly as the
+validation during training did, and prediction brings any image to the model's input size the way
+the data reader brings mixed-size folder images to one size, then does the same.
+
+On Keras's TensorFlow backend the batches come from tf.data and inference runs in a
+``tf.function``; on the JAX and PyTorch backends the batches come from :mod:`cifarkit.readers.feed`
+(in-memory sources: CIFAR archives, MNIST IDX files) and inference runs in Keras's own compiled
+predict step, so neither needs TensorFlow installed.
+
+The trainer's final report is an evaluation, so this module sits below :mod:`cifarkit.training`
+and imports nothing of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import SourceError, UsageError
+from ..modelio.exported import ExportedModel
+from ..modelio.keras_file import input_size, model_parts, outputs_probabilities
+from ..writers.atomic import write_text
+from ..writers.manifest import csv_text
+
+TOP_K = 5
+EVAL_BATCH = 256
+PREDICT_BATCH = 64
+
+
+def beside_model(model_path: Path, suffix: str) -> Path:
+    """``<model>-<suffix>`` next to a model file, or next to an exported SavedModel's model folder
+    (``m/3`` -> ``m-v3-<suffix>``: nothing is written inside a folder TensorFlow Serving reads)."""
+    if model_path.is_dir():
+        return model_path.parent.with_name(f"{model_path.parent.name}-v{model_path.name}-{suffix}")
+    return model_path.with_name(f"{model_path.stem}-{suffix}")
+
+
+def default_predictions_csv(run: Path, model_path: Path) -> Path:
+    """Where ``predict`` writes its CSV unless told: inside the run folder it was given, like
+    ``evaluate``'s files, or beside a model file or exported model given directly."""
+    run = Path(run).expanduser()
+    if run.is_dir() and model_path.parent == run and model_path.suffix == ".keras":
+        return run / "predictions.csv"
+    return beside_model(model_path, "predictions.csv")
+
+
+def class_names_of(model) -> list[str]:
+    """The class names a saved or exported model carries."""
+    return list(model.class_names) if isinstance(model, ExportedModel) else model_parts(model)[2]
+
+
+def on_tensorflow() -> bool:
+    """Whether Keras runs on TensorFlow (tf.data and tf.function at hand)."""
+    from ..runtime.strategy import keras_backend
+
+    return keras_backend() == "tensorflow"
+
+
+def scorer(model):
+    """(input size, uint8 batch -> float32 probabilities) of a Keras model or an exported one."""
+    if isinstance(model, ExportedModel):
+        return model.image_size, lambda images: model.probabilities(np.asarray(images))
+    softmax = not outputs_probabilities(model)  # a file saved when models ended in logits
+    if not on_tensorflow():
+
+        def predict(images):
+            outputs = np.asarray(model.predict_on_batch(np.asarray(images)), np.float32)
+            return _softmax(outputs) if softmax else outputs
+
+        return input_size(model), predict
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        outputs = tf.cast(model(images, training=False), tf.float32)
+        return tf.nn.softmax(outputs) if softmax else outputs
+
+    return input_size(model), lambda images: infer(images).numpy()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def ten_crop_scorer(model):
+    """uint8 batch -> float32 probabilities averaged over the paper's ten crops."""
+    augmentation, network, _ = model_parts(model)
+    if not on_tensorflow():
+        from .ten_crop import TenCropModel
+
+        averaged = TenCropModel(augmentation, network)
+        return lambda images: np.asarray(averaged.predict_on_batch(np.asarray(images)), np.float32)
+    import tensorflow as tf
+
+    from ..augment.recipes import ten_crop_transform
+
+    views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)
+    crop = augmentation.recipe.crop
+
+    @tf.function(reduce_retracing=True)
+    def ten_crop_infer(images):
+        views = views_of(images)
+        batch = tf.shape(views)[0]
+        logits = network(tf.reshape(views, [-1, crop, crop, 3]), training=False)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        return tf.reduce_mean(tf.reshape(probabilities, [batch, 10, -1]), axis=1)
+
+    return lambda images: ten_crop_infer(images).numpy()
+
+
+def eval_batches(source, split: str, *, batch_size: int, image_size: int | None):
+    """(uint8 images, labels) batches of a split in dataset order, every image once: tf.data on
+    TensorFlow, :class:`cifarkit.readers.feed.Feed` elsewhere."""
+    if on_tensorflow():
+        from ..readers.pipeline import eval_batches as tf_eval_batches
+
+        return tf_eval_batches(source, split, None, batch_size=batch_size, image_size=image_size)
+    from ..readers.feed import Feed, source_arrays
+    from ..runtime.strategy import keras_backend
+
+    images, labels = source_arrays(source, split, keras_backend())
+    if not len(labels):
+        return iter(())
+    return Feed(images, labels, batch_size=batch_size, shuffle=False, drop_remainder=False).epochs(1)
+
+
+@dataclass
+class Evaluation:
+    split: str
+    class_names: list[str]
+    labels: np.ndarray  # (N,) int
+    probabilities: np.ndarray  # (N, C) float32
+    ten_crop: bool = False
+    tta: tuple = ()  # test-time views averaged (cifarkit.evaluation.tta), () for the model's own view
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.predictions == self.labels)) if self.count else float("nan")
+
+    @property
+    def top_k(self) -> int:
+        return min(TOP_K, self.probabilities.shape[1])
+
+    @property
+    def top_k_accuracy(self) -> float:
+        if not self.count:
+            return float("nan")
+        # Ties broken as Keras' in_top_k does not matter for float probabilities in practice.
+        best = np.argsort(-self.probabilities, axis=1, kind="stable")[:, : self.top_k]
+        return float(np.mean((best == self.labels[:, None]).any(axis=1)))
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(C, C): row = true class, column = predicted class."""
+        n = len(self.class_names)
+        matrix = np.zeros((n, n), np.int64)
+        np.add.at(matrix, (self.labels, self.predictions), 1)
+        return matrix
+
+    def per_class(self) -> list[tuple[str, int, int, float]]:
+        """(class name, correct, images, accuracy) per class."""
+        matrix = self.confusion
+        rows = []
+        for i, name in enumerate(self.class_names):
+            total = int(matrix[i].sum())
+            correct = int(matrix[i, i])
+            rows.append((name, correct, total, correct / total if total else float("nan")))
+        return rows
+
+    def summary(self) -> dict:
+        return {"split": self.split, "images": self.count, "ten_crop": self.ten_crop, "tta": ",".join(self.tta),
+                "accuracy": self.accuracy,
+                "top_k": self.top_k, "top_k_accuracy": self.top_k_accuracy,
+                "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()}}  # fmt: skip
+
+
+def evaluate_model(model, source, split: str, *, image_size: int | None = None, ten_crop: bool = False,
+                   batch_size: int = EVAL_BATCH, tta: tuple = ()) -> Evaluation:  # fmt: skip
+    """Class probabilities for every image of ``split`` in dataset order, and the metrics on them.
+
+    Default: the model as saved (the centre view). ``ten_crop``: the paper's test-time averaging
+    of the softmax over the four corner crops, the centre crop and their mirrors. ``tta``: the
+    views of :mod:`cifarkit.evaluation.tta` (``("flip", "translate")``), averaged likewise.
+    """
+    if split not in source.counts:
+        raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
+    if isinstance(model, ExportedModel) and ten_crop:
+        raise UsageError(f"--ten-crop needs the .keras model; {model.path} ({model.kind}) holds the centre view only")
+    names = class_names_of(model)
+    if len(names) != len(source.class_names):
+        raise UsageError(f"the model knows {len(names)} classes but {source.location} has "
+                         f"{len(source.class_names)}")  # fmt: skip
+    size, infer = scorer(model)
+    if source.image_shape is not None and tuple(source.image_shape[:2]) != (size, size):
+        raise UsageError(f"the model takes {size}x{size} images but {source.location} holds "
+                         f"{source.image_shape[0]}x{source.image_shape[1]}")  # fmt: skip
+    if source.image_shape is None:
+        image_size = size
+    batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
+    if ten_crop:
+        infer = ten_crop_scorer(model)
+    if tta:
+        from .tta import tta_scorer
+
+        infer = tta_scorer(infer, tuple(tta))
+
+    probabilities, labels = [], []
+    for images, batch_labels in batches:
+        probabilities.append(infer(images))
+        labels.append(np.asarray(batch_labels))
+    if not labels:
+        probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
+    return Evaluation(split, list(source.class_names), np.concatenate(labels).astype(np.int64),
+                      np.concatenate(probabilities), ten_crop, tuple(tta))  # fmt: skip
+
+
+def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
+    """metrics.json, per_class.csv, confusion.csv and confusion.png in ``out``."""
+    from .plots import confusion_image, save_png
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {name: out / name for name in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png")}
+    write_text(files["metrics.json"], json.dumps(result.summary(), indent=2) + "\n")
+    per_class = [(name, correct, total, f"{accuracy:.6f}") for name, correct, total, accuracy in result.per_class()]
+    write_text(files["per_class.csv"], csv_text(["class", "correct", "images", "accuracy"], per_class))
+    confusion = [[name, *row.tolist()] for name, row in zip(result.class_names, result.confusion)]
+    write_text(files["confusion.csv"], csv_text(["true \\ predicted", *result.class_names], confusion))
+    save_png(confusion_image(result.confusion, result.class_names), files["confusion.png"])
+    return files
+
+
+def format_summary(result: Evaluation) -> str:
+    width = max(12, *(len(n) for n in result.class_names))
+    how = "ten-crop average" if result.ten_crop else "centre view"
+    how = f"{how}, test-time views {'+'.join(result.tta)} averaged" if result.tta else how
+    lines = [
+        f"split:          {result.split} ({result.count:,} images, {how})",
+        f"accuracy:       {result.accuracy:.4f}",
+        f"top-{result.top_k} accuracy: {result.top_k_accuracy:.4f}",
+        "",
+        f"{'class':<{width}} {'correct':>8} {'images':>8} {'accuracy':>9}",
+    ]
+    for name, correct, total, accuracy in result.per_class():
+        lines.append(f"{name:<{width}} {correct:>8,} {total:>8,} {accuracy:>9.4f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+
+
+def find_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for image files, in sorted order."""
+    from ..sources.source_path import check_source_path
+    from ..sources.folder import IMAGE_EXTENSIONS
+
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        else:
+            check_source_path(path)  # a device or pipe: refused by name, not read
+            found.append(path)
+    if not found:
+        raise SourceError(f"no image files in {', '.join(map(str, paths))}")
+    return found
+
+
+def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
+    """An (H, W, 3) uint8 image at the model's ``size`` x ``size``: its central square, resized,
+    as the reader squares mixed-size folder images (untouched when it is that size already)."""
+    if image.shape[:2] == (size, size):
+        return image
+    height, width = image.shape[:2]
+    side = min(height, width)  # the square is cut here, a view: only it is handed to the resize
+    top, left = (height - side) // 2, (width - side) // 2
+    image = image[top : top + side, left : left + side]
+    if not on_tensorflow():
+        from ..readers.squaring import resize_shorter_centre_ops
+
+        return resize_shorter_centre_ops(image, size)
+    import tensorflow as tf
+
+    from ..readers.squaring import resize_shorter_centre
+
+    return resize_shorter_centre(tf.constant(image), size).numpy()
+
+
+@dataclass
+class Prediction:
+    path: Path
+    size: tuple[int, int]  # the file's (height, width)
+    probabilities: np.ndarray  # (C,)
+
+    def top(self, k: int, names: Sequence[str]) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(names[i], float(self.probabilities[i])) for i in order]
+
+
+# A JPEG of more pixels than this is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales as it
+# decodes), to between a quarter of this and this: sides of 1,000 pixels and more, for a model that
+# takes 32 or 227. A 50-megapixel photo then takes 12 MB instead of 200.
+PREDICT_PIXELS = 2048 * 2048
+
+
+def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
+    from ..sources.image_file import read_image_scaled
+
+    if not isinstance(model, ExportedModel):
+        model_parts(model)  # a clear error for a model that is not ours
+    size, infer = scorer(model)
+
+    results: list[Prediction] = []
+    for start in range(0, len(paths), PREDICT_BATCH):
+        chunk = paths[start : start + PREDICT_BATCH]
+        # One original at a time, brought to the model's size as soon as it is decoded: a chunk of
+        # big photos is never held at once (read_image refuses headers over MAX_PIXELS).
+        sizes, prepared = [], []
+        for path in chunk:
+            original, file_size = read_image_scaled(path, PREDICT_PIXELS // 4)
+            sizes.append(file_size)
+            prepared.append(prepare_image(original, size))
+            del original
+        probabilities = infer(np.stack(prepared))
+        results += [Prediction(p, hw, prob) for p, hw, prob in zip(chunk, sizes, probabilities)]
+    return results
+
+
+def predictions_csv(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
+    header = ["file", "height", "width"]
+    for rank in range(1, k + 1):
+        header += [f"class_{rank}", f"probability_{rank}"]
+    rows = []
+    for p in predictions:
+        row = [str(p.path), p.size[0], p.size[1]]
+        for name, probability in p.top(k, names):
+            row += [name, f"{probability:.6f}"]
+        rows.append(row)
+    return csv_text(header, rows)
+
+
+def format_predictions(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
+    width = max(4, *(len(str(p.path)) for p in predictions))
+    lines = [f"{'file':<{width}}  top {k}"]
+    for p in predictions:
+        classes = "  ".join(f"{name} {prob:.3f}" for name, prob in p.top(k, names))
+        lines.append(f"{str(p.path):<{width}}  {classes}")
+    return "\n".join(lines)

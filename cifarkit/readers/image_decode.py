@@ -1,0 +1,174 @@
+"""Image files decoded inside tf.data, each checked before it is decoded, and a failure named.
+
+PNG and JPEG (nearly every tree) are decoded by TensorFlow after their headers' size is checked
+against :func:`~cifarkit.sources.image_file.pixel_budget`; any other file (GIF, BMP, TIFF, PPM,
+WebP, a misnamed or broken one) by Pillow, exactly as the exporter reads it. TensorFlow's own
+decoders say only "Invalid PNG data"; the first file that fails is named instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import SourceError
+from ..sources.image_file import FLOOR_PIXELS, MAX_PIXELS, PIXELS_PER_BYTE, read_image
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
+
+
+def decode_files(paths: list[str], labels, shape, size: int | None = None):
+    """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known.
+    ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3)."""
+    import tensorflow as tf
+
+    count = len(paths)
+    files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
+    # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
+    # relies on the order.
+    decoded = files.map(_tree_decoder(shape, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _naming_failures(decoded, paths, (size, size, 3) if size else shape)
+
+
+# Pixels decoded beyond each side of a JPEG's square: libjpeg's chroma upsampling treats the edge
+# of a cropped decode as the image's edge, changing the outermost 1-2 columns; decoded past them
+# and cut off, the square is exactly the pixels of a full decode.
+JPEG_CROP_MARGIN = 8
+
+
+def decode_squared(contents, size: int, channels: int = 3):
+    """Encoded image bytes -> its central square resized to ``size`` x ``size``
+    (:func:`cifarkit.readers.squaring.resize_shorter_centre`). A JPEG is decoded only around that square
+    (``tf.io.decode_and_crop_jpeg``), so a large photo is never fully decoded just to be cropped;
+    other formats are decoded whole."""
+    import tensorflow as tf
+
+    from .squaring import centre_square, resize_shorter_centre, resize_square
+
+    def jpeg():
+        height, width = tf.unstack(tf.image.extract_jpeg_shape(contents)[:2])
+        top, left, side = centre_square(height, width)
+        y0, x0 = tf.maximum(top - JPEG_CROP_MARGIN, 0), tf.maximum(left - JPEG_CROP_MARGIN, 0)
+        y1 = tf.minimum(top + side + JPEG_CROP_MARGIN, height)
+        x1 = tf.minimum(left + side + JPEG_CROP_MARGIN, width)
+        window = tf.io.decode_and_crop_jpeg(contents, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=channels)
+        return resize_square(window[top - y0 : top - y0 + side, left - x0 : left - x0 + side], size)
+
+    def other():
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        return resize_shorter_centre(image, size)
+
+    return tf.cond(is_jpeg(contents), jpeg, other)
+
+
+def is_jpeg(contents):
+    import tensorflow as tf
+
+    return tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
+
+
+# PNG and JPEG are known by their first bytes, and their headers give their size cheaply.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIZE_AT = 16  # after the signature (8 bytes), IHDR's length and type (4 + 4): width, height
+_JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
+
+
+def header_size(contents):
+    """(height, width) from a PNG or JPEG header, int64 (a tensor); (0, 0) for any other bytes.
+    Reads the header only: nothing is allocated for the pixels."""
+    import tensorflow as tf
+
+    def png():
+        size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
+        return tf.reverse(tf.cast(size, tf.int64) & 0xFFFFFFFF, [0])  # unsigned 32-bit width, height
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
+
+    is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
+                            tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
+    return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.zeros([2], tf.int64))
+
+
+def within_budget(contents):
+    """Whether ``contents`` is a PNG or JPEG whose header claims at least one pixel and no more
+    than :func:`~cifarkit.sources.image_file.pixel_budget` allows for its size in bytes."""
+    import tensorflow as tf
+
+    size = header_size(contents)
+    encoded = tf.cast(tf.strings.length(contents), tf.int64)
+    budget = tf.clip_by_value(PIXELS_PER_BYTE * encoded, FLOOR_PIXELS, MAX_PIXELS)
+    # Sides of at most MAX_PIXELS (1e8) multiply within int64; a bigger side fails on its own.
+    sides_fit = tf.logical_and(tf.reduce_all(size > 0), tf.reduce_all(size <= MAX_PIXELS))
+    return tf.logical_and(sides_fit, size[0] * size[1] <= budget)
+
+
+def _tree_decoder(shape, size: int | None = None):
+    """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data.
+    ``size``: each image squared to it as it is decoded."""
+    import tensorflow as tf
+
+    from .squaring import resize_shorter_centre
+
+    channels = shape[-1] if shape else 3
+
+    def pillow(path):
+        return read_image(Path(path.decode()))
+
+    def tensorflow(contents):
+        if size:
+            return decode_squared(contents, size, channels)
+        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+
+    def by_pillow(path):
+        image = tf.ensure_shape(tf.numpy_function(pillow, [path], tf.uint8, stateful=False), (None, None, channels))
+        return resize_shorter_centre(image, size) if size else image
+
+    def decode(index, path, label):
+        contents = tf.io.read_file(path)
+        # Any other file, or a header over the budget: Pillow reads it, or refuses it by name.
+        image = tf.cond(within_budget(contents), lambda: tensorflow(contents), lambda: by_pillow(path))
+        return index, tf.ensure_shape(image, (size, size, 3) if size else shape or (None, None, 3)), label
+
+    return decode
+
+
+def _naming_failures(decoded, paths: list[str], shape):
+    """``decoded`` without its indices, failing with the name of the first file that failed.
+
+    TensorFlow's decoders say only "Invalid PNG data". Failed elements are dropped instead, so the
+    first one whose position in the stream differs from its index follows the first failure; a
+    sentinel after the last element catches failures at the end. :func:`read_image` explains the
+    failed file with a :class:`SourceError` that names it.
+    """
+    import tensorflow as tf
+
+
+    count = len(paths)
+
+    def explain(index):
+        path = Path(paths[int(index)])
+        read_image(path)  # raises with the reason; if Pillow reads it, TensorFlow's decoder did not:
+        raise SourceError(f"{path}: cannot decode image (TensorFlow's decoder refuses it)")
+
+    def check(position, element):
+        index, image, label = element
+        ok = tf.cond(tf.equal(index, position), lambda: tf.constant(True),
+                     lambda: tf.numpy_function(explain, [position], tf.bool))  # fmt: skip
+        with tf.control_dependencies([ok]):
+            return tf.identity(image), tf.identity(label)
+
+    sentinel = (tf.constant(count, tf.int64), tf.zeros(shape or (1, 1, 3), tf.uint8), tf.constant(0, tf.int32))
+    stream = decoded.ignore_errors().concatenate(tf.data.Dataset.from_tensors(sentinel)).enumerate()
+    # take(count): without failures the sentinel is never reached; after one it is checked.
+    return stream.map(check, num_parallel_calls=AUTOTUNE, deterministic=True).take(count)
+
+
+def source_error_in(exc: Exception) -> SourceError | None:
+    """The :class:`SourceError` an image-tree reader raised inside tf.data, which TensorFlow passes
+    on wrapped in its own error (with a traceback); None if ``exc`` carries none."""
+    import re
+
+    match = re.search(r"\bSourceError: ([^\n]+)", getattr(exc, "message", None) or "")
+    return SourceError(match.group(1).strip()) if match else None
+
+

@@ -1,0 +1,59 @@
+"""Squaring an image of any size: its central square in its own pixels, then resized.
+
+The one definition every reader uses for mixed-size images (image trees, TFRecord exports of
+photos, ``predict``), in TensorFlow for tf.data and in ``keras.ops`` for the backends without
+it; the two agree pixel for pixel. TensorFlow and Keras are imported by the function that needs
+them, so a TensorFlow-free install squares through ``keras.ops`` alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def centre_square(height, width):
+    """``(top, left, side)`` of an image's central square, in its own pixels: the side is the
+    shorter side, the odd pixel left over goes to the bottom or right."""
+    import tensorflow as tf
+
+    side = tf.minimum(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def resize_square(square, size: int):
+    """A square image to ``size`` x ``size`` uint8 (bilinear, antialiased when shrinking)."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def resize_shorter_centre(image, size: int):
+    """One image of any size as a ``size`` x ``size`` square: its central square (the shorter side
+    long), resized. The paper's treatment of ImageNet's variable-resolution images; for folder
+    trees it runs per image in the reader so that batches have one shape.
+
+    Cropping first, in the image's own pixels, is what a JPEG can be decoded as
+    (:func:`cifarkit.readers.image_decode.decode_squared` decodes only the square), so every path (this,
+    the fused JPEG read, :func:`resize_shorter_centre_ops`) agrees pixel for
+    pixel. Resizing first would blend a few pixels from outside the square into its edges.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    top, left, side = centre_square(shape[0], shape[1])
+    return resize_square(image[top : top + side, left : left + side, :], size)
+
+
+def resize_shorter_centre_ops(image: np.ndarray, size: int) -> np.ndarray:
+    """One (H, W, C) uint8 image as :func:`resize_shorter_centre` squares it: the
+    central square in the image's own pixels, resized to ``size`` x ``size`` (bilinear,
+    antialiased), rounded back to uint8 (half to even, as TensorFlow's path)."""
+    from keras import ops
+
+    side = min(image.shape[0], image.shape[1])
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    square = image[top : top + side, left : left + side].astype(np.float32)
+    resized = ops.image.resize(ops.convert_to_tensor(square[None]), (size, size), interpolation="bilinear",
+                               antialias=True)  # fmt: skip
+    return np.clip(np.round(ops.convert_to_numpy(resized)[0]), 0, 255).astype(np.uint8)

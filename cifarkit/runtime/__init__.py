@@ -1,0 +1,1 @@
+"""Where and how TensorFlow runs: the distribution strategy and the runtime settings."""
