@@ -59,7 +59,7 @@ def _read_split(records: Records, split: str) -> Batch:
 
     # A corrupt record raises TensorFlow's error, which the CLI turns into one line naming the shard.
     reader = reader_for(records)
-    ds = reader.dataset(split, with_coarse=records.coarse_key is not None)  # any image sizes
+    ds = reader.stored(split, with_coarse=records.coarse_key is not None)
     images, labels, coarse = [], [], []
     try:
         for element in without_autotune(ds).as_numpy_iterator():

@@ -92,6 +92,12 @@ class DataReader:
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
 
 
+    def stored(self, split: str, *, with_coarse: bool = False):
+        """The split's elements as stored, in dataset order: images of mixed sizes keep their own
+        (for reading a split whole into arrays, as ``info`` and ``export`` do)."""
+        build = self.coarse_build if with_coarse else self._build
+        return build(split)
+
     def squarer(self, image_size: int | None):
         """``(image, *labels) -> (image squared to image_size, *labels)`` for images of mixed sizes,
         None where they share one shape."""
