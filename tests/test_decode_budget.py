@@ -200,3 +200,12 @@ def test_a_split_index_of_thousands_of_digits_is_one_line(tmp_path):
                                  "--train-split", "train[:" + "1" * 5000 + "%]"])  # fmt: skip
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "an index of 5,000 digits" in result.output
+
+
+def test_a_split_may_decode_to_more_than_one_image_may_but_only_in_proportion_to_its_bytes():
+    from cifarkit.sources.image_file import MAX_PIXELS, split_pixel_budget
+
+    # An honest photo export: 100,000 photos of 0.2 MP in 4.7 GB of shards is 20,000 MP together,
+    # far past one image's cap; a few MB of shards may decode to a few hundred MB of RGB at most.
+    assert split_pixel_budget(4_700_000_000) > 100_000 * 200_000 > MAX_PIXELS
+    assert 3 * split_pixel_budget(4_000_000) < 300_000_000

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from ..sources.image_file import PIXELS_PER_BYTE, pixel_budget, size_refusal
+from ..sources.image_file import SPLIT_PIXELS_PER_BYTE, pixel_budget, size_refusal, split_pixel_budget
 from .codecs.example import (
     NotAnExample,
     example_features,
@@ -85,7 +85,7 @@ _CHECKED: set[tuple] = set()
 def check_split(records, split: str) -> None:
     """Parse and check every record of a split's shards (once per process while they are
     unchanged); one line naming the first that fails. The split's encoded images together may
-    decode to no more than :func:`~cifarkit.sources.image_file.pixel_budget` allows for all its
+    decode to no more than :func:`~cifarkit.sources.image_file.split_pixel_budget` allows for all its
     shards' bytes: a command that holds a split (info, export) is bounded by what it reads."""
     shards = records.files[split]
     stats = [os.stat(shard) for shard in shards]
@@ -106,9 +106,9 @@ def check_split(records, split: str) -> None:
         except OSError as exc:
             raise SourceError(f"{shard}: cannot read TFRecord shard ({exc.strerror or exc})") from None
     held = sum(t.st_size for t in stats)
-    if tally[0] > pixel_budget(held):
+    if tally[0] > split_pixel_budget(held):
         raise SourceError(f"{records.root}: the {split} split's images decode to {tally[0]:,} pixels, more than "
-                          f"{PIXELS_PER_BYTE} per byte of its {held:,}-byte shards: a decompression bomb?")  # fmt: skip
+                          f"{SPLIT_PIXELS_PER_BYTE} per byte of its {held:,}-byte shards: a decompression bomb?")  # fmt: skip
     _CHECKED.add(key)
 
 

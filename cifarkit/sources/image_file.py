@@ -27,6 +27,10 @@ FLOOR_PIXELS = 4096 * 4096
 # 400 KB). 64 leaves an honest image 8 times room and holds what a file of a few MB decodes to
 # at a few hundred MB (a 300 KB PNG of 9900 x 9900, 294 MB as RGB, is refused).
 PIXELS_PER_BYTE = 64
+# What all the images of one split of records may decode to together, per byte of its shards:
+# CIFAR's PNGs take 0.4 pixels a byte, photos as JPEG 1.3-8, so 16 refuses only bombs, and holds a
+# few MB of shards to a few hundred MB of pixels. No cap: an honest photo export may hold billions.
+SPLIT_PIXELS_PER_BYTE = 16
 # Pillow modes of 16 or 32 bits per grey pixel; scaled to 8 bits by keeping the high byte.
 _WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -34,6 +38,11 @@ _WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 def pixel_budget(file_bytes: int) -> int:
     """The pixels an image of ``file_bytes`` encoded bytes may decode to."""
     return min(MAX_PIXELS, max(FLOOR_PIXELS, PIXELS_PER_BYTE * max(file_bytes, 0)))
+
+
+def split_pixel_budget(shard_bytes: int) -> int:
+    """The pixels a split's images may decode to together, from its shards' bytes."""
+    return max(FLOOR_PIXELS, SPLIT_PIXELS_PER_BYTE * max(shard_bytes, 0))
 
 
 def size_refusal(width: int, height: int, file_bytes: int) -> str | None:

@@ -260,7 +260,7 @@ def test_many_small_bombs_are_refused_for_the_pixels_they_decode_to_together(exp
     records = _records(folder / SHARD)
     floor = _zero_png(4096)  # each alone is at the floor (decoded whatever its size): 50 MB as RGB
     _rewrite(folder, [_record(image=floor) for _ in records])
-    with pytest.raises(SourceError, match=r"the train split's images decode to [0-9,]+ pixels, more than 64 per byte"):
+    with pytest.raises(SourceError, match=r"the train split's images decode to [0-9,]+ pixels, more than 16 per byte"):
         cifarkit.load(folder, split="train")
 
 
