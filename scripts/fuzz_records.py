@@ -200,7 +200,7 @@ def _mutate_feature(rng: random.Random, features: dict, key: bytes, pool: dict[s
         else:
             features[key] = ("int64", [rng.choice(_LABELS + (30000, 0))])
     elif choice < 2 and key in (b"image", b"image/value"):
-        if key == b"image/value" or (values[0][:4] != b"\x89PNG" and rng.random() < 0.5):
+        if key == b"image/value" or not values or (values[0][:4] != b"\x89PNG" and rng.random() < 0.5):
             size = len(values[0]) if values else 0
             features[key] = ("bytes", [bytes(rng.choice([size - 1, size + 1, 0, size * 4, 3 * 30000]))])
         else:

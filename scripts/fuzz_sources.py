@@ -374,7 +374,10 @@ def worker(args: argparse.Namespace) -> None:
                 found[signature(outcome, detail)] = found.get(signature(outcome, detail), 0) + 1
         except Exception:  # noqa: BLE001
             outcome = "harness:error"
-            print(f"case {k} of {name}: {traceback.format_exc()}", file=sys.stderr)
+            report = f"case {k} of {name}: {traceback.format_exc()}"
+            print(report, file=sys.stderr)
+            with open(out / "harness-errors.txt", "a") as log:  # stderr may be TensorFlow's, filtered
+                log.write(report + "\n")
         seconds[name] = seconds.get(name, 0.0) + time.time() - began
         spent[name] = spent.get(name, 0.0) + time.time() - began
         counts[name][outcome] = counts[name].get(outcome, 0) + 1

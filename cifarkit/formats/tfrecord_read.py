@@ -257,7 +257,7 @@ def name_corrupt_shard(message: str) -> str:
 
 # TensorFlow's image decoders, refusing an image whose header passed the record checks but whose
 # data does not decode; they name neither the shard nor the record.
-UNDECODABLE = ("Invalid PNG data", "Invalid JPEG data", "Uncompress failed", "Unknown image file format",
+UNDECODABLE = ("Invalid PNG", "Invalid JPEG", "Uncompress failed", "Unknown image file format",
                "Input size should match", "Got 0 frames")  # fmt: skip
 
 
