@@ -19,8 +19,17 @@ CIFAR10_BINARY_RECORD = 1 + IMAGE_BYTES  # 3073
 CIFAR100_BINARY_RECORD = 2 + IMAGE_BYTES  # 3074
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 CIFAR100_NUM_FINE = 100
 CIFAR100_NUM_COARSE = 20
 
@@ -96,8 +105,17 @@ MAX_IDX_BYTES = 256 * 1024 * 1024
 # the romanised hiragana of each row (github.com/rois-codh/kmnist).
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 MNIST_FAMILY_CLASSES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES, "kmnist": KMNIST_CLASSES}
 

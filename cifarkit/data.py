@@ -23,16 +23,37 @@ from .errors import UsageError
 from .formats import adapter_for_export
 from .formats.tfrecord import name_corrupt_shard
 from .readers.image_decode import source_error_in
-from .readers.reader import AUTOTUNE, CIFAR_NAMES, CIFAR_SHAPE, DataReader, from_labelled, shard_policy, to_numpy
-from .readers.reader import without_autotune
+from .readers.reader import (
+    AUTOTUNE,
+    CIFAR_NAMES,
+    CIFAR_SHAPE,
+    DataReader,
+    from_labelled,
+    shard_policy,
+    to_numpy,
+    without_autotune,
+)
 
 DataSource = DataReader  # the earlier name, for code written against it
 
 __all__ = [
-    "AUTOTUNE", "CIFAR_NAMES", "CIFAR_SHAPE", "DataReader", "DataSource", "DatasetInfo", "from_labelled", "load",
-    "load_numpy", "locate",
-    "name_corrupt_shard", "open_data", "shard_policy", "source_error_in", "to_numpy", "without_autotune",
-]  # fmt: skip
+    "AUTOTUNE",
+    "CIFAR_NAMES",
+    "CIFAR_SHAPE",
+    "DataReader",
+    "DataSource",
+    "DatasetInfo",
+    "from_labelled",
+    "load",
+    "load_numpy",
+    "locate",
+    "name_corrupt_shard",
+    "open_data",
+    "shard_policy",
+    "source_error_in",
+    "to_numpy",
+    "without_autotune",
+]
 
 
 def open_data(path: str | Path, *, verify: bool = True) -> DataReader:
@@ -97,9 +118,19 @@ def dataset_info(reader: DataReader, coarse_names: tuple[str, ...] | None = None
     return DatasetInfo(reader.name, reader.location, reader.image_shape, features, splits)
 
 
-def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, batch_size: int | None = None,
-         shuffle_files: bool = False, with_info: bool = False, data_dir: str | Path | None = None,
-         image_size: int | None = None, verify: bool = True, seed: int | None = None):  # fmt: skip
+def load(
+    name_or_path: str | Path,
+    split=None,
+    *,
+    as_supervised: bool = True,
+    batch_size: int | None = None,
+    shuffle_files: bool = False,
+    with_info: bool = False,
+    data_dir: str | Path | None = None,
+    image_size: int | None = None,
+    verify: bool = True,
+    seed: int | None = None,
+):
     """``tf.data.Dataset`` of a dataset's split, as ``tfds.load`` gives it.
 
     ``name_or_path``: a path (any source or export) or a dataset name searched for as the CLI does.
@@ -121,8 +152,15 @@ def load(name_or_path: str | Path, split=None, *, as_supervised: bool = True, ba
     reader = open_data(locate(name_or_path, data_dir), verify=verify)
 
     def one(spec: str):
-        return dataset_of(reader, spec, as_supervised=as_supervised, batch_size=batch_size, shuffle=shuffle_files,
-                          image_size=image_size, seed=seed)  # fmt: skip
+        return dataset_of(
+            reader,
+            spec,
+            as_supervised=as_supervised,
+            batch_size=batch_size,
+            shuffle=shuffle_files,
+            image_size=image_size,
+            seed=seed,
+        )
 
     if split is None:
         result = {name: one(name) for name in reader.counts}
@@ -141,17 +179,28 @@ def _coarse_names(reader: DataReader) -> tuple[str, ...] | None:
 SHUFFLE_BUFFER = 10_000
 
 
-def dataset_of(reader: DataReader, spec: str, *, as_supervised: bool = True, batch_size: int | None = None,
-               shuffle: bool = False, image_size: int | None = None, seed: int | None = None):  # fmt: skip
+def dataset_of(
+    reader: DataReader,
+    spec: str,
+    *,
+    as_supervised: bool = True,
+    batch_size: int | None = None,
+    shuffle: bool = False,
+    image_size: int | None = None,
+    seed: int | None = None,
+):
     """The examples ``spec`` selects, in order (or shuffled, see :func:`load`), as :func:`load`
     hands them out."""
     from .readers.file_shuffle import can_shuffle_files
 
     pieces = reader.pieces(spec)
     total = sum(len(p) for p in pieces)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or (batch_size < 1 and batch_size != -1)):  # fmt: skip
-        raise UsageError(f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or (batch_size < 1 and batch_size != -1)
+    ):
+        raise UsageError(
+            f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}"
+        )
     # A coarse label the records carry is parsed with them; one held in memory is gathered.
     coarse = not as_supervised and reader.coarse_build is not None
     if shuffle and total and can_shuffle_files(reader, pieces):
@@ -181,8 +230,9 @@ def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: boo
     return ds
 
 
-def _files_shuffled(reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None,
-                    seed: int | None):  # fmt: skip
+def _files_shuffled(
+    reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None, seed: int | None
+):
     import tensorflow as tf
 
     from .readers.file_shuffle import shuffled_files
@@ -191,8 +241,9 @@ def _files_shuffled(reader: DataReader, pieces: list, as_supervised: bool, coars
     if as_supervised:
         return ds.map(lambda name, index, example: (example[0], tf.cast(example[1], tf.int64)))
     to_dict = _as_dict(reader, None)
-    return ds.map(lambda name, index, example: to_dict(index, example, name),
-                  num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
+    return ds.map(
+        lambda name, index, example: to_dict(index, example, name), num_parallel_calls=AUTOTUNE, deterministic=True
+    )
 
 
 def _as_dict(reader: DataReader, split: str | None):
@@ -206,8 +257,11 @@ def _as_dict(reader: DataReader, split: str | None):
 
     def fn(index, example, name=split):
         image, label = example[:2]
-        out = {"image": image, "label": tf.cast(label, tf.int64),
-               "id": tf.strings.join([name, tf.strings.as_string(index, width=5, fill="0")], "_")}  # fmt: skip
+        out = {
+            "image": image,
+            "label": tf.cast(label, tf.int64),
+            "id": tf.strings.join([name, tf.strings.as_string(index, width=5, fill="0")], "_"),
+        }
         if len(example) > 2:  # parsed from the record
             out["coarse_label"] = example[2]
         elif coarse is not None:
@@ -242,8 +296,15 @@ def arrays_of(reader: DataReader, spec: str, *, label: str = "label", image_size
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load_numpy(name_or_path: str | Path, split=("train", "test"), *, label: str = "label",
-               data_dir: str | Path | None = None, image_size: int | None = None, verify: bool = True):  # fmt: skip
+def load_numpy(
+    name_or_path: str | Path,
+    split=("train", "test"),
+    *,
+    label: str = "label",
+    data_dir: str | Path | None = None,
+    image_size: int | None = None,
+    verify: bool = True,
+):
     """NumPy arrays as ``keras.datasets.<name>.load_data()`` returns them: ``(x_train, y_train),
     (x_test, y_test)`` for the default ``split``, one ``(x, y)`` for a single spec.
 

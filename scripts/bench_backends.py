@@ -39,9 +39,17 @@ def child(backend: str, warmup: int, rounds: int, steps: int) -> dict:
     from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
 
     sample = ROOT / "cifarkit" / "sample" / "cifar-10-sample-python.tar.gz"
-    config = resolve(TrainConfig(model="alexnet-cifar", workdir="/tmp/bench-backends", data=str(sample),
-                                 model_options={"width": WIDTH}, batch_size=BATCH, augment_on="device",
-                                 steps_per_execution=1))  # fmt: skip
+    config = resolve(
+        TrainConfig(
+            model="alexnet-cifar",
+            workdir="/tmp/bench-backends",
+            data=str(sample),
+            model_options={"width": WIDTH},
+            batch_size=BATCH,
+            augment_on="device",
+            steps_per_execution=1,
+        )
+    )
     data = open_run_data(config)
     stats = stats_for(data.source, "train")
     compiled = compile_for_training(config, make_strategy("auto"), data, stats, steps=1)
@@ -57,15 +65,26 @@ def child(backend: str, warmup: int, rounds: int, steps: int) -> dict:
             float(np.asarray(model.train_on_batch(*next(batches))[0]))  # the loss on the host
         rates.append(steps * BATCH / (time.perf_counter() - start))
     batches.close()
-    return {"backend": backend, "keras": keras.__version__, "jit": compiled.jit, "rates": rates,
-            "images_per_second": statistics.median(rates), "threads": os.cpu_count()}  # fmt: skip
+    return {
+        "backend": backend,
+        "keras": keras.__version__,
+        "jit": compiled.jit,
+        "rates": rates,
+        "images_per_second": statistics.median(rates),
+        "threads": os.cpu_count(),
+    }
 
 
 def run(backend: str, args) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    code = ("import sys\n" + ("sys.modules['tensorflow'] = None\n" if backend != "tensorflow" else "")
-            + f"sys.argv = {[__file__, '--child', backend, '--warmup', str(args.warmup), '--rounds', str(args.rounds), '--steps', str(args.steps)]!r}\n"
-            + f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')\n")  # fmt: skip
+    child_argv = [__file__, "--child", backend, "--warmup", str(args.warmup), "--rounds", str(args.rounds)]
+    child_argv += ["--steps", str(args.steps)]
+    code = (
+        "import sys\n"
+        + ("sys.modules['tensorflow'] = None\n" if backend != "tensorflow" else "")
+        + f"sys.argv = {child_argv!r}\n"
+        + f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -85,16 +104,20 @@ def main() -> int:
         print(json.dumps(child(args.child, args.warmup, args.rounds, args.steps)))
         return 0
     results = [run(backend, args) for backend in args.backends.split(",")]
-    print(f"alexnet-cifar width {WIDTH}, batch {BATCH}, uint8 -> device augmentation -> network, "
-          f"median of {args.rounds} rounds of {args.steps} steps")  # fmt: skip
+    print(
+        f"alexnet-cifar width {WIDTH}, batch {BATCH}, uint8 -> device augmentation -> network, "
+        f"median of {args.rounds} rounds of {args.steps} steps"
+    )
     print("| backend | jit | images/s (median) | rounds |")
     print("|---|---|---:|---|")
     for r in results:
         if "error" in r:
             print(f"| {r['backend']} | | failed: {r['error']} | |")
         else:
-            print(f"| {r['backend']} | {r['jit']} | {r['images_per_second']:,.0f} | "
-                  f"{', '.join(f'{x:,.0f}' for x in r['rates'])} |")  # fmt: skip
+            print(
+                f"| {r['backend']} | {r['jit']} | {r['images_per_second']:,.0f} | "
+                f"{', '.join(f'{x:,.0f}' for x in r['rates'])} |"
+            )
     return 0 if all("error" not in r for r in results) else 1
 
 

@@ -129,11 +129,17 @@ def run_baseline_tfrecord(archive: str, out: str) -> int:
                 index = counters[split]
                 counters[split] += 1
                 png = tf.io.encode_png(image).numpy()
-                example = tf.train.Example(features=tf.train.Features(feature={
-                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-                    "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"{split}_{index:05d}".encode()])),
-                }))  # fmt: skip
+                example = tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                            "id": tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[f"{split}_{index:05d}".encode()])
+                            ),
+                        }
+                    )
+                )
                 writer.write(example.SerializeToString())
     return 0
 
@@ -215,8 +221,18 @@ def run_once(name: str, archive: Path, out: Path, logs: Path, sample_interval: f
     os.sync()  # the previous run's writeback and deletions must not land on this one's clock
     result = logs / f"{name}.json"
     result.unlink(missing_ok=True)
-    command = [sys.executable, str(Path(__file__).resolve()), "--contender", name,
-               "--archive", str(archive), "--out", str(out), "--result", str(result)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--contender",
+        name,
+        "--archive",
+        str(archive),
+        "--out",
+        str(out),
+        "--result",
+        str(result),
+    ]
     with open(logs / f"{name}.stdout", "w") as stdout, open(logs / f"{name}.stderr", "w") as stderr:
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdout=stdout, stderr=stderr)
@@ -273,8 +289,12 @@ def _commit() -> str:
 
     root = Path(cifarkit.__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cifarkit"], cwd=root, capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "cifarkit"], cwd=root, capture_output=True, text=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
@@ -323,8 +343,10 @@ def report(runs: dict[str, list[dict]], repeats: int, sampled: bool) -> list[str
         main = max(r["main_kib"] for r in results)
         children = max(r["children_kib"] for r in results)
         child_col = f"{_mb(children):>9.0f}" if children else f"{'-':>9}"
-        line = (f"{name:<19}{med:>9.2f}{min(walls):>8.2f}{max(walls):>8.2f}{IMAGES / med:>10,.0f}{user:>8.1f}{system:>7.1f}"
-                f"{_mb(main):>9.0f}{child_col}")  # fmt: skip
+        line = (
+            f"{name:<19}{med:>9.2f}{min(walls):>8.2f}{max(walls):>8.2f}{IMAGES / med:>10,.0f}{user:>8.1f}{system:>7.1f}"
+            f"{_mb(main):>9.0f}{child_col}"
+        )
         if sampled:
             line += f"{_mb(max(r['pss_kib'] for r in results)):>12.0f}"
         lines.append(line)
@@ -334,7 +356,8 @@ def report(runs: dict[str, list[dict]], repeats: int, sampled: bool) -> list[str
         "main MB: peak RSS of the main process. child MB: the largest peak RSS among its child processes (for",
         "cifarkit its workers, whose RSS counts the pages they share copy-on-write with the main process; for the",
         "TensorFlow baseline a `uname -p` forked during `import tensorflow`, which inherits the parent's pages).",
-        "MB = 10**6 bytes." + (" tree PSS MB: peak of the summed PSS of the whole process tree (sampled)." if sampled else ""),
+        "MB = 10**6 bytes."
+        + (" tree PSS MB: peak of the summed PSS of the whole process tree (sampled)." if sampled else ""),
         "",
     ]
     for fmt, ours, theirs, target in PAIRS:
@@ -342,24 +365,39 @@ def report(runs: dict[str, list[dict]], repeats: int, sampled: bool) -> list[str
             ratio = medians[theirs] / medians[ours]
             paired = statistics.median(b["wall"] / c["wall"] for c, b in zip(runs[ours], runs[theirs]))
             verdict = "PASS" if ratio >= target else "SHORT"
-            lines.append(f"{fmt:<9} cifarkit is {ratio:.2f}x the baseline (ratio of medians; median of per-round ratios "
-                         f"{paired:.2f}x), target >= {target:.0f}x: {verdict}")  # fmt: skip
+            lines.append(
+                f"{fmt:<9} cifarkit is {ratio:.2f}x the baseline (ratio of medians; median of per-round ratios "
+                f"{paired:.2f}x), target >= {target:.0f}x: {verdict}"
+            )
     for name, results in runs.items():
         if name.startswith("cifarkit"):
             peak = _mb(max(max(r["main_kib"], r["children_kib"]) for r in results))
             verdict = "PASS" if peak <= MEMORY_TARGET_MB else "SHORT"
-            lines.append(f"{name:<18} peak RSS of any one process {peak:.0f} MB (target <= {MEMORY_TARGET_MB:.0f} MB): {verdict}")
+            lines.append(
+                f"{name:<18} peak RSS of any one process {peak:.0f} MB (target <= {MEMORY_TARGET_MB:.0f} MB): {verdict}"
+            )
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help=f"cifar-10-python.tar.gz (default: {DEFAULT_ARCHIVE})")
+    parser.add_argument(
+        "--archive", type=Path, default=DEFAULT_ARCHIVE, help=f"cifar-10-python.tar.gz (default: {DEFAULT_ARCHIVE})"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender (default: 3)")
     parser.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders (default: all four)")
-    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()), help="where outputs are written (default: the system temp dir)")
-    parser.add_argument("--sample-interval", type=float, default=0.0,
-                        help="also sample the process tree's total PSS every this many seconds (default: off; adds a little load)")  # fmt: skip
+    parser.add_argument(
+        "--tmp",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where outputs are written (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--sample-interval",
+        type=float,
+        default=0.0,
+        help="also sample the process tree's total PSS every this many seconds (default: off; adds a little load)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures to this file")
     # Internal: run one contender inside the wrapper process.
     parser.add_argument("--contender", help=argparse.SUPPRESS)
@@ -375,8 +413,11 @@ def main() -> int:
 
     archive = args.archive.expanduser()
     if not archive.is_file():
-        print(f"error: {archive} not found. Build the real CIFAR-10 archive first (see ../shared/data/README.md):\n"
-              f"    {BUILD_HINT}", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {archive} not found. Build the real CIFAR-10 archive first (see ../shared/data/README.md):\n"
+            f"    {BUILD_HINT}",
+            file=sys.stderr,
+        )
         return 1
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTENDERS]
@@ -403,8 +444,12 @@ def main() -> int:
                 runs[name].append(r)
                 size = f"{r['files']:,} files" if name.endswith("jpg") else f"{r['files'] / 1e6:.1f} MB of records"
                 pss = f", tree PSS {_mb(r['pss_kib']):.0f} MB" if r["pss_kib"] is not None else ""
-                print(f"  [{repeat + 1}/{args.repeats}] {name:<18} {r['wall']:7.2f} s  (user {r['user']:5.1f} s, sys {r['sys']:5.1f} s)"
-                      f"  main {_mb(r['main_kib']):4.0f} MB  child {_mb(r['children_kib']):4.0f} MB{pss}  ({size})", flush=True)  # fmt: skip
+                print(
+                    f"  [{repeat + 1}/{args.repeats}] {name:<18} {r['wall']:7.2f} s  (user {r['user']:5.1f} s, sys "
+                    f"{r['sys']:5.1f} s)"
+                    f"  main {_mb(r['main_kib']):4.0f} MB  child {_mb(r['children_kib']):4.0f} MB{pss}  ({size})",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for line in report(runs, args.repeats, args.sample_interval > 0):
@@ -445,12 +490,31 @@ def photo_bench(count: int, repeats: int, tmp: Path) -> int:
             for encoding in ("auto", "png"):
                 out = work / f"out-{encoding}"
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "cifarkit", "export", "--source", str(work / "photos"),
-                                "--format", "tfrecord", "--encoding", encoding, "--out", str(out), "--quiet"],
-                               check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cifarkit",
+                        "export",
+                        "--source",
+                        str(work / "photos"),
+                        "--format",
+                        "tfrecord",
+                        "--encoding",
+                        encoding,
+                        "--out",
+                        str(out),
+                        "--quiet",
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
                 wall = time.perf_counter() - start
                 size = sum(p.stat().st_size for p in out.glob("*.tfrecord-*"))
-                print(f"  [{repeat + 1}/{repeats}] --encoding {encoding:<4} {wall:6.2f} s  {size / 1e6:7.1f} MB of records")
+                print(
+                    f"  [{repeat + 1}/{repeats}] --encoding {encoding:<4} {wall:6.2f} s  {size / 1e6:7.1f} MB of "
+                    "records"
+                )
                 shutil.rmtree(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

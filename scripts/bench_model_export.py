@@ -59,8 +59,14 @@ def main() -> None:
         model = load_model(path) if path.suffix == ".keras" else open_exported(path)
         _, call = scorer(model)
         seconds = np.array(timings(call, images)) * 1000
-        rows.append({"form": name, "bytes": size(path), "median_ms": float(np.median(seconds)),
-                     "p90_ms": float(np.percentile(seconds, 90))})  # fmt: skip
+        rows.append(
+            {
+                "form": name,
+                "bytes": size(path),
+                "median_ms": float(np.median(seconds)),
+                "p90_ms": float(np.percentile(seconds, 90)),
+            }
+        )
         print(json.dumps(rows[-1]))
 
 

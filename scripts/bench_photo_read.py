@@ -7,7 +7,8 @@ scripts/bench_export.py's photo case) and holds their bytes in memory, so the fi
 and resize alone, not the disk. Each way runs as a tf.data map over all N, one image at a time
 (num_parallel_calls=1: the cost per image, not how many cores there are), interleaved
 (full, fused, full, ...) so a busy machine slows both; the median images/s of the repeats and
-the ratio are printed, and the best run of each (the least disturbed on a busy machine). Both ways give the same pixels (tests/test_image_decode.py).
+the ratio are printed, and the best run of each (the least disturbed on a busy machine). Both
+ways give the same pixels (tests/test_image_decode.py).
 
     python scripts/bench_photo_read.py --photos 300 --size 32 --repeats 5
     python scripts/bench_photo_read.py --photos 300 --size 32 --repeats 5 --sizes 600x1200,1200x600
@@ -63,15 +64,16 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifarkit.readers.squaring import resize_shorter_centre
     from cifarkit.readers.image_decode import decode_squared
+    from cifarkit.readers.squaring import resize_shorter_centre
 
     sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",")]
     jpegs = make_jpegs(args.photos, sizes)
     contents = tf.data.Dataset.from_tensor_slices(jpegs)
     ways = {
-        "full decode + square": contents.map(lambda c: resize_shorter_centre(tf.io.decode_jpeg(c, channels=3), args.size),
-                                             num_parallel_calls=1),  # fmt: skip
+        "full decode + square": contents.map(
+            lambda c: resize_shorter_centre(tf.io.decode_jpeg(c, channels=3), args.size), num_parallel_calls=1
+        ),
         "fused decode-and-crop": contents.map(lambda c: decode_squared(c, args.size), num_parallel_calls=1),
     }
     for ds in ways.values():  # trace and warm up once, untimed
@@ -81,16 +83,22 @@ def main() -> None:
         for name, ds in ways.items():
             rates[name].append(rate(ds, args.photos))
     megabytes = sum(map(len, jpegs)) / 1e6
-    print(f"{args.photos} JPEGs ({megabytes:.1f} MB, HxW {args.sizes}) to {args.size}x{args.size}, "
-          f"{args.repeats} repeats, one image at a time")  # fmt: skip
+    print(
+        f"{args.photos} JPEGs ({megabytes:.1f} MB, HxW {args.sizes}) to {args.size}x{args.size}, "
+        f"{args.repeats} repeats, one image at a time"
+    )
     medians = {name: statistics.median(values) for name, values in rates.items()}
     for name, median in medians.items():
-        print(f"  {name:24s} median {median:7.1f} images/s, best {max(rates[name]):7.1f}  "
-              f"(runs: {', '.join(f'{v:.0f}' for v in rates[name])})")  # fmt: skip
+        print(
+            f"  {name:24s} median {median:7.1f} images/s, best {max(rates[name]):7.1f}  "
+            f"(runs: {', '.join(f'{v:.0f}' for v in rates[name])})"
+        )
     full, fused = rates["full decode + square"], rates["fused decode-and-crop"]
     # The best run is the least disturbed one: on a busy machine it is the steadier estimate.
-    print(f"  fused / full: {statistics.median(fused) / statistics.median(full):.2f}x of the medians, "
-          f"{max(fused) / max(full):.2f}x of the best runs")  # fmt: skip
+    print(
+        f"  fused / full: {statistics.median(fused) / statistics.median(full):.2f}x of the medians, "
+        f"{max(fused) / max(full):.2f}x of the best runs"
+    )
 
 
 if __name__ == "__main__":

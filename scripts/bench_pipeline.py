@@ -81,8 +81,8 @@ def main() -> None:
     import tensorflow as tf
 
     from cifarkit import data
-    from cifarkit.readers import pipeline
     from cifarkit.augment.recipes import get_recipe, train_transform
+    from cifarkit.readers import pipeline
     from cifarkit.readers.stats import stats_for
 
     source = data.open_data(args.source, verify=not args.no_verify)
@@ -102,7 +102,7 @@ def main() -> None:
         ),
     }
     built = {name: make() for name, make in contenders.items()}
-    for name, ds in built.items():  # warm-up: graph building, thread pools, first allocations
+    for ds in built.values():  # warm-up: graph building, thread pools, first allocations
         time_pass(ds)
     rates: dict[str, list[float]] = {name: [] for name in built}
     for repeat in range(args.repeats):
@@ -113,8 +113,10 @@ def main() -> None:
 
     medians = {name: statistics.median(r) for name, r in rates.items()}
     base = medians["per-image"]
-    print(f"\nTF {tf.__version__}, {os.cpu_count()} cores, batch {BATCH}, crop {args.crop}, "
-          f"{len(labels):,} images a pass, median of {args.repeats}")  # fmt: skip
+    print(
+        f"\nTF {tf.__version__}, {os.cpu_count()} cores, batch {BATCH}, crop {args.crop}, "
+        f"{len(labels):,} images a pass, median of {args.repeats}"
+    )
     print(f"{'contender':<28}{'images/s':>12}{'vs per-image':>14}{'per-round':>11}  target")
     for name, rate in medians.items():
         target = TARGETS.get(name)

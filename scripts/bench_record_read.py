@@ -64,15 +64,33 @@ def main() -> None:
     if export is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench-record-read-")
         export = Path(tmp.name) / "cifar10-tfrecord"
-        subprocess.run([sys.executable, "-m", "cifarkit", "export", "--source", str(ARCHIVE), "--no-verify",
-                        "--format", "tfrecord", "--out", str(export), "--quiet"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cifarkit",
+                "export",
+                "--source",
+                str(ARCHIVE),
+                "--no-verify",
+                "--format",
+                "tfrecord",
+                "--out",
+                str(export),
+                "--quiet",
+            ],
+            check=True,
+        )
     sides = {"before": args.before.resolve(), "after": ROOT}
     times: dict[tuple[str, str], list[float]] = {}
     for round_ in range(args.repeats):
         for name, argv in contenders(export, args.split).items():
-            for side, checkout in (sides.items() if round_ % 2 == 0 else reversed(sides.items())):
+            for side, checkout in sides.items() if round_ % 2 == 0 else reversed(sides.items()):
                 times.setdefault((name, side), []).append(_run(checkout, argv))
-    print(f"{'contender':<10} {'before (median)':>16} {'after (median)':>15} {'after/before':>13}   per round before | after")
+    print(
+        f"{'contender':<10} {'before (median)':>16} {'after (median)':>15} {'after/before':>13}   per round before | "
+        "after"
+    )
     for name in contenders(export, args.split):
         before, after = times[(name, "before")], times[(name, "after")]
         mb, ma = statistics.median(before), statistics.median(after)

@@ -99,10 +99,12 @@ def epoch_timer():
 def _result(timer, images: int) -> dict:
     seconds, cpu, boundary = timer.seconds[1:], timer.cpu[1:], timer.boundary[1:]  # the first epoch is the warm-up
     steps_only = [s - b for s, b in zip(seconds, boundary)]
-    return {"images_per_second": images / statistics.median(seconds),
-            "images_per_cpu_second": images / statistics.median(cpu),
-            "boundary_seconds": statistics.median(boundary),
-            "step_images_per_second": images / statistics.median(steps_only)}  # fmt: skip
+    return {
+        "images_per_second": images / statistics.median(seconds),
+        "images_per_cpu_second": images / statistics.median(cpu),
+        "boundary_seconds": statistics.median(boundary),
+        "step_images_per_second": images / statistics.median(steps_only),
+    }
 
 
 def model_options(args) -> dict:
@@ -115,14 +117,23 @@ def build_cifarkit(args, *, augment: bool):
     from cifarkit.runtime.tensorflow import prefer_onednn
 
     prefer_onednn()  # what `cifarkit train` does before TensorFlow loads
-    from cifarkit.readers.pipeline import train_batches
     from cifarkit.augment.recipes import eval_transform, train_transform
+    from cifarkit.readers.pipeline import train_batches
     from cifarkit.readers.stats import stats_for
     from cifarkit.runtime.strategy import make_strategy
     from cifarkit.training import TrainConfig, compile_for_training, open_run_data, resolve
 
-    config = resolve(TrainConfig(model=args.model, workdir="unused", data=str(args.data), verify=False,
-                                 batch_size=args.batch, limit_train=args.images, model_options=model_options(args)))  # fmt: skip
+    config = resolve(
+        TrainConfig(
+            model=args.model,
+            workdir="unused",
+            data=str(args.data),
+            verify=False,
+            batch_size=args.batch,
+            limit_train=args.images,
+            model_options=model_options(args),
+        )
+    )
     run_data = open_run_data(config)
     stats = stats_for(run_data.source, "train")
     steps = run_data.source.counts["train"] // args.batch
@@ -161,8 +172,11 @@ def run_plain(args) -> dict:
     x = ((images.astype(np.float32) / 255.0 - np.float32(stats.mean)) / np.float32(stats.std)).astype(np.float32)
     keras.utils.set_random_seed(0)
     model = create_model(args.model, num_classes=len(source.class_names), **model_options(args))
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     timer = epoch_timer()
     model.fit(x, labels, batch_size=args.batch, epochs=1 + args.epochs, callbacks=[timer], verbose=0)
     return _result(timer, len(labels)) | {"note": f"jit_compile={model.jit_compile}"}
@@ -183,9 +197,26 @@ def launch(args, name: str, result: Path) -> dict:
     env.pop(ONEDNN, None)  # the plain script runs TensorFlow as installed
     if name == "plain-onednn":
         env[ONEDNN] = "1"
-    command = [sys.executable, __file__, "--contender", name, "--result", str(result), "--data", str(args.data),
-               "--images", str(args.images), "--epochs", str(args.epochs), "--width", str(args.width),
-               "--model", args.model, "--batch", str(args.batch)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--contender",
+        name,
+        "--result",
+        str(result),
+        "--data",
+        str(args.data),
+        "--images",
+        str(args.images),
+        "--epochs",
+        str(args.epochs),
+        "--width",
+        str(args.width),
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+    ]
     proc = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -219,41 +250,55 @@ def main() -> None:
     import tempfile
 
     size = f" width {args.width}" if model_options(args) else ""
-    print(f"{args.model}{size}, batch {args.batch}, {args.images:,} images/epoch, {args.epochs} timed epochs "
-          f"after a warm-up epoch per process, {args.rounds} interleaved rounds; data {args.data}", flush=True)  # fmt: skip
+    print(
+        f"{args.model}{size}, batch {args.batch}, {args.images:,} images/epoch, {args.epochs} timed epochs "
+        f"after a warm-up epoch per process, {args.rounds} interleaved rounds; data {args.data}",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(1, args.rounds + 1):
             for name in names:
                 figures = launch(args, name, Path(tmp) / f"{name}-{round_}.json")
                 runs[name].append(figures)
-                print(f"  [{round_}/{args.rounds}] {name:<17} {figures['images_per_second']:7.1f} images/s  "
-                      f"{figures['images_per_cpu_second']:6.1f} images/CPU-s  {figures['boundary_seconds']:5.2f} s "
-                      f"outside steps/epoch  {figures['step_images_per_second']:6.1f} images/s within steps  "
-                      f"({figures['note']}; "
-                      f"{ONEDNN}={figures[ONEDNN]})", flush=True)  # fmt: skip
+                print(
+                    f"  [{round_}/{args.rounds}] {name:<17} {figures['images_per_second']:7.1f} images/s  "
+                    f"{figures['images_per_cpu_second']:6.1f} images/CPU-s  {figures['boundary_seconds']:5.2f} s "
+                    f"outside steps/epoch  {figures['step_images_per_second']:6.1f} images/s within steps  "
+                    f"({figures['note']}; "
+                    f"{ONEDNN}={figures[ONEDNN]})",
+                    flush=True,
+                )
     base = [r["images_per_second"] for r in runs[BASELINE]]
     base_steps = [r["step_images_per_second"] for r in runs[BASELINE]]
-    print(f"\n{'contender':<17} {'images/s':>9} {'min-max':>13} {'img/CPU-s':>10} {'ratio of medians':>17} "
-          f"{'median ratio':>13} {'s outside steps':>16} {'within steps':>13} {'ratio':>6}")  # fmt: skip
+    print(
+        f"\n{'contender':<17} {'images/s':>9} {'min-max':>13} {'img/CPU-s':>10} {'ratio of medians':>17} "
+        f"{'median ratio':>13} {'s outside steps':>16} {'within steps':>13} {'ratio':>6}"
+    )
     ratios = {}  # name -> (median per-round ratio over whole epochs, the same within the steps)
     for name in names:
         rates = [r["images_per_second"] for r in runs[name]]
         per_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[name])
         boundary = statistics.median(r["boundary_seconds"] for r in runs[name])
         steps = [r["step_images_per_second"] for r in runs[name]]
-        ratios[name] = (statistics.median(a / b for a, b in zip(rates, base)),
-                        statistics.median(a / b for a, b in zip(steps, base_steps)))  # fmt: skip
-        print(f"{name:<17} {statistics.median(rates):9.1f} {min(rates):6.0f}-{max(rates):<6.0f} {per_cpu:10.1f} "
-              f"{statistics.median(rates) / statistics.median(base):16.2f}x {ratios[name][0]:12.2f}x "
-              f"{boundary:16.2f} {statistics.median(steps):13.1f} {ratios[name][1]:5.2f}x")  # fmt: skip
+        ratios[name] = (
+            statistics.median(a / b for a, b in zip(rates, base)),
+            statistics.median(a / b for a, b in zip(steps, base_steps)),
+        )
+        print(
+            f"{name:<17} {statistics.median(rates):9.1f} {min(rates):6.0f}-{max(rates):<6.0f} {per_cpu:10.1f} "
+            f"{statistics.median(rates) / statistics.median(base):16.2f}x {ratios[name][0]:12.2f}x "
+            f"{boundary:16.2f} {statistics.median(steps):13.1f} {ratios[name][1]:5.2f}x"
+        )
     if "cifarkit" in ratios:
         # Both, because the plain fit's loss at epoch boundaries depends on the epoch's length.
         ratio, step_ratio = ratios["cifarkit"]
         per_cpu = {n: statistics.median(r["images_per_cpu_second"] for r in runs[n]) for n in (BASELINE, "cifarkit")}
-        print(f"\nimages per CPU-second: cifarkit {per_cpu['cifarkit']:.1f}, plain model.fit {per_cpu[BASELINE]:.1f}; "
-              f"cifarkit against plain (medians of per-round ratios): {ratio:.2f}x over whole epochs, "
-              f"{step_ratio:.2f}x within the steps")  # fmt: skip
+        print(
+            f"\nimages per CPU-second: cifarkit {per_cpu['cifarkit']:.1f}, plain model.fit {per_cpu[BASELINE]:.1f}; "
+            f"cifarkit against plain (medians of per-round ratios): {ratio:.2f}x over whole epochs, "
+            f"{step_ratio:.2f}x within the steps"
+        )
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
 

@@ -25,13 +25,34 @@ CASE = "@CASE@"  # replaced by the case's sandbox folder when the case is writte
 INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2**63 - 1, 2**64 - 1, 3072, 10000]
 OPCODES = [op.code.encode("latin1") for op in pickletools.opcodes]
 GLOBALS = [
-    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
-    ("builtins", "bytearray"), ("__builtin__", "bytes"), ("builtins", "getattr"), ("os", "system"),
-]  # fmt: skip
-ARGS = [b"K\x00", b"K\x01", b"J\xff\xff\xff\xff", b"N", b"\x88", b"X\x02\x00\x00\x00u1", b"X\x02\x00\x00\x00V8",
-        b"X\x02\x00\x00\x00O8", b"X\x01\x00\x00\x00C", b"C\x08AAAAAAAA", b"(K\x00t", b"(K\x02M\x00\x0ct", b"}", b"]",
-        b"\x8a\x09" + b"\xff" * 8 + b"\x00"]  # fmt: skip
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+    ("builtins", "bytearray"),
+    ("__builtin__", "bytes"),
+    ("builtins", "getattr"),
+    ("os", "system"),
+]
+ARGS = [
+    b"K\x00",
+    b"K\x01",
+    b"J\xff\xff\xff\xff",
+    b"N",
+    b"\x88",
+    b"X\x02\x00\x00\x00u1",
+    b"X\x02\x00\x00\x00V8",
+    b"X\x02\x00\x00\x00O8",
+    b"X\x01\x00\x00\x00C",
+    b"C\x08AAAAAAAA",
+    b"(K\x00t",
+    b"(K\x02M\x00\x0ct",
+    b"}",
+    b"]",
+    b"\x8a\x09" + b"\xff" * 8 + b"\x00",
+]
 
 
 def opcode_offsets(data: bytes) -> list[int]:
@@ -146,18 +167,91 @@ def text_bytes(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 # characters, names two file systems see as one, cifarkit's own staging names, too long, a lone
 # surrogate (not encodable as a file name).
 ATTACK_NAMES = (
-    "../victim", "../../victim", "../../../victim", f"{CASE}/victim", f"{CASE}/victim/keep.txt", "/", "", ".", "..",
-    "a/b", "a\\b", "C:victim", "x\0y", "two\nlines", " ", "\t", "cat ", "CAT", "e\u0301", "\u00e9", ".partial-train",
-    "x" * 300, "\u202etxt", "\udc80", "train", "test",
-)  # fmt: skip
+    "../victim",
+    "../../victim",
+    "../../../victim",
+    f"{CASE}/victim",
+    f"{CASE}/victim/keep.txt",
+    "/",
+    "",
+    ".",
+    "..",
+    "a/b",
+    "a\\b",
+    "C:victim",
+    "x\0y",
+    "two\nlines",
+    " ",
+    "\t",
+    "cat ",
+    "CAT",
+    "e\u0301",
+    "\u00e9",
+    ".partial-train",
+    "x" * 300,
+    "\u202etxt",
+    "\udc80",
+    "train",
+    "test",
+)
 # Numbers written as strings (TFDS's int64 fields: shardLengths, numClasses, dimensions).
-DIGIT_STRINGS = ("0", "-1", "1", "99", "30000", "100000", "999999999999", str(2**62), str(2**64), "9" * 5000,
-                 "1e3", " 6", "6.0", "0x10", "")  # fmt: skip
-NUMBERS = (0, -1, 1, 2, 99, 255, 256, 30000, 2**31, 2**32, 2**62, 2**63 - 1, 2**63, 2**64, -(2**63), 10**12,
-           1e308, -1e308, 0.5, float("nan"), float("inf"))  # fmt: skip
+DIGIT_STRINGS = (
+    "0",
+    "-1",
+    "1",
+    "99",
+    "30000",
+    "100000",
+    "999999999999",
+    str(2**62),
+    str(2**64),
+    "9" * 5000,
+    "1e3",
+    " 6",
+    "6.0",
+    "0x10",
+    "",
+)
+NUMBERS = (
+    0,
+    -1,
+    1,
+    2,
+    99,
+    255,
+    256,
+    30000,
+    2**31,
+    2**32,
+    2**62,
+    2**63 - 1,
+    2**63,
+    2**64,
+    -(2**63),
+    10**12,
+    1e308,
+    -1e308,
+    0.5,
+    float("nan"),
+    float("inf"),
+)
 OTHER_TYPES = (None, True, False, 0, -1, 3.5, "", "x", "3", [], {}, [0], ["x"], {"a": 1})
-WORDS = ("png", "jpeg", "raw", "bytes", "none", "auto", "uint8", "int64", "float32", "string", "tfrecord", "jpg",
-         "arrayrecord", "tensorflow_datasets.core.features.tensor_feature.Tensor")  # fmt: skip
+WORDS = (
+    "png",
+    "jpeg",
+    "raw",
+    "bytes",
+    "none",
+    "auto",
+    "uint8",
+    "int64",
+    "float32",
+    "string",
+    "tfrecord",
+    "jpg",
+    "arrayrecord",
+    "tensorflow_datasets.core.features.tensor_feature.Tensor",
+)
 BIG_INT = "@BIGINT@"  # a 5,000-digit integer literal (json.dumps refuses to write one)
 DEEP = "@DEEP@"  # arrays nested 100,000 deep
 
@@ -264,9 +358,17 @@ _CELL_ATTACKS = {
     "label": ("99", "-1", "10", "100", str(2**63), "x", "", "1.5", "9" * 5000, " 3", "0x1"),
     "coarse_label": ("20", "-1", "99", "x", ""),
     "index": ("-1", "999999999999", "9" * 5000, "0", "x", ""),
-    "path": ("../../victim/keep.txt", f"{CASE}/victim/keep.txt", "train/../../../victim/keep.txt", "", "train",
-             "missing.png", "C:/x.png", "train\\..\\..\\x.png"),
-}  # fmt: skip
+    "path": (
+        "../../victim/keep.txt",
+        f"{CASE}/victim/keep.txt",
+        "train/../../../victim/keep.txt",
+        "",
+        "train",
+        "missing.png",
+        "C:/x.png",
+        "train\\..\\..\\x.png",
+    ),
+}
 
 
 def mutate_csv(rng: random.Random, data: bytes) -> tuple[bytes, str]:

@@ -32,7 +32,9 @@ def check_dataset(dataset) -> str | None:
             expected = (n, 28, 28, 1) if grey else (n, 32, 32, 3)
             if images.dtype != np.uint8 or images.shape != expected:
                 return f"{split} images {images.dtype} {images.shape} for {n} labels"
-            if b.labels.dtype != np.int64 or (n and not 0 <= b.labels.min() <= b.labels.max() < len(dataset.class_names)):
+            if b.labels.dtype != np.int64 or (
+                n and not 0 <= b.labels.min() <= b.labels.max() < len(dataset.class_names)
+            ):
                 return f"{split} labels out of range or not int64"
             if len(b.source_files) != n:
                 return f"{split}: {len(b.source_files)} source files for {n} images"
@@ -136,7 +138,9 @@ def check_labelled(dataset, expect: dict | None, touch: bool = True) -> str | No
                 if coarse is None or c.dtype != np.int64 or not 0 <= c.min() <= c.max() < coarse:
                     return f"{split}: coarse labels {c.min()}..{c.max()} for {coarse} coarse names"
             if len(batch.source_files) != len(labels) or len(batch.images) != len(labels):
-                return f"{split}: {len(batch.images)} images, {len(batch.source_files)} source files, {len(labels)} labels"
+                return (
+                    f"{split}: {len(batch.images)} images, {len(batch.source_files)} source files, {len(labels)} labels"
+                )
             for image in _images_of(batch) if touch else ():
                 image = np.asarray(image)
                 if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3) or 0 in image.shape:
@@ -154,7 +158,7 @@ def unfinished(folder: Path) -> str | None:
     """An export cut off in a split (its staging folder and no finished split) that read as data."""
     for staging in folder.glob(".partial-*"):
         if not (folder / staging.name[len(".partial-") :]).is_dir():
-            return f"an export cut off in its {staging.name[len('.partial-'):]!r} split read as a finished one"
+            return f"an export cut off in its {staging.name[len('.partial-') :]!r} split read as a finished one"
     return None
 
 
@@ -164,7 +168,9 @@ def op_info(base: Path, case: Case, store: Path) -> str | None:
     install_capture()
     call(data_commands.info, base / case.seed.reads)
     dataset = CAPTURED.pop("dataset")
-    return check_labelled(dataset, case.seed.counts if case.trusts_counts else None) or unfinished(base / case.seed.reads)
+    return check_labelled(dataset, case.seed.counts if case.trusts_counts else None) or unfinished(
+        base / case.seed.reads
+    )
 
 
 def op_export(base: Path, case: Case, store: Path) -> str | None:
@@ -172,12 +178,20 @@ def op_export(base: Path, case: Case, store: Path) -> str | None:
 
     install_capture()
     fmt = data_commands.ExportFormat(case.options["format"])
-    call(data_commands.export, format=fmt, out=base / "out", source=base / case.seed.reads, workers=1,
-         overwrite=bool(case.options.get("prefill")), quiet=True)  # fmt: skip
+    call(
+        data_commands.export,
+        format=fmt,
+        out=base / "out",
+        source=base / case.seed.reads,
+        workers=1,
+        overwrite=bool(case.options.get("prefill")),
+        quiet=True,
+    )
     dataset = CAPTURED.pop("dataset")
     written = {s: dataset.count(s) for s in dataset.splits}
     return check_labelled(dataset, case.seed.counts if case.trusts_counts else None, touch=False) or read_back(
-        base / "out", written)
+        base / "out", written
+    )
 
 
 def read_back(out: Path, written: dict[str, int]) -> str | None:
@@ -198,8 +212,15 @@ def op_export_again(base: Path, case: Case, store: Path) -> str | None:
     from cifarkit.cli import data_commands
 
     fmt = "tfrecord" if (base / "out" / "dataset_info.json").is_file() else "png"
-    call(data_commands.export, format=data_commands.ExportFormat(fmt), out=base / "out", source=base / "data",
-         workers=1, overwrite=case.options["overwrite"], quiet=True)  # fmt: skip
+    call(
+        data_commands.export,
+        format=data_commands.ExportFormat(fmt),
+        out=base / "out",
+        source=base / "data",
+        workers=1,
+        overwrite=case.options["overwrite"],
+        quiet=True,
+    )
     return read_back(base / "out", case.seed.counts)
 
 
@@ -236,13 +257,13 @@ def op_stats(base: Path, case: Case, store: Path) -> str | None:
 
 
 def op_predict(base: Path, case: Case, store: Path) -> str | None:
-    from cifarkit.cli import model_commands
+    from cifarkit.cli import evaluate_commands
     from cifarkit.evaluation.evaluate import find_images
 
     model = base / "model.tflite" if case.seed.target == "tflite" else store / "tflite" / "model.tflite"
     images = base / case.seed.reads
     (base / "out").mkdir(exist_ok=True)
-    call(model_commands.predict, run=model, images=[images], top_k=3, csv=base / "out" / "p.csv", trust_model=True)
+    call(evaluate_commands.predict, run=model, images=[images], top_k=3, csv=base / "out" / "p.csv", trust_model=True)
     rows = (base / "out" / "p.csv").read_text().splitlines()[1:]
     if len(rows) != len(find_images([images])):
         return f"{len(rows)} predictions for {len(find_images([images]))} images"
@@ -252,9 +273,9 @@ def op_predict(base: Path, case: Case, store: Path) -> str | None:
 def op_evaluate(base: Path, case: Case, store: Path) -> str | None:
     """``cifarkit evaluate RUN``: the run's config.json, the run's own data through it (its splits,
     holdout and subset), its best.keras on the test split."""
-    from cifarkit.cli import model_commands
+    from cifarkit.cli import evaluate_commands
 
-    call(model_commands.evaluate, run=base / "run", out=base / "out" / "eval", quiet=True)
+    call(evaluate_commands.evaluate, run=base / "run", out=base / "out" / "eval", quiet=True)
     return None
 
 
@@ -273,8 +294,15 @@ def op_resume(base: Path, case: Case, store: Path) -> str | None:
     with contextlib.ExitStack() as stack:
         if hasattr(loop, "_Run"):
             stack.enter_context(_patched(loop._Run, "train", refuse_to_train))
-        call(model_commands.train, model="lenet5", workdir=base / "run", data=store / "png-tree" / "data", epochs=1,
-             batch_size=4, quiet=True)  # fmt: skip
+        call(
+            model_commands.train,
+            model="lenet5",
+            workdir=base / "run",
+            data=store / "png-tree" / "data",
+            epochs=1,
+            batch_size=4,
+            quiet=True,
+        )
     return None
 
 
@@ -335,10 +363,16 @@ def op_resume_backup(base: Path, case: Case, store: Path) -> str | None:
 
 
 OPS: dict[str, Callable[[Path, Case, Path], str | None]] = {
-    "info": op_info, "export": op_export, "export-again": op_export_again, "pipeline": op_pipeline,
-    "stats": op_stats, "predict": op_predict, "evaluate": op_evaluate, "resume": op_resume,
+    "info": op_info,
+    "export": op_export,
+    "export-again": op_export_again,
+    "pipeline": op_pipeline,
+    "stats": op_stats,
+    "predict": op_predict,
+    "evaluate": op_evaluate,
+    "resume": op_resume,
     "resume-backup": op_resume_backup,
-}  # fmt: skip
+}
 
 
 def command_line(case: Case, base: Path, store: Path) -> str:
@@ -348,15 +382,15 @@ def command_line(case: Case, base: Path, store: Path) -> str:
     return {
         "info": f"cifarkit info {reads}",
         "export": f"cifarkit export --data {reads} --format {case.options.get('format')} --out {base}/out "
-                  f"--workers 1{' --overwrite' if case.options.get('prefill') else ''}",
+        f"--workers 1{' --overwrite' if case.options.get('prefill') else ''}",
         "export-again": f"cifarkit export --data {base}/data --out {base}/out --workers 1"
-                        f"{' --overwrite' if case.options.get('overwrite') else ''} (--format as in out/)",
+        f"{' --overwrite' if case.options.get('overwrite') else ''} (--format as in out/)",
         "pipeline": f"python -c \"import cifarkit; [list(d) for d in cifarkit.load('{reads}', batch_size=16, "
-                    "image_size=32).values()]\"",
+        'image_size=32).values()]"',
         "stats": f"cifarkit stats --data {reads} --out {base}/out/stats.json",
         "predict": f"cifarkit predict {model} {reads} --trust-model --csv {base}/out/p.csv",
         "evaluate": f"cifarkit evaluate {base}/run --out {base}/out/eval",
         "resume": f"cifarkit train lenet5 --workdir {base}/run --data {store}/png-tree/data --epochs 1 --batch-size 4",
         "resume-backup": f"cifarkit train lenet5 --workdir {base}/run --data {store}/png-tree/data --epochs 1 "
-                         "--batch-size 4",
-    }[case.op]  # fmt: skip
+        "--batch-size 4",
+    }[case.op]

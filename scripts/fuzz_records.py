@@ -56,8 +56,18 @@ def mutate_framing(rng: random.Random, shard: bytes, pool: list[bytes]) -> tuple
     framed = [frame(r) for r in records]
     choice = rng.randrange(8)
     if choice in (0, 1):
-        length = rng.choice([2**40, 2**63 - 1, 2**64 - 1, len(records[i]) + 1, len(records[i]) + 4096, 0,
-                             max(0, len(records[i]) - 1), 2**31])  # fmt: skip
+        length = rng.choice(
+            [
+                2**40,
+                2**63 - 1,
+                2**64 - 1,
+                len(records[i]) + 1,
+                len(records[i]) + 4096,
+                0,
+                max(0, len(records[i]) - 1),
+                2**31,
+            ]
+        )
         header = struct.pack("<Q", length)
         crc = masked_crc(header) if rng.random() < 0.8 else framed[i][8:12]
         framed[i] = header + crc + framed[i][12:]
@@ -130,7 +140,7 @@ def _field(number: int, payload: bytes) -> bytes:
 def parse_example(record: bytes) -> dict[bytes, tuple[str, list]]:
     """A ``tf.train.Example`` as {key: ("bytes" | "int64" | "float", values)}."""
     features = {}
-    (_, _, body), = [f for f in _fields(record) if f[0] == 1]  # Example.features
+    ((_, _, body),) = [f for f in _fields(record) if f[0] == 1]  # Example.features
     for _, _, entry in _fields(body):  # map<string, Feature>
         parts = {n: v for n, _, v in _fields(entry)}
         number, _, values = next(_fields(parts[2]))  # Feature's oneof
@@ -166,6 +176,7 @@ def example(features: dict[bytes, tuple[str, list]]) -> bytes:
 def png_bytes(width: int, height: int, depth: int = 8, colour: int = 2, rows: bytes | None = None) -> bytes:
     """A PNG whose header says ``width`` x ``height``; its data is ``rows`` (zero rows of the
     stated size when None and the size is small, else a few bytes: a header that lies)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -178,15 +189,37 @@ def png_bytes(width: int, height: int, depth: int = 8, colour: int = 2, rows: by
 
 
 def _image_payload(rng: random.Random, pool: dict[str, bytes]) -> tuple[bytes, str]:
-    choice = rng.choice(["bomb", "big", "0x0", "1x1", "33x31", "grey", "16-bit", "rgba", "jpeg", "lying header",
-                         "truncated", "random", "empty"])  # fmt: skip
+    choice = rng.choice(
+        [
+            "bomb",
+            "big",
+            "0x0",
+            "1x1",
+            "33x31",
+            "grey",
+            "16-bit",
+            "rgba",
+            "jpeg",
+            "lying header",
+            "truncated",
+            "random",
+            "empty",
+        ]
+    )
     if choice in ("bomb", "big", "jpeg"):
         return pool.get(choice, b""), f"image: {choice} ({len(pool.get(choice, b''))} bytes)"
-    made = {"0x0": lambda: png_bytes(0, 0), "1x1": lambda: png_bytes(1, 1), "33x31": lambda: png_bytes(33, 31),
-            "grey": lambda: png_bytes(32, 32, colour=0), "16-bit": lambda: png_bytes(32, 32, depth=16),
-            "rgba": lambda: png_bytes(32, 32, colour=6), "lying header": lambda: png_bytes(30000, 30000),
-            "truncated": lambda: png_bytes(32, 32)[:60], "random": lambda: rng.randbytes(rng.randrange(1, 200)),
-            "empty": lambda: b""}  # fmt: skip
+    made = {
+        "0x0": lambda: png_bytes(0, 0),
+        "1x1": lambda: png_bytes(1, 1),
+        "33x31": lambda: png_bytes(33, 31),
+        "grey": lambda: png_bytes(32, 32, colour=0),
+        "16-bit": lambda: png_bytes(32, 32, depth=16),
+        "rgba": lambda: png_bytes(32, 32, colour=6),
+        "lying header": lambda: png_bytes(30000, 30000),
+        "truncated": lambda: png_bytes(32, 32)[:60],
+        "random": lambda: rng.randbytes(rng.randrange(1, 200)),
+        "empty": lambda: b"",
+    }
     return made[choice](), f"image: {choice}"
 
 
@@ -195,8 +228,20 @@ def _mutate_feature(rng: random.Random, features: dict, key: bytes, pool: dict[s
     choice = rng.randrange(6)
     if choice < 2 and kind == "int64":
         if key.endswith(b"shape"):
-            features[key] = ("int64", rng.choice([[30000, 30000, 3], [-1, 32, 3], [0, 0, 3], [2**62, 2, 3], [32, 32],
-                                                  [32, 32, 3, 1], [100000, 100000, 1]]))  # fmt: skip
+            features[key] = (
+                "int64",
+                rng.choice(
+                    [
+                        [30000, 30000, 3],
+                        [-1, 32, 3],
+                        [0, 0, 3],
+                        [2**62, 2, 3],
+                        [32, 32],
+                        [32, 32, 3, 1],
+                        [100000, 100000, 1],
+                    ]
+                ),
+            )
         else:
             features[key] = ("int64", [rng.choice(_LABELS + (30000, 0))])
     elif choice < 2 and key in (b"image", b"image/value"):
@@ -208,8 +253,9 @@ def _mutate_feature(rng: random.Random, features: dict, key: bytes, pool: dict[s
             features[key] = ("bytes", [data])
             return f"{key.decode()}: {note}"
     elif choice == 2:
-        features[key] = rng.choice([(kind, []), (kind, values * 2), ("float", [1.5]), ("bytes", [b"7"]),
-                                    ("int64", [1])])  # fmt: skip
+        features[key] = rng.choice(
+            [(kind, []), (kind, values * 2), ("float", [1.5]), ("bytes", [b"7"]), ("int64", [1])]
+        )
     elif choice == 3:
         del features[key]
         return f"{key.decode()} removed"
@@ -230,7 +276,9 @@ def mutate_example(rng: random.Random, shard: bytes, pool: dict[str, bytes]) -> 
     for _ in range(rng.choice([1, 1, 2])):
         i = rng.randrange(len(records))
         if rng.random() < 0.1:
-            records[i] = rng.choice([rng.randbytes(40), b"", b"\x0a\x05\x0a\x03\xff\xfe\xfd", b"\x0a\xff\xff\xff\xff\x0f"])
+            records[i] = rng.choice(
+                [rng.randbytes(40), b"", b"\x0a\x05\x0a\x03\xff\xfe\xfd", b"\x0a\xff\xff\xff\xff\x0f"]
+            )
             notes.append(f"record {i} is not an Example")
             continue
         try:
@@ -287,7 +335,7 @@ def mutate_png(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     if choice == 2 and chunks:
         i = rng.randrange(len(chunks))
         how = rng.choice(["dropped", "repeated"])
-        chunks[i:i + 1] = [] if how == "dropped" else [chunks[i], list(chunks[i])]
+        chunks[i : i + 1] = [] if how == "dropped" else [chunks[i], list(chunks[i])]
         return _png_from(chunks), f"chunk {i} {how}"
     if choice == 3:
         for chunk in chunks:
@@ -339,5 +387,8 @@ def tflite_structure(data: bytes) -> list[int]:
             start = table.Vector(o)
             if table.VectorLen(o) > 256:
                 weights.append((start + 64, start + table.VectorLen(o) - 64))
-    inside = lambda pos: any(a <= pos < b for a, b in weights)
+
+    def inside(pos: int) -> bool:
+        return any(a <= pos < b for a, b in weights)
+
     return [pos for pos in range(0, len(data), 4) if not inside(pos)]

@@ -85,9 +85,15 @@ def _layout_folders(tmp: Path) -> list[tuple[str, Path]]:
         ("cifar10-python", synth.make_cifar10_python(tmp / "py2", **small).path),
         ("cifar10-python", synth.make_cifar10_python(tmp / "p2", flavour="py3", protocol=2, **small).path),
         ("cifar10-python", synth.make_cifar10_python(tmp / "p3", flavour="py3", protocol=3, **small).path),
-        ("cifar10-python", synth.make_cifar10_python(tmp / "p5", flavour="py3", protocol=5, str_keys=True, **small).path),
+        (
+            "cifar10-python",
+            synth.make_cifar10_python(tmp / "p5", flavour="py3", protocol=5, str_keys=True, **small).path,
+        ),
         ("cifar100-python", synth.make_cifar100_python(tmp / "c100", train=1, test=1, archive=False).path),
-        ("cifar100-python", synth.make_cifar100_python(tmp / "c100p4", train=1, test=1, flavour="py3", protocol=4, archive=False).path),
+        (
+            "cifar100-python",
+            synth.make_cifar100_python(tmp / "c100p4", train=1, test=1, flavour="py3", protocol=4, archive=False).path,
+        ),
         ("cifar10-binary", synth.make_cifar10_binary(tmp / "bin", **small).path),
         ("cifar100-binary", synth.make_cifar100_binary(tmp / "bin100", train=1, test=1, archive=False).path),
     ]
@@ -128,8 +134,9 @@ def idx_bomb() -> Seed:
     header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in (1, 16000, 16000))
     data = gzip.compress(header, 9, mtime=0) + gzip.compress(bytes(16_000_000), 9, mtime=0) * 16
     labels = gzip.compress(idx_bytes(np.array([1])), 6, mtime=0)
-    return Seed("idx", "t10k-images-idx3-ubyte.gz", data, "idx", "mnist", {"t10k-labels-idx1-ubyte.gz": labels},
-                weight=0.05)  # fmt: skip
+    return Seed(
+        "idx", "t10k-images-idx3-ubyte.gz", data, "idx", "mnist", {"t10k-labels-idx1-ubyte.gz": labels}, weight=0.05
+    )
 
 
 def cifar_seeds() -> tuple[list[Seed], list[Seed]]:
@@ -151,7 +158,9 @@ def cifar_seeds() -> tuple[list[Seed], list[Seed]]:
         archives.append(Seed("cifar-archives", ".tar.xz", lzma.compress(tar), "archive"))
     base = next(s for s in files_ if s.name == "data_batch_1")
     for data in _numpy_batches():
-        files_.append(Seed("cifar-batches", "data_batch_1", data, "file", base.layout, base.companions, opcode_offsets(data)))
+        files_.append(
+            Seed("cifar-batches", "data_batch_1", data, "file", base.layout, base.companions, opcode_offsets(data))
+        )
     return files_, archives
 
 
@@ -183,8 +192,14 @@ def _arrays(name: str, class_names, coarse_names, counts: dict[str, int], seed: 
         images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
         batches[split] = [Batch(split, images, labels.astype(np.int64), [f"{split}_batch"] * n, coarse)]
         start += n
-    return LabelledImages(name=name, format="synthetic", location=Path(name), class_names=tuple(class_names),
-                          batches=batches, coarse_class_names=tuple(coarse_names) if coarse_names else None)  # fmt: skip
+    return LabelledImages(
+        name=name,
+        format="synthetic",
+        location=Path(name),
+        class_names=tuple(class_names),
+        batches=batches,
+        coarse_class_names=tuple(coarse_names) if coarse_names else None,
+    )
 
 
 def _export(dataset, out: Path, fmt: str, **options) -> dict[str, int]:
@@ -229,8 +244,12 @@ def _output_folders(store: Path, counts: dict) -> None:
     second split, and finished with a file of the user's own put inside ``train/`` since."""
     from cifarkit.sources import open_source
 
-    for name, fmt in (("export-finished", "png"), ("export-finished-tfr", "tfrecord"), ("export-unfinished", "png"),
-                      ("export-users-file", "png")):  # fmt: skip
+    for name, fmt in (
+        ("export-finished", "png"),
+        ("export-finished-tfr", "tfrecord"),
+        ("export-unfinished", "png"),
+        ("export-users-file", "png"),
+    ):
         shutil.copytree(store / "png-tree" / "data", store / name / "data")
         counts[name] = _export(open_source(store / name / "data"), store / name / "out", fmt)
     mine = store / "export-users-file" / "out" / "train" / "mine.txt"
@@ -250,8 +269,10 @@ def _run_folders(store: Path, counts: dict) -> None:
     from cifarkit.training.rundir import read_history, weights_name
 
     run = store / "run" / "run"
-    train(TrainConfig(model="lenet5", workdir=str(run), data=str(store / "png-tree" / "data"), epochs=1,
-                      batch_size=4), quiet=True)  # fmt: skip
+    train(
+        TrainConfig(model="lenet5", workdir=str(run), data=str(store / "png-tree" / "data"), epochs=1, batch_size=4),
+        quiet=True,
+    )
     counts["run"] = counts["png-tree"]
     cut = store / "run-backup" / "run"
     shutil.copytree(run, cut)
@@ -263,8 +284,14 @@ def _run_folders(store: Path, counts: dict) -> None:
     (cut / "backup").mkdir()
     weights = weights_name(1)
     shutil.copy(run / "last.keras", cut / "backup" / weights)  # a file of the right name; never loaded
-    state = {"serial": 1, "epoch": 1, "step": 0, "weights": weights, "saved_at": "2025-01-01T00:00:00",
-             "callbacks": {cb.key: cb.state() for cb in (history, schedule, checkpoints)}}  # fmt: skip
+    state = {
+        "serial": 1,
+        "epoch": 1,
+        "step": 0,
+        "weights": weights,
+        "saved_at": "2025-01-01T00:00:00",
+        "callbacks": {cb.key: cb.state() for cb in (history, schedule, checkpoints)},
+    }
     (cut / "backup" / "state.json").write_text(json.dumps(state, indent=1) + "\n")
     counts["run-backup"] = counts["png-tree"]
 

@@ -224,14 +224,30 @@ def _peak_mb() -> float:
 def case_meta(case: Case, store: Path) -> dict:
     """What a saved folder case needs to be read again (``--replay``)."""
     link = case.changes.get(case.seed.file)
-    return {"target": case.seed.target, "seed": case.seed.name, "file": case.seed.file, "op": case.op,
-            "options": case.options, "reads": case.seed.reads, "counts": case.seed.counts, "note": case.note,
-            "store": str(store), "link": str(link) if isinstance(link, targets.Link) else ""}  # fmt: skip
+    return {
+        "target": case.seed.target,
+        "seed": case.seed.name,
+        "file": case.seed.file,
+        "op": case.op,
+        "options": case.options,
+        "reads": case.seed.reads,
+        "counts": case.seed.counts,
+        "note": case.note,
+        "store": str(store),
+        "link": str(link) if isinstance(link, targets.Link) else "",
+    }
 
 
 def case_of(meta: dict) -> Case:
-    seed = fuzz_seeds.Seed(meta["target"], meta["seed"], b"", file=meta["file"], ops=(meta["op"],),
-                           reads=meta["reads"], counts=meta["counts"])  # fmt: skip
+    seed = fuzz_seeds.Seed(
+        meta["target"],
+        meta["seed"],
+        b"",
+        file=meta["file"],
+        ops=(meta["op"],),
+        reads=meta["reads"],
+        counts=meta["counts"],
+    )
     case = Case(seed, op=meta["op"], options=meta["options"], note=meta["note"])
     if meta.get("link"):
         case.changes[seed.file] = targets.Link(meta["link"])
@@ -247,11 +263,12 @@ def save_folder(findings: Path, stem: str, root: Path, meta: dict, outcome: str,
     (saved / "case.json").write_text(json.dumps({**meta, "root": str(saved)}, indent=1))
     case, store = case_of(meta), Path(meta["store"])
     (saved / "README.txt").write_text(
-        f"{signature(outcome, detail)}\n({meta['target']})\nseed {meta['seed']}, file a/b/{meta['file']}: {meta['note']}\n"
+        f"{signature(outcome, detail)}\n({meta['target']})\nseed {meta['seed']}, file a/b/{meta['file']}: "
+        f"{meta['note']}\n"
         f"read by: {meta['op']} {meta['options'] or ''}\n\nreproduce:\n"
         f"  {ops.command_line(case, saved / 'a' / 'b', store)}\n"
         f"  python {Path(__file__).resolve()} --replay {saved}\n\n{_clipped(detail)}\n"
-    )  # fmt: skip
+    )
     return saved
 
 
@@ -269,8 +286,10 @@ def _save(out: Path, outcome: str, index: int, case: Case, detail: str, root: Pa
         return save_folder(findings, stem, root, case_meta(case, store), outcome, detail)
     ext = case.seed.name if case.seed.kind == "archive" else f".{case.seed.name}"
     (findings / f"{stem}{ext}").write_bytes(case.data)
-    (findings / f"{stem}.txt").write_text(f"target {case.seed.target}, seed file {case.seed.name} "
-                                          f"({case.seed.layout or case.seed.kind})\n{_clipped(detail)}\n")  # fmt: skip
+    (findings / f"{stem}.txt").write_text(
+        f"target {case.seed.target}, seed file {case.seed.name} "
+        f"({case.seed.layout or case.seed.kind})\n{_clipped(detail)}\n"
+    )
     return findings / f"{stem}{ext}"
 
 
@@ -315,6 +334,7 @@ def _warm_up() -> None:
     import tensorflow  # noqa: F401
 
     import cifarkit.cli.data_commands
+    import cifarkit.cli.evaluate_commands  # noqa: F401
     import cifarkit.cli.model_commands
     import cifarkit.data  # noqa: F401
 
@@ -363,9 +383,17 @@ def worker(args: argparse.Namespace) -> None:
             case = targets.make_case(random.Random(f"{args.seed}:{name}:{k}"), seeds[name], ctx["pools"])
             if case.seed.kind != "folder":
                 current.put(case.data)
-            state = {"index": index, "target": name, "k": k, "started": began, "counts": counts, "seconds": seconds,
-                     "signatures": signatures, "rss_mb": _peak_mb(),
-                     "case": case_meta(case, store) if case.seed.kind == "folder" else None}  # fmt: skip
+            state = {
+                "index": index,
+                "target": name,
+                "k": k,
+                "started": began,
+                "counts": counts,
+                "seconds": seconds,
+                "signatures": signatures,
+                "rss_mb": _peak_mb(),
+                "case": case_meta(case, store) if case.seed.kind == "folder" else None,
+            }
             state_slot.put(json.dumps(state).encode())
             outcome, detail = measured(case, ctx, args, args.memory_mb or targets.MEMORY_MB[name])
             if is_finding(outcome):
@@ -381,8 +409,11 @@ def worker(args: argparse.Namespace) -> None:
         seconds[name] = seconds.get(name, 0.0) + time.time() - began
         spent[name] = spent.get(name, 0.0) + time.time() - began
         counts[name][outcome] = counts[name].get(outcome, 0) + 1
-    state_slot.put(json.dumps({"counts": counts, "seconds": seconds, "signatures": signatures, "rss_mb": _peak_mb(),
-                               "done": True}).encode())  # fmt: skip
+    state_slot.put(
+        json.dumps(
+            {"counts": counts, "seconds": seconds, "signatures": signatures, "rss_mb": _peak_mb(), "done": True}
+        ).encode()
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -430,12 +461,37 @@ def parent(args: argparse.Namespace) -> dict:
     try:
         while first < last and time.time() < deadline:
             (out / "current.json").unlink(missing_ok=True)
-            cmd = [sys.executable, __file__, "--worker", "--seed", str(args.seed), "--first", str(first),
-                   "--last", str(last), "--deadline", str(deadline), "--out", str(out), "--scratch", str(scratch),
-                   "--store", str(store), "--case-seconds", str(args.case_seconds), "--memory-mb", str(args.memory_mb),
-                   "--address-space-gb", str(args.address_space_gb), "--cases", str(args.cases),
-                   "--done", json.dumps({t: sum(o.values()) for t, o in counts.items()}),
-                   "--spent", json.dumps(seconds)] + [a for n in names for a in ("--target", n)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--seed",
+                str(args.seed),
+                "--first",
+                str(first),
+                "--last",
+                str(last),
+                "--deadline",
+                str(deadline),
+                "--out",
+                str(out),
+                "--scratch",
+                str(scratch),
+                "--store",
+                str(store),
+                "--case-seconds",
+                str(args.case_seconds),
+                "--memory-mb",
+                str(args.memory_mb),
+                "--address-space-gb",
+                str(args.address_space_gb),
+                "--cases",
+                str(args.cases),
+                "--done",
+                json.dumps({t: sum(o.values()) for t, o in counts.items()}),
+                "--spent",
+                json.dumps(seconds),
+            ] + [a for n in names for a in ("--target", n)]
             proc = subprocess.Popen(cmd)
             killed = _watch(proc, out / "current.json", args.case_seconds)
             state = _state(out / "current.json")
@@ -447,8 +503,9 @@ def parent(args: argparse.Namespace) -> dict:
             if state.get("done"):
                 break
             if "index" not in state:
-                raise SystemExit(f"the fuzz worker failed before its first case (exit {proc.returncode}); "
-                                 f"see {out / 'worker.log'}")  # fmt: skip
+                raise SystemExit(
+                    f"the fuzz worker failed before its first case (exit {proc.returncode}); see {out / 'worker.log'}"
+                )
             code = proc.returncode
             outcome = killed or (f"signal:{-code}" if code < 0 else f"exit:{code}")
             _merge(counts, {state["target"]: {outcome: 1}})
@@ -463,9 +520,18 @@ def parent(args: argparse.Namespace) -> dict:
             merged[key] = merged.get(key, 0) + n
     findings = {t: {k: n for k, n in o.items() if is_finding(k)} for t, o in counts.items()}
     findings = {t: f for t, f in findings.items() if f}
-    return {"seed": args.seed, "cases": sum(merged.values()), "seconds": round(time.time() - started, 1),
-            "outcomes": merged, "by_target": counts, "findings": findings, "worker_peak_rss_mb": round(peak, 1),
-            "seconds_by_target": seconds, "signatures": signatures, "store": str(store)}  # fmt: skip
+    return {
+        "seed": args.seed,
+        "cases": sum(merged.values()),
+        "seconds": round(time.time() - started, 1),
+        "outcomes": merged,
+        "by_target": counts,
+        "findings": findings,
+        "worker_peak_rss_mb": round(peak, 1),
+        "seconds_by_target": seconds,
+        "signatures": signatures,
+        "store": str(store),
+    }
 
 
 def _state(path: Path) -> dict:
@@ -498,25 +564,39 @@ def replay(folder: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--minutes", type=float, default=0, help="stop after this long (default: --cases decides)")
     ap.add_argument("--cases", type=int, default=0, help="stop after this many cases (all targets together)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--target", action="append", choices=list(targets.TARGETS), help="a target (repeatable); default all")
+    ap.add_argument(
+        "--target", action="append", choices=list(targets.TARGETS), help="a target (repeatable); default all"
+    )
     ap.add_argument("--list", action="store_true", help="describe the targets and exit")
     ap.add_argument("--out", default="fuzz-out", help="findings are saved in OUT/findings/")
     ap.add_argument("--store", default="", help="where the on-disk seeds are kept (default: a temporary folder)")
     ap.add_argument("--case-seconds", type=int, default=10, help="a case running longer is a finding")
-    ap.add_argument("--memory-mb", type=float, default=0,
-                    help="a case raising resident memory more is a finding (default: 64 MB for the byte readers, "
-                         "300 MB for the rest)")  # fmt: skip
+    ap.add_argument(
+        "--memory-mb",
+        type=float,
+        default=0,
+        help="a case raising resident memory more is a finding (default: 64 MB for the byte readers, "
+        "300 MB for the rest)",
+    )
     ap.add_argument("--address-space-gb", type=float, default=4, help="the worker's RLIMIT_AS")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     ap.add_argument("--replay", type=Path, help="read a saved folder case again and print its outcome")
     for hidden in ("--worker", "--build-seeds"):
         ap.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
-    for hidden, kind, default in (("--first", int, 0), ("--last", int, 0), ("--deadline", float, 0), ("--scratch", str, ""),
-                                  ("--done", str, "{}"), ("--spent", str, "{}")):  # fmt: skip
+    for hidden, kind, default in (
+        ("--first", int, 0),
+        ("--last", int, 0),
+        ("--deadline", float, 0),
+        ("--scratch", str, ""),
+        ("--done", str, "{}"),
+        ("--spent", str, "{}"),
+    ):
         ap.add_argument(hidden, type=kind, default=default, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.list:
@@ -534,11 +614,16 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"{summary['cases']} cases in {summary['seconds']} s (seed {args.seed}; the workers' setup "
-          f"{summary['seconds_by_target'].get('setup', 0):.0f} s), worker peak RSS {summary['worker_peak_rss_mb']} MB")  # fmt: skip
+    print(
+        f"{summary['cases']} cases in {summary['seconds']} s (seed {args.seed}; the workers' setup "
+        f"{summary['seconds_by_target'].get('setup', 0):.0f} s), worker peak RSS {summary['worker_peak_rss_mb']} MB"
+    )
     for target, outcomes in summary["by_target"].items():
         spent = summary["seconds_by_target"].get(target, 0)
-        print(f"  {target} ({spent:.0f} s): " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items(), key=lambda kv: -kv[1])))
+        print(
+            f"  {target} ({spent:.0f} s): "
+            + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items(), key=lambda kv: -kv[1]))
+        )
     found = summary["findings"]
     print(f"findings: {found or 'none'}" + (f" (saved in {args.out}/findings/)" if found else ""))
     for target, kinds in summary["signatures"].items():

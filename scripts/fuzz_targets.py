@@ -58,41 +58,82 @@ META_OPS = ("info", "export", "pipeline")
 TFRECORD_SEEDS = ("tfr-png", "tfr-raw", "tfr-100", "tfr-photos", "tfr-photos-raw", "tfds-10", "tfds-100", "tfds-layout")
 # target -> (what it covers, [(store seed, files mutated, ops, what the ops read, weight)])
 FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
-    "tfrecord-framing": ("TFRecord shards: length fields, cuts, records dropped or foreign",
-                         [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS]),
-    "tfrecord-example": ("tf.train.Example records: labels, image bytes and shapes, keys",
-                         [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS]),
-    "dataset-info": ("TFDS's dataset_info.json (in TFDS folders and cifarkit's TFRecord exports)",
-                     [(s, "data/**/dataset_info.json", META_OPS, "data", 1)
-                      for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-png", "tfr-photos")]),
-    "features-json": ("TFDS's features.json (image shape and encoding, numClasses)",
-                      [(s, "data/**/features.json", META_OPS, "data", 1)
-                       for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-raw", "tfr-photos-raw")]),
-    "label-names": ("labels.txt of an export, TFDS's label.labels.txt and coarse_label.labels.txt",
-                    [(s, f, META_OPS, "data", 1) for s, f in (("tfds-10", "data/label.labels.txt"),
-                     ("tfds-100", "data/*.labels.txt"), ("tfr-png", "data/label.labels.txt"),
-                     ("png-tree", "data/labels.txt"), ("png-tree-100", "data/labels.txt"))]),
-    "cifarkit-info": ("cifarkit_info.json of PNG-tree and TFRecord exports",
-                      [(s, "data/**/cifarkit_info.json", META_OPS, "data", 1)
-                       for s in ("png-tree", "png-tree-100", "tfr-png", "tfr-raw", "tfr-100", "tfr-photos", "tfds-layout")]),
-    "manifest-csv": ("manifest.csv of a PNG-tree export",
-                     [(s, "data/manifest.csv", META_OPS, "data", 1) for s in ("png-tree", "png-tree-100")]),
-    "export-state": (".cifarkit-export.json: resuming or overwriting an export; reading what it left",
-                     [(s, "out/.cifarkit-export.json", ("export-again", "info", "pipeline"), "out", 1)
-                      for s in ("export-finished", "export-finished-tfr", "export-unfinished", "export-users-file")]),
-    "run-config": ("a run's config.json, read by evaluate and by train resuming",
-                   [("run", "run/config.json", ("evaluate", "resume"), "run", 1)]),
+    "tfrecord-framing": (
+        "TFRecord shards: length fields, cuts, records dropped or foreign",
+        [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS],
+    ),
+    "tfrecord-example": (
+        "tf.train.Example records: labels, image bytes and shapes, keys",
+        [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS],
+    ),
+    "dataset-info": (
+        "TFDS's dataset_info.json (in TFDS folders and cifarkit's TFRecord exports)",
+        [
+            (s, "data/**/dataset_info.json", META_OPS, "data", 1)
+            for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-png", "tfr-photos")
+        ],
+    ),
+    "features-json": (
+        "TFDS's features.json (image shape and encoding, numClasses)",
+        [
+            (s, "data/**/features.json", META_OPS, "data", 1)
+            for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-raw", "tfr-photos-raw")
+        ],
+    ),
+    "label-names": (
+        "labels.txt of an export, TFDS's label.labels.txt and coarse_label.labels.txt",
+        [
+            (s, f, META_OPS, "data", 1)
+            for s, f in (
+                ("tfds-10", "data/label.labels.txt"),
+                ("tfds-100", "data/*.labels.txt"),
+                ("tfr-png", "data/label.labels.txt"),
+                ("png-tree", "data/labels.txt"),
+                ("png-tree-100", "data/labels.txt"),
+            )
+        ],
+    ),
+    "cifarkit-info": (
+        "cifarkit_info.json of PNG-tree and TFRecord exports",
+        [
+            (s, "data/**/cifarkit_info.json", META_OPS, "data", 1)
+            for s in ("png-tree", "png-tree-100", "tfr-png", "tfr-raw", "tfr-100", "tfr-photos", "tfds-layout")
+        ],
+    ),
+    "manifest-csv": (
+        "manifest.csv of a PNG-tree export",
+        [(s, "data/manifest.csv", META_OPS, "data", 1) for s in ("png-tree", "png-tree-100")],
+    ),
+    "export-state": (
+        ".cifarkit-export.json: resuming or overwriting an export; reading what it left",
+        [
+            (s, "out/.cifarkit-export.json", ("export-again", "info", "pipeline"), "out", 1)
+            for s in ("export-finished", "export-finished-tfr", "export-unfinished", "export-users-file")
+        ],
+    ),
+    "run-config": (
+        "a run's config.json, read by evaluate and by train resuming",
+        [("run", "run/config.json", ("evaluate", "resume"), "run", 1)],
+    ),
     "report-json": ("a finished run's report.json, read by train", [("run", "run/report.json", ("resume",), "run", 1)]),
-    "backup-state": ("backup/state.json of a run cut off, read to resume",
-                     [("run-backup", "run/backup/state.json", ("resume-backup",), "run", 1)]),
-    "images": ("PNG and JPEG files in image trees: headers, chunks, markers; a 98-megapixel bomb",
-               [("photos-png", "data/**/*.png", ("info", "export", "pipeline", "predict"), "data", 1),
-                ("photos-jpg", "data/**/*.jpg", ("info", "export", "pipeline", "predict"), "data", 1),
-                ("png-tree", "data/**/*.png", ("info", "pipeline"), "data", 1),
-                ("photos-bomb", "data/**/big.png", ("pipeline", "predict"), "data", 0.02)]),
-    "tflite": (".tflite flatbuffers (tables, vectors, offsets) run by predict",
-               [("tflite", "model.tflite", ("predict",), "images", 1)]),
-}  # fmt: skip
+    "backup-state": (
+        "backup/state.json of a run cut off, read to resume",
+        [("run-backup", "run/backup/state.json", ("resume-backup",), "run", 1)],
+    ),
+    "images": (
+        "PNG and JPEG files in image trees: headers, chunks, markers; a 98-megapixel bomb",
+        [
+            ("photos-png", "data/**/*.png", ("info", "export", "pipeline", "predict"), "data", 1),
+            ("photos-jpg", "data/**/*.jpg", ("info", "export", "pipeline", "predict"), "data", 1),
+            ("png-tree", "data/**/*.png", ("info", "pipeline"), "data", 1),
+            ("photos-bomb", "data/**/big.png", ("pipeline", "predict"), "data", 0.02),
+        ],
+    ),
+    "tflite": (
+        ".tflite flatbuffers (tables, vectors, offsets) run by predict",
+        [("tflite", "model.tflite", ("predict",), "images", 1)],
+    ),
+}
 LEGACY_TARGETS = {
     "cifar-batches": "CIFAR python pickles (protocols 2-5), .bin batches and label-name files",
     "cifar-archives": "CIFAR archives: tar, tar.gz, tar.bz2, tar.xz (bytes, tar headers, members)",
@@ -120,8 +161,19 @@ def target_seeds(target: str, store: Path) -> list[Seed]:
         for path in files:
             data = path.read_bytes()
             structure = rec.tflite_structure(data) if target == "tflite" else []
-            seeds.append(Seed(target, name, data, structure=structure, file=str(path.relative_to(store / name)),
-                              ops=ops, reads=reads, counts=counts.get(name, {}), weight=weight / len(files)))  # fmt: skip
+            seeds.append(
+                Seed(
+                    target,
+                    name,
+                    data,
+                    structure=structure,
+                    file=str(path.relative_to(store / name)),
+                    ops=ops,
+                    reads=reads,
+                    counts=counts.get(name, {}),
+                    weight=weight / len(files),
+                )
+            )
     return seeds
 
 
@@ -198,9 +250,11 @@ class Pools:
             if ".tfrecord-" in s.file:
                 pools.records += rec.records_of(s.data)[:2]
         if store is not None and (store / "pool").is_dir():
-            pools.images = {"bomb": (store / "pool" / "bomb.png").read_bytes(),
-                            "big": (store / "pool" / "big.png").read_bytes(),
-                            "jpeg": (store / "pool" / "photo.jpg").read_bytes()}  # fmt: skip
+            pools.images = {
+                "bomb": (store / "pool" / "bomb.png").read_bytes(),
+                "big": (store / "pool" / "big.png").read_bytes(),
+                "jpeg": (store / "pool" / "photo.jpg").read_bytes(),
+            }
         return pools
 
 
@@ -300,6 +354,9 @@ def changed_outside(before: dict, after: dict) -> str | None:
     changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
     if not (gone or new or changed):
         return None
-    parts = [f"{what}: {', '.join(names[:3])}" for what, names in (("removed", gone), ("written", new),
-                                                                   ("changed", changed)) if names]  # fmt: skip
+    parts = [
+        f"{what}: {', '.join(names[:3])}"
+        for what, names in (("removed", gone), ("written", new), ("changed", changed))
+        if names
+    ]
     return "; ".join(parts)

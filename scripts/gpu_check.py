@@ -171,8 +171,14 @@ def prepare_data(path: Path, work: Path) -> dict:
     # of every class rather than the first class folder of the tar.
     (train_x, train_y), (test_x, test_y) = (_shuffled(*data["splits"][split]) for split in ("train", "test"))
     np.savez(work / "data.npz", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
-    return {"path": str(path), "read_as": source, "train": int(len(train_y)), "test": int(len(test_y)),
-            "classes": data["classes"], "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+    return {
+        "path": str(path),
+        "read_as": source,
+        "train": int(len(train_y)),
+        "test": int(len(test_y)),
+        "classes": data["classes"],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,15 +195,21 @@ def backend_info(backend: str, simulate: bool) -> dict:
 
         device = jax.devices()[0]
         precision = getattr(jax.config, "jax_default_matmul_precision", "?")  # None: XLA's default (TF32 allowed)
-        info.update(jax=jax.__version__, device=f"{device.platform}: {device.device_kind}", matmul_precision=str(precision))
+        info.update(
+            jax=jax.__version__, device=f"{device.platform}: {device.device_kind}", matmul_precision=str(precision)
+        )
         has_gpu = device.platform == "gpu"
     else:
         import torch
 
         has_gpu = torch.cuda.is_available()
-        info.update(torch=torch.__version__, cuda=torch.version.cuda,
-                    device=torch.cuda.get_device_name(0) if has_gpu else "cpu",
-                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)  # fmt: skip
+        info.update(
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            device=torch.cuda.get_device_name(0) if has_gpu else "cpu",
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32_cudnn=torch.backends.cudnn.allow_tf32,
+        )
     if not has_gpu and not simulate:
         raise RuntimeError(f"{backend} sees no GPU ({info['device']})")
     return info
@@ -221,8 +233,8 @@ def build(model_name: str, recipe_name: str, options: dict, crop: int, lr: float
     import keras
 
     from cifarkit.augment.layer import Augmentation
-    from cifarkit.models import create_model
     from cifarkit.augment.recipes import get_recipe
+    from cifarkit.models import create_model
     from cifarkit.readers.stats import bundled_stats
 
     recipe = get_recipe(recipe_name, crop if recipe_name == "paper" else None)
@@ -230,8 +242,10 @@ def build(model_name: str, recipe_name: str, options: dict, crop: int, lr: float
     inputs = keras.Input((32, 32, 3), dtype="uint8", name="uint8_image")
     views = Augmentation(recipe, bundled_stats("cifar10"), seed=0, name="preprocess")(inputs)
     model = keras.Model(inputs, network(views), name=model_name.replace("-", "_"))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=MOMENTUM),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=MOMENTUM),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -251,12 +265,18 @@ def train_steps(model, stream, feed, steps: int, batch: int) -> dict:
     waited = feed.stats.wait_seconds - waited
     window = max(1, int(steps * LOSS_WINDOW))
     first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
-    return {"images_per_second": round(steps * batch / seconds, 1), "seconds": round(seconds, 3),
-            "step_ms_median": round(1000 * float(np.median(times)), 2),
-            "step_ms_p90": round(1000 * float(np.percentile(times, 90)), 2),
-            "input_wait_seconds": round(waited, 4), "input_wait_share": round(waited / seconds, 4),
-            "loss_first": round(first, 4), "loss_last": round(last, 4), "loss_falls": last < first,
-            "losses": [round(x, 4) for x in losses]}  # fmt: skip
+    return {
+        "images_per_second": round(steps * batch / seconds, 1),
+        "seconds": round(seconds, 3),
+        "step_ms_median": round(1000 * float(np.median(times)), 2),
+        "step_ms_p90": round(1000 * float(np.percentile(times, 90)), 2),
+        "input_wait_seconds": round(waited, 4),
+        "input_wait_share": round(waited / seconds, 4),
+        "loss_first": round(first, 4),
+        "loss_last": round(last, 4),
+        "loss_falls": last < first,
+        "losses": [round(x, 4) for x in losses],
+    }
 
 
 def one_run(backend: str, spec: tuple, precision: str, sizes: Sizes, data) -> dict:
@@ -275,9 +295,15 @@ def one_run(backend: str, spec: tuple, precision: str, sizes: Sizes, data) -> di
         keras.mixed_precision.set_global_policy("float32")
     train_x, train_y = data["train_x"][: sizes.train_images], data["train_y"][: sizes.train_images]
     feed = Feed(train_x, train_y, batch_size=sizes.batch, seed=0)
-    result = {"model": model_name, "precision": precision, "batch": sizes.batch, "lr": lr, "options": options,
-              "input": f"{model.get_layer('preprocess').recipe.crop}x{model.get_layer('preprocess').recipe.crop}",
-              "parameters": int(model.count_params())}  # fmt: skip
+    result = {
+        "model": model_name,
+        "precision": precision,
+        "batch": sizes.batch,
+        "lr": lr,
+        "options": options,
+        "input": f"{model.get_layer('preprocess').recipe.crop}x{model.get_layer('preprocess').recipe.crop}",
+        "parameters": int(model.count_params()),
+    }
     with feed.epochs(None) as stream:
         start = time.perf_counter()
         images, labels = next(stream)
@@ -320,11 +346,18 @@ def child(backend: str, work: Path, sizes: Sizes, deadline: float, simulate: boo
                 say(f"{name}: training")
                 try:
                     result = one_run(backend, spec, precision, sizes, data)
-                    say(f"{name}: {result['images_per_second']:,.0f} images/s, waiting {result['input_wait_share']:.1%}, "
-                        f"loss {result['loss_first']:.3f} -> {result['loss_last']:.3f}")  # fmt: skip
+                    say(
+                        f"{name}: {result['images_per_second']:,.0f} images/s, waiting "
+                        f"{result['input_wait_share']:.1%}, "
+                        f"loss {result['loss_first']:.3f} -> {result['loss_last']:.3f}"
+                    )
                 except Exception as exc:  # noqa: BLE001  (recorded; the next run still goes)
-                    result = {"model": spec[0], "precision": precision, "error": f"{type(exc).__name__}: {exc}",
-                              "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+                    result = {
+                        "model": spec[0],
+                        "precision": precision,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc()[-4000:],
+                    }
                     say(f"{name}: FAILED {result['error']}")
                 report["runs"].append(result)
             out.write_text(json.dumps(report, indent=1))
@@ -349,9 +382,15 @@ def environment(commit: str | None) -> dict:
         gpu = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "gpu": gpu, "versions": versions, "commit": commit,
-            "tensorflow_installed": _installed("tensorflow")}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gpu": gpu,
+        "versions": versions,
+        "commit": commit,
+        "tensorflow_installed": _installed("tensorflow"),
+    }
 
 
 def _installed(package: str) -> bool:
@@ -362,8 +401,16 @@ def _installed(package: str) -> bool:
 
 def run_backend(backend: str, work: Path, args, deadline: float) -> dict:
     """The backend's subprocess, killed at ``deadline``; what it recorded, plus how it ended."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", backend, "--work", str(work),
-               "--deadline", str(deadline)] + (["--simulate"] if args.simulate else [])  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        backend,
+        "--work",
+        str(work),
+        "--deadline",
+        str(deadline),
+    ] + (["--simulate"] if args.simulate else [])
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
     start = time.time()
     try:
@@ -394,10 +441,13 @@ def _run_row(backend: str, run: dict) -> str:
         return f"{name} {why.splitlines()[0][:160]} |" + " |" * 8
     accuracy = f"{run['test_accuracy']:.1%} ({run['test_images']:,})" if "test_accuracy" in run else ""
     falls = "yes" if run["loss_falls"] else "**no**"
-    return (f"{name} {run['input']}, batch {run['batch']} | **{run['images_per_second']:,.0f}** | "
-            f"{run['step_ms_median']:.1f} / {run['step_ms_p90']:.1f} | {run['input_wait_share']:.1%} | "
-            f"{run['first_step_seconds']:.1f} | {run['first_loss']:.3f}; {run['loss_first']:.3f} -> {run['loss_last']:.3f} ({falls}) | "
-            f"{accuracy} | {_fmt_bytes(run.get('peak_memory_bytes'))} |")  # fmt: skip
+    return (
+        f"{name} {run['input']}, batch {run['batch']} | **{run['images_per_second']:,.0f}** | "
+        f"{run['step_ms_median']:.1f} / {run['step_ms_p90']:.1f} | {run['input_wait_share']:.1%} | "
+        f"{run['first_step_seconds']:.1f} | {run['first_loss']:.3f}; {run['loss_first']:.3f} -> "
+        f"{run['loss_last']:.3f} ({falls}) | "
+        f"{accuracy} | {_fmt_bytes(run.get('peak_memory_bytes'))} |"
+    )
 
 
 def _speedups(report: dict) -> list[str]:
@@ -431,33 +481,49 @@ NOTES = [
 def render(report: dict) -> str:
     env, data = report.get("environment", {}), report.get("data", {})
     sizes = report.get("sizes", {})
-    lines = ["# GPU check", "", f"`scripts/gpu_check.py` ({'simulated on a CPU' if report.get('simulate') else 'on a GPU'}), "
-             f"{report.get('started', '')}, {report.get('elapsed_seconds', '?')} s in all. Written by the script; "
-             "see its docstring for how to run it.", "", f"    python3 {report.get('command', '?')}", "",
-             "What ran: each backend in its own process, without TensorFlow. A model is uint8 images -> the "
-             "recipe's `Augmentation` layer (random windows, flips, PCA jitter, normalisation on the device) -> "
-             f"the network, trained with SGD (momentum {MOMENTUM}) by `train_on_batch` on batches from "
-             "`cifarkit.readers.feed` (uint8, shuffled per epoch, prepared on a background thread). "
-             f"{sizes.get('warmup', '?')} untimed steps first (the first one compiles), then {sizes.get('steps', '?')} "
-             "timed steps; each step ends when its loss reaches the host, so step times include the host's share.",
-             "", "## Machine", "",
-             f"- GPU: {env.get('gpu') or 'none found by nvidia-smi'}; {env.get('cpus')} CPUs; Python {env.get('python')}",
-             f"- packages: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items() if v)}; "
-             f"TensorFlow installed: {env.get('tensorflow_installed')}",
-             f"- cifarkit commit: {env.get('commit') or 'unknown'}",
-             f"- data: {data.get('train', '?')} training and {data.get('test', '?')} test images from "
-             f"`{Path(data.get('path', '?')).name}`, read as {data.get('read_as', '?')} in {data.get('seconds', '?')} s"
-             + (f" (FAILED: {data['error']})" if "error" in data else ""), ""]  # fmt: skip
+    lines = [
+        "# GPU check",
+        "",
+        f"`scripts/gpu_check.py` ({'simulated on a CPU' if report.get('simulate') else 'on a GPU'}), "
+        f"{report.get('started', '')}, {report.get('elapsed_seconds', '?')} s in all. Written by the script; "
+        "see its docstring for how to run it.",
+        "",
+        f"    python3 {report.get('command', '?')}",
+        "",
+        "What ran: each backend in its own process, without TensorFlow. A model is uint8 images -> the "
+        "recipe's `Augmentation` layer (random windows, flips, PCA jitter, normalisation on the device) -> "
+        f"the network, trained with SGD (momentum {MOMENTUM}) by `train_on_batch` on batches from "
+        "`cifarkit.readers.feed` (uint8, shuffled per epoch, prepared on a background thread). "
+        f"{sizes.get('warmup', '?')} untimed steps first (the first one compiles), then {sizes.get('steps', '?')} "
+        "timed steps; each step ends when its loss reaches the host, so step times include the host's share.",
+        "",
+        "## Machine",
+        "",
+        f"- GPU: {env.get('gpu') or 'none found by nvidia-smi'}; {env.get('cpus')} CPUs; Python {env.get('python')}",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items() if v)}; "
+        f"TensorFlow installed: {env.get('tensorflow_installed')}",
+        f"- cifarkit commit: {env.get('commit') or 'unknown'}",
+        f"- data: {data.get('train', '?')} training and {data.get('test', '?')} test images from "
+        f"`{Path(data.get('path', '?')).name}`, read as {data.get('read_as', '?')} in {data.get('seconds', '?')} s"
+        + (f" (FAILED: {data['error']})" if "error" in data else ""),
+        "",
+    ]
     for backend, result in report.get("backends", {}).items():
         info = result.get("info", {})
-        lines.append(f"- {backend}: {info.get('device', '?')}; {result.get('ended', '')}, {result.get('seconds', '?')} s"
-                     + (f"; {result['error']}" if "error" in result else "")
-                     + (f"; matmul precision {info['matmul_precision']}" if "matmul_precision" in info else "")
-                     + (f"; TF32 matmul {info['tf32_matmul']}, cuDNN {info['tf32_cudnn']}" if "tf32_matmul" in info else ""))  # fmt: skip
-    lines += ["", "## Results", "",
-              "| backend | model | precision | input | images/s | step ms median / p90 | waiting for input | "
-              "first step s | loss: step 1; first -> last 10% of timed steps | held-out accuracy | peak GPU memory |",
-              "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+        lines.append(
+            f"- {backend}: {info.get('device', '?')}; {result.get('ended', '')}, {result.get('seconds', '?')} s"
+            + (f"; {result['error']}" if "error" in result else "")
+            + (f"; matmul precision {info['matmul_precision']}" if "matmul_precision" in info else "")
+            + (f"; TF32 matmul {info['tf32_matmul']}, cuDNN {info['tf32_cudnn']}" if "tf32_matmul" in info else "")
+        )
+    lines += [
+        "",
+        "## Results",
+        "",
+        "| backend | model | precision | input | images/s | step ms median / p90 | waiting for input | "
+        "first step s | loss: step 1; first -> last 10% of timed steps | held-out accuracy | peak GPU memory |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for backend, result in report.get("backends", {}).items():
         lines += [_run_row(backend, run) for run in result.get("runs", [])]
     lines += ["", *(_speedups(report) or ["- no float32 / mixed pair finished"]), "", *NOTES, ""]
@@ -470,8 +536,14 @@ def parent(args) -> int:
         sizes = Sizes(**{**asdict(sizes), "steps": args.steps})
     start = time.time()
     deadline = start + (args.budget or sizes.budget)
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "simulate": args.simulate, "sizes": asdict(sizes),
-              "command": " ".join(sys.argv), "environment": environment(args.commit), "backends": {}}  # fmt: skip
+    report = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "simulate": args.simulate,
+        "sizes": asdict(sizes),
+        "command": " ".join(sys.argv),
+        "environment": environment(args.commit),
+        "backends": {},
+    }
     say(f"environment: {report['environment']}")
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as folder:
         work = Path(folder)
@@ -493,15 +565,19 @@ def parent(args) -> int:
             report["elapsed_seconds"] = round(time.time() - start, 1)
             write_report(report, args.out)
     say(f"done in {time.time() - start:.0f} s; wrote {args.out / 'GPU.md'} and {args.out / 'gpu-check.json'}")
-    ok = report["backends"] and all(r.get("runs") and all("images_per_second" in x for x in r["runs"])
-                                    for r in report["backends"].values())  # fmt: skip
+    ok = report["backends"] and all(
+        r.get("runs") and all("images_per_second" in x for x in r["runs"]) for r in report["backends"].values()
+    )
     return 0 if ok else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, help="cifar10-jpeg.tar.gz or a CIFAR-10 archive (default with "
-                        "--simulate: the bundled sample)")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="cifar10-jpeg.tar.gz or a CIFAR-10 archive (default with --simulate: the bundled sample)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where GPU.md and gpu-check.json go")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, in order (default jax,torch)")
     parser.add_argument("--simulate", action="store_true", help="CPU, tiny sizes: the same code paths")

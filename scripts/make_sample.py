@@ -49,17 +49,31 @@ def main() -> None:
     args = parser.parse_args()
     dataset = open_source(args.source, verify=False)
     members = {}
-    for split, member, per_class in (("train", "data_batch_1", args.per_class_train),
-                                     ("test", "test_batch", args.per_class_test)):  # fmt: skip
+    for split, member, per_class in (
+        ("train", "data_batch_1", args.per_class_train),
+        ("test", "test_batch", args.per_class_test),
+    ):
         data, labels, names = _pick(dataset, split, per_class)
-        batch = {b"batch_label": f"sample of the {split} split".encode(), b"labels": labels,
-                 b"data": data, b"filenames": names}  # fmt: skip
+        batch = {
+            b"batch_label": f"sample of the {split} split".encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": names,
+        }
         members[member] = pickle.dumps(batch, protocol=2)
     members["batches.meta"] = pickle.dumps(
-        {b"num_cases_per_batch": len(labels), b"label_names": [n.encode() for n in dataset.class_names],
-         b"num_vis": 3072}, protocol=2)  # fmt: skip
+        {
+            b"num_cases_per_batch": len(labels),
+            b"label_names": [n.encode() for n in dataset.class_names],
+            b"num_vis": 3072,
+        },
+        protocol=2,
+    )
     buffer = io.BytesIO()
-    with gzip.GzipFile(filename="", fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        gzip.GzipFile(filename="", fileobj=buffer, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for name, data in members.items():
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size, info.mode = len(data), 0o644

@@ -32,15 +32,30 @@ from bench_train import BATCH, MODEL, REAL_ARCHIVE, build_cifarkit  # noqa: E402
 # Op kind by TensorFlow op type, with oneDNN's "_Mkl"/"_MklNative" prefix and the leading "_" of
 # grappler's fused ops dropped first (so "_MklNativeConv2D", "_FusedConv2D" and "Conv2D" agree).
 KIND_BY_TYPE = {
-    "Conv2D": "convolution forward", "FusedConv2D": "convolution forward", "Conv2DWithBias": "convolution forward",
-    "Conv2DBackpropInput": "convolution input gradient", "Conv2DBackpropFilter": "convolution filter gradient",
-    "MatMul": "dense (matmul)", "FusedMatMul": "dense (matmul)", "BiasAddGrad": "dense (matmul)",
-    "MaxPool": "pooling", "MaxPoolGrad": "pooling", "Relu": "relu", "ReluGrad": "relu",
-    "FusedBatchNormV3": "batch norm", "FusedBatchNormGradV3": "batch norm",
-}  # fmt: skip
+    "Conv2D": "convolution forward",
+    "FusedConv2D": "convolution forward",
+    "Conv2DWithBias": "convolution forward",
+    "Conv2DBackpropInput": "convolution input gradient",
+    "Conv2DBackpropFilter": "convolution filter gradient",
+    "MatMul": "dense (matmul)",
+    "FusedMatMul": "dense (matmul)",
+    "BiasAddGrad": "dense (matmul)",
+    "MaxPool": "pooling",
+    "MaxPoolGrad": "pooling",
+    "Relu": "relu",
+    "ReluGrad": "relu",
+    "FusedBatchNormV3": "batch norm",
+    "FusedBatchNormGradV3": "batch norm",
+}
 # Scopes whose element-wise ops belong to a layer (Keras builds batch norm from small ops).
-BY_SCOPE = (("batchnorm", "batch norm"), ("moments", "batch norm"), ("/bn", "batch norm"),
-            ("SGD", "optimizer update"), ("sgd", "optimizer update"), ("Adam", "optimizer update"))  # fmt: skip
+BY_SCOPE = (
+    ("batchnorm", "batch norm"),
+    ("moments", "batch norm"),
+    ("/bn", "batch norm"),
+    ("SGD", "optimizer update"),
+    ("sgd", "optimizer update"),
+    ("Adam", "optimizer update"),
+)
 
 _OP_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -113,8 +128,10 @@ def main() -> None:
     step_ms = 1000 * wall / total_steps
     op_ms = 1000 * sum(kinds.values()) / total_steps
     print(f"{MODEL} width {args.width}, batch {BATCH}, {total_steps} traced steps ({note})")
-    print(f"wall {step_ms:.0f} ms a step ({images_per_second:.0f} images/s, profiler on); "
-          f"op time {op_ms:.0f} ms a step summed over threads\n")  # fmt: skip
+    print(
+        f"wall {step_ms:.0f} ms a step ({images_per_second:.0f} images/s, profiler on); "
+        f"op time {op_ms:.0f} ms a step summed over threads\n"
+    )
     print(f"{'kind':<30} {'ms/step':>8} {'share':>6}")
     for kind, seconds in sorted(kinds.items(), key=lambda item: -item[1]):
         ms = 1000 * seconds / total_steps
@@ -124,8 +141,10 @@ def main() -> None:
         print(f"{op_type:<30} {1000 * seconds / total_steps:8.1f}")
 
     conv_share = sum(s for k, s in kinds.items() if k.startswith("convolution")) / sum(kinds.values())
-    print(f"\nconvolutions: {conv_share:.0%} of op time. If every other op took no time, a step would run at "
-          f"about {images_per_second / conv_share:.0f} images/s (now {images_per_second:.0f}).")  # fmt: skip
+    print(
+        f"\nconvolutions: {conv_share:.0%} of op time. If every other op took no time, a step would run at "
+        f"about {images_per_second / conv_share:.0f} images/s (now {images_per_second:.0f})."
+    )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ import shlex
 import struct
 import tarfile
 import types
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -60,8 +60,16 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 CIFAR10_CLASSES: list[str] = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ]
 
 # Superclass -> its five classes (the table on the home page).
@@ -101,16 +109,31 @@ assert len(CIFAR100_FINE) == 100 and len(CIFAR100_COARSE) == 20
 
 # Member order of the files inside the real cifar-10-python.tar.gz.
 CIFAR10_PY_TAR_ORDER: list[str] = [
-    "data_batch_4", "readme.html", "test_batch", "data_batch_3",
-    "batches.meta", "data_batch_2", "data_batch_5", "data_batch_1",
+    "data_batch_4",
+    "readme.html",
+    "test_batch",
+    "data_batch_3",
+    "batches.meta",
+    "data_batch_2",
+    "data_batch_5",
+    "data_batch_1",
 ]
 _CIFAR10_BIN_TAR_ORDER: list[str] = [
-    "data_batch_1.bin", "batches.meta.txt", "data_batch_3.bin", "data_batch_4.bin",
-    "test_batch.bin", "readme.html", "data_batch_2.bin", "data_batch_5.bin",
+    "data_batch_1.bin",
+    "batches.meta.txt",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "test_batch.bin",
+    "readme.html",
+    "data_batch_2.bin",
+    "data_batch_5.bin",
 ]
 _CIFAR100_PY_TAR_ORDER: list[str] = ["file.txt~", "train", "test", "meta"]
 _CIFAR100_BIN_TAR_ORDER: list[str] = [
-    "coarse_label_names.txt", "test.bin", "train.bin", "fine_label_names.txt",
+    "coarse_label_names.txt",
+    "test.bin",
+    "train.bin",
+    "fine_label_names.txt",
 ]
 
 _README_HTML = (
@@ -194,7 +217,7 @@ def _py2_global(obj: object, name: str | None) -> tuple[str, str] | None:
     qualname = name or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "")
     for prefix in ("numpy._core.", "numpy.core."):
         if module.startswith(prefix):
-            return "numpy.core." + module[len(prefix):], qualname
+            return "numpy.core." + module[len(prefix) :], qualname
     return None
 
 
@@ -434,9 +457,7 @@ def make_cifar10_python(
     train, test_t = _cifar10_split_data(rng, per_batch, test, batches)
     files: dict[str, bytes] = {}
     for b in range(batches):
-        d = _cifar10_batch_dict(
-            train, b * per_batch, (b + 1) * per_batch, f"training batch {b + 1} of {batches}"
-        )
+        d = _cifar10_batch_dict(train, b * per_batch, (b + 1) * per_batch, f"training batch {b + 1} of {batches}")
         files[f"data_batch_{b + 1}"] = _dump(d, flavour, protocol, str_keys)
     files["test_batch"] = _dump(
         _cifar10_batch_dict(test_t, 0, test, "testing batch 1 of 1"), flavour, protocol, str_keys
@@ -620,9 +641,7 @@ def make_image_folder(
                 images.append(img)
                 labels.append(ci)
                 names.append(rel)
-        splits[split] = SplitTruth(
-            images=images, labels=np.array(labels, dtype=np.int64), filenames=names
-        )
+        splits[split] = SplitTruth(images=images, labels=np.array(labels, dtype=np.int64), filenames=names)
     return SynthDataset(root, class_names, splits)
 
 
@@ -656,9 +675,7 @@ def write_evil_tar(path: Path, kind: str, *, seed: int = 0) -> Path:
     train, test_t = _cifar10_split_data(rng, per_batch, 2, batches)
     files: dict[str, bytes] = {}
     for b in range(batches):
-        d = _cifar10_batch_dict(
-            train, b * per_batch, (b + 1) * per_batch, f"training batch {b + 1} of {batches}"
-        )
+        d = _cifar10_batch_dict(train, b * per_batch, (b + 1) * per_batch, f"training batch {b + 1} of {batches}")
         files[f"data_batch_{b + 1}"] = pickle_py2(d)
     files["test_batch"] = pickle_py2(_cifar10_batch_dict(test_t, 0, 2, "testing batch 1 of 1"))
     files["batches.meta"] = pickle_py2(
@@ -705,8 +722,21 @@ def truncate_file(path: Path, keep_fraction: float = 0.5) -> Path:
 
 
 # Ten well-separated colours: the class shows in every crop and mirror of an image.
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                    [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], np.float64)  # fmt: skip
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [128, 128, 0],
+        [0, 0, 128],
+    ],
+    np.float64,
+)
 
 
 @dataclass
@@ -717,8 +747,9 @@ class Learnable:
     test_labels: np.ndarray
 
 
-def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6,
-                           seed: int = 0) -> Learnable:  # fmt: skip
+def make_learnable_cifar10(
+    dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6, seed: int = 0
+) -> Learnable:
     """A CIFAR-10 python archive (real layout, Python 2 pickles) whose images are their class's
     colour blended with uniform noise; every class appears equally often in both splits."""
     rng = np.random.default_rng(seed)
@@ -730,9 +761,14 @@ def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, n
         return pixels.round().astype(np.uint8), labels
 
     def batch(images, labels, name: bytes):
-        return pickle_py2({b"batch_label": name, b"labels": [int(x) for x in labels],
-                                 b"data": hwc_to_rows(images),
-                                 b"filenames": [b"img_%05d.png" % i for i in range(len(labels))]})  # fmt: skip
+        return pickle_py2(
+            {
+                b"batch_label": name,
+                b"labels": [int(x) for x in labels],
+                b"data": hwc_to_rows(images),
+                b"filenames": [b"img_%05d.png" % i for i in range(len(labels))],
+            }
+        )
 
     train_images, train_labels = split(per_batch * 5)
     members = {}
@@ -741,10 +777,14 @@ def make_learnable_cifar10(dest: Path, *, per_batch: int = 40, test: int = 50, n
         members[f"data_batch_{b + 1}"] = batch(train_images[part], train_labels[part], b"training batch")
     test_images, test_labels = split(test)
     members["test_batch"] = batch(test_images, test_labels, b"testing batch")
-    members["batches.meta"] = pickle_py2({b"num_cases_per_batch": per_batch, b"num_vis": 3072,
-                                                b"label_names": [n.encode() for n in CIFAR10_CLASSES]})  # fmt: skip
-    path = write_tar_gz(Path(dest) / "cifar10-learnable-python.tar.gz",
-                              [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()], dirs=["cifar-10-batches-py"])  # fmt: skip
+    members["batches.meta"] = pickle_py2(
+        {b"num_cases_per_batch": per_batch, b"num_vis": 3072, b"label_names": [n.encode() for n in CIFAR10_CLASSES]}
+    )
+    path = write_tar_gz(
+        Path(dest) / "cifar10-learnable-python.tar.gz",
+        [(f"cifar-10-batches-py/{k}", v) for k, v in members.items()],
+        dirs=["cifar-10-batches-py"],
+    )
     return Learnable(path, train_labels, test_images, test_labels)
 
 

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from cifarkit.augment import host as augment
 from cifarkit.augment.layer import Augmentation
-from cifarkit.errors import UsageError
 from cifarkit.augment.recipes import eval_transform, get_recipe, preview_stages, ten_crop_transform, train_transform
+from cifarkit.errors import UsageError
 from cifarkit.readers import squaring
 from cifarkit.readers.stats import RunningMoments
 
@@ -158,7 +158,9 @@ def test_device_layer_runs_the_host_transform(stats):
     np.testing.assert_allclose(trained, augment.normalize(windows, stats.mean, stats.std).numpy(), atol=1e-5)
     second = layer(IMAGES, training=True).numpy()
     assert not np.array_equal(trained, second)  # the seed moves on every step
-    np.testing.assert_allclose(layer(IMAGES, training=False).numpy(), eval_transform(recipe, stats)(IMAGES).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        layer(IMAGES, training=False).numpy(), eval_transform(recipe, stats)(IMAGES).numpy(), atol=1e-6
+    )
 
 
 def test_device_layer_saves_and_loads_with_a_model(stats, tmp_path):
@@ -216,8 +218,11 @@ def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, s
     steps = {
         "windows": lambda x: augment.crop_windows(x, offsets, flips, resize=256, crop=224),
         "random_windows": lambda x: augment.crop_windows(
-            x, augment.random_offsets(_seed(2), 6, 256, 227), augment.random_flips(_seed(3), 6), resize=256, crop=227),
-        "pca_jitter": lambda x: augment.pca_jitter(augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors, 0.1),
+            x, augment.random_offsets(_seed(2), 6, 256, 227), augment.random_flips(_seed(3), 6), resize=256, crop=227
+        ),
+        "pca_jitter": lambda x: augment.pca_jitter(
+            augment.to_unit(x), _seed(4), stats.eigenvalues, stats.eigenvectors, 0.1
+        ),
         "normalize": lambda x: augment.normalize(augment.to_unit(x), stats.mean, stats.std),
         "resize_shorter_centre": lambda x: squaring.resize_shorter_centre(x[0], 20),
     }
@@ -232,12 +237,18 @@ def test_each_step_gives_the_same_result_eagerly_and_inside_dataset_map(stats, s
 # Values of the host path before recipes became op lists (commit 6e35bf2), bundled CIFAR-10
 # statistics, seed [11, 2]: the paper and cifar recipes must keep giving exactly these.
 PINNED = {
-    ("paper", None): {(0, 0, 0): (-0.17785275, -0.17417529, 0.04976091), (3, 100, 57): (0.01818085, 0.02473363, 0.06366700),
-                      (5, 226, 226): (0.06397063, -0.41212091, 0.01192451)},
+    ("paper", None): {
+        (0, 0, 0): (-0.17785275, -0.17417529, 0.04976091),
+        (3, 100, 57): (0.01818085, 0.02473363, 0.06366700),
+        (5, 226, 226): (0.06397063, -0.41212091, 0.01192451),
+    },
     ("paper", 224): {(2, 17, 200): (0.24129438, 0.08822623, 0.44723082)},
-    ("cifar", None): {(1, 0, 0): (-1.15567172, 1.81018043, -1.68315196), (4, 31, 5): (-0.30813357, 1.22868454, 0.58888012),
-                      (5, 16, 16): (-0.59597683, -1.87262690, -1.69819844)},
-}  # fmt: skip
+    ("cifar", None): {
+        (1, 0, 0): (-1.15567172, 1.81018043, -1.68315196),
+        (4, 31, 5): (-0.30813357, 1.22868454, 0.58888012),
+        (5, 16, 16): (-0.59597683, -1.87262690, -1.69819844),
+    },
+}
 
 
 @pytest.mark.parametrize("name, crop", list(PINNED))
@@ -254,15 +265,17 @@ def test_recipes_are_op_lists_and_everything_else_derives_from_them():
     assert [name for name, _ in paper.ops] == ["resize", "crop", "flip", "pca_jitter", "normalize"]
     assert (paper.crop, paper.source_size, get_recipe("paper", 224).crop) == (227, 256, 224)
     assert (cifar.crop, cifar.source_size) == (32, 32)
-    assert paper.describe() == ("resize to 256x256, random 227x227 crop, horizontal flip p=0.5, "
-                                "PCA colour jitter sigma=0.1, subtract the training mean")  # fmt: skip
+    assert paper.describe() == (
+        "resize to 256x256, random 227x227 crop, horizontal flip p=0.5, "
+        "PCA colour jitter sigma=0.1, subtract the training mean"
+    )
     assert cifar.describe() == "pad 4 (reflect), random 32x32 crop, horizontal flip p=0.5, per-channel standardisation"
     assert [caption for caption, _ in preview_stages(cifar, None)] == ["pad 4", "crop 32", "+ flip"]
 
 
 def test_the_model_registry_knows_exactly_the_recipe_table():
-    from cifarkit.models.registry import KNOWN_RECIPES
     from cifarkit.augment.recipes import RECIPES
+    from cifarkit.models.registry import KNOWN_RECIPES
 
     assert tuple(KNOWN_RECIPES) == tuple(RECIPES)
 
@@ -317,8 +330,17 @@ def test_a_new_op_is_one_registration_and_runs_on_both_paths(stats):
         del augment_ops.OPS["test_invert"]
 
 
-@pytest.mark.parametrize("op", [("resize", (48,)), ("pad", (3, "SYMMETRIC")), ("crop", (20,)), ("flip", ()),
-                                ("pca_jitter", (0.1,)), ("normalize", (True,))])  # fmt: skip
+@pytest.mark.parametrize(
+    "op",
+    [
+        ("resize", (48,)),
+        ("pad", (3, "SYMMETRIC")),
+        ("crop", (20,)),
+        ("flip", ()),
+        ("pca_jitter", (0.1,)),
+        ("normalize", (True,)),
+    ],
+)
 def test_each_op_gives_the_same_result_eagerly_and_inside_dataset_map(stats, op):
     from cifarkit.augment.ops import make_op
 
@@ -330,11 +352,27 @@ def test_each_op_gives_the_same_result_eagerly_and_inside_dataset_map(stats, op)
 
 
 LEGACY_CONFIGS = {  # the recipe part of Augmentation configs written by cifarkit 0.1.0
-    "cifar": {"name": "cifar", "crop": 32, "resize": None, "pad": 4, "pad_mode": "REFLECT", "flip": True,
-              "pca_sigma": 0.0, "standardize": True},
-    "paper": {"name": "paper", "crop": 224, "resize": 256, "pad": 0, "pad_mode": "REFLECT", "flip": True,
-              "pca_sigma": 0.1, "standardize": False},
-}  # fmt: skip
+    "cifar": {
+        "name": "cifar",
+        "crop": 32,
+        "resize": None,
+        "pad": 4,
+        "pad_mode": "REFLECT",
+        "flip": True,
+        "pca_sigma": 0.0,
+        "standardize": True,
+    },
+    "paper": {
+        "name": "paper",
+        "crop": 224,
+        "resize": 256,
+        "pad": 0,
+        "pad_mode": "REFLECT",
+        "flip": True,
+        "pca_sigma": 0.1,
+        "standardize": False,
+    },
+}
 
 
 @pytest.mark.parametrize("name, crop", [("cifar", None), ("paper", 224)])
@@ -342,8 +380,9 @@ def test_a_version_1_layer_config_loads_as_the_same_recipe(stats, name, crop):
     config = {"name": "views", "recipe": LEGACY_CONFIGS[name], "stats": stats.to_json(), "seed": 3}
     layer = Augmentation.from_config(config)
     assert layer.recipe == get_recipe(name, crop)
-    np.testing.assert_allclose(layer(IMAGES, training=False).numpy(),
-                               eval_transform(get_recipe(name, crop), stats)(IMAGES).numpy(), atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        layer(IMAGES, training=False).numpy(), eval_transform(get_recipe(name, crop), stats)(IMAGES).numpy(), atol=1e-5
+    )
     saved = layer.get_config()
     assert saved["recipe_format"] == 2 and saved["recipe"]["ops"][0][0] == ("pad" if name == "cifar" else "resize")
     assert Augmentation.from_config(saved).recipe == layer.recipe

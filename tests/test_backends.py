@@ -61,7 +61,9 @@ def _check_models(out: Path) -> dict:
         size = model.input_shape[1]
         x = np.random.default_rng(1).normal(size=(4, size, size, 3)).astype("float32")
         y = np.array([0, 1, 2, 3])
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         before = [ops.convert_to_numpy(w) for w in model.trainable_weights]
         loss = float(model.train_on_batch(x, y))
         moved = sum(not np.array_equal(a, ops.convert_to_numpy(b)) for a, b in zip(before, model.trainable_weights))
@@ -72,9 +74,14 @@ def _check_models(out: Path) -> dict:
         predicted = ops.convert_to_numpy(model(x, training=False))
         reloaded = ops.convert_to_numpy(loaded(x, training=False))
         path.unlink()
-        results[info.name] = {"loss": loss, "moved": moved, "weights": len(before),
-                              "reload_error": float(np.abs(predicted - reloaded).max()),
-                              "finite": bool(np.isfinite(predicted).all()), "dtype": str(predicted.dtype)}  # fmt: skip
+        results[info.name] = {
+            "loss": loss,
+            "moved": moved,
+            "weights": len(before),
+            "reload_error": float(np.abs(predicted - reloaded).max()),
+            "finite": bool(np.isfinite(predicted).all()),
+            "dtype": str(predicted.dtype),
+        }
     return results
 
 
@@ -86,8 +93,12 @@ def _check_lrn() -> dict:
 
     a = np.random.default_rng(1).normal(scale=50, size=(2, 3, 4, 11)).astype("float32")
     half = LocalResponseNormalization(dtype="mixed_bfloat16")(a)
-    return {"lrn_input": a, "lrn": ops.convert_to_numpy(LocalResponseNormalization()(a)),
-            "lrn_bfloat16": ops.convert_to_numpy(ops.cast(half, "float32")), "lrn_bfloat16_dtype": str(half.dtype)}  # fmt: skip
+    return {
+        "lrn_input": a,
+        "lrn": ops.convert_to_numpy(LocalResponseNormalization()(a)),
+        "lrn_bfloat16": ops.convert_to_numpy(ops.cast(half, "float32")),
+        "lrn_bfloat16_dtype": str(half.dtype),
+    }
 
 
 def _check_fixed_views() -> dict:
@@ -110,8 +121,9 @@ def _check_fixed_views() -> dict:
         arrays[f"layer_{key}"] = ops.convert_to_numpy(Augmentation(recipe, stats)(_images(), training=False))
     offsets, flips = PAD_WINDOWS
     for mode in PAD_MODES:
-        windows = device_augment.crop_windows(_images() / 255.0, offsets, flips, resize=None, crop=32, pad=5,
-                                              pad_mode=mode)  # fmt: skip
+        windows = device_augment.crop_windows(
+            _images() / 255.0, offsets, flips, resize=None, crop=32, pad=5, pad_mode=mode
+        )
         arrays[f"pad_{mode}"] = ops.convert_to_numpy(windows)
     return arrays
 
@@ -197,9 +209,14 @@ def worker(backend: str, out: Path) -> None:
 
     report = {"backend": keras.backend.backend(), "errors": {}}
     arrays = {}
-    for name, check in [("models", lambda: _check_models(out)), ("lrn", _check_lrn), ("fixed", _check_fixed_views),
-                        ("legacy", _check_legacy_file), ("random", _check_random_views),
-                        ("training", lambda: _check_training_model(out))]:  # fmt: skip
+    for name, check in [
+        ("models", lambda: _check_models(out)),
+        ("lrn", _check_lrn),
+        ("fixed", _check_fixed_views),
+        ("legacy", _check_legacy_file),
+        ("random", _check_random_views),
+        ("training", lambda: _check_training_model(out)),
+    ]:
         try:
             result = check()
         except Exception:  # noqa: BLE001  (recorded, so one failure does not hide the other checks)
@@ -234,8 +251,9 @@ def run(request, tmp_path_factory):
         pytest.skip(f"the {backend} backend needs the {BACKENDS[backend]} package, which is not installed")
     out = tmp_path_factory.mktemp(f"backend-{backend}")
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, __file__, backend, str(out)], env=env, capture_output=True, text=True,
-                          timeout=WORKER_TIMEOUT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, __file__, backend, str(out)], env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     with np.load(out / "arrays.npz") as arrays:
@@ -310,8 +328,12 @@ def test_a_model_saved_by_the_tensorflow_only_layer_loads_and_gives_the_same_vie
 
     _ok(run, "legacy")
     cifar, paper = get_recipe("cifar"), get_recipe("paper", 224)
-    np.testing.assert_allclose(run["arrays"]["legacy_cifar"], eval_transform(cifar, stats)(_images()).numpy(), atol=1e-5)
-    np.testing.assert_allclose(run["arrays"]["legacy_paper"], eval_transform(paper, stats)(_images()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        run["arrays"]["legacy_cifar"], eval_transform(cifar, stats)(_images()).numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        run["arrays"]["legacy_paper"], eval_transform(paper, stats)(_images()).numpy(), atol=1e-5
+    )
     assert run["arrays"]["legacy_head"].shape == (4, 4)
 
 
@@ -340,7 +362,9 @@ def _assert_uniform(values: np.ndarray, low: int, high: int, what: str) -> None:
     counts = np.bincount(values - low, minlength=high - low + 1)
     expected = len(values) / len(counts)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < _chi_square_critical(len(counts) - 1), f"{what}: counts {counts.tolist()} are not uniform (chi2 {chi2:.1f})"
+    assert chi2 < _chi_square_critical(len(counts) - 1), (
+        f"{what}: counts {counts.tolist()} are not uniform (chi2 {chi2:.1f})"
+    )
 
 
 def test_random_cifar_views_shift_and_mirror_as_the_host_path_does(run, stats):
@@ -351,8 +375,9 @@ def test_random_cifar_views_shift_and_mirror_as_the_host_path_does(run, stats):
     _ok(run, "random")
     device_offsets, device_flips = _windows_from_coded_centre(run["arrays"]["cifar_centre"], stats)
     transform = train_transform(get_recipe("cifar"), stats)
-    host = np.concatenate([transform(_coded_images(DRAW_BATCH), tf.constant([9, i], tf.int64)).numpy()
-                           for i in range(DRAW_BATCHES)])  # fmt: skip
+    host = np.concatenate(
+        [transform(_coded_images(DRAW_BATCH), tf.constant([9, i], tf.int64)).numpy() for i in range(DRAW_BATCHES)]
+    )
     c = CIFAR_CENTRE
     host_offsets, host_flips = _windows_from_coded_centre(host[:, c - 1 : c + 2, c - 1 : c + 2], stats)
     for where, offsets, flips in [("device", device_offsets, device_flips), ("host", host_offsets, host_flips)]:

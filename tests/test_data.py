@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import synth
 import tensorflow as tf
 
 from cifarkit import data
-from cifarkit.readers import pipeline
+from cifarkit.augment.recipes import get_recipe, train_transform
 from cifarkit.errors import SourceError, UsageError
 from cifarkit.formats.export import ExportOptions, export_dataset
-from cifarkit.augment.recipes import get_recipe, train_transform
-from cifarkit.sources import open_source
+from cifarkit.readers import pipeline
 from cifarkit.readers.stats import RunningMoments
-
-import synth
+from cifarkit.sources import open_source
 
 
 @pytest.fixture(scope="module")

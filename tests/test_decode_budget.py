@@ -23,13 +23,13 @@ from typer.testing import CliRunner
 import cifarkit
 from cifarkit.cli import app
 from cifarkit.errors import UsageError
+from cifarkit.readers.stats import PIXEL_CHUNK, RunningMoments
 from cifarkit.sources.image_file import (
     FLOOR_PIXELS,
     PIXELS_PER_BYTE,
     read_image,
     read_image_scaled,
 )
-from cifarkit.readers.stats import PIXEL_CHUNK, RunningMoments
 
 runner = CliRunner()
 GIB = 1 << 20  # VmHWM is in KiB
@@ -64,8 +64,9 @@ finally:
 
 def _cli_child(*args: str) -> tuple[subprocess.CompletedProcess, int]:
     """The CLI in a fresh process, and its peak resident memory in KiB (TensorFlow included)."""
-    run = subprocess.run([sys.executable, "-c", _CLI_IN_A_CHILD, *args], capture_output=True, text=True, timeout=300,
-                         check=False)  # its exit status is what the test reads
+    run = subprocess.run(
+        [sys.executable, "-c", _CLI_IN_A_CHILD, *args], capture_output=True, text=True, timeout=300, check=False
+    )  # its exit status is what the test reads
     peak = next(int(line.split()[1]) for line in run.stderr.splitlines() if line.startswith("peak "))
     return run, peak
 
@@ -77,8 +78,22 @@ def _cli_child(*args: str) -> tuple[subprocess.CompletedProcess, int]:
 def run(tmp_path_factory) -> Path:
     data = make_learnable_cifar10(tmp_path_factory.mktemp("budget-data"), per_batch=10, test=20)
     workdir = tmp_path_factory.mktemp("budget-run") / "run"
-    result = runner.invoke(app, ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "1",
-                                 "--batch-size", "16", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lenet5",
+            "--data",
+            str(data.path),
+            "--workdir",
+            str(workdir),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return workdir
 
@@ -93,7 +108,7 @@ def test_predict_refuses_a_png_bomb_from_its_header_in_one_line(run, tmp_path):
         f"cifarkit: error: {bomb}: image larger than cifarkit reads (9900 x 9900 pixels; {PIXELS_PER_BYTE} pixels "
         f"per byte of its {bomb.stat().st_size:,}-byte file above 16.8 megapixels), refused before decoding: a "
         "decompression bomb?"
-    )  # fmt: skip
+    )
 
 
 def test_predict_stays_under_a_gigabyte_on_the_biggest_images_its_budget_lets_through(run, tmp_path):
@@ -147,8 +162,10 @@ def test_stats_refuses_an_idx_image_over_its_budget_in_bounded_memory(tmp_path):
     assert images.stat().st_size < 300_000
     child, peak = _cli_child("stats", "-s", str(folder), "--no-verify", "-q", "-o", str(tmp_path / "s.json"))
     assert child.returncode == 1
-    assert (f"cifarkit: error: {images}: refused: its header says 1 16000x16000 images (256,000,000 bytes); an "
-            "MNIST-family image has at most 1,048,576 pixels") in child.stderr  # fmt: skip
+    assert (
+        f"cifarkit: error: {images}: refused: its header says 1 16000x16000 images (256,000,000 bytes); an "
+        "MNIST-family image has at most 1,048,576 pixels"
+    ) in child.stderr
     assert peak < GIB, f"stats peaked at {peak:,} KiB"
 
 
@@ -159,8 +176,10 @@ def test_a_gzipped_idx_file_that_would_decompress_past_its_ratio_is_refused(tmp_
     _idx_gz(folder / "train-labels-idx1-ubyte.gz", (90_000,))
     result = runner.invoke(app, ["info", "-s", str(folder), "--no-verify"])
     assert result.exit_code == 1
-    assert result.output.startswith(f"cifarkit: error: {images}: refused: its header says 90,000 28x28 images "
-                                    "(70,560,000 bytes), more than 32 times the gzipped file's size")  # fmt: skip
+    assert result.output.startswith(
+        f"cifarkit: error: {images}: refused: its header says 90,000 28x28 images "
+        "(70,560,000 bytes), more than 32 times the gzipped file's size"
+    )
 
 
 def test_statistics_turn_pixels_into_floats_a_chunk_at_a_time_and_stay_exact():
@@ -196,8 +215,19 @@ def test_a_split_index_of_thousands_of_digits_is_one_line(tmp_path):
     spec = "train[" + "9" * 5000 + ":]"  # int() refuses it with a ValueError beyond 4,300 digits
     with pytest.raises(UsageError, match=r"an index of 5,000 digits; indices have at most 18"):
         cifarkit.load(data.path, split=spec)
-    result = runner.invoke(app, ["train", "lenet5", "--data", str(data.path), "--workdir", str(tmp_path / "run"),
-                                 "--train-split", "train[:" + "1" * 5000 + "%]"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lenet5",
+            "--data",
+            str(data.path),
+            "--workdir",
+            str(tmp_path / "run"),
+            "--train-split",
+            "train[:" + "1" * 5000 + "%]",
+        ],
+    )
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert "an index of 5,000 digits" in result.output
 

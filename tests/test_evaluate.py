@@ -10,18 +10,30 @@ import shutil
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import synth
+from synth import make_learnable_cifar10
 from typer.testing import CliRunner
 
-import synth
 from cifarkit.cli import app
-from synth import make_learnable_cifar10
 
 runner = CliRunner()
 
 
 def train_args(data, workdir, *extra: str) -> list[str]:
-    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
-            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
+    return [
+        "train",
+        "lenet5",
+        "--data",
+        str(data.path),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +86,9 @@ def test_evaluate_a_run_gives_the_reported_accuracy_and_a_consistent_confusion_m
 @pytest.mark.parametrize("option", ["--data", "--source"])  # --source as in export and stats
 def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, option):
     out = tmp_path / "file-eval"
-    result = runner.invoke(app, ["evaluate", str(run / "best.keras"), option, str(data.path), "--out", str(out), "--quiet"])
+    result = runner.invoke(
+        app, ["evaluate", str(run / "best.keras"), option, str(data.path), "--out", str(out), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     from_file = json.loads((out / "metrics.json").read_text())
     report = json.loads((run / "report.json").read_text())
@@ -192,8 +206,14 @@ def test_errors_are_one_line(run, tmp_path, args, code, message):
     (tmp_path / "fake.png").write_text("not an image either")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
-    names = {"empty": tmp_path / "empty", "text": tmp_path / "notes.txt", "missing": tmp_path / "nothing", "run": run,
-             "broken": tmp_path / "broken", "fake_png": tmp_path / "fake.png"}  # fmt: skip
+    names = {
+        "empty": tmp_path / "empty",
+        "text": tmp_path / "notes.txt",
+        "missing": tmp_path / "nothing",
+        "run": run,
+        "broken": tmp_path / "broken",
+        "fake_png": tmp_path / "fake.png",
+    }
     result = runner.invoke(app, [a.format(**names) for a in args])
     assert result.exit_code == code, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("cifarkit: error:")]

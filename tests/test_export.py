@@ -13,12 +13,11 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import synth
 
 from cifarkit.errors import OutputError, UsageError
 from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
-
-import synth
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -92,16 +91,19 @@ def test_bad_options_name_the_value(cifar10_tar):
         export_dataset(open_source(cifar10_tar.path), Path("unused"), ExportOptions(splits=("validation",)))
 
 
-@pytest.mark.parametrize("asked, message", [
-    (dict(format="png", quality=80), "--quality is for --format jpg or tfrecord; --format png does not use it"),
-    (dict(format="jpg", encoding="raw"), "--encoding is for --format tfrecord; --format jpg does not use it"),
-    (dict(format="png", shards=3), "--shards is for --format tfrecord"),
-    (dict(format="jpeg", tfds_layout=True), "--tfds-layout is for --format tfrecord; --format jpg does not"),
-    (dict(format="tfrecord", layout="coarse/fine"), "--layout is for --format jpg or png; --format tfrecord"),
-    (dict(format="tfrecord", quality=80), "--quality is for JPEG records (--encoding jpeg); --encoding auto"),
-    (dict(format="jpg", layout="flat"), "unknown layout 'flat'"),
-    (dict(format="tfrecord", encoding="webp"), "unknown encoding 'webp'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "asked, message",
+    [
+        (dict(format="png", quality=80), "--quality is for --format jpg or tfrecord; --format png does not use it"),
+        (dict(format="jpg", encoding="raw"), "--encoding is for --format tfrecord; --format jpg does not use it"),
+        (dict(format="png", shards=3), "--shards is for --format tfrecord"),
+        (dict(format="jpeg", tfds_layout=True), "--tfds-layout is for --format tfrecord; --format jpg does not"),
+        (dict(format="tfrecord", layout="coarse/fine"), "--layout is for --format jpg or png; --format tfrecord"),
+        (dict(format="tfrecord", quality=80), "--quality is for JPEG records (--encoding jpeg); --encoding auto"),
+        (dict(format="jpg", layout="flat"), "unknown layout 'flat'"),
+        (dict(format="tfrecord", encoding="webp"), "unknown encoding 'webp'"),
+    ],
+)
 def test_an_option_the_format_does_not_use_is_refused_unless_it_has_its_default_value(asked, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         ExportOptions(workers=1, **asked)
@@ -121,8 +123,23 @@ def test_the_cli_refuses_an_option_the_format_ignores_in_one_line_before_reading
         assert result.exit_code == 2 and "does not use it" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
     # jpeg names the jpg format: the same files, the same folder name.
-    result = CliRunner().invoke(app, ["export", "--source", str(cifar10_tar.path), "--out", str(out), "--format",
-                                      "jpeg", "--split", "test", "--workers", "1", "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--source",
+            str(cifar10_tar.path),
+            "--out",
+            str(out),
+            "--format",
+            "jpeg",
+            "--split",
+            "test",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.suffix for p in (out / "test").rglob("*.*"))[0] == ".jpg" and "as jpg" in result.stdout
 
@@ -137,5 +154,3 @@ def test_image_folder_source_exports_too(tmp_path):
         image = iio.imread(out / row["path"])
         truth = data.splits[row["split"]].images[int(row["index"])]
         np.testing.assert_array_equal(image, truth)
-
-

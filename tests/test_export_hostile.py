@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cifarkit import data
-from cifarkit.writers import folder_lock
 from cifarkit.cli import app
-from cifarkit.errors import OutputError, SourceError, UnsafeInputError
+from cifarkit.errors import SourceError, UnsafeInputError
+from cifarkit.formats.codecs import example
 from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 from cifarkit.sources.labelled import Batch, LabelledImages
-from cifarkit.formats.codecs import example
+from cifarkit.writers import folder_lock
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +54,14 @@ def test_png_bytes_do_not_depend_on_the_process(tmp_path):
     digests = set()
     for seed, threads in (("0", "1"), ("12345", "4"), ("random", "2")):
         env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
-        done = subprocess.run([sys.executable, "-c", _ENCODE_IN_A_FRESH_PROCESS, str(tmp_path / "images.npy")],
-                              env=env, capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", _ENCODE_IN_A_FRESH_PROCESS, str(tmp_path / "images.npy")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         digests.add(done.stdout.strip())
     from cifarkit.formats.codecs.png import encode_pngs
 
@@ -99,8 +104,11 @@ def _running(pid: int) -> bool:
 def test_workers_exit_when_the_export_is_killed(cifar10_tar, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    parent = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT, str(pids), str(cifar10_tar.path), str(tmp_path / "out")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_EXPORT, str(pids), str(cifar10_tar.path), str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and parent.poll() is None:
@@ -128,8 +136,21 @@ def test_workers_exit_when_the_export_is_killed(cifar10_tar, tmp_path):
 def test_a_second_export_into_a_held_folder_is_refused_in_one_line(cifar10_tar, tmp_path):
     out = tmp_path / "out"
     with folder_lock.hold(out, "an export"):
-        result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "jpg",
-                                     "--out", str(out), "--workers", "1", "--quiet"])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "export",
+                "--source",
+                str(cifar10_tar.path),
+                "--format",
+                "jpg",
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--quiet",
+            ],
+        )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cifarkit: error: ")
@@ -158,9 +179,14 @@ def _dataset_with_an_empty_split(coarse: bool = False) -> LabelledImages:
     labels = np.array([0, 1, 2, 0, 1, 2])
     batch = Batch("train", images, labels, ["b1"] * 6, labels.copy() if coarse else None)
     empty = Batch("test", images[:0], labels[:0], [], labels[:0].copy() if coarse else None)
-    return LabelledImages(name="cifar10", format="test", location=Path("made-up"), class_names=("a", "b", "c"),
-                   batches={"train": [batch], "test": [empty]},
-                   coarse_class_names=("x", "y", "z") if coarse else None)  # fmt: skip
+    return LabelledImages(
+        name="cifar10",
+        format="test",
+        location=Path("made-up"),
+        class_names=("a", "b", "c"),
+        batches={"train": [batch], "test": [empty]},
+        coarse_class_names=("x", "y", "z") if coarse else None,
+    )
 
 
 @pytest.mark.parametrize("fmt", ["tfrecord", "png"])
@@ -190,7 +216,9 @@ def test_a_class_name_that_would_break_labels_txt_is_refused(tmp_path, name):
 @pytest.fixture(scope="module")
 def tfrecord_export(cifar10_tar, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tfr") / "export"
-    export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=3, workers=1, quiet=True))
+    export_dataset(
+        open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=3, workers=1, quiet=True)
+    )
     return out
 
 
@@ -210,15 +238,18 @@ def _set_count(value):
     return edit
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda info: [info], "JSON object"),
-    (_set_count("many"), "count"),
-    (_set_count(True), "count"),
-    (_set_count(-1), "count"),
-    (lambda info: {**info, "class_names": "cat"}, "class_names"),
-    (lambda info: {**info, "splits": [1]}, "splits"),
-    (lambda info: {**info, "encoding": "gif"}, "encoding"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda info: [info], "JSON object"),
+        (_set_count("many"), "count"),
+        (_set_count(True), "count"),
+        (_set_count(-1), "count"),
+        (lambda info: {**info, "class_names": "cat"}, "class_names"),
+        (lambda info: {**info, "splits": [1]}, "splits"),
+        (lambda info: {**info, "encoding": "gif"}, "encoding"),
+    ],
+)
 def test_a_malformed_dataset_info_is_one_clear_error(tfrecord_export, tmp_path, edit, message):
     broken = _copy_with_info(tfrecord_export, tmp_path / "broken", edit)
     with pytest.raises(SourceError, match=message) as caught:
@@ -270,7 +301,9 @@ def test_a_corrupt_record_is_reported_with_its_shard(tfrecord_export, tmp_path):
     assert str(shard) in message and "corrupt" in message and "\n" not in message
     raw[8] ^= 0xFF  # the first record's length CRC: the shard is refused before TensorFlow opens it
     shard.write_bytes(bytes(raw))
-    with pytest.raises(SourceError, match=f"^{shard}: not a valid TFRecord shard: record at byte 0: its length field fails its CRC"):
+    with pytest.raises(
+        SourceError, match=f"^{shard}: not a valid TFRecord shard: record at byte 0: its length field fails its CRC"
+    ):
         data.open_data(broken)
 
 
@@ -322,11 +355,14 @@ def _idat_damaged(data: bytes) -> bytes:
     return data[:8] + b"".join(chunks)
 
 
-@pytest.mark.parametrize("damage", [
-    lambda d: d[:8] + _png_chunks(d)[0] + b"".join(_png_chunks(d)),  # IHDR twice
-    lambda d: _ihdr_interlace(d, 255),
-    _idat_damaged,
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[:8] + _png_chunks(d)[0] + b"".join(_png_chunks(d)),  # IHDR twice
+        lambda d: _ihdr_interlace(d, 255),
+        _idat_damaged,
+    ],
+)
 def test_a_png_that_a_record_reader_would_refuse_is_refused_by_the_export_check(tmp_path, damage):
     from tests.synth import make_image_folder
 
@@ -338,13 +374,40 @@ def test_a_png_that_a_record_reader_would_refuse_is_refused_by_the_export_check(
     with Image.open(victim) as image:
         image.verify()  # the chunks and their CRCs are whole: only a decoder finds what is wrong
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", "--data", str(tmp_path / "photos"), "--format", "tfrecord",
-                                 "--out", str(out), "--workers", "1", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--data",
+            str(tmp_path / "photos"),
+            "--format",
+            "tfrecord",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("cifarkit: error: 1 of 10 image files cannot be read") and str(victim) in line, line
     assert not any(out.glob("*.tfrecord-*"))
-    result = runner.invoke(app, ["export", "--data", str(tmp_path / "photos"), "--format", "tfrecord",
-                                 "--out", str(out), "--workers", "1", "--quiet", "--skip-bad"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--data",
+            str(tmp_path / "photos"),
+            "--format",
+            "tfrecord",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+            "--skip-bad",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sum(len(b) for bs in open_source(out).batches.values() for b in bs) == 9

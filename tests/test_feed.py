@@ -133,8 +133,14 @@ def test_an_error_in_the_thread_reaches_the_consumer():
     assert not stream.alive
 
 
-@pytest.mark.parametrize("kwargs, message", [({"batch_size": 0}, "batch_size=0"), ({"batch_size": 64}, "larger than"),
-                                             ({"batch_size": 8, "prefetch": 0}, "prefetch=0")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"batch_size": 64}, "larger than"),
+        ({"batch_size": 8, "prefetch": 0}, "prefetch=0"),
+    ],
+)
 def test_bad_arguments_name_the_value(kwargs, message):
     with pytest.raises(UsageError, match=message):
         Feed(*_data(), **kwargs)

@@ -12,9 +12,9 @@ import tensorflow as tf
 from PIL import Image
 
 from cifarkit import data
-from cifarkit.readers.squaring import resize_shorter_centre
 from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.readers.image_decode import decode_squared
+from cifarkit.readers.squaring import resize_shorter_centre
 from cifarkit.sources import open_source
 
 # (height, width): landscape and portrait, even and odd, and smaller than the square asked for.
@@ -33,9 +33,11 @@ def _jpegs(image: np.ndarray) -> dict[str, bytes]:
     """The same pixels as libjpeg writes them: 4:2:0 (the usual), 4:4:4 and progressive."""
     pillow = io.BytesIO()
     Image.fromarray(image).save(pillow, "JPEG", quality=90, progressive=True)
-    return {"420": tf.io.encode_jpeg(image, quality=90).numpy(),
-            "444": tf.io.encode_jpeg(image, quality=90, chroma_downsampling=False).numpy(),
-            "progressive": pillow.getvalue()}  # fmt: skip
+    return {
+        "420": tf.io.encode_jpeg(image, quality=90).numpy(),
+        "444": tf.io.encode_jpeg(image, quality=90, chroma_downsampling=False).numpy(),
+        "progressive": pillow.getvalue(),
+    }
 
 
 @pytest.mark.parametrize("height, width", SIZES)
@@ -72,11 +74,16 @@ def photo_tree(tmp_path_factory):
     jpegs = [_jpegs(image)["420"] for image in images]
     decoded = [tf.io.decode_jpeg(contents, channels=3).numpy() for contents in jpegs]
     for i, (contents, pixels) in enumerate(zip(jpegs, decoded)):
-        for folder, name, payload in (("jpg", f"{i}.jpg", contents), ("png", f"{i}.png", tf.io.encode_png(pixels).numpy())):
+        for folder, name, payload in (
+            ("jpg", f"{i}.jpg", contents),
+            ("png", f"{i}.png", tf.io.encode_png(pixels).numpy()),
+        ):
             path = root / folder / "train" / "photo" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(payload)
-    export_dataset(open_source(root / "jpg"), root / "tfrecord", ExportOptions(format="tfrecord", encoding="auto", workers=1))
+    export_dataset(
+        open_source(root / "jpg"), root / "tfrecord", ExportOptions(format="tfrecord", encoding="auto", workers=1)
+    )
     return root, decoded
 
 
@@ -92,8 +99,10 @@ def test_readers_of_trees_and_exports_square_jpegs_like_the_full_decode(photo_tr
     np.testing.assert_array_equal(_read(root / "tfrecord", 32), expected)  # fused, from the records
     import cifarkit  # file-level shuffling squares the records it reads the same way
 
-    shuffled = [image for image, _ in cifarkit.load(root / "tfrecord", "train", shuffle_files=True,
-                                                      image_size=32).as_numpy_iterator()]  # fmt: skip
+    shuffled = [
+        image
+        for image, _ in cifarkit.load(root / "tfrecord", "train", shuffle_files=True, image_size=32).as_numpy_iterator()
+    ]
     assert sorted(map(bytes, shuffled)) == sorted(map(bytes, expected))
 
 
@@ -151,8 +160,13 @@ def test_the_keras_ops_mirror_squares_the_same_on_jax(tmp_path):
     photos = {f"{h}x{w}": _photo(h, w) for h, w in SIZES}
     np.savez(tmp_path / "in.npz", **photos)
     env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", _OPS_ON_JAX, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _OPS_ON_JAX, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     squared = np.load(tmp_path / "out.npz")
     for key, photo in photos.items():

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import synth
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,8 +32,10 @@ def run_python(code: str, cwd: Path) -> str:
 
 
 def test_import_cifarkit_imports_neither_tensorflow_nor_keras(tmp_path):
-    out = run_python("import sys, cifarkit, json; print(json.dumps(sorted(m for m in ('tensorflow', 'keras') "
-                     "if m in sys.modules)))", tmp_path)  # fmt: skip
+    out = run_python(
+        "import sys, cifarkit, json; print(json.dumps(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)))",
+        tmp_path,
+    )
     assert json.loads(out) == []
 
 
@@ -54,8 +55,9 @@ def build_saved_model(model: str, recipe: str, crop, options: dict):
     from cifarkit.readers.stats import bundled_stats
     from cifarkit.training.compile import build_models
 
-    config = SimpleNamespace(model=model, recipe=get_recipe(recipe, crop), model_options=options, optimizer="sgd",
-                             weight_decay=0.0, seed=0)  # fmt: skip
+    config = SimpleNamespace(
+        model=model, recipe=get_recipe(recipe, crop), model_options=options, optimizer="sgd", weight_decay=0.0, seed=0
+    )
     export_model, _ = build_models(config, SimpleNamespace(input_shape=(32, 32, 3)), CLASSES, bundled_stats("cifar10"))
     return export_model
 
@@ -83,7 +85,9 @@ def test_a_saved_model_of_every_family_loads_after_import_cifarkit_alone(family,
             "names = model.get_layer('class_names').names\n"
             "assert 'cifarkit.augment.layer' in sys.modules  # registered, not imported by hand\n"
             f"p = model.predict(np.load({str(tmp_path / 'images.npy')!r}), verbose=0)\n"
-            "print(json.dumps({'names': names, 'p': p.tolist()}))", tmp_path)  # fmt: skip
+            "print(json.dumps({'names': names, 'p': p.tolist()}))",
+            tmp_path,
+        )
         loaded = json.loads(out.strip().splitlines()[-1])
         assert loaded["names"] == CLASSES
         np.testing.assert_allclose(np.array(loaded["p"]), expected, atol=1e-5)
@@ -101,9 +105,11 @@ def test_training_keeps_logits_and_the_saved_model_adds_the_softmax():
 
     train_view = keras.Model(model.inputs, logits)
     images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(model.predict(images, verbose=0),
-                               keras.ops.convert_to_numpy(keras.ops.softmax(train_view.predict(images, verbose=0))),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0),
+        keras.ops.convert_to_numpy(keras.ops.softmax(train_view.predict(images, verbose=0))),
+        atol=1e-6,
+    )
 
 
 def test_an_old_file_ending_in_logits_still_loads_and_predicts_probabilities(tmp_path):
@@ -150,12 +156,14 @@ def test_layers_register_when_a_cifarkit_module_is_what_imports_keras():
     """Keras loaded from inside a cifarkit import (saved_model imports it at its top): every layer
     is registered all the same, with no warning (the trainer package loads its names lazily, so
     registering its schedule does not import modules that are half-way through importing)."""
-    code = ("import warnings; warnings.simplefilter('error')\n"
-            "import cifarkit.modelio.keras_file, keras\n"
-            "from cifarkit.modelio.layer_registry import LAYER_MODULES\n"
-            "names = ['Augmentation', 'LocalResponseNormalization', 'ClassNames']\n"
-            "missing = [n for n in names if keras.saving.get_registered_object('cifarkit>' + n) is None]\n"
-            "assert not missing, missing\n")  # fmt: skip
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "import cifarkit.modelio.keras_file, keras\n"
+        "from cifarkit.modelio.layer_registry import LAYER_MODULES\n"
+        "names = ['Augmentation', 'LocalResponseNormalization', 'ClassNames']\n"
+        "missing = [n for n in names if keras.saving.get_registered_object('cifarkit>' + n) is None]\n"
+        "assert not missing, missing\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "not registered" not in proc.stderr

@@ -9,15 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from synth import CIFAR100_COARSE, make_cifar10_python, make_cifar100_python, make_mnist_folder
 
 import cifarkit
-from cifarkit.readers import splits
 from cifarkit.errors import UsageError
-from cifarkit.sources import open_source
+from cifarkit.readers import splits
 from cifarkit.readers.splits import Piece
-
-from synth import CIFAR100_COARSE, make_cifar10_python, make_cifar100_python
-from synth import make_mnist_folder
+from cifarkit.sources import open_source
 
 COUNTS = {"train": 50_000, "test": 10_000}
 
@@ -38,7 +36,7 @@ COUNTS = {"train": 50_000, "test": 10_000}
         ("test[7]", [Piece("test", 7, 8)]),
         ("all", [Piece("train", 0, 50_000), Piece("test", 0, 10_000)]),
     ],
-)  # fmt: skip
+)
 def test_split_syntax_arithmetic(spec, pieces):
     assert splits.resolve(spec, COUNTS) == pieces
 
@@ -59,7 +57,7 @@ def test_percent_boundaries_round_as_tfds_closest_and_tile_the_split():
         ("train[10:20%]", "both ends of a slice"),
         ("", "a split is a name"),
     ],
-)  # fmt: skip
+)
 def test_bad_split_specs_are_one_line_usage_errors(spec, message):
     with pytest.raises(UsageError, match=message):
         splits.resolve(spec, COUNTS)
@@ -123,8 +121,9 @@ def _cli_export(source, out, *options):
 
     from cifarkit.cli import app
 
-    result = CliRunner().invoke(app, ["export", "--source", str(source), "--format", "tfrecord", "--out", str(out),
-                                      "--workers", "1", *options])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["export", "--source", str(source), "--format", "tfrecord", "--out", str(out), "--workers", "1", *options]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -197,16 +196,19 @@ def test_shuffle_files_shuffles_the_shards_not_the_examples(sharded):
     assert sorted(ids) == list(range(24)) and len(piece) == 24
     mixed = cifarkit.load(sharded, "train[30:]+test[:2]", shuffle_files=True, seed=5, as_supervised=False)
     assert sorted(e["id"].decode() for e in mixed.as_numpy_iterator()) == (
-        [f"test_{i:05d}" for i in range(2)] + [f"train_{i:05d}" for i in range(30, 40)])
+        [f"test_{i:05d}" for i in range(2)] + [f"train_{i:05d}" for i in range(30, 40)]
+    )
 
 
 def test_reading_tfrecords_logs_nothing_of_its_own(sharded):
     # TensorFlow's C++ logs a line for each TFRecord file opened without a read buffer size; a
     # fresh process, with its logging at the default level, shows what a user's script sees.
-    code = ("import cifarkit\n"
-            f"ds = cifarkit.load({str(sharded)!r}, 'train', shuffle_files=True, seed=1)\n"
-            f"plain = cifarkit.load({str(sharded)!r}, 'train')\n"
-            "print(len(list(ds)), len(list(plain)))\n")  # fmt: skip
+    code = (
+        "import cifarkit\n"
+        f"ds = cifarkit.load({str(sharded)!r}, 'train', shuffle_files=True, seed=1)\n"
+        f"plain = cifarkit.load({str(sharded)!r}, 'train')\n"
+        "print(len(list(ds)), len(list(plain)))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr

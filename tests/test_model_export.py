@@ -14,15 +14,19 @@ import sysconfig
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import synth
+from synth import make_learnable_cifar10
 from typer.testing import CliRunner
 
-import synth
 from cifarkit.cli import app
-from synth import make_learnable_cifar10
 
 runner = CliRunner()
-VARIANTS = {"savedmodel": ("savedmodel", "none"), "tflite": ("tflite", "none"), "float16": ("tflite", "float16"),
-            "int8": ("tflite", "int8")}  # fmt: skip
+VARIANTS = {
+    "savedmodel": ("savedmodel", "none"),
+    "tflite": ("tflite", "none"),
+    "float16": ("tflite", "float16"),
+    "int8": ("tflite", "int8"),
+}
 
 
 def invoke(*args: str):
@@ -39,7 +43,9 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("export-runs") / "run"
-    invoke("train", "lenet5", "--data", data.path, "--workdir", workdir, "--epochs", "2", "--batch-size", "16", "--quiet")
+    invoke(
+        "train", "lenet5", "--data", data.path, "--workdir", workdir, "--epochs", "2", "--batch-size", "16", "--quiet"
+    )
     return workdir
 
 
@@ -47,7 +53,9 @@ def run(data, tmp_path_factory):
 def exported(run):
     paths = {}
     for variant, (fmt, quantize) in VARIANTS.items():
-        result = invoke("export-model", run, "--format", fmt, "--quantize", quantize, "--calibration-images", "100", "--quiet")
+        result = invoke(
+            "export-model", run, "--format", fmt, "--quantize", quantize, "--calibration-images", "100", "--quiet"
+        )
         paths[variant] = result.stdout.split("wrote ", 1)[1].split(" (", 1)[0]
     return paths
 
@@ -107,11 +115,21 @@ def test_exported_models_run_without_cifarkit_and_agree_with_predict(run, export
     batch = np.stack([iio.imread(images / f"test_{i}.png") for i in range(8)])
     np.save(tmp_path / "images.npy", batch)
     np.save(tmp_path / "wide.npy", iio.imread(images / "wide.png"))
-    code = OUTSIDE.format(site=sysconfig.get_paths()["purelib"], images=str(tmp_path / "images.npy"),
-                          wide=str(tmp_path / "wide.npy"), savedmodel=exported["savedmodel"],
-                          tflite={k: exported[k] for k in ("tflite", "float16", "int8")})  # fmt: skip
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    code = OUTSIDE.format(
+        site=sysconfig.get_paths()["purelib"],
+        images=str(tmp_path / "images.npy"),
+        wide=str(tmp_path / "wide.npy"),
+        savedmodel=exported["savedmodel"],
+        tflite={k: exported[k] for k in ("tflite", "float16", "int8")},
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     outside = json.loads(done.stdout.strip().splitlines()[-1])
     assert outside["cifarkit_importable"] is False
@@ -156,7 +174,9 @@ def test_evaluate_and_predict_read_exported_models(run, exported, images, data, 
     if variant == "int8":
         assert abs(metrics["accuracy"] - keras_metrics["accuracy"]) <= 0.1
     else:
-        assert metrics["accuracy"] == pytest.approx(keras_metrics["accuracy"], abs=1 / 60 if variant == "float16" else 0)
+        assert metrics["accuracy"] == pytest.approx(
+            keras_metrics["accuracy"], abs=1 / 60 if variant == "float16" else 0
+        )
     by_keras, by_export = predicted(run, images, tmp_path, "k.csv"), predicted(exported[variant], images, tmp_path)
     tolerance = {"savedmodel": 1e-5, "tflite": 1e-4, "float16": 2e-2, "int8": 1.0}[variant]
     files = sorted(by_export) if variant == "savedmodel" else [f"test_{i}.png" for i in range(8)]
@@ -188,8 +208,8 @@ def test_export_refuses_what_it_cannot_do_with_one_line(run, exported, tmp_path)
 
 
 def test_cli_choices_are_the_library_names():
-    from cifarkit.modelio import export as model_export
     from cifarkit.cli import options
+    from cifarkit.modelio import export as model_export
 
     assert sorted(e.value for e in options.ModelFormat) == sorted(model_export.FORMATS)
     assert sorted(e.value for e in options.Quantize) == sorted(model_export.QUANTIZATIONS)
@@ -201,26 +221,36 @@ def test_int8_calibration_images_are_spread_over_the_split(data):
 
     picked = calibration_images(open_data(data.path), 32, count=50)
     assert picked.shape == (50, 32, 32, 3) and picked.dtype == np.uint8
-    train, _ = __import__("cifarkit.readers.reader", fromlist=["to_numpy"]).to_numpy(open_data(data.path).dataset("train"))
+    train, _ = __import__("cifarkit.readers.reader", fromlist=["to_numpy"]).to_numpy(
+        open_data(data.path).dataset("train")
+    )
     np.testing.assert_array_equal(picked, train[::4][:50])  # every 4th of 200, not the first 50
 
 
-@pytest.mark.parametrize("recipe_name, crop, side", [("paper", 227, 32), ("paper", 224, 48), ("cifar", None, 32),
-                                                      ("mnist", None, 28)])  # fmt: skip
+@pytest.mark.parametrize(
+    "recipe_name, crop, side", [("paper", 227, 32), ("paper", 224, 48), ("cifar", None, 32), ("mnist", None, 28)]
+)
 def test_the_tflite_view_is_the_saved_models_evaluation_view(recipe_name, crop, side):
     """TFLite gets the recipe's evaluation view through plain ops (resize, pad, slice, normalise),
     because int8 quantisation rounded the float gather indices of the fused window and shifted
     the pixels (65.7% instead of 80.8% top-1 on a real run; 80.7% with plain ops). Same view, to
     a thousandth of an intensity level."""
     from cifarkit.augment.layer import Augmentation
-    from cifarkit.modelio.export import static_eval_view
     from cifarkit.augment.recipes import get_recipe
+    from cifarkit.modelio.export import static_eval_view
     from cifarkit.readers.stats import Stats
 
     channels = 1 if recipe_name == "mnist" else 3
     recipe = get_recipe(recipe_name, crop)
-    stats = Stats(mean=(0.5,) * channels, std=(0.25,) * channels, covariance=tuple(map(tuple, np.eye(channels))),
-                  eigenvalues=(1.0,) * channels, eigenvectors=tuple(map(tuple, np.eye(channels))), pixels=1, images=1)  # fmt: skip
+    stats = Stats(
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        covariance=tuple(map(tuple, np.eye(channels))),
+        eigenvalues=(1.0,) * channels,
+        eigenvectors=tuple(map(tuple, np.eye(channels))),
+        pixels=1,
+        images=1,
+    )
     images = np.random.default_rng(0).integers(0, 256, (4, side, side, channels), dtype=np.uint8)
     layer = Augmentation(recipe, stats)
     expected = np.asarray(layer(images, training=False))
@@ -233,15 +263,26 @@ def test_a_model_of_grey_images_exports_and_its_exports_agree_with_it(tmp_path):
     """MNIST: the signatures take (N, 28, 28, 1) uint8, and every form gives the Keras model's
     probabilities on the same images."""
     import keras
+    from synth import make_mnist_folder
 
     from cifarkit.data import load_numpy
     from cifarkit.modelio.exported import open_exported
-    from synth import make_mnist_folder
 
     make_mnist_folder(tmp_path / "data", train=40, test=12)
     workdir = tmp_path / "run"
-    invoke("train", "lenet5", "--data", tmp_path / "data", "--workdir", workdir, "--epochs", "1", "--batch-size", "16",
-           "--quiet")  # fmt: skip
+    invoke(
+        "train",
+        "lenet5",
+        "--data",
+        tmp_path / "data",
+        "--workdir",
+        workdir,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--quiet",
+    )
     images, _ = load_numpy(tmp_path / "data", "test")
     assert images.shape[1:] == (28, 28, 1)
     expected = keras.models.load_model(workdir / "last.keras").predict(images, verbose=0)
@@ -257,8 +298,13 @@ def test_predict_on_a_tflite_model_keeps_the_interpreters_info_line_off_the_term
     # its environment is a user's (the suite's TF_CPP_MIN_LOG_LEVEL would turn the CLI's filter off).
     out, image = tmp_path / "predictions.csv", images / "test_0.png"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-m", "cifarkit", "predict", str(exported["tflite"]), str(image),
-                           "--csv", str(out)], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cifarkit", "predict", str(exported["tflite"]), str(image), "--csv", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [f"wrote {out}"]
     assert str(image) in done.stdout and out.is_file()

@@ -36,7 +36,9 @@ def test_registry_lists_every_family_with_its_size_and_recipe():
     assert set(entries) == {"alexnet", "alexnet-cifar", "lenet5", "vgg11", "vgg13", "vgg16", "vgg19", "whitenet"}
     assert (entries["alexnet"].input_size, entries["alexnet"].recipe) == (227, "paper")
     assert (entries["whitenet"].input_size, entries["whitenet"].recipe) == (32, "airbench")
-    assert all((m.input_size, m.recipe) == (32, "cifar") for n, m in entries.items() if n not in ("alexnet", "whitenet"))
+    assert all(
+        (m.input_size, m.recipe) == (32, "cifar") for n, m in entries.items() if n not in ("alexnet", "whitenet")
+    )
     assert all(m.description and "\n" not in m.description for m in entries.values())
 
 
@@ -61,8 +63,12 @@ def test_alexnet_parameter_count_matches_the_paper(groups):
 
 def test_two_towers_halve_the_inputs_of_conv2_conv4_conv5(alexnet_paper):
     kernels = {name: tuple(alexnet_paper.get_layer(name).kernel.shape) for name in ("conv2", "conv3", "conv4", "conv5")}
-    assert kernels == {"conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384),
-                       "conv4": (3, 3, 192, 384), "conv5": (3, 3, 192, 256)}  # fmt: skip
+    assert kernels == {
+        "conv2": (5, 5, 48, 256),
+        "conv3": (3, 3, 256, 384),
+        "conv4": (3, 3, 192, 384),
+        "conv5": (3, 3, 192, 256),
+    }
 
 
 def test_paper_init_draws_weights_from_n0_001_and_sets_the_paper_biases(alexnet_paper):
@@ -145,7 +151,6 @@ def test_alexnet_cifar_width_scales_conv_and_fc_layers():
     assert half.get_layer("pool5").output.shape[1:] == (4, 4, 128)
 
 
-
 @pytest.mark.parametrize("name, options, first_bn", [("alexnet-cifar", {"width": 0.25}, "bn1"), ("vgg11", {}, "bn1_1")])
 def test_batch_norm_statistics_catch_up_within_a_short_run(name, options, first_bn):
     # Thirty training batches: evaluation must already see what training sees. With Keras's
@@ -161,6 +166,7 @@ def test_batch_norm_statistics_catch_up_within_a_short_run(name, options, first_
     gap = np.abs(np.asarray(evaluated) - np.asarray(trained))
     assert float(np.mean(gap)) < 0.2, f"evaluation differs from training by {float(np.mean(gap)):.2f} on average"
 
+
 def test_lenet_modern_switches_to_relu_and_max_pooling():
     classic = create_model("lenet5", num_classes=CLASSES)
     modern = create_model("lenet5", num_classes=CLASSES, modern=True)
@@ -172,8 +178,10 @@ def test_lenet_modern_switches_to_relu_and_max_pooling():
 
 
 def test_vgg_depths_follow_the_configuration_table():
-    convs = {name: sum(isinstance(layer, keras.layers.Conv2D) for layer in create_model(name).layers)
-             for name in ("vgg11", "vgg13", "vgg16", "vgg19")}  # fmt: skip
+    convs = {
+        name: sum(isinstance(layer, keras.layers.Conv2D) for layer in create_model(name).layers)
+        for name in ("vgg11", "vgg13", "vgg16", "vgg19")
+    }
     assert convs == {"vgg11": 8, "vgg13": 10, "vgg16": 13, "vgg19": 16}
 
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import synth
+
 from cifarkit.training import read_history
 
 BLOCK_TENSORFLOW = 'import sys\nsys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError\n'
@@ -48,8 +48,8 @@ def archive(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """Two images to predict: one of the model's size, one that has to be brought to it."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
@@ -70,8 +70,9 @@ def cifarkit_command(*args) -> list[str]:
 
 
 def cli(backend: str, blocked: Path | None, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(cifarkit_command(*args), capture_output=True, text=True, timeout=TIMEOUT,
-                          env=environment(backend, blocked))  # fmt: skip
+    return subprocess.run(
+        cifarkit_command(*args), capture_output=True, text=True, timeout=TIMEOUT, env=environment(backend, blocked)
+    )
 
 
 def predictions(path: Path) -> dict[str, dict[str, float]]:
@@ -79,7 +80,9 @@ def predictions(path: Path) -> dict[str, dict[str, float]]:
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
     k = sum(1 for key in rows[0] if key.startswith("class_"))
-    return {Path(r["file"]).name: {r[f"class_{i}"]: float(r[f"probability_{i}"]) for i in range(1, k + 1)} for r in rows}
+    return {
+        Path(r["file"]).name: {r[f"class_{i}"]: float(r[f"probability_{i}"]) for i in range(1, k + 1)} for r in rows
+    }
 
 
 def check_run(workdir: Path, backend: str) -> dict:
@@ -118,8 +121,9 @@ def test_train_evaluate_predict_without_tensorflow(backend, blocked, archive, im
     if backend == "jax" and importlib.util.find_spec("tensorflow") is not None:
         # The same best.keras on the TensorFlow backend: the same probabilities for the image of
         # the model's size (the other one is resized, by each backend's own bilinear resize).
-        on_tf = cli("tensorflow", None, "predict", workdir / "best.keras", images, "--top-k", "10", "--csv",
-                    tmp_path / "tf.csv")  # fmt: skip
+        on_tf = cli(
+            "tensorflow", None, "predict", workdir / "best.keras", images, "--top-k", "10", "--csv", tmp_path / "tf.csv"
+        )
         assert on_tf.returncode == 0, on_tf.stderr
         tf_table = predictions(tmp_path / "tf.csv")
         for name, probability in table["a.png"].items():
@@ -131,8 +135,13 @@ def test_a_killed_run_resumes_from_its_backup_without_tensorflow(blocked, tmp_pa
     data = synth.make_cifar10_python(tmp_path / "data", per_batch=160, test=30).path  # 25 steps an epoch
     workdir = tmp_path / "run"
     command = cifarkit_command("train", *TRAIN, "--data", data, "--workdir", workdir, "--epochs", "4")
-    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env=environment("jax", blocked))  # fmt: skip
+    job = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment("jax", blocked),
+    )
 
     def backed_up() -> bool:  # the backup is the last thing an epoch's end writes
         return (workdir / "backup" / "state.json").is_file()
@@ -159,11 +168,17 @@ def test_a_killed_run_resumes_from_its_backup_without_tensorflow(blocked, tmp_pa
 
 
 @needs_jax
-@pytest.mark.parametrize("option, message", [
-    (["--augment-on", "host"], "--augment-on host is TensorFlow's tf.data; on the jax backend"),
-    (["--strategy", "mirrored"], "--strategy mirrored is TensorFlow's tf.distribute; the jax backend trains on one"),
-    ("tree", "is a image files source, which needs TensorFlow's tf.data; on the jax backend cifarkit reads CIFAR"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--augment-on", "host"], "--augment-on host is TensorFlow's tf.data; on the jax backend"),
+        (
+            ["--strategy", "mirrored"],
+            "--strategy mirrored is TensorFlow's tf.distribute; the jax backend trains on one",
+        ),
+        ("tree", "is a image files source, which needs TensorFlow's tf.data; on the jax backend cifarkit reads CIFAR"),
+    ],
+)
 def test_what_needs_tensorflow_is_refused_in_one_line_and_writes_nothing(blocked, archive, tmp_path, option, message):
     if option == "tree":
         data, option = synth.make_image_folder(tmp_path / "tree").path, []

@@ -7,8 +7,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cifarkit import data
-from cifarkit.cli import app
 from cifarkit.augment.preview import GAP, LABEL_HEIGHT, pick_images
+from cifarkit.cli import app
 
 runner = CliRunner()
 
@@ -41,8 +41,23 @@ def test_preview_on_the_bundled_sample_with_no_arguments(tmp_path, monkeypatch):
 
 def test_preview_stages_and_options(cifar10_tar, tmp_path):
     out = tmp_path / "stages.png"
-    args = ["augment-preview", "--source", str(cifar10_tar.path), "--out", str(out), "--images", "2",
-            "--views", "3", "--stages", "--cell", "64", "--recipe", "cifar", "--quiet"]
+    args = [
+        "augment-preview",
+        "--source",
+        str(cifar10_tar.path),
+        "--out",
+        str(out),
+        "--images",
+        "2",
+        "--views",
+        "3",
+        "--stages",
+        "--cell",
+        "64",
+        "--recipe",
+        "cifar",
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     grid = iio.imread(out)

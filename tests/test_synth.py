@@ -31,8 +31,12 @@ def _opcodes(data: bytes) -> set[str]:
 
 def test_py2_pickle_roundtrip_and_globals():
     arr = np.random.default_rng(1).integers(0, 256, size=(4, 3072), dtype=np.uint8)
-    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [1, 2, 3, 4], b"data": arr,
-             b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"]}
+    batch = {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [1, 2, 3, 4],
+        b"data": arr,
+        b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"],
+    }
     raw = synth.pickle_py2(batch)
     assert raw[:2] == b"\x80\x02"
     assert b"numpy.core.multiarray\n_reconstruct" in raw
@@ -94,8 +98,7 @@ def test_builders_are_deterministic(tmp_path):
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 @pytest.mark.parametrize("str_keys", [False, True])
 def test_cifar10_python_py3_flavour(tmp_path, protocol, str_keys):
-    ds = synth.make_cifar10_python(tmp_path, flavour="py3", protocol=protocol,
-                                   str_keys=str_keys, archive=False)
+    ds = synth.make_cifar10_python(tmp_path, flavour="py3", protocol=protocol, str_keys=str_keys, archive=False)
     assert ds.path == tmp_path / "cifar-10-batches-py" and ds.path.is_dir()
     d = pickle.loads((ds.path / "data_batch_2").read_bytes())
     key = "data" if str_keys else b"data"

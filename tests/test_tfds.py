@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synth
 from typer.testing import CliRunner
 
-import synth
 from cifarkit import data
 from cifarkit.cli import app
 from cifarkit.formats.export import ExportOptions, export_dataset
@@ -35,8 +35,11 @@ def _truth_ids(split: str, count: int) -> list[str]:
 @pytest.mark.parametrize("encoding", ["auto", "png", "jpeg", "raw"])
 def test_tfds_reads_a_cifar10_export_in_every_encoding(cifar10_tar, tmp_path, encoding):
     out = tmp_path / "tfr"
-    export_dataset(open_source(cifar10_tar.path), out,
-                   ExportOptions(format="tfrecord", encoding=encoding, shards=2, workers=1, quiet=True))  # fmt: skip
+    export_dataset(
+        open_source(cifar10_tar.path),
+        out,
+        ExportOptions(format="tfrecord", encoding=encoding, shards=2, workers=1, quiet=True),
+    )
     builder = tfds.builder_from_directory(str(out))
     assert builder.info.name == "cifar10" and str(builder.info.version) == "3.0.2"
     assert builder.info.features["label"].names == list(cifar10_tar.class_names)
@@ -66,11 +69,15 @@ def test_tfds_reads_a_cifar10_export_in_every_encoding(cifar10_tar, tmp_path, en
 
 def test_tfds_load_finds_a_cifar100_export_in_its_layout_with_fine_and_coarse_labels(cifar100_tar, tmp_path):
     data_dir = tmp_path / "tensorflow_datasets"
-    summary = export_dataset(open_source(cifar100_tar.path), data_dir,
-                             ExportOptions(format="tfrecord", tfds_layout=True, workers=1, quiet=True))  # fmt: skip
+    summary = export_dataset(
+        open_source(cifar100_tar.path),
+        data_dir,
+        ExportOptions(format="tfrecord", tfds_layout=True, workers=1, quiet=True),
+    )
     assert summary.out == data_dir / "cifar100" / "3.0.2"
-    loaded, info = tfds.load("cifar100", data_dir=str(data_dir), split=["train", "test"], download=False,
-                             with_info=True)  # fmt: skip
+    loaded, info = tfds.load(
+        "cifar100", data_dir=str(data_dir), split=["train", "test"], download=False, with_info=True
+    )
     assert info.features["coarse_label"].names == list(cifar100_tar.coarse_class_names)
     for split, dataset in zip(["train", "test"], loaded):
         truth = cifar100_tar.splits[split]
@@ -100,8 +107,9 @@ def test_a_photo_tree_keeps_its_jpeg_bytes_and_tfds_reads_them(photos, tmp_path)
     import tensorflow as tf
 
     data_dir = tmp_path / "tfds"
-    summary = export_dataset(open_source(photos.path), data_dir,
-                             ExportOptions(format="tfrecord", tfds_layout=True, workers=2, quiet=True))  # fmt: skip
+    summary = export_dataset(
+        open_source(photos.path), data_dir, ExportOptions(format="tfrecord", tfds_layout=True, workers=2, quiet=True)
+    )
     assert summary.out == data_dir / "my_photos" / "1.0.0"  # TFDS's name for it
     rows = {r["split"] + "_" + r["index"].zfill(5): r for r in _manifest(summary.out)}
     builder = tfds.builder_from_directory(str(summary.out))
@@ -122,8 +130,9 @@ def test_png_encoding_re_encodes_photos_and_is_bigger(photos, tmp_path):
     sizes = {}
     for encoding in ("auto", "png"):
         out = tmp_path / encoding
-        export_dataset(open_source(photos.path), out, ExportOptions(format="tfrecord", encoding=encoding, workers=1,
-                                                                     quiet=True))  # fmt: skip
+        export_dataset(
+            open_source(photos.path), out, ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True)
+        )
         sizes[encoding] = sum(p.stat().st_size for p in out.glob("*.tfrecord-*"))
         records = _by_id(tfds.builder_from_directory(str(out)).as_dataset("test"))
         assert len(records) == 4
@@ -138,13 +147,16 @@ def test_a_corrupt_photo_is_named_before_anything_is_written_or_skipped_on_reque
     broken = tree / "test" / "dog" / "dog_000.jpg"
     broken.write_bytes(broken.read_bytes()[:400])  # a download cut short
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", "--source", str(tree), "--format", "tfrecord", "--out", str(out),
-                                 "--workers", "1", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app, ["export", "--source", str(tree), "--format", "tfrecord", "--out", str(out), "--workers", "1", "--quiet"]
+    )
     assert result.exit_code == 1
     assert "1 of 11 image files cannot be read" in result.stderr and "dog_000.jpg" in result.stderr, result.stderr
     assert "--skip-bad" in result.stderr and not out.exists()
-    result = runner.invoke(app, ["export", "--source", str(tree), "--format", "tfrecord", "--out", str(out),
-                                 "--workers", "1", "--skip-bad"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["export", "--source", str(tree), "--format", "tfrecord", "--out", str(out), "--workers", "1", "--skip-bad"],
+    )
     assert result.exit_code == 0, result.output
     assert "left out 1 image files" in result.stderr
     info = json.loads((out / "cifarkit_info.json").read_text())
@@ -159,9 +171,17 @@ def _tfds_written_cifar10(data_dir: Path, truth: dict[str, tuple[np.ndarray, np.
         VERSION = tfds.core.Version("3.0.2")
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "id": tfds.features.Text(), "image": tfds.features.Image(shape=(32, 32, 3)),
-                "label": tfds.features.ClassLabel(names=names)}), supervised_keys=("image", "label"))  # fmt: skip
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "id": tfds.features.Text(),
+                        "image": tfds.features.Image(shape=(32, 32, 3)),
+                        "label": tfds.features.ClassLabel(names=names),
+                    }
+                ),
+                supervised_keys=("image", "label"),
+            )
 
         def _split_generators(self, dl_manager):
             return {split: self._generate_examples(split) for split in truth}
@@ -171,8 +191,7 @@ def _tfds_written_cifar10(data_dir: Path, truth: dict[str, tuple[np.ndarray, np.
             for i, (image, label) in enumerate(zip(images, labels)):
                 yield i, {"id": f"{split}_{i:05d}", "image": image, "label": int(label)}
 
-    Cifar10(data_dir=str(data_dir)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(verify_ssl=False))
+    Cifar10(data_dir=str(data_dir)).download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
     return data_dir / "cifar10" / "3.0.2"
 
 
@@ -184,8 +203,21 @@ def test_cifarkit_reads_a_folder_tfds_prepared_and_re_exports_it_pixel_exact(cif
     assert "TFDS-prepared folder (version 3.0.2)" in result.stdout and "cifar10" in result.stdout
     assert result.stdout.splitlines()[-1].split() == ["total", "30", "10"]
     out = tmp_path / "png"
-    result = runner.invoke(app, ["export", "--source", str(tmp_path / "tensorflow_datasets"), "--format", "png",
-                                 "--out", str(out), "--workers", "1", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--source",
+            str(tmp_path / "tensorflow_datasets"),
+            "--format",
+            "png",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     exported = open_source(out)
     by_id = {}  # TFDS shuffles the records it writes: match them by id through the manifest
@@ -201,13 +233,33 @@ def test_cifarkit_reads_a_folder_tfds_prepared_and_re_exports_it_pixel_exact(cif
 
 def test_a_tfrecord_export_re_exports_as_a_pixel_exact_png_tree(cifar100_tar, tmp_path):
     records = tmp_path / "records"
-    assert runner.invoke(app, ["export", "-s", str(cifar100_tar.path), "-f", "tfrecord", "-o", str(records),
-                               "--workers", "1", "--quiet"]).exit_code == 0  # fmt: skip
+    assert (
+        runner.invoke(
+            app,
+            ["export", "-s", str(cifar100_tar.path), "-f", "tfrecord", "-o", str(records), "--workers", "1", "--quiet"],
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(app, ["info", str(records)])
     assert result.exit_code == 0 and "cifarkit TFRecord export" in result.stdout, result.output
     tree = tmp_path / "tree"
-    result = runner.invoke(app, ["export", "-s", str(records), "-f", "png", "-o", str(tree), "--workers", "1",
-                                 "--layout", "coarse/fine", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "-s",
+            str(records),
+            "-f",
+            "png",
+            "-o",
+            str(tree),
+            "--workers",
+            "1",
+            "--layout",
+            "coarse/fine",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     again = open_source(tree)
     for split, truth in cifar100_tar.splits.items():
@@ -217,8 +269,10 @@ def test_a_tfrecord_export_re_exports_as_a_pixel_exact_png_tree(cifar100_tar, tm
         np.testing.assert_array_equal(part.coarse_labels, truth.coarse_labels)
     first = next(r for r in _manifest(tree) if r["split"] == "test")
     coarse, fine = cifar100_tar.coarse_class_names, cifar100_tar.class_names
-    assert first["path"] == (f"test/{coarse[cifar100_tar.splits['test'].coarse_labels[0]]}/"
-                             f"{fine[cifar100_tar.splits['test'].labels[0]]}/00000.png")  # fmt: skip
+    assert first["path"] == (
+        f"test/{coarse[cifar100_tar.splits['test'].coarse_labels[0]]}/"
+        f"{fine[cifar100_tar.splits['test'].labels[0]]}/00000.png"
+    )
 
 
 def test_keras_reads_a_png_tree_export_as_the_readme_says(cifar10_tar, tmp_path):
@@ -227,12 +281,15 @@ def test_keras_reads_a_png_tree_export_as_the_readme_says(cifar10_tar, tmp_path)
     out = tmp_path / "cifar10-png"
     export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="png", workers=1, quiet=True))
     # README, "Use it with": the exact call
-    train = keras.utils.image_dataset_from_directory(str(out / "train"), image_size=(32, 32), batch_size=128,
-                                                     shuffle=False)  # fmt: skip
+    train = keras.utils.image_dataset_from_directory(
+        str(out / "train"), image_size=(32, 32), batch_size=128, shuffle=False
+    )
     assert train.class_names == sorted(cifar10_tar.class_names)
     images, labels = next(iter(train))
     assert images.shape == (30, 32, 32, 3)
-    order = np.argsort([f"{cifar10_tar.class_names[l]}/{i:05d}" for i, l in enumerate(cifar10_tar.splits["train"].labels)])
+    order = np.argsort(
+        [f"{cifar10_tar.class_names[label]}/{i:05d}" for i, label in enumerate(cifar10_tar.splits["train"].labels)]
+    )
     np.testing.assert_array_equal(images.numpy().astype(np.uint8), cifar10_tar.splits["train"].images[order])
     names = [train.class_names[i] for i in labels.numpy()]
     assert names == [cifar10_tar.class_names[cifar10_tar.splits["train"].labels[i]] for i in order]
@@ -251,8 +308,11 @@ def test_the_dataset_search_finds_cifar10_in_tensorflow_datasets(cifar10_tar, tm
     monkeypatch.delenv(ENV_VAR, raising=False)
     home, cwd = tmp_path / "home", tmp_path / "work"
     cwd.mkdir()
-    export_dataset(open_source(cifar10_tar.path), home / "tensorflow_datasets",
-                   ExportOptions(format="tfrecord", tfds_layout=True, workers=1, quiet=True))  # fmt: skip
+    export_dataset(
+        open_source(cifar10_tar.path),
+        home / "tensorflow_datasets",
+        ExportOptions(format="tfrecord", tfds_layout=True, workers=1, quiet=True),
+    )
     found = find_dataset(cwd=cwd, home=home)
     assert found.path == home / "tensorflow_datasets" / "cifar10" and not found.is_sample
     assert open_source(found.path).count("train") == 30
@@ -262,8 +322,11 @@ def test_the_dataset_search_finds_cifar10_in_tensorflow_datasets(cifar10_tar, tm
 def test_tfds_reads_an_mnist_export_with_its_one_grey_channel(tmp_path, encoding):
     truth = synth.make_mnist_folder(tmp_path / "mnist", train=12, test=8)
     out = tmp_path / "tfr"
-    export_dataset(open_source(tmp_path / "mnist", verify=False), out,
-                   ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True))  # fmt: skip
+    export_dataset(
+        open_source(tmp_path / "mnist", verify=False),
+        out,
+        ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True),
+    )
     builder = tfds.builder_from_directory(str(out))
     assert builder.info.features["image"].shape == (28, 28, 1)
     for split, (images, labels) in truth.items():

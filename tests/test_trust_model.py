@@ -13,10 +13,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from synth import make_learnable_cifar10
 from typer.testing import CliRunner
 
 from cifarkit.cli import app
-from synth import make_learnable_cifar10
 
 runner = CliRunner()
 MUTATION_SEEDS = range(12)
@@ -45,8 +45,10 @@ def write_file_savedmodel(folder: Path, marker: Path) -> Path:
         def serve(self, images):
             tf.io.write_file(str(marker), "the SavedModel ran")
             count = tf.shape(images)[0]
-            return {"probabilities": tf.fill([count, 10], 0.1),
-                    "class_names": tf.tile(tf.constant([names]), [count, 1])}  # fmt: skip
+            return {
+                "probabilities": tf.fill([count, 10], 0.1),
+                "class_names": tf.tile(tf.constant([names]), [count, 1]),
+            }
 
         @tf.function(input_signature=[])
         def metadata(self):
@@ -63,8 +65,9 @@ def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("trust")
     data = make_learnable_cifar10(root / "data", per_batch=10, test=20, noise=0.85, seed=3)
     run = root / "run"
-    result = invoke("train", "lenet5", "--data", data.path, "--workdir", run, "--epochs", "1", "--batch-size", "16",
-                    "--quiet")  # fmt: skip
+    result = invoke(
+        "train", "lenet5", "--data", data.path, "--workdir", run, "--epochs", "1", "--batch-size", "16", "--quiet"
+    )
     assert result.exit_code == 0, result.output
     exports = {}
     for fmt in ("savedmodel", "tflite"):
@@ -74,7 +77,15 @@ def made(tmp_path_factory):
     iio.imwrite(root / "image.png", data.test_images[0])
     marker = root / "the-savedmodel-ran.txt"
     evil = write_file_savedmodel(root / "evil", marker)
-    return {"root": root, "data": data, "run": run, "image": root / "image.png", "marker": marker, "evil": evil, **exports}
+    return {
+        "root": root,
+        "data": data,
+        "run": run,
+        "image": root / "image.png",
+        "marker": marker,
+        "evil": evil,
+        **exports,
+    }
 
 
 def test_a_savedmodel_from_elsewhere_is_refused_in_one_line_and_never_runs(made, tmp_path):

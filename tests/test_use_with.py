@@ -18,8 +18,21 @@ from cifarkit.sources import open_source
 @pytest.fixture(scope="module")
 def png_tree(cifar10_tar, tmp_path_factory):
     out = tmp_path_factory.mktemp("tree") / "cifar10-png"
-    result = CliRunner().invoke(app, ["export", "--format", "png", "--source", str(cifar10_tar.path),
-                                      "--out", str(out), "--workers", "1", "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--format",
+            "png",
+            "--source",
+            str(cifar10_tar.path),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 

@@ -86,8 +86,9 @@ def _swap_axes(images):
     return ops.transpose(images, (0, 2, 1, 3))
 
 
-def crop_windows(images, offsets, flips, *, resize: int | None, crop: int, box_indices=None, pad: int = 0,
-                 pad_mode: str = "REFLECT"):  # fmt: skip
+def crop_windows(
+    images, offsets, flips, *, resize: int | None, crop: int, box_indices=None, pad: int = 0, pad_mode: str = "REFLECT"
+):
     """Windows of ``crop`` x ``crop`` from float images virtually resized to ``resize`` x ``resize``
     (or, with ``resize=None``, padded by ``pad`` pixels of ``pad_mode``), as
     :func:`cifarkit.augment.host.crop_windows`. ``box_indices`` (M,) picks the image of each window."""
@@ -185,8 +186,9 @@ class DeviceBatch(PendingGeometry):
         self._pixels = fn(self._pixels)
 
     def _sample(self, crop: int, offsets, flips):
-        return crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop, pad=self.pad,
-                            pad_mode=self.pad_mode)  # fmt: skip
+        return crop_windows(
+            self._pixels, offsets, flips, resize=self.resize, crop=crop, pad=self.pad, pad_mode=self.pad_mode
+        )
 
     def _zeros(self, shape, dtype: str):
         return ops.zeros(shape, dtype)

@@ -51,8 +51,17 @@ def _taps(offsets: tf.Tensor, flips: tf.Tensor | None, size, crop: int, resize: 
     return tf.cast(low, tf.int32), position - low
 
 
-def crop_windows(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor, *, resize: int | None, crop: int,
-                 box_indices: tf.Tensor | None = None, pad: int = 0, pad_mode: str = "REFLECT") -> tf.Tensor:
+def crop_windows(
+    images: tf.Tensor,
+    offsets: tf.Tensor,
+    flips: tf.Tensor,
+    *,
+    resize: int | None,
+    crop: int,
+    box_indices: tf.Tensor | None = None,
+    pad: int = 0,
+    pad_mode: str = "REFLECT",
+) -> tf.Tensor:
     """Windows of ``crop`` x ``crop`` from each image virtually resized to ``resize`` x ``resize``.
 
     ``offsets`` (M, 2) are the windows' top-left corners in resized pixels, ``flips`` (M,) bool
@@ -183,8 +192,16 @@ class HostBatch(PendingGeometry):
         self.count = batch * 10
 
     def _sample(self, crop: int, offsets, flips) -> tf.Tensor:
-        return crop_windows(self._pixels, offsets, flips, resize=self.resize, crop=crop,
-                            box_indices=self.box_indices, pad=self.pad, pad_mode=self.pad_mode)  # fmt: skip
+        return crop_windows(
+            self._pixels,
+            offsets,
+            flips,
+            resize=self.resize,
+            crop=crop,
+            box_indices=self.box_indices,
+            pad=self.pad,
+            pad_mode=self.pad_mode,
+        )
 
     def _zeros(self, shape, dtype: str) -> tf.Tensor:
         return tf.zeros(shape, dtype)

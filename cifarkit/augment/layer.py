@@ -14,19 +14,20 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ..readers.stats import Stats
 from . import device as device_augment
 from .recipes import RECIPE_FORMAT, Recipe, recipe_from_config
-from ..readers.stats import Stats
 
 
 @keras.saving.register_keras_serializable(package="cifarkit")
 class Augmentation(keras.layers.Layer):
-    def __init__(self, recipe: Recipe | dict, stats: Stats | dict, seed: int = 0, recipe_format: int = 1,
-                 **kwargs):  # fmt: skip
+    def __init__(self, recipe: Recipe | dict, stats: Stats | dict, seed: int = 0, recipe_format: int = 1, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(recipe, Recipe) and recipe_format > RECIPE_FORMAT:
-            raise ValueError(f"this layer was saved by a newer cifarkit (recipe format {recipe_format}, this one "
-                             f"reads up to {RECIPE_FORMAT}). Received: recipe_format={recipe_format}")  # fmt: skip
+            raise ValueError(
+                f"this layer was saved by a newer cifarkit (recipe format {recipe_format}, this one "
+                f"reads up to {RECIPE_FORMAT}). Received: recipe_format={recipe_format}"
+            )
         self.recipe = recipe if isinstance(recipe, Recipe) else recipe_from_config(recipe)
         self.steps = tuple(self.recipe.steps)
         self.stats = stats if isinstance(stats, Stats) else Stats.from_json(stats)
@@ -65,6 +66,7 @@ class Augmentation(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(recipe=self.recipe.to_config(), recipe_format=RECIPE_FORMAT, stats=self.stats.to_json(),
-                      seed=self.seed)  # fmt: skip
+        config.update(
+            recipe=self.recipe.to_config(), recipe_format=RECIPE_FORMAT, stats=self.stats.to_json(), seed=self.seed
+        )
         return config

@@ -23,8 +23,9 @@ To add an op: write its dataclass here with ``@register_op("name")`` (``host``, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 PAD_MODES = ("REFLECT", "SYMMETRIC", "CONSTANT")  # tf.pad's spelling
 # The AlexNet paper's colour jitter draws alpha ~ N(0, 0.1) per image and per presentation.

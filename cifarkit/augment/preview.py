@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .recipes import Recipe, preview_stages
 from ..readers.stats import Stats
 from ..writers.atomic import write_bytes
+from .recipes import Recipe, preview_stages
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 LABEL_HEIGHT = 14  # pixels of caption strip above each cell
 GAP = 4  # pixels between cells
@@ -36,8 +40,9 @@ def pick_images(images: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
     return np.array(picked, dtype=np.int64)
 
 
-def render_rows(images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int,
-                stages: bool) -> list[tuple[str, int, list[np.ndarray]]]:
+def render_rows(
+    images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int, stages: bool
+) -> list[tuple[str, int, list[np.ndarray]]]:
     """(caption, index of the source image, [view images as uint8]) per row."""
     import tensorflow as tf
 
@@ -58,7 +63,7 @@ def render_rows(images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int,
     return rows
 
 
-def draw_grid(rows, images: np.ndarray, captions: list[str], *, cell: int) -> "Image":
+def draw_grid(rows, images: np.ndarray, captions: list[str], *, cell: int) -> Image:
     from PIL import Image, ImageDraw
 
     columns = 1 + max(len(r[2]) for r in rows)
@@ -79,8 +84,18 @@ def draw_grid(rows, images: np.ndarray, captions: list[str], *, cell: int) -> "I
     return canvas
 
 
-def write_preview(out: Path, images: np.ndarray, captions: list[str], recipe: Recipe, stats: Stats, *,
-                  views: int = 6, seed: int = 0, stages: bool = False, cell: int = 96) -> tuple[int, int]:
+def write_preview(
+    out: Path,
+    images: np.ndarray,
+    captions: list[str],
+    recipe: Recipe,
+    stats: Stats,
+    *,
+    views: int = 6,
+    seed: int = 0,
+    stages: bool = False,
+    cell: int = 96,
+) -> tuple[int, int]:
     """Render and write the grid atomically; returns its (width, height) in pixels."""
     rows = render_rows(images, recipe, stats, views=views, seed=seed, stages=stages)
     canvas = draw_grid(rows, images, captions, cell=cell)

@@ -14,12 +14,13 @@ registry's known recipes are read from it). To add an op, see :mod:`cifarkit.aug
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from .ops import PCA_SIGMA, Op, make_op
 from ..constants import IMAGE_SIZE
 from ..errors import UsageError
+from .ops import PCA_SIGMA, Op, make_op
 
 if TYPE_CHECKING:  # numpy stays unimported for the CLI's choices and the model registry
     from ..readers.stats import Stats
@@ -74,25 +75,46 @@ class Recipe:
         return ", ".join(op.phrase() for op in self.steps)
 
     def to_config(self) -> dict:
-        return {"name": self.name, "ops": [[name, list(args)] for name, args in self.ops],
-                "source_size": self.source_size}  # fmt: skip
+        return {
+            "name": self.name,
+            "ops": [[name, list(args)] for name, args in self.ops],
+            "source_size": self.source_size,
+        }
 
 
 RECIPES: dict[str, Recipe] = {
-    "paper": Recipe("paper", (("resize", (PAPER_RESIZE,)), ("crop", (PAPER_CROPS[0],)), ("flip", ()),
-                              ("pca_jitter", (PCA_SIGMA,)), ("normalize", (False,))), source_size=PAPER_RESIZE),
-    "cifar": Recipe("cifar", (("pad", (CIFAR_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("flip", ()),
-                              ("normalize", (True,))), source_size=CIFAR_SIZE),
+    "paper": Recipe(
+        "paper",
+        (
+            ("resize", (PAPER_RESIZE,)),
+            ("crop", (PAPER_CROPS[0],)),
+            ("flip", ()),
+            ("pca_jitter", (PCA_SIGMA,)),
+            ("normalize", (False,)),
+        ),
+        source_size=PAPER_RESIZE,
+    ),
+    "cifar": Recipe(
+        "cifar",
+        (("pad", (CIFAR_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("flip", ()), ("normalize", (True,))),
+        source_size=CIFAR_SIZE,
+    ),
     # airbench (Jordan 2024, section 3.2): translate by up to 2 pixels (reflect padding), and flip
     # every image in every other epoch, exactly (alt_flip), instead of a coin per presentation.
-    "airbench": Recipe("airbench", (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()),
-                                    ("normalize", (True,))), source_size=CIFAR_SIZE),
+    "airbench": Recipe(
+        "airbench",
+        (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
+        source_size=CIFAR_SIZE,
+    ),
     # LeCun et al. 1998, section III.A: the 28x28 digits centred in a 32x32 field (pad 2 with the
     # background, 0), then normalised to zero mean and unit variance; no augmentation, no flip
     # (a mirrored digit is another symbol).
-    "mnist": Recipe("mnist", (("pad", (MNIST_PAD, "CONSTANT")), ("crop", (MNIST_SIZE + 2 * MNIST_PAD,)),
-                              ("normalize", (True,))), source_size=MNIST_SIZE),
-}  # fmt: skip
+    "mnist": Recipe(
+        "mnist",
+        (("pad", (MNIST_PAD, "CONSTANT")), ("crop", (MNIST_SIZE + 2 * MNIST_PAD,)), ("normalize", (True,))),
+        source_size=MNIST_SIZE,
+    ),
+}
 
 
 def get_recipe(name: str, crop: int | None = None) -> Recipe:
@@ -115,8 +137,7 @@ def get_recipe(name: str, crop: int | None = None) -> Recipe:
 def recipe_from_config(config: dict) -> Recipe:
     """A recipe from a saved layer's config: the op list, or version 1's fixed fields."""
     if "ops" in config:
-        return Recipe(config["name"], tuple((name, tuple(args)) for name, args in config["ops"]),
-                      config["source_size"])  # fmt: skip
+        return Recipe(config["name"], tuple((name, tuple(args)) for name, args in config["ops"]), config["source_size"])
     ops = [("resize", (config["resize"],))] if config.get("resize") else []
     if config.get("pad"):
         ops.append(("pad", (config["pad"], config.get("pad_mode", "REFLECT"))))

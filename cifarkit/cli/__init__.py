@@ -1,13 +1,20 @@
 """The ``cifarkit`` command line: thin commands over library calls, one error boundary.
 
 ``app`` (in :mod:`.app`) holds the error boundary; the commands register themselves on it from
-:mod:`.data_commands` (reading and writing datasets) and :mod:`.model_commands` (models,
-training, evaluation). Nothing here imports TensorFlow: commands import the library lazily.
+:mod:`.data_commands` (reading and writing datasets), :mod:`.model_commands` (models, summary,
+train) and :mod:`.evaluate_commands` (evaluate, predict, export-model). Nothing here imports
+TensorFlow: commands import the library lazily.
 """
 
 from __future__ import annotations
 
-from . import data_commands, model_commands  # noqa: F401  (registers the commands)
+# Registration order is the order --help lists the commands in.
+# isort: off
+from . import data_commands  # noqa: F401
+from . import model_commands  # noqa: F401
+from . import evaluate_commands  # noqa: F401
+
+# isort: on
 from .app import app
 
 

@@ -5,31 +5,71 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
 from .app import app
 from .options import (
-    DataOption, Encoding, ExportFormat, NoVerifyOption, QuietOption, RecipeName, TreeLayout, open_data, open_records,
-    say, split_list,
-)  # fmt: skip
+    DataOption,
+    Encoding,
+    ExportFormat,
+    NoVerifyOption,
+    QuietOption,
+    RecipeName,
+    TreeLayout,
+    open_data,
+    open_records,
+    say,
+    split_list,
+)
 
 
 @app.command()
 def export(
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format (jpeg: jpg).")] = ExportFormat.jpg,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: ./<dataset>-<format>.")] = None,
+    format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", case_sensitive=False, help="Output format (jpeg: jpg).")
+    ] = ExportFormat.jpg,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder. Default: ./<dataset>-<format>.")
+    ] = None,
     source: DataOption = None,
-    split: Annotated[Optional[str], typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
+    split: Annotated[str | None, typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality, 1-100: jpg, or tfrecord with --encoding jpeg.")] = 95,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes. Default: all cores.")] = None,
-    shards: Annotated[Optional[int], typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")] = None,
-    encoding: Annotated[Encoding, typer.Option(case_sensitive=False, help="TFRecord image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) and writes PNG otherwise; png is lossless; raw is uint8 pixels.")] = Encoding.auto,
-    tfds_layout: Annotated[bool, typer.Option("--tfds-layout", help="TFRecord: write into OUT/<name>/<version>/ so that tfds.load(name, data_dir=OUT) finds it.")] = False,
-    layout: Annotated[TreeLayout, typer.Option(case_sensitive=False, help="Image trees: <split>/<class>/ or, for CIFAR-100, <split>/<coarse>/<fine>/.")] = TreeLayout("class"),
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out image files that cannot be read (listed in cifarkit_info.json) instead of refusing the export.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Worker processes. Default: all cores.")] = None,
+    shards: Annotated[
+        int | None, typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")
+    ] = None,
+    encoding: Annotated[
+        Encoding,
+        typer.Option(
+            case_sensitive=False,
+            help="TFRecord image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) and writes PNG "
+            "otherwise; png is lossless; raw is uint8 pixels.",
+        ),
+    ] = Encoding.auto,
+    tfds_layout: Annotated[
+        bool,
+        typer.Option(
+            "--tfds-layout",
+            help="TFRecord: write into OUT/<name>/<version>/ so that tfds.load(name, data_dir=OUT) finds it.",
+        ),
+    ] = False,
+    layout: Annotated[
+        TreeLayout,
+        typer.Option(
+            case_sensitive=False, help="Image trees: <split>/<class>/ or, for CIFAR-100, <split>/<coarse>/<fine>/."
+        ),
+    ] = TreeLayout("class"),  # noqa: B008  (Typer reads an option's default from here)
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Leave out image files that cannot be read (listed in cifarkit_info.json) instead of refusing the "
+            "export.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
@@ -39,10 +79,18 @@ def export(
     from ..formats.parallel import default_workers
 
     options = ExportOptions(
-        format=format.value, splits=split_list(split), quality=quality, shards=shards,
-        workers=default_workers() if workers is None else workers, encoding=encoding.value,
-        overwrite=overwrite, quiet=quiet, tfds_layout=tfds_layout, skip_bad=skip_bad, layout=layout.value,
-    )  # fmt: skip
+        format=format.value,
+        splits=split_list(split),
+        quality=quality,
+        shards=shards,
+        workers=default_workers() if workers is None else workers,
+        encoding=encoding.value,
+        overwrite=overwrite,
+        quiet=quiet,
+        tfds_layout=tfds_layout,
+        skip_bad=skip_bad,
+        layout=layout.value,
+    )
     dataset, sample = open_records(source, no_verify, quiet)
     if out is None:
         out = Path(f"{dataset.name}{'-sample' if sample else ''}-{options.format}")
@@ -54,15 +102,22 @@ def export(
     if summary.skipped:
         say(f"resumed: {summary.skipped:,} images were already written by an earlier run", quiet)
     if summary.bad:
-        say(f"left out {len(summary.bad):,} image files that cannot be read (listed in "
-            f"{summary.out / 'cifarkit_info.json'}), the first: {summary.bad[0].error}", quiet)  # fmt: skip
-    typer.echo(f"Exported {total:,} images ({per_split}) as {options.format} to {summary.out} "
-               f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)")  # fmt: skip
+        say(
+            f"left out {len(summary.bad):,} image files that cannot be read (listed in "
+            f"{summary.out / 'cifarkit_info.json'}), the first: {summary.bad[0].error}",
+            quiet,
+        )
+    typer.echo(
+        f"Exported {total:,} images ({per_split}) as {options.format} to {summary.out} "
+        f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)"
+    )
 
 
 @app.command()
 def info(
-    source: Annotated[Optional[Path], typer.Argument(help="Dataset to describe (or --data). Default: as for export.")] = None,
+    source: Annotated[
+        Path | None, typer.Argument(help="Dataset to describe (or --data). Default: as for export.")
+    ] = None,
     source_option: DataOption = None,
     no_verify: NoVerifyOption = False,
 ) -> None:
@@ -78,8 +133,10 @@ def info(
     ]
     lines += [f"note:         {note}" for note in dataset.notes]
     splits = dataset.splits
-    lines.append(f"classes:      {len(dataset.class_names)}"
-                 + (f" fine, {len(dataset.coarse_class_names)} coarse" if dataset.coarse_class_names else ""))  # fmt: skip
+    lines.append(
+        f"classes:      {len(dataset.class_names)}"
+        + (f" fine, {len(dataset.coarse_class_names)} coarse" if dataset.coarse_class_names else "")
+    )
     width = max(12, *(len(n) for n in dataset.class_names))
     lines.append("")
     lines.append(f"{'class':<{width}}" + "".join(f"{s:>10}" for s in splits))
@@ -94,8 +151,8 @@ def info(
 def download(
     name: Annotated[str, typer.Argument(help="cifar10, cifar10-binary, cifar100 or cifar100-binary.")] = "cifar10",
     dest: Annotated[Path, typer.Option("--dest", "--out", "-o", help="Folder to download into.")] = Path("data"),
-    url: Annotated[Optional[str], typer.Option(help="Mirror: full URL of the file, or a base URL ending in '/'.")] = None,
-    md5: Annotated[Optional[str], typer.Option(help="Expected md5 (default: the official one).")] = None,
+    url: Annotated[str | None, typer.Option(help="Mirror: full URL of the file, or a base URL ending in '/'.")] = None,
+    md5: Annotated[str | None, typer.Option(help="Expected md5 (default: the official one).")] = None,
     retries: Annotated[int, typer.Option(help="Retries after a failed or cut-off transfer.")] = 3,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 30.0,
     no_verify: NoVerifyOption = False,
@@ -113,7 +170,7 @@ def stats(
     source: DataOption = None,
     split: Annotated[str, typer.Option(help="Split to measure.")] = "train",
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the statistics.")] = Path("stats.json"),
-    image_size: Annotated[Optional[int], typer.Option(help="Square size for image trees of mixed sizes.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Square size for image trees of mixed sizes.")] = None,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -127,13 +184,17 @@ def stats(
     result = compute_source_stats(data, split, image_size=image_size, progress=not quiet and sys.stderr.isatty())
     save_stats(result, out)
     fmt = lambda values: "  ".join(f"{v:.4f}" for v in values)  # noqa: E731
-    typer.echo("\n".join([
-        f"{data.name} {split}: {result.images:,} images, pixel scale {result.scale}",
-        f"mean        {fmt(result.mean)}   (x255: {fmt(m * 255 for m in result.mean)})",
-        f"std         {fmt(result.std)}   (x255: {fmt(s * 255 for s in result.std)})",
-        f"eigenvalues {fmt(result.eigenvalues)}",
-        f"wrote {out}",
-    ]))  # fmt: skip
+    typer.echo(
+        "\n".join(
+            [
+                f"{data.name} {split}: {result.images:,} images, pixel scale {result.scale}",
+                f"mean        {fmt(result.mean)}   (x255: {fmt(m * 255 for m in result.mean)})",
+                f"std         {fmt(result.std)}   (x255: {fmt(s * 255 for s in result.std)})",
+                f"eigenvalues {fmt(result.eigenvalues)}",
+                f"wrote {out}",
+            ]
+        )
+    )
 
 
 @app.command("augment-preview")
@@ -141,7 +202,7 @@ def augment_preview(
     source: DataOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("preview.png"),
     recipe: Annotated[RecipeName, typer.Option(case_sensitive=False, help="Augmentation recipe.")] = RecipeName.paper,
-    crop: Annotated[Optional[int], typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
+    crop: Annotated[int | None, typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Source images (rows).")] = 8,
     views: Annotated[int, typer.Option(min=1, help="Augmented views per image.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the random views.")] = 0,
@@ -152,9 +213,9 @@ def augment_preview(
     quiet: QuietOption = False,
 ) -> None:
     """Write a PNG grid: each source image followed by the views the network will see."""
-    from ..data import to_numpy
     from ..augment.preview import pick_images, write_preview
     from ..augment.recipes import get_recipe
+    from ..data import to_numpy
     from ..readers.stats import stats_for
 
     chosen = get_recipe(recipe.value, crop)
@@ -165,7 +226,10 @@ def augment_preview(
     picked = pick_images(pixels, labels, images)
     statistics = stats_for(data, image_size=size)
     captions = [data.class_names[labels[i]] for i in picked]
-    width, height = write_preview(out, pixels[picked], captions, chosen, statistics, views=views, seed=seed,
-                                  stages=stages, cell=cell)  # fmt: skip
-    typer.echo(f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views, recipe "
-               f"{chosen.name}: {chosen.describe()}")  # fmt: skip
+    width, height = write_preview(
+        out, pixels[picked], captions, chosen, statistics, views=views, seed=seed, stages=stages, cell=cell
+    )
+    typer.echo(
+        f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views, recipe "
+        f"{chosen.name}: {chosen.describe()}"
+    )

@@ -11,21 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from ..augment.recipes import RECIPES
 from ..errors import UsageError
+from ..evaluation.tta import VIEWS
 from ..formats import FORMAT_ALIASES, FORMATS
 from ..formats.image_tree import LAYOUTS
 from ..formats.tfrecord import ENCODINGS
 from ..modelio.export import FORMATS as MODEL_FORMATS
 from ..modelio.export import QUANTIZATIONS
 from ..readers.pipeline import AUGMENT_PLACES
-from ..augment.recipes import RECIPES
 from ..runtime.strategy import STRATEGIES
 from ..training.config import AVERAGING, OPTIMIZERS, PRECISIONS, SCHEDULES
-from ..evaluation.tta import VIEWS
 
 
 def choices(name: str, names: Iterable[str]) -> type[Enum]:
@@ -49,21 +49,34 @@ Quantize = choices("Quantize", QUANTIZATIONS)
 VIEWS_HELP = ", ".join((*VIEWS, ",".join(VIEWS)))  # "flip, translate, flip,translate"
 
 
-def value(choice: Optional[Enum]) -> Optional[str]:
+def value(choice: Enum | None) -> str | None:
     """The library's name for a choice (None stays None: the library's default then applies)."""
     return None if choice is None else choice.value
 
 
 DataOption = Annotated[
-    Optional[Path],
-    typer.Option("--data", "-d", "--source", "-s",
-                 help="Archive, extracted folder, image tree or TFRecord export. Default: search the usual places, then the bundled sample."),
-]  # fmt: skip
-NoVerifyOption = Annotated[bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")]
+    Path | None,
+    typer.Option(
+        "--data",
+        "-d",
+        "--source",
+        "-s",
+        help="Archive, extracted folder, image tree or TFRecord export. Default: search the usual places, then the "
+        "bundled sample.",
+    ),
+]
+NoVerifyOption = Annotated[
+    bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
-TrustModelOption = Annotated[bool, typer.Option(
-    "--trust-model", help="Run a SavedModel or .tflite file that this user's export-model did not write (it is a "
-    "program: only for a model from a source you trust).")]  # fmt: skip
+TrustModelOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model",
+        help="Run a SavedModel or .tflite file that this user's export-model did not write (it is a "
+        "program: only for a model from a source you trust).",
+    ),
+]
 
 
 def say(message: str, quiet: bool = False) -> None:
@@ -71,7 +84,7 @@ def say(message: str, quiet: bool = False) -> None:
         typer.echo(message, err=True)
 
 
-def find(source: Optional[Path], quiet: bool) -> tuple[Path, bool]:
+def find(source: Path | None, quiet: bool) -> tuple[Path, bool]:
     """The dataset given or, without one, the first found (the bundled sample as a last resort,
     with a note saying so); returns (path, is_sample)."""
     from ..sources.discover import find_dataset
@@ -89,7 +102,7 @@ def find(source: Optional[Path], quiet: bool) -> tuple[Path, bool]:
     return found.path, found.is_sample
 
 
-def open_records(source: Optional[Path], no_verify: bool, quiet: bool):
+def open_records(source: Path | None, no_verify: bool, quiet: bool):
     """The dataset as records (for export and info), with whether it is the bundled sample."""
     from ..sources import open_source
 
@@ -102,7 +115,7 @@ def open_records(source: Optional[Path], no_verify: bool, quiet: bool):
     return dataset, sample
 
 
-def open_data(source: Optional[Path], no_verify: bool, quiet: bool):
+def open_data(source: Path | None, no_verify: bool, quiet: bool):
     """A :class:`cifarkit.data.DataSource` for any source or export, TFRecord shards included."""
     from ..data import open_data as open_any
 
@@ -111,7 +124,7 @@ def open_data(source: Optional[Path], no_verify: bool, quiet: bool):
     return open_any(path, verify=not no_verify)
 
 
-def split_list(text: Optional[str]) -> Optional[tuple[str, ...]]:
+def split_list(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
@@ -120,7 +133,7 @@ def split_list(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return splits
 
 
-def model_options(items: Optional[list[str]]) -> dict:
+def model_options(items: list[str] | None) -> dict:
     """``--model-option width=0.5`` pairs; values read as JSON where they parse (numbers, true/false)."""
     import json
 

@@ -21,9 +21,9 @@ and imports nothing of it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -188,14 +188,28 @@ class Evaluation:
         return rows
 
     def summary(self) -> dict:
-        return {"split": self.split, "images": self.count, "ten_crop": self.ten_crop, "tta": ",".join(self.tta),
-                "accuracy": self.accuracy,
-                "top_k": self.top_k, "top_k_accuracy": self.top_k_accuracy,
-                "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()}}  # fmt: skip
+        return {
+            "split": self.split,
+            "images": self.count,
+            "ten_crop": self.ten_crop,
+            "tta": ",".join(self.tta),
+            "accuracy": self.accuracy,
+            "top_k": self.top_k,
+            "top_k_accuracy": self.top_k_accuracy,
+            "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()},
+        }
 
 
-def evaluate_model(model, source, split: str, *, image_size: int | None = None, ten_crop: bool = False,
-                   batch_size: int = EVAL_BATCH, tta: tuple = ()) -> Evaluation:  # fmt: skip
+def evaluate_model(
+    model,
+    source,
+    split: str,
+    *,
+    image_size: int | None = None,
+    ten_crop: bool = False,
+    batch_size: int = EVAL_BATCH,
+    tta: tuple = (),
+) -> Evaluation:
     """Class probabilities for every image of ``split`` in dataset order, and the metrics on them.
 
     Default: the model as saved (the centre view). ``ten_crop``: the paper's test-time averaging
@@ -208,12 +222,13 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
         raise UsageError(f"--ten-crop needs the .keras model; {model.path} ({model.kind}) holds the centre view only")
     names = class_names_of(model)
     if len(names) != len(source.class_names):
-        raise UsageError(f"the model knows {len(names)} classes but {source.location} has "
-                         f"{len(source.class_names)}")  # fmt: skip
+        raise UsageError(f"the model knows {len(names)} classes but {source.location} has {len(source.class_names)}")
     size, infer = scorer(model)
     if source.image_shape is not None and tuple(source.image_shape[:2]) != (size, size):
-        raise UsageError(f"the model takes {size}x{size} images but {source.location} holds "
-                         f"{source.image_shape[0]}x{source.image_shape[1]}")  # fmt: skip
+        raise UsageError(
+            f"the model takes {size}x{size} images but {source.location} holds "
+            f"{source.image_shape[0]}x{source.image_shape[1]}"
+        )
     if source.image_shape is None:
         image_size = size
     batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
@@ -230,8 +245,14 @@ def evaluate_model(model, source, split: str, *, image_size: int | None = None, 
         labels.append(np.asarray(batch_labels))
     if not labels:
         probabilities, labels = [np.zeros((0, len(names)), np.float32)], [np.zeros((0,), np.int64)]
-    return Evaluation(split, list(source.class_names), np.concatenate(labels).astype(np.int64),
-                      np.concatenate(probabilities), ten_crop, tuple(tta))  # fmt: skip
+    return Evaluation(
+        split,
+        list(source.class_names),
+        np.concatenate(labels).astype(np.int64),
+        np.concatenate(probabilities),
+        ten_crop,
+        tuple(tta),
+    )
 
 
 def write_evaluation(result: Evaluation, out: Path) -> dict[str, Path]:
@@ -272,8 +293,8 @@ def format_summary(result: Evaluation) -> str:
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
     """Files as given; folders searched recursively for image files, in sorted order."""
-    from ..sources.source_path import check_source_path
     from ..sources.folder import IMAGE_EXTENSIONS
+    from ..sources.source_path import check_source_path
 
     found: list[Path] = []
     for path in map(Path, paths):

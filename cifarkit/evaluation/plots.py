@@ -8,14 +8,14 @@ the same on every machine, with no system fonts needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..writers.atomic import write_bytes
 from ..formats.codecs.png import encode_png
+from ..writers.atomic import write_bytes
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -103,8 +103,13 @@ def _draw_ticks(draw: ImageDraw.ImageDraw, axes: _Axes, x_ticks, y_ticks) -> Non
     draw.line([(axes.left, axes.top), (axes.left, axes.bottom), (axes.right, axes.bottom)], fill=AXIS)
 
 
-def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float], tuple]], title: str,
-               width: int = PANEL_W, height: int = PANEL_H, x_label: str = "epoch") -> Image.Image:
+def line_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float], tuple]],
+    title: str,
+    width: int = PANEL_W,
+    height: int = PANEL_H,
+    x_label: str = "epoch",
+) -> Image.Image:
     """One chart: ``series`` maps a legend name to (x values, y values, colour)."""
     image = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(image)
@@ -117,8 +122,11 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float], tuple]]
     x_ticks = nice_ticks(min(x_all), max(max(x_all), min(x_all) + 1))
     x_ticks = [t for t in x_ticks if float(t).is_integer()] or x_ticks  # epochs are whole numbers
     y_ticks = nice_ticks(min(y_all), max(y_all))
-    axes = _Axes((min(x_ticks[0], min(x_all)), max(x_ticks[-1], max(x_all))), (y_ticks[0], y_ticks[-1]),
-                 (MARGIN_L, width - MARGIN_R, MARGIN_T, height - MARGIN_B))  # fmt: skip
+    axes = _Axes(
+        (min(x_ticks[0], min(x_all)), max(x_ticks[-1], max(x_all))),
+        (y_ticks[0], y_ticks[-1]),
+        (MARGIN_L, width - MARGIN_R, MARGIN_T, height - MARGIN_B),
+    )
     _draw_ticks(draw, axes, x_ticks, y_ticks)
     draw.text(((axes.left + axes.right) // 2, height - 4), x_label, fill=AXIS, font=font(), anchor="mb")
     legend_x = axes.right
@@ -142,10 +150,13 @@ def curves_image(history: Sequence[dict]) -> np.ndarray:
     def column(key):
         return [_number(row.get(key)) for row in history]
 
-    loss = line_chart({"train": (epochs, column("loss"), TRAIN_COLOUR),
-                       "val": (epochs, column("val_loss"), VAL_COLOUR)}, "loss")  # fmt: skip
-    accuracy = line_chart({"train": (epochs, column("accuracy"), TRAIN_COLOUR),
-                           "val": (epochs, column("val_accuracy"), VAL_COLOUR)}, "accuracy")  # fmt: skip
+    loss = line_chart(
+        {"train": (epochs, column("loss"), TRAIN_COLOUR), "val": (epochs, column("val_loss"), VAL_COLOUR)}, "loss"
+    )
+    accuracy = line_chart(
+        {"train": (epochs, column("accuracy"), TRAIN_COLOUR), "val": (epochs, column("val_accuracy"), VAL_COLOUR)},
+        "accuracy",
+    )
     both = Image.new("RGB", (2 * PANEL_W + 8, PANEL_H), WHITE)
     both.paste(loss, (0, 0))
     both.paste(accuracy, (PANEL_W + 8, 0))

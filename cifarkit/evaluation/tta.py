@@ -15,7 +15,7 @@ Averaging is of the softmax outputs, the probabilities the saved model gives.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

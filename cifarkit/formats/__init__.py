@@ -51,4 +51,13 @@ def adapter_for_export(root: Path) -> tuple[FormatAdapter, ExportInfo | TfdsFoun
     return ADAPTERS["tfrecord"], TfdsFound(tfds_root, read_export_info(tfds_root, FORMATS))
 
 
-__all__ = ["ADAPTERS", "FORMATS", "FORMAT_ALIASES", "FormatAdapter", "Piece", "TfdsFound", "adapter_for_export", "get_adapter"]
+__all__ = [
+    "ADAPTERS",
+    "FORMATS",
+    "FORMAT_ALIASES",
+    "FormatAdapter",
+    "Piece",
+    "TfdsFound",
+    "adapter_for_export",
+    "get_adapter",
+]

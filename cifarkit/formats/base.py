@@ -71,7 +71,7 @@ class FormatAdapter(ABC):
     # (cifarkit.formats.export.ExportOptions), rather than ignored.
     options: tuple[str, ...] = ()
 
-    def check_options(self, options: WriteOptions) -> None:
+    def check_options(self, options: WriteOptions) -> None:  # noqa: B027  (an optional hook)
         """Refuse a bad value, or combination, of the options this format owns. Called when
         export options are made, so a typo is caught before any data is read."""
 
@@ -85,8 +85,9 @@ class FormatAdapter(ABC):
         """The pieces one split is written as, in dataset order."""
 
     @abstractmethod
-    def write_split(self, dataset: LabelledImages, split: str, out: Path, pieces: list[Piece],
-                    options: WriteOptions, progress) -> int:  # fmt: skip
+    def write_split(
+        self, dataset: LabelledImages, split: str, out: Path, pieces: list[Piece], options: WriteOptions, progress
+    ) -> int:
         """Write the planned pieces of ``split`` under ``out``, skipping what an earlier run of the
         same export finished; ``progress.update(n)`` per n images. Returns the images skipped."""
 
@@ -94,7 +95,9 @@ class FormatAdapter(ABC):
         """Folders below OUT that the export goes into (none by default)."""
         return ()
 
-    def finish(self, out: Path, dataset: LabelledImages, plans: dict[str, list[Piece]], options: WriteOptions) -> None:
+    def finish(  # noqa: B027  (an optional hook)
+        self, out: Path, dataset: LabelledImages, plans: dict[str, list[Piece]], options: WriteOptions
+    ) -> None:
         """Write what this format adds once every split is written (another tool's metadata)."""
 
     def describe_split(self, pieces: list[Piece]) -> dict[str, Any]:

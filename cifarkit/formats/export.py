@@ -27,18 +27,18 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import OutputError, SourceError, UsageError
-from ..writers.folder_lock import LOCK_NAME, hold
-from . import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
-from .base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE
-from .photos import FileCheck, bad_report, check_files
 from ..metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
 from ..metadata.fields import MAX_SHARDS
 from ..metadata.names import folder_names
-from .parallel import default_workers, run_tasks
 from ..sources.labelled import Batch, LabelledImages, LazyImages
 from ..writers.atomic import is_partial, output_error, remove_partials, write_text
 from ..writers.clear import Owns, foreign_entry, remove_owned
+from ..writers.folder_lock import LOCK_NAME, hold
 from ..writers.manifest import write_json, write_labels, write_manifest
+from . import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
+from .base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE
+from .parallel import default_workers, run_tasks
+from .photos import FileCheck, bad_report, check_files
 
 __all__ = ["FORMATS", "ExportOptions", "ExportSummary", "export_dataset"]
 
@@ -87,8 +87,10 @@ def _refuse_unused(options: ExportOptions) -> None:
         owners = [name for name, adapter in ADAPTERS.items() if option.name in adapter.options]
         value = getattr(options, option.name)
         if owners and option.name not in options.adapter.options and value != option.default:
-            raise UsageError(f"--{option.name.replace('_', '-')} is for --format {' or '.join(owners)}; --format "
-                             f"{options.format} does not use it. Received: {option.name}={value!r}")  # fmt: skip
+            raise UsageError(
+                f"--{option.name.replace('_', '-')} is for --format {' or '.join(owners)}; --format "
+                f"{options.format} does not use it. Received: {option.name}={value!r}"
+            )
 
 
 @dataclass
@@ -113,12 +115,15 @@ def _check_class_names(dataset: LabelledImages) -> None:
     for kind, names in (("class", dataset.class_names), ("coarse class", dataset.coarse_class_names or ())):
         for index, name in enumerate(names):
             if not name or "\0" in name or name.splitlines() != [name]:
-                raise SourceError(f"{dataset.location}: {kind} {index} has the name {name!r}, which cannot be written "
-                                  "as one line of labels.txt (empty, or holds a line break or NUL)")  # fmt: skip
+                raise SourceError(
+                    f"{dataset.location}: {kind} {index} has the name {name!r}, which cannot be written "
+                    "as one line of labels.txt (empty, or holds a line break or NUL)"
+                )
 
 
-def _fingerprint(dataset: LabelledImages, splits: tuple[str, ...], adapter: FormatAdapter,
-                 options: ExportOptions) -> dict:  # fmt: skip
+def _fingerprint(
+    dataset: LabelledImages, splits: tuple[str, ...], adapter: FormatAdapter, options: ExportOptions
+) -> dict:
     """Everything that decides the bytes written; the worker count does not."""
     return {
         "dataset": dataset.name,
@@ -147,10 +152,12 @@ def _prepare(out: Path, fingerprint: dict, resume: ResumeInfo, options: ExportOp
         if not options.overwrite:
             foreign = foreign_entry(out, lambda path, is_dir: path == LOCK_NAME or owns(path, is_dir))
             if previous is None or foreign is not None:
-                raise OutputError(f"{out}: holds files cifarkit did not write ({foreign or 'unknown'}); "
-                                  "choose another --out")  # fmt: skip
-            raise OutputError(f"{out}: holds an export with other options; pass --overwrite to replace it, "
-                              "or choose another --out")  # fmt: skip
+                raise OutputError(
+                    f"{out}: holds files cifarkit did not write ({foreign or 'unknown'}); choose another --out"
+                )
+            raise OutputError(
+                f"{out}: holds an export with other options; pass --overwrite to replace it, or choose another --out"
+            )
         remove_owned(out, owns, "the earlier export" if previous is not None else "cifarkit", keep=(LOCK_NAME,))
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -179,11 +186,15 @@ def _resume(dataset: LabelledImages, options: ExportOptions) -> ResumeInfo:
     """How this export was asked for: what a reader of an unfinished one tells the user to re-run."""
     source = os.path.abspath(dataset.location)
     return ResumeInfo(
-        source=source if source.isprintable() else "<source>", quality=options.quality,
+        source=source if source.isprintable() else "<source>",
+        quality=options.quality,
         splits=None if options.splits is None else tuple(options.splits),
-        shards=options.shards, encoding=options.encoding, tfds_layout=options.tfds_layout, layout=options.layout,
+        shards=options.shards,
+        encoding=options.encoding,
+        tfds_layout=options.tfds_layout,
+        layout=options.layout,
         skip_bad=options.skip_bad,
-    )  # fmt: skip
+    )
 
 
 def _progress(total: int, split: str, quiet: bool):
@@ -225,13 +236,16 @@ def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = 
 def _checked_files(dataset: LabelledImages, splits: tuple[str, ...], options: ExportOptions):
     """Check every image file of ``splits`` before anything is written; refuse the export if one
     cannot be read, or (``skip_bad``) return the dataset without them. Arrays need no check."""
-    paths = [str(p) for s in splits for b in dataset.batches[s] if isinstance(b.images, LazyImages)
-             for p in b.images.paths]  # fmt: skip
+    paths = [
+        str(p) for s in splits for b in dataset.batches[s] if isinstance(b.images, LazyImages) for p in b.images.paths
+    ]
     if not paths:
         return dataset, []
     tasks = [(paths[i : i + FILES_PER_CHECK],) for i in range(0, len(paths), FILES_PER_CHECK)]
-    bad = sorted((c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error),
-                 key=lambda c: c.path)  # fmt: skip
+    bad = sorted(
+        (c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error),
+        key=lambda c: c.path,
+    )
     if not bad:
         return dataset, []
     if not options.skip_bad:
@@ -249,13 +263,27 @@ def _without(dataset: LabelledImages, bad: set[str]) -> LabelledImages:
                 continue
             keep = [i for i, p in enumerate(batch.images.paths) if str(p) not in bad]
             coarse = None if batch.coarse_labels is None else batch.coarse_labels[keep]
-            batches[split].append(Batch(split, LazyImages([batch.images.paths[i] for i in keep]), batch.labels[keep],
-                                        [batch.source_files[i] for i in keep], coarse))  # fmt: skip
+            batches[split].append(
+                Batch(
+                    split,
+                    LazyImages([batch.images.paths[i] for i in keep]),
+                    batch.labels[keep],
+                    [batch.source_files[i] for i in keep],
+                    coarse,
+                )
+            )
     return replace(dataset, batches=batches)
 
 
-def _export_locked(dataset: LabelledImages, out: Path, splits: tuple[str, ...], adapter: FormatAdapter,
-                   fingerprint: dict, options: ExportOptions, bad: list[FileCheck]) -> ExportSummary:  # fmt: skip
+def _export_locked(
+    dataset: LabelledImages,
+    out: Path,
+    splits: tuple[str, ...],
+    adapter: FormatAdapter,
+    fingerprint: dict,
+    options: ExportOptions,
+    bad: list[FileCheck],
+) -> ExportSummary:
     _prepare(out, fingerprint, _resume(dataset, options), options)
     rows: list[tuple] = []
     plans: dict[str, list[Piece]] = {}
@@ -278,8 +306,9 @@ def _export_locked(dataset: LabelledImages, out: Path, splits: tuple[str, ...], 
     return summary
 
 
-def _dataset_info(dataset: LabelledImages, adapter: FormatAdapter, plans: dict[str, list[Piece]],
-                  options: ExportOptions) -> dict:  # fmt: skip
+def _dataset_info(
+    dataset: LabelledImages, adapter: FormatAdapter, plans: dict[str, list[Piece]], options: ExportOptions
+) -> dict:
     info: dict = {
         "name": dataset.name,
         "format": adapter.name,
@@ -289,10 +318,13 @@ def _dataset_info(dataset: LabelledImages, adapter: FormatAdapter, plans: dict[s
     if dataset.coarse_class_names is not None:
         info["coarse_class_names"] = list(dataset.coarse_class_names)
     info["splits"] = {
-        split: {"count": dataset.count(split), "class_counts": dataset.class_counts(split),
-                **adapter.describe_split(pieces)}
+        split: {
+            "count": dataset.count(split),
+            "class_counts": dataset.class_counts(split),
+            **adapter.describe_split(pieces),
+        }
         for split, pieces in plans.items()
-    }  # fmt: skip
+    }
     info.update(adapter.describe(dataset, options))
     info["cifarkit_version"] = __version__
     return info

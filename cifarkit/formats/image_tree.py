@@ -18,10 +18,10 @@ from pathlib import Path
 from ..errors import UsageError
 from ..metadata.export_state import STAGING_PREFIX, TREE_LAYOUTS, ExportState
 from ..metadata.names import folder_names, path_component
-from .parallel import run_tasks
 from ..writers.atomic import is_partial, output_error, write_plain
 from .base import FormatAdapter, Owns, Piece, WriteOptions, index_width
 from .codecs import encode_images, png
+from .parallel import run_tasks
 
 LAYOUTS = TREE_LAYOUTS  # --layout: <split>/<class>/ or CIFAR-100's <split>/<coarse>/<fine>/
 NESTED = "coarse/fine"
@@ -120,8 +120,7 @@ class ImageTree(FormatAdapter):
             chunks.append(Chunk(split, start, stop, names))
         return chunks
 
-    def write_split(self, dataset, split: str, out: Path, pieces: list[Chunk], options: WriteOptions,
-                    progress) -> int:  # fmt: skip
+    def write_split(self, dataset, split: str, out: Path, pieces: list[Chunk], options: WriteOptions, progress) -> int:
         n = dataset.count(split)
         split = path_component(split, "split", dataset.location)
         final, staging = out / split, out / f"{STAGING_PREFIX}{split}"

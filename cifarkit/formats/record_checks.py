@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
-from ..sources.image_file import SPLIT_PIXELS_PER_BYTE, pixel_budget, size_refusal, split_pixel_budget
+from ..sources.image_file import SPLIT_PIXELS_PER_BYTE, size_refusal, split_pixel_budget
 from .codecs.example import (
     NotAnExample,
     example_features,
@@ -56,11 +56,15 @@ def shard_counts(records) -> dict[str, list[int]]:
         if listed:
             for shard, held, length in zip(shards, counts[split], listed):
                 if held != length:
-                    raise SourceError(f"{shard}: holds {held:,} records; the dataset's metadata lists {length:,} "
-                                      f"(a shard cut short or replaced?)")  # fmt: skip
+                    raise SourceError(
+                        f"{shard}: holds {held:,} records; the dataset's metadata lists {length:,} "
+                        f"(a shard cut short or replaced?)"
+                    )
         if sum(counts[split]) != records.counts[split]:
-            raise SourceError(f"{records.root}: the {split} split's shards hold {sum(counts[split]):,} records; the "
-                              f"dataset's metadata lists {records.counts[split]:,}")  # fmt: skip
+            raise SourceError(
+                f"{records.root}: the {split} split's shards hold {sum(counts[split]):,} records; the "
+                f"dataset's metadata lists {records.counts[split]:,}"
+            )
     _check_declared_size(records)
     return counts
 
@@ -74,8 +78,10 @@ def _check_declared_size(records) -> None:
     values = math.prod(d for d in records.shape if d is not None)  # a dimension that varies: at least 1
     largest = max((os.path.getsize(s) for shards in records.files.values() for s in shards), default=0)
     if values > largest:
-        raise SourceError(f"{records.root / 'features.json'}: declares images of shape {list(records.shape)} "
-                          f"({values:,} values), more than any of its shards ({largest:,} bytes at most) can hold")  # fmt: skip
+        raise SourceError(
+            f"{records.root / 'features.json'}: declares images of shape {list(records.shape)} "
+            f"({values:,} values), more than any of its shards ({largest:,} bytes at most) can hold"
+        )
 
 
 # (each shard's path, size, mtime_ns and inode, what was checked): splits whose every record passed
@@ -89,8 +95,14 @@ def check_split(records, split: str) -> None:
     shards' bytes: a command that holds a split (info, export) is bounded by what it reads."""
     shards = records.files[split]
     stats = [os.stat(shard) for shard in shards]
-    key = (tuple((s, t.st_size, t.st_mtime_ns, t.st_ino) for s, t in zip(shards, stats)), records.image, records.shape,
-           len(records.class_names), records.coarse_key, len(records.coarse_class_names or ()))  # fmt: skip
+    key = (
+        tuple((s, t.st_size, t.st_mtime_ns, t.st_ino) for s, t in zip(shards, stats)),
+        records.image,
+        records.shape,
+        len(records.class_names),
+        records.coarse_key,
+        len(records.coarse_class_names or ()),
+    )
     if key in _CHECKED:
         return
     tally = [0]  # pixels of the encoded images so far
@@ -107,8 +119,10 @@ def check_split(records, split: str) -> None:
             raise SourceError(f"{shard}: cannot read TFRecord shard ({exc.strerror or exc})") from None
     held = sum(t.st_size for t in stats)
     if tally[0] > split_pixel_budget(held):
-        raise SourceError(f"{records.root}: the {split} split's images decode to {tally[0]:,} pixels, more than "
-                          f"{SPLIT_PIXELS_PER_BYTE} per byte of its {held:,}-byte shards: a decompression bomb?")  # fmt: skip
+        raise SourceError(
+            f"{records.root}: the {split} split's images decode to {tally[0]:,} pixels, more than "
+            f"{SPLIT_PIXELS_PER_BYTE} per byte of its {held:,}-byte shards: a decompression bomb?"
+        )
     _CHECKED.add(key)
 
 
@@ -148,8 +162,11 @@ def _image_check(records, tally: list):
             return f"its '{key}' is not one bytes value ({_show(features.get(key))})"
         if kind == "encoded":
             return _encoded_problem(data, shape, tally)
-        declared = {"bytes": shape, "dynamic": _ints(features.get("image/shape")),
-                    "sized": (one_value(features.get("height"), int), one_value(features.get("width"), int), 3)}[kind]  # fmt: skip
+        declared = {
+            "bytes": shape,
+            "dynamic": _ints(features.get("image/shape")),
+            "sized": (one_value(features.get("height"), int), one_value(features.get("width"), int), 3),
+        }[kind]
         if declared is None or None in declared or len(declared) != len(shape):
             return f"its image's shape is not {len(shape)} integers ({_show(declared)})"
         if min(declared) < 1:
@@ -157,7 +174,9 @@ def _image_check(records, tally: list):
         if any(known not in (None, given) for known, given in zip(shape, declared)):
             return f"its image's shape {list(declared)} is not the dataset's {[d or -1 for d in shape]}"
         if math.prod(declared) != len(data):
-            return f"its image holds {len(data):,} bytes, not the {math.prod(declared):,} its shape {list(declared)} needs"
+            return (
+                f"its image holds {len(data):,} bytes, not the {math.prod(declared):,} its shape {list(declared)} needs"
+            )
         return None
 
     return check
@@ -227,8 +246,11 @@ def encoded_size(data: bytes) -> tuple[int, int] | None:
         elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
             at += 2
         elif marker in _SOF:
-            return (int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")) \
-                if at + 9 <= len(data) else None  # fmt: skip
+            return (
+                (int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big"))
+                if at + 9 <= len(data)
+                else None
+            )
         elif marker in (0xD9, 0xDA):  # the end, or the scan data, before any frame header
             return None
         else:

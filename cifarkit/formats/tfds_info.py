@@ -35,11 +35,12 @@ from ..writers.atomic import write_text
 
 # The versions TFDS's own builders give these datasets (image_classification/cifar.py, mnist.py):
 # an export under <data_dir>/<name>/<version>/ is then found by tfds.load(name, data_dir=...).
-TFDS_VERSIONS = {"cifar10": "3.0.2", "cifar100": "3.0.2", "mnist": "3.0.1", "fashion_mnist": "3.0.1",
-                 "kmnist": "3.0.1"}  # fmt: skip
+TFDS_VERSIONS = {"cifar10": "3.0.2", "cifar100": "3.0.2", "mnist": "3.0.1", "fashion_mnist": "3.0.1", "kmnist": "3.0.1"}
 OTHER_VERSION = "1.0.0"  # any other dataset (an image tree's export)
-HOMEPAGES = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
-             "cifar100": "https://www.cs.toronto.edu/~kriz/cifar.html"}  # fmt: skip
+HOMEPAGES = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar.html",
+}
 
 _CLASSES = "tensorflow_datasets.core.features."
 IMAGE_CLASS = _CLASSES + "image_feature.Image"
@@ -100,10 +101,14 @@ def dataset_info_json(name: str, version: str, description: str, splits: dict[st
         "moduleName": "cifarkit",
         "name": name,
         "splits": [
-            {"filepathTemplate": TEMPLATE, "name": split, "numBytes": str(size),
-             "shardLengths": [str(n) for n in lengths]}
+            {
+                "filepathTemplate": TEMPLATE,
+                "name": split,
+                "numBytes": str(size),
+                "shardLengths": [str(n) for n in lengths],
+            }
             for split, (lengths, size) in splits.items()
-        ],  # fmt: skip
+        ],
         "supervisedKeys": {"tuple": {"items": [{"featureKey": "image"}, {"featureKey": "label"}]}},
         "version": version,
     }

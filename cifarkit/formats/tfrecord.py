@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import UsageError
 from ..metadata.export_state import ExportState
 from ..metadata.names import path_component
-from .parallel import run_tasks
 from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic
@@ -31,6 +30,7 @@ from . import tfds_info
 from .base import DEFAULT_QUALITY, FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
 from .codecs import encode_images, png
 from .codecs.example import example_bytes, frame_record
+from .parallel import run_tasks
 from .photos import stored_bytes
 from .tfrecord_read import OPENED_SHARDS, name_corrupt_shard, parse_spec  # noqa: F401  (the reading side)
 
@@ -51,7 +51,6 @@ def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
     """A shard's file name, TFDS's default; ``split`` must be a path component (the dataset name
     is one: :func:`.tfds_info.tfds_name` keeps letters, digits and _ only)."""
     return f"{dataset}-{path_component(split, 'split', 'the export')}.tfrecord-{shard:05d}-of-{shards:05d}"
-
 
 
 def _image_record(image, encoding: str, quality: int, sized: bool) -> dict:
@@ -90,8 +89,9 @@ def image_features(images, encoding: str, quality: int) -> Iterator[dict]:
 RECORDS_PER_WRITE = 1000  # encoded, framed and written together: ~2.6 MB of CIFAR records
 
 
-def write_shard(path: str, split: str, start: int, width: int, images, labels, coarse_labels,
-                encoding: str, quality: int) -> tuple[int, int]:  # fmt: skip
+def write_shard(
+    path: str, split: str, start: int, width: int, images, labels, coarse_labels, encoding: str, quality: int
+) -> tuple[int, int]:
     """Write one complete shard atomically (runs in a worker); skip it if it already exists.
 
     Records are encoded and framed a thousand at a time and written with one call each: about a
@@ -156,8 +156,9 @@ class Shard(Piece):
 def _write_shard(dataset, shard: Shard, path: str, width: int, encoding: str, quality: int) -> tuple[int, int]:
     """Worker: one TFRecord shard; returns (written, skipped)."""
     part = dataset.take(shard.split, shard.start, shard.stop)
-    return write_shard(path, shard.split, shard.start, width, part.images, part.labels, part.coarse_labels,
-                       encoding, quality)  # fmt: skip
+    return write_shard(
+        path, shard.split, shard.start, width, part.images, part.labels, part.coarse_labels, encoding, quality
+    )
 
 
 def _shard_count(n: int, options: WriteOptions) -> int:
@@ -176,8 +177,10 @@ class TFRecord(FormatAdapter):
         if options.encoding not in ENCODINGS:
             raise UsageError(f"unknown encoding '{options.encoding}'; choose one of {', '.join(ENCODINGS)}")
         if options.quality != DEFAULT_QUALITY and options.encoding != "jpeg":
-            raise UsageError(f"--quality is for JPEG records (--encoding jpeg); --encoding {options.encoding} does "
-                             f"not use it. Received: quality={options.quality}")  # fmt: skip
+            raise UsageError(
+                f"--quality is for JPEG records (--encoding jpeg); --encoding {options.encoding} does "
+                f"not use it. Received: quality={options.quality}"
+            )
 
     def folder(self, dataset, options: WriteOptions) -> tuple[str, ...]:
         """Under ``--tfds-layout``, the export goes to OUT/<name>/<version>/, where
@@ -203,8 +206,7 @@ class TFRecord(FormatAdapter):
         name = tfds_info.tfds_name(dataset.name)
         return [Shard(split, start, stop, i, count, name) for i, (start, stop) in enumerate(bounds)]
 
-    def write_split(self, dataset, split: str, out: Path, pieces: list[Shard], options: WriteOptions,
-                    progress) -> int:  # fmt: skip
+    def write_split(self, dataset, split: str, out: Path, pieces: list[Shard], options: WriteOptions, progress) -> int:
         width = index_width(dataset.count(split))
         tasks = [(shard, str(out / shard.file_name), width, options.encoding, options.quality) for shard in pieces]
         skipped = 0
@@ -226,7 +228,7 @@ class TFRecord(FormatAdapter):
         splits = {
             split: ([s.stop - s.start for s in shards], sum((out / s.file_name).stat().st_size for s in shards))
             for split, shards in plans.items()
-        }  # fmt: skip
+        }
         description = f"{dataset.name}, exported by cifarkit from {dataset.location.name} ({dataset.format})."
         labels = {LABEL: dataset.class_names}
         if dataset.coarse_class_names is not None:

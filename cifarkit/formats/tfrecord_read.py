@@ -68,8 +68,11 @@ def describe(root: Path, info: ExportInfo | None) -> Records:
 def _matching_lengths(records: Records, lengths: dict[str, list[int]]) -> dict[str, list[int]]:
     """TFDS's shard lengths of the splits whose shards and count they agree with; a split they do
     not describe is read without them."""
-    return {split: lengths[split] for split, files in records.files.items()
-            if len(lengths.get(split, ())) == len(files) and sum(lengths[split]) == records.counts[split]}  # fmt: skip
+    return {
+        split: lengths[split]
+        for split, files in records.files.items()
+        if len(lengths.get(split, ())) == len(files) and sum(lengths[split]) == records.counts[split]
+    }
 
 
 def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
@@ -77,8 +80,18 @@ def _from_tfds(folder: tfds_info.TfdsFolder) -> Records:
     listed = folder.root / tfds_info.INFO_FILE
     files = {split: [str(p) for p in paths_inside(folder.root, names, listed)] for split, names in folder.files.items()}
     coarse = folder.labels.get("coarse_label")
-    return Records(folder.root, folder.name, folder.labels["label"], coarse, folder.counts, files, image, shape,
-                   "coarse_label" if coarse is not None else None, folder.lengths)  # fmt: skip
+    return Records(
+        folder.root,
+        folder.name,
+        folder.labels["label"],
+        coarse,
+        folder.counts,
+        files,
+        image,
+        shape,
+        "coarse_label" if coarse is not None else None,
+        folder.lengths,
+    )
 
 
 def _image_layout(root: Path, entry: Feature) -> tuple[str, tuple]:
@@ -92,8 +105,10 @@ def _image_layout(root: Path, entry: Feature) -> tuple[str, tuple]:
             return ("dynamic" if shape.count(None) > 1 else "bytes"), shape
         if entry.tensor.encoding == "none" and None not in shape:
             return "ints", shape
-    raise SourceError(f"{root / tfds_info.FEATURES_FILE}: its 'image' feature is not one cifarkit reads "
-                      f"(an Image, or a uint8 Tensor stored as bytes): {entry.model_dump_json()[:120]}")  # fmt: skip
+    raise SourceError(
+        f"{root / tfds_info.FEATURES_FILE}: its 'image' feature is not one cifarkit reads "
+        f"(an Image, or a uint8 Tensor stored as bytes): {entry.model_dump_json()[:120]}"
+    )
 
 
 def _checked_info(root: Path, info: ExportInfo) -> Records:
@@ -108,8 +123,9 @@ def _checked_info(root: Path, info: ExportInfo) -> Records:
     coarse = info.coarse_class_names
     image = "sized" if info.encoding == "raw" else "encoded"  # 0.1: raw images carry height and width
     coarse_key = "label_coarse" if info.features and "label_coarse" in info.features else None
-    return Records(root, info.name or root.name, info.class_names, coarse, counts, files, image, (None, None, 3),
-                   coarse_key)  # fmt: skip
+    return Records(
+        root, info.name or root.name, info.class_names, coarse, counts, files, image, (None, None, 3), coarse_key
+    )
 
 
 def parse_spec(records: Records) -> dict:
@@ -135,8 +151,8 @@ def _decoder(records: Records, size: int | None = None):
     image's header and size were checked before (:func:`.record_checks.check_split`)."""
     import tensorflow as tf
 
-    from ..readers.squaring import resize_shorter_centre
     from ..readers.image_decode import decode_squared
+    from ..readers.squaring import resize_shorter_centre
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
@@ -194,12 +210,20 @@ def reader_for(records: Records):
         return parse(with_coarse, size)
 
     return DataReader(
-        name=records.name, kind="tfrecord", location=records.root, class_names=records.class_names,
-        counts=records.counts, image_shape=records.static_shape, _build=build, files=records.files,
-        coarse_class_names=records.coarse_class_names, shard_lengths=records.shard_lengths,
-        record_parser=checked_parser, squares_on_decode=True,
+        name=records.name,
+        kind="tfrecord",
+        location=records.root,
+        class_names=records.class_names,
+        counts=records.counts,
+        image_shape=records.static_shape,
+        _build=build,
+        files=records.files,
+        coarse_class_names=records.coarse_class_names,
+        shard_lengths=records.shard_lengths,
+        record_parser=checked_parser,
+        squares_on_decode=True,
         coarse_build=(lambda split, **size: build(split, True, **size)) if records.coarse_key else None,
-    )  # fmt: skip
+    )
 
 
 def record_parser(records: Records):
@@ -257,8 +281,14 @@ def name_corrupt_shard(message: str) -> str:
 
 # TensorFlow's image decoders, refusing an image whose header passed the record checks but whose
 # data does not decode; they name neither the shard nor the record.
-UNDECODABLE = ("Invalid PNG", "Invalid JPEG", "Uncompress failed", "Unknown image file format",
-               "Input size should match", "Got 0 frames")  # fmt: skip
+UNDECODABLE = (
+    "Invalid PNG",
+    "Invalid JPEG",
+    "Uncompress failed",
+    "Unknown image file format",
+    "Input size should match",
+    "Got 0 frames",
+)
 
 
 def name_undecodable_image(message: str) -> str | None:
@@ -271,7 +301,7 @@ def name_undecodable_image(message: str) -> str | None:
     import io
     import re
 
-    message = re.split(r"\s*\[\[|\s*\[Op:|\n", message[min(found):])[0].strip()  # TensorFlow's words only
+    message = re.split(r"\s*\[\[|\s*\[Op:|\n", message[min(found) :])[0].strip()  # TensorFlow's words only
 
     from PIL import Image
 

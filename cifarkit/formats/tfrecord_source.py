@@ -15,10 +15,10 @@ import numpy as np
 
 from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
+from ..metadata.export_info import ExportInfo, read_export_info
 from ..sources.labelled import Batch, LabelledImages
 from . import FORMATS, tfds_info
 from .tfrecord_read import Records, describe, name_undecodable_image, reader_for
-from ..metadata.export_info import ExportInfo, read_export_info
 
 
 def find_records(path: Path) -> tuple[Path, ExportInfo | None] | None:
@@ -49,9 +49,14 @@ def read_records_folder(path: Path) -> LabelledImages:
     batches = {split: [_read_split(records, split)] for split in records.counts}
     wrote = "cifarkit TFRecord export" if info is not None else f"TFDS-prepared folder (version {root.name})"
     return LabelledImages(
-        name=records.name, format=wrote, location=root, class_names=records.class_names, batches=batches,
-        coarse_class_names=records.coarse_class_names, verification="not applicable (TFRecord CRCs checked on read)",
-    )  # fmt: skip
+        name=records.name,
+        format=wrote,
+        location=root,
+        class_names=records.class_names,
+        batches=batches,
+        coarse_class_names=records.coarse_class_names,
+        verification="not applicable (TFRecord CRCs checked on read)",
+    )
 
 
 def _read_split(records: Records, split: str) -> Batch:
@@ -77,7 +82,13 @@ def _read_split(records: Records, split: str) -> Batch:
     if not images:
         stacked = np.zeros((0, *(records.static_shape or CIFAR_SHAPE)), np.uint8)
     # The manifest's source column: the split's shards (a record's own shard is not tracked).
-    shards = f"{records.name}-{split}.tfrecord-*" if len(records.files[split]) > 1 else Path(records.files[split][0]).name
-    return Batch(split, stacked, np.asarray(labels, np.int64), [shards] * len(labels),
-                 np.asarray(coarse, np.int64) if records.coarse_key else None)  # fmt: skip
-
+    shards = (
+        f"{records.name}-{split}.tfrecord-*" if len(records.files[split]) > 1 else Path(records.files[split][0]).name
+    )
+    return Batch(
+        split,
+        stacked,
+        np.asarray(labels, np.int64),
+        [shards] * len(labels),
+        np.asarray(coarse, np.int64) if records.coarse_key else None,
+    )

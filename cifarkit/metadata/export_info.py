@@ -79,6 +79,8 @@ def read_export_info(folder: Path, formats: tuple[str, ...] | None = None) -> Ex
             return info.model_copy(update={"path": folder / name})
         if header.cifarkit_version is None:
             return None
-        raise SourceError(f"{folder / name}: the export's format is {json.dumps(header.format)[:40]}, which this "
-                          f"cifarkit does not read (it reads {', '.join(formats or ())})")  # fmt: skip
+        raise SourceError(
+            f"{folder / name}: the export's format is {json.dumps(header.format)[:40]}, which this "
+            f"cifarkit does not read (it reads {', '.join(formats or ())})"
+        )
     return None

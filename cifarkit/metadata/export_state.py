@@ -103,7 +103,9 @@ def resume_command(state: ExportState | None, folder: Path) -> str:
         return f"cifarkit export --out {shlex.quote(str(folder))} ..."
     resume = state.resume
     out = folder.parent.parent if resume is not None and resume.tfds_layout else folder
-    source = shlex.quote(resume.source) if resume is not None else f"<{state.dataset}>"  # a state that predates "resume"
+    source = (
+        shlex.quote(resume.source) if resume is not None else f"<{state.dataset}>"
+    )  # a state that predates "resume"
     words = ["--format", state.format, "--out", str(out), *(_options(resume) if resume is not None else ())]
     return " ".join(["cifarkit export --source", source, *map(shlex.quote, words)])
 
@@ -113,8 +115,12 @@ def _options(resume: ResumeInfo) -> list[str]:
     words = []
     if resume.splits is not None:
         words += ["--split", ",".join(resume.splits)]
-    for name, value in (("quality", resume.quality), ("shards", resume.shards), ("encoding", resume.encoding),
-                        ("layout", resume.layout)):  # fmt: skip
+    for name, value in (
+        ("quality", resume.quality),
+        ("shards", resume.shards),
+        ("encoding", resume.encoding),
+        ("layout", resume.layout),
+    ):
         if value != ResumeInfo.model_fields[name].default:
             words += [f"--{name}", str(value)]
     words += [flag for flag, on in (("--tfds-layout", resume.tfds_layout), ("--skip-bad", resume.skip_bad)) if on]

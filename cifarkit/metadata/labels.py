@@ -40,8 +40,10 @@ def parse_names(text: str, where: object, declared: int | None = None, most: int
     names = []
     for match in _NAME.finditer(text):  # blank lines are skipped without a string each
         if len(names) == most:
-            raise SourceError(f"{where}: lists more than the {most:,} class names "
-                              + ("its metadata declares" if declared else "cifarkit reads here"))  # fmt: skip
+            raise SourceError(
+                f"{where}: lists more than the {most:,} class names "
+                + ("its metadata declares" if declared else "cifarkit reads here")
+            )
         if match.end() - match.start() > MAX_LABEL_BYTES:
             raise SourceError(f"{where}: class name {len(names)} is longer than {MAX_LABEL_BYTES:,} characters")
         names.append(match.group())

@@ -44,9 +44,11 @@ class SplitRows:
 
     def sorted(self) -> SplitRows:
         order = sorted(range(len(self.indices)), key=self.indices.__getitem__)
-        pick = lambda values: None if values is None else [values[i] for i in order]
-        return SplitRows(pick(self.paths), pick(self.indices), pick(self.labels), pick(self.coarse),
-                         pick(self.sources))  # fmt: skip
+
+        def pick(values):
+            return None if values is None else [values[i] for i in order]
+
+        return SplitRows(pick(self.paths), pick(self.indices), pick(self.labels), pick(self.coarse), pick(self.sources))
 
 
 @dataclass

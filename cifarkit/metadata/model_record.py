@@ -36,8 +36,12 @@ def signed_text(kind: str, files: dict[str, str]) -> bytes:
     """The bytes the MAC covers: one canonical JSON text of the kind and the files."""
     import json
 
-    return json.dumps({"format": RECORD_FORMAT, "kind": kind, "files": files}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=True).encode()  # fmt: skip
+    return json.dumps(
+        {"format": RECORD_FORMAT, "kind": kind, "files": files},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    ).encode()
 
 
 def read_model_record(path: Path) -> ModelRecord:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pydantic
 
@@ -68,30 +68,30 @@ class RunConfigFile(Strict):
     sample: bool = False
     verify: bool = True
     model_options: dict[Annotated[str, pydantic.Field(max_length=256)], pydantic.JsonValue] = {}
-    epochs: Optional[Positive] = None
-    batch_size: Optional[Positive] = None
-    crop: Optional[Positive] = None
-    optimizer: Optional[Name] = None
-    lr: Optional[Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)]] = None
-    momentum: Optional[Fraction] = None
-    weight_decay: Optional[Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)]] = None
-    schedule: Optional[Name] = None
-    label_smoothing: Optional[Fraction] = None
+    epochs: Positive | None = None
+    batch_size: Positive | None = None
+    crop: Positive | None = None
+    optimizer: Name | None = None
+    lr: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] | None = None
+    momentum: Fraction | None = None
+    weight_decay: Annotated[float, pydantic.Field(ge=0, allow_inf_nan=False)] | None = None
+    schedule: Name | None = None
+    label_smoothing: Fraction | None = None
     seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0  # what numpy's and Keras's seeding accept
     precision: Name = "float32"
-    jit: Optional[bool] = None
+    jit: bool | None = None
     steps_per_execution: Positive = 8
-    augment_on: Optional[Name] = None
+    augment_on: Name | None = None
     strategy: Name = "auto"
     holdout: Annotated[int, pydantic.Field(ge=0, le=MAX_IMAGES)] = 0
-    limit_train: Optional[Annotated[int, pydantic.Field(ge=1, le=MAX_IMAGES)]] = None
+    limit_train: Annotated[int, pydantic.Field(ge=1, le=MAX_IMAGES)] | None = None
     train_split: SplitSpec = "train"
     eval_split: SplitSpec = "test"
-    nesterov: Optional[bool] = None
-    averaging: Optional[Name] = None
-    whiten: Optional[bool] = None
-    warmup: Optional[Fraction] = None
-    tta: Optional[Text] = None
+    nesterov: bool | None = None
+    averaging: Name | None = None
+    whiten: bool | None = None
+    warmup: Fraction | None = None
+    tta: Text | None = None
 
     def written(self) -> dict:
         """The settings the file holds, and only those (for comparing runs)."""
@@ -116,17 +116,17 @@ class HistoryRow(Strict):
     versions lack the two wall-time columns."""
 
     epoch: Positive
-    loss: Optional[float] = None
-    accuracy: Optional[float] = None
-    top5: Optional[float] = None
-    val_loss: Optional[float] = None
-    val_accuracy: Optional[float] = None
-    val_top5: Optional[float] = None
-    lr: Optional[float] = None
-    train_seconds: Optional[float] = None
-    images_per_second: Optional[float] = None
-    epoch_seconds: Optional[float] = None
-    wall_seconds: Optional[float] = None
+    loss: float | None = None
+    accuracy: float | None = None
+    top5: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_top5: float | None = None
+    lr: float | None = None
+    train_seconds: float | None = None
+    images_per_second: float | None = None
+    epoch_seconds: float | None = None
+    wall_seconds: float | None = None
 
 
 class HistoryState(Strict):
@@ -135,14 +135,14 @@ class HistoryState(Strict):
 
 
 class LearningRateState(Strict):
-    best: Optional[Finite] = None  # the best validation accuracy so far (plateau)
+    best: Finite | None = None  # the best validation accuracy so far (plateau)
     wait: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
     cuts: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
 
 
 class CheckpointsState(Strict):
-    best: Optional[Finite] = None
-    best_epoch: Optional[Positive] = None
+    best: Finite | None = None
+    best_epoch: Positive | None = None
 
 
 class CallbackStates(Strict):
@@ -201,8 +201,8 @@ class TestNumbers(Strict):
     accuracy: Share
     top5: Share
     top_k: Annotated[int, pydantic.Field(ge=1, le=MAX_INT)]
-    ten_crop_accuracy: Optional[Share] = None
-    tta: Optional[TtaNumbers] = None
+    ten_crop_accuracy: Share | None = None
+    tta: TtaNumbers | None = None
 
 
 class RunReport(Strict):
@@ -211,11 +211,11 @@ class RunReport(Strict):
     model: Name
     test: TestNumbers
     epochs_run: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] = 0
-    wall_seconds: Optional[Annotated[float, pydantic.Field(ge=0)]] = None
-    images_per_second: Optional[Annotated[float, pydantic.Field(ge=0)]] = None
-    resumed_from_epoch: Optional[Annotated[int, pydantic.Field(ge=0, le=MAX_INT)]] = None
-    precision: Optional[Name] = None
-    config: Optional[RunConfigFile] = None
+    wall_seconds: Annotated[float, pydantic.Field(ge=0)] | None = None
+    images_per_second: Annotated[float, pydantic.Field(ge=0)] | None = None
+    resumed_from_epoch: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] | None = None
+    precision: Name | None = None
+    config: RunConfigFile | None = None
 
 
 def read_run_report(path: Path) -> RunReport:

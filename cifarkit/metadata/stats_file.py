@@ -39,13 +39,16 @@ class StatsFile(Strict):
     scale: Text = ""
 
     @pydantic.model_validator(mode="after")
-    def _channels(self) -> "StatsFile":
+    def _channels(self) -> StatsFile:
         channels = len(self.mean)
         if channels not in CHANNELS:
             raise ValueError(f"statistics of {channels} channels; images have 1 or 3")
         square = (self.covariance, self.eigenvectors)
-        if len(self.std) != channels or len(self.eigenvalues) != channels or \
-                any(len(m) != channels or any(len(row) != channels for row in m) for m in square):  # fmt: skip
+        if (
+            len(self.std) != channels
+            or len(self.eigenvalues) != channels
+            or any(len(m) != channels or any(len(row) != channels for row in m) for m in square)
+        ):
             raise ValueError(f"the mean has {channels} channels, but not every vector and matrix matches")
         return self
 

@@ -22,7 +22,9 @@ class Task(Strict):
 
 
 class TFConfig(Strict):
-    cluster: dict[Annotated[str, pydantic.Field(max_length=64)], Annotated[list[Address], pydantic.Field(max_length=MAX_TASKS)]]
+    cluster: dict[
+        Annotated[str, pydantic.Field(max_length=64)], Annotated[list[Address], pydantic.Field(max_length=MAX_TASKS)]
+    ]
     task: Task
 
     @property

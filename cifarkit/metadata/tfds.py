@@ -50,8 +50,10 @@ class Shape(Strict):
             raise ValueError("a dimension of 0 holds no image")
         known = math.prod(d for d in dims if d > 0)
         if known > MAX_PIXELS * MAX_CHANNELS:
-            raise ValueError(f"the shape {list(dims)} holds more than {MAX_PIXELS:,} pixels of {MAX_CHANNELS} "
-                             "channels, far beyond any dataset image")  # fmt: skip
+            raise ValueError(
+                f"the shape {list(dims)} holds more than {MAX_PIXELS:,} pixels of {MAX_CHANNELS} "
+                "channels, far beyond any dataset image"
+            )
         return dims
 
     @property
@@ -144,7 +146,9 @@ def read_folder_info(root: Path) -> TfdsFolder:
         raise SourceError(f"{root}: no {INFO_FILE if info is None else FEATURES_FILE}; not a TFDS dataset folder")
     features = tree.featuresDict.features
     if "image" not in features or features["image"].spec is None or "label" not in features:
-        raise SourceError(f"{root / FEATURES_FILE}: not an image classification dataset (no 'image' and 'label' features)")
+        raise SourceError(
+            f"{root / FEATURES_FILE}: not an image classification dataset (no 'image' and 'label' features)"
+        )
     if features["label"].classLabel is None:
         raise SourceError(f"{root / FEATURES_FILE}: its 'label' feature is not a ClassLabel")
     if info.fileFormat != "tfrecord":
@@ -153,10 +157,15 @@ def read_folder_info(root: Path) -> TfdsFolder:
     folder_names([s.name for s in info.splits], "split", listed)  # no two splits in one folder
     empty = [s.name for s in info.splits if not s.shardLengths]
     if empty:  # TFDS's reader refuses such a split too ("corresponds to no data")
-        raise SourceError(f"{listed}: the split {empty[0]!r} lists no shards (shardLengths is empty), so it holds no data")
+        raise SourceError(
+            f"{listed}: the split {empty[0]!r} lists no shards (shardLengths is empty), so it holds no data"
+        )
     name = info.name or root.parent.name or "dataset"  # a folder's own name: one component
-    labels = {key: _label_names(root, key, features[key].classLabel) for key in LABEL_KEYS
-              if key in features and features[key].classLabel is not None}  # fmt: skip
+    labels = {
+        key: _label_names(root, key, features[key].classLabel)
+        for key in LABEL_KEYS
+        if key in features and features[key].classLabel is not None
+    }
     files = {s.name: _shard_files(s, name, listed) for s in info.splits}
     lengths = {s.name: list(s.shardLengths) for s in info.splits}
     counts = {split: sum(n) for split, n in lengths.items()}
@@ -182,8 +191,14 @@ def _shard_files(split: SplitEntry, dataset: str, listed: Path) -> list[str]:
 
 
 def _shard_file(template: str, name: str, split: str, index: int, count: int) -> str:
-    values = {"DATASET": name, "SPLIT": split, "FILEFORMAT": "tfrecord", "SHARD_INDEX": f"{index:05d}",
-              "NUM_SHARDS": f"{count:05d}", "SHARD_X_OF_Y": f"{index:05d}-of-{count:05d}"}  # fmt: skip
+    values = {
+        "DATASET": name,
+        "SPLIT": split,
+        "FILEFORMAT": "tfrecord",
+        "SHARD_INDEX": f"{index:05d}",
+        "NUM_SHARDS": f"{count:05d}",
+        "SHARD_X_OF_Y": f"{index:05d}-of-{count:05d}",
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 

@@ -26,16 +26,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..writers.atomic import partial_path, write_bytes
 from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, VERSION
 from .trust import record_export
-from ..writers.atomic import partial_path, write_bytes
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -75,8 +75,11 @@ def serving_function(model, *, any_size: bool) -> Callable:
         shape = tf.shape(images)
         same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
         one = tf.TensorSpec([size, size, channels], tf.uint8)
-        resized = tf.cond(same, lambda: images,
-                          lambda: tf.map_fn(lambda image: resize_shorter_centre(image, size), images, fn_output_signature=one))  # fmt: skip
+        resized = tf.cond(
+            same,
+            lambda: images,
+            lambda: tf.map_fn(lambda image: resize_shorter_centre(image, size), images, fn_output_signature=one),
+        )
         return tf.ensure_shape(resized, [None, size, size, channels])
 
     def serve(images):
@@ -114,7 +117,7 @@ def static_eval_view(recipe, stats) -> Callable:
                 x = tf.pad(x, [[0, 0], [op.pixels, op.pixels], [op.pixels, op.pixels], [0, 0]], mode=op.mode)
             elif op.name == "crop":
                 corner = (size - op.size) // 2  # the evaluation window: the centre
-                x = x[:, corner:corner + op.size, corner:corner + op.size, :]
+                x = x[:, corner : corner + op.size, corner : corner + op.size, :]
             elif op.name == "normalize":
                 x = (x - mean) / std if op.standardize else x - mean
             size = op.out_size(size)
@@ -134,17 +137,23 @@ def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     # The first endpoint becomes the "serving_default" signature TensorFlow Serving calls.
-    archive.add_endpoint("serve", serving_function(model, any_size=any_size),
-                         input_signature=[tf.TensorSpec([None, side, side, input_channels(model)], tf.uint8, name=IMAGES)])  # fmt: skip
+    archive.add_endpoint(
+        "serve",
+        serving_function(model, any_size=any_size),
+        input_signature=[tf.TensorSpec([None, side, side, input_channels(model)], tf.uint8, name=IMAGES)],
+    )
     names = model_parts(model)[2]
-    archive.add_endpoint("metadata", lambda: {CLASS_NAMES: tf.constant(names), "image_size": tf.constant(size)},
-                         input_signature=[])  # fmt: skip
+    archive.add_endpoint(
+        "metadata", lambda: {CLASS_NAMES: tf.constant(names), "image_size": tf.constant(size)}, input_signature=[]
+    )
     archive.write_out(str(folder), verbose=False)
 
 
 def next_version(folder: Path) -> int:
     """One more than the highest numbered version TensorFlow Serving would find in ``folder``."""
-    versions = [int(p.name) for p in folder.iterdir() if VERSION.fullmatch(p.name) and p.is_dir()] if folder.is_dir() else []
+    versions = (
+        [int(p.name) for p in folder.iterdir() if VERSION.fullmatch(p.name) and p.is_dir()] if folder.is_dir() else []
+    )
     return max(versions, default=0) + 1
 
 
@@ -191,8 +200,9 @@ def tflite_bytes(model, quantize: str = "none", calibration: np.ndarray | None =
         return converter.convert()
 
 
-def export_tflite(model, out: Path, name: str, quantize: str = "none",
-                  calibration: np.ndarray | None = None) -> Exported:  # fmt: skip
+def export_tflite(
+    model, out: Path, name: str, quantize: str = "none", calibration: np.ndarray | None = None
+) -> Exported:
     """``out/name[-float16|-int8].tflite``."""
     path = Path(out) / (name + ("" if quantize == "none" else f"-{quantize}") + ".tflite")
     data = tflite_bytes(model, quantize, calibration)
@@ -214,8 +224,9 @@ def calibration_images(source, size: int, count: int = CALIBRATION_IMAGES, split
     stride = max(1, source.counts[split] // max(count, 1))
     images, _ = to_numpy(source.dataset(split, image_size=size).shard(stride, 0), limit=count)
     if images.shape[1:3] != (size, size):
-        raise UsageError(f"the model takes {size}x{size} images but {source.location} holds "
-                         f"{images.shape[1]}x{images.shape[2]}")  # fmt: skip
+        raise UsageError(
+            f"the model takes {size}x{size} images but {source.location} holds {images.shape[1]}x{images.shape[2]}"
+        )
     return images
 
 

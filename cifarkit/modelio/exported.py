@@ -59,12 +59,16 @@ class SavedModelClassifier(ExportedModel):
         try:
             self._loaded = tf.saved_model.load(str(self.path))
         except Exception as exc:  # TensorFlow raises many kinds for a damaged folder
-            raise SourceError(f"{self.path}: cannot load the SavedModel ({type(exc).__name__}: {_first_line(exc)})") from None
+            raise SourceError(
+                f"{self.path}: cannot load the SavedModel ({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
         self._serve = self._loaded.signatures.get(SIGNATURE)
         metadata = getattr(self._loaded, "metadata", None)
         if self._serve is None or metadata is None or PROBABILITIES not in self._serve.structured_outputs:
-            raise SourceError(f"{self.path}: not a model written by cifarkit export-model (no {SIGNATURE} signature "
-                              f"with {PROBABILITIES}, or no metadata)")  # fmt: skip
+            raise SourceError(
+                f"{self.path}: not a model written by cifarkit export-model (no {SIGNATURE} signature "
+                f"with {PROBABILITIES}, or no metadata)"
+            )
         info = metadata()
         self.class_names = [name.decode() for name in info[CLASS_NAMES].numpy()]
         self.image_size = int(info["image_size"].numpy())
@@ -116,8 +120,10 @@ class TFLiteClassifier(ExportedModel):
         if found.get("error") == "load":
             raise SourceError(f"{self.path}: cannot load the TFLite model ({found.get('why')})")
         if "error" in found:
-            raise SourceError(f"{self.path}: not a model written by cifarkit export-model (its {SIGNATURE} "
-                              f"signature needs {IMAGES} in, {PROBABILITIES} and {CLASS_NAMES} out)")  # fmt: skip
+            raise SourceError(
+                f"{self.path}: not a model written by cifarkit export-model (its {SIGNATURE} "
+                f"signature needs {IMAGES} in, {PROBABILITIES} and {CLASS_NAMES} out)"
+            )
         names = [str(name) for name in found.get("class_names", [])]
         if not names or len(names) != found.get("classes"):
             raise SourceError(f"{self.path}: its class names do not match its {found.get('classes')} outputs")
@@ -156,8 +162,10 @@ def open_exported(path: Path, *, trust: bool = False) -> ExportedModel:
     try:
         return SavedModelClassifier(folder)
     except ImportError as exc:  # Keras on JAX or PyTorch, without TensorFlow
-        raise UsageError(f"{path}: reading a SavedModel needs {exc.name or 'tensorflow'}, which is not importable "
-                         "here; evaluate the run's .keras file instead") from None  # fmt: skip
+        raise UsageError(
+            f"{path}: reading a SavedModel needs {exc.name or 'tensorflow'}, which is not importable "
+            "here; evaluate the run's .keras file instead"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

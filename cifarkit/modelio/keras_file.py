@@ -18,14 +18,13 @@ are also here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import keras
 
 from ..errors import SourceError
 from .model_path import BEST_MODEL, CONFIG_FILE, LAST_MODEL, resolve_model_path  # noqa: F401 (their names here too)
-
 
 ACTIVATIONS = ("linear", "softmax")
 
@@ -33,7 +32,8 @@ ACTIVATIONS = ("linear", "softmax")
 @keras.saving.register_keras_serializable(package="cifarkit")
 class ClassNames(keras.layers.Layer):
     """The model's last layer: the softmax of the logits (``activation="linear"``: the logits, as
-    in files saved before the softmax moved into the model); its config stores the class names, so a ``.keras`` file can label
+    in files saved before the softmax moved into the model); its config stores the class names,
+    so a ``.keras`` file can label
     its own predictions."""
 
     def __init__(self, names: Sequence[str], activation: str = "linear", **kwargs):
@@ -71,7 +71,9 @@ def load_model(path: Path):
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras and h5py raise many kinds for a file that is not a whole model
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SourceError(f"{path}: cannot load the model ({type(exc).__name__}{': ' if first else ''}{first})") from None
+        raise SourceError(
+            f"{path}: cannot load the model ({type(exc).__name__}{': ' if first else ''}{first})"
+        ) from None
 
 
 def _check_archive(path: Path) -> None:
@@ -98,8 +100,9 @@ def model_parts(model):
     augmentation = next((layer for layer in model.layers if isinstance(layer, Augmentation)), None)
     labels = next((layer for layer in model.layers if isinstance(layer, ClassNames)), None)
     if augmentation is None or labels is None:
-        raise SourceError(f"model {model.name!r} was not saved by cifarkit train (no preprocessing layer or "
-                          "class names in it)")  # fmt: skip
+        raise SourceError(
+            f"model {model.name!r} was not saved by cifarkit train (no preprocessing layer or class names in it)"
+        )
     index = model.layers.index(augmentation)
     network = model.layers[index + 1]
     return augmentation, network, labels.names

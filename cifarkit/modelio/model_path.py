@@ -20,7 +20,7 @@ LAST_MODEL = "last.keras"  # the end of the latest epoch
 CONFIG_FILE = "config.json"  # the run's settings, defaults resolved
 
 
-def resolve_model_path(path: Path) -> tuple[Path, "RunConfigFile | None"]:
+def resolve_model_path(path: Path) -> tuple[Path, RunConfigFile | None]:
     """A run folder (its best.keras, falling back to last.keras, and its config), a ``.keras`` file,
     or what ``cifarkit export-model`` wrote: a SavedModel folder (or its TensorFlow Serving model
     folder: the highest version) or a ``.tflite`` file; only a run folder has a config.
@@ -37,8 +37,10 @@ def resolve_model_path(path: Path) -> tuple[Path, "RunConfigFile | None"]:
     if path.is_dir() and (is_savedmodel(path) or latest_version(path) is not None):
         return (path if is_savedmodel(path) else latest_version(path)), None
     if path.is_dir():
-        raise SourceError(f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
-                          "that has not finished an epoch)")  # fmt: skip
+        raise SourceError(
+            f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
+            "that has not finished an epoch)"
+        )
     if not path.exists():
         raise SourceError(f"{path}: no such run folder or model file")
     if path.suffix not in (".keras", ".tflite"):
@@ -55,10 +57,14 @@ def _run_folder_model(path: Path):
         try:
             config = read_run_config(config_file)  # a list, {} or "data": null: one line here, not a crash later
         except SourceError as exc:
-            raise SourceError(f"{config_file}: not a training run's configuration ({reason(exc, config_file)}); "
-                              f"evaluate its {BEST_MODEL} with --data instead") from None  # fmt: skip
+            raise SourceError(
+                f"{config_file}: not a training run's configuration ({reason(exc, config_file)}); "
+                f"evaluate its {BEST_MODEL} with --data instead"
+            ) from None
     for name in (BEST_MODEL, LAST_MODEL):
         if (path / name).is_file():
             return path / name, config
-    raise SourceError(f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
-                      "that has not finished an epoch)")  # fmt: skip
+    raise SourceError(
+        f"{path}: no {BEST_MODEL} or {LAST_MODEL} in this folder (not a training run, or one "
+        "that has not finished an epoch)"
+    )

@@ -25,8 +25,10 @@ from .tflite_worker import FRAME
 
 WORKER = Path(__file__).with_name("tflite_worker.py")
 # The child runs the worker file as a program: the current folder stays off its import path.
-BOOT = ("import sys, runpy\nif sys.path and sys.path[0] in ('', '.'): del sys.path[0]\n"
-        "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
+BOOT = (
+    "import sys, runpy\nif sys.path and sys.path[0] in ('', '.'): del sys.path[0]\n"
+    "sys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')"
+)
 MEMORY_FLOOR = 4 << 30  # address space: TensorFlow's import maps about 1.5 GB of it before any model
 MEMORY_PER_MODEL_BYTE = 8  # weights, their prepacked copies, activations: a few times the file
 MAX_ANSWER_HEADER = 16 << 20  # class names: a million names of 16 bytes
@@ -48,7 +50,9 @@ class InterpreterProcess:
             self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
         except OSError as exc:
             self._log.close()
-            raise SourceError(f"{self.path}: cannot start the TFLite interpreter's process ({exc.strerror or exc})") from None
+            raise SourceError(
+                f"{self.path}: cannot start the TFLite interpreter's process ({exc.strerror or exc})"
+            ) from None
         self._stop = weakref.finalize(self, _stop, self._child, self._log)
 
     def describe(self) -> dict:
@@ -68,9 +72,14 @@ class InterpreterProcess:
             raise self._ended() from None
         header, payload = self._receive()
         if "error" in header:
-            raise SourceError(f"{self.path}: the TFLite interpreter failed on {len(images)} images ({header.get('why')})")
+            raise SourceError(
+                f"{self.path}: the TFLite interpreter failed on {len(images)} images ({header.get('why')})"
+            )
         shape = header.get("shape")
-        if not (isinstance(shape, list) and len(shape) == 2 and shape[0] == len(images)) or len(payload) != 4 * shape[0] * shape[1]:
+        if (
+            not (isinstance(shape, list) and len(shape) == 2 and shape[0] == len(images))
+            or len(payload) != 4 * shape[0] * shape[1]
+        ):
             raise SourceError(f"{self.path}: the TFLite model gave {shape} probabilities for {len(images)} images")
         return np.frombuffer(payload, "<f4").reshape(shape).astype(np.float32)
 
@@ -100,9 +109,13 @@ class InterpreterProcess:
         """The child is gone mid-conversation: its signal or its exit status, in one line."""
         code = self._child.wait()
         if code < 0:
-            return SourceError(f"{self.path}: the TFLite interpreter crashed reading it (signal {-code}: "
-                               f"{_signal_name(-code)}); the file is damaged")  # fmt: skip
-        return SourceError(f"{self.path}: the TFLite interpreter's process ended (exit status {code}){self._last_words()}")
+            return SourceError(
+                f"{self.path}: the TFLite interpreter crashed reading it (signal {-code}: "
+                f"{_signal_name(-code)}); the file is damaged"
+            )
+        return SourceError(
+            f"{self.path}: the TFLite interpreter's process ended (exit status {code}){self._last_words()}"
+        )
 
     def _last_words(self) -> str:
         """The last line the child wrote, for an exit that is not a crash (an import that failed)."""

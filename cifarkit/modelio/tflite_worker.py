@@ -100,8 +100,14 @@ def open_model(path: str, threads: int):
         return None, {"error": "load", "why": _first_line(exc)}
     shape = runner.get_input_details().get(IMAGES, {}).get("shape_signature")
     outputs = runner.get_output_details()
-    if shape is None or len(shape) != 4 or shape[1] < 1 or shape[3] not in (1, 3) or \
-            PROBABILITIES not in outputs or CLASS_NAMES not in outputs:  # fmt: skip
+    if (
+        shape is None
+        or len(shape) != 4
+        or shape[1] < 1
+        or shape[3] not in (1, 3)
+        or PROBABILITIES not in outputs
+        or CLASS_NAMES not in outputs
+    ):
         return None, {"error": "foreign"}
     try:
         first = runner(**{IMAGES: np.zeros((1, int(shape[1]), int(shape[2]), int(shape[3])), np.uint8)})
@@ -109,8 +115,12 @@ def open_model(path: str, threads: int):
         classes = int(np.asarray(first[PROBABILITIES]).shape[-1])
     except Exception as exc:
         return None, {"error": "load", "why": _first_line(exc)}
-    return runner, {"image_size": int(shape[1]), "channels": int(shape[3]), "class_names": names[:classes],
-                    "classes": classes}  # fmt: skip
+    return runner, {
+        "image_size": int(shape[1]),
+        "channels": int(shape[3]),
+        "class_names": names[:classes],
+        "classes": classes,
+    }
 
 
 def serve(runner, requests, channel) -> None:

@@ -147,7 +147,8 @@ def untrusted_reason(model: Path, kind: str) -> str | None:
     try:
         key = signing_key(create=False)
     except (OSError, ValueError) as exc:
-        return f"this machine has no key to check its record ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"this machine has no key to check its record ({why})"
     expected = hmac.new(key, record.signed_text(), hashlib.sha256).hexdigest()
     if record.kind != kind or not hmac.compare_digest(expected, record.mac):
         return "its record was not signed on this machine by this user"
@@ -165,7 +166,11 @@ def check_trusted(model: Path, kind: str) -> None:
     """Refuse, in one line, a model this user's export-model did not write (see the module)."""
     why = untrusted_reason(model, kind)
     if why is not None:
-        what = "a SavedModel runs whatever operations its graph holds" if kind == "savedmodel" else \
-            "a TFLite file drives an interpreter that does not check what it reads"  # fmt: skip
-        raise UnsafeInputError(f"{model}: refused to run it: {what}, and this one is not known to be cifarkit's "
-                               f"({why}); {TRUST_HINT}")  # fmt: skip
+        what = (
+            "a SavedModel runs whatever operations its graph holds"
+            if kind == "savedmodel"
+            else "a TFLite file drives an interpreter that does not check what it reads"
+        )
+        raise UnsafeInputError(
+            f"{model}: refused to run it: {what}, and this one is not known to be cifarkit's ({why}); {TRUST_HINT}"
+        )

@@ -54,8 +54,9 @@ CIFAR_FC_WIDTH = 2048
 
 
 @register_model("alexnet", input_size=PAPER_INPUT_SIZE, recipe="paper", training="paper")
-def alexnet(num_classes: int = 10, input_shape=None, *, groups: int = 1, init: str = "paper",
-            dropout: float = DROPOUT) -> keras.Model:  # fmt: skip
+def alexnet(
+    num_classes: int = 10, input_shape=None, *, groups: int = 1, init: str = "paper", dropout: float = DROPOUT
+) -> keras.Model:
     """Krizhevsky et al. 2012: five conv layers with LRN, three FC layers (groups=2: two towers)."""
     import keras
 
@@ -73,12 +74,23 @@ def alexnet(num_classes: int = 10, input_shape=None, *, groups: int = 1, init: s
         if init == "he":
             return {"kernel_initializer": keras.initializers.HeNormal(), "bias_initializer": "zeros"}
         bias = "ones" if name in PAPER_ONE_BIASES else "zeros"
-        return {"kernel_initializer": keras.initializers.RandomNormal(stddev=PAPER_WEIGHT_STDDEV), "bias_initializer": bias}
+        return {
+            "kernel_initializer": keras.initializers.RandomNormal(stddev=PAPER_WEIGHT_STDDEV),
+            "bias_initializer": bias,
+        }
 
     def conv(x, name: str, filters: int, kernel: int, strides: int = 1, padding: str = "same"):
         tower_groups = groups if name in PAPER_GROUPED else 1
-        return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, groups=tower_groups,
-                                   activation="relu", name=name, **initializers(name))(x)  # fmt: skip
+        return keras.layers.Conv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding=padding,
+            groups=tower_groups,
+            activation="relu",
+            name=name,
+            **initializers(name),
+        )(x)
 
     def pool(x, name: str):
         return keras.layers.MaxPooling2D(POOL_SIZE, strides=POOL_STRIDE, name=name)(x)
@@ -103,8 +115,9 @@ def alexnet(num_classes: int = 10, input_shape=None, *, groups: int = 1, init: s
 
 
 @register_model("alexnet-cifar", input_size=CIFAR_INPUT_SIZE, recipe="cifar", training="cifar")
-def alexnet_cifar(num_classes: int = 10, input_shape=None, *, width: float = 1.0,
-                  dropout: float = DROPOUT) -> keras.Model:  # fmt: skip
+def alexnet_cifar(
+    num_classes: int = 10, input_shape=None, *, width: float = 1.0, dropout: float = DROPOUT
+) -> keras.Model:
     """AlexNet's shape for 32x32: five 3x3 conv + batch norm layers, FC 2048-2048 (width scales both)."""
     import keras
 
@@ -121,8 +134,14 @@ def alexnet_cifar(num_classes: int = 10, input_shape=None, *, width: float = 1.0
     x = inputs = image_input(input_shape, CIFAR_INPUT_SIZE, 1, "alexnet-cifar")
     for index, channels in enumerate(CIFAR_CONV_WIDTHS, start=1):
         # No conv bias: the batch norm that follows subtracts the mean and adds its own offset.
-        x = keras.layers.Conv2D(scaled(channels), CIFAR_KERNEL, padding="same", use_bias=False,
-                                kernel_initializer="he_normal", name=f"conv{index}")(x)  # fmt: skip
+        x = keras.layers.Conv2D(
+            scaled(channels),
+            CIFAR_KERNEL,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            name=f"conv{index}",
+        )(x)
         x = batch_norm_layer(f"bn{index}")(x)
         x = keras.layers.ReLU(name=f"relu{index}")(x)
         if index in CIFAR_POOL_AFTER:

@@ -39,8 +39,9 @@ class LocalResponseNormalization(keras.layers.Layer):
     channel), at the same spatial position. Channels-last inputs of rank 4.
     """
 
-    def __init__(self, size: int = LRN_SIZE, k: float = LRN_K, alpha: float = LRN_ALPHA,
-                 beta: float = LRN_BETA, **kwargs):  # fmt: skip
+    def __init__(
+        self, size: int = LRN_SIZE, k: float = LRN_K, alpha: float = LRN_ALPHA, beta: float = LRN_BETA, **kwargs
+    ):
         super().__init__(**kwargs)
         # An even window cannot be centred on the channel it normalises.
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 or size % 2 == 0:
@@ -54,8 +55,10 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"LocalResponseNormalization expects (batch, height, width, channels) inputs. "
-                             f"Received: input_shape={tuple(input_shape)}")  # fmt: skip
+            raise ValueError(
+                f"LocalResponseNormalization expects (batch, height, width, channels) inputs. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -89,8 +92,12 @@ def image_input(input_shape, native_size: int, min_size: int, model: str) -> ker
     if input_shape is None:
         input_shape = (native_size, native_size, CHANNELS)
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise ValueError(f"input_shape must be (height, width, channels) with positive sizes. Received: input_shape={input_shape}")
+    if len(shape) != 3 or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in shape
+    ):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with positive sizes. Received: input_shape={input_shape}"
+        )
     if min(shape[:2]) < min_size:
         raise ValueError(f"{model} needs inputs of at least {min_size}x{min_size}. Received: input_shape={shape}")
     return keras.Input(shape=tuple(int(d) for d in shape), name="image")

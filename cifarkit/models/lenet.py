@@ -30,8 +30,14 @@ POOLS = {"avg": "AveragePooling2D", "max": "MaxPooling2D"}
 
 
 @register_model("lenet5", input_size=LENET_INPUT_SIZE, recipe="cifar", training="cifar")
-def lenet5(num_classes: int = 10, input_shape=None, *, modern: bool = False, activation: str | None = None,
-           pool: str | None = None) -> keras.Model:  # fmt: skip
+def lenet5(
+    num_classes: int = 10,
+    input_shape=None,
+    *,
+    modern: bool = False,
+    activation: str | None = None,
+    pool: str | None = None,
+) -> keras.Model:
     """LeCun et al. 1998: conv 6-16-120, FC 84, tanh and average pooling (modern=True: ReLU, max-pool)."""
     import keras
 

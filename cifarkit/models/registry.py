@@ -9,11 +9,12 @@ inside their builders, so listing models (``cifarkit models``) never pays for im
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from ..errors import UsageError
 from ..augment.recipes import RECIPES
+from ..errors import UsageError
 
 if TYPE_CHECKING:
     import keras
@@ -56,8 +57,9 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, input_size: int, recipe: str, training: str | None = None,
-                   description: str | None = None):  # fmt: skip
+def register_model(
+    name: str, *, input_size: int, recipe: str, training: str | None = None, description: str | None = None
+):
     """Decorator that registers a builder; the description defaults to its docstring's first line,
     the training defaults to those named like its recipe."""
     if recipe not in KNOWN_RECIPES:

@@ -33,9 +33,30 @@ VGG_CONFIGS = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),  # configuration A
     "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),  # B
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),  # D
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-              512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),  # E
-}  # fmt: skip
+    "vgg19": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),  # E
+}
 
 
 def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: float) -> keras.Model:
@@ -54,8 +75,9 @@ def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: 
             continue
         suffix = f"{block}_{index}"
         # With batch norm the conv bias is redundant: normalisation subtracts it and adds its own offset.
-        x = keras.layers.Conv2D(item, KERNEL, padding="same", use_bias=not batch_norm,
-                                kernel_initializer="he_normal", name=f"conv{suffix}")(x)  # fmt: skip
+        x = keras.layers.Conv2D(
+            item, KERNEL, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal", name=f"conv{suffix}"
+        )(x)
         if batch_norm:
             x = batch_norm_layer(f"bn{suffix}")(x)
         x = keras.layers.ReLU(name=f"relu{suffix}")(x)

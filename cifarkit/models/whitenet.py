@@ -60,18 +60,21 @@ def whitenet(num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_W
     block_widths = _parse_widths(widths)
 
     def norm(x, name: str):
-        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False,
-                                            name=f"{name}_bn")(x)  # fmt: skip
+        x = keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False, name=f"{name}_bn"
+        )(x)
         return ScaledBias(BIAS_SCALE, name=f"{name}_bias")(x)
 
     def conv(x, filters: int, name: str):
-        return keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(),
-                                   name=name)(x)  # fmt: skip
+        return keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=name
+        )(x)
 
     inputs = image_input(input_shape, IMAGE_SIZE, 8, "whitenet")
     # Set from the data before training (whitening); never trained.
-    x = keras.layers.Conv2D(WHITEN_FILTERS, WHITEN_KERNEL, padding="valid", use_bias=False, name="whiten",
-                            trainable=False)(inputs)  # fmt: skip
+    x = keras.layers.Conv2D(
+        WHITEN_FILTERS, WHITEN_KERNEL, padding="valid", use_bias=False, name="whiten", trainable=False
+    )(inputs)
     x = ScaledBias(1.0, name="whiten_bias")(x)  # the bias trains (airbench: its first 3 epochs)
     x = keras.layers.Activation("gelu", name="whiten_gelu")(x)
     for index, width in enumerate(block_widths, start=1):

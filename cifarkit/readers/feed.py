@@ -25,8 +25,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -54,13 +54,23 @@ class FeedStats:
 class Feed:
     """Shuffled uint8 batches of ``images`` (N, H, W, C) and int32 ``labels`` (N,)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, drop_remainder: bool = True, prefetch: int = DEFAULT_PREFETCH):  # fmt: skip
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_remainder: bool = True,
+        prefetch: int = DEFAULT_PREFETCH,
+    ):
         if len(images) != len(labels):
             raise UsageError(f"images and labels differ in length: {len(images)} and {len(labels)}")
         if batch_size < 1 or prefetch < 1:
-            raise UsageError(f"batch_size and prefetch must be positive. Received: batch_size={batch_size}, "
-                             f"prefetch={prefetch}")  # fmt: skip
+            raise UsageError(
+                f"batch_size and prefetch must be positive. Received: batch_size={batch_size}, prefetch={prefetch}"
+            )
         if drop_remainder and batch_size > len(labels):
             raise UsageError(f"batch_size {batch_size} is larger than the {len(labels)} images (no full batch)")
         self.images, self.labels = images, np.asarray(labels, np.int32)
@@ -88,7 +98,7 @@ class Feed:
                 yield np.take(self.images, index, axis=0), np.take(self.labels, index)
             epoch += 1
 
-    def epochs(self, epochs: int | None = None, *, first_epoch: int = 0) -> "Stream":
+    def epochs(self, epochs: int | None = None, *, first_epoch: int = 0) -> Stream:
         """Batches of ``epochs`` epochs (None: without end) from ``first_epoch`` on, one stream
         whose thread runs across epoch boundaries. Close it (or use ``with``) to stop early."""
         return Stream(self, first_epoch, epochs)
@@ -131,7 +141,7 @@ class Stream:
         self._thread = threading.Thread(target=_produce, args=args, daemon=True, name="cifarkit-feed")
         self._thread.start()
 
-    def __iter__(self) -> "Stream":
+    def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +175,7 @@ class Stream:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -177,8 +187,9 @@ class Stream:
 
 
 # The sources this feed serves: those a reader holds as arrays in memory ("arrays" readers).
-IN_MEMORY_SOURCES = ("CIFAR archives (python or binary version, .tar.gz or extracted) and MNIST-family IDX files "
-                     "(or Keras's mnist.npz)")  # fmt: skip
+IN_MEMORY_SOURCES = (
+    "CIFAR archives (python or binary version, .tar.gz or extracted) and MNIST-family IDX files (or Keras's mnist.npz)"
+)
 
 
 def source_arrays(source, split: str, backend: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +198,9 @@ def source_arrays(source, split: str, backend: str) -> tuple[np.ndarray, np.ndar
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
     if source.kind != "arrays":
-        raise UsageError(f"{source.location} is a {source.kind} source, which needs TensorFlow's tf.data; on the "
-                         f"{backend} backend cifarkit reads {IN_MEMORY_SOURCES} (or run with KERAS_BACKEND=tensorflow)")  # fmt: skip
+        raise UsageError(
+            f"{source.location} is a {source.kind} source, which needs TensorFlow's tf.data; on the "
+            f"{backend} backend cifarkit reads {IN_MEMORY_SOURCES} (or run with KERAS_BACKEND=tensorflow)"
+        )
     images, labels = source.arrays[split]
     return images, np.asarray(labels, np.int32)

@@ -40,22 +40,35 @@ def windows(lengths: list[int], start: int, stop: int) -> list[Window]:
 
 def can_shuffle_files(reader: DataReader, pieces: list) -> bool:
     """Whether the pieces' shards and their lengths are known (TFRecord folders that list them)."""
-    return (reader.kind == "tfrecord" and reader.record_parser is not None
-            and all(p.split in reader.files and p.split in reader.shard_lengths for p in pieces))  # fmt: skip
+    return (
+        reader.kind == "tfrecord"
+        and reader.record_parser is not None
+        and all(p.split in reader.files and p.split in reader.shard_lengths for p in pieces)
+    )
 
 
-def shuffled_files(reader: DataReader, pieces: list, *, seed: int | None = None, with_coarse: bool = False,
-                   image_size: int | None = None):  # fmt: skip
+def shuffled_files(
+    reader: DataReader,
+    pieces: list,
+    *,
+    seed: int | None = None,
+    with_coarse: bool = False,
+    image_size: int | None = None,
+):
     """``(split name, index in the split, (image, label[, coarse label]))`` of every example of the
     pieces, their shards (all pieces' together, as TFDS) in an order that changes every iteration;
     ``seed`` makes the sequence of orders repeatable."""
     import tensorflow as tf
 
-    rows = [(reader.files[p.split][w.shard], p.split, w.skip, w.take, w.first)
-            for p in pieces for w in windows(reader.shard_lengths[p.split], p.start, p.stop)]  # fmt: skip
+    rows = [
+        (reader.files[p.split][w.shard], p.split, w.skip, w.take, w.first)
+        for p in pieces
+        for w in windows(reader.shard_lengths[p.split], p.start, p.stop)
+    ]
     files, names, skips, takes, firsts = (list(column) for column in zip(*rows))
     instructions = tf.data.Dataset.from_tensor_slices(
-        (files, names, tf.constant(skips, tf.int64), tf.constant(takes, tf.int64), tf.constant(firsts, tf.int64)))
+        (files, names, tf.constant(skips, tf.int64), tf.constant(takes, tf.int64), tf.constant(firsts, tf.int64))
+    )
     instructions = instructions.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
 
     def read(file, name, skip, take, first):
@@ -64,11 +77,13 @@ def shuffled_files(reader: DataReader, pieces: list, *, seed: int | None = None,
         return tf.data.Dataset.zip(labelled)
 
     # deterministic: the same seed gives the same orders, whatever the threads do.
-    ds = instructions.interleave(read, cycle_length=CYCLE_LENGTH, block_length=BLOCK_LENGTH,
-                                 num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
+    ds = instructions.interleave(
+        read, cycle_length=CYCLE_LENGTH, block_length=BLOCK_LENGTH, num_parallel_calls=AUTOTUNE, deterministic=True
+    )
     # Images of mixed sizes are squared as they are decoded, as in the reader's own pipeline.
     size = image_size if reader.squarer(image_size) is not None else None
     parse = reader.record_parser(with_coarse, size)
-    ds = ds.map(lambda name, index, record: (name, index, parse(record)), num_parallel_calls=AUTOTUNE,
-                deterministic=True)  # fmt: skip
+    ds = ds.map(
+        lambda name, index, record: (name, index, parse(record)), num_parallel_calls=AUTOTUNE, deterministic=True
+    )
     return ds.apply(tf.data.experimental.assert_cardinality(sum(takes)))

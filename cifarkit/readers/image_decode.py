@@ -84,8 +84,9 @@ def header_size(contents):
     def jpeg():
         return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
 
-    is_png = tf.logical_and(tf.strings.length(contents) >= _PNG_SIZE_AT + 8,
-                            tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE))  # fmt: skip
+    is_png = tf.logical_and(
+        tf.strings.length(contents) >= _PNG_SIZE_AT + 8, tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE)
+    )
     return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.zeros([2], tf.int64))
 
 
@@ -142,7 +143,6 @@ def _naming_failures(decoded, paths: list[str], shape):
     """
     import tensorflow as tf
 
-
     count = len(paths)
 
     def explain(index):
@@ -152,8 +152,11 @@ def _naming_failures(decoded, paths: list[str], shape):
 
     def check(position, element):
         index, image, label = element
-        ok = tf.cond(tf.equal(index, position), lambda: tf.constant(True),
-                     lambda: tf.numpy_function(explain, [position], tf.bool))  # fmt: skip
+        ok = tf.cond(
+            tf.equal(index, position),
+            lambda: tf.constant(True),
+            lambda: tf.numpy_function(explain, [position], tf.bool),
+        )
         with tf.control_dependencies([ok]):
             return tf.identity(image), tf.identity(label)
 
@@ -170,5 +173,3 @@ def source_error_in(exc: Exception) -> SourceError | None:
 
     match = re.search(r"\bSourceError: ([^\n]+)", getattr(exc, "message", None) or "")
     return SourceError(match.group(1).strip()) if match else None
-
-

@@ -18,10 +18,10 @@ Evaluation is a separate function with no randomness at all.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from .reader import AUTOTUNE, DataReader, shard_policy, without_autotune
 from ..errors import UsageError
+from .reader import AUTOTUNE, DataReader, shard_policy, without_autotune
 
 AUGMENT_PLACES = ("host", "device")
 # Whole-split shuffling for in-memory arrays costs one int64 per image; for files the buffer holds
@@ -34,8 +34,17 @@ def check_place(augment_on: str) -> None:
         raise UsageError(f"--augment-on must be host or device. Received: augment_on={augment_on!r}")
 
 
-def uint8_batches(source: DataReader, split: str, *, batch_size: int, shuffle: bool, seed: int | None,
-                  drop_remainder: bool, image_size: int | None = None, num_workers: int = 1):
+def uint8_batches(
+    source: DataReader,
+    split: str,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None,
+    drop_remainder: bool,
+    image_size: int | None = None,
+    num_workers: int = 1,
+):
     """(uint8 (B, H, W, 3), int32 (B,)) batches of a split, shuffled or in order."""
     import tensorflow as tf
 
@@ -56,14 +65,31 @@ def uint8_batches(source: DataReader, split: str, *, batch_size: int, shuffle: b
     return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
 
-def train_batches(source: DataReader, split: str, transform: Callable, *, batch_size: int, seed: int = 0,
-                  augment_on: str = "host", image_size: int | None = None, num_workers: int = 1):
+def train_batches(
+    source: DataReader,
+    split: str,
+    transform: Callable,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    augment_on: str = "host",
+    image_size: int | None = None,
+    num_workers: int = 1,
+):
     """Shuffled training batches: float32 augmented on the host, or uint8 for the device to augment."""
     import tensorflow as tf
 
     check_place(augment_on)
-    ds = uint8_batches(source, split, batch_size=batch_size, shuffle=True, seed=seed, drop_remainder=True,
-                       image_size=image_size, num_workers=num_workers)  # fmt: skip
+    ds = uint8_batches(
+        source,
+        split,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        drop_remainder=True,
+        image_size=image_size,
+        num_workers=num_workers,
+    )
     if augment_on == "host":
         # One fresh [2] seed per batch from a seeded stream that differs every epoch: reproducible
         # under --seed, never the same crop twice.
@@ -73,13 +99,27 @@ def train_batches(source: DataReader, split: str, transform: Callable, *, batch_
     return without_autotune(ds.prefetch(AUTOTUNE))
 
 
-def eval_batches(source: DataReader, split: str, transform: Callable | None, *, batch_size: int,
-                 image_size: int | None = None, num_workers: int = 1):
+def eval_batches(
+    source: DataReader,
+    split: str,
+    transform: Callable | None,
+    *,
+    batch_size: int,
+    image_size: int | None = None,
+    num_workers: int = 1,
+):
     """Batches in dataset order, every image once, transformed without randomness (or uint8 if
     ``transform`` is None, for a model that preprocesses on the device)."""
-    ds = uint8_batches(source, split, batch_size=batch_size, shuffle=False, seed=None, drop_remainder=False,
-                       image_size=image_size, num_workers=num_workers)  # fmt: skip
+    ds = uint8_batches(
+        source,
+        split,
+        batch_size=batch_size,
+        shuffle=False,
+        seed=None,
+        drop_remainder=False,
+        image_size=image_size,
+        num_workers=num_workers,
+    )
     if transform is not None:
         ds = ds.map(lambda x, y: (transform(x), y), num_parallel_calls=AUTOTUNE)
     return without_autotune(ds.prefetch(AUTOTUNE))
-

@@ -10,9 +10,9 @@ decoded in the pipeline (:mod:`cifarkit.readers.image_decode`). Each export form
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,8 +26,12 @@ RECORD_READ_BUFFER = 8 << 20
 # Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
 CIFAR_NAMES = ("cifar10", "cifar100")
 # Every image of an export of these has one shape (MNIST's keep their one grey channel).
-FIXED_SHAPES = {**{name: CIFAR_SHAPE for name in CIFAR_NAMES}, "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
-                "kmnist": (28, 28, 1)}  # fmt: skip
+FIXED_SHAPES = {
+    **{name: CIFAR_SHAPE for name in CIFAR_NAMES},
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+    "kmnist": (28, 28, 1),
+}
 
 
 @dataclass
@@ -91,7 +95,6 @@ class DataReader:
             ds = ds.map(square, num_parallel_calls=AUTOTUNE, deterministic=True)
         return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
 
-
     def stored(self, split: str, *, with_coarse: bool = False):
         """The split's elements as stored, in dataset order: images of mixed sizes keep their own
         (for reading a split whole into arrays, as ``info`` and ``export`` do)."""
@@ -120,24 +123,35 @@ class DataReader:
             import tensorflow as tf
 
             images, labels = self.arrays[piece.split]
-            return tf.data.Dataset.from_tensor_slices((images[piece.start : piece.stop], labels[piece.start : piece.stop]))
+            return tf.data.Dataset.from_tensor_slices(
+                (images[piece.start : piece.stop], labels[piece.start : piece.stop])
+            )
         ds = self.dataset(piece.split, image_size=image_size, with_coarse=with_coarse)
         if (piece.start, piece.stop) == (0, self.counts[piece.split]):
             return ds
         return ds.skip(piece.start).take(len(piece))
 
-    def select(self, selection: dict[str, str]) -> "DataReader":
+    def select(self, selection: dict[str, str]) -> DataReader:
         """A reader whose splits are the names of ``selection``, each the images its spec selects
         (``{"train": "test[:8000]", "test": "test[8000:]"}``); a spec naming a split this data
         lacks is refused in one line. Plain split names are kept as they are."""
         chosen = {name: self.pieces(spec) for name, spec in selection.items()}
         counts = {name: sum(len(p) for p in pieces) for name, pieces in chosen.items()}
         if all(name == spec and spec in self.counts for name, spec in selection.items()):
-            return replace(self, counts=counts, arrays={s: self.arrays[s] for s in counts if s in self.arrays},
-                           files={s: self.files[s] for s in counts if s in self.files})  # fmt: skip
-        extras = {name: {key: np.concatenate([self.extras[p.split][key][p.start : p.stop] for p in pieces])
-                         for key in self.extras.get(pieces[0].split, {})}
-                  for name, pieces in chosen.items() if all(p.split in self.extras for p in pieces)}  # fmt: skip
+            return replace(
+                self,
+                counts=counts,
+                arrays={s: self.arrays[s] for s in counts if s in self.arrays},
+                files={s: self.files[s] for s in counts if s in self.files},
+            )
+        extras = {
+            name: {
+                key: np.concatenate([self.extras[p.split][key][p.start : p.stop] for p in pieces])
+                for key in self.extras.get(pieces[0].split, {})
+            }
+            for name, pieces in chosen.items()
+            if all(p.split in self.extras for p in pieces)
+        }
         if self.kind == "arrays":
             arrays = {name: _concat_pieces(self.arrays, pieces) for name, pieces in chosen.items()}
             return replace(self, counts=counts, arrays=arrays, _build=_array_builder(arrays), files={}, extras=extras)
@@ -150,8 +164,9 @@ class DataReader:
             return ds
 
         coarse = None if self.coarse_build is None else lambda split, **size: build(split, True, **size)
-        return replace(self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse,
-                       shard_lengths={})  # fmt: skip
+        return replace(
+            self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse, shard_lengths={}
+        )
 
 
 def _concat_pieces(arrays: dict, pieces: list) -> tuple[np.ndarray, np.ndarray]:
@@ -221,8 +236,11 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
     (decoded to ``files_shape`` if every image has it, as in an export of CIFAR)."""
     counts = {s: dataset.count(s) for s in dataset.splits}
     lazy = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
-    extras = {s: {"coarse_label": np.concatenate([b.coarse_labels for b in bs]).astype(np.int64)}
-              for s, bs in dataset.batches.items() if bs and all(b.coarse_labels is not None for b in bs)}  # fmt: skip
+    extras = {
+        s: {"coarse_label": np.concatenate([b.coarse_labels for b in bs]).astype(np.int64)}
+        for s, bs in dataset.batches.items()
+        if bs and all(b.coarse_labels is not None for b in bs)
+    }
     if not lazy:
         arrays = {}
         for split, batches in dataset.batches.items():
@@ -232,9 +250,18 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
 
         shapes = {a[0].shape[1:] for a in arrays.values()}
         shape = tuple(shapes.pop()) if len(shapes) == 1 else None
-        return DataReader(dataset.name, "arrays", dataset.location, dataset.class_names, counts, shape,
-                          _build=_array_builder(arrays), arrays=arrays, extras=extras,
-                          coarse_class_names=dataset.coarse_class_names)  # fmt: skip
+        return DataReader(
+            dataset.name,
+            "arrays",
+            dataset.location,
+            dataset.class_names,
+            counts,
+            shape,
+            _build=_array_builder(arrays),
+            arrays=arrays,
+            extras=extras,
+            coarse_class_names=dataset.coarse_class_names,
+        )
 
     paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
     labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
@@ -244,9 +271,18 @@ def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | N
 
         return decode_files(paths[split], labels[split], files_shape, size)
 
-    return DataReader(dataset.name, "image files", dataset.location, dataset.class_names, counts, files_shape,
-                      _build=build, extras=extras, coarse_class_names=dataset.coarse_class_names,
-                      squares_on_decode=True)  # fmt: skip
+    return DataReader(
+        dataset.name,
+        "image files",
+        dataset.location,
+        dataset.class_names,
+        counts,
+        files_shape,
+        _build=build,
+        extras=extras,
+        coarse_class_names=dataset.coarse_class_names,
+        squares_on_decode=True,
+    )
 
 
 def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

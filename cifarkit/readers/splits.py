@@ -40,8 +40,9 @@ MAX_INDEX_DIGITS = 18
 def _int(text: str, spec: str) -> int:
     digits = text.lstrip("-").rstrip("%")
     if len(digits) > MAX_INDEX_DIGITS:
-        raise UsageError(f"split {spec[:60]!r}: an index of {len(digits):,} digits; indices have at most "
-                         f"{MAX_INDEX_DIGITS}")  # fmt: skip
+        raise UsageError(
+            f"split {spec[:60]!r}: an index of {len(digits):,} digits; indices have at most {MAX_INDEX_DIGITS}"
+        )
     return int(text.rstrip("%"))
 
 
@@ -71,7 +72,9 @@ def resolve(spec: str, counts: dict[str, int], where: str = "the dataset") -> li
             pieces += [Piece(s, 0, n) for s, n in counts.items()]
             continue
         if name not in counts:
-            raise UsageError(f"{where} has no split {name!r} (asked for by {spec!r}); it has {', '.join(counts) or 'none'}")
+            raise UsageError(
+                f"{where} has no split {name!r} (asked for by {spec!r}); it has {', '.join(counts) or 'none'}"
+            )
         if start is not None and stop is not None and start.endswith("%") != stop.endswith("%"):
             raise UsageError(f"split {spec!r}: both ends of a slice must be indices or both percentages")
         count = counts[name]

@@ -54,6 +54,7 @@ def resize_shorter_centre_ops(image: np.ndarray, size: int) -> np.ndarray:
     side = min(image.shape[0], image.shape[1])
     top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
     square = image[top : top + side, left : left + side].astype(np.float32)
-    resized = ops.image.resize(ops.convert_to_tensor(square[None]), (size, size), interpolation="bilinear",
-                               antialias=True)  # fmt: skip
+    resized = ops.image.resize(
+        ops.convert_to_tensor(square[None]), (size, size), interpolation="bilinear", antialias=True
+    )
     return np.clip(np.round(ops.convert_to_numpy(resized)[0]), 0, 255).astype(np.uint8)

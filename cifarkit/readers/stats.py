@@ -9,10 +9,10 @@ because that is how people usually quote them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Stats:
         return data
 
     @staticmethod
-    def from_json(data: dict) -> "Stats":
+    def from_json(data: dict) -> Stats:
         """The statistics in ``data`` as a saved model's layer config holds them, checked as a
         statistics file is (:mod:`cifarkit.metadata.stats_file`)."""
         from ..metadata.stats_file import parse_stats
@@ -55,12 +55,20 @@ class Stats:
         return Stats.from_file(parse_stats(text, "statistics"))
 
     @staticmethod
-    def from_file(checked) -> "Stats":
+    def from_file(checked) -> Stats:
         """A :class:`cifarkit.metadata.stats_file.StatsFile` as :class:`Stats`."""
-        return Stats(mean=checked.mean, std=checked.std, covariance=checked.covariance,
-                     eigenvalues=checked.eigenvalues, eigenvectors=checked.eigenvectors, pixels=checked.pixels,
-                     images=checked.images, dataset=checked.dataset, split=checked.split,
-                     scale=checked.scale or SCALE)  # fmt: skip
+        return Stats(
+            mean=checked.mean,
+            std=checked.std,
+            covariance=checked.covariance,
+            eigenvalues=checked.eigenvalues,
+            eigenvectors=checked.eigenvectors,
+            pixels=checked.pixels,
+            images=checked.images,
+            dataset=checked.dataset,
+            split=checked.split,
+            scale=checked.scale or SCALE,
+        )
 
 
 # Pixels turned into float64 at a time (24 MB for RGB): a batch of 1,024 CIFAR images, so the
@@ -106,11 +114,16 @@ class RunningMoments:
         signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), range(len(values))])
         vectors = vectors * signs
         return Stats(
-            mean=tuple(mean.tolist()), std=tuple(np.sqrt(np.diag(cov)).tolist()),
-            covariance=tuple(tuple(r) for r in cov.tolist()), eigenvalues=tuple(values.tolist()),
-            eigenvectors=tuple(tuple(r) for r in vectors.tolist()), pixels=self.pixels,
-            images=self.images, dataset=dataset, split=split,
-        )  # fmt: skip
+            mean=tuple(mean.tolist()),
+            std=tuple(np.sqrt(np.diag(cov)).tolist()),
+            covariance=tuple(tuple(r) for r in cov.tolist()),
+            eigenvalues=tuple(values.tolist()),
+            eigenvectors=tuple(tuple(r) for r in vectors.tolist()),
+            pixels=self.pixels,
+            images=self.images,
+            dataset=dataset,
+            split=split,
+        )
 
 
 def compute_stats(batches: Iterable[np.ndarray], dataset: str = "", split: str = "train") -> Stats:
@@ -158,13 +171,16 @@ def stats_for(source, split: str = "train", *, image_size: int | None = None, pr
     return compute_source_stats(source, split, image_size=image_size, progress=progress)
 
 
-def compute_source_stats(source, split: str = "train", *, image_size: int | None = None,
-                         progress: bool = False) -> Stats:
+def compute_source_stats(
+    source, split: str = "train", *, image_size: int | None = None, progress: bool = False
+) -> Stats:
     """One streaming pass over a split of a :class:`cifarkit.data.DataSource`."""
     from tqdm import tqdm
 
     if split not in source.counts:
-        raise UsageError(f"{source.location}: no split {split!r} to compute statistics from; it has {', '.join(source.counts)}")
+        raise UsageError(
+            f"{source.location}: no split {split!r} to compute statistics from; it has {', '.join(source.counts)}"
+        )
     moments = RunningMoments()
     with tqdm(total=source.counts[split], desc=f"stats {split}", unit="img", disable=not progress, leave=False) as bar:
         for images in _image_batches(source, split, image_size):

@@ -52,36 +52,42 @@ class Placement:
     def check_batch(self, batch_size: int) -> int:
         """The per-replica batch; the global batch must split evenly so every replica does the same work."""
         if batch_size < self.replicas or batch_size % self.replicas:
-            raise UsageError(f"--batch-size must be a multiple of the {self.replicas} replicas of the "
-                             f"{self.name} strategy. Received: batch_size={batch_size}")  # fmt: skip
+            raise UsageError(
+                f"--batch-size must be a multiple of the {self.replicas} replicas of the "
+                f"{self.name} strategy. Received: batch_size={batch_size}"
+            )
         return batch_size // self.replicas
 
 
-def read_tf_config() -> "TFConfig":
+def read_tf_config() -> TFConfig:
     """``$TF_CONFIG`` parsed and checked: a cluster with workers and this process's task in it."""
     from ..metadata.tf_config import parse_tf_config
 
     raw = os.environ.get(TF_CONFIG)
     if not raw:
-        raise UsageError(f"--strategy multi-worker needs ${TF_CONFIG} describing the cluster and this "
-                         'task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                         '"task": {"type": "worker", "index": 0}}')  # fmt: skip
+        raise UsageError(
+            f"--strategy multi-worker needs ${TF_CONFIG} describing the cluster and this "
+            'task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
     try:
         config = parse_tf_config(raw, TF_CONFIG)
     except UsageError as exc:
         why = str(exc).removeprefix(f"${TF_CONFIG}: ")
-        raise UsageError(f"${TF_CONFIG} is not a valid cluster description ({why}). "
-                         f"Received: {TF_CONFIG}={raw[:200]!r}") from None  # fmt: skip
+        raise UsageError(
+            f"${TF_CONFIG} is not a valid cluster description ({why}). Received: {TF_CONFIG}={raw[:200]!r}"
+        ) from None
     kind, index = config.task.type, config.task.index
     if kind not in _TRAINING_TASKS:
         raise UsageError(f"${TF_CONFIG} task type must be chief or worker for training. Received: type={kind!r}")
     if not 0 <= index < len(config.members):
-        raise UsageError(f"${TF_CONFIG} task index is outside the {kind} list of {len(config.members)}. "
-                         f"Received: index={index}")  # fmt: skip
+        raise UsageError(
+            f"${TF_CONFIG} task index is outside the {kind} list of {len(config.members)}. Received: index={index}"
+        )
     return config
 
 
-def is_chief_task(config: "TFConfig") -> bool:
+def is_chief_task(config: TFConfig) -> bool:
     """The chief writes checkpoints and reports: the "chief" task, or worker 0 when there is none."""
     kind, index = config.task.type, config.task.index
     if "chief" in config.cluster:
@@ -112,8 +118,10 @@ def make_strategy(name: str = "auto") -> Placement:
     backend = keras_backend()
     if backend != "tensorflow":
         if name not in ("auto", "one-device"):
-            raise UsageError(f"--strategy {name} is TensorFlow's tf.distribute; the {backend} backend trains on one "
-                             "device (--strategy auto or one-device), or run with KERAS_BACKEND=tensorflow")  # fmt: skip
+            raise UsageError(
+                f"--strategy {name} is TensorFlow's tf.distribute; the {backend} backend trains on one "
+                "device (--strategy auto or one-device), or run with KERAS_BACKEND=tensorflow"
+            )
         return Placement(NoStrategy(), "one-device" if name == "one-device" else "default", 1, (first_device(),))
     if name == "multi-worker":
         config = read_tf_config()  # checked before TensorFlow is imported: a clear error, fast
@@ -121,8 +129,9 @@ def make_strategy(name: str = "auto") -> Placement:
 
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         task = f"{config.task.type}:{config.task.index}"
-        return Placement(strategy, "multi-worker", strategy.num_replicas_in_sync, (task,),
-                         is_chief=is_chief_task(config), task=task)  # fmt: skip
+        return Placement(
+            strategy, "multi-worker", strategy.num_replicas_in_sync, (task,), is_chief=is_chief_task(config), task=task
+        )
 
     import tensorflow as tf
 

@@ -57,6 +57,7 @@ def onednn_state() -> str:
     value = os.environ.get(ONEDNN_VARIABLE)
     return "TensorFlow's default for this CPU" if value is None else f"{ONEDNN_VARIABLE}={value}"
 
+
 # x86's AVX-512 BF16 and AMX, Arm's BF16 extension: bfloat16 products in hardware.
 BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 

@@ -17,9 +17,10 @@ import hashlib
 import lzma
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from ..constants import MAX_DATASET_BYTES, MAX_MEMBER_BYTES
 from ..errors import SourceError, UnsafeInputError
@@ -40,7 +41,7 @@ class _HashingReader:
             self.md5.update(data)
         return data
 
-    def __enter__(self) -> "_HashingReader":  # used as the stream itself for a plain tar
+    def __enter__(self) -> _HashingReader:  # used as the stream itself for a plain tar
         return self
 
     def __exit__(self, *exc: object) -> None:

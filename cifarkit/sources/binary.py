@@ -7,21 +7,21 @@ CIFAR-10 records are <label byte><3072 pixel bytes>; CIFAR-100 records are
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ..constants import (
+    CIFAR10_BINARY_RECORD,
+    CIFAR10_CLASSES,
     CIFAR100_BINARY_RECORD,
     CIFAR100_NUM_COARSE,
     CIFAR100_NUM_FINE,
-    CIFAR10_BINARY_RECORD,
-    CIFAR10_CLASSES,
 )
 from ..errors import SourceError
 from ..metadata.labels import parse_names
-from .pickled import check_labels, planar_to_hwc
 from .labelled import Batch, CifarParts
+from .pickled import check_labels, planar_to_hwc
 
 
 def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:

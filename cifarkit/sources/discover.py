@@ -73,14 +73,28 @@ def find_dataset(cwd: Path | None = None, home: Path | None = None) -> Found:
 # archives and their folders, Keras's caches (mnist.npz, fashion-mnist/), torchvision's folders,
 # and a plain folder of the dataset's name.
 DATASET_FILES = {
-    "cifar10": (EXTRACTED_FOLDERS[0], KERAS3_FOLDERS[0], "cifar-10-python.tar.gz", EXTRACTED_FOLDERS[2],
-                "cifar-10-binary.tar.gz", "cifar10", "cifar-10"),
-    "cifar100": (EXTRACTED_FOLDERS[1], KERAS3_FOLDERS[1], "cifar-100-python.tar.gz", EXTRACTED_FOLDERS[3],
-                 "cifar-100-binary.tar.gz", "cifar100", "cifar-100"),
+    "cifar10": (
+        EXTRACTED_FOLDERS[0],
+        KERAS3_FOLDERS[0],
+        "cifar-10-python.tar.gz",
+        EXTRACTED_FOLDERS[2],
+        "cifar-10-binary.tar.gz",
+        "cifar10",
+        "cifar-10",
+    ),
+    "cifar100": (
+        EXTRACTED_FOLDERS[1],
+        KERAS3_FOLDERS[1],
+        "cifar-100-python.tar.gz",
+        EXTRACTED_FOLDERS[3],
+        "cifar-100-binary.tar.gz",
+        "cifar100",
+        "cifar-100",
+    ),
     "mnist": ("mnist.npz", "mnist", "MNIST/raw", "MNIST"),
     "fashion_mnist": ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "FashionMNIST"),
     "kmnist": ("kmnist", "KMNIST/raw", "KMNIST"),
-}  # fmt: skip
+}
 
 
 def search_folders(data_dir: str | Path | None = None, cwd: Path | None = None, home: Path | None = None) -> list[Path]:
@@ -94,12 +108,15 @@ def search_folders(data_dir: str | Path | None = None, cwd: Path | None = None, 
     return folders
 
 
-def find_named(name: str, data_dir: str | Path | None = None, cwd: Path | None = None, home: Path | None = None) -> Path:
+def find_named(
+    name: str, data_dir: str | Path | None = None, cwd: Path | None = None, home: Path | None = None
+) -> Path:
     """The first copy of dataset ``name`` (``cifar10``, ``mnist``, ...) in :func:`search_folders`."""
     key = name.lower().replace("-", "_")
     if key not in DATASET_FILES:
-        raise SourceError(f"{name}: no such file or folder, and not a dataset name cifarkit looks for "
-                          f"({', '.join(DATASET_FILES)})")  # fmt: skip
+        raise SourceError(
+            f"{name}: no such file or folder, and not a dataset name cifarkit looks for ({', '.join(DATASET_FILES)})"
+        )
     folders = search_folders(data_dir, cwd, home)
     for folder in folders:
         if folder.name in DATASET_FILES[key] and folder.exists():  # $CIFARKIT_DATA may be the dataset itself

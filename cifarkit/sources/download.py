@@ -22,8 +22,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
@@ -183,17 +183,22 @@ def _download_into(
     return final
 
 
-def _attempts(source: str, part: Path, attempts: int, timeout: float, backoff: float, quiet: bool,
-              say: Callable[[str], None]) -> tuple[bool, str]:
+def _attempts(
+    source: str, part: Path, attempts: int, timeout: float, backoff: float, quiet: bool, say: Callable[[str], None]
+) -> tuple[bool, str]:
     """Fetch until one attempt completes or ``attempts`` have failed, pausing ``backoff``, twice
     that, ... between them. Returns whether it completed, and the last failure's reason."""
     last_reason = ""
     bar = tqdm(
-        total=None, desc=part.name.removesuffix(PART_SUFFIX), unit="B", unit_scale=True, unit_divisor=1024,
+        total=None,
+        desc=part.name.removesuffix(PART_SUFFIX),
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
         file=sys.stderr,
         disable=True if quiet else None,  # None lets tqdm hide the bar when stderr is not a terminal
         leave=True,
-    )  # fmt: skip
+    )
     try:
         for attempt in range(1, attempts + 1):
             try:
@@ -204,8 +209,10 @@ def _attempts(source: str, part: Path, attempts: int, timeout: float, backoff: f
                 if attempt == attempts:
                     break
                 delay = min(backoff * 2 ** (attempt - 1), _MAX_DELAY)
-                say(f"{part.name.removesuffix(PART_SUFFIX)}: attempt {attempt} of {attempts} failed ({exc.reason}); "
-                    f"retrying in {delay:g} s")  # fmt: skip
+                say(
+                    f"{part.name.removesuffix(PART_SUFFIX)}: attempt {attempt} of {attempts} failed ({exc.reason}); "
+                    f"retrying in {delay:g} s"
+                )
                 if delay > 0:
                     _sleep(delay)
     finally:

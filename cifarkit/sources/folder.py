@@ -39,16 +39,20 @@ def _named(paths: list[Path]) -> list[Path]:
         except UnicodeEncodeError:
             printable = False
         if not printable:
-            raise SourceError(f"{path.parent}: holds {path.name!a}, a name that is not printable UTF-8; "
-                              "rename it to read the tree")  # fmt: skip
+            raise SourceError(
+                f"{path.parent}: holds {path.name!a}, a name that is not printable UTF-8; rename it to read the tree"
+            )
     return paths
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return _named(sorted(
-        p for p in _listing(folder)
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-    ))  # fmt: skip
+    return _named(
+        sorted(
+            p
+            for p in _listing(folder)
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+    )
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -58,9 +62,7 @@ def _subdirs(folder: Path) -> list[Path]:
 def looks_like_image_tree(root: Path) -> bool:
     if has_manifest(root):
         return True  # a cifarkit tree export, at any depth (--layout coarse/fine nests it)
-    return any(_images_in(d) for d in _subdirs(root)) or any(
-        _images_in(c) for d in _subdirs(root) for c in _subdirs(d)
-    )
+    return any(_images_in(d) for d in _subdirs(root)) or any(_images_in(c) for d in _subdirs(root) for c in _subdirs(d))
 
 
 def read_folder(root: Path) -> LabelledImages:
@@ -82,9 +84,13 @@ def read_folder(root: Path) -> LabelledImages:
             rel = [str(p.relative_to(root)) for p in paths]
             batches.setdefault(split, []).append(Batch(split, LazyImages(paths), labels, rel))
     return LabelledImages(
-        name=root.resolve().name, format="image folder tree", location=root,
-        class_names=class_names, batches=batches, verification="not applicable (image folder)",
-    )  # fmt: skip
+        name=root.resolve().name,
+        format="image folder tree",
+        location=root,
+        class_names=class_names,
+        batches=batches,
+        verification="not applicable (image folder)",
+    )
 
 
 def read_export_tree(root: Path) -> LabelledImages:
@@ -92,8 +98,9 @@ def read_export_tree(root: Path) -> LabelledImages:
     checked against the class and image counts its cifarkit_info.json records."""
     info = read_export_info(root)
     coarse_names = info.coarse_class_names if info is not None else None
-    manifest = read_manifest(root, len(info.class_names) if info is not None else None,
-                             len(coarse_names) if coarse_names else None)  # fmt: skip
+    manifest = read_manifest(
+        root, len(info.class_names) if info is not None else None, len(coarse_names) if coarse_names else None
+    )
     if info is not None:
         _check_counts(manifest, info)
     batches: dict[str, list[Batch]] = {}
@@ -102,10 +109,14 @@ def read_export_tree(root: Path) -> LabelledImages:
         coarse = np.asarray(rows.coarse, np.int64) if rows.coarse is not None and coarse_names else None
         batches[split] = [Batch(split, LazyImages(paths), manifest.labels(split), rows.sources, coarse)]
     return LabelledImages(
-        name=root.resolve().name, format="cifarkit image export", location=root, class_names=manifest.class_names,
-        batches=batches, coarse_class_names=coarse_names if coarse_names and _has_coarse(batches) else None,
+        name=root.resolve().name,
+        format="cifarkit image export",
+        location=root,
+        class_names=manifest.class_names,
+        batches=batches,
+        coarse_class_names=coarse_names if coarse_names and _has_coarse(batches) else None,
         verification="not applicable (image folder)",
-    )  # fmt: skip
+    )
 
 
 def _has_coarse(batches: dict[str, list[Batch]]) -> bool:
@@ -118,5 +129,7 @@ def _check_counts(manifest, info) -> None:
     for split in dict.fromkeys([*listed, *info.splits]):
         recorded = info.splits[split].count if split in info.splits else None
         if listed.get(split, 0) != (recorded or 0) or recorded is None:
-            raise SourceError(f"{manifest.path}: lists {listed.get(split, 0):,} images of split {split!r} where "
-                              f"{info.path.name} records {'none' if recorded is None else f'{recorded:,}'}")
+            raise SourceError(
+                f"{manifest.path}: lists {listed.get(split, 0):,} images of split {split!r} where "
+                f"{info.path.name} records {'none' if recorded is None else f'{recorded:,}'}"
+            )

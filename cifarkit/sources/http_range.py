@@ -13,8 +13,9 @@ import re
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -89,9 +90,9 @@ def _request(source: str, part: Path, offset: int, timeout: float) -> http.clien
                 return None
             # The partial is longer than the file, or belongs to another one: start afresh.
             _truncate(part)
-            raise Retryable(f"server refused to resume at byte {offset}")
+            raise Retryable(f"server refused to resume at byte {offset}") from None
         if code >= 500:
-            raise Retryable(f"HTTP {code} {reason}")
+            raise Retryable(f"HTTP {code} {reason}") from None
         # A 4xx (or a redirect loop) will not change by asking again.
         raise DownloadError(f"cannot download {source}: HTTP {code} {reason}") from None
     except urllib.error.URLError as exc:

@@ -27,9 +27,16 @@ from typing import BinaryIO
 import numpy as np
 
 from ..constants import (
-    IDX_IMAGE_DIMS, IDX_LABEL_DIMS, IDX_MD5, IDX_TYPE_UBYTE, KERAS_MNIST_NPZ, KERAS_MNIST_SHA256, MAX_IDX_BYTES,
-    MNIST_CLASSES, MNIST_FAMILY_CLASSES,
-)  # fmt: skip
+    IDX_IMAGE_DIMS,
+    IDX_LABEL_DIMS,
+    IDX_MD5,
+    IDX_TYPE_UBYTE,
+    KERAS_MNIST_NPZ,
+    KERAS_MNIST_SHA256,
+    MAX_IDX_BYTES,
+    MNIST_CLASSES,
+    MNIST_FAMILY_CLASSES,
+)
 from ..errors import ChecksumError, SourceError, UnsafeInputError
 from .labelled import Batch, LabelledImages
 
@@ -99,8 +106,9 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = None,
-              max_body: int | None = None) -> np.ndarray:  # fmt: skip
+def parse_idx(
+    stream: BinaryIO, name: str, ndim: int, file_size: int | None = None, max_body: int | None = None
+) -> np.ndarray:
     """The array an IDX stream holds, its header checked first; ``file_size`` (uncompressed
     files) lets a header be checked against the file before any of the data is read, and
     ``max_body`` bounds what a compressed one may claim."""
@@ -108,7 +116,9 @@ def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = No
     if len(head) < 4:
         raise SourceError(f"{name}: truncated: {len(head)} bytes, shorter than an IDX header")
     if head[:2] != b"\0\0":
-        raise SourceError(f"{name}: not an IDX file (magic number {head.hex()}, expected 0000 then type and dimensions)")
+        raise SourceError(
+            f"{name}: not an IDX file (magic number {head.hex()}, expected 0000 then type and dimensions)"
+        )
     if head[2] != IDX_TYPE_UBYTE:
         raise SourceError(f"{name}: IDX type code 0x{head[2]:02x}; the MNIST family stores unsigned bytes (0x08)")
     if head[3] != ndim:
@@ -121,14 +131,21 @@ def parse_idx(stream: BinaryIO, name: str, ndim: int, file_size: int | None = No
     if min(dims) < 1:
         raise SourceError(f"{name}: IDX dimensions {'x'.join(map(str, dims))} hold no data")
     body, header = math.prod(dims), 4 + 4 * ndim
-    claim = f"its header says {dims[0]:,} {'x'.join(map(str, dims[1:])) + ' images' if ndim > 1 else 'labels'} ({body:,} bytes)"
+    what = "x".join(map(str, dims[1:])) + " images" if ndim > 1 else "labels"
+    claim = f"its header says {dims[0]:,} {what} ({body:,} bytes)"
     if body > MAX_IDX_BYTES:
-        raise UnsafeInputError(f"{name}: refused: {claim}, more than the {MAX_IDX_BYTES // 2**20} MiB an MNIST-family file can hold")
+        raise UnsafeInputError(
+            f"{name}: refused: {claim}, more than the {MAX_IDX_BYTES // 2**20} MiB an MNIST-family file can hold"
+        )
     if ndim > 1 and math.prod(dims[1:]) > MAX_IMAGE_PIXELS:
-        raise UnsafeInputError(f"{name}: refused: {claim}; an MNIST-family image has at most {MAX_IMAGE_PIXELS:,} pixels")
+        raise UnsafeInputError(
+            f"{name}: refused: {claim}; an MNIST-family image has at most {MAX_IMAGE_PIXELS:,} pixels"
+        )
     if max_body is not None and body > max_body:
-        raise UnsafeInputError(f"{name}: refused: {claim}, more than {GZIP_RATIO} times the gzipped file's size "
-                               "(the MNIST family's files hold at most 5): a decompression bomb?")  # fmt: skip
+        raise UnsafeInputError(
+            f"{name}: refused: {claim}, more than {GZIP_RATIO} times the gzipped file's size "
+            "(the MNIST family's files hold at most 5): a decompression bomb?"
+        )
     if file_size is not None and file_size != header + body:
         raise _size_error(name, claim, body, file_size - header)
     data = _read_upto(stream, body + 1)
@@ -171,8 +188,15 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, where: str) -> None:
 
 def _name_hint(*names: str) -> str | None:
     """The dataset a file or folder name points to (fashion-mnist/, KMNIST/raw/, ...), if any."""
-    return next((dataset for part in names for word, dataset in _FOLDER_HINTS
-                 if word in part.lower().replace("-", "").replace("_", "")), None)  # fmt: skip
+    return next(
+        (
+            dataset
+            for part in names
+            for word, dataset in _FOLDER_HINTS
+            if word in part.lower().replace("-", "").replace("_", "")
+        ),
+        None,
+    )
 
 
 def _identify(folder: Path, md5s: dict[str, str], verify: bool) -> tuple[str, str, list[str]]:
@@ -187,14 +211,20 @@ def _identify(folder: Path, md5s: dict[str, str], verify: bool) -> tuple[str, st
         if not unmatched:
             return name, f"verified: {len(md5s)} files match the official {name} md5s", []
         if verify:
-            raise ChecksumError(f"{folder / unmatched[0]}: md5 {md5s[unmatched[0]]} is not the official {name} "
-                                "file's (the others are); corrupt or modified. Pass --no-verify to read it anyway")  # fmt: skip
+            raise ChecksumError(
+                f"{folder / unmatched[0]}: md5 {md5s[unmatched[0]]} is not the official {name} "
+                "file's (the others are); corrupt or modified. Pass --no-verify to read it anyway"
+            )
         return name, f"NOT verified: {', '.join(unmatched)} differ from the official {name} files (--no-verify)", []
     hint = _name_hint(folder.name, folder.parent.name)
     why = "no file with an official checksum" if md5s else "uncompressed files have no published checksum"
     if hint is not None:
         return hint, f"not verified: {why}; named {hint} after the folder", []
-    return "mnist", f"not verified: {why}", [f"{folder.name}: not recognisable as Fashion-MNIST or KMNIST; read as MNIST digits"]
+    return (
+        "mnist",
+        f"not verified: {why}",
+        [f"{folder.name}: not recognisable as Fashion-MNIST or KMNIST; read as MNIST digits"],
+    )
 
 
 def class_names_for(name: str, labels: list[np.ndarray], where: str) -> tuple[str, ...]:
@@ -226,12 +256,18 @@ def read_idx_folder(folder: Path, *, verify: bool = True) -> LabelledImages:
     name, verification, notes = _identify(folder, md5s, verify)
     class_names = class_names_for(name, [labels for _, labels in arrays.values()], str(folder))
     batches = {
-        split: [Batch(split, images[..., None], labels.astype(np.int64),
-                      [files[split, "images"].name] * len(labels))]  # fmt: skip
+        split: [Batch(split, images[..., None], labels.astype(np.int64), [files[split, "images"].name] * len(labels))]
         for split, (images, labels) in arrays.items()
     }
-    return LabelledImages(name=name, format=_FORMAT, location=folder, class_names=class_names, batches=batches,
-                          verification=verification, notes=notes)  # fmt: skip
+    return LabelledImages(
+        name=name,
+        format=_FORMAT,
+        location=folder,
+        class_names=class_names,
+        batches=batches,
+        verification=verification,
+        notes=notes,
+    )
 
 
 def _npz_array(archive: zipfile.ZipFile, key: str, ndim: int, path: Path) -> np.ndarray:
@@ -241,12 +277,16 @@ def _npz_array(archive: zipfile.ZipFile, key: str, ndim: int, path: Path) -> np.
     try:
         info = archive.getinfo(f"{key}.npy")
     except KeyError:
-        raise SourceError(f"{path}: no '{key}' array (a Keras MNIST cache holds x_train, y_train, x_test, y_test)") from None
+        raise SourceError(
+            f"{path}: no '{key}' array (a Keras MNIST cache holds x_train, y_train, x_test, y_test)"
+        ) from None
     if info.file_size > MAX_IDX_BYTES:
         raise UnsafeInputError(f"{where}: refused: {info.file_size:,} bytes, more than an MNIST-family array can hold")
     if info.file_size > max(GZIP_FLOOR, GZIP_RATIO * info.compress_size):
-        raise UnsafeInputError(f"{where}: refused: {info.file_size:,} bytes from {info.compress_size:,} compressed, "
-                               f"more than {GZIP_RATIO} times: a decompression bomb?")  # fmt: skip
+        raise UnsafeInputError(
+            f"{where}: refused: {info.file_size:,} bytes from {info.compress_size:,} compressed, "
+            f"more than {GZIP_RATIO} times: a decompression bomb?"
+        )
     with archive.open(info) as fh:
         try:
             major, _ = np.lib.format.read_magic(fh)
@@ -254,15 +294,25 @@ def _npz_array(archive: zipfile.ZipFile, key: str, ndim: int, path: Path) -> np.
             shape, fortran, dtype = read_header(fh)
         except ValueError as exc:
             raise SourceError(f"{where}: not a .npy array ({exc})") from None
-        if fortran or dtype.kind not in "iu" or dtype.hasobject or len(shape) != ndim or (ndim == 3 and dtype != np.uint8):
-            raise SourceError(f"{where}: a {dtype} array of shape {shape}; expected "
-                              f"{'uint8 (N, rows, cols)' if ndim == 3 else 'integer (N,)'} in C order")  # fmt: skip
+        if (
+            fortran
+            or dtype.kind not in "iu"
+            or dtype.hasobject
+            or len(shape) != ndim
+            or (ndim == 3 and dtype != np.uint8)
+        ):
+            raise SourceError(
+                f"{where}: a {dtype} array of shape {shape}; expected "
+                f"{'uint8 (N, rows, cols)' if ndim == 3 else 'integer (N,)'} in C order"
+            )
         body = math.prod(shape) * dtype.itemsize
         if body > MAX_IDX_BYTES or (ndim == 3 and math.prod(shape[1:]) > MAX_IMAGE_PIXELS):
             raise UnsafeInputError(f"{where}: refused: its header claims {shape} ({body:,} bytes)")
         data = _read_upto(fh, body + 1)
     if len(data) != body:
-        raise SourceError(f"{where}: truncated or padded: its header says {shape} ({body:,} bytes), it holds {len(data):,}")
+        raise SourceError(
+            f"{where}: truncated or padded: its header says {shape} ({body:,} bytes), it holds {len(data):,}"
+        )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
@@ -271,8 +321,10 @@ def read_keras_npz(path: Path, *, verify: bool = True) -> LabelledImages:
     try:
         sha = file_digest(path, "sha256")
         with zipfile.ZipFile(path) as archive:
-            arrays = {split: (_npz_array(archive, f"x_{split}", 3, path), _npz_array(archive, f"y_{split}", 1, path))
-                      for split in ("train", "test")}  # fmt: skip
+            arrays = {
+                split: (_npz_array(archive, f"x_{split}", 3, path), _npz_array(archive, f"y_{split}", 1, path))
+                for split in ("train", "test")
+            }
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise SourceError(f"{path}: not a valid npz (zip) file or truncated ({exc})") from None
     except OSError as exc:
@@ -287,7 +339,15 @@ def read_keras_npz(path: Path, *, verify: bool = True) -> LabelledImages:
         name = _name_hint(path.stem, path.parent.name) or "mnist"
         verification = f"not verified: sha256 {sha[:16]}... is not Keras's {KERAS_MNIST_NPZ}"
     class_names = class_names_for(name, [labels for _, labels in arrays.values()], str(path))
-    batches = {split: [Batch(split, images[..., None], labels.astype(np.int64), [path.name] * len(labels))]
-               for split, (images, labels) in arrays.items()}  # fmt: skip
-    return LabelledImages(name=name, format="MNIST family, Keras npz cache", location=path, class_names=class_names,
-                          batches=batches, verification=verification)  # fmt: skip
+    batches = {
+        split: [Batch(split, images[..., None], labels.astype(np.int64), [path.name] * len(labels))]
+        for split, (images, labels) in arrays.items()
+    }
+    return LabelledImages(
+        name=name,
+        format="MNIST family, Keras npz cache",
+        location=path,
+        class_names=class_names,
+        batches=batches,
+        verification=verification,
+    )

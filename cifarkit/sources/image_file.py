@@ -51,10 +51,16 @@ def size_refusal(width: int, height: int, file_bytes: int) -> str | None:
         return f"its header gives {width} x {height} pixels, an image with no pixels"
     if width * height <= pixel_budget(file_bytes):
         return None
-    limit = (f"the limit is {MAX_PIXELS // 1_000_000} megapixels" if width * height > MAX_PIXELS else
-             f"{PIXELS_PER_BYTE} pixels per byte of its {file_bytes:,}-byte file above "
-             f"{FLOOR_PIXELS / 1e6:.1f} megapixels")  # fmt: skip
-    return f"image larger than cifarkit reads ({width} x {height} pixels; {limit}), refused before decoding: a decompression bomb?"
+    limit = (
+        f"the limit is {MAX_PIXELS // 1_000_000} megapixels"
+        if width * height > MAX_PIXELS
+        else f"{PIXELS_PER_BYTE} pixels per byte of its {file_bytes:,}-byte file above "
+        f"{FLOOR_PIXELS / 1e6:.1f} megapixels"
+    )
+    return (
+        f"image larger than cifarkit reads ({width} x {height} pixels; {limit}), refused before decoding: "
+        "a decompression bomb?"
+    )
 
 
 def read_image(path: Path, data: bytes | None = None) -> np.ndarray:

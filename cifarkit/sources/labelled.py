@@ -9,9 +9,9 @@ pipelines over a source or an export.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class CifarParts:
     """What a CIFAR layout reader (python or binary, CIFAR-10 or -100) finds in the files."""
 
     class_names: tuple[str, ...]
-    batches: dict[str, list["Batch"]]
+    batches: dict[str, list[Batch]]
     coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's superclasses
     notes: list[str] = field(default_factory=list)
 
@@ -66,7 +66,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def slice(self, start: int, stop: int) -> "Batch":
+    def slice(self, start: int, stop: int) -> Batch:
         return Batch(
             split=self.split,
             images=self.images[start:stop],
@@ -76,7 +76,7 @@ class Batch:
         )
 
     @staticmethod
-    def concat(parts: list["Batch"]) -> "Batch":
+    def concat(parts: list[Batch]) -> Batch:
         if not parts:
             raise ValueError("Batch.concat needs at least one batch (use LabelledImages.take for a range)")
         if len(parts) == 1:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, MAX_DATASET_BYTES, MAX_MEMBER_BYTES, SAMPLE_MD5, SAMPLE_NAME
 from ..errors import ChecksumError, SourceError, UnsafeInputError
@@ -28,7 +28,6 @@ ARCHIVE_NAMES = tuple(ARCHIVE_MD5)
 KERAS3_FOLDERS = tuple(f"{name}-target/{name}" for name in EXTRACTED_FOLDERS[:2])
 NESTED_FOLDERS = KERAS3_FOLDERS + ("raw",)
 KNOWN_MD5 = {**ARCHIVE_MD5, SAMPLE_NAME: SAMPLE_MD5}
-
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,21 @@ def detect_layout(names: set[str]) -> str | None:
     return None
 
 
-def _read_layout(layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str) -> LabelledImages:
+def _read_layout(
+    layout: str, files: dict[str, Callable[[], bytes]], location: Path, verification: str
+) -> LabelledImages:
     kind = CIFAR_LAYOUTS[layout]
     parts = kind.read(files)
     if not parts.batches:
         raise SourceError(f"{location}: no train or test batches found")
     return LabelledImages(
-        name=kind.dataset, format=kind.description, location=location, class_names=parts.class_names,
-        batches=parts.batches, coarse_class_names=parts.coarse_class_names, verification=verification,
+        name=kind.dataset,
+        format=kind.description,
+        location=location,
+        class_names=parts.class_names,
+        batches=parts.batches,
+        coarse_class_names=parts.coarse_class_names,
+        verification=verification,
         notes=parts.notes,
     )
 

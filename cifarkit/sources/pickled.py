@@ -8,15 +8,16 @@ N x 3072, one integer label per image in range, class names as strings.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..constants import (
+    CHANNELS,
+    CIFAR10_CLASSES,
     CIFAR100_NUM_COARSE,
     CIFAR100_NUM_FINE,
-    CIFAR10_CLASSES,
-    CHANNELS,
     IMAGE_BYTES,
     IMAGE_SIZE,
 )
@@ -78,7 +79,9 @@ def check_labels(values: Any, n: int, num_classes: int, key: str, filename: str)
         if isinstance(values, (list, tuple)):
             what = f"holds a {type(next(v for v in values if type(v) is not int)).__name__}"
         else:
-            what = f"is an array of {values.dtype}" if isinstance(values, np.ndarray) else f"is a {type(values).__name__}"
+            what = (
+                f"is an array of {values.dtype}" if isinstance(values, np.ndarray) else f"is a {type(values).__name__}"
+            )
         raise SourceError(f"{filename}: '{key}' is not a list of integers (it {what})")
     if len(flat) != n:
         raise SourceError(f"{filename}: {len(flat)} {key} for {n} images")

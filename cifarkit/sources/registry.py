@@ -10,16 +10,23 @@ any folder of class folders).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import SourceError
 from ..metadata.export_state import check_finished
 from .folder import IMAGE_EXTENSIONS, looks_like_image_tree, read_folder
 from .idx import IDX_FILE, has_idx_files, read_idx_folder, read_keras_npz
 from .labelled import LabelledImages
-from .layouts import ARCHIVE_NAMES, EXTRACTED_FOLDERS, NESTED_FOLDERS, detect_layout, read_cifar_archive, read_cifar_folder
+from .layouts import (
+    ARCHIVE_NAMES,
+    EXTRACTED_FOLDERS,
+    NESTED_FOLDERS,
+    detect_layout,
+    read_cifar_archive,
+    read_cifar_folder,
+)
 from .source_path import check_source_path
 
 
@@ -48,8 +55,10 @@ def _official_archive(folder: Path) -> Path | None:
 
 
 def _one_image(path: Path, verify: bool) -> LabelledImages:
-    raise SourceError(f"{path}: one image, not a dataset (an archive or a folder of class folders); to classify it, "
-                      f"run: cifarkit predict RUN_FOLDER {path}")  # fmt: skip
+    raise SourceError(
+        f"{path}: one image, not a dataset (an archive or a folder of class folders); to classify it, "
+        f"run: cifarkit predict RUN_FOLDER {path}"
+    )
 
 
 def _records(path: Path, verify: bool) -> LabelledImages:
@@ -67,27 +76,61 @@ def _has_records(path: Path) -> bool:
 
 
 FAMILIES: tuple[SourceFamily, ...] = (
-    SourceFamily("keras-npz", "Keras's mnist.npz", True, lambda p: p.suffix == ".npz",
-                 lambda p, verify: read_keras_npz(p, verify=verify)),  # fmt: skip
+    SourceFamily(
+        "keras-npz",
+        "Keras's mnist.npz",
+        True,
+        lambda p: p.suffix == ".npz",
+        lambda p, verify: read_keras_npz(p, verify=verify),
+    ),
     # one of the four IDX files: its folder is the dataset
-    SourceFamily("idx-file", "an MNIST-family IDX file", True, lambda p: IDX_FILE.fullmatch(p.name) is not None,
-                 lambda p, verify: read_idx_folder(p.parent, verify=verify)),  # fmt: skip
+    SourceFamily(
+        "idx-file",
+        "an MNIST-family IDX file",
+        True,
+        lambda p: IDX_FILE.fullmatch(p.name) is not None,
+        lambda p, verify: read_idx_folder(p.parent, verify=verify),
+    ),
     SourceFamily("image-file", "one image file", True, lambda p: p.suffix.lower() in IMAGE_EXTENSIONS, _one_image),
-    SourceFamily("cifar-archive", "a CIFAR archive", True, lambda p: True,
-                 lambda p, verify: read_cifar_archive(p, verify=verify)),  # fmt: skip
-    SourceFamily("cifar-folder", "an extracted CIFAR folder", False,
-                 lambda p: detect_layout(_file_names(p)) is not None,
-                 lambda p, verify: read_cifar_folder(p, detect_layout(_file_names(p)), verify=verify)),  # fmt: skip
-    SourceFamily("idx-folder", "MNIST-family IDX files", False, has_idx_files,
-                 lambda p, verify: read_idx_folder(p, verify=verify)),  # fmt: skip
-    SourceFamily("nested-folder", "a folder holding one of those", False, lambda p: _inner(p) is not None,
-                 lambda p, verify: open_source(_inner(p), verify=verify)),  # fmt: skip
-    SourceFamily("archive-in-folder", "a folder holding an official archive", False,
-                 lambda p: _official_archive(p) is not None,
-                 lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify)),  # fmt: skip
+    SourceFamily(
+        "cifar-archive", "a CIFAR archive", True, lambda p: True, lambda p, verify: read_cifar_archive(p, verify=verify)
+    ),
+    SourceFamily(
+        "cifar-folder",
+        "an extracted CIFAR folder",
+        False,
+        lambda p: detect_layout(_file_names(p)) is not None,
+        lambda p, verify: read_cifar_folder(p, detect_layout(_file_names(p)), verify=verify),
+    ),
+    SourceFamily(
+        "idx-folder",
+        "MNIST-family IDX files",
+        False,
+        has_idx_files,
+        lambda p, verify: read_idx_folder(p, verify=verify),
+    ),
+    SourceFamily(
+        "nested-folder",
+        "a folder holding one of those",
+        False,
+        lambda p: _inner(p) is not None,
+        lambda p, verify: open_source(_inner(p), verify=verify),
+    ),
+    SourceFamily(
+        "archive-in-folder",
+        "a folder holding an official archive",
+        False,
+        lambda p: _official_archive(p) is not None,
+        lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify),
+    ),
     SourceFamily("tfrecord", "a TFRecord export or TFDS-prepared folder", False, _has_records, _records),
-    SourceFamily("image-tree", "an image tree <split>/<class>/*.png", False, looks_like_image_tree,
-                 lambda p, verify: read_folder(p)),  # fmt: skip
+    SourceFamily(
+        "image-tree",
+        "an image tree <split>/<class>/*.png",
+        False,
+        looks_like_image_tree,
+        lambda p, verify: read_folder(p),
+    ),
 )
 
 

@@ -25,7 +25,8 @@ import io
 import math
 import pickle
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +69,17 @@ class PickledDType:
     def __setstate__(self, state: Any) -> None:
         # numpy writes (3, order, None, None, None, -1, -1, 0); version 4 appends metadata (None).
         # Fields, subarrays, sizes and flags are how a file makes a dtype that holds pointers.
-        ok = (not self.built and type(state) is tuple and len(state) in (8, 9)
-              and _is_int(state[0], 3, 4) and all(x is None for x in state[2:5])
-              and _is_int(state[5], -1) and _is_int(state[6], -1) and _is_int(state[7], 0)
-              and (len(state) == 8 or state[8] is None))  # fmt: skip
+        ok = (
+            not self.built
+            and type(state) is tuple
+            and len(state) in (8, 9)
+            and _is_int(state[0], 3, 4)
+            and all(x is None for x in state[2:5])
+            and _is_int(state[5], -1)
+            and _is_int(state[6], -1)
+            and _is_int(state[7], 0)
+            and (len(state) == 8 or state[8] is None)
+        )
         order = _text(state[1]) if ok else None
         if order not in ("<", ">", "|", "="):
             raise _Refused(f"a numpy dtype state other than a plain {self.dtype} one")
@@ -242,7 +250,7 @@ ALLOWED_GLOBALS = frozenset(_STANDINS)
 
 
 def _counted(op: Callable) -> Callable:
-    def run(self: "RestrictedUnpickler") -> None:
+    def run(self: RestrictedUnpickler) -> None:
         self.budget.ops -= 1
         if self.budget.ops < 0:
             raise _Refused("to run more pickle opcodes than a CIFAR file of this size needs")

@@ -14,9 +14,11 @@ from ..errors import SourceError
 
 # What a path that is neither a regular file nor a folder is, for the message that refuses it.
 _SPECIAL_KINDS = (
-    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
-)  # fmt: skip
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def check_source_path(path: Path) -> None:

@@ -21,13 +21,21 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Compiled": "compile", "compile_for_training": "compile",
-    "OPTIMIZERS": "config", "PRECISIONS": "config", "SCHEDULES": "config", "TrainConfig": "config",
-    "resolve": "config", "TrainPlan": "plan",
-    "TrainResult": "loop", "train": "loop",
-    "RunData": "run_data", "open_run_data": "run_data",
-    "REPORT_FILE": "rundir", "read_history": "rundir",
-}  # fmt: skip
+    "Compiled": "compile",
+    "compile_for_training": "compile",
+    "OPTIMIZERS": "config",
+    "PRECISIONS": "config",
+    "SCHEDULES": "config",
+    "TrainConfig": "config",
+    "resolve": "config",
+    "TrainPlan": "plan",
+    "TrainResult": "loop",
+    "train": "loop",
+    "RunData": "run_data",
+    "open_run_data": "run_data",
+    "REPORT_FILE": "rundir",
+    "read_history": "rundir",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -18,8 +18,16 @@ from ..errors import OutputError
 from ..writers.atomic import write_text
 from .keras_compat import backup_weights_bytes
 from .methods import STEP_SCHEDULES
-from .rundir import (BACKUP_STATE, BEST_MODEL, HISTORY_COLUMNS, LAST_MODEL, save_model_atomic, weights_name,
-                     write_durably, write_history)  # fmt: skip
+from .rundir import (
+    BACKUP_STATE,
+    BEST_MODEL,
+    HISTORY_COLUMNS,
+    LAST_MODEL,
+    save_model_atomic,
+    weights_name,
+    write_durably,
+    write_history,
+)
 
 # The paper's plateau rule, made concrete: divide by 10 after this many epochs without a better
 # validation accuracy, at most three times (the paper reduced the rate three times in all).
@@ -68,8 +76,14 @@ class Progress(keras.callbacks.Callback):
         from tqdm import tqdm
 
         self.start = time.perf_counter()
-        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
-                        disable=not self.enabled, leave=True, dynamic_ncols=True)  # fmt: skip
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            unit="step",
+            disable=not self.enabled,
+            leave=True,
+            dynamic_ncols=True,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is None or not self.enabled:
@@ -78,17 +92,21 @@ class Progress(keras.callbacks.Callback):
         self.bar.update(done - self.bar.n)
         rate = done * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
         logs = logs or {}
-        self.bar.set_postfix_str(f"loss {float(logs.get('loss', math.nan)):.4f} "
-                                 f"acc {float(logs.get('accuracy', math.nan)):.4f} {rate:,.0f} img/s")  # fmt: skip
+        self.bar.set_postfix_str(
+            f"loss {float(logs.get('loss', math.nan)):.4f} "
+            f"acc {float(logs.get('accuracy', math.nan)):.4f} {rate:,.0f} img/s"
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if self.bar is None:
             return
         logs = logs or {}
         if self.enabled:
-            self.bar.set_postfix_str(f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f} "
-                                     f"val_loss {logs.get('val_loss', math.nan):.4f} "
-                                     f"val_acc {logs.get('val_accuracy', math.nan):.4f}")  # fmt: skip
+            self.bar.set_postfix_str(
+                f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f} "
+                f"val_loss {logs.get('val_loss', math.nan):.4f} "
+                f"val_acc {logs.get('val_accuracy', math.nan):.4f}"
+            )
         self.bar.close()
         self.bar = None
 
@@ -257,9 +275,14 @@ class RunBackup(keras.callbacks.Callback):
         weights = weights_name(serial)
         # A new file beside the committed one, which stays whole if this write fails.
         write_durably(self.folder / weights, backup_weights_bytes(self.model))
-        state = {"serial": serial, "epoch": epoch, "step": step, "weights": weights,
-                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "callbacks": {cb.key: cb.state() for cb in self.stateful}}  # fmt: skip
+        state = {
+            "serial": serial,
+            "epoch": epoch,
+            "step": step,
+            "weights": weights,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "callbacks": {cb.key: cb.state() for cb in self.stateful},
+        }
         try:
             write_text(self.folder / BACKUP_STATE, json.dumps(state, indent=1) + "\n")
         except OutputError:

@@ -9,8 +9,9 @@ device, or the bare network when the host pipeline already made the float crops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..runtime.strategy import gpu_visible
 from ..runtime.tensorflow import cpu_has_bfloat16
@@ -28,8 +29,12 @@ def build_models(config: TrainPlan, data: RunData, class_names, stats):
 
     recipe = config.recipe
     channels = data.input_shape[-1]  # 3, or 1 for grey images (MNIST)
-    network = create_model(config.model, num_classes=len(class_names), input_shape=(recipe.crop, recipe.crop, channels),
-                           **config.model_options)  # fmt: skip
+    network = create_model(
+        config.model,
+        num_classes=len(class_names),
+        input_shape=(recipe.crop, recipe.crop, channels),
+        **config.model_options,
+    )
     if config.optimizer == "sgd" and config.weight_decay:
         # Weight decay for SGD as the paper writes it: v <- 0.9 v - wd * lr * w - lr * grad, which is
         # gradient descent on loss + (wd / 2) * |w|^2. Kernels only: decaying biases and batch-norm
@@ -90,8 +95,10 @@ def steps_per_execution(requested: int, steps: int, placement, say: Callable[[st
         # Keras's JAX loop takes whole groups of steps from the feed, running past an epoch's end
         # into the next one's batches: a group size that divides the epoch keeps epochs whole.
         spe = max(d for d in range(1, spe + 1) if steps % d == 0)
-        say(f"note: --steps-per-execution is {spe} on the jax backend, so that groups of steps fill the "
-            f"{steps} steps of an epoch exactly")  # fmt: skip
+        say(
+            f"note: --steps-per-execution is {spe} on the jax backend, so that groups of steps fill the "
+            f"{steps} steps of an epoch exactly"
+        )
     if placement.name == "multi-worker" and spe > 1:
         # Keras' loop of several steps per call fails under the collective strategy (it
         # feeds a placeholder it never binds); one step per call works.
@@ -109,8 +116,9 @@ class Compiled:
     jit: bool  # as used
 
 
-def compile_for_training(config: TrainPlan, placement, data: RunData, stats, steps: int,
-                         say: Callable[[str], None] = lambda message: None) -> Compiled:  # fmt: skip
+def compile_for_training(
+    config: TrainPlan, placement, data: RunData, stats, steps: int, say: Callable[[str], None] = lambda message: None
+) -> Compiled:
     """The models of a run, built under the precision policy and the strategy, and compiled."""
     import keras
 
@@ -122,8 +130,10 @@ def compile_for_training(config: TrainPlan, placement, data: RunData, stats, ste
         gpu = gpu_visible()
         keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
         if not gpu and cpu_has_bfloat16() is False:
-            say("note: this CPU has no bfloat16 arithmetic (AVX-512 BF16, AMX or Arm BF16), so --precision "
-                "mixed is emulated and much slower than float32 here")  # fmt: skip
+            say(
+                "note: this CPU has no bfloat16 arithmetic (AVX-512 BF16, AMX or Arm BF16), so --precision "
+                "mixed is emulated and much slower than float32 here"
+            )
     try:
         with placement.strategy.scope():
             export_model, network = build_models(config, data, source.class_names, stats)
@@ -148,11 +158,15 @@ def compile_for_training(config: TrainPlan, placement, data: RunData, stats, ste
                 say("note: --jit is off for several CPU replicas")
                 jit = False
             train_model.compile(
-                optimizer=optimizer, loss=make_loss(config.label_smoothing),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                         keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top5")],
-                steps_per_execution=spe, jit_compile=jit,
-            )  # fmt: skip
+                optimizer=optimizer,
+                loss=make_loss(config.label_smoothing),
+                metrics=[
+                    keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                    keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top5"),
+                ],
+                steps_per_execution=spe,
+                jit_compile=jit,
+            )
     finally:
         keras.config.set_dtype_policy(policy_before)
     return Compiled(export_model, network, train_model, spe, jit)

@@ -26,20 +26,34 @@ PRECISIONS = ("float32", "mixed")
 
 # Section 5 of Krizhevsky et al. 2012: batch 128, momentum 0.9, weight decay 0.0005, learning rate
 # 0.01 divided by 10 when the validation error stops improving, roughly 90 passes.
-PAPER_DEFAULTS = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau",
-                      batch_size=128, epochs=90)  # fmt: skip
+PAPER_DEFAULTS = dict(
+    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="plateau", batch_size=128, epochs=90
+)
 # The usual CIFAR recipe for small networks: SGD with momentum, a higher rate annealed by a cosine.
-CIFAR_DEFAULTS = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine",
-                      batch_size=128, epochs=30)  # fmt: skip
+CIFAR_DEFAULTS = dict(
+    optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine", batch_size=128, epochs=30
+)
 # airbench (Jordan 2024, arXiv 2404.00498), rewritten for a mean loss: its lr of 11.5 per 1024
 # examples for a summed loss with Nesterov momentum 0.85 is 11.5 / (1 + 1 / 0.15) = 1.5 here,
 # and its decoupled weight decay 0.0153 is an L2 gradient term of 0.0153 / 11.5 = 0.00133; batch
 # 1024, label smoothing 0.2, warm-up to the rate over 23% of the steps then a linear decay,
 # Lookahead, whitened first layer, flip-and-translate test-time augmentation. Epochs: what a
 # 2-core CPU trains in under half an hour with whitenet at its default widths (airbench94 trains 10).
-AIRBENCH_DEFAULTS = dict(optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0153 / 11.5,
-                         schedule="warmup-linear", batch_size=1024, epochs=16, label_smoothing=0.2,
-                         averaging="lookahead", whiten=True, tta=("flip", "translate"), augment_on="device")  # fmt: skip
+AIRBENCH_DEFAULTS = dict(
+    optimizer="sgd",
+    lr=1.5,
+    momentum=0.85,
+    nesterov=True,
+    weight_decay=0.0153 / 11.5,
+    schedule="warmup-linear",
+    batch_size=1024,
+    epochs=16,
+    label_smoothing=0.2,
+    averaging="lookahead",
+    whiten=True,
+    tta=("flip", "translate"),
+    augment_on="device",
+)
 # Keyed by what a model declares (cifarkit.models.registry.KNOWN_TRAINING).
 TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS, "airbench": AIRBENCH_DEFAULTS}
 ADAM_LR = 1e-3  # Adam's usual rate; SGD's would make it diverge
@@ -90,27 +104,35 @@ def resolve(config: TrainConfig) -> TrainPlan:
         raise UsageError(f"--precision must be float32 or mixed. Received: precision={config.precision!r}")
     lr = config.lr if config.lr is not None else (defaults["lr"] if optimizer == "sgd" else ADAM_LR)
     asked = {f.name: getattr(config, f.name) for f in fields(TrainPlan) if hasattr(config, f.name)}
-    plan = TrainPlan(**{
-        **asked, **_method_defaults(config, defaults, optimizer), "recipe": recipe, "optimizer": optimizer,
-        "schedule": schedule, "lr": float(lr),
-        "epochs": config.epochs if config.epochs is not None else defaults["epochs"],
-        "batch_size": config.batch_size if config.batch_size is not None else defaults["batch_size"],
-        "momentum": float(config.momentum if config.momentum is not None else defaults["momentum"]) if optimizer == "sgd" else None,
-        "weight_decay": float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
-        "augment_on": config.augment_on or defaults.get("augment_on") or _default_augment_place(),
-        "jit": config.jit if config.jit is not None else _default_jit(),
-        "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
-        "workdir": str(Path(config.workdir).expanduser().resolve()),
-        "model_options": dict(config.model_options),
-    })  # fmt: skip
+    plan = TrainPlan(
+        **{
+            **asked,
+            **_method_defaults(config, defaults, optimizer),
+            "recipe": recipe,
+            "optimizer": optimizer,
+            "schedule": schedule,
+            "lr": float(lr),
+            "epochs": config.epochs if config.epochs is not None else defaults["epochs"],
+            "batch_size": config.batch_size if config.batch_size is not None else defaults["batch_size"],
+            "momentum": float(config.momentum if config.momentum is not None else defaults["momentum"])
+            if optimizer == "sgd"
+            else None,
+            "weight_decay": float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
+            "augment_on": config.augment_on or defaults.get("augment_on") or _default_augment_place(),
+            "jit": config.jit if config.jit is not None else _default_jit(),
+            "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
+            "workdir": str(Path(config.workdir).expanduser().resolve()),
+            "model_options": dict(config.model_options),
+        }
+    )
     _check(plan)
     return plan
 
 
 def _recipe(config: TrainConfig) -> Recipe:
     """The recipe asked for, else the model's; ``--crop`` applied and checked."""
-    from ..models import model_info
     from ..augment.recipes import get_recipe
+    from ..models import model_info
 
     return get_recipe(config.recipe or _default_recipe(config, model_info(config.model).recipe), config.crop)
 
@@ -128,9 +150,14 @@ def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dic
     warmup = pick("warmup", None)
     if warmup is not None and not 0 <= warmup < 1:
         raise UsageError(f"--warmup must be a fraction in [0, 1). Received: warmup={warmup}")
-    return dict(label_smoothing=float(pick("label_smoothing", 0.0)), averaging=averaging, whiten=bool(pick("whiten", False)),
-                nesterov=bool(pick("nesterov", False)) if optimizer == "sgd" else None, warmup=warmup,
-                tta=parse_views(pick("tta", ())))  # fmt: skip
+    return dict(
+        label_smoothing=float(pick("label_smoothing", 0.0)),
+        averaging=averaging,
+        whiten=bool(pick("whiten", False)),
+        nesterov=bool(pick("nesterov", False)) if optimizer == "sgd" else None,
+        warmup=warmup,
+        tta=parse_views(pick("tta", ())),
+    )
 
 
 def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
@@ -140,7 +167,12 @@ def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
     from ..augment.recipes import RECIPES
     from ..sources.idx import is_mnist_family
 
-    if model_recipe == "cifar" and "mnist" in RECIPES and config.data and is_mnist_family(Path(config.data).expanduser()):
+    if (
+        model_recipe == "cifar"
+        and "mnist" in RECIPES
+        and config.data
+        and is_mnist_family(Path(config.data).expanduser())
+    ):
         return "mnist"
     return model_recipe
 
@@ -174,8 +206,10 @@ def _check(resolved: TrainPlan) -> None:
     check_place(resolved.augment_on)
     backend = keras_backend()
     if backend != "tensorflow" and resolved.augment_on == "host":
-        raise UsageError(f"--augment-on host is TensorFlow's tf.data; on the {backend} backend the model's first "
-                         "layer augments on the device (--augment-on device, the default there)")  # fmt: skip
+        raise UsageError(
+            f"--augment-on host is TensorFlow's tf.data; on the {backend} backend the model's first "
+            "layer augments on the device (--augment-on device, the default there)"
+        )
     _choice("strategy", resolved.strategy, STRATEGIES)
     if resolved.data is None:
         raise UsageError("no data given (--data)")

@@ -56,8 +56,8 @@ def check_inputs(data) -> None:
 
 
 def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
-    from ..readers.pipeline import eval_batches, train_batches
     from ..augment.recipes import epoch_variable, eval_transform, train_transform
+    from ..readers.pipeline import eval_batches, train_batches
     from .methods import EpochCounter
 
     recipe = config.recipe
@@ -66,11 +66,24 @@ def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
     on_host = config.augment_on == "host"
     epoch = epoch_variable(recipe) if on_host else None  # for alt_flip; on the device the layer holds it
-    train_ds = train_batches(data.source, "train", train_transform(recipe, stats, epoch) if on_host else None,
-                             batch_size=config.batch_size, seed=data_seed, augment_on=config.augment_on,
-                             image_size=data.image_size, num_workers=num_workers)  # fmt: skip
-    val_ds = eval_batches(data.source, config.val_split, eval_transform(recipe, stats) if on_host else None,
-                          batch_size=config.batch_size, image_size=data.image_size, num_workers=num_workers)  # fmt: skip
+    train_ds = train_batches(
+        data.source,
+        "train",
+        train_transform(recipe, stats, epoch) if on_host else None,
+        batch_size=config.batch_size,
+        seed=data_seed,
+        augment_on=config.augment_on,
+        image_size=data.image_size,
+        num_workers=num_workers,
+    )
+    val_ds = eval_batches(
+        data.source,
+        config.val_split,
+        eval_transform(recipe, stats) if on_host else None,
+        batch_size=config.batch_size,
+        image_size=data.image_size,
+        num_workers=num_workers,
+    )
     return Inputs(train_ds, val_ds, callbacks=[EpochCounter(epoch)] if epoch is not None else [])
 
 
@@ -82,8 +95,9 @@ def _fed(config, data, steps: int, initial_epoch: int, backend: str) -> Inputs:
     val_images, val_labels = source_arrays(data.source, config.val_split, backend)
     # In dataset order, every image once per pass, the last batch short; endless, so that the
     # validation pass of every epoch reads the next `validation_steps` batches: one whole pass.
-    validation = Feed(val_images, val_labels, batch_size=config.batch_size, shuffle=False,
-                      drop_remainder=False).epochs()  # fmt: skip
+    validation = Feed(
+        val_images, val_labels, batch_size=config.batch_size, shuffle=False, drop_remainder=False
+    ).epochs()
     options = {"steps_per_epoch": steps, "validation_steps": math.ceil(len(val_labels) / config.batch_size)}
     return Inputs(_generator(train), _generator(validation), options, [train, validation])
 

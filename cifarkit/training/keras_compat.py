@@ -65,18 +65,36 @@ class PrivateApi:
             if names == self.parameters:
                 return None
             found = f"has {where}{names} instead of {self.parameters}"
-        return (f"Keras {keras.version()} {found}: the {self.patch!r} patch was written for Keras "
-                f"{self.written_for}; check whether Keras still needs it and update cifarkit/training/keras_compat.py")  # fmt: skip
+        return (
+            f"Keras {keras.version()} {found}: the {self.patch!r} patch was written for Keras "
+            f"{self.written_for}; check whether Keras still needs it and update cifarkit/training/keras_compat.py"
+        )
 
 
-MULTI_WORKER_BUILD = PrivateApi("multi_worker_build", "3.15", "keras", "Model._maybe_symbolic_build",
-                                ("self", "iterator", "data_batch"))  # fmt: skip
-MULTI_WORKER_SCALARS = PrivateApi("multi_worker_scalars", "3.15", "keras.src.backend.tensorflow.trainer",
-                                  "reduce_per_replica", ("values", "strategy", "reduction"))  # fmt: skip
-WEIGHTS_STORE = PrivateApi("weights_in_memory", "3.15", "keras.src.saving.saving_lib", "H5IOStore.__init__",
-                           ("self", "path_or_io", "archive", "mode"))  # fmt: skip
-WEIGHTS_STATE = PrivateApi("weights_in_memory", "3.15", "keras.src.saving.saving_lib", "_save_state",
-                           ("saveable", "weights_store", "assets_store", "inner_path", "visited_saveables"))  # fmt: skip
+MULTI_WORKER_BUILD = PrivateApi(
+    "multi_worker_build", "3.15", "keras", "Model._maybe_symbolic_build", ("self", "iterator", "data_batch")
+)
+MULTI_WORKER_SCALARS = PrivateApi(
+    "multi_worker_scalars",
+    "3.15",
+    "keras.src.backend.tensorflow.trainer",
+    "reduce_per_replica",
+    ("values", "strategy", "reduction"),
+)
+WEIGHTS_STORE = PrivateApi(
+    "weights_in_memory",
+    "3.15",
+    "keras.src.saving.saving_lib",
+    "H5IOStore.__init__",
+    ("self", "path_or_io", "archive", "mode"),
+)
+WEIGHTS_STATE = PrivateApi(
+    "weights_in_memory",
+    "3.15",
+    "keras.src.saving.saving_lib",
+    "_save_state",
+    ("saveable", "weights_store", "assets_store", "inner_path", "visited_saveables"),
+)
 PRIVATE_APIS = (MULTI_WORKER_BUILD, MULTI_WORKER_SCALARS, WEIGHTS_STORE, WEIGHTS_STATE)
 
 
@@ -132,8 +150,7 @@ def _reduce_scalars_across_workers() -> None:
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         if not (multi_worker and reduction in ("auto", "mean")):
             return original(values, strategy, reduction)
-        return tf.nest.map_structure(
-            lambda v: strategy.reduce("MEAN", v, axis=0 if rank(v) else None), values)  # fmt: skip
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=0 if rank(v) else None), values)
 
     reduce_per_replica._cifarkit = True
     keras_tf_trainer.reduce_per_replica = reduce_per_replica

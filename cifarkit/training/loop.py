@@ -19,24 +19,38 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..writers.folder_lock import hold as hold_folder
 from ..errors import UsageError
 from ..writers.atomic import remove_partials
+from ..writers.folder_lock import hold as hold_folder
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
 from .compile import Compiled, compile_for_training
 from .config import TrainConfig, resolve
-from .plan import TrainPlan
 from .inputs import check_inputs, run_inputs
 from .keras_compat import patch_for_multi_worker
 from .methods import method_callbacks
+from .plan import TrainPlan
 from .report import final_report
 from .run_data import RunData, open_run_data
-from .rundir import (BACKUP_DIR, BACKUP_STATE, CONFIG_FILE, LOG_DIR, REPORT_FILE, STATS_FILE, RunState, check_workdir,
-                     clear_run, damaged_backup, read_backup, read_report, write_json)  # fmt: skip
+from .rundir import (
+    BACKUP_DIR,
+    BACKUP_STATE,
+    CONFIG_FILE,
+    LOG_DIR,
+    REPORT_FILE,
+    STATS_FILE,
+    RunState,
+    check_workdir,
+    clear_run,
+    damaged_backup,
+    read_backup,
+    read_report,
+    write_json,
+)
 from .tensorboard_logs import tensorboard_callback
 
 
@@ -48,8 +62,14 @@ class TrainResult:
     already_finished: bool = False
 
 
-def train(config: TrainConfig, *, overwrite: bool = False, quiet: bool = False,
-          say: Callable[[str], None] | None = None, backup_seconds: float | None = BACKUP_SECONDS) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    quiet: bool = False,
+    say: Callable[[str], None] | None = None,
+    backup_seconds: float | None = BACKUP_SECONDS,
+) -> TrainResult:
     """Train ``config.model`` as configured, into ``config.workdir``; resume it if it was cut off.
 
     The chief holds the run folder's lock from the state check to the end, so a second training
@@ -114,9 +134,16 @@ class _Run:
         self.announce(data, backup)
         inputs = run_inputs(config, data, stats, self.placement, steps, initial_epoch)
         try:
-            compiled.train_model.fit(inputs.train, validation_data=inputs.validation, epochs=config.epochs,
-                                     initial_epoch=initial_epoch, callbacks=inputs.callbacks + callbacks, verbose=0,
-                                     shuffle=False, **inputs.fit_options)  # fmt: skip  (the pipeline shuffles)
+            compiled.train_model.fit(
+                inputs.train,
+                validation_data=inputs.validation,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=inputs.callbacks + callbacks,
+                verbose=0,
+                shuffle=False,
+                **inputs.fit_options,
+            )  # the pipeline shuffles
         finally:
             inputs.close()
         resumed_from = initial_epoch if backup is not None else None
@@ -133,8 +160,10 @@ class _Run:
         self.placement.check_batch(config.batch_size)
         steps = source.counts["train"] // config.batch_size
         if steps < 1:
-            raise UsageError(f"--batch-size is larger than the {source.counts['train']} training images. "
-                             f"Received: batch_size={config.batch_size}")  # fmt: skip
+            raise UsageError(
+                f"--batch-size is larger than the {source.counts['train']} training images. "
+                f"Received: batch_size={config.batch_size}"
+            )
         progress = not self.quiet and sys.stderr.isatty()
         return data, stats_for(source, "train", image_size=data.image_size, progress=progress), steps
 
@@ -177,15 +206,25 @@ class _Run:
         if backup is not None:
             # Keras starts epochs at their first step: an epoch backed up part-way runs again in full,
             # from the weights it had reached.
-            partial = (f" (the backup was {backup.step} steps into it; that epoch runs again in full "
-                       "from the weights it had reached)") if backup.step else ""  # fmt: skip
-            self.say(f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup.epoch + 1} of "
-                     f"{config.epochs}{partial}")  # fmt: skip
-        self.say(f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
-                 f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
-                 f"epoch{'' if config.epochs == 1 else 's'}, batch "
-                 f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "
-                 f"{config.augment_on}, {config.precision}")  # fmt: skip
+            partial = (
+                (
+                    f" (the backup was {backup.step} steps into it; that epoch runs again in full "
+                    "from the weights it had reached)"
+                )
+                if backup.step
+                else ""
+            )
+            self.say(
+                f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup.epoch + 1} of "
+                f"{config.epochs}{partial}"
+            )
+        self.say(
+            f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
+            f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
+            f"epoch{'' if config.epochs == 1 else 's'}, batch "
+            f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "
+            f"{config.augment_on}, {config.precision}"
+        )
 
     def finish(self, compiled: Compiled, data: RunData, stats, stateful: list, resumed_from: int | None) -> TrainResult:
         if not self.placement.is_chief:
@@ -193,8 +232,9 @@ class _Run:
             return TrainResult(self.out, None, resumed_from)
         history, _, checkpoints = stateful
         history.write()  # also after a resume that had no epochs left to run
-        report = final_report(self.config, self.placement, compiled, data, stats, history, checkpoints, self.out,
-                              resumed_from)  # fmt: skip
+        report = final_report(
+            self.config, self.placement, compiled, data, stats, history, checkpoints, self.out, resumed_from
+        )
         write_json(self.out / REPORT_FILE, report)
         report = read_report(self.out)  # what the file says, read as a finished run's report is
         # Finished: report.json now marks the run. The state goes first, so a kill during the removal

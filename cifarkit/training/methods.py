@@ -98,8 +98,15 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """``lr * f(step)``: ``f`` rises linearly from ``start`` to 1 over the first ``warmup`` of
     ``total_steps``, then falls to ``end`` at the last step, linearly or along a half cosine."""
 
-    def __init__(self, lr: float, total_steps: int, warmup: float = WARMUP_FRACTION, start: float = WARMUP_START,
-                 end: float = DECAY_END, shape: str = "linear"):  # fmt: skip
+    def __init__(
+        self,
+        lr: float,
+        total_steps: int,
+        warmup: float = WARMUP_FRACTION,
+        start: float = WARMUP_START,
+        end: float = DECAY_END,
+        shape: str = "linear",
+    ):
         if shape not in ("linear", "cosine"):
             raise ValueError(f"shape must be linear or cosine. Received: shape={shape!r}")
         if not 0 <= warmup < 1:
@@ -125,8 +132,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.lr * self.factor(step)
 
     def get_config(self):
-        return {"lr": self.lr, "total_steps": self.total_steps, "warmup": self.warmup, "start": self.start,
-                "end": self.end, "shape": self.shape}  # fmt: skip
+        return {
+            "lr": self.lr,
+            "total_steps": self.total_steps,
+            "warmup": self.warmup,
+            "start": self.start,
+            "end": self.end,
+            "shape": self.shape,
+        }
 
 
 def learning_rate(schedule: str, lr: float, total_steps: int, warmup: float | None = None):
@@ -154,8 +167,14 @@ class WeightAverage(keras.callbacks.Callback):
     boundary at or after each multiple of ``every``, with the decay for the steps since the last.
     """
 
-    def __init__(self, total_steps: int, mode: str = "lookahead", every: int = AVERAGE_EVERY,
-                 decay: float = AVERAGE_DECAY, power: float = AVERAGE_POWER):  # fmt: skip
+    def __init__(
+        self,
+        total_steps: int,
+        mode: str = "lookahead",
+        every: int = AVERAGE_EVERY,
+        decay: float = AVERAGE_DECAY,
+        power: float = AVERAGE_POWER,
+    ):
         super().__init__()
         if mode not in AVERAGING[1:]:
             raise ValueError(f"mode must be ema or lookahead. Received: mode={mode!r}")
@@ -266,4 +285,7 @@ def whiten_network(export_model, network, data, say=lambda message: None) -> Non
     images = sample_images(data.source, data.image_size)
     views = np.asarray(export_model.get_layer("preprocess").views(images))
     count = whiten_first_conv(network, views)
-    say(f"whitened {first_conv(network).name}'s first {count} filters from the patches of {len(images):,} training images")
+    say(
+        f"whitened {first_conv(network).name}'s first {count} filters from the patches of {len(images):,} training "
+        "images"
+    )

@@ -1,12 +1,12 @@
 """What a training run is asked for (:class:`TrainConfig`) and the run as resolved
 (:class:`TrainPlan`): what :func:`cifarkit.training.config.resolve` makes of the request, every
-default applied and every value checked, the recipe a :class:`~cifarkit.augment.recipes.Recipe` and the test-time views a tuple. The trainer
-reads only the plan; nothing downstream looks a recipe up by name or parses ``--tta`` again.
+default applied and every value checked, the recipe a :class:`~cifarkit.augment.recipes.Recipe` and
+the test-time views a tuple. The trainer reads only the plan; nothing downstream looks a recipe up
+by name or parses ``--tta`` again.
 
 ``config.json`` is its serialisation (:meth:`TrainPlan.to_json`): the recipe by name and crop, the
 views comma-separated, so run folders of every version resume and evaluate as they did, and
-:meth:`TrainPlan.from_file` reads one back.
-"""
+:meth:`TrainPlan.from_file` reads one back."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..metadata.run_files import RunConfigFile
     from ..augment.recipes import Recipe
+    from ..metadata.run_files import RunConfigFile
 
 HOLDOUT_SPLIT = "holdout"
 DEFAULT_STEPS_PER_EXECUTION = 8  # steps per call into the compiled function: less Python per step
@@ -63,8 +63,6 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from ..evaluation.evaluate import evaluate_model
+from ..evaluation.tta import views_text
 from ..modelio.keras_file import load_model
 from ..runtime.strategy import keras_backend
 from ..runtime.tensorflow import onednn_state
-from ..evaluation.tta import views_text
 from .plan import TrainPlan
 from .rundir import BEST_MODEL, LAST_MODEL
 
@@ -26,31 +26,49 @@ def test_numbers(config: TrainPlan, data, out: Path) -> dict:
     model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
     result = evaluate_model(model, data.source, "test", image_size=data.image_size)
-    test = {"split": "test", "images": result.count, "model": model_name, "accuracy": result.accuracy,
-            "top5": result.top_k_accuracy, "top_k": result.top_k}  # fmt: skip
+    test = {
+        "split": "test",
+        "images": result.count,
+        "model": model_name,
+        "accuracy": result.accuracy,
+        "top5": result.top_k_accuracy,
+        "top_k": result.top_k,
+    }
     if config.tta:
         # The final model (no choice made on the test split), centre view and test-time views averaged.
         last = model if model_name == LAST_MODEL else load_model(out / LAST_MODEL)
         plain = result if last is model else evaluate_model(last, data.source, "test", image_size=data.image_size)
         averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=config.tta)
-        test["tta"] = {"model": LAST_MODEL, "views": views_text(config.tta), "accuracy": plain.accuracy,
-                       "tta_accuracy": averaged.accuracy}  # fmt: skip
+        test["tta"] = {
+            "model": LAST_MODEL,
+            "views": views_text(config.tta),
+            "accuracy": plain.accuracy,
+            "tta_accuracy": averaged.accuracy,
+        }
     if config.recipe.ten_crop:
-        test["ten_crop_accuracy"] = evaluate_model(model, data.source, "test", image_size=data.image_size,
-                                                   ten_crop=True).accuracy  # fmt: skip
+        test["ten_crop_accuracy"] = evaluate_model(
+            model, data.source, "test", image_size=data.image_size, ten_crop=True
+        ).accuracy
     return test
 
 
-def final_report(config: TrainPlan, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from) -> dict:
+def final_report(
+    config: TrainPlan, placement, compiled, data, stats, history, checkpoints, out: Path, resumed_from
+) -> dict:
     """report.json's content; ``history`` and ``checkpoints`` are the run's callbacks."""
     test = test_numbers(config, data, out)
     rows = history.rows
     # The first epoch of each process includes tracing and compiling; leave it out where possible.
     rates = [r["images_per_second"] for r in rows[1:]] or [r["images_per_second"] for r in rows]
     source = data.source
-    validation = ("test split (no holdout: the best epoch is chosen on the test split, so best.keras's "
-                  "test accuracy is optimistic)") if not config.holdout else (
-                  f"holdout: {config.holdout} images drawn from train under seed {config.seed}")  # fmt: skip
+    validation = (
+        (
+            "test split (no holdout: the best epoch is chosen on the test split, so best.keras's "
+            "test accuracy is optimistic)"
+        )
+        if not config.holdout
+        else (f"holdout: {config.holdout} images drawn from train under seed {config.seed}")
+    )
     return {
         "model": config.model,
         "test": test,
@@ -62,17 +80,31 @@ def final_report(config: TrainPlan, placement, compiled, data, stats, history, c
         "images_per_second": round(statistics.median(rates), 1) if rates else None,
         "wall_seconds": round(history.wall_seconds(), 1),
         "validation": validation,
-        "dataset": {"name": source.name, "kind": source.kind, "location": str(source.location),
-                    "bundled_sample": config.sample, "class_names": list(source.class_names),
-                    "counts": dict(source.counts), "source_counts": data.full_counts},  # fmt: skip
-        "stats": {"origin": stats_origin(stats, source.name), "images": stats.images, "mean": list(stats.mean),
-                  "std": list(stats.std)},  # fmt: skip
+        "dataset": {
+            "name": source.name,
+            "kind": source.kind,
+            "location": str(source.location),
+            "bundled_sample": config.sample,
+            "class_names": list(source.class_names),
+            "counts": dict(source.counts),
+            "source_counts": data.full_counts,
+        },
+        "stats": {
+            "origin": stats_origin(stats, source.name),
+            "images": stats.images,
+            "mean": list(stats.mean),
+            "std": list(stats.std),
+        },
         "strategy": {"name": placement.name, "replicas": placement.replicas, "devices": list(placement.devices)},
         "precision": config.precision,
         # What ran, where it differs from what was asked (config): jit is off for several CPU
         # replicas, one step per call under multi-worker or on PyTorch; the Keras backend.
-        "runtime": {"backend": keras_backend(), "jit": compiled.jit, "steps_per_execution": compiled.steps_per_execution,
-                    "cpu_kernels": onednn_state() if keras_backend() == "tensorflow" else None},  # fmt: skip
+        "runtime": {
+            "backend": keras_backend(),
+            "jit": compiled.jit,
+            "steps_per_execution": compiled.steps_per_execution,
+            "cpu_kernels": onednn_state() if keras_backend() == "tensorflow" else None,
+        },
         "config": config.to_json(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -33,7 +33,9 @@ def open_run_data(config: TrainPlan) -> RunData:
     train_count = source.counts["train"]  # what --train-split selected
     order = rng.permutation(train_count)
     if config.holdout and config.holdout >= train_count:
-        raise UsageError(f"--holdout must leave training images: train has {train_count}. Received: holdout={config.holdout}")
+        raise UsageError(
+            f"--holdout must leave training images: train has {train_count}. Received: holdout={config.holdout}"
+        )
     held, kept = order[: config.holdout], order[config.holdout :]
     if config.limit_train is not None:
         kept = kept[: config.limit_train]
@@ -58,8 +60,9 @@ def select_run_splits(source, train_split: str, eval_split: str):
             pieces = source.pieces(spec)
         except UsageError as exc:
             example = next(iter(source.counts), "test")
-            raise UsageError(f"{exc} (choose with {option}, e.g. --train-split '{example}[:80%]' "
-                             f"--eval-split '{example}[80%:]')") from None  # fmt: skip
+            raise UsageError(
+                f"{exc} (choose with {option}, e.g. --train-split '{example}[:80%]' --eval-split '{example}[80%:]')"
+            ) from None
         if not sum(len(p) for p in pieces):
             raise UsageError(f"{option} {spec!r} selects no images from {source.location}")
     return source.select({"train": train_split, "test": eval_split})

@@ -39,8 +39,20 @@ REPORT_FILE, HISTORY_FILE, CURVES_FILE = "report.json", "history.csv", "curves.p
 LOG_DIR, BACKUP_DIR, BACKUP_STATE = "logs", "backup", "state.json"
 # epoch_seconds: the epoch with its validation pass; wall_seconds: cumulative at the epoch's end.
 # History files written before these two columns read back without them.
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "lr",
-                   "train_seconds", "images_per_second", "epoch_seconds", "wall_seconds")  # fmt: skip
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "top5",
+    "val_loss",
+    "val_accuracy",
+    "val_top5",
+    "lr",
+    "train_seconds",
+    "images_per_second",
+    "epoch_seconds",
+    "wall_seconds",
+)
 RUN_FILES = (CONFIG_FILE, REPORT_FILE, HISTORY_FILE, CURVES_FILE, BEST_MODEL, LAST_MODEL, STATS_FILE)
 RUN_FOLDERS = (LOG_DIR, BACKUP_DIR)
 
@@ -67,8 +79,10 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
         return RunState.OVERWRITE
     if old is None or identity(old) != identity(config.to_json()):
         change = _first_difference(identity(old), identity(config.to_json())) if old else "unreadable config.json"
-        raise OutputError(f"{workdir} holds a run with other settings ({change}); "
-                          "pass --overwrite to replace it, or choose another --workdir")  # fmt: skip
+        raise OutputError(
+            f"{workdir} holds a run with other settings ({change}); "
+            "pass --overwrite to replace it, or choose another --workdir"
+        )
     if (workdir / REPORT_FILE).is_file():
         return RunState.FINISHED
     return RunState.RESUME
@@ -98,7 +112,9 @@ def read_report(workdir: Path) -> RunReport:
     try:
         return read_run_report(path)
     except OutputError as exc:
-        raise OutputError(f"{path}: damaged run report ({reason(exc, path)}); pass --overwrite to train again") from None
+        raise OutputError(
+            f"{path}: damaged run report ({reason(exc, path)}); pass --overwrite to train again"
+        ) from None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -170,8 +186,10 @@ def write_history(folder: Path, rows: list[dict]) -> None:
 def read_history(path: Path) -> list[dict]:
     """history.csv back as rows of numbers (empty cells: None)."""
     with open(path, newline="") as file:
-        return [{key: None if cell == "" else (int(cell) if key == "epoch" else float(cell))
-                 for key, cell in row.items()} for row in csv.DictReader(file)]  # fmt: skip
+        return [
+            {key: None if cell == "" else (int(cell) if key == "epoch" else float(cell)) for key, cell in row.items()}
+            for row in csv.DictReader(file)
+        ]
 
 
 # --------------------------------------------------------------------------------------------

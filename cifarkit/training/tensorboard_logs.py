@@ -12,8 +12,8 @@ Either way a failed write (a full disk) ends the run as an :class:`OutputError`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 
@@ -35,13 +35,16 @@ def tensorboard_callback(log_dir: Path, say: Callable[[str], None] = lambda mess
     except ImportError:
         if backend == "tensorflow":
             return EpochScalars(log_dir, _TfSummaryWriter)
-        say(f"note: no TensorBoard logs (logs/): on the {backend} backend they need the tensorboard package "
-            "(pip install tensorboard)")  # fmt: skip
+        say(
+            f"note: no TensorBoard logs (logs/): on the {backend} backend they need the tensorboard package "
+            "(pip install tensorboard)"
+        )
         return keras.callbacks.Callback()
     if backend != "tensorflow":
         return EpochScalars(log_dir, _EventWriter)
-    return _writes_guarded(keras.callbacks.TensorBoard, log_dir)(log_dir=str(log_dir), write_graph=False,
-                                                                  profile_batch=0)  # fmt: skip
+    return _writes_guarded(keras.callbacks.TensorBoard, log_dir)(
+        log_dir=str(log_dir), write_graph=False, profile_batch=0
+    )
 
 
 def log_write_error(log_dir: Path, exc: Exception) -> OutputError:

@@ -1,1 +1,2 @@
-"""Output helpers every writer shares: atomic files (:mod:`.atomic`) and the files that describe an export (:mod:`.manifest`)."""
+"""Output helpers every writer shares: atomic files (:mod:`.atomic`) and the files that describe an
+export (:mod:`.manifest`)."""

@@ -41,8 +41,10 @@ def remove_owned(folder: Path, owns: Owns, what: str, keep: tuple[str, ...] = ()
     files named in ``keep`` (at the top: a lock held meanwhile) are claimed but stay."""
     foreign = foreign_entry(folder, lambda path, is_dir: path in keep or owns(path, is_dir))
     if foreign is not None:
-        raise OutputError(f"{folder / foreign}: not written by {what}; --overwrite removes only what cifarkit "
-                          "wrote, so move this away or choose another --out (nothing was removed)")  # fmt: skip
+        raise OutputError(
+            f"{folder / foreign}: not written by {what}; --overwrite removes only what cifarkit "
+            "wrote, so move this away or choose another --out (nothing was removed)"
+        )
     try:
         if hasattr(os, "fwalk"):
             _remove_under_descriptors(folder, owns)

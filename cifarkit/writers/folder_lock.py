@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import OutputError
 
@@ -43,9 +43,7 @@ def hold(folder: Path, what: str) -> Iterator[Path]:
         raise OutputError(f"{folder}: cannot be used ({exc.strerror or exc})") from None
     try:
         if not _try_lock(fd):
-            raise OutputError(
-                f"{folder} is in use by {_holder(fd)}; wait for it to finish, or use another folder"
-            )
+            raise OutputError(f"{folder} is in use by {_holder(fd)}; wait for it to finish, or use another folder")
         os.ftruncate(fd, 0)
         command = " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:300]
         os.pwrite(fd, f"pid {os.getpid()} ({command}, {what})\n".encode(), 0)

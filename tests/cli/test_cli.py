@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import synth
 from typer.testing import CliRunner
 
 from cifarkit.cli import app
 from cifarkit.sources.discover import SAMPLE_PATH
-
-import synth
 
 runner = CliRunner()
 
@@ -25,13 +24,14 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-
 def test_version_prints_the_installed_version_without_loading_tensorflow():
     from importlib.metadata import version
 
-    probe = ("import sys; from cifarkit.cli import main; sys.argv = ['cifarkit', '--version']\n"
-             "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
-             "print('tensorflow' in sys.modules)")  # fmt: skip
+    probe = (
+        "import sys; from cifarkit.cli import main; sys.argv = ['cifarkit', '--version']\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+        "print('tensorflow' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"cifarkit {version('cifarkit')}", "False"]
@@ -45,9 +45,12 @@ def test_bare_command_shows_the_help_laid_out_as_help():
     assert sum(line.split()[0] in ("export", "train", "predict") for line in lines if line.strip()) == 3
     assert "error" not in result.stderr
 
+
 def test_export_writes_the_tree_and_says_so(cifar10_tar, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "png", "--out", str(out), "--workers", "1"])
+    result = runner.invoke(
+        app, ["export", "--source", str(cifar10_tar.path), "--format", "png", "--out", str(out), "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "Exported 40 images (train 30, test 10) as png" in result.stdout
     assert len(list(out.rglob("*.png"))) == 40
@@ -101,9 +104,12 @@ def test_errors_are_one_line_with_an_exit_code(args, code, message):
 
 def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
-    archive = synth.write_tar_gz(tmp_path / "evil.tar.gz", {
-        "cifar-10-batches-py/data_batch_1": synth.malicious_pickle(marker),
-    })  # fmt: skip
+    archive = synth.write_tar_gz(
+        tmp_path / "evil.tar.gz",
+        {
+            "cifar-10-batches-py/data_batch_1": synth.malicious_pickle(marker),
+        },
+    )
     result = runner.invoke(app, ["export", "--source", str(archive), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "refused to unpickle global" in result.stderr and "system" in result.stderr
@@ -120,8 +126,23 @@ def test_a_truncated_archive_is_a_clear_error(cifar10_tar, tmp_path):
 
 
 def _tfrecord_export(cifar10_tar, out: Path) -> Path:
-    result = runner.invoke(app, ["export", "--source", str(cifar10_tar.path), "--format", "tfrecord", "--out", str(out),
-                                 "--encoding", "raw", "--workers", "1", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--source",
+            str(cifar10_tar.path),
+            "--format",
+            "tfrecord",
+            "--out",
+            str(out),
+            "--encoding",
+            "raw",
+            "--workers",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -150,20 +171,33 @@ def test_a_tfrecord_export_shorter_than_its_info_says_is_refused(cifar10_tar, tm
     (export / "cifarkit_info.json").write_text(json.dumps(info))
     result = runner.invoke(app, ["stats", "--source", str(export), "--out", str(tmp_path / "stats.json"), "--quiet"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == (f"cifarkit: error: {export}: the train split's shards hold 30 records; the "
-                                     "dataset's metadata lists 31")  # refused before any record is read
+    assert result.stderr.strip() == (
+        f"cifarkit: error: {export}: the train split's shards hold 30 records; the dataset's metadata lists 31"
+    )  # refused before any record is read
     assert "Traceback" not in result.output
 
 
 def test_killed_export_resumes_and_ends_byte_identical(tmp_path):
     data = synth.make_cifar10_python(tmp_path / "src", per_batch=1600, test=1000)
-    command = [sys.executable, "-m", "cifarkit", "export", "--source", str(data.path), "--format", "png",
-               "--workers", "2", "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cifarkit",
+        "export",
+        "--source",
+        str(data.path),
+        "--format",
+        "png",
+        "--workers",
+        "2",
+        "--quiet",
+    ]
     reference, out = tmp_path / "reference", tmp_path / "out"
     subprocess.run(command + ["--out", str(reference)], check=True, capture_output=True)
 
-    job = subprocess.Popen(command + ["--out", str(out)], start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    job = subprocess.Popen(
+        command + ["--out", str(out)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
     def images_written() -> int:  # the split is written in its staging folder, .partial-train
         return len(list(out.rglob("*.png"))) if out.exists() else 0

@@ -3,26 +3,31 @@
 import pytest
 from typer.testing import CliRunner
 
-from cifarkit.cli import app
-from cifarkit.cli import options
+from cifarkit.cli import app, options
 
 
 def _tables():
+    from cifarkit.augment import recipes
+    from cifarkit.formats import FORMATS, image_tree, tfrecord
     from cifarkit.modelio import export as model_export
     from cifarkit.readers import pipeline
-    from cifarkit.augment import recipes
     from cifarkit.runtime import strategy
-    from cifarkit.formats import FORMATS, image_tree, tfrecord
     from cifarkit.training import config as train
 
     return [
-        ("export", "--format", FORMATS), ("export", "--encoding", tfrecord.ENCODINGS),
-        ("export", "--layout", image_tree.LAYOUTS), ("augment-preview", "--recipe", tuple(recipes.RECIPES)),
-        ("train", "--optimizer", train.OPTIMIZERS), ("train", "--schedule", train.SCHEDULES),
-        ("train", "--averaging", train.AVERAGING), ("train", "--precision", train.PRECISIONS),
-        ("train", "--strategy", strategy.STRATEGIES), ("train", "--augment-on", pipeline.AUGMENT_PLACES),
-        ("export-model", "--format", model_export.FORMATS), ("export-model", "--quantize", model_export.QUANTIZATIONS),
-    ]  # fmt: skip
+        ("export", "--format", FORMATS),
+        ("export", "--encoding", tfrecord.ENCODINGS),
+        ("export", "--layout", image_tree.LAYOUTS),
+        ("augment-preview", "--recipe", tuple(recipes.RECIPES)),
+        ("train", "--optimizer", train.OPTIMIZERS),
+        ("train", "--schedule", train.SCHEDULES),
+        ("train", "--averaging", train.AVERAGING),
+        ("train", "--precision", train.PRECISIONS),
+        ("train", "--strategy", strategy.STRATEGIES),
+        ("train", "--augment-on", pipeline.AUGMENT_PLACES),
+        ("export-model", "--format", model_export.FORMATS),
+        ("export-model", "--quantize", model_export.QUANTIZATIONS),
+    ]
 
 
 def test_help_lists_every_name_of_each_library_table():
@@ -43,19 +48,22 @@ def test_jpeg_is_another_name_for_the_jpg_format():
     assert options.ExportFormat("jpeg").value == "jpeg" and ExportOptions(format="jpeg").format == "jpg"
 
 
-@pytest.mark.parametrize("args, option", [
-    (["export", "--format", "gif"], "--format"),
-    (["export", "--encoding", "webp"], "--encoding"),
-    (["augment-preview", "--recipe", "fancy"], "--recipe"),
-    (["train", "lenet5", "--optimizer", "rmsprop"], "--optimizer"),
-    (["train", "lenet5", "--schedule", "linear"], "--schedule"),
-    (["train", "lenet5", "--precision", "float16"], "--precision"),
-    (["train", "lenet5", "--strategy", "tpu"], "--strategy"),
-    (["train", "lenet5", "--augment-on", "gpu"], "--augment-on"),
-    (["train", "lenet5", "--averaging", "swa"], "--averaging"),
-    (["export", "--layout", "flat"], "--layout"),
-    (["export-model", "run", "--quantize", "int4"], "--quantize"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["export", "--format", "gif"], "--format"),
+        (["export", "--encoding", "webp"], "--encoding"),
+        (["augment-preview", "--recipe", "fancy"], "--recipe"),
+        (["train", "lenet5", "--optimizer", "rmsprop"], "--optimizer"),
+        (["train", "lenet5", "--schedule", "linear"], "--schedule"),
+        (["train", "lenet5", "--precision", "float16"], "--precision"),
+        (["train", "lenet5", "--strategy", "tpu"], "--strategy"),
+        (["train", "lenet5", "--augment-on", "gpu"], "--augment-on"),
+        (["train", "lenet5", "--averaging", "swa"], "--averaging"),
+        (["export", "--layout", "flat"], "--layout"),
+        (["export-model", "run", "--quantize", "int4"], "--quantize"),
+    ],
+)
 def test_a_bad_choice_is_a_usage_error_that_lists_the_choices(args, option, tmp_path):
     result = CliRunner().invoke(app, args + ["--data", str(tmp_path)])
     assert result.exit_code == 2

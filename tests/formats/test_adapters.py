@@ -11,8 +11,8 @@ import pytest
 import cifarkit
 from cifarkit import data, formats
 from cifarkit.errors import SourceError, UsageError
-from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats.base import FormatAdapter, Piece
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 
 # Adapters that store pixels exactly: what they read back must equal the source bit for bit; the
@@ -75,8 +75,11 @@ def test_metadata_naming_an_unknown_format_is_one_clear_error(cifar10_tar, tmp_p
     export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="png", workers=1))
     info = json.loads((out / "cifarkit_info.json").read_text())
     (out / "cifarkit_info.json").write_text(json.dumps({**info, "format": "parquet"}))
-    with pytest.raises(SourceError, match=r"cifarkit_info.json: the export's format is \"parquet\", which this "
-                                          r"cifarkit does not read \(it reads jpg, png, tfrecord\)"):  # fmt: skip
+    with pytest.raises(
+        SourceError,
+        match=r"cifarkit_info.json: the export's format is \"parquet\", which this "
+        r"cifarkit does not read \(it reads jpg, png, tfrecord\)",
+    ):
         data.open_data(out)
 
 

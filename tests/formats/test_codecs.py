@@ -15,12 +15,16 @@ def test_hand_encoded_example_equals_tensorflows_own():
 
     ours = example.example_bytes({"image": b"\x89PNG...", "label": 7, "id": b"train_00001", "neg": -3})
     feature = tf.train.Feature
-    expected = tf.train.Example(features=tf.train.Features(feature={
-        "image": feature(bytes_list=tf.train.BytesList(value=[b"\x89PNG..."])),
-        "label": feature(int64_list=tf.train.Int64List(value=[7])),
-        "id": feature(bytes_list=tf.train.BytesList(value=[b"train_00001"])),
-        "neg": feature(int64_list=tf.train.Int64List(value=[-3])),
-    }))  # fmt: skip
+    expected = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": feature(bytes_list=tf.train.BytesList(value=[b"\x89PNG..."])),
+                "label": feature(int64_list=tf.train.Int64List(value=[7])),
+                "id": feature(bytes_list=tf.train.BytesList(value=[b"train_00001"])),
+                "neg": feature(int64_list=tf.train.Int64List(value=[-3])),
+            }
+        )
+    )
     assert tf.train.Example.FromString(ours) == expected
 
 

@@ -45,7 +45,9 @@ def one_line_error(result, *needles: str) -> str:
 @pytest.fixture(scope="module")
 def tfrecord_export(cifar10_tar, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tfr") / "export"
-    export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=2, workers=1, quiet=True))
+    export_dataset(
+        open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=2, workers=1, quiet=True)
+    )
     return out
 
 
@@ -58,8 +60,9 @@ def png_export(cifar10_tar, tmp_path_factory) -> Path:
 
 def tfds_folder(export: Path, dest: Path) -> Path:
     """The TFRecord export as TFDS would have prepared it: shards and TFDS's metadata only."""
-    shutil.copytree(export, dest, ignore=shutil.ignore_patterns("cifarkit_info.json", ".cifarkit*", "manifest.csv",
-                                                                "labels.txt"))  # fmt: skip
+    shutil.copytree(
+        export, dest, ignore=shutil.ignore_patterns("cifarkit_info.json", ".cifarkit*", "manifest.csv", "labels.txt")
+    )
     return dest
 
 
@@ -68,8 +71,10 @@ def edit_json(path: Path, edit) -> None:
 
 
 def cli_export(source: Path, out: Path, *more: str):
-    return runner.invoke(app, ["export", "--source", str(source), "--format", "png", "--out", str(out),
-                               "--workers", "1", "--quiet", *more])  # fmt: skip
+    return runner.invoke(
+        app,
+        ["export", "--source", str(source), "--format", "png", "--out", str(out), "--workers", "1", "--quiet", *more],
+    )
 
 
 def victim(tmp_path: Path) -> Path:
@@ -135,8 +140,10 @@ def test_a_split_name_in_cifarkit_info_json_cannot_reach_outside_out(tfrecord_ex
 @pytest.mark.parametrize("template", ["../{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}", "/etc/{SHARD_INDEX}"])
 def test_a_shard_file_template_leading_out_of_the_folder_is_refused(tfrecord_export, tmp_path, template):
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
-    edit_json(source / "dataset_info.json",
-              lambda info: {**info, "splits": [{**s, "filepathTemplate": template} for s in info["splits"]]})  # fmt: skip
+    edit_json(
+        source / "dataset_info.json",
+        lambda info: {**info, "splits": [{**s, "filepathTemplate": template} for s in info["splits"]]},
+    )
     with pytest.raises(UnsafeInputError, match="shard file name"):
         data.open_data(source)
 
@@ -154,12 +161,15 @@ def test_an_export_refuses_split_names_that_are_not_folder_names(tmp_path):
 # --- class names that would share a folder --------------------------------------------------------
 
 
-@pytest.mark.parametrize("names, shown", [
-    (("cat", "cat "), ["'cat'", "'cat '", "one folder"]),
-    (("Dog", "dog"), ["'Dog'", "'dog'", "one folder"]),
-    ((" ", "_"), ["' '", "blank"]),
-    (("a/b", "c"), ["'a/b'", "path separator"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "names, shown",
+    [
+        (("cat", "cat "), ["'cat'", "'cat '", "one folder"]),
+        (("Dog", "dog"), ["'Dog'", "'dog'", "one folder"]),
+        ((" ", "_"), ["' '", "blank"]),
+        (("a/b", "c"), ["'a/b'", "path separator"]),
+    ],
+)
 def test_class_names_that_would_share_or_escape_a_folder_are_refused_not_merged(tmp_path, names, shown):
     images = np.zeros((4, 32, 32, 3), np.uint8)
     batch = Batch("train", images, np.array([0, 1, 0, 1]), ["f"] * 4)
@@ -205,8 +215,10 @@ def test_a_million_classes_without_names_are_numbered_lazily(tfrecord_export, tm
 
 def test_a_30000_square_tensor_without_encoding_is_refused_before_tensorflow(tfrecord_export, tmp_path):
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
-    tensor = {"pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-              "tensor": {"dtype": "uint8", "encoding": "none", "shape": {"dimensions": ["30000", "30000", "3"]}}}
+    tensor = {
+        "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+        "tensor": {"dtype": "uint8", "encoding": "none", "shape": {"dimensions": ["30000", "30000", "3"]}},
+    }
     _features(source, lambda f: f.update(image=tensor))
     for command in (["info", str(source)], ["stats", "--data", str(source), "--out", str(tmp_path / "s.json")]):
         one_line_error(runner.invoke(app, command), "features.json", "100,000,000 pixels")
@@ -215,8 +227,10 @@ def test_a_30000_square_tensor_without_encoding_is_refused_before_tensorflow(tfr
 @pytest.mark.parametrize("dims", [["30000", "-1", "3"], ["-1", "30000", "3"]])
 def test_a_declared_raw_shape_with_a_varying_dimension_is_sized_by_its_known_ones(tfrecord_export, tmp_path, dims):
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
-    tensor = {"pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-              "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": dims}}}
+    tensor = {
+        "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+        "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": dims}},
+    }
     _features(source, lambda f: f.update(image=tensor))
     for command in (["info", str(source)], ["stats", "--data", str(source), "--out", str(tmp_path / "s.json")]):
         one_line_error(runner.invoke(app, command), "features.json", "90,000 values", "more than any of its shards")
@@ -224,7 +238,8 @@ def test_a_declared_raw_shape_with_a_varying_dimension_is_sized_by_its_known_one
 
 @pytest.mark.parametrize("channels", ["100000", "2", "0"])
 def test_an_image_feature_of_channels_no_decoder_produces_is_refused_where_features_json_is_read(
-        tfrecord_export, tmp_path, channels):  # fmt: skip
+    tfrecord_export, tmp_path, channels
+):
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
     _features(source, lambda f: f["image"]["image"]["shape"].update(dimensions=["32", "32", channels]))
     one_line_error(runner.invoke(app, ["info", str(source)]), "features.json", "image.shape")
@@ -239,26 +254,48 @@ def test_the_pixel_budget_of_declared_shapes_is_the_image_decoders():
     assert tfds.MAX_PIXELS == image_file.MAX_PIXELS
 
 
-@pytest.mark.parametrize("file, edit, where", [
-    ("dataset_info.json", lambda i: {**i, "name": 5}, "name"),
-    ("dataset_info.json", lambda i: {**i, "splits": {"train": i["splits"][0]}}, "splits"),
-    ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": "20"}]}, "shardLengths"),
-    ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": [[1]]}]}, "shardLengths.0"),
-    ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": ["-3"]}]}, "shardLengths.0"),
-    ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "name": 7}]}, "splits.0.name"),
-    ("dataset_info.json", lambda i: {**i, "fileFormat": []}, "fileFormat"),
-    ("dataset_info.json", lambda i: [i], "JSON object"),
-    ("features.json", lambda t: {**t, "featuresDict": []}, "featuresDict"),
-    ("features.json", lambda t: (t["featuresDict"]["features"].update(image="x"), t)[1], "features.image"),
-    ("features.json", lambda t: (t["featuresDict"]["features"]["image"]["image"]["shape"].update(dimensions="32"),
-                                 t)[1], "dimensions"),  # fmt: skip
-    ("features.json", lambda t: (t["featuresDict"]["features"]["image"]["image"]["shape"].update(
-        dimensions=["32", "abc", "3"]), t)[1], "dimensions.1"),  # fmt: skip
-    ("features.json", lambda t: (t["featuresDict"]["features"]["label"]["classLabel"].update(numClasses={}), t)[1],
-     "numClasses"),  # fmt: skip
-    ("features.json", lambda t: (t["featuresDict"]["features"]["label"]["classLabel"].update(numClasses="-5"), t)[1],
-     "numClasses"),  # fmt: skip
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "file, edit, where",
+    [
+        ("dataset_info.json", lambda i: {**i, "name": 5}, "name"),
+        ("dataset_info.json", lambda i: {**i, "splits": {"train": i["splits"][0]}}, "splits"),
+        ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": "20"}]}, "shardLengths"),
+        ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": [[1]]}]}, "shardLengths.0"),
+        (
+            "dataset_info.json",
+            lambda i: {**i, "splits": [{**i["splits"][0], "shardLengths": ["-3"]}]},
+            "shardLengths.0",
+        ),
+        ("dataset_info.json", lambda i: {**i, "splits": [{**i["splits"][0], "name": 7}]}, "splits.0.name"),
+        ("dataset_info.json", lambda i: {**i, "fileFormat": []}, "fileFormat"),
+        ("dataset_info.json", lambda i: [i], "JSON object"),
+        ("features.json", lambda t: {**t, "featuresDict": []}, "featuresDict"),
+        ("features.json", lambda t: (t["featuresDict"]["features"].update(image="x"), t)[1], "features.image"),
+        (
+            "features.json",
+            lambda t: (t["featuresDict"]["features"]["image"]["image"]["shape"].update(dimensions="32"), t)[1],
+            "dimensions",
+        ),
+        (
+            "features.json",
+            lambda t: (
+                t["featuresDict"]["features"]["image"]["image"]["shape"].update(dimensions=["32", "abc", "3"]),
+                t,
+            )[1],
+            "dimensions.1",
+        ),
+        (
+            "features.json",
+            lambda t: (t["featuresDict"]["features"]["label"]["classLabel"].update(numClasses={}), t)[1],
+            "numClasses",
+        ),
+        (
+            "features.json",
+            lambda t: (t["featuresDict"]["features"]["label"]["classLabel"].update(numClasses="-5"), t)[1],
+            "numClasses",
+        ),
+    ],
+)
 def test_wrong_types_in_tfds_metadata_are_one_line_naming_the_field(tfrecord_export, tmp_path, file, edit, where):
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
     edit_json(source / file, edit)
@@ -285,8 +322,10 @@ def test_a_split_listing_no_shards_is_refused_as_tfds_refuses_it(tfrecord_export
     source = tfds_folder(tfrecord_export, tmp_path / "tfds")
     edit_json(source / "dataset_info.json", lambda info: (edit(info["splits"][-1]), info)[1])
     split = json.loads((source / "dataset_info.json").read_text())["splits"][-1]["name"]
-    for command in (["info", str(source)], ["export", "--data", str(source), "--format", "png", "--out",
-                                            str(tmp_path / "out"), "--workers", "1"]):  # fmt: skip
+    for command in (
+        ["info", str(source)],
+        ["export", "--data", str(source), "--format", "png", "--out", str(tmp_path / "out"), "--workers", "1"],
+    ):
         one_line_error(runner.invoke(app, command), "dataset_info.json", repr(split), "no shards")
     with pytest.raises(SourceError, match="no shards"):
         data.open_data(source)

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 import cifarkit
 from cifarkit.cli import app
 from cifarkit.errors import SourceError
-from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats.codecs.example import NotAnExample, example_bytes, frame_record, parse_example
 from cifarkit.formats.codecs.png import encode_png
 from cifarkit.formats.codecs.record_frame import masked_crc32c, records_of
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats.record_checks import encoded_size
 from cifarkit.sources import open_source
 
@@ -37,7 +37,9 @@ SHARD = "cifar10-train.tfrecord-00000-of-00002"
 @pytest.fixture(scope="module")
 def export(cifar10_tar, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tfr") / "export"
-    export_dataset(open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=2, workers=1, quiet=True))
+    export_dataset(
+        open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=2, workers=1, quiet=True)
+    )
     return out
 
 
@@ -65,6 +67,7 @@ def _replace(export: Path, dest: Path, index: int, record: bytes) -> Path:
 
 def _zero_png(side: int) -> bytes:
     """A complete 1-bit black PNG of side x side: tens of KB on disk, side**2 * 3 bytes decoded."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
@@ -101,8 +104,9 @@ finally:
 def _cli_child(*args: str) -> tuple[subprocess.CompletedProcess, int]:
     """The CLI in a fresh process (a crash there is its exit status, not this test's), and its
     peak resident memory in KiB."""
-    run = subprocess.run([sys.executable, "-c", _INFO_IN_A_CHILD, *args], capture_output=True, text=True, check=False,
-                         timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", _INFO_IN_A_CHILD, *args], capture_output=True, text=True, check=False, timeout=300
+    )
     peak = next(int(line.split()[1]) for line in run.stderr.splitlines() if line.startswith("peak "))
     return run, peak
 
@@ -113,8 +117,10 @@ def test_a_length_field_past_the_end_of_the_shard_is_refused_before_tensorflow_r
     (folder / SHARD).write_bytes(length + struct.pack("<I", masked_crc32c(length)) + bytes(4))
     run, _ = _cli_child("info", "-s", str(folder))
     assert run.returncode == 1, run.stderr[-2000:]
-    assert (f"cifarkit: error: {folder / SHARD}: not a valid TFRecord shard: record at byte 0: claims "
-            "1,099,511,627,776 bytes, more than the 0 left in the file") in run.stderr  # fmt: skip
+    assert (
+        f"cifarkit: error: {folder / SHARD}: not a valid TFRecord shard: record at byte 0: claims "
+        "1,099,511,627,776 bytes, more than the 0 left in the file"
+    ) in run.stderr
 
 
 def _train(folder: Path, workdir: Path) -> list[str]:
@@ -127,8 +133,12 @@ def test_a_shard_cut_at_a_record_boundary_is_refused_by_every_command(export, tm
     shard = _rewrite(folder, records[: len(records) // 2])  # still valid framing: only the count shows it
     why = f"{shard}: holds {len(records) // 2} records; the dataset's metadata lists {len(records)}"
     out = tmp_path / "png"
-    for args in (["info", "-s", str(folder)], ["export", "-s", str(folder), "-f", "png", "-o", str(out), "-q"],
-                 ["stats", "-s", str(folder), "-o", str(tmp_path / "s.json"), "-q"], _train(folder, tmp_path / "run")):
+    for args in (
+        ["info", "-s", str(folder)],
+        ["export", "-s", str(folder), "-f", "png", "-o", str(out), "-q"],
+        ["stats", "-s", str(folder), "-o", str(tmp_path / "s.json"), "-q"],
+        _train(folder, tmp_path / "run"),
+    ):
         assert why in _error_line(runner.invoke(app, args)), args
     assert not (out / "train").exists()  # export once wrote the 4 of 8 images the shard held, exit 0
     with pytest.raises(SourceError, match=f"^{shard}: holds"):
@@ -154,7 +164,10 @@ def _record(label=1, image=None, **extra) -> bytes:
 def test_a_label_out_of_range_is_refused_as_int64_before_any_narrowing(export, tmp_path, label):
     shard = _replace(export, tmp_path / "label", 3, _record(label))  # 2^62 was read as 0, exit 0
     line = _error_line(runner.invoke(app, ["info", "-s", str(shard.parent)]))
-    why = f"{shard}: record 3 (at byte {_offset(shard, 3):,}): its 'label' {label} is out of range for the dataset's 10 classes"
+    why = (
+        f"{shard}: record 3 (at byte {_offset(shard, 3):,}): its 'label' {label} is out of range for the "
+        "dataset's 10 classes"
+    )
     assert line.endswith(why)
     with pytest.raises(SourceError) as caught:  # shards read in a shuffled order go through the same check
         cifarkit.load(shard.parent, split="train", shuffle_files=True)
@@ -171,10 +184,13 @@ def test_a_coarse_label_out_of_range_is_refused(cifar100_tar, tmp_path):
     shard = next(out.glob("*-train.tfrecord-*"))
     records = _records(shard)
     fields = parse_example(records[0])
-    records[0] = example_bytes({"id": fields["id"][0], "image": fields["image"][0], "label": fields["label"][0],
-                                "coarse_label": 20})  # fmt: skip
+    records[0] = example_bytes(
+        {"id": fields["id"][0], "image": fields["image"][0], "label": fields["label"][0], "coarse_label": 20}
+    )
     shard.write_bytes(b"".join(frame_record(r) for r in records))
-    with pytest.raises(SourceError, match=f"^{shard}: record 0 .*'coarse_label' 20 is out of range for the dataset's 20"):
+    with pytest.raises(
+        SourceError, match=f"^{shard}: record 0 .*'coarse_label' 20 is out of range for the dataset's 20"
+    ):
         cifarkit.load(out, split="train")
 
 
@@ -190,20 +206,36 @@ def test_a_record_of_a_0x0_image_is_refused_at_export(export, tmp_path, kind):
     folder = _copy(export, tmp_path / "zero")
     records = _records(folder / SHARD)
     if kind == "png":
-        records[2] = _record(image=encode_png(np.zeros((1, 1, 3), np.uint8)).replace(
-            struct.pack(">II", 1, 1), struct.pack(">II", 0, 0), 1))  # fmt: skip
+        records[2] = _record(
+            image=encode_png(np.zeros((1, 1, 3), np.uint8)).replace(
+                struct.pack(">II", 1, 1), struct.pack(">II", 0, 0), 1
+            )
+        )
         why = "its header gives 0 x 0 pixels, an image with no pixels"
     else:  # raw pixels of mixed sizes, as TFDS stores a Tensor: image/value and image/shape
         features = json.loads((folder / "features.json").read_text())
         features["featuresDict"]["features"]["image"] = {
             "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-            "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["-1", "-1", "3"]}}}
+            "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["-1", "-1", "3"]}},
+        }
         (folder / "features.json").write_text(json.dumps(features))
         for name in [SHARD, *(p.name for p in folder.glob("*.tfrecord-*") if p.name != SHARD)]:
             count = len(_records(folder / name))
-            _rewrite(folder, [example_bytes({"id": b"x", "label": 1, "image/value": bytes(0 if i == 2 and name == SHARD else 12),
-                                             "image/shape": (0, 0, 3) if i == 2 and name == SHARD else (2, 2, 3)})
-                              for i in range(count)], name)  # fmt: skip
+            _rewrite(
+                folder,
+                [
+                    example_bytes(
+                        {
+                            "id": b"x",
+                            "label": 1,
+                            "image/value": bytes(0 if i == 2 and name == SHARD else 12),
+                            "image/shape": (0, 0, 3) if i == 2 and name == SHARD else (2, 2, 3),
+                        }
+                    )
+                    for i in range(count)
+                ],
+                name,
+            )
         why = "its image's shape [0, 0, 3] holds no pixels"
     if kind == "png":
         _rewrite(folder, records)
@@ -217,13 +249,19 @@ def test_raw_pixels_must_fill_their_declared_shape_exactly(export, tmp_path):
     features = json.loads((folder / "features.json").read_text())
     features["featuresDict"]["features"]["image"] = {
         "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-        "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["32", "32", "3"]}}}
+        "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["32", "32", "3"]}},
+    }
     (folder / "features.json").write_text(json.dumps(features))
     for shard in folder.glob("*.tfrecord-*"):
         count = len(_records(shard))
-        _rewrite(folder, [_record(image=bytes(3000 if i == 4 and shard.name == SHARD else 3072)) for i in range(count)],
-                 shard.name)  # fmt: skip
-    with pytest.raises(SourceError, match=r"record 4 .*its image holds 3,000 bytes, not the 3,072 its shape \[32, 32, 3\] needs"):
+        _rewrite(
+            folder,
+            [_record(image=bytes(3000 if i == 4 and shard.name == SHARD else 3072)) for i in range(count)],
+            shard.name,
+        )
+    with pytest.raises(
+        SourceError, match=r"record 4 .*its image holds 3,000 bytes, not the 3,072 its shape \[32, 32, 3\] needs"
+    ):
         cifarkit.load(folder, split="train")
 
 
@@ -232,7 +270,8 @@ def test_a_declared_shape_no_shard_can_hold_is_refused_before_tensorflow_allocat
     features = json.loads((folder / "features.json").read_text())
     features["featuresDict"]["features"]["image"] = {  # 300 million int64 values: 2.4 GB a record
         "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-        "tensor": {"dtype": "uint8", "encoding": "none", "shape": {"dimensions": ["10000", "10000", "3"]}}}
+        "tensor": {"dtype": "uint8", "encoding": "none", "shape": {"dimensions": ["10000", "10000", "3"]}},
+    }
     (folder / "features.json").write_text(json.dumps(features))
     line = _error_line(runner.invoke(app, ["info", "-s", str(folder)]))
     assert f"{folder / 'features.json'}: declares images of shape [10000, 10000, 3] (300,000,000 values), more" in line
@@ -247,8 +286,10 @@ def test_a_png_bomb_in_a_record_is_refused_from_its_header_in_bounded_memory(exp
     shard = _replace(export, tmp_path / "bomb", 5, _record(image=bomb))
     run, peak = _cli_child("info", "-s", str(shard.parent))
     assert run.returncode == 1, run.stderr[-2000:]
-    assert (f"{shard}: record 5 (at byte {_offset(shard, 5):,}): image larger than cifarkit reads (20000 x 20000 "
-            "pixels; the limit is 100 megapixels)") in run.stderr  # fmt: skip
+    assert (
+        f"{shard}: record 5 (at byte {_offset(shard, 5):,}): image larger than cifarkit reads (20000 x 20000 "
+        "pixels; the limit is 100 megapixels)"
+    ) in run.stderr
     assert peak < 1 << 20, f"info peaked at {peak:,} KiB, TensorFlow included"
 
 
@@ -271,8 +312,12 @@ def test_encoded_size_reads_what_pillow_reads(tmp_path):
     from PIL import Image
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8))
-    for options in ({"format": "PNG"}, {"format": "JPEG"}, {"format": "JPEG", "progressive": True},
-                    {"format": "JPEG", "exif": b"Exif\0\0" + bytes(3000)}):  # fmt: skip
+    for options in (
+        {"format": "PNG"},
+        {"format": "JPEG"},
+        {"format": "JPEG", "progressive": True},
+        {"format": "JPEG", "exif": b"Exif\0\0" + bytes(3000)},
+    ):
         path = tmp_path / "image"
         image.save(path, **options)
         assert encoded_size(path.read_bytes()) == (53, 37), options
@@ -285,8 +330,10 @@ def test_whatever_the_python_parser_accepts_tensorflow_parses_without_an_undecod
     import tensorflow as tf
 
     honest = example_bytes({"id": b"x", "image": b"\x89PNG" + bytes(300), "label": 7, "shape": (32, 32, 3)})
-    spec = {"label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-            "image": tf.io.FixedLenFeature([], tf.string, default_value="")}  # fmt: skip
+    spec = {
+        "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "image": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
     rng, accepted = random.Random(0), 0
     for _ in range(1500):
         mutated = bytearray(honest)
@@ -311,10 +358,13 @@ def test_a_tfrecord_export_of_mixed_image_sizes_exports_again_with_the_same_pixe
 
     truth = make_image_folder(tmp_path / "photos", sizes=((40, 30), (17, 23)))
     first = tmp_path / "raw"
-    export_dataset(open_source(tmp_path / "photos"), first, ExportOptions(format="tfrecord", encoding="raw", workers=1,
-                                                                          quiet=True))  # fmt: skip
+    export_dataset(
+        open_source(tmp_path / "photos"), first, ExportOptions(format="tfrecord", encoding="raw", workers=1, quiet=True)
+    )
     again = tmp_path / "again"
-    export_dataset(open_source(first), again, ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True))
+    export_dataset(
+        open_source(first), again, ExportOptions(format="tfrecord", encoding=encoding, workers=1, quiet=True)
+    )
     back = open_source(again)
     for split, expected in truth.splits.items():
         images = back.batches[split][0].images

@@ -8,14 +8,13 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-
-from cifarkit.errors import OutputError
-from cifarkit.formats.export import ExportOptions, export_dataset
-from cifarkit.formats import image_tree
-from cifarkit.sources import open_source
-
 import synth
 from test_export import _manifest, _tree_bytes
+
+from cifarkit.errors import OutputError
+from cifarkit.formats import image_tree
+from cifarkit.formats.export import ExportOptions, export_dataset
+from cifarkit.sources import open_source
 
 
 @pytest.mark.parametrize("workers", [1, 2])

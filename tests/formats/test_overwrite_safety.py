@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cifarkit.writers import folder_lock
 from cifarkit.cli import app
 from cifarkit.errors import OutputError
-from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.formats import image_tree
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
+from cifarkit.writers import folder_lock
 
 runner = CliRunner()
 
@@ -26,8 +26,9 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def _export(source: Path, out: Path, fmt: str, *more: str):
-    return runner.invoke(app, ["export", "--source", str(source), "--format", fmt, "--out", str(out),
-                               "--workers", "1", "--quiet", *more])  # fmt: skip
+    return runner.invoke(
+        app, ["export", "--source", str(source), "--format", fmt, "--out", str(out), "--workers", "1", "--quiet", *more]
+    )
 
 
 def _one_line(result, *needles: str) -> str:
@@ -38,19 +39,29 @@ def _one_line(result, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("mine, named", [
-    ("train/cat/mine.txt", "train/cat/mine.txt"), ("train/mine.png", "train/mine.png"), ("notes.txt", "notes.txt"),
-    ("test/cat/00000.jpg", "test/cat/00000.jpg"), ("train/cat/99999.png", "train/cat/99999.png"),
-    ("photos/a.png", "out/photos:"),  # a folder of the user's is named as a whole
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mine, named",
+    [
+        ("train/cat/mine.txt", "train/cat/mine.txt"),
+        ("train/mine.png", "train/mine.png"),
+        ("notes.txt", "notes.txt"),
+        ("test/cat/00000.jpg", "test/cat/00000.jpg"),
+        ("train/cat/99999.png", "train/cat/99999.png"),
+        ("photos/a.png", "out/photos:"),  # a folder of the user's is named as a whole
+    ],
+)
 def test_overwrite_refuses_a_folder_holding_a_file_of_the_users_own(cifar10_tar, tmp_path, mine, named):
     out = tmp_path / "out"
     assert _export(cifar10_tar.path, out, "png").exit_code == 0
     (out / mine).parent.mkdir(parents=True, exist_ok=True)
     (out / mine).write_text("mine")
     before = _tree(out)
-    _one_line(_export(cifar10_tar.path, out, "jpg", "--overwrite"), named, "not written by the earlier export",
-              "nothing was removed")  # fmt: skip
+    _one_line(
+        _export(cifar10_tar.path, out, "jpg", "--overwrite"),
+        named,
+        "not written by the earlier export",
+        "nothing was removed",
+    )
     assert _tree(out) == before  # the export and the user's file alike
 
 
@@ -85,8 +96,12 @@ def test_a_crafted_state_naming_a_split_outside_out_removes_nothing(cifar10_tar,
     state["counts"]["../../victim"] = 1
     (out / ".cifarkit-export.json").write_text(json.dumps(state))
     before = _tree(out)
-    _one_line(_export(cifar10_tar.path, out, "jpg", "--overwrite"), ".cifarkit-export.json", "split name",
-              "choose another --out")  # fmt: skip
+    _one_line(
+        _export(cifar10_tar.path, out, "jpg", "--overwrite"),
+        ".cifarkit-export.json",
+        "split name",
+        "choose another --out",
+    )
     assert (victim / "sentinel").read_text() == "keep" and _tree(out) == before
 
 

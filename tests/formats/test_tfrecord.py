@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cifarkit.formats.export import ExportOptions, export_dataset
-from cifarkit.formats import tfrecord
-from cifarkit.sources import open_source
-
 from test_export import _manifest
+
+from cifarkit.formats import tfrecord
+from cifarkit.formats.export import ExportOptions, export_dataset
+from cifarkit.sources import open_source
 
 
 def _read_tfrecords(out: Path, split: str, coarse: bool, encoding: str):
@@ -20,8 +19,11 @@ def _read_tfrecords(out: Path, split: str, coarse: bool, encoding: str):
     import tensorflow as tf
 
     info = json.loads((out / "cifarkit_info.json").read_text())
-    spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
-            "id": tf.io.FixedLenFeature([], tf.string)}  # fmt: skip
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "id": tf.io.FixedLenFeature([], tf.string),
+    }
     if coarse:
         spec["coarse_label"] = tf.io.FixedLenFeature([], tf.int64)
     files = [str(out / f) for f in info["splits"][split]["files"]]
@@ -39,8 +41,9 @@ def _read_tfrecords(out: Path, split: str, coarse: bool, encoding: str):
 @pytest.mark.parametrize("encoding", ["png", "raw"])
 def test_tfrecord_parses_back_to_the_same_images_labels_and_ids(cifar10_tar, tmp_path, encoding):
     out = tmp_path / "tfr"
-    export_dataset(open_source(cifar10_tar.path), out,
-                   ExportOptions(format="tfrecord", shards=3, encoding=encoding, workers=2))  # fmt: skip
+    export_dataset(
+        open_source(cifar10_tar.path), out, ExportOptions(format="tfrecord", shards=3, encoding=encoding, workers=2)
+    )
     info, records = _read_tfrecords(out, "train", coarse=False, encoding=encoding)
     assert info["splits"]["train"]["files"] == [f"cifar10-train.tfrecord-0000{i}-of-00003" for i in range(3)]
     features = json.loads((out / "features.json").read_text())["featuresDict"]["features"]

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import cifarkit
 from cifarkit import data
-from cifarkit.formats import export as export_module
 from cifarkit.cli import app
 from cifarkit.errors import SourceError
-from cifarkit.formats.export import ExportOptions, export_dataset
+from cifarkit.formats import export as export_module
 from cifarkit.formats import image_tree, tfrecord
+from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import open_source
 
 runner = CliRunner()
@@ -54,6 +54,7 @@ def _interrupt_after_one_shard(monkeypatch):
 
 def _interrupt_before_cifarkit_info(monkeypatch):
     """Killed after TFDS's metadata, before cifarkit_info.json: a TFDS folder in all but name."""
+
     def dies(path, info):
         raise KeyboardInterrupt
 
@@ -96,8 +97,11 @@ def test_every_library_reader_refuses_an_unfinished_export(unfinished, cifar10_t
 
 def test_every_command_refuses_an_unfinished_export_in_one_line(unfinished, tmp_path):
     out, _, _ = unfinished
-    for command in (["info", str(out)], ["stats", "--data", str(out), "--out", str(tmp_path / "s.json"), "--quiet"],
-                    ["export", "--source", str(out), "--format", "jpg", "--out", str(tmp_path / "again"), "--quiet"]):
+    for command in (
+        ["info", str(out)],
+        ["stats", "--data", str(out), "--out", str(tmp_path / "s.json"), "--quiet"],
+        ["export", "--source", str(out), "--format", "jpg", "--out", str(tmp_path / "again"), "--quiet"],
+    ):
         result = runner.invoke(app, command)
         assert result.exit_code == 1, result.output
         lines = result.stderr.strip().splitlines()

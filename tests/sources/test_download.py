@@ -238,9 +238,7 @@ def test_server_errors_are_retried_with_exponential_backoff(
     assert no_pauses == [0.5, 1.0]
 
 
-def test_gives_up_after_retries_with_last_reason(
-    server: ServerState, tmp_path: Path, no_pauses: list[float]
-) -> None:
+def test_gives_up_after_retries_with_last_reason(server: ServerState, tmp_path: Path, no_pauses: list[float]) -> None:
     server.fail_statuses = [502, 502, 503]
     with pytest.raises(DownloadError) as caught:
         fetch(server, tmp_path, retries=2, backoff=1.0)
@@ -296,9 +294,10 @@ def test_connection_refused_is_a_download_error(tmp_path: Path, monkeypatch: pyt
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError) as caught:
-        dl.download("cifar10", tmp_path, url=f"http://127.0.0.1:{port}/", md5=PAYLOAD_MD5, retries=1, backoff=0, quiet=True)
+        dl.download(
+            "cifar10", tmp_path, url=f"http://127.0.0.1:{port}/", md5=PAYLOAD_MD5, retries=1, backoff=0, quiet=True
+        )
     assert f"127.0.0.1:{port}/{FILE}" in str(caught.value)
-
 
 
 def test_failed_download_removes_the_folders_it_made(server: ServerState, tmp_path: Path) -> None:
@@ -313,6 +312,7 @@ def test_folder_holding_a_partial_download_is_kept(server: ServerState, tmp_path
     with pytest.raises(DownloadError):
         fetch(server, tmp_path / "archives", retries=0)
     assert part_of(tmp_path / "archives").read_bytes() == PAYLOAD[: len(PAYLOAD) // 2]
+
 
 # --- checksums, URLs and destinations ---------------------------------------------------------
 
@@ -380,8 +380,9 @@ def test_the_command_downloads_into_the_folder_named(server: ServerState, tmp_pa
     from cifarkit.cli import app
 
     out = tmp_path / "archives"
-    result = CliRunner().invoke(app, ["download", "cifar10", "--url", server.url, "--md5", PAYLOAD_MD5,
-                                      folder_option, str(out), "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["download", "cifar10", "--url", server.url, "--md5", PAYLOAD_MD5, folder_option, str(out), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert (out / FILE).read_bytes() == PAYLOAD
     assert sorted(p.name for p in out.iterdir()) == [FILE]  # no partial left beside it

@@ -19,13 +19,32 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_sources.py"
 BYTE_TARGETS = ("cifar-batches", "cifar-archives", "idx")
 FOLDER_TARGETS = (
-    "tfrecord-framing", "tfrecord-example", "dataset-info", "features-json", "label-names", "cifarkit-info",
-    "manifest-csv", "export-state", "run-config", "report-json", "backup-state", "images", "tflite",
-)  # fmt: skip
+    "tfrecord-framing",
+    "tfrecord-example",
+    "dataset-info",
+    "features-json",
+    "label-names",
+    "cifarkit-info",
+    "manifest-csv",
+    "export-state",
+    "run-config",
+    "report-json",
+    "backup-state",
+    "images",
+    "tflite",
+)
 # Outcomes that are not findings: success, cifarkit's own one-line errors, and a corrupt record
 # or an image in a record that does not decode, which the CLI reports with its shard's name.
-ACCEPTED = {"ok", "SourceError", "UnsafeInputError", "ChecksumError", "UsageError", "OutputError", "tf:DataLossError",
-            "tf:InvalidArgumentError"}
+ACCEPTED = {
+    "ok",
+    "SourceError",
+    "UnsafeInputError",
+    "ChecksumError",
+    "UsageError",
+    "OutputError",
+    "tf:DataLossError",
+    "tf:InvalidArgumentError",
+}
 PEAK_RSS_MB = 300  # the byte readers: numpy and cifarkit take ~60 MB; no case may take much more
 
 
@@ -33,8 +52,11 @@ def fuzz(tmp_path: Path, targets: tuple[str, ...], cases: int, timeout: int) -> 
     args = [a for name in targets for a in ("--target", name)]
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--cases", str(cases), "--seed", "0", "--out", str(tmp_path), "--json", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -14,7 +14,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -210,8 +209,18 @@ def test_pointer_payload_refused_in_child(tmp_path, case):
         ("S8", (3, "|", None, None, None, -1, -1, 0)),
         ("M8", (3, "<", None, None, None, -1, -1, 0, ("D", 1, 1, 1))),
     ],
-    ids=["object", "void-fields", "fields-state", "subarray", "elsize", "flags", "metadata",
-         "order", "bytes", "datetime"],  # fmt: skip
+    ids=[
+        "object",
+        "void-fields",
+        "fields-state",
+        "subarray",
+        "elsize",
+        "flags",
+        "metadata",
+        "order",
+        "bytes",
+        "datetime",
+    ],
 )
 def test_dtype_must_be_plain_numeric(name, state):
     data = assemble({"data": array(pixels(1), (1, 3072), dtype(name, state)), "labels": [0]})
@@ -237,8 +246,16 @@ def test_dtype_set_twice_refused():
         (Call(Global("builtins", "bytes"), 50_000_000), "bytes"),
         (Build(Global("numpy", "dtype"), {"x": 1}), "set attributes on 'numpy.dtype'"),
     ],
-    ids=["ndarray-call", "reconstruct-shape", "reconstruct-subtype", "frombuffer-list",
-         "frombuffer-str-dtype", "bytearray-int", "bytes-int", "build-on-global"],  # fmt: skip
+    ids=[
+        "ndarray-call",
+        "reconstruct-shape",
+        "reconstruct-subtype",
+        "frombuffer-list",
+        "frombuffer-str-dtype",
+        "bytearray-int",
+        "bytes-int",
+        "build-on-global",
+    ],
 )
 def test_numpy_and_builtin_standins_refuse(node, pattern):
     with pytest.raises(UnsafeInputError, match=pattern):
@@ -471,7 +488,10 @@ def test_bz2_and_xz_archives_load_and_are_checked(tmp_path, kind):
         ([0.9, 9.99], r"'labels' is not a list of integers \(it holds a float\)"),
         (["3", "07"], r"'labels' is not a list of integers \(it holds a str\)"),
         ([True, False], r"'labels' is not a list of integers \(it holds a bool\)"),
-        (array(struct.pack("<2d", 1.0, 2.0), (2,), "f8"), r"'labels' is not a list of integers \(it is an array of float64\)"),
+        (
+            array(struct.pack("<2d", 1.0, 2.0), (2,), "f8"),
+            r"'labels' is not a list of integers \(it is an array of float64\)",
+        ),
         (None, r"'labels' is not a list of integers \(it is a NoneType\)"),
     ],
     ids=["huge-int", "floats", "strings", "bools", "float-array", "none"],

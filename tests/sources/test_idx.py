@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synth import idx_bytes, make_mnist_folder, tiny, write_split
 
 from cifarkit.constants import FASHION_MNIST_CLASSES, IDX_MD5
 from cifarkit.errors import ChecksumError, SourceError, UnsafeInputError
 from cifarkit.sources import open_source
 from cifarkit.sources.discover import find_dataset, find_named
 from cifarkit.sources.idx import is_mnist_family, read_idx_file
-from synth import idx_bytes, make_mnist_folder, tiny, write_split
 
 REAL_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
@@ -91,7 +91,9 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 def test_truncated_file_is_named(tmp_path, gz):
     data = idx_bytes(tiny(5, 0)[0])[:-100]
     path = _write(tmp_path, "train-images-idx3-ubyte" + (".gz" if gz else ""), gzip.compress(data) if gz else data)
-    with pytest.raises(SourceError, match=r"truncated: its header says 5 28x28 images \(3,920 bytes\) but the file holds 3,820"):
+    with pytest.raises(
+        SourceError, match=r"truncated: its header says 5 28x28 images \(3,920 bytes\) but the file holds 3,820"
+    ):
         read_idx_file(path, 3)
 
 
@@ -115,7 +117,7 @@ def test_truncated_gzip_stream_and_trailing_bytes(tmp_path):
         (b"\x00\x00", "shorter than an IDX header"),
         (b"\x00\x00\x08\x03\x00\x00", "truncated inside its IDX header"),
     ],
-)  # fmt: skip
+)
 def test_bad_headers_are_one_line_errors(tmp_path, data, message):
     with pytest.raises(SourceError, match=message) as info:
         read_idx_file(_write(tmp_path, "x-images-idx3-ubyte", data), 3)
@@ -226,8 +228,9 @@ def test_train_and_evaluate_with_split_options_on_a_t10k_folder(tmp_path):
     assert refused.exit_code == 2 and "has no split 'train'" in refused.output and "--train-split" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
     workdir = tmp_path / "run"
-    result = runner.invoke(app, [*base, "--workdir", str(workdir), "--train-split", "test[:40]",
-                                 "--eval-split", "test[40:]"])  # fmt: skip
+    result = runner.invoke(
+        app, [*base, "--workdir", str(workdir), "--train-split", "test[:40]", "--eval-split", "test[40:]"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "report.json").read_text())
     assert report["dataset"]["counts"] == {"train": 40, "test": 20}
@@ -252,8 +255,21 @@ def test_exports_keep_one_grey_channel(tmp_path, fmt):
     from cifarkit.cli import app
 
     truth = make_mnist_folder(tmp_path / "mnist", train=10, test=10)
-    result = CliRunner().invoke(app, ["export", "--format", fmt, "--source", str(tmp_path / "mnist"),
-                                      "--out", str(tmp_path / fmt), "--quiet", "--workers", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--format",
+            fmt,
+            "--source",
+            str(tmp_path / "mnist"),
+            "--out",
+            str(tmp_path / fmt),
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     x, y = cifarkit.load_numpy(tmp_path / fmt, "test")
     assert x.shape == (10, 28, 28, 1) and y.tolist() == truth["test"][1].tolist()

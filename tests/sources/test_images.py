@@ -91,10 +91,13 @@ def test_grey_alpha_png_and_palette_gif_are_read_exactly(tmp_path):
     grey = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
     alpha = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
     palette_image = Image.fromarray(_blocks(8, 8, seed=2)).quantize(colors=7)
-    root = _tree(tmp_path / "tree", {
-        "a/grey_alpha.png": Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA"),
-        "b/palette.gif": palette_image,
-    })  # fmt: skip
+    root = _tree(
+        tmp_path / "tree",
+        {
+            "a/grey_alpha.png": Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA"),
+            "b/palette.gif": palette_image,
+        },
+    )
     want = [np.repeat(grey[..., None], 3, axis=-1), np.asarray(palette_image.convert("RGB"))]
     exported = list(open_source(root).take("train", 0, 2).images)
     for got, expected in zip(exported, want):
@@ -169,7 +172,9 @@ def test_the_tree_reader_error_carries_a_source_error(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("side, claim", [(12000, "12000 x 12000 pixels"), (20000, "20000 x 20000 pixels; the limit is 100 megapixels")])
+@pytest.mark.parametrize(
+    "side, claim", [(12000, "12000 x 12000 pixels"), (20000, "20000 x 20000 pixels; the limit is 100 megapixels")]
+)
 def test_a_huge_png_header_is_refused_before_decoding(tmp_path, side, claim):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png(side, side))  # no pixel data at all: decoding would fail differently
@@ -191,7 +196,9 @@ def test_a_header_claiming_more_pixels_than_its_bytes_can_hold_is_refused(tmp_pa
     small.write_bytes(_png(9900, 9900, bytes(300_000)))  # 98 megapixels in 300 KB: a bomb's ratio
     with pytest.raises(SourceError) as caught:
         read_image(small)
-    assert str(caught.value).startswith(f"{small}: image larger than cifarkit reads (9900 x 9900 pixels; 64 pixels per byte")
+    assert str(caught.value).startswith(
+        f"{small}: image larger than cifarkit reads (9900 x 9900 pixels; 64 pixels per byte"
+    )
     honest = tmp_path / "honest.png"
     honest.write_bytes(_png(4096, 4096))  # at the floor: read whatever its size (and fails as data)
     with pytest.raises(SourceError, match="cannot decode image"):
@@ -277,10 +284,14 @@ def not_a_source(tmp_path, request):
 @pytest.mark.parametrize("command", ["info", "stats", "export"])
 @pytest.mark.parametrize(
     "not_a_source, message",
-    [("device", "a character device, not a dataset"), ("pipe", "a named pipe, not a dataset"),
-     ("empty file", "empty file"), ("inside a file", "no such file or folder")],
+    [
+        ("device", "a character device, not a dataset"),
+        ("pipe", "a named pipe, not a dataset"),
+        ("empty file", "empty file"),
+        ("inside a file", "no such file or folder"),
+    ],
     indirect=["not_a_source"],
-)  # fmt: skip
+)
 def test_a_path_that_is_no_file_or_folder_is_one_clear_line(tmp_path, command, not_a_source, message):
     extra = {"info": [], "stats": ["-o", str(tmp_path / "out"), "-q"], "export": ["--out", str(tmp_path / "out"), "-q"]}
     result = runner.invoke(app, [command, "--source", not_a_source, *extra[command]])

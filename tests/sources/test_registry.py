@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synth
 from PIL import Image
 
 from cifarkit.errors import SourceError
 from cifarkit.sources import FAMILIES, open_source
-
-import synth
 
 
 def _first_family(path: Path) -> str:

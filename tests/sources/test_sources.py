@@ -19,8 +19,8 @@ except ImportError:  # tests/ imported as a package
 
 from cifarkit.errors import ChecksumError, SourceError, UnsafeInputError
 from cifarkit.sources import discover, open_source
-from cifarkit.sources.safe_pickle import safe_loads
 from cifarkit.sources.labelled import LazyImages
+from cifarkit.sources.safe_pickle import safe_loads
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -253,9 +253,7 @@ def _assert_tree(dataset, truth: synth.SynthDataset, root: Path, with_splits: bo
 
 def test_image_folder_with_splits(tmp_path):
     root = tmp_path / "pets"
-    truth = synth.make_image_folder(
-        root, classes=("dog", "cat", "bird"), sizes=((40, 30), (17, 23), (32, 32))
-    )
+    truth = synth.make_image_folder(root, classes=("dog", "cat", "bird"), sizes=((40, 30), (17, 23), (32, 32)))
     dataset = open_source(root)
     assert dataset.class_names == ("bird", "cat", "dog")
     assert dataset.count("train") == 9 and dataset.count("test") == 6
@@ -367,7 +365,9 @@ def test_safe_loads_eval_inside_archive_dict(tmp_path):
     # A global nested deep inside an otherwise valid batch dict is refused just the same.
     payload = {"data": np.zeros((1, 3072), np.uint8), "labels": [_Call(eval, "1+1")]}
     path = _tar_with(tmp_path, {"test_batch": pickle.dumps(payload, protocol=2)})
-    with pytest.raises(UnsafeInputError, match=r"^test_batch: refused to unpickle global '(__builtin__|builtins)\.eval'"):
+    with pytest.raises(
+        UnsafeInputError, match=r"^test_batch: refused to unpickle global '(__builtin__|builtins)\.eval'"
+    ):
         open_source(path)
 
 

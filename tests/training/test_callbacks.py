@@ -9,12 +9,18 @@ import numpy as np
 import pydantic
 import pytest
 
-from cifarkit.training import callbacks
-from cifarkit.training.callbacks import (
-    PLATEAU_MAX_CUTS, PLATEAU_PATIENCE, Checkpoints, History, LearningRate, Progress, RunBackup,
-)  # fmt: skip
 from cifarkit.errors import OutputError
 from cifarkit.metadata.run_files import CheckpointsState, HistoryState, LearningRateState
+from cifarkit.training import callbacks
+from cifarkit.training.callbacks import (
+    PLATEAU_MAX_CUTS,
+    PLATEAU_PATIENCE,
+    Checkpoints,
+    History,
+    LearningRate,
+    Progress,
+    RunBackup,
+)
 from cifarkit.training.rundir import read_backup, read_history
 
 
@@ -73,8 +79,13 @@ def test_history_restored_from_a_backup_replaces_the_epochs_run_again(tmp_path):
 @pytest.mark.parametrize("rows", [[{"epoch": "one"}], "rows", [{"epoch": 1, "loss": "low"}], [{"epoch": 0}]])
 def test_a_backup_whose_history_is_not_rows_of_numbers_is_refused(tmp_path, rows):
     (tmp_path / "weights-000001.weights.h5").write_bytes(b"")
-    state = {"serial": 1, "epoch": 1, "step": 0, "weights": "weights-000001.weights.h5",
-             "callbacks": {"history": {"rows": rows}}}  # fmt: skip
+    state = {
+        "serial": 1,
+        "epoch": 1,
+        "step": 0,
+        "weights": "weights-000001.weights.h5",
+        "callbacks": {"history": {"rows": rows}},
+    }
     (tmp_path / "state.json").write_text(json.dumps(state))
     with pytest.raises(OutputError, match="damaged run backup .*callbacks.history.rows"):
         read_backup(tmp_path)
@@ -82,8 +93,12 @@ def test_a_backup_whose_history_is_not_rows_of_numbers_is_refused(tmp_path, rows
 
 def test_learning_rate_cosine_and_step_follow_the_epoch():
     cosine = LearningRate("cosine", 0.05, 4)
-    assert [round(cosine.rate(e), 6) for e in range(4)] == [0.05, round(0.025 * (1 + math.cos(math.pi / 4)), 6),
-                                                            0.025, round(0.025 * (1 + math.cos(3 * math.pi / 4)), 6)]  # fmt: skip
+    assert [round(cosine.rate(e), 6) for e in range(4)] == [
+        0.05,
+        round(0.025 * (1 + math.cos(math.pi / 4)), 6),
+        0.025,
+        round(0.025 * (1 + math.cos(3 * math.pi / 4)), 6),
+    ]
     step = LearningRate("step", 1.0, 8)
     assert [step.rate(e) for e in (0, 3, 4, 5, 6, 7)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
@@ -202,8 +217,12 @@ def test_epoch_scalars_write_train_and_validation_events(tmp_path):
                     values[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
         return values
 
-    assert read("train") == {("epoch_loss", 0): 2.0, ("epoch_loss", 1): 1.0,
-                             ("epoch_learning_rate", 0): pytest.approx(0.1), ("epoch_learning_rate", 1): pytest.approx(0.1)}  # fmt: skip
+    assert read("train") == {
+        ("epoch_loss", 0): 2.0,
+        ("epoch_loss", 1): 1.0,
+        ("epoch_learning_rate", 0): pytest.approx(0.1),
+        ("epoch_learning_rate", 1): pytest.approx(0.1),
+    }
     assert read("validation") == {("epoch_loss", 0): 2.5, ("epoch_loss", 1): 1.5}
 
 

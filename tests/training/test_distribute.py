@@ -11,12 +11,12 @@ import sys
 import textwrap
 
 import pytest
+from synth import make_learnable_cifar10
 
 from cifarkit.errors import UsageError
 from cifarkit.metadata.tf_config import parse_tf_config
 from cifarkit.runtime.strategy import Placement, is_chief_task, make_strategy, read_tf_config
 from cifarkit.training.rundir import read_history
-from synth import make_learnable_cifar10
 
 # Splits the CPU into two logical devices before TensorFlow starts, then runs the CLI.
 TWO_CPUS = textwrap.dedent("""
@@ -36,8 +36,20 @@ def data(tmp_path_factory):
 
 
 def _train_command(data, workdir, *extra):
-    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
-            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
+    return [
+        "train",
+        "lenet5",
+        "--data",
+        str(data.path),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_auto_and_one_device_use_a_single_replica_on_a_cpu():
@@ -64,10 +76,14 @@ def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
         ("not json", "not a valid cluster description"),
         (json.dumps({"cluster": {"worker": ["a:1"]}}), "not a valid cluster description"),
         (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}), "index=3"),
-        (json.dumps({"cluster": {"worker": ["a:1"], "evaluator": ["b:1"]}, "task": {"type": "evaluator", "index": 0}}),
-         "type='evaluator'"),
+        (
+            json.dumps(
+                {"cluster": {"worker": ["a:1"], "evaluator": ["b:1"]}, "task": {"type": "evaluator", "index": 0}}
+            ),
+            "type='evaluator'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_tf_config_names_the_problem(monkeypatch, value, message):
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(UsageError, match=message):
@@ -95,8 +111,12 @@ def test_the_global_batch_must_split_evenly_across_replicas():
 
 def test_mirrored_trains_on_two_logical_cpu_devices(data, tmp_path):
     workdir = tmp_path / "mirrored"
-    run = subprocess.run([sys.executable, "-c", TWO_CPUS, *_train_command(data, workdir, "--strategy", "mirrored", "--jit")],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", TWO_CPUS, *_train_command(data, workdir, "--strategy", "mirrored", "--jit")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads((workdir / "report.json").read_text())
     assert report["strategy"]["name"] == "mirrored" and report["strategy"]["replicas"] == 2
@@ -134,7 +154,7 @@ def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp
         for job in jobs:
             if job.poll() is None:
                 job.kill()
-    for job, (stdout, stderr) in zip(jobs, outputs):
+    for job, (_, stderr) in zip(jobs, outputs):
         assert job.returncode == 0, stderr
     assert "Trained lenet5 for 2 epochs" in outputs[0][0]
     assert "worker finished; the chief wrote the run folder" in outputs[1][0]
@@ -149,5 +169,15 @@ def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp
         assert (workdir / name).is_file(), name
     # The other worker's backup is gone, and nothing of its scratch output landed in the run folder.
     assert sorted(p.name for p in workdir.iterdir()) == sorted(
-        ["best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json", "logs",
-         ".cifarkit.lock"])  # the chief's lock on the run folder (empty once released)
+        [
+            "best.keras",
+            "last.keras",
+            "history.csv",
+            "curves.png",
+            "config.json",
+            "report.json",
+            "stats.json",
+            "logs",
+            ".cifarkit.lock",
+        ]
+    )  # the chief's lock on the run folder (empty once released)

@@ -26,14 +26,36 @@ runner = CliRunner()
 DEEP = "[" * 100_000 + "]" * 100_000
 WEIGHTS = "weights-000001.weights.h5"
 
-CONFIG = {"model": "lenet5", "workdir": "/runs/lenet5", "data": "/data/cifar10", "recipe": "cifar", "epochs": 2,
-          "batch_size": 16, "lr": 0.05, "optimizer": "sgd", "schedule": "cosine", "holdout": 0}  # fmt: skip
-BACKUP = {"serial": 1, "epoch": 1, "step": 0, "weights": WEIGHTS,
-          "callbacks": {"history": {"rows": [{"epoch": 1, "loss": 2.0}], "wall_seconds": 3.0},
-                        "learning_rate": {"best": 0.5, "wait": 0, "cuts": 0},
-                        "checkpoints": {"best": 0.5, "best_epoch": 1}}}  # fmt: skip
-REPORT = {"model": "lenet5", "epochs_run": 2, "wall_seconds": 9.5, "images_per_second": 100.0,
-          "test": {"split": "test", "images": 20, "model": "best.keras", "accuracy": 0.5, "top5": 0.9, "top_k": 5}}  # fmt: skip
+CONFIG = {
+    "model": "lenet5",
+    "workdir": "/runs/lenet5",
+    "data": "/data/cifar10",
+    "recipe": "cifar",
+    "epochs": 2,
+    "batch_size": 16,
+    "lr": 0.05,
+    "optimizer": "sgd",
+    "schedule": "cosine",
+    "holdout": 0,
+}
+BACKUP = {
+    "serial": 1,
+    "epoch": 1,
+    "step": 0,
+    "weights": WEIGHTS,
+    "callbacks": {
+        "history": {"rows": [{"epoch": 1, "loss": 2.0}], "wall_seconds": 3.0},
+        "learning_rate": {"best": 0.5, "wait": 0, "cuts": 0},
+        "checkpoints": {"best": 0.5, "best_epoch": 1},
+    },
+}
+REPORT = {
+    "model": "lenet5",
+    "epochs_run": 2,
+    "wall_seconds": 9.5,
+    "images_per_second": 100.0,
+    "test": {"split": "test", "images": 20, "model": "best.keras", "accuracy": 0.5, "top5": 0.9, "top_k": 5},
+}
 
 
 def with_(base: dict, **changes) -> dict:
@@ -68,7 +90,7 @@ def one_line(error: CifarkitError, path: Path | str) -> str:
         (json.dumps(with_(CONFIG, model_options=[1])), "model_options: Input should be"),
         (b"\xff\xfe{", "Invalid JSON"),
     ],
-)  # fmt: skip
+)
 def test_a_hostile_run_configuration_is_one_line(tmp_path, content, words):
     path = tmp_path / "config.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -84,8 +106,9 @@ def test_evaluate_on_a_run_whose_config_is_nested_deep_is_one_line(tmp_path):
     (run / "best.keras").write_bytes(b"")  # never reached: the configuration is read first
     result = runner.invoke(app, ["evaluate", str(run), "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.splitlines()[-1].startswith(f"cifarkit: error: {run / 'config.json'}: not a training run's "
-                                                      "configuration (JSON nested more than")  # fmt: skip
+    assert result.output.splitlines()[-1].startswith(
+        f"cifarkit: error: {run / 'config.json'}: not a training run's configuration (JSON nested more than"
+    )
 
 
 def test_a_run_configuration_too_big_to_be_one_is_refused_unread(tmp_path):
@@ -150,7 +173,7 @@ def write_backup(folder: Path, content: str) -> Path:
         (json.dumps(with_(BACKUP, callbacks={"history": {"rows": [[]] * 3}})), "callbacks.history.rows.0"),
         (json.dumps(with_(BACKUP, callbacks={"checkpoints": {"best": "NaN"}})), "callbacks.checkpoints.best"),
     ],
-)  # fmt: skip
+)
 def test_a_hostile_backup_state_is_one_line(tmp_path, content, words):
     path = write_backup(tmp_path / "backup", content)
     with pytest.raises(OutputError) as caught:
@@ -181,7 +204,7 @@ def test_a_backup_state_this_version_writes_reads_back_typed(tmp_path):
         (json.dumps(with_(REPORT, test=with_(REPORT["test"], accuracy=1.5))), "test.accuracy"),
         (json.dumps(with_(REPORT, test=with_(REPORT["test"], top_k=0))), "test.top_k"),
     ],
-)  # fmt: skip
+)
 def test_a_hostile_report_is_one_line(tmp_path, content, words):
     (tmp_path / "report.json").write_text(content)
     with pytest.raises(OutputError) as caught:
@@ -205,14 +228,23 @@ def test_a_report_of_a_run_with_no_test_images_reads(tmp_path):
     [
         (DEEP, "nested more than"),
         ('{"mean": [1, 2, 3]}', "mean.1: Input should be less than or equal to 1"),
-        ('{"mean": [0.5, 0.5], "std": [1, 1], "covariance": [], "eigenvalues": [], "eigenvectors": [], '
-         '"pixels": 1, "images": 1}', "images have 1 or 3"),
-        ('{"mean": [0.5], "std": [0.1, 0.1], "covariance": [[1]], "eigenvalues": [1], "eigenvectors": [[1]], '
-         '"pixels": 1, "images": 1}', "not every vector and matrix matches"),
-        ('{"mean": [0.5], "std": [0.1], "covariance": [[1]], "eigenvalues": [1], "eigenvectors": [[1]], '
-         '"pixels": 0, "images": 1}', "pixels: Input should be greater than or equal to 1"),
+        (
+            '{"mean": [0.5, 0.5], "std": [1, 1], "covariance": [], "eigenvalues": [], "eigenvectors": [], '
+            '"pixels": 1, "images": 1}',
+            "images have 1 or 3",
+        ),
+        (
+            '{"mean": [0.5], "std": [0.1, 0.1], "covariance": [[1]], "eigenvalues": [1], "eigenvectors": [[1]], '
+            '"pixels": 1, "images": 1}',
+            "not every vector and matrix matches",
+        ),
+        (
+            '{"mean": [0.5], "std": [0.1], "covariance": [[1]], "eigenvalues": [1], "eigenvectors": [[1]], '
+            '"pixels": 0, "images": 1}',
+            "pixels: Input should be greater than or equal to 1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_hostile_statistics_are_one_line(tmp_path, content, words):
     (tmp_path / "stats.json").write_text(content)
     with pytest.raises(SourceError) as caught:
@@ -246,7 +278,7 @@ def test_statistics_written_here_grey_or_rgb_and_bundled_read_back(tmp_path):
         (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": -1}}), "task.index"),
         (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 10**30}}), "task.index"),
     ],
-)  # fmt: skip
+)
 def test_a_hostile_tf_config_is_one_line(monkeypatch, value, words):
     monkeypatch.setenv("TF_CONFIG", value)
     with pytest.raises(UsageError) as caught:
@@ -256,6 +288,8 @@ def test_a_hostile_tf_config_is_one_line(monkeypatch, value, words):
 
 
 def test_a_tf_config_index_as_text_reads_as_tensorflow_reads_it(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": "1"}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": "1"}})
+    )
     config = read_tf_config()
     assert (config.task.type, config.task.index, config.members) == ("worker", 1, ["a:1", "b:1"])

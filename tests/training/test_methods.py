@@ -5,15 +5,19 @@ its views, and the alternating flip mirrors every image in every other epoch exa
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import pytest
 
-from cifarkit.training.methods import (WarmupDecay, WeightAverage, learning_rate, patches, whiten_first_conv,
-                                       whitening_filters)  # fmt: skip
 from cifarkit.evaluation.tta import parse_views, tta_scorer, tta_views
+from cifarkit.training.methods import (
+    WarmupDecay,
+    WeightAverage,
+    learning_rate,
+    patches,
+    whiten_first_conv,
+    whitening_filters,
+)
 
 
 def correlated_images(n=64, size=8, seed=0) -> np.ndarray:
@@ -21,7 +25,9 @@ def correlated_images(n=64, size=8, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, size, size, 1))
     smooth = base + np.roll(base, 1, axis=1) + np.roll(base, 1, axis=2)
-    images = np.concatenate([smooth, 0.5 * smooth + 0.2 * rng.normal(size=smooth.shape), rng.normal(size=smooth.shape)], -1)
+    images = np.concatenate(
+        [smooth, 0.5 * smooth + 0.2 * rng.normal(size=smooth.shape), rng.normal(size=smooth.shape)], -1
+    )
     return (images - images.mean(axis=(0, 1, 2))).astype(np.float32)
 
 
@@ -84,7 +90,9 @@ class Recorder(keras.callbacks.Callback):
         self.after_step = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.after_step.append([np.array(v.numpy(), np.float64) for v in self.model.variables if "float" in str(v.dtype)])
+        self.after_step.append(
+            [np.array(v.numpy(), np.float64) for v in self.model.variables if "float" in str(v.dtype)]
+        )
 
 
 @pytest.mark.parametrize("mode", ["ema", "lookahead"])
@@ -133,8 +141,9 @@ def test_lookahead_pulls_the_weights_onto_the_average_at_each_update():
         np.testing.assert_allclose(got, (b + a) / 2, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("step, factor", [(0, 0.2), (23, 1.0), (10, 0.2 + 0.8 * 10 / 23), (100, 0.07),
-                                          (23 + 77 / 2, (1 + 0.07) / 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    "step, factor", [(0, 0.2), (23, 1.0), (10, 0.2 + 0.8 * 10 / 23), (100, 0.07), (23 + 77 / 2, (1 + 0.07) / 2)]
+)
 def test_warmup_linear_schedule_values_at_given_steps(step, factor):
     schedule = WarmupDecay(1.5, 100, warmup=0.23, start=0.2, end=0.07, shape="linear")
     assert float(schedule(step)) == pytest.approx(1.5 * factor, rel=1e-5)
@@ -225,22 +234,43 @@ def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
     alt_flip on the device, test-time views in the report), at tiny widths on tiny data."""
     import json
 
+    from synth import make_learnable_cifar10
     from typer.testing import CliRunner
 
-    from synth import make_learnable_cifar10
     from cifarkit.cli import app
     from cifarkit.training.rundir import read_history
 
     data = make_learnable_cifar10(tmp_path / "data", per_batch=32, test=40)
     workdir = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "whitenet", "--data", str(data.path), "--workdir", str(workdir), "--epochs",
-                                      "3", "--batch-size", "32", "-m", "widths=8,16,16", "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "whitenet",
+            "--data",
+            str(data.path),
+            "--workdir",
+            str(workdir),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "-m",
+            "widths=8,16,16",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "with test-time flip,translate" in result.stdout
     report = json.loads((workdir / "report.json").read_text())
     config = report["config"]
     assert (config["averaging"], config["whiten"], config["schedule"], config["recipe"], config["augment_on"]) == (
-        "lookahead", True, "warmup-linear", "airbench", "device")  # fmt: skip
+        "lookahead",
+        True,
+        "warmup-linear",
+        "airbench",
+        "device",
+    )
     tta = report["test"]["tta"]
     assert tta["model"] == "last.keras" and tta["views"] == "flip,translate" and 0 <= tta["tta_accuracy"] <= 1
     rows = read_history(workdir / "history.csv")
@@ -279,14 +309,33 @@ def test_the_host_pipeline_flips_by_the_epoch_the_trainer_sets():
 
 
 def test_whitenet_trains_with_host_augmentation_too(tmp_path):
+    from synth import make_learnable_cifar10
     from typer.testing import CliRunner
 
-    from synth import make_learnable_cifar10
     from cifarkit.cli import app
 
     data = make_learnable_cifar10(tmp_path / "data", per_batch=16, test=20)
-    result = CliRunner().invoke(app, ["train", "whitenet", "--data", str(data.path), "--workdir", str(tmp_path / "run"),
-                                      "--epochs", "2", "--batch-size", "16", "-m", "widths=8,8,8", "--augment-on", "host",
-                                      "--tta", "flip", "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "whitenet",
+            "--data",
+            str(data.path),
+            "--workdir",
+            str(tmp_path / "run"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "-m",
+            "widths=8,8,8",
+            "--augment-on",
+            "host",
+            "--tta",
+            "flip",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "with test-time flip" in result.stdout

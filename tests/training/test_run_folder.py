@@ -17,10 +17,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from synth import make_learnable_cifar10
 from typer.testing import CliRunner
 
 from cifarkit.cli import app
-from synth import make_learnable_cifar10
 
 runner = CliRunner()
 MODEL_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "stats.json")
@@ -28,8 +28,19 @@ MODEL_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.
 
 def train_args(data, workdir: Path, *extra: str) -> list[str]:
     # Two epochs of 12 steps: the crashed run below stops between them.
-    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
-            "--batch-size", "16", *extra]  # fmt: skip
+    return [
+        "train",
+        "lenet5",
+        "--data",
+        str(data.path),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        *extra,
+    ]
 
 
 def one_error(result, code: int = 1) -> str:
@@ -218,8 +229,9 @@ def _fail_writes_to(monkeypatch, name_part: str, error: int = errno.ENOSPC) -> l
         ("history.csv", "history.csv: No space left on device"),
     ],
 )
-def test_a_full_disk_while_training_ends_in_one_line_and_the_backup_resumes(data, run_copy, monkeypatch,
-                                                                            name_part, what):  # fmt: skip
+def test_a_full_disk_while_training_ends_in_one_line_and_the_backup_resumes(
+    data, run_copy, monkeypatch, name_part, what
+):
     failed = _fail_writes_to(monkeypatch, name_part)
     error = one_error(runner.invoke(app, train_args(data, run_copy)))
     assert failed and error.startswith("cifarkit: error: cannot write ") and error.endswith(what)
@@ -247,14 +259,18 @@ def test_a_full_disk_under_the_tensorboard_logs_is_one_line_not_out_of_memory(da
 
         def flush(self):
             # What TensorFlow raises when its events file cannot be written.
-            raise tf.errors.ResourceExhaustedError(None, None, f"{self.logdir}/events.out.tfevents; No space left on device")
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{self.logdir}/events.out.tfevents; No space left on device"
+            )
 
         def close(self):
             self.writer.close()
 
     monkeypatch.setattr(tf.summary, "create_file_writer", FullDisk)
     error = one_error(runner.invoke(app, train_args(data, run_copy)))
-    assert error == f"cifarkit: error: cannot write the TensorBoard logs in {run_copy / 'logs'}: No space left on device"
+    assert (
+        error == f"cifarkit: error: cannot write the TensorBoard logs in {run_copy / 'logs'}: No space left on device"
+    )
     assert json.loads((run_copy / "backup" / "state.json").read_text())["epoch"] == 1
 
 
@@ -280,8 +296,12 @@ def _tmpfs(folder: Path, size: str) -> bool:
     folder.mkdir(parents=True)
     if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0  # fmt: skip
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, tmp_path):
@@ -311,10 +331,12 @@ def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, t
 
             loop.tensorboard_callback = lambda log_dir, say=None: FillTheDisk()
             app(prog_name="cifarkit", args=sys.argv[1:])
-        """)  # fmt: skip
+        """)
         args = train_args(data, workdir, "--quiet")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        full = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, env=env)
+        full = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, env=env
+        )
         assert full.returncode == 1, full.stderr[-3000:]
         last = full.stderr.strip().splitlines()[-1]
         assert last.startswith("cifarkit: error: cannot write ") and "No space left on device" in last, full.stderr
@@ -323,8 +345,13 @@ def test_a_really_full_disk_ends_in_one_line_without_a_crash_and_resumes(data, t
         assert state["epoch"] == 1
 
         filler.unlink()
-        again = subprocess.run([sys.executable, "-m", "cifarkit", *train_args(data, workdir)], capture_output=True,
-                               text=True, timeout=300, env=env)  # fmt: skip
+        again = subprocess.run(
+            [sys.executable, "-m", "cifarkit", *train_args(data, workdir)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert again.returncode == 0, again.stderr[-3000:]
         assert "continuing at epoch 2 of 2" in again.stderr
     finally:
@@ -361,8 +388,13 @@ def test_one_temporary_name_scheme_and_the_sweep_finds_every_kind(tmp_path):
 
     keras_tmp = partial_path(tmp_path / "last.keras", ".keras")
     assert keras_tmp.name == f".last.keras.{os.getpid()}.part.keras" and is_partial(keras_tmp.name)
-    leftovers = [keras_tmp.name, ".best.123.part.keras", ".weights-000002.weights.h5.77.part",
-                 ".history.csv.5.part", "logs/.x.png.9.part"]  # fmt: skip
+    leftovers = [
+        keras_tmp.name,
+        ".best.123.part.keras",
+        ".weights-000002.weights.h5.77.part",
+        ".history.csv.5.part",
+        "logs/.x.png.9.part",
+    ]
     kept = [".cifarkit.lock", "best.keras", "notes.part", ".hidden", "a.part.keras", ".x.part"]
     for name in leftovers + kept:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -373,8 +405,12 @@ def test_one_temporary_name_scheme_and_the_sweep_finds_every_kind(tmp_path):
 
 def test_a_resume_sweeps_away_what_killed_saves_left(data, run_copy):
     pid = 4_000_000  # no such process
-    leftovers = [f".last.keras.{pid}.part.keras", f".best.{pid}.part.keras",
-                 f"backup/.weights-000002.weights.h5.{pid}.part", f".history.csv.{pid}.part"]  # fmt: skip
+    leftovers = [
+        f".last.keras.{pid}.part.keras",
+        f".best.{pid}.part.keras",
+        f"backup/.weights-000002.weights.h5.{pid}.part",
+        f".history.csv.{pid}.part",
+    ]
     for name in leftovers:
         (run_copy / name).write_bytes(b"half a file")
     _resumes(data, run_copy)
@@ -390,8 +426,9 @@ def test_model_saves_go_through_a_name_the_sweep_removes(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     saved_to = []
     real_save = keras.Model.save
-    monkeypatch.setattr(keras.Model, "save", lambda self, path, *a, **k: (saved_to.append(Path(path)),
-                                                                         real_save(self, path, *a, **k)))  # fmt: skip
+    monkeypatch.setattr(
+        keras.Model, "save", lambda self, path, *a, **k: (saved_to.append(Path(path)), real_save(self, path, *a, **k))
+    )
     save_model_atomic(model, tmp_path / "last.keras")
     assert saved_to[0].parent == tmp_path and is_partial(saved_to[0].name)  # what a kill would leave
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.keras"]

@@ -12,8 +12,20 @@ from cifarkit.training.rundir import HISTORY_COLUMNS, RunState, check_workdir, h
 
 
 def test_history_csv_is_the_format_it_always_was_and_reads_back():
-    rows = [{"epoch": 1, "loss": 2.302585093, "accuracy": 0.1, "top5": None, "val_loss": 1e-7,
-             "val_accuracy": 0.25, "val_top5": 1.0, "lr": 0.05, "train_seconds": 12.345, "images_per_second": 4051.2}]  # fmt: skip
+    rows = [
+        {
+            "epoch": 1,
+            "loss": 2.302585093,
+            "accuracy": 0.1,
+            "top5": None,
+            "val_loss": 1e-7,
+            "val_accuracy": 0.25,
+            "val_top5": 1.0,
+            "lr": 0.05,
+            "train_seconds": 12.345,
+            "images_per_second": 4051.2,
+        }
+    ]
     text = history_csv(rows)
     assert text == ",".join(HISTORY_COLUMNS) + "\n1,2.30259,0.1,,1e-07,0.25,1,0.05,12.345,4051.2,,\n"
     timed = [{**rows[0], "epoch_seconds": 15.5, "wall_seconds": 20.25}]

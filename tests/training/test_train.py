@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 import synth
 from synth import Learnable, make_learnable_cifar10
+from typer.testing import CliRunner
+
 from cifarkit.cli import app
 
 runner = CliRunner()
@@ -30,8 +30,20 @@ RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.js
 
 
 def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
-    return ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2",
-            "--batch-size", "16", "--quiet", *extra]  # fmt: skip
+    return [
+        "train",
+        "lenet5",
+        "--data",
+        str(data.path),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--quiet",
+        *extra,
+    ]
 
 
 def read_history(path: Path) -> list[dict]:
@@ -80,8 +92,19 @@ def test_two_epochs_write_every_run_file_and_lower_the_loss(finished_run, learna
     assert config["momentum"] == 0.9 and config["weight_decay"] == 5e-4 and config["augment_on"] == "host"
 
     report = json.loads((workdir / "report.json").read_text())
-    for key in ("test", "best_epoch", "best_val_accuracy", "epochs_run", "images_per_second", "wall_seconds",
-                "validation", "dataset", "stats", "strategy", "config"):  # fmt: skip
+    for key in (
+        "test",
+        "best_epoch",
+        "best_val_accuracy",
+        "epochs_run",
+        "images_per_second",
+        "wall_seconds",
+        "validation",
+        "dataset",
+        "stats",
+        "strategy",
+        "config",
+    ):
         assert key in report, key
     assert report["epochs_run"] == 2 and report["resumed_from_epoch"] is None
     assert report["runtime"]["jit"] is False and report["runtime"]["steps_per_execution"] == 8  # 12 steps/epoch
@@ -123,8 +146,23 @@ def test_another_command_on_a_run_is_refused_unless_overwrite(finished_run, lear
 def test_a_killed_run_resumes_from_its_backup(tmp_path):
     data = make_learnable_cifar10(tmp_path / "data", per_batch=200, test=50)
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "cifarkit", "train", "lenet5", "--data", str(data.path), "--workdir", str(workdir),
-               "--epochs", "6", "--batch-size", "16", "--steps-per-execution", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cifarkit",
+        "train",
+        "lenet5",
+        "--data",
+        str(data.path),
+        "--workdir",
+        str(workdir),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--steps-per-execution",
+        "1",
+    ]
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def epochs_logged() -> int:
@@ -145,7 +183,10 @@ def test_a_killed_run_resumes_from_its_backup(tmp_path):
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resumed from the backup in {workdir / 'backup'}: continuing at epoch {state['epoch'] + 1} of 6" in rerun.stderr
+    assert (
+        f"resumed from the backup in {workdir / 'backup'}: continuing at epoch {state['epoch'] + 1} of 6"
+        in rerun.stderr
+    )
     history = read_history(workdir / "history.csv")
     assert [row["epoch"] for row in history] == list(range(1, 7))  # continuous, no epoch twice
     for old, new in zip(before[: state["epoch"]], history):
@@ -163,8 +204,14 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
     from cifarkit.modelio.keras_file import load_model, model_parts
     from cifarkit.training import TrainConfig, train
 
-    config = TrainConfig(model="lenet5", workdir=str(tmp_path / place), data=str(learnable.path), epochs=2,
-                         batch_size=16, augment_on=place)  # fmt: skip
+    config = TrainConfig(
+        model="lenet5",
+        workdir=str(tmp_path / place),
+        data=str(learnable.path),
+        epochs=2,
+        batch_size=16,
+        augment_on=place,
+    )
     result = train(config, quiet=True)
     history = read_history(tmp_path / place / "history.csv")
     assert history[1]["loss"] < history[0]["loss"]
@@ -183,8 +230,17 @@ def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learn
 
     monkeypatch.setattr(compile, "cpu_has_bfloat16", lambda: False)  # as on an AVX2-only CPU
     notes = []
-    result = train(TrainConfig(model="lenet5", workdir=str(tmp_path / "mixed"), data=str(learnable.path), epochs=2,
-                               batch_size=16, precision="mixed"), say=notes.append)  # fmt: skip
+    result = train(
+        TrainConfig(
+            model="lenet5",
+            workdir=str(tmp_path / "mixed"),
+            data=str(learnable.path),
+            epochs=2,
+            batch_size=16,
+            precision="mixed",
+        ),
+        say=notes.append,
+    )
     assert any("no bfloat16 arithmetic" in note for note in notes)  # the user hears why it is slow
     assert keras.config.dtype_policy().name == "float32"  # set for building only
     network = model_parts(load_model(tmp_path / "mixed" / "best.keras"))[1]
@@ -208,8 +264,17 @@ def test_defaults_follow_the_model():
     from cifarkit.training import TrainConfig, resolve
 
     paper = resolve(TrainConfig(model="alexnet", workdir="run", data="data"))
-    assert (paper.recipe.name, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
-            paper.schedule, paper.batch_size, paper.epochs) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)  # fmt: skip
+    assert (
+        paper.recipe.name,
+        paper.crop,
+        paper.optimizer,
+        paper.lr,
+        paper.momentum,
+        paper.weight_decay,
+        paper.schedule,
+        paper.batch_size,
+        paper.epochs,
+    ) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)
     small = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data"))
     assert (small.recipe.name, small.crop, small.lr, small.schedule) == ("cifar", 32, 0.05, "cosine")
     adam = resolve(TrainConfig(model="lenet5", workdir="run", data="data", optimizer="adam"))
@@ -261,8 +326,10 @@ def test_label_smoothing_loss_is_keras_categorical_crossentropy_on_one_hot_label
 def test_curves_chart_draws_both_series_in_their_colours():
     from cifarkit.evaluation import plots
 
-    rows = [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 * e, "val_loss": 2.2 / e, "val_accuracy": 0.15 * e}
-            for e in range(1, 5)]  # fmt: skip
+    rows = [
+        {"epoch": e, "loss": 2.0 / e, "accuracy": 0.2 * e, "val_loss": 2.2 / e, "val_accuracy": 0.15 * e}
+        for e in range(1, 5)
+    ]
     image = plots.curves_image(rows)
     assert image.shape == (plots.PANEL_H, 2 * plots.PANEL_W + 8, 3)
     for colour in (plots.TRAIN_COLOUR, plots.VAL_COLOUR):
@@ -304,8 +371,14 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
             self.epoch = epoch
 
     monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
-    config = trainer.TrainConfig(model="lenet5", workdir=str(tmp_path / "run"), data=str(learnable.path), epochs=3,
-                                 batch_size=16, steps_per_execution=1)  # fmt: skip
+    config = trainer.TrainConfig(
+        model="lenet5",
+        workdir=str(tmp_path / "run"),
+        data=str(learnable.path),
+        epochs=3,
+        batch_size=16,
+        steps_per_execution=1,
+    )
     with pytest.raises(Crash):
         trainer.train(config, quiet=True, backup_seconds=0)  # a backup after every step
     state = json.loads((tmp_path / "run" / "backup" / "state.json").read_text())

@@ -39,8 +39,17 @@ def test_alexnet_declares_the_paper_and_the_32x32_models_the_cifar_defaults():
 def test_a_model_that_declares_the_paper_training_gets_it_whatever_its_name():
     _declare("my-paper-net", input_size=227, recipe="paper", training="paper")
     paper = resolve(TrainConfig(model="my-paper-net", workdir="run", data="data"))
-    assert (paper.recipe.name, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay,
-            paper.schedule, paper.batch_size, paper.epochs) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)  # fmt: skip
+    assert (
+        paper.recipe.name,
+        paper.crop,
+        paper.optimizer,
+        paper.lr,
+        paper.momentum,
+        paper.weight_decay,
+        paper.schedule,
+        paper.batch_size,
+        paper.epochs,
+    ) == ("paper", 227, "sgd", 0.01, 0.9, 5e-4, "plateau", 128, 90)
 
 
 @pytest.mark.usefixtures("scratch_registry")
@@ -53,7 +62,9 @@ def test_recipe_and_training_defaults_are_declared_separately():
     assert (plain.recipe.name, plain.lr, plain.schedule, plain.epochs) == ("cifar", 0.05, "cosine", 30)
 
 
-@pytest.mark.parametrize("model, table", [("alexnet", PAPER_DEFAULTS), ("vgg16", CIFAR_DEFAULTS), ("lenet5", CIFAR_DEFAULTS)])
+@pytest.mark.parametrize(
+    "model, table", [("alexnet", PAPER_DEFAULTS), ("vgg16", CIFAR_DEFAULTS), ("lenet5", CIFAR_DEFAULTS)]
+)
 def test_each_model_resolves_to_its_table_and_options_override_it(model, table):
     resolved = resolve(TrainConfig(model=model, workdir="run", data="data"))
     assert {k: getattr(resolved, k) for k in table} == table
@@ -68,19 +79,67 @@ def test_an_unknown_training_declaration_is_refused_at_registration():
 
 def test_whitenet_declares_the_airbench_defaults_and_options_override_them():
     fast = resolve(TrainConfig(model="whitenet", workdir="run", data="data"))
-    assert (fast.recipe.name, fast.batch_size, fast.optimizer, fast.nesterov, fast.momentum, fast.lr, fast.schedule,
-            fast.label_smoothing, fast.averaging, fast.whiten, fast.tta, fast.augment_on) == (
-        "airbench", 1024, "sgd", True, 0.85, 1.5, "warmup-linear", 0.2, "lookahead", True, ("flip", "translate"), "device")  # fmt: skip
-    plain = resolve(TrainConfig(model="whitenet", workdir="run", data="data", averaging="none", whiten=False, tta="none",
-                                label_smoothing=0.0, schedule="cosine"))  # fmt: skip
-    assert (plain.averaging, plain.whiten, plain.tta, plain.label_smoothing, plain.schedule) == ("none", False, (), 0.0, "cosine")
+    assert (
+        fast.recipe.name,
+        fast.batch_size,
+        fast.optimizer,
+        fast.nesterov,
+        fast.momentum,
+        fast.lr,
+        fast.schedule,
+        fast.label_smoothing,
+        fast.averaging,
+        fast.whiten,
+        fast.tta,
+        fast.augment_on,
+    ) == (
+        "airbench",
+        1024,
+        "sgd",
+        True,
+        0.85,
+        1.5,
+        "warmup-linear",
+        0.2,
+        "lookahead",
+        True,
+        ("flip", "translate"),
+        "device",
+    )
+    plain = resolve(
+        TrainConfig(
+            model="whitenet",
+            workdir="run",
+            data="data",
+            averaging="none",
+            whiten=False,
+            tta="none",
+            label_smoothing=0.0,
+            schedule="cosine",
+        )
+    )
+    assert (plain.averaging, plain.whiten, plain.tta, plain.label_smoothing, plain.schedule) == (
+        "none",
+        False,
+        (),
+        0.0,
+        "cosine",
+    )
     # Models that declare none of the methods keep them off.
     other = resolve(TrainConfig(model="alexnet-cifar", workdir="run", data="data"))
-    assert (other.averaging, other.whiten, other.tta, other.label_smoothing, other.nesterov) == ("none", False, (), 0.0, False)
+    assert (other.averaging, other.whiten, other.tta, other.label_smoothing, other.nesterov) == (
+        "none",
+        False,
+        (),
+        0.0,
+        False,
+    )
 
 
-@pytest.mark.parametrize("field, bad, message", [("averaging", "swa", "--averaging"), ("tta", "rotate", "--tta"),
-                                                 ("warmup", 1.5, "--warmup")])  # fmt: skip
+@pytest.mark.parametrize(
+    "field, bad, message",
+    [("averaging", "swa", "--averaging"), ("tta", "rotate", "--tta"), ("warmup", 1.5, "--warmup")],
+)
 def test_bad_method_settings_are_usage_errors(field, bad, message):
     from cifarkit.errors import UsageError
 

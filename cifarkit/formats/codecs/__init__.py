@@ -8,7 +8,7 @@ This is the loop that runs 60,000 times, so encoding skips imageio's per-call pl
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -46,7 +46,7 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _map_key(key: str) -> bytes:
     return _field(1, key.encode())  # map entry's key
 
@@ -63,7 +63,6 @@ def example_bytes(features: dict[str, bytes | int | tuple]) -> bytes:
     """Serialise a ``tf.train.Example``: one value per feature, or a tuple of ints (runs once per image)."""
     entries = b"".join(_field(1, _map_key(key) + _field(2, _feature(features[key]))) for key in sorted(features))
     return _field(1, entries)
-
 
 
 # --- decoding, for explaining a record TensorFlow refused ------------------------------------------
@@ -143,7 +142,9 @@ def _feature_values(feature: bytes) -> list:
             elif kind == 3 and item_wire == 0:
                 values.append(_signed(item))
             else:
-                raise NotAnExample(f"a value of wire type {item_wire} in a {('bytes', 'float', 'int64')[kind - 1]} list")
+                raise NotAnExample(
+                    f"a value of wire type {item_wire} in a {('bytes', 'float', 'int64')[kind - 1]} list"
+                )
     return values
 
 
@@ -163,7 +164,9 @@ def _skip(data: bytes, at: int, end: int, tag: int) -> int:
     """Past the value of an unknown field, as protobuf (and TensorFlow) skip it."""
     wire = tag & 7
     if tag >> 3 == 0 or wire not in (0, 1, 2, 5):
-        raise NotAnExample("field number 0" if tag >> 3 == 0 else f"wire type {wire}, which tf.train.Example does not use")
+        raise NotAnExample(
+            "field number 0" if tag >> 3 == 0 else f"wire type {wire}, which tf.train.Example does not use"
+        )
     if wire == 0:
         return _read_varint(data, at)[1]
     if wire == 2:
@@ -229,7 +232,13 @@ def one_value(feature, kind: type):
     if feature is None:
         return None
     try:
-        if kind is int and len(feature) == 5 and feature[0] == 0x1A and feature[1:4] == b"\x03\x0a\x01" and feature[4] < 0x80:
+        if (
+            kind is int
+            and len(feature) == 5
+            and feature[0] == 0x1A
+            and feature[1:4] == b"\x03\x0a\x01"
+            and feature[4] < 0x80
+        ):
             return feature[4]  # int64_list {packed value: [v]}, v < 128
         if kind is bytes and len(feature) > 4 and feature[0] == 0x0A:  # bytes_list {value: [bytes]}
             length, at = _length(feature, 1)

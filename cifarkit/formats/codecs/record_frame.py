@@ -57,7 +57,9 @@ def _next_header(head: bytes, offset: int, size: int) -> int:
     if masked_crc32c(head[:8]) != crc:
         raise FramingError(offset, "its length field fails its CRC (not a TFRecord file, or corrupt)")
     if length > size - offset - HEADER - FOOTER:
-        raise FramingError(offset, f"claims {length:,} bytes, more than the {max(size - offset - 16, 0):,} left in the file")
+        raise FramingError(
+            offset, f"claims {length:,} bytes, more than the {max(size - offset - 16, 0):,} left in the file"
+        )
     return length
 
 
