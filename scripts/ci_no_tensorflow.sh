@@ -22,7 +22,7 @@ python3 -m venv "$VENV"
 PY=$(cd "$VENV" && pwd)/bin/python
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet --no-deps -e .
-"$PY" -m pip install --quiet keras jax numpy pillow tqdm typer
+"$PY" -m pip install --quiet keras jax numpy pillow tqdm typer pydantic
 if "$PY" -c "import tensorflow" 2>/dev/null; then
     echo "TensorFlow is importable in $VENV: this check needs an environment without it" >&2
     exit 1

@@ -305,7 +305,10 @@ def _mutate_node(rng: random.Random, container, key) -> str:
         return f"{key!r} removed"
     elif choice == 6 and isinstance(old, list):
         copies = rng.choice([2, 10_000])  # a list a few MB long at most, however often it is picked
-        container[key] = (old or ["x"]) * (copies if len(json.dumps(old, default=str)) * copies < 4_000_000 else 2)
+        grown = (old or ["x"]) * (copies if len(json.dumps(old, default=str)) * copies < 4_000_000 else 2)
+        # Copies, not references: a later 200 KB string put into one shared entry would otherwise
+        # appear 10,000 times in the file (gigabytes: a MemoryError of the fuzzer's own).
+        container[key] = json.loads(json.dumps(grown, default=str))
     elif choice == 6 and isinstance(old, dict):
         old[rng.choice(["name", "splits", "x", "format", "features", "count"])] = _pick(rng, OTHER_TYPES)
     elif choice == 7 and isinstance(old, (int, float)) and not isinstance(old, bool):
