@@ -59,6 +59,9 @@ __all__ = [
 def open_data(path: str | Path, *, verify: bool = True) -> DataReader:
     """Find out what ``path`` holds and return a :class:`DataReader` for it."""
     path = Path(path).expanduser()
+    from .sources.source_path import check_source_path
+
+    check_source_path(path)  # a name too long, a device, a pipe: one line before anything reads it
     found = adapter_for_export(path) if path.is_dir() else None
     if found is not None:
         adapter, info = found

@@ -181,3 +181,13 @@ def test_cifarkit_pipelines_run_without_autotuning_and_user_datasets_keep_it(cif
     # Parallel maps still run: a host epoch gives every full batch, augmented.
     images, _ = _epoch(pipelines["train on host"])
     assert images.shape == (24, 32, 32, 3) and images.dtype == np.float32
+
+
+def test_a_path_no_file_system_holds_is_one_line(tmp_path):
+    # A run's config.json may name any data path: one longer than a file name may be is refused
+    # in one line before anything tries to read it.
+    from cifarkit.errors import SourceError
+
+    with pytest.raises(SourceError, match="cannot read") as caught:
+        data.open_data(tmp_path / ("x" * 300))
+    assert "\n" not in str(caught.value)

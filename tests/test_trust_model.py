@@ -214,3 +214,23 @@ def test_the_interpreter_runs_under_an_address_space_limit(made):
         assert line.split()[3:5] == [str(memory_limit(made["tflite"]))] * 2
     finally:
         model.close()
+
+
+def test_an_interpreter_that_never_answers_is_stopped_in_one_line(tmp_path, monkeypatch):
+    # A damaged .tflite can send the interpreter into a loop: the child that never answers stands in.
+    from cifarkit.errors import SourceError
+    from cifarkit.modelio import tflite_process
+
+    silent = tmp_path / "silent_worker.py"
+    silent.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    monkeypatch.setattr(tflite_process, "WORKER", silent)
+    monkeypatch.setattr(tflite_process, "ANSWER_SECONDS", 1.0)
+    (tmp_path / "model.tflite").write_bytes(b"TFL3")
+    process = tflite_process.InterpreterProcess(tmp_path / "model.tflite", threads=1)
+    try:
+        with pytest.raises(SourceError, match="gave no answer in time and was stopped") as caught:
+            process.describe()
+        assert "\n" not in str(caught.value)
+        assert process._child.poll() is not None  # the child is gone, not left looping
+    finally:
+        process.close()

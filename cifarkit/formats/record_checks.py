@@ -49,7 +49,12 @@ def shard_counts(records) -> dict[str, list[int]]:
     counts: dict[str, list[int]] = {}
     for split, shards in records.files.items():
         for shard in shards:
-            if not Path(shard).is_file():
+            try:
+                present = Path(shard).is_file()
+            except OSError as exc:  # a name from the metadata that no file system holds (too long)
+                raise SourceError(f"{records.root}: TFRecord shard {Path(shard).name[:80]!r} cannot be opened "
+                                  f"({exc.strerror})") from None  # fmt: skip
+            if not present:
                 raise SourceError(f"{records.root}: TFRecord shard {Path(shard).name} is missing")
         counts[split] = [count_records(shard) for shard in shards]
         listed = records.shard_lengths.get(split)

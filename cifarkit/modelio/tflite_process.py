@@ -39,6 +39,12 @@ def memory_limit(path: Path) -> int:
     return MEMORY_FLOOR + MEMORY_PER_MODEL_BYTE * Path(path).stat().st_size
 
 
+# How long the child may take to answer: a damaged file can send the interpreter into a loop that
+# never ends. Generous beside what a real model needs (milliseconds an image on a CPU).
+ANSWER_SECONDS = 120.0
+ANSWER_SECONDS_PER_IMAGE = 2.0
+
+
 class InterpreterProcess:
     """The TFLite interpreter of one file, in a child process: :meth:`describe`, :meth:`run`."""
 
@@ -57,7 +63,7 @@ class InterpreterProcess:
 
     def describe(self) -> dict:
         """What the child found: image_size, channels, class_names, classes; or error (and why)."""
-        header, _ = self._receive()
+        header, _ = self._receive(ANSWER_SECONDS)
         return header
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -70,7 +76,7 @@ class InterpreterProcess:
             self._child.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._ended() from None
-        header, payload = self._receive()
+        header, payload = self._receive(ANSWER_SECONDS + ANSWER_SECONDS_PER_IMAGE * len(images))
         if "error" in header:
             raise SourceError(
                 f"{self.path}: the TFLite interpreter failed on {len(images)} images ({header.get('why')})"
@@ -86,7 +92,24 @@ class InterpreterProcess:
     def close(self) -> None:
         self._stop()
 
-    def _receive(self) -> tuple[dict, bytes]:
+    def _receive(self, seconds: float) -> tuple[dict, bytes]:
+        """The child's next answer; the child is stopped if it gives none within ``seconds``."""
+        import threading
+
+        self._timed_out = False
+        watchdog = threading.Timer(seconds, self._give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._answer()
+        finally:
+            watchdog.cancel()
+
+    def _give_up(self) -> None:
+        self._timed_out = True
+        self._child.kill()
+
+    def _answer(self) -> tuple[dict, bytes]:
         head = self._read(FRAME.size)
         header_size, payload_size = FRAME.unpack(head)
         if header_size > MAX_ANSWER_HEADER or payload_size > MAX_ANSWER_HEADER * 64:
@@ -108,6 +131,11 @@ class InterpreterProcess:
     def _ended(self) -> SourceError:
         """The child is gone mid-conversation: its signal or its exit status, in one line."""
         code = self._child.wait()
+        if getattr(self, "_timed_out", False):
+            return SourceError(
+                f"{self.path}: the TFLite interpreter gave no answer in time and was stopped; the file is damaged "
+                "(or the model far slower than any cifarkit exports)"
+            )
         if code < 0:
             return SourceError(
                 f"{self.path}: the TFLite interpreter crashed reading it (signal {-code}: "
