@@ -75,10 +75,10 @@ def read_image(path: Path, data: bytes | None = None) -> np.ndarray:
 
 
 def read_image_scaled(path: Path, pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(image, the file's (height, width)) as :func:`read_image`, but a JPEG of more than 4 x
-    ``pixels`` pixels is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales as it decodes, in a
-    fraction of the memory), to no fewer than ``pixels`` (fewer than 4 x ``pixels`` where 1/8
-    allows). For prediction, which needs a small square."""
+    """(image, the file's (height, width)) as :func:`read_image`, but an image of more than 4 x
+    ``pixels`` pixels comes scaled down to no fewer than ``pixels``: a JPEG at 1/2, 1/4 or 1/8
+    scale as libjpeg decodes it, other formats reduced by a whole factor (:func:`_scaled_down`).
+    For prediction, which needs a small square."""
     return _decode(path, None, pixels)
 
 
@@ -97,9 +97,8 @@ def _decode(path: Path, data: bytes | None, draft: int | None) -> tuple[np.ndarr
             with Image.open(io.BytesIO(data) if data is not None else path) as image:
                 width, height = image.size
                 _check_pixels(path, image.size, size)
-                if draft and image.format == "JPEG" and width * height > 4 * draft:
-                    scale = (draft / (width * height)) ** 0.5
-                    image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
+                if draft and width * height > 4 * draft:
+                    image = _scaled_down(image, draft)
                 return _to_rgb(path, image), (height, width)
     except SourceError:
         raise
@@ -108,6 +107,22 @@ def _decode(path: Path, data: bytes | None, draft: int | None) -> tuple[np.ndarr
     except Exception as exc:  # Pillow raises many kinds for a crafted file; all mean "not readable"
         reason = re.sub(r"<_io\.BytesIO object at \w+>", "its bytes", (str(exc).strip().splitlines() or [""])[0])
         raise SourceError(f"{path}: cannot decode image ({type(exc).__name__}: {reason})") from None
+
+
+def _scaled_down(image, pixels: int):
+    """A large image with no fewer than ``pixels`` pixels: a JPEG scaled by libjpeg as it decodes,
+    any other format decoded, then reduced by a whole factor in Pillow (box filter, uint8), so that
+    what follows (conversion to RGB, the resize to the model's size) never copies the full image."""
+    width, height = image.size
+    if image.format == "JPEG":
+        scale = (pixels / (width * height)) ** 0.5
+        image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
+        return image
+    factor = int((width * height / pixels) ** 0.5)
+    try:
+        return image.reduce(factor)
+    except (ValueError, NotImplementedError):  # modes Pillow cannot reduce (palette, 1-bit)
+        return image.convert("RGB").reduce(factor)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # then IHDR's length and type, its width and height (big-endian)
