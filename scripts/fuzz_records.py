@@ -223,6 +223,10 @@ def _image_payload(rng: random.Random, pool: dict[str, bytes]) -> tuple[bytes, s
     return made[choice](), f"image: {choice}"
 
 
+def _key_text(key: bytes) -> str:
+    return key.decode("utf-8", "replace")  # a mutated key may be any bytes
+
+
 def _mutate_feature(rng: random.Random, features: dict, key: bytes, pool: dict[str, bytes]) -> str:
     kind, values = features[key]
     choice = rng.randrange(6)
@@ -251,20 +255,20 @@ def _mutate_feature(rng: random.Random, features: dict, key: bytes, pool: dict[s
         else:
             data, note = _image_payload(rng, pool)
             features[key] = ("bytes", [data])
-            return f"{key.decode("utf-8", "replace")}: {note}"
+            return f"{key.decode('utf-8', 'replace')}: {note}"
     elif choice == 2:
         features[key] = rng.choice(
             [(kind, []), (kind, values * 2), ("float", [1.5]), ("bytes", [b"7"]), ("int64", [1])]
         )
     elif choice == 3:
         del features[key]
-        return f"{key.decode("utf-8", "replace")} removed"
+        return f"{key.decode('utf-8', 'replace')} removed"
     elif choice == 4:
         features[rng.choice([b"\xff\xfekey", key + b"x", b"", b"label/extra"])] = features.pop(key)
-        return f"{key.decode("utf-8", "replace")} renamed"
+        return f"{key.decode('utf-8', 'replace')} renamed"
     else:
         features[key] = ("bytes", [rng.choice([b"\xff\xfe\xfa", b"x" * 100_000, b"train_00001"])])
-    return f"{key.decode("utf-8", "replace")}: {str(features.get(key))[:60]}"
+    return f"{key.decode('utf-8', 'replace')}: {str(features.get(key))[:60]}"
 
 
 def mutate_example(rng: random.Random, shard: bytes, pool: dict[str, bytes]) -> tuple[bytes, str]:
