@@ -14,6 +14,9 @@ import zlib
 
 from fuzz_mutators import mutate_binary
 
+# The codec's own protobuf pieces: the fuzzer frames what cifarkit would write, byte for byte.
+from cifarkit.formats.codecs.example import _field, _read_varint, _varint
+
 _LABELS = (2**62, -1, 99, 10, 100, 2**31, 2**32, 2**63 - 1, -(2**63), 0, 1)
 
 
@@ -99,27 +102,6 @@ def mutate_framing(rng: random.Random, shard: bytes, pool: list[bytes]) -> tuple
     return data, f"shard bytes: {note}"
 
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        shift += 7
-        if byte < 0x80:
-            return value, pos
-
-
 def _fields(data: bytes):
     """(field number, wire type, value) of a protobuf message; only varints and length-delimited."""
     pos = 0
@@ -131,10 +113,6 @@ def _fields(data: bytes):
             size, pos = _read_varint(data, pos)
             value, pos = data[pos : pos + size], pos + size
         yield tag >> 3, tag & 7, value
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def parse_example(record: bytes) -> dict[bytes, tuple[str, list]]:
