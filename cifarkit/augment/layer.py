@@ -5,8 +5,8 @@ The pipeline then ships uint8 batches; this layer, first in the model, runs the 
 (:mod:`cifarkit.augment.device`) so that it runs on any Keras backend: random views in training,
 the centre view otherwise. Its random draws come from a Keras ``SeedGenerator`` (a variable
 advanced every step), so runs are reproducible under a seed and the layer saves and loads with
-the model. The config holds the op list and its format version; configs of cifarkit 0.1.0 (the
-recipe as fixed fields, no version) still load.
+the model. The config holds the op list and its format version; a config of recipe format 1
+(the recipe as fixed fields, no version) loads too.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
 AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
-# Version of the op list in a saved Augmentation layer's config. Version 1 (cifarkit 0.1.0) saved
-# the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.
+# Version of the op list in a saved Augmentation layer's config. Version 1 (a config without the
+# key) holds the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.
 RECIPE_FORMAT = 2
 
 

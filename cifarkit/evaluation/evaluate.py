@@ -3,11 +3,12 @@ and class probabilities for image files, all from a saved model alone.
 
 A model saved by ``cifarkit train`` takes uint8 images of one size and carries its preprocessing
 and class names (:mod:`cifarkit.modelio.keras_file`); so does one exported by ``cifarkit export-model``
-(:mod:`cifarkit.modelio.exported`), which both accept too. Files saved before the softmax moved into the
-model end in logits: the softmax is applied here for those only, so old and new files give the
-same probabilities. So evaluation feeds uint8 batches exactly as the
-validation during training did, and prediction brings any image to the model's input size the way
-the data reader brings mixed-size folder images to one size, then does the same.
+(:mod:`cifarkit.modelio.exported`), which both accept too. So evaluation feeds uint8 batches
+exactly as the validation during training did, and prediction brings any image to the model's
+input size the way the data reader brings mixed-size folder images to one size, then does the
+same. A ``.keras`` file whose last layer gives logits
+(:func:`~cifarkit.modelio.keras_file.outputs_probabilities`) gets the softmax applied here, so
+files of either kind give the same probabilities.
 
 On Keras's TensorFlow backend the batches come from tf.data and inference runs in a
 ``tf.function``; on the JAX and PyTorch backends the batches come from :mod:`cifarkit.readers.feed`

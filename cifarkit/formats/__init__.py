@@ -35,7 +35,7 @@ def get_adapter(name: str) -> FormatAdapter:
 
 def adapter_for_export(root: Path) -> tuple[FormatAdapter, ExportInfo | TfdsFound] | None:
     """The adapter that reads the export at ``root`` and its metadata (``cifarkit_info.json``,
-    or 0.1's ``dataset_info.json``, parsed), or None where ``root`` holds no cifarkit export. A
+    or a pre-TFDS export's ``dataset_info.json``, parsed), or None where ``root`` holds no cifarkit export. A
     folder TFDS prepared (also as ``<name>/<version>/`` below ``root``) is read by the TFRecord
     adapter. An export that did not finish is refused here, for every reader.
 

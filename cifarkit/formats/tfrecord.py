@@ -196,7 +196,7 @@ class TFRecord(FormatAdapter):
             fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
         fp["encoding"] = options.encoding
         fp["shards"] = {s: _shard_count(dataset.count(s), options) for s in splits}
-        fp["records"] = "tfds keys"  # coarse_label, image/shape: not the 0.1 records
+        fp["records"] = "tfds keys"  # coarse_label, image/shape: never resumes a pre-TFDS export
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Shard]:

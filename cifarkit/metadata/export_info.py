@@ -1,6 +1,10 @@
-"""``cifarkit_info.json``, cifarkit's description of an export (every format), and cifarkit 0.1's
-``dataset_info.json``, which held the same schema under TFDS's file name; read into
-:class:`ExportInfo`, or None where a folder holds neither.
+"""``cifarkit_info.json``, cifarkit's description of an export (every format), and the
+``dataset_info.json`` of pre-TFDS exports, which holds the same schema under TFDS's file name;
+read into :class:`ExportInfo`, or None where a folder holds neither.
+
+A pre-TFDS export is one whose TFRecord shards carry cifarkit's own record keys (``label_coarse``,
+``height``/``width`` beside raw pixels) rather than TFDS's, described by ``features`` here instead
+of a ``features.json``; every reader reads them.
 
 Written last by :mod:`cifarkit.formats.export`, so its presence marks an export as finished
 (:mod:`.export_state`). The readers take splits, counts, class names and shard lists from here.
@@ -20,8 +24,8 @@ from .files import read_model
 from .jsonfile import Strict
 
 CIFARKIT_INFO = "cifarkit_info.json"  # cifarkit's own description of an export, every format
-OLD_INFO = "dataset_info.json"  # where cifarkit 0.1 kept it; now TFDS's file in TFRecord exports
-ENCODINGS = ("png", "jpeg", "raw", "auto")  # of a TFRecord export's images; 0.1 had the first three
+OLD_INFO = "dataset_info.json"  # a pre-TFDS export's description; TFDS's file in TFRecord exports
+ENCODINGS = ("png", "jpeg", "raw", "auto")  # of a TFRecord export's images (pre-TFDS: no "auto")
 
 Names = Annotated[tuple[ClassName, ...], pydantic.Field(min_length=1, max_length=MAX_CLASSES)]
 
@@ -32,7 +36,7 @@ class SplitInfo(Strict):
 
 
 class OldFeature(Strict):
-    """A record key of cifarkit 0.1's TFRecord exports."""
+    """A record key of a pre-TFDS TFRecord export."""
 
     dtype: Text = ""
     description: Text = ""
@@ -50,7 +54,7 @@ class ExportInfo(Strict):
     coarse_class_names: Names | None = None
     splits: Annotated[dict[SplitName, SplitInfo], pydantic.Field(min_length=1, max_length=MAX_SPLITS)]
     encoding: Literal[ENCODINGS] = "png"
-    features: dict[str, OldFeature] | None = None  # 0.1's record keys; this version's are in features.json
+    features: dict[str, OldFeature] | None = None  # pre-TFDS record keys; TFDS's are in features.json
     tfds: TfdsNames | None = None
     layout: Text | None = None
     cifarkit_version: Text | None = None

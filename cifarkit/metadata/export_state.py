@@ -2,8 +2,8 @@
 the bytes written (the fingerprint a re-run must match to resume) and how the export was asked
 for (so a reader can say which command finishes it).
 
-An export is finished when its last file, ``cifarkit_info.json``, is there (cifarkit 0.1's last
-file was its own ``dataset_info.json``) and no split is still in a staging folder. A folder
+An export is finished when its last file, ``cifarkit_info.json``, is there (a pre-TFDS export's
+last file is its own ``dataset_info.json``) and no split is still in a staging folder. A folder
 holding a state and no such end is an unfinished export, and :func:`check_finished` refuses it
 for every reader, with the command that finishes it: a split written before the interruption
 must not pass for the whole dataset.
@@ -70,7 +70,8 @@ def state_json(fingerprint: dict[str, Any], resume: ResumeInfo) -> dict[str, Any
 
 
 def finished(folder: Path) -> bool:
-    """Whether the export in ``folder`` wrote its last file (this version's, or 0.1's)."""
+    """Whether the export in ``folder`` wrote its last file (``cifarkit_info.json``, or a pre-TFDS
+    export's ``dataset_info.json``, told from TFDS's by the missing ``features.json``)."""
     if (folder / CIFARKIT_INFO).is_file():
         return True
     return (folder / OLD_INFO).is_file() and not (folder / FEATURES_FILE).is_file()

@@ -3,8 +3,8 @@ and ``report.json``.
 
 Each is read by one function here under a size cap and a nesting cap
 (:mod:`cifarkit.metadata.jsonfile`), with typed, range-checked fields; the trainer and the
-model commands receive these objects, never the raw JSON. Fields that runs of earlier versions
-did not write are optional, so their folders still read; ``exclude_unset`` dumps tell a field
+model commands receive these objects, never the raw JSON. Fields that older run folders lack
+are optional, so those folders read too; ``exclude_unset`` dumps tell a field
 the file holds from one it lacks (a resume compares what the file says, nothing filled in).
 """
 
@@ -59,7 +59,7 @@ class RunConfigFile(Strict):
     """A run's ``config.json``: :class:`cifarkit.training.TrainConfig` with its defaults resolved.
 
     ``model``, ``workdir``, ``data`` and ``recipe`` are named by every resolved run (its data is
-    opened again from them); the rest may be missing in folders of earlier versions."""
+    opened again from them); the rest may be missing in older run folders."""
 
     model: Name
     workdir: Name
@@ -112,8 +112,8 @@ def parse_run_config(data: bytes, where: object) -> RunConfigFile:
 
 
 class HistoryRow(Strict):
-    """One epoch of ``history.csv`` (cifarkit.training.rundir.HISTORY_COLUMNS); rows of earlier
-    versions lack the two wall-time columns."""
+    """One epoch of ``history.csv`` (cifarkit.training.rundir.HISTORY_COLUMNS); rows of older
+    run folders lack the two wall-time columns."""
 
     epoch: Positive
     loss: float | None = None

@@ -207,7 +207,7 @@ class _Probe(pydantic.BaseModel):
 
 
 def is_tfds_info(root: Path) -> bool:
-    """Whether ``root`` holds TFDS's ``dataset_info.json`` (cifarkit 0.1's file of that name
+    """Whether ``root`` holds TFDS's ``dataset_info.json`` (a pre-TFDS export's file of that name
     records a format). A file that is not JSON is a no; one that is TFDS's but malformed is a
     yes, so that reading it names what is wrong; a link out of the folder is refused."""
     try:

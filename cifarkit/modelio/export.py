@@ -69,7 +69,7 @@ def serving_function(model, *, any_size: bool) -> Callable:
 
     names = tf.constant(model_parts(model)[2])
     size, channels = input_size(model), input_channels(model)
-    softmax = not outputs_probabilities(model)  # a model saved before the softmax moved into it
+    softmax = not outputs_probabilities(model)  # a model that ends in logits
 
     def to_size(images):
         shape = tf.shape(images)

@@ -4,10 +4,9 @@ A model saved by ``cifarkit train`` takes uint8 images of one size; its first la
 recipe's :class:`~cifarkit.augment.layer.Augmentation` (the centre view outside training), then
 the network, then :class:`ClassNames`, which turns the logits into probabilities (softmax) and
 carries the class names. So a ``.keras`` file needs nothing else to label its own predictions,
-and ``model.predict`` on uint8 images gives class probabilities. Models saved before the softmax
-moved into the file end in logits (their ``ClassNames`` has no ``activation``);
-:func:`outputs_probabilities` tells the two apart, so readers apply the softmax only where the
-file does not.
+and ``model.predict`` on uint8 images gives class probabilities. A file whose ``ClassNames`` has
+no ``activation`` ends in logits; :func:`outputs_probabilities` tells the two apart, so readers
+apply the softmax only where the file does not.
 
 Loading needs only ``import cifarkit`` (:mod:`cifarkit.modelio.layer_registry` registers the layers).
 
@@ -32,7 +31,7 @@ ACTIVATIONS = ("linear", "softmax")
 @keras.saving.register_keras_serializable(package="cifarkit")
 class ClassNames(keras.layers.Layer):
     """The model's last layer: the softmax of the logits (``activation="linear"``: the logits, as
-    in files saved before the softmax moved into the model); its config stores the class names,
+    files without an ``activation`` in its config are read); its config stores the class names,
     so a ``.keras`` file can label
     its own predictions."""
 
@@ -109,7 +108,7 @@ def model_parts(model):
 
 
 def outputs_probabilities(model) -> bool:
-    """Whether the model ends in a softmax, not in logits (files saved before the softmax moved in)."""
+    """Whether the model ends in a softmax, not in logits (a ``ClassNames`` without ``activation``)."""
     last = model.layers[-1] if model.layers else None
     if isinstance(last, ClassNames):
         return last.activation == "softmax"

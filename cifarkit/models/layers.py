@@ -23,7 +23,7 @@ LRN_BETA = 0.75  # beta: exponent of the denominator
 
 # Batch norm's moving averages keep 90% of their value each step (PyTorch's and timm's default),
 # not Keras's 99%: at 0.99 they still hold about half of their initial 0/1 after 70 steps, so a
-# short run evaluated 10% (chance) on CIFAR-10 while its training accuracy was 20%.
+# short run evaluates at chance (10% on CIFAR-10) while its training accuracy is 20%.
 BN_MOMENTUM = 0.9
 
 # Under mixed precision the layer normalises in float32 and casts back: a sum of squares of

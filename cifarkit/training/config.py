@@ -245,7 +245,7 @@ def _default_jit() -> bool:
     return backend == "jax" or (backend == "tensorflow" and _gpu_visible())
 
 
-# What a run folder written before the trainer had these methods ran with: its config.json lacks them.
+# What a run ran with whose config.json lacks these methods' keys (a run folder that predates them).
 METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 
 

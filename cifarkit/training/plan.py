@@ -67,8 +67,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """A run's settings as resolved. Read back from an earlier version's config.json, the
-    settings it did not record are None."""
+    """A run's settings as resolved. Read back from a config.json that lacks some settings (an
+    older run folder's), those settings are None."""
 
     model: str
     workdir: str  # absolute

@@ -38,7 +38,7 @@ from .plan import TrainPlan
 REPORT_FILE, HISTORY_FILE, CURVES_FILE = "report.json", "history.csv", "curves.png"
 LOG_DIR, BACKUP_DIR, BACKUP_STATE = "logs", "backup", "state.json"
 # epoch_seconds: the epoch with its validation pass; wall_seconds: cumulative at the epoch's end.
-# History files written before these two columns read back without them.
+# History files without these two columns (older run folders) read back without them.
 HISTORY_COLUMNS = (
     "epoch",
     "loss",

@@ -9,7 +9,7 @@ at once and which compresses photographs nearly as well as per-row adaptive filt
 The deflate stream comes from the standard library's zlib at level 1. Not ISA-L (``isal``),
 although it is about 3x faster: at its levels 1 and 2 a fresh process now and then writes a
 different (equally valid) stream for the same image, about 1 image in 50,000 of real CIFAR-10,
-a few bytes longer or shorter, while one process always repeats itself; so a re-run export did
+a few bytes longer or shorter, while one process always repeats itself; so a re-run export would
 not end byte-identical. zlib's output depends only on the input, the level and zlib's version
 (recorded in every export's state). Level 1 is zlib's fastest and, for CIFAR's noisy 32x32
 photographs, smaller than ISA-L's (2,432 bytes an image on average against 2,493; level 6:
