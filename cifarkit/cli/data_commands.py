@@ -15,6 +15,7 @@ from .options import (
     DataOption,
     Encoding,
     ExportFormat,
+    JsonProgressOption,
     NoVerifyOption,
     QuietOption,
     RecipeName,
@@ -73,10 +74,12 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
+    json_progress: JsonProgressOption = False,
 ) -> None:
     """Write a dataset as a labelled JPEG/PNG folder tree or sharded TFRecords."""
     from ..formats.export import ExportOptions, export_dataset
     from ..formats.parallel import default_workers
+    from ..runtime.progress import progress_mode
 
     options = ExportOptions(
         format=format.value,
@@ -90,6 +93,7 @@ def export(
         tfds_layout=tfds_layout,
         skip_bad=skip_bad,
         layout=layout.value,
+        progress=progress_mode(quiet, json_progress),
     )
     dataset, sample = open_records(source, no_verify, quiet)
     if out is None:

@@ -14,6 +14,7 @@ from .options import (
     AugmentPlace,
     Averaging,
     DataOption,
+    JsonProgressOption,
     NoVerifyOption,
     OptimizerName,
     Precision,
@@ -219,6 +220,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace a run with other settings in --workdir.")] = False,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
+    json_progress: JsonProgressOption = False,
 ) -> None:
     """Train a model; the run folder gets best/last models, history, curves, logs and a report."""
     from ..models import model_info
@@ -228,8 +230,7 @@ def train(
         workdir = Path("runs") / model
         say(f"run folder: {workdir} (--workdir to choose another)", quiet)
     path, sample = find(data, quiet)
-    from ..training import TrainConfig
-    from ..training import train as run_training
+    from ..training.config import TrainConfig, check_request
 
     config = TrainConfig(
         model=model,
@@ -263,7 +264,13 @@ def train(
         train_split=train_split,
         eval_split=eval_split,
     )
-    result = run_training(config, overwrite=overwrite, quiet=quiet, say=lambda m: say(m, quiet))
+    check_request(config)  # before TensorFlow loads (with the trainer): a mistyped option is answered at once
+    from ..training import train as run_training
+
+    from ..runtime.progress import progress_mode
+
+    progress = progress_mode(quiet, json_progress)
+    result = run_training(config, overwrite=overwrite, quiet=quiet, say=lambda m: say(m, quiet), progress=progress)
     _print_trained(result)
 
 

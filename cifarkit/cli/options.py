@@ -69,6 +69,13 @@ NoVerifyOption = Annotated[
     bool, typer.Option("--no-verify", help="Read a file whose checksum differs from the official one.")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
+JsonProgressOption = Annotated[
+    bool,
+    typer.Option(
+        "--json-progress",
+        help="Progress as one JSON object a line on stderr, for programs (with --quiet, stderr holds only those).",
+    ),
+]
 TrustModelOption = Annotated[
     bool,
     typer.Option(

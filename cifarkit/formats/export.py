@@ -30,6 +30,8 @@ from ..errors import OutputError, SourceError, UsageError
 from ..metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
 from ..metadata.fields import MAX_SHARDS
 from ..metadata.names import folder_names
+from ..runtime.progress import MODES as PROGRESS_MODES
+from ..runtime.progress import Meter, progress_mode
 from ..sources.labelled import Batch, LabelledImages, LazyImages
 from ..writers.atomic import is_partial, output_error, remove_partials, write_text
 from ..writers.clear import Owns, foreign_entry, remove_owned
@@ -63,6 +65,7 @@ class ExportOptions:
     tfds_layout: bool = False  # TFRecord: write into OUT/<name>/<version>/, for tfds.load(data_dir=OUT)
     skip_bad: bool = False  # leave out image files that cannot be read (listed in cifarkit_info.json)
     layout: str = "class"  # image trees: cifarkit.formats.image_tree.LAYOUTS
+    progress: str | None = None  # a mode of cifarkit.runtime.progress; None: from quiet and the terminal
     adapter: FormatAdapter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,10 @@ class ExportOptions:
             raise UsageError(f"--quality must be between 1 and 100. Received: quality={self.quality}")
         if self.workers < 1:
             raise UsageError(f"--workers must be at least 1. Received: workers={self.workers}")
+        if self.progress is not None and self.progress not in PROGRESS_MODES:
+            raise UsageError(
+                f"progress must be one of {', '.join(PROGRESS_MODES)}. Received: progress={self.progress!r}"
+            )
         if self.shards is not None and not 1 <= self.shards <= MAX_SHARDS:
             raise UsageError(f"--shards must be between 1 and {MAX_SHARDS:,}. Received: shards={self.shards}")
         _refuse_unused(self)
@@ -197,11 +204,10 @@ def _resume(dataset: LabelledImages, options: ExportOptions) -> ResumeInfo:
     )
 
 
-def _progress(total: int, split: str, quiet: bool):
-    from tqdm import tqdm
-
-    # disable=None: tqdm turns itself off when stderr is not a terminal (logs, CI, pipes).
-    return tqdm(total=total, desc=f"{split:>5}", unit="img", disable=True if quiet else None, leave=True)
+def _progress(total: int, split: str, options: ExportOptions) -> Meter:
+    # A bar on a terminal; plain lines or JSON records in logs, CI and pipes.
+    mode = options.progress or progress_mode(options.quiet)
+    return Meter(total, "export", split, mode, desc=f"{split:>5}")
 
 
 def _add_rows(rows: list, dataset: LabelledImages, piece: Piece) -> None:
@@ -291,7 +297,7 @@ def _export_locked(
     for split in splits:
         n = dataset.count(split)
         summary.counts[split] = n
-        with _progress(n, split, options.quiet) as bar:
+        with _progress(n, split, options) as bar:
             plans[split] = adapter.plan(dataset, split, options)
             for piece in plans[split]:
                 _add_rows(rows, dataset, piece)

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from ..errors import OutputError
+from ..runtime.progress import Pacer, duration, emit, record
 from ..writers.atomic import write_text
 from .keras_compat import backup_weights_bytes
 from .methods import STEP_SCHEDULES
@@ -65,54 +66,129 @@ class StatefulCallback(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    """One tqdm bar per epoch: loss, accuracy and images/s as it goes, validation at the end."""
+    """Training progress in a mode of :mod:`cifarkit.runtime.progress`: on a terminal one tqdm bar
+    per epoch (loss, accuracy and images/s as it goes, validation at the end); elsewhere one
+    line or JSON record per epoch, and one now and then within a long epoch."""
 
-    def __init__(self, steps: int, batch_size: int, epochs: int, enabled: bool):
+    def __init__(self, steps: int, batch_size: int, epochs: int, mode: str, clock=time.monotonic):
         super().__init__()
-        self.steps, self.batch_size, self.epochs, self.enabled = steps, batch_size, epochs, enabled
-        self.bar = None
+        self.steps, self.batch_size, self.epochs, self.mode = steps, batch_size, epochs, mode
+        self.clock, self.bar = clock, None
+        self.pacer = Pacer(None, clock)  # within epochs, by time only; restarted when training starts
+        self.epoch_seconds: list[float] = []  # this process's epochs, validation included
+        self.finished: int | None = None  # the last epoch that ended (1-based)
+
+    def on_train_begin(self, logs=None):
+        self.pacer = Pacer(None, self.clock)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start, self.train_end = epoch, self.clock(), None
+        if self.mode != "bar":
+            return
         from tqdm import tqdm
 
-        self.start = time.perf_counter()
         self.bar = tqdm(
-            total=self.steps,
-            desc=f"epoch {epoch + 1}/{self.epochs}",
-            unit="step",
-            disable=not self.enabled,
-            leave=True,
-            dynamic_ncols=True,
+            total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=True, dynamic_ncols=True
         )
+
+    def on_test_begin(self, logs=None):
+        self.train_end = self.clock()  # validation is not training time
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.bar is None or not self.enabled:
-            return
-        done = min(batch + 1, self.steps)
-        self.bar.update(done - self.bar.n)
-        rate = done * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
-        logs = logs or {}
-        self.bar.set_postfix_str(
-            f"loss {float(logs.get('loss', math.nan)):.4f} "
-            f"acc {float(logs.get('accuracy', math.nan)):.4f} {rate:,.0f} img/s"
-        )
+        done, logs = min(batch + 1, self.steps), logs or {}
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            rate = done * self.batch_size / max(self.clock() - self.start, 1e-9)
+            self.bar.set_postfix_str(
+                f"loss {float(logs.get('loss', math.nan)):.4f} "
+                f"acc {float(logs.get('accuracy', math.nan)):.4f} {rate:,.0f} img/s"
+            )
+        elif self.mode in ("lines", "json") and self.pacer.due(done):
+            self.write_step(done, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.bar is None:
-            return
         logs = logs or {}
-        if self.enabled:
+        if self.bar is not None:
             self.bar.set_postfix_str(
                 f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f} "
                 f"val_loss {logs.get('val_loss', math.nan):.4f} "
                 f"val_acc {logs.get('val_accuracy', math.nan):.4f}"
             )
-        self.bar.close()
-        self.bar = None
+            self.bar.close()
+            self.bar = None
+            return
+        now = self.clock()
+        self.epoch_seconds.append(now - self.start)
+        if self.mode in ("lines", "json"):
+            self.write_epoch(epoch, logs, now)
 
     def on_train_end(self, logs=None):
         if self.bar is not None:
             self.bar.close()
+        elif self.mode == "json":
+            steps = 0 if self.finished is None else self.steps
+            emit("json", self.entry("done", self.finished, steps, {}, 0.0), "")
+
+    def entry(self, event: str, epoch: int, step: int, metrics: dict, eta: float | None) -> dict:
+        return record(
+            event,
+            "train",
+            epoch=epoch,
+            epochs=self.epochs,
+            step=step,
+            total=self.steps,
+            unit="step",
+            metrics=metrics,
+            elapsed_s=self.clock() - self.pacer.start,
+            eta_s=eta,
+        )
+
+    def epochs_eta(self, epoch: int, step_seconds: float) -> float:
+        """Seconds for the epochs after ``epoch`` (0-based): as long as this process's epochs took
+        on average (its first, which compiles, left out once there are others), or the steps at
+        this epoch's pace before one has ended."""
+        took = self.epoch_seconds[1:] or self.epoch_seconds
+        per_epoch = sum(took) / len(took) if took else self.steps * step_seconds
+        return max(self.epochs - epoch - 1, 0) * per_epoch
+
+    def write_step(self, done: int, logs: dict) -> None:
+        seconds = max(self.clock() - self.start, 1e-9)
+        rate = done * self.batch_size / seconds
+        eta = (self.steps - done) * seconds / done + self.epochs_eta(self.epoch, seconds / done)
+        metrics = {key: value for key, value in _scalars(logs).items() if key in ("loss", "accuracy")}
+        metrics["images_per_s"] = rate
+        text = (
+            f"epoch {self.epoch + 1}/{self.epochs}: step {done:,}/{self.steps:,}, "
+            + "".join(f"{key} {value:.4f}, " for key, value in metrics.items() if key != "images_per_s")
+            + f"{rate:,.0f} images/s, ETA {duration(eta)}"
+        )
+        emit(self.mode, self.entry("progress", self.epoch + 1, done, metrics, eta), text)
+
+    def write_epoch(self, epoch: int, logs: dict, now: float) -> None:
+        seconds = (self.train_end or now) - self.start
+        rate = self.steps * self.batch_size / max(seconds, 1e-9)
+        eta = self.epochs_eta(epoch, 0.0)
+        metrics = _scalars(logs) | {"seconds": now - self.start, "images_per_s": rate}
+        shown = [key for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in metrics]
+        text = (
+            f"epoch {epoch + 1}/{self.epochs}: "
+            + "".join(f"{key} {metrics[key]:.4f}, " for key in shown)
+            + f"{duration(now - self.start)}, {rate:,.0f} images/s, ETA {duration(eta)}"
+        )
+        emit(self.mode, self.entry("epoch", epoch + 1, self.steps, metrics, eta), text)
+        self.pacer.mark(now)
+        self.finished = epoch + 1
+
+
+def _scalars(logs: dict) -> dict[str, float]:
+    """The metrics of Keras's logs as floats (they may be NumPy or tensor scalars)."""
+    scalars = {}
+    for key, value in logs.items():
+        try:
+            scalars[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return scalars
 
 
 class History(StatefulCallback):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..runtime.progress import progress_mode
 from ..writers.atomic import remove_partials
 from ..writers.folder_lock import hold as hold_folder
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
@@ -69,6 +70,7 @@ def train(
     quiet: bool = False,
     say: Callable[[str], None] | None = None,
     backup_seconds: float | None = BACKUP_SECONDS,
+    progress: str | None = None,
 ) -> TrainResult:
     """Train ``config.model`` as configured, into ``config.workdir``; resume it if it was cut off.
 
@@ -76,9 +78,12 @@ def train(
     on the same folder is refused in one line instead of interleaving its files with this one's.
     Everything that can refuse the run (settings, data, batch size, model options, the backup)
     is checked before the first file is written, so a refused start leaves the folder as it was.
+    ``progress`` is a mode of :mod:`cifarkit.runtime.progress` (None: a bar on a terminal, lines
+    elsewhere, nothing when ``quiet``).
     """
     from ..runtime.strategy import make_strategy
 
+    progress = progress or progress_mode(quiet)
     say = say or (lambda message: None if quiet else print(message, file=sys.stderr))
     # The strategy first: a multi-worker strategy must exist before TensorFlow runs anything.
     placement = make_strategy(config.strategy)
@@ -94,14 +99,15 @@ def train(
         out = Path(tempfile.mkdtemp(prefix="cifarkit-worker-"))
         try:
             backup_folder = workdir / f"backup-{placement.task.replace(':', '-')}"
-            return _Run(plan, placement, out, backup_folder, state, quiet, say).train(backup_seconds)
+            return _Run(plan, placement, out, backup_folder, state, quiet, say, progress).train(backup_seconds)
         finally:
             shutil.rmtree(out, ignore_errors=True)
     with hold_folder(workdir, "a training run"):
         state = check_workdir(workdir, plan, overwrite)
         if state is RunState.FINISHED:
             return TrainResult(workdir, read_report(workdir), already_finished=True)
-        return _Run(plan, placement, workdir, workdir / BACKUP_DIR, state, quiet, say).train(backup_seconds)
+        run = _Run(plan, placement, workdir, workdir / BACKUP_DIR, state, quiet, say, progress)
+        return run.train(backup_seconds)
 
 
 @dataclass
@@ -116,6 +122,7 @@ class _Run:
     state: RunState
     quiet: bool
     say: Callable[[str], None]
+    progress: str = "off"  # a mode of cifarkit.runtime.progress
 
     def train(self, backup_seconds: float | None) -> TrainResult:
         # First everything that can refuse the run, reading only; nothing is written before commit().
@@ -164,8 +171,8 @@ class _Run:
                 f"--batch-size is larger than the {source.counts['train']} training images. "
                 f"Received: batch_size={config.batch_size}"
             )
-        progress = not self.quiet and sys.stderr.isatty()
-        return data, stats_for(source, "train", image_size=data.image_size, progress=progress), steps
+        statistics = stats_for(source, "train", image_size=data.image_size, progress=self.progress == "bar")
+        return data, statistics, steps
 
     def callbacks(self, compiled: Compiled, steps: int, backup, backup_seconds: float | None):
         """(the callbacks in the order they run, the stateful ones the backup records)."""
@@ -179,7 +186,7 @@ class _Run:
         callbacks = [
             schedule,
             *method_callbacks(config, compiled, steps),  # weight averaging, the epoch for alt_flip
-            Progress(steps, config.batch_size, config.epochs, enabled=not self.quiet and sys.stderr.isatty()),
+            Progress(steps, config.batch_size, config.epochs, self.progress),
             history,
             checkpoints,
             tensorboard_callback(self.out / LOG_DIR, self.say if self.placement.is_chief else (lambda m: None)),

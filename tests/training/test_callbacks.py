@@ -190,13 +190,83 @@ def test_a_backup_within_an_epoch_waits_for_its_time_limit(tmp_path, monkeypatch
     assert read_backup(tmp_path / "epochs-only") is None
 
 
-def test_progress_disabled_prints_nothing(capsys):
-    progress = Progress(steps=3, batch_size=16, epochs=1, enabled=False)
+def test_progress_off_prints_nothing(capsys):
+    progress = Progress(steps=3, batch_size=16, epochs=1, mode="off")
+    progress.on_train_begin()
     progress.on_epoch_begin(0)
     progress.on_train_batch_end(0, {"loss": 1.0})
     progress.on_epoch_end(0, {"loss": 1.0})
     progress.on_train_end()
     assert capsys.readouterr().err == ""
+
+
+def run_epochs(progress, clock, epochs: int, steps: int, step_seconds: float, *, validate: bool = True) -> None:
+    """``progress`` driven as fit drives it, ``clock`` moving ``step_seconds`` a step (and 1 s of validation)."""
+    progress.on_train_begin()
+    for index in range(epochs):
+        progress.on_epoch_begin(index)
+        for step in range(steps):
+            clock[0] += step_seconds
+            progress.on_train_batch_end(step, {"loss": np.float32(2.0 - index), "accuracy": np.float32(0.5)})
+        logs = {"loss": 2.0 - index, "accuracy": 0.5, "top5": 0.9}
+        if validate:
+            progress.on_test_begin()
+            clock[0] += 1.0
+            logs |= {"val_loss": 2.5, "val_accuracy": 0.25}
+        progress.on_epoch_end(index, logs)
+    progress.on_train_end()
+
+
+def test_progress_without_a_terminal_writes_one_line_an_epoch(capsys):
+    clock = [0.0]
+    progress = Progress(steps=10, batch_size=32, epochs=2, mode="lines", clock=lambda: clock[0])
+    run_epochs(progress, clock, epochs=2, steps=10, step_seconds=0.4)  # 5 s an epoch: no line within one
+    assert capsys.readouterr().err.splitlines() == [
+        "epoch 1/2: loss 2.0000, accuracy 0.5000, val_loss 2.5000, val_accuracy 0.2500, 5.0 s, 80 images/s, ETA 5.0 s",
+        "epoch 2/2: loss 1.0000, accuracy 0.5000, val_loss 2.5000, val_accuracy 0.2500, 5.0 s, 80 images/s, ETA 0.0 s",
+    ]
+
+
+def test_progress_in_a_long_epoch_writes_a_line_now_and_then(capsys):
+    clock = [0.0]
+    progress = Progress(steps=100, batch_size=10, epochs=3, mode="lines", clock=lambda: clock[0])
+    run_epochs(progress, clock, epochs=1, steps=100, step_seconds=1.0, validate=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:3] == [
+        "epoch 1/3: step 30/100, loss 2.0000, accuracy 0.5000, 10 images/s, ETA 4 min 30 s",
+        "epoch 1/3: step 60/100, loss 2.0000, accuracy 0.5000, 10 images/s, ETA 4 min 00 s",
+        "epoch 1/3: step 90/100, loss 2.0000, accuracy 0.5000, 10 images/s, ETA 3 min 30 s",
+    ]
+    assert lines[3].startswith("epoch 1/3: loss 2.0000, accuracy 0.5000, 1 min 40 s, 10 images/s, ETA 3 min 20 s")
+    assert len(lines) == 4
+
+
+def test_progress_json_records_an_epoch_with_its_metrics_and_the_end(capsys):
+    from cifarkit.runtime.progress import RECORD_KEYS
+
+    clock = [0.0]
+    progress = Progress(steps=10, batch_size=32, epochs=2, mode="json", clock=lambda: clock[0])
+    run_epochs(progress, clock, epochs=2, steps=10, step_seconds=0.4)
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(r["event"], r["epoch"]) for r in records] == [("epoch", 1), ("epoch", 2), ("done", 2)]
+    assert all(tuple(r) == RECORD_KEYS and r["task"] == "train" and r["epochs"] == 2 for r in records)
+    first = records[0]
+    assert first["metrics"] == {
+        "loss": 2.0,
+        "accuracy": 0.5,
+        "top5": 0.9,
+        "val_loss": 2.5,
+        "val_accuracy": 0.25,
+        "seconds": 5.0,
+        "images_per_s": 80.0,  # 320 images in the 4 s of training; validation is not training time
+    }
+    assert (first["step"], first["total"], first["unit"], first["elapsed_s"], first["eta_s"]) == (
+        10,
+        10,
+        "step",
+        5.0,
+        5.0,
+    )
 
 
 def test_epoch_scalars_write_train_and_validation_events(tmp_path):
