@@ -230,7 +230,8 @@ def train(
         workdir = Path("runs") / model
         say(f"run folder: {workdir} (--workdir to choose another)", quiet)
     path, sample = find(data, quiet)
-    from ..training.config import TrainConfig, check_request
+    from ..training import TrainConfig
+    from ..training import train as run_training
 
     config = TrainConfig(
         model=model,
@@ -264,9 +265,6 @@ def train(
         train_split=train_split,
         eval_split=eval_split,
     )
-    check_request(config)  # before TensorFlow loads (with the trainer): a mistyped option is answered at once
-    from ..training import train as run_training
-
     from ..runtime.progress import progress_mode
 
     progress = progress_mode(quiet, json_progress)
