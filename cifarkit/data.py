@@ -23,25 +23,22 @@ from .errors import UsageError
 from .formats import adapter_for_export
 from .formats.tfrecord import name_corrupt_shard
 from .readers.image_decode import source_error_in
+from .readers.labelled import from_labelled
 from .readers.reader import (
     AUTOTUNE,
     CIFAR_NAMES,
     CIFAR_SHAPE,
     DataReader,
-    from_labelled,
     shard_policy,
     to_numpy,
     without_autotune,
 )
-
-DataSource = DataReader  # the earlier name, for code written against it
 
 __all__ = [
     "AUTOTUNE",
     "CIFAR_NAMES",
     "CIFAR_SHAPE",
     "DataReader",
-    "DataSource",
     "DatasetInfo",
     "from_labelled",
     "load",
@@ -145,11 +142,11 @@ def load(
     batch.
 
     ``shuffle_files`` shuffles as ``tfds.load`` does where there are files to shuffle: a TFRecord
-    folder whose metadata lists each shard's length (this version's exports, TFDS's folders) is
+    folder whose metadata lists each shard's length (cifarkit's TFRecord exports, TFDS's folders) is
     read shard by shard in an order that changes at every iteration, 16 shards interleaved 16
     records at a time; the records inside a shard keep their order (:mod:`cifarkit.readers.file_shuffle`).
     Everything else shuffles its examples instead, each iteration anew: arrays held in memory (an
-    archive) all at once; image files (one example each) and cifarkit 0.1's TFRecord exports, whose
+    archive) all at once; image files (one example each) and pre-TFDS TFRecord exports, whose
     shard lengths are unknown, through a buffer of 10,000. ``seed`` makes either repeatable.
     """
     reader = open_data(locate(name_or_path, data_dir), verify=verify)
@@ -194,8 +191,6 @@ def dataset_of(
 ):
     """The examples ``spec`` selects, in order (or shuffled, see :func:`load`), as :func:`load`
     hands them out."""
-    from .readers.file_shuffle import can_shuffle_files
-
     pieces = reader.pieces(spec)
     total = sum(len(p) for p in pieces)
     if batch_size is not None and (
@@ -205,13 +200,13 @@ def dataset_of(
             f"batch_size must be a positive integer or -1 (the whole split). Received: batch_size={batch_size!r}"
         )
     # A coarse label the records carry is parsed with them; one held in memory is gathered.
-    coarse = not as_supervised and reader.coarse_build is not None
-    if shuffle and total and can_shuffle_files(reader, pieces):
+    coarse = not as_supervised and reader.parses_coarse
+    if shuffle and total and reader.can_shuffle_files(pieces):
         ds = _files_shuffled(reader, pieces, as_supervised, coarse, image_size, seed)
     else:
         ds = _in_order(reader, pieces, as_supervised, coarse, image_size)
         if shuffle:  # no shards to shuffle, or their lengths unknown: the examples, through a buffer
-            buffer = total if reader.kind == "arrays" else min(total, SHUFFLE_BUFFER)
+            buffer = total if reader.in_memory(pieces[0].split) is not None else min(total, SHUFFLE_BUFFER)
             ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if batch_size is not None:
         ds = ds.batch(max(total, 1) if batch_size == -1 else batch_size)
@@ -284,9 +279,9 @@ def arrays_of(reader: DataReader, spec: str, *, label: str = "label", image_size
     images, labels = [], []
     for piece in pieces:
         held = reader.extras.get(piece.split, {}).get("coarse_label") if label == "coarse_label" else None
-        if reader.kind == "arrays":
-            x = reader.arrays[piece.split][0][piece.start : piece.stop]
-            y = reader.arrays[piece.split][1][piece.start : piece.stop]
+        held_arrays = reader.in_memory(piece.split)
+        if held_arrays is not None:
+            x, y = (a[piece.start : piece.stop] for a in held_arrays)
         elif label == "coarse_label" and held is None:  # in the records: parsed with the images
             part = reader.piece_dataset(piece, image_size=image_size, with_coarse=True)
             x, y = to_numpy(part.map(lambda image, fine, coarse: (image, coarse)))

@@ -121,7 +121,7 @@ def test_the_readers_decode_jpegs_with_decode_and_crop(photo_tree):
         squared = _op_types(data.open_data(root / export).dataset("train", image_size=32))
         assert "DecodeAndCropJpeg" in squared and "ExtractJpegShape" in squared, export
         # Not asked to square: the image is decoded whole, as it is stored.
-        assert "DecodeAndCropJpeg" not in _op_types(data.open_data(root / export)._build("train")), export
+        assert "DecodeAndCropJpeg" not in _op_types(data.open_data(root / export).split_dataset("train")), export
 
 
 def test_a_corrupt_jpeg_is_still_named_when_squaring(photo_tree, tmp_path):

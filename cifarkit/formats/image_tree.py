@@ -174,7 +174,8 @@ class ImageTree(FormatAdapter):
         return owns
 
     def open(self, root: Path, info, *, verify: bool = True):
-        from ..readers.reader import FIXED_SHAPES, from_labelled
+        from ..readers.labelled import from_labelled
+        from ..readers.reader import FIXED_SHAPES
         from ..sources import open_source
 
         dataset = open_source(root, verify=verify)

@@ -1,5 +1,5 @@
-"""Reading TFRecord datasets: cifarkit's exports (this version's, described by TFDS's
-features.json, and 0.1's, described by its own dataset_info.json) and folders TFDS prepared.
+"""Reading TFRecord datasets: cifarkit's exports (TFDS-keyed ones, described by TFDS's
+features.json, and pre-TFDS ones, described by their own dataset_info.json) and folders TFDS prepared.
 
 Every layout is brought to one :class:`Records` description (which files, which keys, how the
 image is stored), and one pipeline parses and decodes it. The keys come from the folder's
@@ -36,11 +36,11 @@ class Records:
     coarse_class_names: tuple[str, ...] | None
     counts: dict[str, int]
     files: dict[str, list[str]]  # split -> shard paths in order, each inside root
-    image: str  # "encoded", "bytes", "dynamic" (image/value + image/shape), "ints", "sized" (0.1 raw)
+    image: str  # "encoded", "bytes", "dynamic" (image/value + image/shape), "ints", "sized" (pre-TFDS raw)
     shape: tuple  # the image's shape, None where a dimension varies
-    coarse_key: str | None  # "coarse_label", or 0.1's "label_coarse"
+    coarse_key: str | None  # "coarse_label", or a pre-TFDS export's "label_coarse"
     # split -> examples in each shard (TFDS's shardLengths), for reading a slice of a split shard by
-    # shard; empty where the metadata does not say (cifarkit 0.1's exports)
+    # shard; empty where the metadata does not say (pre-TFDS exports)
     shard_lengths: dict[str, list[int]] = field(default_factory=dict)
 
     @property
@@ -52,7 +52,7 @@ class Records:
 
 def describe(root: Path, info: ExportInfo | None) -> Records:
     """The :class:`Records` of the folder at ``root``; ``info`` is its cifarkit_info.json (or
-    0.1's dataset_info.json), None for a folder TFDS wrote."""
+    a pre-TFDS export's dataset_info.json), None for a folder TFDS wrote."""
     if info is None:
         return _from_tfds(tfds_info.read_folder_info(root))
     checked = _checked_info(root, info)
@@ -121,7 +121,7 @@ def _checked_info(root: Path, info: ExportInfo) -> Records:
         counts[split] = entry.count
         files[split] = [str(p) for p in paths_inside(root, entry.files, info.path)]
     coarse = info.coarse_class_names
-    image = "sized" if info.encoding == "raw" else "encoded"  # 0.1: raw images carry height and width
+    image = "sized" if info.encoding == "raw" else "encoded"  # pre-TFDS raw records carry height and width
     coarse_key = "label_coarse" if info.features and "label_coarse" in info.features else None
     return Records(
         root, info.name or root.name, info.class_names, coarse, counts, files, image, (None, None, 3), coarse_key
@@ -184,45 +184,27 @@ def open_records(root: Path, info: ExportInfo | None):
 
 
 def reader_for(records: Records):
-    """The reader; where the records hold a coarse label, its ``coarse_build`` reads it too. Every
-    shard's framing and record count are checked now, and a split's records before its pipeline
-    is built (:mod:`.record_checks`): TensorFlow reads only records cifarkit has checked."""
+    """The reader. Every shard's framing and record count are checked now, and a split's records
+    before its pipeline is built (:mod:`.record_checks`): TensorFlow reads only records cifarkit
+    has checked."""
+    from ..readers.records import RecordReader
     from .record_checks import check_split, shard_counts
 
     shard_counts(records)  # before TensorFlow is even imported
-    import tensorflow as tf
-
-    from ..readers.reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
-
     for shards in records.files.values():
         OPENED_SHARDS.update(dict.fromkeys(shards))
-    parse = record_parser(records)
-
-    def build(split: str, with_coarse: bool = False, size: int | None = None):
-        check_split(records, split)
-        # Shards are read in order, so an unshuffled pass gives the dataset order (ids 0, 1, ...).
-        data = tf.data.TFRecordDataset(records.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
-        return data.map(parse(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
-
-    def checked_parser(with_coarse: bool, size: int | None = None):  # for shuffle_files, over any split
-        for split in records.files:
-            check_split(records, split)
-        return parse(with_coarse, size)
-
-    return DataReader(
-        name=records.name,
-        kind="tfrecord",
-        location=records.root,
-        class_names=records.class_names,
-        counts=records.counts,
-        image_shape=records.static_shape,
-        _build=build,
-        files=records.files,
+    return RecordReader(
+        records.name,
+        records.root,
+        records.class_names,
+        records.counts,
+        records.static_shape,
         coarse_class_names=records.coarse_class_names,
+        files=records.files,
         shard_lengths=records.shard_lengths,
-        record_parser=checked_parser,
-        squares_on_decode=True,
-        coarse_build=(lambda split, **size: build(split, True, **size)) if records.coarse_key else None,
+        parser=record_parser(records),
+        check_split=lambda split: check_split(records, split),
+        coarse=records.coarse_key is not None,
     )
 
 

@@ -1,5 +1,5 @@
 """TFRecord datasets as a source: a folder TFDS prepared (``~/tensorflow_datasets/cifar10/3.0.2/``,
-cifar100, mnist, fashion_mnist ...) or a cifarkit TFRecord export, this version's or 0.1's.
+cifar100, mnist, fashion_mnist ...) or a cifarkit TFRecord export, TFDS-keyed or pre-TFDS.
 
 ``info`` and ``export`` read sources as :class:`~.labelled.LabelledImages`, so the records are
 parsed and decoded here by TensorFlow, in dataset order, into uint8 arrays (all of CIFAR-10 is

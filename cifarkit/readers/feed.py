@@ -186,7 +186,7 @@ class Stream:
             self._stop.set()
 
 
-# The sources this feed serves: those a reader holds as arrays in memory ("arrays" readers).
+# The sources this feed serves: those whose reader holds arrays in memory (an ArrayReader).
 IN_MEMORY_SOURCES = (
     "CIFAR archives (python or binary version, .tar.gz or extracted) and MNIST-family IDX files (or Keras's mnist.npz)"
 )
@@ -197,10 +197,11 @@ def source_arrays(source, split: str, backend: str) -> tuple[np.ndarray, np.ndar
     trees, TFRecords) are decoded by tf.data, so without it they are refused in one line."""
     if split not in source.counts:
         raise UsageError(f"{source.location}: no split {split!r}; it has {', '.join(source.counts)}")
-    if source.kind != "arrays":
+    held = source.in_memory(split)
+    if held is None:
         raise UsageError(
             f"{source.location} is a {source.kind} source, which needs TensorFlow's tf.data; on the "
             f"{backend} backend cifarkit reads {IN_MEMORY_SOURCES} (or run with KERAS_BACKEND=tensorflow)"
         )
-    images, labels = source.arrays[split]
+    images, labels = held
     return images, np.asarray(labels, np.int32)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
+from .reader import AUTOTUNE, RECORD_READ_BUFFER
+from .records import RecordReader
 
 CYCLE_LENGTH = 16  # ReadConfig.interleave_cycle_length when shuffling files (utils/read_config.py)
 BLOCK_LENGTH = 16  # ReadConfig.interleave_block_length
@@ -38,17 +39,8 @@ def windows(lengths: list[int], start: int, stop: int) -> list[Window]:
     return out
 
 
-def can_shuffle_files(reader: DataReader, pieces: list) -> bool:
-    """Whether the pieces' shards and their lengths are known (TFRecord folders that list them)."""
-    return (
-        reader.kind == "tfrecord"
-        and reader.record_parser is not None
-        and all(p.split in reader.files and p.split in reader.shard_lengths for p in pieces)
-    )
-
-
 def shuffled_files(
-    reader: DataReader,
+    reader: RecordReader,
     pieces: list,
     *,
     seed: int | None = None,
@@ -56,8 +48,8 @@ def shuffled_files(
     image_size: int | None = None,
 ):
     """``(split name, index in the split, (image, label[, coarse label]))`` of every example of the
-    pieces, their shards (all pieces' together, as TFDS) in an order that changes every iteration;
-    ``seed`` makes the sequence of orders repeatable."""
+    pieces (where :meth:`RecordReader.can_shuffle_files`), their shards (all pieces' together, as
+    TFDS) in an order that changes every iteration; ``seed`` makes the sequence of orders repeatable."""
     import tensorflow as tf
 
     rows = [
@@ -81,8 +73,7 @@ def shuffled_files(
         read, cycle_length=CYCLE_LENGTH, block_length=BLOCK_LENGTH, num_parallel_calls=AUTOTUNE, deterministic=True
     )
     # Images of mixed sizes are squared as they are decoded, as in the reader's own pipeline.
-    size = image_size if reader.squarer(image_size) is not None else None
-    parse = reader.record_parser(with_coarse, size)
+    parse = reader.checked_parser(with_coarse, reader.square_size(image_size))
     ds = ds.map(
         lambda name, index, record: (name, index, parse(record)), num_parallel_calls=AUTOTUNE, deterministic=True
     )

@@ -48,10 +48,11 @@ def uint8_batches(
     """(uint8 (B, H, W, 3), int32 (B,)) batches of a split, shuffled or in order."""
     import tensorflow as tf
 
-    if source.kind == "arrays":
+    held = source.in_memory(split)
+    if held is not None:
         # Shuffle indices, then gather a whole batch at once from the uint8 arrays in memory:
         # one op per batch instead of one dataset element per image.
-        images, labels = source.arrays[split]
+        images, labels = held
         images_t, labels_t = tf.constant(images), tf.constant(labels)
         ds = tf.data.Dataset.range(len(labels))
         if shuffle:

@@ -1,24 +1,26 @@
-"""What every reader hands out: a :class:`DataReader` (a dataset's splits, counts and class names,
-and how to build a ``tf.data.Dataset`` of (uint8 image, int32 label) for a split), and the
-tf.data settings every reader shares.
+"""The reader protocol: what every reader knows about a dataset before building a pipeline (its
+splits, counts and class names) and how it builds a ``tf.data.Dataset`` of (uint8 image, int32
+label) for a split, a slice of one, or a selection of several; and the tf.data settings every
+reader shares.
 
-Readers of sources build one here from :class:`~cifarkit.sources.labelled.LabelledImages`: CIFAR
-arrays held in memory as uint8 (all of CIFAR-10 is 180 MB) and sliced by tf.data, or image files
-decoded in the pipeline (:mod:`cifarkit.readers.image_decode`). Each export format builds its own
-(:meth:`cifarkit.formats.base.FormatAdapter.open`).
+Three kinds implement it, each holding only its own storage: arrays in memory
+(:mod:`cifarkit.readers.arrays`, CIFAR and MNIST as sources read them: all of CIFAR-10 is 180 MB
+of uint8), image files decoded in the pipeline (:mod:`cifarkit.readers.files`) and TFRecord shards
+(:mod:`cifarkit.readers.records`). A selection of a reader that cannot slice its storage is a
+:mod:`cifarkit.readers.composed` reader. :func:`cifarkit.readers.labelled.from_labelled` makes a
+reader of a source; each export format makes its own (:meth:`cifarkit.formats.base.FormatAdapter.open`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..constants import CIFAR_SHAPE
 from ..errors import UsageError
-from ..sources.labelled import LabelledImages, LazyImages
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 # Bytes read ahead per TFRecord file: TFDS's (file_adapters.TfRecordFileAdapter.BUFFER_SIZE).
@@ -36,79 +38,93 @@ FIXED_SHAPES = {
 
 @dataclass
 class DataReader:
-    """What a reader knows about a source or export before building any pipeline; ``dataset``
-    builds the pipeline of a split. (Not :class:`~cifarkit.sources.labelled.LabelledImages`, the
-    numpy images a source reads, which export formats write.)"""
+    """A dataset's splits as a reader sees them. Subclasses provide :meth:`split_dataset` and the
+    two selections (:meth:`_selected`, :meth:`_subset`); everything else is shared. (Not
+    :class:`~cifarkit.sources.labelled.LabelledImages`, the numpy images a source reads, which
+    export formats write.)"""
+
+    kind: ClassVar[str] = "data"  # named in reports and messages: "arrays", "image files", "tfrecord"
 
     name: str
-    kind: str  # "tfrecord", "image files" or "arrays"
     location: Path
     class_names: tuple[str, ...]
     counts: dict[str, int]
     image_shape: tuple[int, int, int] | None  # None: images of different sizes
-    _build: Callable = field(repr=False, default=None)
-    arrays: dict = field(repr=False, default_factory=dict)  # split -> (images, labels) for "arrays"
-    files: dict = field(repr=False, default_factory=dict)  # split -> shard paths for "tfrecord"
-    # split -> {"coarse_label": int64 array}: labels beyond the one the pipeline carries (CIFAR-100)
+    # split -> {"coarse_label": int64 array}: labels held beside the pipeline (CIFAR-100 sources)
     extras: dict = field(repr=False, default_factory=dict)
     coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's 20 superclasses, where known
-    # split -> (uint8 image, int32 label, int64 coarse label), for readers whose records carry the
-    # coarse label (TFRecord); arrays and files keep theirs in ``extras`` instead.
-    coarse_build: Callable | None = field(repr=False, default=None)
-    # For "tfrecord": split -> examples in each shard of ``files`` where the metadata lists them, and
-    # ``with_coarse -> (serialized record -> element)``; together they let :mod:`cifarkit.readers.file_shuffle`
-    # read the shards of a slice in any order.
-    shard_lengths: dict = field(repr=False, default_factory=dict)
-    record_parser: Callable | None = field(repr=False, default=None)
-    # Its builders take ``size=`` and square images as they decode them, a JPEG decoding only its
-    # central square (:func:`cifarkit.readers.image_decode.decode_squared`); otherwise they are squared after.
-    squares_on_decode: bool = False
 
+    # What each kind provides.
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
+        """(uint8 image, int32 label[, int64 coarse label]) of a whole split in dataset order,
+        each image squared to ``size`` where one is given."""
+        raise NotImplementedError
+
+    def _selected(self, chosen: dict[str, list], counts: dict[str, int], extras: dict) -> DataReader:
+        """A reader whose split ``name`` is the :class:`~cifarkit.readers.splits.Piece` list ``chosen[name]``."""
+        raise NotImplementedError
+
+    def _subset(self, base_split: str, picks: dict[str, np.ndarray], counts: dict[str, int], extras: dict):
+        """A reader whose splits ``picks`` are sorted index subsets of ``base_split``."""
+        raise NotImplementedError
+
+    @property
+    def parses_coarse(self) -> bool:
+        """Whether the pipeline itself carries the coarse label (records that hold one)."""
+        return False
+
+    def in_memory(self, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(uint8 images, int32 labels) of a split held in memory, or None if it is read from files."""
+        return None
+
+    def shard_files(self, split: str) -> list[str]:
+        """The files a split is stored in, where each worker of several can read its own."""
+        return []
+
+    def can_shuffle_files(self, pieces: list) -> bool:
+        """Whether the pieces can be read shard by shard in a shuffled order (:mod:`.file_shuffle`)."""
+        return False
+
+    # Shared by every kind.
     @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.counts)
 
     def has_coarse_labels(self, split: str) -> bool:
-        return self.coarse_build is not None or "coarse_label" in self.extras.get(split, {})
+        return self.parses_coarse or "coarse_label" in self.extras.get(split, {})
 
     def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1, with_coarse: bool = False):
         """(uint8 image, int32 label) pairs in dataset order; ``with_coarse`` adds the int64 coarse
-        label as a third element (readers with :attr:`coarse_build` only).
+        label as a third element (readers that :attr:`parses_coarse` only).
 
         ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
         """
         if split not in self.counts:
             raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
-        if with_coarse and self.coarse_build is None:
+        if with_coarse and not self.parses_coarse:
             raise UsageError(f"{self.location}: its records carry no coarse labels")
-        square = self.squarer(image_size)
-        fused = square is not None and self.squares_on_decode
-        build = self.coarse_build if with_coarse else self._build
-        ds = build(split, size=image_size) if fused else build(split)
+        ds = self.split_dataset(split, with_coarse=with_coarse, size=self.square_size(image_size))
         if num_workers <= 1:
             # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
             # epochs without a "ran out of data" warning, and a shard that holds fewer or more
             # records than dataset_info.json says fail loudly. Not under multi-worker sharding,
             # where each worker reads only its share.
             ds = _with_length(ds, self.counts[split])
-        if square is not None and not fused:
-            ds = ds.map(square, num_parallel_calls=AUTOTUNE, deterministic=True)
-        return shard_policy(ds, len(self.files.get(split, ())) >= max(num_workers, 2))
+        return shard_policy(ds, len(self.shard_files(split)) >= max(num_workers, 2))
 
     def stored(self, split: str, *, with_coarse: bool = False):
         """The split's elements as stored, in dataset order: images of mixed sizes keep their own
         (for reading a split whole into arrays, as ``info`` and ``export`` do)."""
-        build = self.coarse_build if with_coarse else self._build
-        return build(split)
+        return self.split_dataset(split, with_coarse=with_coarse)
 
-    def squarer(self, image_size: int | None):
-        """``(image, *labels) -> (image squared to image_size, *labels)`` for images of mixed sizes,
-        None where they share one shape."""
+    def square_size(self, image_size: int | None) -> int | None:
+        """The square size images are brought to: ``image_size`` for images of mixed sizes (which
+        need one), None where they share one shape."""
         if self.image_shape is not None:
             return None
         if image_size is None:
             raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
-        return _squarer(image_size)
+        return image_size
 
     def pieces(self, spec: str) -> list:
         """The :class:`~cifarkit.readers.splits.Piece` list a split spec (``train[:90%]+test``) selects."""
@@ -119,13 +135,6 @@ class DataReader:
     def piece_dataset(self, piece, *, image_size: int | None = None, with_coarse: bool = False):
         """(uint8 image, int32 label) pairs of one piece of a split, with its length known (and the
         coarse label with ``with_coarse``, as :meth:`dataset`)."""
-        if self.kind == "arrays" and not with_coarse:
-            import tensorflow as tf
-
-            images, labels = self.arrays[piece.split]
-            return tf.data.Dataset.from_tensor_slices(
-                (images[piece.start : piece.stop], labels[piece.start : piece.stop])
-            )
         ds = self.dataset(piece.split, image_size=image_size, with_coarse=with_coarse)
         if (piece.start, piece.stop) == (0, self.counts[piece.split]):
             return ds
@@ -138,12 +147,7 @@ class DataReader:
         chosen = {name: self.pieces(spec) for name, spec in selection.items()}
         counts = {name: sum(len(p) for p in pieces) for name, pieces in chosen.items()}
         if all(name == spec and spec in self.counts for name, spec in selection.items()):
-            return replace(
-                self,
-                counts=counts,
-                arrays={s: self.arrays[s] for s in counts if s in self.arrays},
-                files={s: self.files[s] for s in counts if s in self.files},
-            )
+            return replace(self, counts=counts)
         extras = {
             name: {
                 key: np.concatenate([self.extras[p.split][key][p.start : p.stop] for p in pieces])
@@ -152,37 +156,18 @@ class DataReader:
             for name, pieces in chosen.items()
             if all(p.split in self.extras for p in pieces)
         }
-        if self.kind == "arrays":
-            arrays = {name: _concat_pieces(self.arrays, pieces) for name, pieces in chosen.items()}
-            return replace(self, counts=counts, arrays=arrays, _build=_array_builder(arrays), files={}, extras=extras)
+        return self._selected(chosen, counts, extras)
 
-        def build(split: str, with_coarse: bool = False, size: int | None = None):
-            parts = [self.piece_dataset(p, image_size=size, with_coarse=with_coarse) for p in chosen[split]]
-            ds = parts[0]
-            for part in parts[1:]:
-                ds = ds.concatenate(part)
-            return ds
-
-        coarse = None if self.coarse_build is None else lambda split, **size: build(split, True, **size)
-        return replace(
-            self, counts=counts, _build=build, files={}, extras=extras, coarse_build=coarse, shard_lengths={}
-        )
-
-
-def _concat_pieces(arrays: dict, pieces: list) -> tuple[np.ndarray, np.ndarray]:
-    if len(pieces) == 1:  # a view, no copy
-        images, labels = arrays[pieces[0].split]
-        return images[pieces[0].start : pieces[0].stop], labels[pieces[0].start : pieces[0].stop]
-    return tuple(np.concatenate([arrays[p.split][i][p.start : p.stop] for p in pieces]) for i in (0, 1))
-
-
-def _array_builder(arrays: dict):
-    def build(split: str):
-        import tensorflow as tf
-
-        return tf.data.Dataset.from_tensor_slices(arrays[split])
-
-    return build
+    def subset(self, base_split: str, picks: dict[str, np.ndarray]) -> DataReader:
+        """A reader whose splits ``picks`` (name -> sorted indices) are subsets of ``base_split``,
+        which they replace; the other splits stay."""
+        counts = {s: n for s, n in self.counts.items() if s != base_split}
+        counts.update({s: len(idx) for s, idx in picks.items()})
+        extras = {s: e for s, e in self.extras.items() if s != base_split}
+        if base_split in self.extras:
+            held = self.extras[base_split]
+            extras.update({s: {key: values[idx] for key, values in held.items()} for s, idx in picks.items()})
+        return self._subset(base_split, picks, counts, extras)
 
 
 def _with_length(ds, count: int):
@@ -193,7 +178,8 @@ def _with_length(ds, count: int):
     return ds.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def _squarer(size: int):
+def squarer(size: int):
+    """``(image, *labels) -> (image squared to size, *labels)``, for a pipeline of images of mixed sizes."""
     from .squaring import resize_shorter_centre
 
     def fn(image, *labels):  # the label, and the coarse label where there is one
@@ -229,60 +215,6 @@ def without_autotune(ds):
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)
-
-
-def from_labelled(dataset: LabelledImages, files_shape: tuple[int, int, int] | None = None) -> DataReader:
-    """A source already read by :mod:`cifarkit.sources`: arrays in memory, or image file names
-    (decoded to ``files_shape`` if every image has it, as in an export of CIFAR)."""
-    counts = {s: dataset.count(s) for s in dataset.splits}
-    lazy = any(isinstance(b.images, LazyImages) for bs in dataset.batches.values() for b in bs)
-    extras = {
-        s: {"coarse_label": np.concatenate([b.coarse_labels for b in bs]).astype(np.int64)}
-        for s, bs in dataset.batches.items()
-        if bs and all(b.coarse_labels is not None for b in bs)
-    }
-    if not lazy:
-        arrays = {}
-        for split, batches in dataset.batches.items():
-            images = np.concatenate([b.images for b in batches]) if len(batches) > 1 else batches[0].images
-            labels = np.concatenate([b.labels for b in batches]).astype(np.int32)
-            arrays[split] = (images, labels)
-
-        shapes = {a[0].shape[1:] for a in arrays.values()}
-        shape = tuple(shapes.pop()) if len(shapes) == 1 else None
-        return DataReader(
-            dataset.name,
-            "arrays",
-            dataset.location,
-            dataset.class_names,
-            counts,
-            shape,
-            _build=_array_builder(arrays),
-            arrays=arrays,
-            extras=extras,
-            coarse_class_names=dataset.coarse_class_names,
-        )
-
-    paths = {s: [str(p) for b in bs for p in b.images.paths] for s, bs in dataset.batches.items()}
-    labels = {s: np.concatenate([b.labels for b in bs]).astype(np.int32) for s, bs in dataset.batches.items()}
-
-    def build(split: str, size: int | None = None):
-        from .image_decode import decode_files
-
-        return decode_files(paths[split], labels[split], files_shape, size)
-
-    return DataReader(
-        dataset.name,
-        "image files",
-        dataset.location,
-        dataset.class_names,
-        counts,
-        files_shape,
-        _build=build,
-        extras=extras,
-        coarse_class_names=dataset.coarse_class_names,
-        squares_on_decode=True,
-    )
 
 
 def to_numpy(ds, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

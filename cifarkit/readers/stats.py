@@ -163,7 +163,7 @@ FULL_TRAIN_COUNTS = {"cifar10": 50_000, "cifar100": 50_000}
 
 
 def stats_for(source, split: str = "train", *, image_size: int | None = None, progress: bool = False) -> Stats:
-    """Statistics for a :class:`cifarkit.data.DataSource`: bundled when they apply, else computed."""
+    """Statistics for a :class:`~cifarkit.readers.reader.DataReader`: bundled when they apply, else computed."""
     if source.counts.get(split) == FULL_TRAIN_COUNTS.get(source.name) and split == "train":
         bundled = bundled_stats(source.name)
         if bundled is not None:
@@ -174,7 +174,7 @@ def stats_for(source, split: str = "train", *, image_size: int | None = None, pr
 def compute_source_stats(
     source, split: str = "train", *, image_size: int | None = None, progress: bool = False
 ) -> Stats:
-    """One streaming pass over a split of a :class:`cifarkit.data.DataSource`."""
+    """One streaming pass over a split of a :class:`~cifarkit.readers.reader.DataReader`."""
     from tqdm import tqdm
 
     if split not in source.counts:
@@ -195,8 +195,9 @@ STATS_BATCH = 1024  # images summed at a time (the float64 copy of a batch is 25
 def _image_batches(source, split: str, image_size: int | None) -> Iterable[np.ndarray]:
     """uint8 batches of a split: sliced from the arrays in memory (no TensorFlow needed), or
     decoded by tf.data for image files and TFRecords."""
-    if source.kind == "arrays":
-        images = source.arrays[split][0]
+    held = source.in_memory(split)
+    if held is not None:
+        images = held[0]
         for start in range(0, len(images), STATS_BATCH):
             yield images[start : start + STATS_BATCH]
         return

@@ -4,18 +4,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UsageError
+from ..readers.reader import DataReader
 from .plan import HOLDOUT_SPLIT, TrainPlan
 
 
 @dataclass
 class RunData:
-    source: Any  # cifarkit.readers.reader.DataReader with the splits training uses
+    source: DataReader  # with the splits training uses
     full_counts: dict[str, int]  # the splits of the source as read, before --limit-train/--holdout
     image_size: int | None  # square size images of mixed sizes are brought to, or None
     input_shape: tuple[int, int, int]  # uint8 input of the saved model
@@ -44,7 +44,7 @@ def open_run_data(config: TrainPlan) -> RunData:
         picks = {"train": np.sort(kept)}
         if config.holdout:
             picks[HOLDOUT_SPLIT] = np.sort(held)
-        source = subset_source(source, "train", picks)
+        source = source.subset("train", picks)
     if source.image_shape is None:
         size = config.recipe.source_size
         return RunData(source, full, size, (size, size, 3))
@@ -66,48 +66,3 @@ def select_run_splits(source, train_split: str, eval_split: str):
         if not sum(len(p) for p in pieces):
             raise UsageError(f"{option} {spec!r} selects no images from {source.location}")
     return source.select({"train": train_split, "test": eval_split})
-
-
-def subset_source(source, base_split: str, picks: dict[str, np.ndarray]):
-    """A :class:`~cifarkit.readers.reader.DataReader` whose splits ``picks`` are index subsets of ``base_split``
-    (TensorFlow is imported only when a tf.data pipeline of them is built)."""
-    counts = {s: n for s, n in source.counts.items() if s != base_split}
-    counts.update({s: len(idx) for s, idx in picks.items()})
-    if source.kind == "arrays":
-        images, labels = source.arrays[base_split]
-        arrays = {s: a for s, a in source.arrays.items() if s != base_split}
-        arrays.update({s: (images[idx], labels[idx]) for s, idx in picks.items()})
-
-        def build(split: str):
-            import tensorflow as tf
-
-            return tf.data.Dataset.from_tensor_slices(arrays[split])
-
-        return replace(source, counts=counts, arrays=arrays, _build=build)
-
-    masks = {}
-    for split, idx in picks.items():
-        mask = np.zeros(source.counts[base_split], bool)
-        mask[idx] = True
-        masks[split] = mask
-    base_build = source._build
-
-    def build_files(split: str):
-        import tensorflow as tf
-
-        if split not in masks:
-            return base_build(split)
-        mask = tf.constant(masks[split])
-        ds = base_build(base_split).enumerate()
-        return ds.filter(lambda i, example: tf.gather(mask, i)).map(lambda i, example: example)
-
-    return replace(source, counts=counts, _build=build_files, files={})
-
-
-def stats_origin(stats, dataset_name: str) -> str:
-    from ..readers.stats import bundled_stats
-
-    bundled = bundled_stats(dataset_name)
-    if bundled is not None and bundled == stats:
-        return f"bundled statistics of the full {dataset_name} training split"
-    return f"computed from the {stats.images} training images used"

@@ -1,0 +1,55 @@
+"""Readers of TFRecord shards: each split is its list of shards, read in order (so an unshuffled
+pass gives dataset order), every record parsed by the format that wrote it
+(:mod:`cifarkit.formats.tfrecord_read` supplies the parser and the shard check). Where the shard
+lengths are known, a slice of a split can also be read shard by shard in a shuffled order
+(:mod:`cifarkit.readers.file_shuffle`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .composed import pieces_of, subset_of
+from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
+
+
+@dataclass
+class RecordReader(DataReader):
+    kind: ClassVar[str] = "tfrecord"
+
+    files: dict = field(repr=False, default_factory=dict)  # split -> shard paths, in order
+    shard_lengths: dict = field(repr=False, default_factory=dict)  # split -> records in each shard, where listed
+    # (with_coarse, size) -> (serialized record -> (uint8 image, int32 label[, int64 coarse label]))
+    parser: Callable | None = field(repr=False, default=None)
+    check_split: Callable = field(repr=False, default=lambda split: None)  # refuses a split whose records are bad
+    coarse: bool = False  # the records carry a coarse label
+
+    @property
+    def parses_coarse(self) -> bool:
+        return self.coarse
+
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
+        import tensorflow as tf
+
+        self.check_split(split)
+        data = tf.data.TFRecordDataset(self.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
+        return data.map(self.parser(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def checked_parser(self, with_coarse: bool, size: int | None = None) -> Callable:
+        """The record parser, once every split's records are checked (shuffled files mix splits)."""
+        for split in self.files:
+            self.check_split(split)
+        return self.parser(with_coarse, size)
+
+    def shard_files(self, split: str) -> list[str]:
+        return list(self.files.get(split, ()))
+
+    def can_shuffle_files(self, pieces: list) -> bool:
+        return all(p.split in self.files and p.split in self.shard_lengths for p in pieces)
+
+    def _selected(self, chosen: dict[str, list], counts: dict[str, int], extras: dict):
+        return pieces_of(self, chosen, counts, extras)
+
+    def _subset(self, base_split: str, picks: dict, counts: dict[str, int], extras: dict):
+        return subset_of(self, base_split, picks, counts, extras)
