@@ -174,7 +174,7 @@ def stats(
     source: DataOption = None,
     split: Annotated[str, typer.Option(help="Split to measure.")] = "train",
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the statistics.")] = Path("stats.json"),
-    image_size: Annotated[int | None, typer.Option(help="Square size for image trees of mixed sizes.")] = None,
+    image_size: Annotated[int | None, typer.Option(min=1, help="Square size for image trees of mixed sizes.")] = None,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
 ) -> None:

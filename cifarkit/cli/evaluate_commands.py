@@ -17,6 +17,7 @@ from .options import (
     Quantize,
     QuietOption,
     TrustModelOption,
+    check_data_path,
     find,
     say,
 )
@@ -93,8 +94,15 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Accuracy, top-5, per-class accuracy and the confusion matrix (CSV and PNG) of a trained model."""
+    from ..evaluation.tta import parse_views
     from ..modelio.model_path import resolve_model_path
+    from ..training.config import check_split_form
 
+    views = parse_views(tta)  # the options first, before Keras and TensorFlow load
+    check_split_form("--split", split)
+    if eval_split is not None:
+        check_split_form("--eval-split", eval_split)
+    check_data_path(data)
     model_path, run_config = resolve_model_path(run)
     model = open_exported_first(model_path, trust_model)
     from ..evaluation.evaluate import beside_model, evaluate_model, format_summary, write_evaluation
@@ -105,9 +113,6 @@ def evaluate(
     if eval_split is not None:  # the spec names the split: "eval-test-8000-" beside the model
         source, split = source.select({eval_split: eval_split}), eval_split
     model = load_model(model_path) if model is None else model
-    from ..evaluation.tta import parse_views
-
-    views = parse_views(tta)
     result = evaluate_model(model, source, split, ten_crop=ten_crop, tta=views)
     if out is None:
         suffix = f"eval-{folder_name(split)}" + ("-ten-crop" if ten_crop else "") + "".join(f"-{v}" for v in views)
@@ -142,7 +147,10 @@ def predict(
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
     from ..modelio.model_path import resolve_model_path
+    from ..sources.source_path import check_source_path
 
+    for path in images:  # each a file or a folder, before Keras and TensorFlow load
+        check_source_path(path)
     model_path, _ = resolve_model_path(run)
     model = open_exported_first(model_path, trust_model)
     from ..evaluation.evaluate import (
@@ -214,17 +222,21 @@ def export_model(
 ) -> None:
     """Export a trained model to run without cifarkit: uint8 pixels in, probabilities and class names out."""
     from ..errors import UsageError
-    from ..modelio.export import calibration_images as pick_images
-    from ..modelio.export import check_choice, export_savedmodel, export_tflite
-    from ..modelio.keras_file import input_size, load_model
+    from ..modelio.export import check_choice
     from ..modelio.model_path import resolve_model_path
 
     check_choice(format.value, quantize.value)
     if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):
         raise UsageError(f"--name must be a plain file name. Received: {name!r}")
+    check_data_path(data)
     model_path, run_config = resolve_model_path(run)
     if model_path.suffix != ".keras":
         raise UsageError(f"{model_path} is exported already; export-model reads a run folder or a .keras file")
+    # Everything asked for is checked: now Keras and TensorFlow may load.
+    from ..modelio.export import calibration_images as pick_images
+    from ..modelio.export import export_savedmodel, export_tflite
+    from ..modelio.keras_file import input_size, load_model
+
     model = load_model(model_path)
     calibration = None
     if quantize is Quantize.int8:

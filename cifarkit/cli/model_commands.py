@@ -230,8 +230,7 @@ def train(
         workdir = Path("runs") / model
         say(f"run folder: {workdir} (--workdir to choose another)", quiet)
     path, sample = find(data, quiet)
-    from ..training import TrainConfig
-    from ..training import train as run_training
+    from ..training.config import TrainConfig, check_request
 
     config = TrainConfig(
         model=model,
@@ -265,7 +264,9 @@ def train(
         train_split=train_split,
         eval_split=eval_split,
     )
+    check_request(config)  # before TensorFlow loads (with the trainer): a mistyped option is answered at once
     from ..runtime.progress import progress_mode
+    from ..training import train as run_training
 
     progress = progress_mode(quiet, json_progress)
     result = run_training(config, overwrite=overwrite, quiet=quiet, say=lambda m: say(m, quiet), progress=progress)

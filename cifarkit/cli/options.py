@@ -109,6 +109,14 @@ def find(source: Path | None, quiet: bool) -> tuple[Path, bool]:
     return found.path, found.is_sample
 
 
+def check_data_path(path: Path | None) -> None:
+    """A dataset named that is no file or folder to read is refused before anything loads."""
+    if path is not None:
+        from ..sources.source_path import check_source_path
+
+        check_source_path(path.expanduser())
+
+
 def open_records(source: Path | None, no_verify: bool, quiet: bool):
     """The dataset as records (for export and info), with whether it is the bundled sample."""
     from ..sources import open_source

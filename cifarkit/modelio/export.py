@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..runtime.tensorflow import filtered_stderr
 from ..writers.atomic import partial_path, write_bytes
 from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, VERSION
 from .trust import record_export
@@ -40,6 +41,9 @@ from .trust import record_export
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "int8")
 CALIBRATION_IMAGES = 300  # TFLite's guide suggests a few hundred representative samples
+# What the TFLite converter's C++ code prints to stderr when it quantises, whatever the log level:
+# "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, ...".
+CONVERTER_LINES = ("fully_quantize: ",)
 
 
 @dataclass
@@ -197,7 +201,8 @@ def tflite_bytes(model, quantize: str = "none", calibration: np.ndarray | None =
             # One image at a time, as the interpreter will see them; the converter records the
             # range of every activation over these to choose its int8 scales.
             converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-        return converter.convert()
+        with filtered_stderr(CONVERTER_LINES):
+            return converter.convert()
 
 
 def export_tflite(

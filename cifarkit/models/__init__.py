@@ -11,6 +11,6 @@ Importing this package registers the families without importing Keras or buildin
 from __future__ import annotations
 
 from . import alexnet, lenet, vgg, whitenet  # noqa: F401  (registers the families)
-from .registry import ModelInfo, create_model, list_models, model_info, register_model
+from .registry import ModelInfo, check_options, create_model, list_models, model_info, register_model
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "check_options", "create_model", "list_models", "model_info", "register_model"]

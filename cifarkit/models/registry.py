@@ -94,18 +94,25 @@ def model_info(name: str) -> ModelInfo:
         raise UsageError(f"unknown model {name!r}; known models: {known}") from None
 
 
+def check_options(name: str, options: dict) -> ModelInfo:
+    """The registry entry for ``name``, with a :class:`UsageError` for an option its builder does
+    not take (its values are the builder's to check, when it builds)."""
+    info = model_info(name)
+    if not info.open_ended:
+        accepted = ("input_shape", *info.options)
+        unknown = [key for key in options if key not in accepted]
+        if unknown:
+            raise UsageError(f"model {name!r} has no option {unknown[0]!r}; its options: {', '.join(accepted)}")
+    return info
+
+
 def create_model(name: str, num_classes: int = 10, **kwargs) -> keras.Model:
     """Build the model registered as ``name``, with its options checked before anything is built.
 
     Bad arguments (an option the model does not have, a value its builder rejects) become a
     :class:`UsageError`, so the CLI reports them in one line with exit code 2.
     """
-    info = model_info(name)
-    if not info.open_ended:
-        accepted = ("input_shape", *info.options)
-        unknown = [key for key in kwargs if key not in accepted]
-        if unknown:
-            raise UsageError(f"model {name!r} has no option {unknown[0]!r}; its options: {', '.join(accepted)}")
+    info = check_options(name, kwargs)
     try:
         return info.build(num_classes=num_classes, **kwargs)
     except ValueError as exc:  # the builders' argument checks: one line that names the bad value

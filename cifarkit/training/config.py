@@ -9,7 +9,7 @@ model states how it trains where it is registered.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +96,55 @@ def training_summary(model: str) -> str:
 def resolve(config: TrainConfig) -> TrainPlan:
     """The run's plan: every ``None`` replaced by the model's default, every value checked (a bad
     one names itself), the recipe and the test-time views parsed once."""
+    plan = _requested(config)
+    plan = replace(
+        plan,
+        augment_on=plan.augment_on or _default_augment_place(),
+        jit=plan.jit if plan.jit is not None else _default_jit(),
+    )
+    _check_place(plan)
+    return plan
+
+
+def check_request(config: TrainConfig) -> None:
+    """What :func:`resolve` checks, less the choices that ask Keras for its backend, and the
+    model options' names, the data's path and the split specs' form: all without importing
+    TensorFlow or Keras, so a mistyped option is answered before the seconds they take to load."""
+    from ..models.registry import check_options
+    from ..sources.source_path import check_source_path
+
+    _requested(config)
+    check_options(config.model, config.model_options)
+    if config.data:
+        check_source_path(Path(config.data).expanduser())
+    check_split_form("--train-split", config.train_split)
+    check_split_form("--eval-split", config.eval_split)
+
+
+class _EverySplit(dict):
+    """Counts in which every name is a split of 100 images: a spec resolved against it is
+    checked for its form alone (which split names the data has is the data's to say)."""
+
+    def __contains__(self, name) -> bool:
+        return True
+
+    def __getitem__(self, name) -> int:
+        return 100
+
+
+def check_split_form(option: str, spec: str) -> None:
+    """A :class:`UsageError` for a split spec that is not TFDS's split syntax (``train[:80%]``)."""
+    from ..readers.splits import resolve as resolve_spec
+
+    try:
+        resolve_spec(spec, _EverySplit())
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _requested(config: TrainConfig) -> TrainPlan:
+    """The plan as asked, with the model's defaults and every value checked; the host or device
+    choice and XLA are left to the model's declaration, else None (their defaults ask Keras)."""
     recipe = _recipe(config)
     defaults = model_defaults(config.model)
     optimizer = _choice("optimizer", config.optimizer or defaults["optimizer"], OPTIMIZERS)
@@ -118,8 +167,8 @@ def resolve(config: TrainConfig) -> TrainPlan:
             if optimizer == "sgd"
             else None,
             "weight_decay": float(config.weight_decay if config.weight_decay is not None else defaults["weight_decay"]),
-            "augment_on": config.augment_on or defaults.get("augment_on") or _default_augment_place(),
-            "jit": config.jit if config.jit is not None else _default_jit(),
+            "augment_on": config.augment_on or defaults.get("augment_on"),
+            "jit": config.jit,
             "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
             "workdir": str(Path(config.workdir).expanduser().resolve()),
             "model_options": dict(config.model_options),
@@ -186,7 +235,7 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 def _check(resolved: TrainPlan) -> None:
     """The checks of a resolved configuration, in the order the options are reported."""
     from ..readers.pipeline import check_place
-    from ..runtime.strategy import STRATEGIES, keras_backend
+    from ..runtime.strategy import STRATEGIES
 
     _check_positive("epochs", resolved.epochs)
     _check_positive("batch-size", resolved.batch_size)
@@ -203,6 +252,18 @@ def _check(resolved: TrainPlan) -> None:
         raise UsageError(f"--holdout must be 0 or more images. Received: holdout={resolved.holdout}")
     if resolved.limit_train is not None:
         _check_positive("limit-train", resolved.limit_train)
+    if resolved.augment_on is not None:
+        check_place(resolved.augment_on)
+    _choice("strategy", resolved.strategy, STRATEGIES)
+    if resolved.data is None:
+        raise UsageError("no data given (--data)")
+
+
+def _check_place(resolved: TrainPlan) -> None:
+    """Where augmentation runs, against the Keras backend (which this imports)."""
+    from ..readers.pipeline import check_place
+    from ..runtime.strategy import keras_backend
+
     check_place(resolved.augment_on)
     backend = keras_backend()
     if backend != "tensorflow" and resolved.augment_on == "host":
@@ -210,9 +271,6 @@ def _check(resolved: TrainPlan) -> None:
             f"--augment-on host is TensorFlow's tf.data; on the {backend} backend the model's first "
             "layer augments on the device (--augment-on device, the default there)"
         )
-    _choice("strategy", resolved.strategy, STRATEGIES)
-    if resolved.data is None:
-        raise UsageError("no data given (--data)")
 
 
 def _check_positive(option: str, value) -> None:
