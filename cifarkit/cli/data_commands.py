@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -177,15 +176,17 @@ def stats(
     image_size: Annotated[int | None, typer.Option(min=1, help="Square size for image trees of mixed sizes.")] = None,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
+    json_progress: JsonProgressOption = False,
 ) -> None:
     """Per-channel mean and std, RGB covariance and its eigen decomposition (float64, [0, 1] scale)."""
     from ..readers.stats import compute_source_stats, save_stats
+    from ..runtime.progress import progress_mode
 
     data = open_data(source, no_verify, quiet)
     if data.image_shape is None and image_size is None:
         image_size = 256
         say("images differ in size: measuring them brought to 256x256 (--image-size to change)", quiet)
-    result = compute_source_stats(data, split, image_size=image_size, progress=not quiet and sys.stderr.isatty())
+    result = compute_source_stats(data, split, image_size=image_size, progress=progress_mode(quiet, json_progress))
     save_stats(result, out)
     fmt = lambda values: "  ".join(f"{v:.4f}" for v in values)  # noqa: E731
     typer.echo(

@@ -162,7 +162,7 @@ def bundled_stats(dataset: str) -> Stats | None:
 FULL_TRAIN_COUNTS = {"cifar10": 50_000, "cifar100": 50_000}
 
 
-def stats_for(source, split: str = "train", *, image_size: int | None = None, progress: bool = False) -> Stats:
+def stats_for(source, split: str = "train", *, image_size: int | None = None, progress: str = "off") -> Stats:
     """Statistics for a :class:`~cifarkit.readers.reader.DataReader`: bundled when they apply, else computed."""
     if source.counts.get(split) == FULL_TRAIN_COUNTS.get(source.name) and split == "train":
         bundled = bundled_stats(source.name)
@@ -172,17 +172,18 @@ def stats_for(source, split: str = "train", *, image_size: int | None = None, pr
 
 
 def compute_source_stats(
-    source, split: str = "train", *, image_size: int | None = None, progress: bool = False
+    source, split: str = "train", *, image_size: int | None = None, progress: str = "off"
 ) -> Stats:
-    """One streaming pass over a split of a :class:`~cifarkit.readers.reader.DataReader`."""
-    from tqdm import tqdm
+    """One streaming pass over a split of a :class:`~cifarkit.readers.reader.DataReader`;
+    ``progress`` is a mode of :mod:`cifarkit.runtime.progress`."""
+    from ..runtime.progress import Meter
 
     if split not in source.counts:
         raise UsageError(
             f"{source.location}: no split {split!r} to compute statistics from; it has {', '.join(source.counts)}"
         )
     moments = RunningMoments()
-    with tqdm(total=source.counts[split], desc=f"stats {split}", unit="img", disable=not progress, leave=False) as bar:
+    with Meter(source.counts[split], "stats", split, progress, desc=f"stats {split}", leave=False) as bar:
         for images in _image_batches(source, split, image_size):
             moments.update(images)
             bar.update(len(images))

@@ -171,7 +171,7 @@ class _Run:
                 f"--batch-size is larger than the {source.counts['train']} training images. "
                 f"Received: batch_size={config.batch_size}"
             )
-        statistics = stats_for(source, "train", image_size=data.image_size, progress=self.progress == "bar")
+        statistics = stats_for(source, "train", image_size=data.image_size, progress=self.progress)
         return data, statistics, steps
 
     def callbacks(self, compiled: Compiled, steps: int, backup, backup_seconds: float | None):

@@ -53,6 +53,10 @@ def test_json_progress_with_quiet_makes_stderr_records_alone(learnable, tmp_path
     result = train(learnable, tmp_path / "run", "--quiet", "--json-progress")
     records = json_lines(result.stderr)  # every line parses: no notes, no bar
     assert all(tuple(r) == RECORD_KEYS for r in records)
+    # The pass that measures the training images' statistics comes first and says when it is done.
+    stats = [r for r in records if r["task"] == "stats"]
+    assert [(r["event"], r["split"], r["step"], r["total"]) for r in stats][-1] == ("done", "train", 100, 100)
+    records = [r for r in records if r["task"] == "train"]
     assert [(r["event"], r["epoch"]) for r in records] == [("epoch", 1), ("epoch", 2), ("done", 2)]
     for r in records[:2]:
         assert (r["task"], r["epochs"], r["step"], r["total"], r["unit"]) == ("train", 2, 6, 6, "step")
@@ -96,3 +100,12 @@ def test_an_export_with_json_progress_reports_each_split_to_its_end(tmp_path, sm
     ]
     progress = [r for r in records if r["event"] == "progress"]
     assert 0 < len(progress) <= 18 and all(r["step"] < r["total"] and r["eta_s"] is not None for r in progress)
+
+
+def test_stats_reports_its_pass_in_json(learnable, tmp_path):
+    args = ["stats", "--data", str(learnable.path), "--out", str(tmp_path / "s.json"), "--quiet", "--json-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = json_lines(result.stderr)
+    assert [(r["task"], r["event"], r["step"], r["total"]) for r in records][-1] == ("stats", "done", 100, 100)
+    assert json.loads((tmp_path / "s.json").read_text())["images"] == 100
