@@ -258,7 +258,7 @@ def op_stats(base: Path, case: Case, store: Path) -> str | None:
 
 def op_predict(base: Path, case: Case, store: Path) -> str | None:
     from cifarkit.cli import evaluate_commands
-    from cifarkit.evaluation.evaluate import find_images
+    from cifarkit.evaluation.predict import find_images
     from cifarkit.modelio import tflite_process
 
     # A tiny model answers in milliseconds: a looping interpreter is stopped well within a case's time.

@@ -187,6 +187,70 @@ def test_predict_from_a_run_folder_writes_the_csv_into_it(run, tmp_path):
     assert [row[0] for row in _rows(run / "predictions.csv")[1:]] == [str(image)]
 
 
+def _good_and_bad_images(folder):
+    """Three readable images and, among them, a truncated PNG and a text file named .jpg."""
+    folder.mkdir()
+    good = []
+    for label in (0, 4, 7):
+        good.append(folder / f"good_{label}.png")
+        iio.imwrite(good[-1], np.full((32, 32, 3), synth_colour(label), np.uint8))
+    truncated = folder / "cut.png"
+    iio.imwrite(truncated, np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    synth.truncate_file(truncated, 0.5)
+    text = folder / "notes.jpg"
+    text.write_text("not a picture")
+    return good, truncated, text
+
+
+def test_predict_skip_bad_names_each_bad_file_and_predicts_the_others_as_alone(run, tmp_path):
+    good, truncated, text = _good_and_bad_images(tmp_path / "mixed")
+    alone = runner.invoke(app, ["predict", str(run), *map(str, good), "--csv", str(tmp_path / "alone.csv")])
+    assert alone.exit_code == 0, alone.output
+
+    files = [good[0], truncated, good[1], text, good[2]]
+    out_csv = tmp_path / "mixed.csv"
+    result = runner.invoke(app, ["predict", str(run), *map(str, files), "--skip-bad", "--csv", str(out_csv)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"skipped {truncated}: cannot decode image (OSError: image file is truncated)",
+        f"skipped {text}: cannot decode image (UnidentifiedImageError: cannot identify image file '{text}')",
+        "predicted 3 of 5 images; skipped 2",
+        f"wrote {out_csv}",
+    ]
+    assert result.stdout == alone.stdout  # the same table, row for row
+    assert _rows(out_csv) == _rows(tmp_path / "alone.csv")
+
+
+def test_predict_skip_bad_of_a_folder_fails_only_when_nothing_could_be_read(run, tmp_path):
+    good, truncated, text = _good_and_bad_images(tmp_path / "mixed")
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "mixed"), "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert sorted(row[0] for row in _rows(run / "predictions.csv")[1:]) == sorted(map(str, good))
+    assert "predicted 3 of 5 images; skipped 2" in result.stderr.splitlines()
+
+    out_csv = tmp_path / "none.csv"
+    result = runner.invoke(app, ["predict", str(run), str(truncated), str(text), "--skip-bad", "--csv", str(out_csv)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == "cifarkit: error: no image could be read: all 2 skipped"
+    assert [line.split(":")[0] for line in result.stderr.splitlines()[:2]] == [
+        f"skipped {truncated}",
+        f"skipped {text}",
+    ]
+    assert result.stdout == "" and not out_csv.exists()
+
+
+def test_predict_without_skip_bad_refuses_a_bad_file_naming_the_flag(run, tmp_path):
+    good, truncated, _ = _good_and_bad_images(tmp_path / "mixed")
+    out_csv = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(run), str(good[0]), str(truncated), "--csv", str(out_csv)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"cifarkit: error: {truncated}: cannot decode image (OSError: image file is truncated) "
+        "(--skip-bad to go on without it)\n"
+    )
+    assert result.stdout == "" and not out_csv.exists()
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

@@ -118,7 +118,8 @@ def test_an_old_file_ending_in_logits_still_loads_and_predicts_probabilities(tmp
     import keras
 
     from cifarkit.data import open_data
-    from cifarkit.evaluation.evaluate import evaluate_model, predict_files
+    from cifarkit.evaluation.evaluate import evaluate_model
+    from cifarkit.evaluation.predict import predict_files
     from cifarkit.modelio.keras_file import ClassNames, load_model, model_parts, outputs_probabilities
 
     old = load_model(OLD_LOGITS_MODEL)

@@ -143,6 +143,14 @@ def predict(
             "<model>-predictions.csv beside a .keras file].",
         ),
     ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Go on past image files that cannot be read: one 'skipped' line each on stderr; fails only if "
+            "none can.",
+        ),
+    ] = False,
     trust_model: TrustModelOption = False,
 ) -> None:
     """Top classes and their probabilities for each image, preprocessed exactly as in evaluation."""
@@ -153,14 +161,8 @@ def predict(
         check_source_path(path)
     model_path, _ = resolve_model_path(run)
     model = open_exported_first(model_path, trust_model)
-    from ..evaluation.evaluate import (
-        class_names_of,
-        default_predictions_csv,
-        find_images,
-        format_predictions,
-        predict_files,
-        predictions_csv,
-    )
+    from ..evaluation.evaluate import class_names_of
+    from ..evaluation.predict import default_predictions_csv, find_images, format_predictions, predictions_csv
     from ..modelio.keras_file import load_model
     from ..writers.atomic import write_text
 
@@ -168,11 +170,36 @@ def predict(
     model = load_model(model_path) if model is None else model
     names = class_names_of(model)
     k = min(top_k, len(names))
-    predictions = predict_files(model, files)
+    predictions, skipped = _predict(model, files, skip_bad)
     typer.echo(format_predictions(predictions, names, k))
     out = csv if csv is not None else default_predictions_csv(run, model_path)
     write_text(out, predictions_csv(predictions, names, k))
+    if skip_bad:
+        typer.echo(f"predicted {len(predictions):,} of {len(files):,} images; skipped {skipped:,}", err=True)
     typer.echo(f"wrote {out}", err=True)  # stdout stays the table alone, for pipes
+
+
+def _predict(model, files: list[Path], skip_bad: bool):
+    """(the predictions, how many files were skipped); without ``skip_bad`` the first file that
+    cannot be read ends the command, naming the flag that goes on without it."""
+    from ..errors import SourceError
+    from ..evaluation.predict import UnreadableImage, predict_files
+
+    if not skip_bad:
+        try:
+            return predict_files(model, files), 0
+        except UnreadableImage as exc:
+            raise SourceError(f"{exc} (--skip-bad to go on without it)") from None
+    skipped = []
+
+    def skip(bad: UnreadableImage) -> None:
+        skipped.append(bad.path)
+        typer.echo(f"skipped {bad.path}: {bad.reason}", err=True)
+
+    predictions = predict_files(model, files, on_bad=skip)
+    if not predictions:
+        raise SourceError(f"no image could be read: all {len(files):,} skipped")
+    return predictions, len(skipped)
 
 
 @app.command("export-model")

@@ -1,5 +1,5 @@
-"""``cifarkit evaluate`` and ``cifarkit predict``: metrics, ten-crop testing, confusion matrices,
-and class probabilities for image files, all from a saved model alone.
+"""``cifarkit evaluate``: metrics, ten-crop testing and confusion matrices from a saved model
+alone; the inference functions that ``cifarkit predict`` (:mod:`.predict`) shares.
 
 A model saved by ``cifarkit train`` takes uint8 images of one size and carries its preprocessing
 and class names (:mod:`cifarkit.modelio.keras_file`); so does one exported by ``cifarkit export-model``
@@ -22,13 +22,12 @@ and imports nothing of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import SourceError, UsageError
+from ..errors import UsageError
 from ..modelio.exported import ExportedModel
 from ..modelio.keras_file import input_size, model_parts, outputs_probabilities
 from ..writers.atomic import write_text
@@ -36,7 +35,6 @@ from ..writers.manifest import csv_text
 
 TOP_K = 5
 EVAL_BATCH = 256
-PREDICT_BATCH = 64
 
 
 def beside_model(model_path: Path, suffix: str) -> Path:
@@ -45,15 +43,6 @@ def beside_model(model_path: Path, suffix: str) -> Path:
     if model_path.is_dir():
         return model_path.parent.with_name(f"{model_path.parent.name}-v{model_path.name}-{suffix}")
     return model_path.with_name(f"{model_path.stem}-{suffix}")
-
-
-def default_predictions_csv(run: Path, model_path: Path) -> Path:
-    """Where ``predict`` writes its CSV unless told: inside the run folder it was given, like
-    ``evaluate``'s files, or beside a model file or exported model given directly."""
-    run = Path(run).expanduser()
-    if run.is_dir() and model_path.parent == run and model_path.suffix == ".keras":
-        return run / "predictions.csv"
-    return beside_model(model_path, "predictions.csv")
 
 
 def class_names_of(model) -> list[str]:
@@ -294,107 +283,4 @@ def format_summary(result: Evaluation) -> str:
     ]
     for name, correct, total, accuracy in result.per_class():
         lines.append(f"{name:<{width}} {correct:>8,} {total:>8,} {accuracy:>9.4f}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# predict
-
-
-def find_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for image files, in sorted order."""
-    from ..sources.folder import IMAGE_EXTENSIONS
-    from ..sources.source_path import check_source_path
-
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
-        else:
-            check_source_path(path)  # a device or pipe: refused by name, not read
-            found.append(path)
-    if not found:
-        raise SourceError(f"no image files in {', '.join(map(str, paths))}")
-    return found
-
-
-def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
-    """An (H, W, 3) uint8 image at the model's ``size`` x ``size``: its central square, resized,
-    as the reader squares mixed-size folder images (untouched when it is that size already)."""
-    if image.shape[:2] == (size, size):
-        return image
-    height, width = image.shape[:2]
-    side = min(height, width)  # the square is cut here, a view: only it is handed to the resize
-    top, left = (height - side) // 2, (width - side) // 2
-    image = image[top : top + side, left : left + side]
-    if not on_tensorflow():
-        from ..readers.squaring import resize_shorter_centre_ops
-
-        return resize_shorter_centre_ops(image, size)
-    import tensorflow as tf
-
-    from ..readers.squaring import resize_shorter_centre
-
-    return resize_shorter_centre(tf.constant(image), size).numpy()
-
-
-@dataclass
-class Prediction:
-    path: Path
-    size: tuple[int, int]  # the file's (height, width)
-    probabilities: np.ndarray  # (C,)
-
-    def top(self, k: int, names: Sequence[str]) -> list[tuple[str, float]]:
-        order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [(names[i], float(self.probabilities[i])) for i in order]
-
-
-# A JPEG of more pixels than this is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales as it
-# decodes), to between a quarter of this and this: sides of 1,000 pixels and more, for a model that
-# takes 32 or 227. A 50-megapixel photo then takes 12 MB instead of 200.
-PREDICT_PIXELS = 2048 * 2048
-
-
-def predict_files(model, paths: Sequence[Path]) -> list[Prediction]:
-    from ..sources.image_file import read_image_scaled
-
-    if not isinstance(model, ExportedModel):
-        model_parts(model)  # a clear error for a model that is not ours
-    size, infer = scorer(model)
-
-    results: list[Prediction] = []
-    for start in range(0, len(paths), PREDICT_BATCH):
-        chunk = paths[start : start + PREDICT_BATCH]
-        # One original at a time, brought to the model's size as soon as it is decoded: a chunk of
-        # big photos is never held at once (read_image refuses headers over MAX_PIXELS).
-        sizes, prepared = [], []
-        for path in chunk:
-            original, file_size = read_image_scaled(path, PREDICT_PIXELS // 4)
-            sizes.append(file_size)
-            prepared.append(prepare_image(original, size))
-            del original
-        probabilities = infer(np.stack(prepared))
-        results += [Prediction(p, hw, prob) for p, hw, prob in zip(chunk, sizes, probabilities)]
-    return results
-
-
-def predictions_csv(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
-    header = ["file", "height", "width"]
-    for rank in range(1, k + 1):
-        header += [f"class_{rank}", f"probability_{rank}"]
-    rows = []
-    for p in predictions:
-        row = [str(p.path), p.size[0], p.size[1]]
-        for name, probability in p.top(k, names):
-            row += [name, f"{probability:.6f}"]
-        rows.append(row)
-    return csv_text(header, rows)
-
-
-def format_predictions(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
-    width = max(4, *(len(str(p.path)) for p in predictions))
-    lines = [f"{'file':<{width}}  top {k}"]
-    for p in predictions:
-        classes = "  ".join(f"{name} {prob:.3f}" for name, prob in p.top(k, names))
-        lines.append(f"{str(p.path):<{width}}  {classes}")
     return "\n".join(lines)

@@ -239,7 +239,7 @@ def test_a_real_bomb_in_a_tree_is_refused_by_name_without_decoding(tmp_path):
 def test_predict_holds_one_decoded_original_at_a_time(tmp_path, monkeypatch):
     import keras
 
-    from cifarkit.evaluation import evaluate
+    from cifarkit.evaluation import predict
 
     paths = []
     for i in range(5):
@@ -255,9 +255,9 @@ def test_predict_holds_one_decoded_original_at_a_time(tmp_path, monkeypatch):
         return image, image.shape[:2]
 
     monkeypatch.setattr("cifarkit.sources.image_file.read_image_scaled", tracking_read)
-    monkeypatch.setattr(evaluate, "model_parts", lambda model: None)  # a bare model stands in
+    monkeypatch.setattr(predict, "model_parts", lambda model: None)  # a bare model stands in
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
-    predictions = evaluate.predict_files(model, paths)
+    predictions = predict.predict_files(model, paths)
     assert [p.size for p in predictions] == [(64, 96)] * 5
     assert max(most_alive) == 0  # each original was released before the next was decoded
 
