@@ -606,7 +606,8 @@ def make_image_folder(
     With ``with_splits=False`` the layout is ``dest/<class>/*`` and only the
     ``"train"`` count is used. Image sizes (H, W) cycle through ``sizes``.
     Class indices follow sorted class names; each split's truth lists images
-    in sorted (class, file name) order, as a ragged list of HWC arrays, with
+    as cifarkit reads the tree, classes interleaved (each class's files in name
+    order), as a ragged list of HWC arrays, with
     file names relative to the split folder. For lossy formats (jpg) the
     truth is the file read back with Pillow.
     """
@@ -641,7 +642,13 @@ def make_image_folder(
                 images.append(img)
                 labels.append(ci)
                 names.append(rel)
-        splits[split] = SplitTruth(images=images, labels=np.array(labels, dtype=np.int64), filenames=names)
+        # Read back as cifarkit reads a tree: its classes interleaved (folder.stratified_order).
+        order = sorted(range(len(labels)), key=lambda j: ((j % count + 0.5) / count, labels[j]))
+        splits[split] = SplitTruth(
+            images=[images[j] for j in order],
+            labels=np.array([labels[j] for j in order], dtype=np.int64),
+            filenames=[names[j] for j in order],
+        )
     return SynthDataset(root, class_names, splits)
 
 

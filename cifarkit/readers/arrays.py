@@ -24,6 +24,9 @@ class ArrayReader(DataReader):
     def in_memory(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         return self.arrays[split]
 
+    def known_labels(self, split: str) -> np.ndarray:
+        return self.arrays[split][1]
+
     def piece_dataset(self, piece, *, image_size: int | None = None, with_coarse: bool = False):
         if with_coarse:  # refused in one line by the shared path
             return super().piece_dataset(piece, image_size=image_size, with_coarse=with_coarse)

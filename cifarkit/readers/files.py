@@ -25,6 +25,9 @@ class FileReader(DataReader):
 
         return decode_files(self.paths[split], self.labels[split], self.image_shape, size)
 
+    def known_labels(self, split: str) -> np.ndarray:
+        return self.labels[split]
+
     def _selected(self, chosen: dict[str, list], counts: dict[str, int], extras: dict) -> FileReader:
         paths = {
             name: [f for p in pieces for f in self.paths[p.split][p.start : p.stop]] for name, pieces in chosen.items()

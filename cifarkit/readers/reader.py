@@ -77,6 +77,10 @@ class DataReader:
         """(uint8 images, int32 labels) of a split held in memory, or None if it is read from files."""
         return None
 
+    def known_labels(self, split: str) -> np.ndarray | None:
+        """A split's labels where they are known without decoding anything (arrays, file lists)."""
+        return None
+
     def shard_files(self, split: str) -> list[str]:
         """The files a split is stored in, where each worker of several can read its own."""
         return []

@@ -2,7 +2,9 @@
 
 Any tree of that shape works (cats vs dogs, flowers, or a cifarkit JPEG/PNG export), with
 images of any size; class names come from the folder names. When the tree is a cifarkit export,
-its ``manifest.csv`` restores the original order, indices and labels.
+its ``manifest.csv`` restores the original order, indices and labels; any other tree is read
+with its classes interleaved (:func:`stratified_order`), so that a slice of a split keeps every
+class.
 """
 
 from __future__ import annotations
@@ -76,13 +78,10 @@ def read_folder(root: Path) -> LabelledImages:
     index = {name: i for i, name in enumerate(class_names)}
     batches: dict[str, list[Batch]] = {}
     for split in sorted(layout, key=lambda s: (SPLIT_NAMES.index(s), s)):
-        for class_dir in _subdirs(layout[split]):
-            paths = _images_in(class_dir)
-            if not paths:
-                continue
-            labels = np.full(len(paths), index[class_dir.name], dtype=np.int64)
-            rel = [str(p.relative_to(root)) for p in paths]
-            batches.setdefault(split, []).append(Batch(split, LazyImages(paths), labels, rel))
+        by_class = [(index[d.name], _images_in(d)) for d in _subdirs(layout[split])]
+        paths, labels = stratified_order([(label, paths) for label, paths in by_class if paths])
+        rel = [str(p.relative_to(root)) for p in paths]
+        batches[split] = [Batch(split, LazyImages(paths), labels, rel)]
     return LabelledImages(
         name=root.resolve().name,
         format="image folder tree",
@@ -91,6 +90,16 @@ def read_folder(root: Path) -> LabelledImages:
         batches=batches,
         verification="not applicable (image folder)",
     )
+
+
+def stratified_order(classes: list[tuple[int, list[Path]]]) -> tuple[list[Path], np.ndarray]:
+    """The files of every class in one sequence where each class is spread evenly: the ``i``-th
+    of a class of ``n`` files sits at ``(i + 0.5) / n`` of the way through (ties by label), so any
+    slice (``train[:80%]``, ``train[80%:]``) holds every class in about its share. A tree read
+    class by class would give a slice of one class only."""
+    keyed = [((i + 0.5) / len(paths), label, path) for label, paths in classes for i, path in enumerate(paths)]
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [path for _, _, path in keyed], np.array([label for _, label, _ in keyed], dtype=np.int64)
 
 
 def read_export_tree(root: Path) -> LabelledImages:

@@ -36,7 +36,7 @@ from .keras_compat import patch_for_multi_worker
 from .methods import method_callbacks
 from .plan import TrainPlan
 from .report import final_report
-from .run_data import RunData, open_run_data
+from .run_data import RunData, class_coverage_note, open_run_data
 from .rundir import (
     BACKUP_DIR,
     BACKUP_STATE,
@@ -163,6 +163,9 @@ class _Run:
         config = self.config
         data = open_run_data(config)
         check_inputs(data)
+        note = class_coverage_note(data.source)
+        if note:
+            self.say(note)
         source = data.source
         self.placement.check_batch(config.batch_size)
         steps = source.counts["train"] // config.batch_size

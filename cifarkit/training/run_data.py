@@ -31,7 +31,7 @@ def open_run_data(config: TrainPlan) -> RunData:
     source = select_run_splits(source, config.train_split, config.eval_split)
     rng = np.random.default_rng(config.seed)
     train_count = source.counts["train"]  # what --train-split selected
-    order = rng.permutation(train_count)
+    order = spread_order(source.known_labels("train"), train_count, rng)
     if config.holdout and config.holdout >= train_count:
         raise UsageError(
             f"--holdout must leave training images: train has {train_count}. Received: holdout={config.holdout}"
@@ -49,6 +49,35 @@ def open_run_data(config: TrainPlan) -> RunData:
         size = config.recipe.source_size
         return RunData(source, full, size, (size, size, 3))
     return RunData(source, full, None, tuple(source.image_shape))
+
+
+def spread_order(labels: np.ndarray | None, count: int, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``count`` images in which, where the labels are known, every class is
+    spread evenly (each class shuffled, its ``i``-th of ``n`` images keyed ``(i + u) / n``), so that
+    the first ``--holdout`` images hold every class in its share."""
+    if labels is None:
+        return rng.permutation(count)
+    keys = np.empty(count)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        keys[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(keys, kind="stable")
+
+
+def class_coverage_note(source: DataReader) -> str | None:
+    """A warning where the run's test split, as far as its labels are known without decoding,
+    holds fewer classes than its training split (a slice of data stored class by class)."""
+    train, test = source.known_labels("train"), source.known_labels("test")
+    if train is None or test is None:
+        return None
+    trained, tested = np.unique(train), np.unique(test)
+    if len(tested) >= len(trained):
+        return None
+    names = ", ".join(source.class_names[i] for i in tested[:5]) + (", ..." if len(tested) > 5 else "")
+    return (
+        f"warning: the test split holds {len(tested)} of the {len(trained)} classes trained on ({names}): its accuracy "
+        "says little about the others; --holdout N holds out images of every class"
+    )
 
 
 def select_run_splits(source, train_split: str, eval_split: str):
