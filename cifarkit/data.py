@@ -138,8 +138,9 @@ def load(
     :mod:`cifarkit.readers.splits`), a list of them (a list of datasets), or None (a dict of every split).
     Elements are (uint8 (H, W, C) image, int64 label) with ``as_supervised``, else dicts with
     ``image``, ``label``, ``id`` (``train_00042``) and, for CIFAR-100 (its archives, a TFRecord
-    export, a TFDS-prepared folder), ``coarse_label``. ``batch_size=-1`` gives each split as one
-    batch.
+    export, a TFDS-prepared folder), ``coarse_label``. ``batch_size=-1`` gives each split as
+    tensors, the whole split in one batch, as ``tfds.load`` does:
+    ``x, y = load("cifar10", "test", batch_size=-1)``.
 
     ``shuffle_files`` shuffles as ``tfds.load`` does where there are files to shuffle: a TFRecord
     folder whose metadata lists each shard's length (cifarkit's TFRecord exports, TFDS's folders) is
@@ -152,7 +153,7 @@ def load(
     reader = open_data(locate(name_or_path, data_dir), verify=verify)
 
     def one(spec: str):
-        return dataset_of(
+        ds = dataset_of(
             reader,
             spec,
             as_supervised=as_supervised,
@@ -161,6 +162,7 @@ def load(
             image_size=image_size,
             seed=seed,
         )
+        return ds.get_single_element() if batch_size == -1 else ds
 
     if split is None:
         result = {name: one(name) for name in reader.counts}

@@ -6,6 +6,32 @@ single line the CLI prints. Anything else escaping to the CLI is a bug in cifark
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
+_CLI_WORDING = contextvars.ContextVar("cifarkit_cli_wording", default=False)
+
+
+def option(flag: str, keyword: str) -> str:
+    """How a message names a choice the user can make: ``--no-verify`` on the command line,
+    ``verify=False`` from Python (where a flag would be a TypeError to follow)."""
+    return flag if _CLI_WORDING.get() else keyword
+
+
+def no_verify() -> str:
+    """The way to read data whose checksum is not the official one."""
+    return option("--no-verify", "verify=False")
+
+
+@contextlib.contextmanager
+def cli_wording():
+    """Messages raised inside name command-line flags (the CLI runs its commands in it)."""
+    token = _CLI_WORDING.set(True)
+    try:
+        yield
+    finally:
+        _CLI_WORDING.reset(token)
+
 
 class CifarkitError(Exception):
     """Base class: ``str(error)`` is a complete, readable, one-line message."""

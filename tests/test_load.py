@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from synth import CIFAR100_COARSE, make_cifar10_python, make_cifar100_python, make_mnist_folder
 
 import cifarkit
@@ -92,8 +93,12 @@ def test_load_dict_elements_ids_and_batches(cifar10):
     np.testing.assert_array_equal(examples[1]["image"], truth.images[1])
     batched = cifarkit.load(cifar10.path, "train", batch_size=3)
     assert [len(b[1]) for b in batched.as_numpy_iterator()] == [3, 3, 2] and len(batched) == 3
-    whole = cifarkit.load(cifar10.path, "test", batch_size=-1)
-    assert next(iter(whole))[0].shape == (6, 32, 32, 3)
+    # As tfds.load: the whole split as tensors, ready to unpack.
+    x, y = cifarkit.load(cifar10.path, "test", batch_size=-1)
+    assert x.shape == (6, 32, 32, 3) and y.dtype == tf.int64
+    np.testing.assert_array_equal(x.numpy(), open_source(cifar10.path).take("test", 0, 6).images)
+    whole = cifarkit.load(cifar10.path, None, batch_size=-1, as_supervised=False)
+    assert whole["train"]["image"].shape == (8, 32, 32, 3) and whole["train"]["id"][0] == b"train_00000"
     with pytest.raises(UsageError, match="batch_size must be"):
         cifarkit.load(cifar10.path, "test", batch_size=0)
 

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from ..errors import CifarkitError
+from ..errors import CifarkitError, cli_wording
 
 
 class _OneLineErrors(TyperGroup):
@@ -23,7 +23,8 @@ class _OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         self.argv = sys.argv[1:] if args is None else list(args)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with cli_wording():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except TyperException as exc:  # bad option or argument: exit code 2
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `cifarkit`: the help, as it is laid out
                 exc.show()

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..constants import CIFAR_SHAPE
-from ..errors import UsageError
+from ..errors import UsageError, option
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 # Bytes read ahead per TFRecord file: TFDS's (file_adapters.TfRecordFileAdapter.BUFFER_SIZE).
@@ -127,7 +127,10 @@ class DataReader:
         if self.image_shape is not None:
             return None
         if image_size is None:
-            raise UsageError(f"{self.location}: images differ in size; give an image size to bring them to")
+            raise UsageError(
+                f"{self.location}: images differ in size; pass {option('--image-size N', 'image_size=N')} "
+                "to bring them to one square size"
+            )
         return image_size
 
     def pieces(self, spec: str) -> list:

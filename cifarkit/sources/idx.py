@@ -37,7 +37,7 @@ from ..constants import (
     MNIST_CLASSES,
     MNIST_FAMILY_CLASSES,
 )
-from ..errors import ChecksumError, SourceError, UnsafeInputError
+from ..errors import ChecksumError, SourceError, UnsafeInputError, no_verify
 from .labelled import Batch, LabelledImages
 
 # train-images-idx3-ubyte(.gz) and friends; some mirrors (Kaggle's) write "train-images.idx3-ubyte".
@@ -213,9 +213,13 @@ def _identify(folder: Path, md5s: dict[str, str], verify: bool) -> tuple[str, st
         if verify:
             raise ChecksumError(
                 f"{folder / unmatched[0]}: md5 {md5s[unmatched[0]]} is not the official {name} "
-                "file's (the others are); corrupt or modified. Pass --no-verify to read it anyway"
+                f"file's (the others are); corrupt or modified. Pass {no_verify()} to read it anyway"
             )
-        return name, f"NOT verified: {', '.join(unmatched)} differ from the official {name} files (--no-verify)", []
+        return (
+            name,
+            f"NOT verified: {', '.join(unmatched)} differ from the official {name} files ({no_verify()})",
+            [],
+        )
     hint = _name_hint(folder.name, folder.parent.name)
     why = "no file with an official checksum" if md5s else "uncompressed files have no published checksum"
     if hint is not None:

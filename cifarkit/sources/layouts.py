@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..constants import ARCHIVE_MD5, EXTRACTED_MD5, MAX_DATASET_BYTES, MAX_MEMBER_BYTES, SAMPLE_MD5, SAMPLE_NAME
-from ..errors import ChecksumError, SourceError, UnsafeInputError
+from ..errors import ChecksumError, SourceError, UnsafeInputError, no_verify
 from . import binary, pickled
 from .archive import read_archive
 from .labelled import CifarParts, LabelledImages
@@ -93,7 +93,7 @@ def _read_layout(
 def _mismatch(path: Path, known: str, actual: str) -> ChecksumError:
     return ChecksumError(
         f"{path}: md5 {actual} does not match the official {path.name} ({known}); the file is "
-        "corrupt or modified. Pass --no-verify to read it anyway"
+        f"corrupt or modified. Pass {no_verify()} to read it anyway"
     )
 
 
@@ -101,7 +101,7 @@ def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, 
     contents = read_archive(path, md5=verify, keep=is_dataset_file)
     official = known_md5.get(path.name)
     if not verify:
-        verification = "NOT verified: checksum not checked (--no-verify)"
+        verification = f"NOT verified: checksum not checked ({no_verify()})"
     elif official is None:
         verification = f"not verified: {path.name} is not an official file name (md5 {contents.md5})"
     elif contents.md5 == official:
@@ -165,7 +165,7 @@ def read_cifar_folder(folder: Path, layout: str, *, verify: bool = True) -> Labe
     files = {p.name: reader(p) for p in sorted(folder.iterdir()) if p.is_file()}
     dataset = _read_layout(layout, files, folder, "")
     if mismatched:
-        dataset.verification = f"NOT verified: {', '.join(mismatched)} differ from the official files (--no-verify)"
+        dataset.verification = f"NOT verified: {', '.join(mismatched)} differ from the official files ({no_verify()})"
     elif checked:
         dataset.verification = f"verified: {checked} files match the official md5s"
     else:

@@ -214,3 +214,14 @@ def test_killed_export_resumes_and_ends_byte_identical(tmp_path):
     rerun = subprocess.run(command + ["--out", str(out)], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert _tree(out) == _tree(reference)
+
+
+def test_a_checksum_refusal_names_the_flag_on_the_command_line_and_the_keyword_from_python(tmp_path):
+    truth = synth.make_cifar10_python(tmp_path, archive_name="cifar-10-python.tar.gz")
+    result = runner.invoke(app, ["info", "--source", str(truth.path)])
+    assert result.exit_code == 1 and "Pass --no-verify to read it anyway" in result.stderr
+    from cifarkit.errors import ChecksumError
+    from cifarkit.sources import open_source
+
+    with pytest.raises(ChecksumError, match="Pass verify=False to read it anyway"):
+        open_source(truth.path)  # the same process, after the CLI ran: the wording is per call
