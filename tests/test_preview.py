@@ -78,3 +78,51 @@ def test_preview_bad_option_is_one_line(tmp_path):
 def test_pick_images_round_robins_over_classes():
     labels = np.array([0, 0, 0, 1, 1, 2])
     assert list(pick_images(np.zeros((6, 1)), labels, 4)) == [0, 3, 5, 1]
+
+
+def test_a_test_only_mnist_folder_previews_its_test_split_with_statistics_from_it(tmp_path):
+    from synth import make_mnist_folder
+
+    truth = make_mnist_folder(tmp_path / "mnist", train=0, test=20)  # t10k-* files alone
+    out, cell = tmp_path / "digits.png", 84  # MNIST's 28 pixels, each 3x3
+    args = ["augment-preview", "--data", str(tmp_path / "mnist"), "-o", str(out), "--images", "3", "--views", "2"]
+    result = runner.invoke(app, [*args, "--cell", str(cell)])
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'mnist'} has no train split: showing its test split (--split to choose)" in result.stderr
+    assert "statistics: computed from the 20 test images (the data has no train split)" in result.stderr
+    assert "3 images x 2 views from the test split, recipe mnist:" in result.stdout  # grey: the mnist recipe
+    grid = iio.imread(out)
+    assert grid.shape == (3 * (cell + LABEL_HEIGHT + GAP) + GAP, 3 * (cell + GAP) + GAP, 3)
+    images, labels = truth["test"]
+    first = images[pick_images(images, labels, 3)[0]]
+    for channel in range(3):  # the grey digit, drawn on every channel
+        np.testing.assert_array_equal(_cell(grid, 0, 0, cell)[::3, ::3, channel], first)
+
+
+def test_preview_split_and_statistics_where_the_data_has_a_train_split(tmp_path):
+    from synth import make_mnist_folder
+
+    from cifarkit.augment.preview import preview_split, preview_stats
+
+    make_mnist_folder(tmp_path / "mnist", train=30, test=20)
+    source = data.open_data(tmp_path / "mnist")
+    assert preview_split(source.counts, None) == "train" and preview_split(source.counts, "test") == "test"
+    stats, note = preview_stats(source, "test", None)
+    assert (stats.split, stats.images, note) == ("train", 30, None)  # as training would normalise
+    assert preview_split({"test": 20}, None) == "test"
+
+
+def test_a_colour_recipe_on_grey_images_is_one_line(tmp_path):
+    from synth import make_mnist_folder
+
+    make_mnist_folder(tmp_path / "mnist", train=0, test=20)
+    out = tmp_path / "p.png"
+    result = runner.invoke(
+        app, ["augment-preview", "--data", str(tmp_path / "mnist"), "-o", str(out), "-q"] + ["--recipe", "paper"]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"cifarkit: error: --recipe paper shifts colours along RGB's principal components; {tmp_path / 'mnist'} holds "
+        "grey images (--recipe mnist or cifar)\n"
+    )
+    assert not out.exists()

@@ -10,11 +10,13 @@ Views are shown before mean subtraction (which only shifts values) and clipped t
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UsageError
 from ..readers.stats import Stats
 from ..writers.atomic import write_bytes
 from .recipes import Recipe, preview_stages
@@ -38,6 +40,44 @@ def pick_images(images: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
                 picked.append(int(members[depth]))
         depth += 1
     return np.array(picked, dtype=np.int64)
+
+
+def preview_recipe(source, name: str | None, crop: int | None) -> Recipe:
+    """The recipe ``name`` (default: paper, or mnist for grey images); one that mixes colours
+    (the paper's PCA lighting) is refused for grey images in one line."""
+    from .recipes import get_recipe
+
+    grey = source.image_shape is not None and source.image_shape[-1] == 1
+    recipe = get_recipe(name or ("mnist" if grey else "paper"), crop)
+    if grey and recipe.arg("pca_jitter") is not None:
+        raise UsageError(
+            f"--recipe {recipe.name} shifts colours along RGB's principal components; {source.location} holds grey "
+            "images (--recipe mnist or cifar)"
+        )
+    return recipe
+
+
+def preview_split(counts: Mapping[str, int], asked: str | None) -> str:
+    """The split to take images from: the one asked for, else train, else the first the data
+    has (a test-only dataset, such as a folder of MNIST's t10k files)."""
+    if asked is not None:
+        return asked
+    return "train" if "train" in counts or not counts else next(iter(counts))
+
+
+def preview_stats(source, split: str, image_size: int | None) -> tuple[Stats, str | None]:
+    """(the statistics the views are drawn with, a note where they are not the training
+    split's): the training split's, as training would use them; for data without one, those
+    cifarkit ships for its dataset, or else computed from the split shown."""
+    from ..readers.stats import bundled_stats, stats_for
+
+    if "train" in source.counts:
+        return stats_for(source, "train", image_size=image_size), None
+    bundled = bundled_stats(source.name)
+    if bundled is not None:
+        return bundled, f"statistics: cifarkit's own for {source.name}'s training split (the data has none)"
+    stats = stats_for(source, split, image_size=image_size)
+    return stats, f"statistics: computed from the {stats.images:,} {split} images (the data has no train split)"
 
 
 def render_rows(
@@ -76,8 +116,10 @@ def draw_grid(rows, images: np.ndarray, captions: list[str], *, cell: int) -> Im
         cells = [(captions[index], images[index])] + [(stage if c == 0 else "", v) for c, v in enumerate(views)]
         for c, (caption, pixels) in enumerate(cells):
             left = GAP + c * (cell + GAP)
-            # Nearest neighbour keeps CIFAR's 32x32 pixels visible as pixels instead of a blur.
-            tile = Image.fromarray(pixels).resize((cell, cell), Image.NEAREST)
+            # Nearest neighbour keeps CIFAR's 32x32 pixels visible as pixels instead of a blur;
+            # a grey image (H, W, 1), such as MNIST's, is drawn from its one channel.
+            tile = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+            tile = tile.resize((cell, cell), Image.NEAREST)
             canvas.paste(tile, (left, top + LABEL_HEIGHT))
             if caption:
                 draw.text((left + 1, top), caption[: cell // 6], fill=(0, 0, 0))

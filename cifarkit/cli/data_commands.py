@@ -206,35 +206,44 @@ def stats(
 def augment_preview(
     source: DataOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("preview.png"),
-    recipe: Annotated[RecipeName, typer.Option(case_sensitive=False, help="Augmentation recipe.")] = RecipeName.paper,
+    recipe: Annotated[
+        RecipeName | None,
+        typer.Option(case_sensitive=False, help="Augmentation recipe. Default: paper, or mnist for grey images."),
+    ] = None,
     crop: Annotated[int | None, typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Source images (rows).")] = 8,
     views: Annotated[int, typer.Option(min=1, help="Augmented views per image.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the random views.")] = 0,
     stages: Annotated[bool, typer.Option(help="One row per step: resize, crop, flip, colour.")] = False,
-    split: Annotated[str, typer.Option(help="Split to take images from.")] = "train",
+    split: Annotated[
+        str | None,
+        typer.Option(help="Split to take images from. Default: train, or the split the data has (a test set alone)."),
+    ] = None,
     cell: Annotated[int, typer.Option(min=16, help="Size of each picture in the grid, in pixels.")] = 96,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Write a PNG grid: each source image followed by the views the network will see."""
-    from ..augment.preview import pick_images, write_preview
-    from ..augment.recipes import get_recipe
+    from ..augment.preview import pick_images, preview_recipe, preview_split, preview_stats, write_preview
     from ..data import to_numpy
-    from ..readers.stats import stats_for
 
-    chosen = get_recipe(recipe.value, crop)
     data = open_data(source, no_verify, quiet)
+    chosen = preview_recipe(data, recipe.value if recipe is not None else None, crop)
+    shown = preview_split(data.counts, split)
+    if split is None and shown != "train":
+        say(f"{data.location} has no train split: showing its {shown} split (--split to choose)", quiet)
     size = None if data.image_shape else chosen.source_size
     # A few hundred images are enough to pick a varied set from without reading a whole split.
-    pixels, labels = to_numpy(data.dataset(split, image_size=size), limit=max(images * 50, 500))
+    pixels, labels = to_numpy(data.dataset(shown, image_size=size), limit=max(images * 50, 500))
     picked = pick_images(pixels, labels, images)
-    statistics = stats_for(data, image_size=size)
+    statistics, note = preview_stats(data, shown, size)
+    if note is not None:
+        say(note, quiet)
     captions = [data.class_names[labels[i]] for i in picked]
     width, height = write_preview(
         out, pixels[picked], captions, chosen, statistics, views=views, seed=seed, stages=stages, cell=cell
     )
     typer.echo(
-        f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views, recipe "
+        f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views from the {shown} split, recipe "
         f"{chosen.name}: {chosen.describe()}"
     )
