@@ -211,8 +211,17 @@ def dataset_of(
             buffer = total if reader.in_memory(pieces[0].split) is not None else min(total, SHUFFLE_BUFFER)
             ds = ds.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if batch_size is not None:
-        ds = ds.batch(max(total, 1) if batch_size == -1 else batch_size)
-    return ds
+        ds = ds.batch(
+            max(total, 1) if batch_size == -1 else batch_size, num_parallel_calls=AUTOTUNE, deterministic=True
+        )
+    # As tfds.load: the next elements are made while the caller uses these.
+    return ds.prefetch(AUTOTUNE)
+
+
+def _int64_label(image, label):
+    import tensorflow as tf
+
+    return image, tf.cast(label, tf.int64)
 
 
 def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None):
@@ -225,7 +234,7 @@ def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: boo
             part = tf.data.Dataset.zip(tf.data.Dataset.range(piece.start, piece.stop), part)
             part = part.map(_as_dict(reader, piece.split), num_parallel_calls=AUTOTUNE, deterministic=True)
         else:
-            part = part.map(lambda image, label: (image, tf.cast(label, tf.int64)))
+            part = part.map(_int64_label, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = part if ds is None else ds.concatenate(part)
     return ds
 
@@ -233,13 +242,14 @@ def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: boo
 def _files_shuffled(
     reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None, seed: int | None
 ):
-    import tensorflow as tf
 
     from .readers.file_shuffle import shuffled_files
 
     ds = shuffled_files(reader, pieces, seed=seed, with_coarse=coarse, image_size=image_size)
     if as_supervised:
-        return ds.map(lambda name, index, example: (example[0], tf.cast(example[1], tf.int64)))
+        return ds.map(
+            lambda name, index, example: _int64_label(*example[:2]), num_parallel_calls=AUTOTUNE, deterministic=True
+        )
     to_dict = _as_dict(reader, None)
     return ds.map(
         lambda name, index, example: to_dict(index, example, name), num_parallel_calls=AUTOTUNE, deterministic=True
