@@ -41,7 +41,7 @@ def pieces_of(reader: DataReader, chosen: dict[str, list], counts: dict[str, int
 
     def part(pieces: list) -> Callable:
         def build(with_coarse: bool, size: int | None):
-            datasets = [reader.piece_dataset(p, image_size=size, with_coarse=with_coarse) for p in pieces]
+            datasets = [_piece(reader, p, with_coarse, size) for p in pieces]
             ds = datasets[0]
             for more in datasets[1:]:
                 ds = ds.concatenate(more)
@@ -68,14 +68,30 @@ def subset_of(
             import tensorflow as tf
 
             keep = tf.constant(mask)
+
+            def kept(index, example):
+                return tf.gather(keep, index)
+
+            def example_of(index, example):
+                return example
+
             ds = reader.split_dataset(base_split, with_coarse=with_coarse, size=size).enumerate()
-            return ds.filter(lambda i, example: tf.gather(keep, i)).map(lambda i, example: example)
+            return ds.filter(kept).map(example_of)
 
         return build
 
     parts = {split: whole(split) for split in reader.counts if split != base_split}
     parts.update({split: part(indices) for split, indices in picks.items()})
     return _composed(reader, parts, counts, extras)
+
+
+def _piece(reader: DataReader, piece, with_coarse: bool, size: int | None):
+    """A piece as the split's own pipeline read, then skipped and taken: no options of its own
+    (the composed reader's :meth:`~DataReader.dataset` sets the shard policy once)."""
+    ds = reader.split_dataset(piece.split, with_coarse=with_coarse, size=size)
+    if (piece.start, piece.stop) == (0, reader.counts[piece.split]):
+        return ds
+    return ds.skip(piece.start).take(len(piece))
 
 
 def _composed(reader: DataReader, parts: dict, counts: dict[str, int], extras: dict) -> ComposedReader:

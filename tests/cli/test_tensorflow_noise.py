@@ -82,24 +82,8 @@ def photo_records(tmp_path_factory):
 
 
 # Both are fixed in the readers (their owner's files): the marks go when the fixes land.
-SLICES = pytest.param(
-    ("--train-split", "train[:75%]", "--eval-split", "train[75%:]"),
-    id="slices",
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="readers/reader.py: piece_dataset takes dataset(), whose FILE shard policy the selection's "
-        "own DATA policy overrides: 'Changing the value of option auto_shard_policy'",
-    ),
-)
-HOLDOUT = pytest.param(
-    ("--holdout", "4"),
-    id="holdout",
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="readers/composed.py: subset_of's two lambdas on one line, which AutoGraph cannot tell apart "
-        "('AutoGraph could not transform')",
-    ),
-)
+SLICES = pytest.param(("--train-split", "train[:75%]", "--eval-split", "train[75%:]"), id="slices")
+HOLDOUT = pytest.param(("--holdout", "4"), id="holdout")
 
 
 @pytest.mark.parametrize("split_options", [SLICES, HOLDOUT])
