@@ -102,6 +102,9 @@ def export(
     seconds = time.perf_counter() - start
     total = sum(summary.counts.values())
     per_split = ", ".join(f"{s} {n:,}" for s, n in summary.counts.items())
+    if summary.complete:
+        typer.echo(f"{summary.out} is already complete: {total:,} images ({per_split}); nothing to do")
+        return
     if summary.skipped:
         say(f"resumed: {summary.skipped:,} images were already written by an earlier run", quiet)
     if summary.bad:
@@ -110,9 +113,10 @@ def export(
             f"{summary.out / 'cifarkit_info.json'}), the first: {summary.bad[0].error}",
             quiet,
         )
+    written = total - summary.skipped  # the rate of this run's own work, not of what a resumed run found
     typer.echo(
         f"Exported {total:,} images ({per_split}) as {options.format} to {summary.out} "
-        f"in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} images/s)"
+        f"in {seconds:.1f} s ({written / max(seconds, 1e-9):,.0f} images/s)"
     )
 
 

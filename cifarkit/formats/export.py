@@ -27,7 +27,15 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import OutputError, SourceError, UsageError
-from ..metadata.export_state import STATE_FILE, ExportState, ResumeInfo, read_state, state_json
+from ..metadata.export_state import (
+    STAGING_PREFIX,
+    STATE_FILE,
+    ExportState,
+    ResumeInfo,
+    finished,
+    read_state,
+    state_json,
+)
 from ..metadata.fields import MAX_SHARDS
 from ..metadata.names import folder_names
 from ..runtime.progress import MODES as PROGRESS_MODES
@@ -105,6 +113,7 @@ class ExportSummary:
     out: Path
     counts: dict[str, int]
     skipped: int = 0  # images already written by an interrupted run
+    complete: bool = False  # OUT held this export, finished: nothing was written
     bad: list[FileCheck] = field(default_factory=list)  # image files left out (skip_bad)
 
 
@@ -171,6 +180,33 @@ def _prepare(out: Path, fingerprint: dict, resume: ResumeInfo, options: ExportOp
     except OSError as exc:
         raise output_error(out, exc) from None
     write_text(out / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")
+
+
+def _complete(out: Path, fingerprint: dict, options: ExportOptions) -> bool:
+    """Whether OUT holds this same export, finished as every reader checks it (its last file
+    written, no split left in staging): a re-run then has nothing to write."""
+    try:
+        previous = read_state(out)
+    except SourceError:  # _prepare says what is wrong with it
+        return False
+    return (
+        not options.overwrite
+        and previous is not None
+        and previous.matches(fingerprint)
+        and finished(out)
+        and not any(out.glob(STAGING_PREFIX + "*"))
+    )
+
+
+def _all_written(
+    dataset: LabelledImages, out: Path, splits: tuple[str, ...], adapter: FormatAdapter, options: ExportOptions
+) -> bool:
+    """Whether every file the export's plan puts its images in is there, and the metadata files
+    every export writes (one removed since is written again by the usual path)."""
+    files = {"labels.txt", "manifest.csv", CIFARKIT_INFO}
+    for split in splits:
+        files.update(path for piece in adapter.plan(dataset, split, options) for path in piece.manifest_paths())
+    return all(os.path.isfile(out / path) for path in files)
 
 
 def _owned(state: ExportState | None) -> Owns:
@@ -290,7 +326,11 @@ def _export_locked(
     options: ExportOptions,
     bad: list[FileCheck],
 ) -> ExportSummary:
+    complete = _complete(out, fingerprint, options) and _all_written(dataset, out, splits, adapter, options)
     _prepare(out, fingerprint, _resume(dataset, options), options)
+    if complete:
+        counts = {split: dataset.count(split) for split in splits}
+        return ExportSummary(out=out, counts=counts, skipped=sum(counts.values()), complete=True)
     rows: list[tuple] = []
     plans: dict[str, list[Piece]] = {}
     summary = ExportSummary(out=out, counts={})
