@@ -75,6 +75,19 @@ def _has_records(path: Path) -> bool:
     return find_records(path) is not None
 
 
+def _parquet(path: Path, verify: bool) -> LabelledImages:
+    # A Parquet export read back through its format, as the TFRecord family does.
+    from ..formats.parquet_source import read_parquet_export
+
+    return read_parquet_export(path)
+
+
+def _has_parquet(path: Path) -> bool:
+    from ..formats.parquet_source import is_parquet_export
+
+    return is_parquet_export(path)
+
+
 FAMILIES: tuple[SourceFamily, ...] = (
     SourceFamily(
         "keras-npz",
@@ -124,6 +137,7 @@ FAMILIES: tuple[SourceFamily, ...] = (
         lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify),
     ),
     SourceFamily("tfrecord", "a TFRecord export or TFDS-prepared folder", False, _has_records, _records),
+    SourceFamily("parquet", "a Parquet export", False, _has_parquet, _parquet),
     SourceFamily(
         "image-tree",
         "an image tree <split>/<class>/*.png",
