@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
@@ -113,3 +114,58 @@ def test_cpu_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
     assert cpu_has_bfloat16(sapphire) is True
     assert cpu_has_bfloat16(graviton) is True
     assert cpu_has_bfloat16(tmp_path / "missing") is None  # not Linux: no claim either way
+
+
+LAZY_PROBE = """
+import os, sys
+from cifarkit.augment.recipes import epoch_variable, get_recipe
+from cifarkit.cli import main
+from cifarkit.runtime.lazy import tf
+
+sys.argv = ["cifarkit", "--version"]  # main prepares the runtime as for any command, then exits
+try:
+    main()
+except SystemExit:
+    pass
+assert "tensorflow" not in sys.modules, "loaded before its first use"
+epoch = epoch_variable(get_recipe("airbench"))  # the stand-in's first use: a tf.Variable
+from tensorflow.python.util import _pywrap_util_port
+print(type(epoch).__name__, tf.Variable is sys.modules["tensorflow"].Variable, _pywrap_util_port.IsMklEnabled())
+print(os.environ["TF_CPP_MIN_LOG_LEVEL"], "end", file=sys.stderr)
+"""
+
+
+def test_the_lazy_stand_in_loads_tensorflow_on_first_use_as_the_commands_arrange_it():
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    done = subprocess.run([sys.executable, "-c", LAZY_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    variable, same, onednn = done.stdout.split("\n")[-2].split()
+    assert variable.endswith("Variable") and same == "True"
+    assert done.stderr == "2 end\n"  # quiet: no start-up banners (test above: they are real)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert onednn == "True"  # the oneDNN choice was made before the stand-in loaded TensorFlow
+
+
+LAZY_KERAS_WITHOUT_TENSORFLOW = """
+import sys
+sys.modules["tensorflow"] = None  # as where TensorFlow is not installed
+import cifarkit
+from cifarkit.runtime.lazy import keras, ops, tf
+layer = keras.saving.get_registered_object("cifarkit>Augmentation")  # registered as Keras loaded
+print(float(ops.add(1.0, 2.0)), keras.backend.backend(), layer.__name__)
+try:
+    tf.constant(1)
+except ImportError:
+    print("ImportError")
+"""
+
+
+def test_the_keras_stand_ins_on_jax_import_no_tensorflow_and_register_cifarkits_layers():
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_KERAS_WITHOUT_TENSORFLOW], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3.0", "jax", "Augmentation", "ImportError"]

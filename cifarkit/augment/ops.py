@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..runtime.lazy import keras, ops, tf
+
 PAD_MODES = ("REFLECT", "SYMMETRIC", "CONSTANT")  # tf.pad's spelling
 # The AlexNet paper's colour jitter draws alpha ~ N(0, 0.1) per image and per presentation.
 PCA_SIGMA = 0.1
@@ -184,8 +186,6 @@ class Crop(Op):
             batch.set_window(self.size, augment.centre_windows(batch.count, batch.span, self.size)[0])
 
     def draw(self, rng, count, size: int, mode: str):
-        import keras
-
         if mode != "train":
             return None
         return keras.random.randint((count, 2), 0, size - self.size + 1, dtype="int32", seed=rng)
@@ -221,8 +221,6 @@ class Flip(Op):
             batch.set_flips(augment.random_flips(batch.seed(self.seed_path), batch.count))
 
     def draw(self, rng, count, size: int, mode: str):
-        import keras
-
         return keras.random.uniform((count,), seed=rng) < 0.5 if mode == "train" else None
 
     def device(self, batch, value) -> None:
@@ -257,8 +255,6 @@ class PcaJitter(Op):
             batch.map_pixels(lambda x: augment.pca_jitter(x, seed, stats.eigenvalues, stats.eigenvectors, self.sigma))
 
     def draw(self, rng, count, size: int, mode: str):
-        import keras
-
         return keras.random.normal((count, 3), stddev=self.sigma, seed=rng) if mode == "train" else None
 
     def device(self, batch, value) -> None:
@@ -290,8 +286,6 @@ class Normalize(Op):
         batch.map_pixels(lambda x: augment.normalize(x, batch.stats.mean, std))
 
     def device(self, batch, value) -> None:
-        from keras import ops
-
         mean = ops.convert_to_tensor(batch.stats.mean, "float32")
         std = ops.convert_to_tensor(batch.stats.std, "float32")
         batch.map_channels(lambda x: (x - mean) / std if self.standardize else x - mean)
@@ -315,15 +309,11 @@ class AlternatingFlip(Op):
         return "horizontal flip in alternate epochs"
 
     def host(self, batch) -> None:
-        import tensorflow as tf
-
         if batch.mode == "train":
             odd = tf.cast(tf.math.floormod(batch.epoch, 2), tf.int32)
             batch.set_flips(tf.not_equal(tf.math.floormod(batch.image_bits + odd, 2), 0))
 
     def device(self, batch, value) -> None:
-        from keras import ops
-
         if batch.mode == "train":
             odd = ops.cast(ops.mod(batch.epoch, 2), "int32")
             batch.set_flips(ops.not_equal(ops.mod(batch.image_bits + odd, 2), 0))

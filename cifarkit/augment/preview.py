@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..readers.stats import Stats
+from ..runtime.lazy import tf
 from ..writers.atomic import write_bytes
 from .recipes import Recipe, preview_stages
 
@@ -84,8 +85,6 @@ def render_rows(
     images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int, stages: bool
 ) -> list[tuple[str, int, list[np.ndarray]]]:
     """(caption, index of the source image, [view images as uint8]) per row."""
-    import tensorflow as tf
-
     steps = preview_stages(recipe, stats)
     if not stages:
         steps = [("augmented", steps[-1][1])]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..constants import IMAGE_SIZE
 from ..errors import UsageError
+from ..runtime.lazy import tf
 from .ops import PCA_SIGMA, Op, make_op
 
 if TYPE_CHECKING:  # numpy stays unimported for the CLI's choices and the model registry
@@ -154,8 +155,6 @@ def _compiled(transform: Callable) -> Callable:
     """XLA-compile a transform: the window sampling, colour jitter and normalisation then run as
     one fused loop per batch instead of a chain of full-size intermediate tensors. Compiled
     functions also run inside ``Dataset.map`` and inside a Keras training step."""
-    import tensorflow as tf
-
     return tf.function(transform, jit_compile=True)
 
 
@@ -173,8 +172,6 @@ def epoch_variable(recipe: Recipe):
     None; the trainer sets it as each epoch begins (cifarkit.training.methods.EpochCounter)."""
     if not any(op.uses_epoch for op in recipe.steps):
         return None
-    import tensorflow as tf
-
     return tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
 
@@ -189,8 +186,6 @@ def eval_transform(recipe: Recipe, stats: Stats) -> Callable:
 
 def ten_crop_transform(recipe: Recipe, stats: Stats) -> Callable:
     """``fn(uint8 images (N, ...)) -> float32 (N, 10, crop, crop, 3)``: corners, centre, mirrors."""
-    import tensorflow as tf
-
     from .host import run_ops
 
     steps, crop = recipe.steps, recipe.crop
@@ -208,8 +203,6 @@ def preview_stages(recipe: Recipe, stats: Stats) -> list[tuple[str, Callable]]:
     Row k runs the recipe's first ops up to its k-th visible one, with the same seed, so each row
     differs from the one above by one op. Ops that only shift values (normalisation) get no row.
     """
-    import tensorflow as tf
-
     from .host import run_ops
 
     steps = recipe.steps

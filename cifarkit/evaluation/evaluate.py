@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import UsageError
 from ..modelio.exported import ExportedModel
 from ..modelio.keras_file import input_size, model_parts, outputs_probabilities
+from ..runtime.lazy import tf
 from ..writers.atomic import write_text
 from ..writers.manifest import csv_text
 
@@ -69,7 +70,6 @@ def scorer(model):
             return _softmax(outputs) if softmax else outputs
 
         return input_size(model), predict
-    import tensorflow as tf
 
     @tf.function(input_signature=[uint8_batches(model)])
     def infer(images):
@@ -83,8 +83,6 @@ def uint8_batches(model):
     """The one input signature of a model's inference function: uint8 batches of any length.
     Traced once: neither a split's last, shorter batch nor the report's second and third
     evaluation (new functions of the same code, which TensorFlow counts together) retrace it."""
-    import tensorflow as tf
-
     return tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8)
 
 
@@ -101,8 +99,6 @@ def ten_crop_scorer(model):
 
         averaged = TenCropModel(augmentation, network)
         return lambda images: np.asarray(averaged.predict_on_batch(np.asarray(images)), np.float32)
-    import tensorflow as tf
-
     from ..augment.recipes import ten_crop_transform
 
     views_of = ten_crop_transform(augmentation.recipe, augmentation.stats)

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import SourceError
 from ..modelio.exported import ExportedModel
 from ..modelio.keras_file import model_parts
+from ..runtime.lazy import tf
 from ..writers.manifest import csv_text
 from .evaluate import beside_model, on_tensorflow, scorer
 
@@ -77,8 +78,6 @@ def prepare_image(image: np.ndarray, size: int) -> np.ndarray:
         from ..readers.squaring import resize_shorter_centre_ops
 
         return resize_shorter_centre_ops(image, size)
-    import tensorflow as tf
-
     from ..readers.squaring import resize_shorter_centre
 
     return resize_shorter_centre(tf.constant(image), size).numpy()

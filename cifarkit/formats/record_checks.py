@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError
+from ..runtime.lazy import tf
 from ..sources.image_file import SPLIT_PIXELS_PER_BYTE, size_refusal, split_pixel_budget
 from .codecs.example import (
     NotAnExample,
@@ -266,8 +267,6 @@ def encoded_size(data: bytes) -> tuple[int, int] | None:
 def checks(records, example, with_coarse: bool):
     """A boolean tensor: whether a parsed example's labels are in range, as int64 (again: the
     shard may have been rewritten since :func:`check_split` read it)."""
-    import tensorflow as tf
-
     ok = _in_range(example["label"], len(records.class_names))
     if with_coarse and records.coarse_class_names:
         ok = tf.logical_and(ok, _in_range(example[records.coarse_key], len(records.coarse_class_names)))
@@ -275,8 +274,6 @@ def checks(records, example, with_coarse: bool):
 
 
 def _in_range(label, classes: int):
-    import tensorflow as tf
-
     return tf.logical_and(label >= 0, label < classes)
 
 

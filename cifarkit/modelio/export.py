@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OutputError, UsageError
+from ..runtime.lazy import keras, tf
 from ..runtime.tensorflow import filtered_stderr
 from ..writers.atomic import partial_path, write_bytes
 from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, VERSION
@@ -66,8 +67,6 @@ def check_choice(format: str, quantize: str) -> None:
 
 def serving_function(model, *, any_size: bool) -> Callable:
     """uint8 images -> {probabilities, class_names}, the saved model's own preprocessing inside."""
-    import tensorflow as tf
-
     from ..readers.squaring import resize_shorter_centre
     from .keras_file import input_channels, input_size, model_parts, outputs_probabilities
 
@@ -106,8 +105,6 @@ def static_eval_view(recipe, stats) -> Callable:
     ``Augmentation`` layer samples its window with gathers whose indices it computes in float;
     int8 quantisation rounds those floats and shifts the pixels read (65.7% instead of 80.8% on a
     real run), while these ops quantise like any other. Training-only ops are left out."""
-    import tensorflow as tf
-
     mean = tf.constant(stats.mean, tf.float32)
     std = tf.constant(stats.std, tf.float32)
 
@@ -131,9 +128,6 @@ def static_eval_view(recipe, stats) -> Callable:
 
 
 def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
-    import keras
-    import tensorflow as tf
-
     from .keras_file import input_channels, input_size, model_parts
 
     size = input_size(model)
@@ -186,8 +180,6 @@ def export_savedmodel(model, out: Path, name: str, version: int | None = None) -
 
 def tflite_bytes(model, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
     """The flatbuffer: converted from a fixed-size SavedModel of the same serving function."""
-    import tensorflow as tf
-
     if quantize == "int8" and (calibration is None or not len(calibration)):
         raise UsageError("--quantize int8 needs training images to calibrate on (the run's data, or --data)")
     with tempfile.TemporaryDirectory(prefix="cifarkit-tflite-") as scratch:

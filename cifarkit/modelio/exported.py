@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SourceError, UsageError
+from ..runtime.lazy import tf
 
 # The exported signature, as cifarkit.modelio.export writes it:
 SIGNATURE = "serving_default"
@@ -53,8 +54,6 @@ class SavedModelClassifier(ExportedModel):
     kind = "SavedModel"
 
     def __init__(self, path: Path):
-        import tensorflow as tf
-
         self.path = Path(path)
         try:
             self._loaded = tf.saved_model.load(str(self.path))
@@ -74,8 +73,6 @@ class SavedModelClassifier(ExportedModel):
         self.image_size = int(info["image_size"].numpy())
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
-
         return self._serve(**{IMAGES: tf.constant(images, tf.uint8)})[PROBABILITIES].numpy()
 
 

@@ -6,13 +6,9 @@ Keras is imported inside the builders, so registering them costs nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..constants import IMAGE_SIZE
+from ..runtime.lazy import keras
 from .registry import register_model
-
-if TYPE_CHECKING:
-    import keras
 
 # The paper says 224x224, but its first layer (11x11, stride 4, no padding) only gives the 55x55
 # maps it reports from 227x227: (227 - 11) / 4 + 1 = 55.
@@ -58,8 +54,6 @@ def alexnet(
     num_classes: int = 10, input_shape=None, *, groups: int = 1, init: str = "paper", dropout: float = DROPOUT
 ) -> keras.Model:
     """Krizhevsky et al. 2012: five conv layers with LRN, three FC layers (groups=2: two towers)."""
-    import keras
-
     from .layers import LocalResponseNormalization, check_dropout, check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)
@@ -119,8 +113,6 @@ def alexnet_cifar(
     num_classes: int = 10, input_shape=None, *, width: float = 1.0, dropout: float = DROPOUT
 ) -> keras.Model:
     """AlexNet's shape for 32x32: five 3x3 conv + batch norm layers, FC 2048-2048 (width scales both)."""
-    import keras
-
     from .layers import batch_norm_layer, check_dropout, check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)

@@ -10,12 +10,8 @@ Keras is imported inside the builder, so registering it costs nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..runtime.lazy import keras
 from .registry import register_model
-
-if TYPE_CHECKING:
-    import keras
 
 LENET_INPUT_SIZE = 32
 # Five valid 5x5 convolutions and two 2x2 poolings take 32 -> 28 -> 14 -> 10 -> 5 -> 1; smaller
@@ -39,8 +35,6 @@ def lenet5(
     pool: str | None = None,
 ) -> keras.Model:
     """LeCun et al. 1998: conv 6-16-120, FC 84, tanh and average pooling (modern=True: ReLU, max-pool)."""
-    import keras
-
     from .layers import check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)

@@ -11,13 +11,9 @@ Keras is imported inside the builder, so registering the family costs nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..constants import IMAGE_SIZE
+from ..runtime.lazy import keras
 from .registry import register_model
-
-if TYPE_CHECKING:
-    import keras
 
 VGG_INPUT_SIZE = IMAGE_SIZE  # the CIFAR variant: 32x32 in, as in the common CIFAR ports
 # Five 2x2 max-pools halve the input five times: 32 / 2**5 = 1.
@@ -60,8 +56,6 @@ VGG_CONFIGS = {
 
 
 def _vgg(config: str, num_classes: int, input_shape, batch_norm: bool, dropout: float) -> keras.Model:
-    import keras
-
     from .layers import batch_norm_layer, check_dropout, check_num_classes, float32_logits, image_input
 
     num_classes = check_num_classes(num_classes)

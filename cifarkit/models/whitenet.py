@@ -20,13 +20,9 @@ Keras is imported inside the builder, so registering the model costs nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..constants import IMAGE_SIZE
+from ..runtime.lazy import keras
 from .registry import register_model
-
-if TYPE_CHECKING:
-    import keras
 
 WHITEN_KERNEL = 2  # 2x2 patches: 12 numbers per patch, 24 filters (each direction and its negative)
 WHITEN_FILTERS = 2 * 3 * WHITEN_KERNEL**2
@@ -51,8 +47,6 @@ def _parse_widths(widths) -> tuple[int, int, int]:
 @register_model("whitenet", input_size=IMAGE_SIZE, recipe="airbench", training="airbench")
 def whitenet(num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_WIDTHS) -> keras.Model:
     """airbench94's shape: whitened 2x2 patch conv, three conv-pool-BN-GELU blocks of 64-256-256 (2.0M params)."""
-    import keras
-
     from .layers import check_num_classes, float32_logits, image_input
     from .whitenet_layers import PartialIdentity, ScaledBias
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from .lazy import keras, tf
 
 if TYPE_CHECKING:
     from ..metadata.tf_config import TFConfig
@@ -106,8 +107,6 @@ class NoStrategy:
 
 def keras_backend() -> str:
     """The Keras backend this process runs (imports Keras, and with the TensorFlow backend TensorFlow)."""
-    import keras
-
     return keras.backend.backend()
 
 
@@ -125,15 +124,11 @@ def make_strategy(name: str = "auto") -> Placement:
         return Placement(NoStrategy(), "one-device" if name == "one-device" else "default", 1, (first_device(),))
     if name == "multi-worker":
         config = read_tf_config()  # checked before TensorFlow is imported: a clear error, fast
-        import tensorflow as tf
-
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         task = f"{config.task.type}:{config.task.index}"
         return Placement(
             strategy, "multi-worker", strategy.num_replicas_in_sync, (task,), is_chief=is_chief_task(config), task=task
         )
-
-    import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
@@ -151,8 +146,6 @@ def make_strategy(name: str = "auto") -> Placement:
 
 
 def _mirrored(devices: list[str], on_cpu: bool = False) -> Placement:
-    import tensorflow as tf
-
     # NCCL, the default all-reduce between GPUs, has no CPU implementation: CPU replicas reduce
     # through one device instead.
     ops = tf.distribute.ReductionToOneDevice() if on_cpu else None
@@ -171,8 +164,6 @@ def gpu_visible() -> bool:
         import torch
 
         return torch.cuda.is_available()
-    import tensorflow as tf
-
     return bool(tf.config.list_physical_devices("GPU"))
 
 

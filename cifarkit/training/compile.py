@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..runtime.lazy import keras
 from ..runtime.strategy import gpu_visible
 from ..runtime.tensorflow import cpu_has_bfloat16
 from .plan import TrainPlan
@@ -21,8 +22,6 @@ from .run_data import RunData
 
 def build_models(config: TrainPlan, data: RunData, class_names, stats):
     """(saved model: uint8 -> augmentation -> network -> softmax and class names, bare network)."""
-    import keras
-
     from ..augment.layer import Augmentation
     from ..modelio.keras_file import ClassNames
     from ..models import create_model
@@ -52,8 +51,6 @@ def build_models(config: TrainPlan, data: RunData, class_names, stats):
 def make_optimizer(config: TrainPlan, steps: int = 1):
     """The optimizer, its rate a number (per-epoch schedules set it) or, for the per-step
     schedules, a schedule over the run's ``steps * epochs`` steps (cifarkit.training.methods)."""
-    import keras
-
     from .methods import learning_rate
 
     lr = learning_rate(config.schedule, config.lr, steps * config.epochs, config.warmup)
@@ -67,8 +64,6 @@ def make_optimizer(config: TrainPlan, steps: int = 1):
 
 
 def make_loss(label_smoothing: float):
-    import keras
-
     if not label_smoothing:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -120,8 +115,6 @@ def compile_for_training(
     config: TrainPlan, placement, data: RunData, stats, steps: int, say: Callable[[str], None] = lambda message: None
 ) -> Compiled:
     """The models of a run, built under the precision policy and the strategy, and compiled."""
-    import keras
-
     source = data.source
     keras.utils.set_random_seed(config.seed)
     policy_before = keras.config.dtype_policy()

@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.lazy import keras, tf
+
 
 @dataclass(frozen=True)
 class PrivateApi:
@@ -51,8 +53,6 @@ class PrivateApi:
 
     def mismatch(self) -> str | None:
         """Why the patch does not fit the installed Keras, or None when it does."""
-        import keras
-
         target = self.find()
         where = f"{self.module}.{self.attribute}"
         if target is None:
@@ -107,8 +107,6 @@ def patch_for_multi_worker(model, strategy) -> None:
 
 def _build_from_local_batch(model, strategy) -> None:
     """Building needs shapes only, so this replica's own part of the first batch will do."""
-    import tensorflow as tf
-
     if MULTI_WORKER_BUILD.mismatch() is not None:
         return
     original = model._maybe_symbolic_build
@@ -131,8 +129,6 @@ def _build_from_local_batch(model, strategy) -> None:
 def _reduce_scalars_across_workers() -> None:
     """Reduce scalars with ``axis=None`` (a plain mean over replicas) under the multi-worker
     strategy; everything else as Keras does. Patched once per process."""
-    import tensorflow as tf
-
     if MULTI_WORKER_SCALARS.mismatch() is not None:
         return
     from keras.src.backend.tensorflow import trainer as keras_tf_trainer

@@ -21,6 +21,7 @@ import math
 
 import keras
 import numpy as np
+from keras import ops
 
 WHITEN_EPS = 5e-4  # added to each eigenvalue before dividing: directions of tiny variance stay tame
 WHITEN_IMAGES = 5000  # training images the patch statistics are computed from (airbench's number)
@@ -116,8 +117,6 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def factor(self, step):
         """``f(step)`` in ``keras.ops`` (a float32 tensor)."""
-        from keras import ops
-
         step = ops.cast(step, "float32")
         warm = float(max(1, int(self.warmup * self.total_steps))) if self.warmup else 0.0
         rising = self.start + (1.0 - self.start) * step / max(warm, 1.0)

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 
 from ..errors import OutputError
+from ..runtime.lazy import tf
 from .callbacks import current_lr
 
 # The hooks in which Keras' TensorBoard callback writes.
@@ -84,7 +85,6 @@ class _TfSummaryWriter:
     """Scalars through ``tf.summary``, tagged for the scalars dashboard as ``tf.summary.scalar`` tags them."""
 
     def __init__(self, folder: Path):
-        import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
 
         self.tf, self.writer = tf, tf.summary.create_file_writer(str(folder))
