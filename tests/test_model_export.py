@@ -186,11 +186,51 @@ def test_evaluate_and_predict_read_exported_models(run, exported, images, data, 
         np.testing.assert_allclose(by_export[name], by_keras[name], atol=tolerance)
 
 
+@pytest.mark.parametrize("variant", ["tflite", "float16", "int8"])
+def test_tflite_refuses_images_of_another_size(exported, variant):
+    """The interpreter resizes its input tensor to whatever it is given, so a 64x64 batch used to
+    run through a 32x32 model and answer (top-1 as at 32x32 on 9 of 40 images); now the graph
+    itself stops. The right size still runs."""
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(model_path=exported[variant]).get_signature_runner("serving_default")
+    for side in (64, 96, 16):
+        with pytest.raises(RuntimeError, match="gather index out of bounds"):
+            runner(images=np.zeros((2, side, side, 3), np.uint8))
+    with pytest.raises(RuntimeError, match="gather index out of bounds"):
+        runner(images=np.zeros((1, 32, 32, 1), np.uint8))  # grey into a colour model
+    assert runner(images=np.zeros((3, 32, 32, 3), np.uint8))["probabilities"].shape == (3, 10)
+
+
+def test_the_savedmodel_says_in_its_metadata_that_it_resizes(exported):
+    """What TensorFlow Serving's users see (saved_model_cli, the model metadata API): the
+    serving signature takes any size, and the metadata signature has a 'resize' output that says
+    what happens to other sizes."""
+    import shutil
+
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(exported["savedmodel"])
+    note = loaded.signatures["metadata"]()["resize"].numpy().decode()
+    assert "other sizes than 32x32 are cropped to their central square and resized to 32x32" in note
+    images = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+    assert images.shape.as_list() == [None, None, None, 3]
+    cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if os.path.exists(cli):
+        shown = subprocess.run(
+            [cli, "show", "--dir", exported["savedmodel"], "--tag_set", "serve", "--signature_def", "metadata"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "outputs['resize']" in shown.stdout, shown.stderr[-2000:]
+
+
 def test_export_refuses_what_it_cannot_do_with_one_line(run, exported, tmp_path):
     cases = [
         (["export-model", run, "--format", "savedmodel", "--quantize", "int8"], 2, "for --format tflite"),
         (["export-model", exported["tflite"]], 2, "exported already"),
-        (["export-model", run, "--format", "onnx"], 2, "--format"),
+        (["export-model", run, "--format", "pytorch"], 2, "--format"),
         (["export-model", run, "--name", "a/b"], 2, "plain file name"),
     ]
     for args, code, words in cases:

@@ -211,7 +211,7 @@ def export_model(
             "--format",
             "-f",
             case_sensitive=False,
-            help="savedmodel (TensorFlow, TensorFlow Serving) or tflite (TFLite / LiteRT).",
+            help="savedmodel (TensorFlow, TensorFlow Serving), tflite (TFLite / LiteRT) or onnx (ONNX Runtime).",
         ),
     ] = ModelFormat.savedmodel,
     out: Annotated[
@@ -219,8 +219,8 @@ def export_model(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder: SavedModels go to OUT/NAME/VERSION, TFLite files to OUT/NAME[-QUANTIZE].tflite. "
-            "Default: RUN/exported, or exported/ beside the .keras file.",
+            help="Output folder: SavedModels go to OUT/NAME/VERSION, TFLite files to OUT/NAME[-QUANTIZE].tflite, "
+            "ONNX files to OUT/NAME.onnx. Default: RUN/exported, or exported/ beside the .keras file.",
         ),
     ] = None,
     quantize: Annotated[
@@ -253,6 +253,10 @@ def export_model(
     from ..modelio.model_path import resolve_model_path
 
     check_choice(format.value, quantize.value)
+    if format is ModelFormat.onnx:
+        from ..modelio.onnx_export import require_modules
+
+        require_modules()
     if name is not None and (not name or name in (".", "..") or "/" in name or "\\" in name):
         raise UsageError(f"--name must be a plain file name. Received: {name!r}")
     check_data_path(data)
@@ -261,7 +265,6 @@ def export_model(
         raise UsageError(f"{model_path} is exported already; export-model reads a run folder or a .keras file")
     # Everything asked for is checked: now Keras and TensorFlow may load.
     from ..modelio.export import calibration_images as pick_images
-    from ..modelio.export import export_savedmodel, export_tflite
     from ..modelio.keras_file import input_size, load_model
 
     model = load_model(model_path)
@@ -278,14 +281,7 @@ def export_model(
         + " ...",
         quiet,
     )
-    if format is ModelFormat.savedmodel:
-        exported = export_savedmodel(model, out, name)
-        how = "SavedModel: tf.saved_model.load, or TensorFlow Serving with --model_base_path=" + str(
-            exported.path.parent.resolve()
-        )
-    else:
-        exported = export_tflite(model, out, name, quantize.value, calibration)
-        how = "TFLite: signature serving_default"
+    exported, how = _write_model(format, model, out, name, quantize, calibration)
     typer.echo(f"wrote {exported.path} ({exported.bytes / 1e6:.2f} MB; {how})")
     if exported.unrecorded is not None:
         typer.echo(
@@ -293,3 +289,19 @@ def export_model(
             "with --trust-model",
             err=True,
         )
+
+
+def _write_model(format, model, out: Path, name: str, quantize, calibration):
+    """(what export-model wrote, how to run it, in a few words)."""
+    from ..modelio.export import export_savedmodel, export_tflite
+
+    if format is ModelFormat.savedmodel:
+        exported = export_savedmodel(model, out, name)
+        return exported, "SavedModel: tf.saved_model.load, or TensorFlow Serving with --model_base_path=" + str(
+            exported.path.parent.resolve()
+        )
+    if format is ModelFormat.onnx:
+        from ..modelio.onnx_export import export_onnx
+
+        return export_onnx(model, out, name), "ONNX: onnxruntime.InferenceSession, input images"
+    return export_tflite(model, out, name, quantize.value, calibration), "TFLite: signature serving_default"

@@ -1,7 +1,7 @@
-"""``cifarkit export-model``: a trained model as a TensorFlow SavedModel or a TFLite flatbuffer that
-runs without cifarkit (or Keras).
+"""``cifarkit export-model``: a trained model as a TensorFlow SavedModel, a TFLite flatbuffer or an
+ONNX file (:mod:`cifarkit.modelio.onnx_export`) that runs without cifarkit (or Keras).
 
-Both take raw uint8 RGB pixels: the recipe's preprocessing (centre crop, mean, std) is the saved
+All take raw uint8 RGB pixels: the recipe's preprocessing (centre crop, mean, std) is the saved
 model's first layer, so it is in the exported graph, and both return ``probabilities`` (N, C)
 and ``class_names`` (N, C strings, the same row for every image, so that TensorFlow Serving's
 row format, which wants one batch size for every output, works too).
@@ -10,9 +10,11 @@ row format, which wants one batch size for every output, works too).
   ``variables/``, the version one more than the highest already there. Its ``serving_default``
   signature takes images of any size (``images``: uint8 [N, H, W, C], C the model's 3 or 1) and brings other sizes to
   the training size as ``cifarkit predict`` does (the central square, resized); a
-  ``metadata()`` function returns the class names and the training size.
+  ``metadata()`` function returns the class names, the training size and, under ``resize``, how
+  other sizes are treated (so that ``saved_model_cli`` shows that the signature resizes).
 - **TFLite**: ``OUT/<name>[-float16|-int8].tflite``, one ``serving_default`` signature with the
-  same inputs and outputs, images of the training size only (uint8 [N, S, S, C]). ``float16``
+  same inputs and outputs, images of the training size only (uint8 [N, S, S, C]; the interpreter
+  resizes an input tensor to whatever it is given, so the graph itself refuses another size). ``float16``
   stores the weights as float16 (half the size); ``int8`` quantises weights and activations,
   calibrated on training images, keeping uint8 input and float32 probabilities.
 
@@ -36,10 +38,10 @@ from ..errors import OutputError, UsageError
 from ..runtime.lazy import keras, tf
 from ..runtime.tensorflow import filtered_stderr
 from ..writers.atomic import partial_path, write_bytes
-from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, VERSION
+from .exported import CLASS_NAMES, IMAGES, PROBABILITIES, RESIZE, VERSION
 from .trust import record_export
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
 CALIBRATION_IMAGES = 300  # TFLite's guide suggests a few hundred representative samples
 # What the TFLite converter's C++ code prints to stderr when it quantises, whatever the log level:
@@ -61,16 +63,39 @@ def check_choice(format: str, quantize: str) -> None:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}. Received: format={format!r}")
     if quantize not in QUANTIZATIONS:
         raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}. Received: quantize={quantize!r}")
-    if format == "savedmodel" and quantize != "none":
-        raise UsageError(f"--quantize {quantize} is for --format tflite; a SavedModel keeps the float32 weights")
+    if format != "tflite" and quantize != "none":
+        kept = "a SavedModel" if format == "savedmodel" else "an ONNX model"
+        raise UsageError(f"--quantize {quantize} is for --format tflite; {kept} keeps the float32 weights")
 
 
-def serving_function(model, *, any_size: bool) -> Callable:
-    """uint8 images -> {probabilities, class_names}, the saved model's own preprocessing inside."""
+def resize_note(size: int) -> str:
+    """What the any-size signature does with other sizes, in words (the SavedModel's metadata)."""
+    return (
+        f"images of any size; other sizes than {size}x{size} are cropped to their central square and resized "
+        f"to {size}x{size} (bilinear, antialiased), as cifarkit predict does"
+    )
+
+
+def refuse_other_sizes(images, size: int, channels: int):
+    """``images`` as they are if each is size x size x channels; otherwise the graph stops with an
+    error when run. The converters fold any comparison with the static shape away (the input's
+    shape says size x size), and the TFLite interpreter resizes its input tensor to whatever it is
+    given, so a wrong size would run silently (top-1 agreed on 9 of 40 images at 64x64). A
+    gather of the batch, offset by how far each image's element count is from the expected one,
+    goes out of bounds (the interpreter's "gather index out of bounds") unless that is zero."""
+    count = tf.shape(images)[0]
+    per_image = tf.size(images) // tf.maximum(count, 1)
+    offset = tf.abs(per_image - size * size * channels)
+    return tf.gather(images, tf.range(count) + offset)
+
+
+def serving_function(model, *, any_size: bool, check_size: bool = True) -> Callable:
+    """uint8 images -> {probabilities, class_names}, the saved model's own preprocessing inside;
+    ``check_size``: a fixed-size graph refuses other sizes itself (:func:`refuse_other_sizes`)."""
     from ..readers.squaring import resize_shorter_centre
     from .keras_file import input_channels, input_size, model_parts, outputs_probabilities
 
-    names = tf.constant(model_parts(model)[2])
+    names = model_parts(model)[2]
     size, channels = input_size(model), input_channels(model)
     softmax = not outputs_probabilities(model)  # a model that ends in logits
 
@@ -89,12 +114,15 @@ def serving_function(model, *, any_size: bool) -> Callable:
         if any_size:
             outputs = tf.cast(model(to_size(images), training=False), tf.float32)
             probabilities = tf.nn.softmax(outputs) if softmax else outputs
-        else:  # TFLite: the same view through plain ops that quantise well, then the network
+        else:  # TFLite, ONNX: the same view through plain ops that quantise well, then the network
             augmentation, network, _ = model_parts(model)
+            images = refuse_other_sizes(images, size, channels) if check_size else images
             view = static_eval_view(augmentation.recipe, augmentation.stats)(images)
             probabilities = tf.nn.softmax(tf.cast(network(view, training=False), tf.float32))
         batch = tf.shape(probabilities)[0]
-        return {PROBABILITIES: probabilities, CLASS_NAMES: tf.tile(names[None], [batch, 1])}
+        # a constant made here, in the traced function, not captured from outside: the ONNX
+        # converter turns a captured tensor into an input of the model
+        return {PROBABILITIES: probabilities, CLASS_NAMES: tf.tile(tf.constant(names)[None], [batch, 1])}
 
     return serve
 
@@ -141,9 +169,12 @@ def _write_savedmodel(model, folder: Path, *, any_size: bool) -> None:
         input_signature=[tf.TensorSpec([None, side, side, input_channels(model)], tf.uint8, name=IMAGES)],
     )
     names = model_parts(model)[2]
-    archive.add_endpoint(
-        "metadata", lambda: {CLASS_NAMES: tf.constant(names), "image_size": tf.constant(size)}, input_signature=[]
-    )
+    note = resize_note(size) if any_size else f"images of {size}x{size} only"
+
+    def metadata():
+        return {CLASS_NAMES: tf.constant(names), "image_size": tf.constant(size), RESIZE: tf.constant(note)}
+
+    archive.add_endpoint("metadata", metadata, input_signature=[])
     archive.write_out(str(folder), verbose=False)
 
 

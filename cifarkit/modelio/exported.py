@@ -23,6 +23,7 @@ SIGNATURE = "serving_default"
 IMAGES = "images"  # uint8 [N, H, W, C]: C is 3, or 1 for a model of grey images
 PROBABILITIES = "probabilities"  # float32 [N, C]
 CLASS_NAMES = "class_names"  # string [N, C]
+RESIZE = "resize"  # the SavedModel's metadata: how the signature treats other sizes, in words
 VERSION = re.compile(r"[0-9]{1,18}")  # a TensorFlow Serving version folder: an int64
 
 

@@ -43,6 +43,11 @@ def resolve_model_path(path: Path) -> tuple[Path, RunConfigFile | None]:
         )
     if not path.exists():
         raise SourceError(f"{path}: no such run folder or model file")
+    if path.suffix == ".onnx":  # export-model writes it for ONNX Runtime; cifarkit itself does not run one
+        raise UsageError(
+            f"{path}: cifarkit does not run ONNX files; run it with onnxruntime (README: Use with ONNX Runtime), "
+            "or the .keras model it was exported from"
+        )
     if path.suffix not in (".keras", ".tflite"):
         raise UsageError(f"expected a run folder, a .keras or .tflite file or a SavedModel folder. Received: {path}")
     return path, None
