@@ -215,3 +215,22 @@ def test_alexnet_with_two_towers_is_refused_naming_the_op_and_its_layers(tmp_pat
     assert len(lines) == 1 and lines[0].startswith("cifarkit: error: cannot export alexnet as ONNX")
     assert "StatefulPartitionedCall (in conv2, conv4, conv5)" in lines[0] and "groups=2" in lines[0]
     assert not (tmp_path / "exported").exists()
+
+
+def test_the_readme_block_runs_as_written(tmp_path):
+    """README, "Use with ONNX Runtime": the block's own lines, on an export of a small model."""
+    import textwrap
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("      import json, onnxruntime\n")
+    block = textwrap.dedent(readme[start : readme.index("\n\n", start)])
+    model_path = save_model(tmp_path, "lenet5")
+    images = image_files(tmp_path / "images", 3, SIDE, 3)
+    onnx_file = exported_path(invoke("export-model", model_path, "--format", "onnx", "--quiet"))
+    scope = {"uint8_images": images}
+    exec(block.replace("runs/a1/exported/alexnet_cifar.onnx", onnx_file), scope)
+    np.testing.assert_allclose(
+        scope["probabilities"], predicted(model_path, tmp_path / "images", tmp_path / "p.csv"), atol=1e-4
+    )
+    assert scope["classes"] == NAMES and [list(row) for row in scope["names"]] == [NAMES] * 3
