@@ -26,6 +26,7 @@ import io
 import json
 import lzma
 import pickle
+import re
 import shutil
 import sys
 import tarfile
@@ -169,6 +170,9 @@ def cifar_seeds() -> tuple[list[Seed], list[Seed]]:
 # ---------------------------------------------------------------------------
 
 
+STORE_NAME = re.compile(r"[0-9a-f]{16}")  # store_key's names
+
+
 def store_key() -> str:
     """A hash of cifarkit's code and these scripts: the store is rebuilt when either changes."""
     digest = hashlib.sha256(STORE_VERSION.encode())
@@ -234,6 +238,9 @@ def _exports(store: Path, counts: dict) -> None:
     photos = open_source(store / "photos-png" / "data")
     counts["tfr-photos"] = _export(photos, store / "tfr-photos" / "data", "tfrecord", encoding="auto")
     counts["tfr-photos-raw"] = _export(photos, store / "tfr-photos-raw" / "data", "tfrecord", encoding="raw")
+    counts["pq-10"] = _export(ten, store / "pq-10" / "data", "parquet", shards=2)
+    counts["pq-100"] = _export(hundred, store / "pq-100" / "data", "parquet")
+    counts["pq-photos"] = _export(photos, store / "pq-photos" / "data", "parquet")
     for src, dst in (("tfr-png", "tfds-10"), ("tfr-100", "tfds-100")):
         _without_cifarkit_files(store / src / "data", store / dst / "data")
         counts[dst] = counts[src]
@@ -345,10 +352,14 @@ def ensure_store(store: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (store / COMPLETE).is_file():
             return
-        for old in store.parent.iterdir():  # the stores of earlier code (their locks are free to go)
+        # The stores of earlier code (their locks are free to go): folders named as store_key names
+        # them, and nothing else, since --store may sit in a folder of other files (/tmp itself).
+        for old in store.parent.iterdir():
+            if not STORE_NAME.fullmatch(old.name.removesuffix(".lock")) or old.stem == store.name:
+                continue
             if old.is_dir() and old != store:
                 shutil.rmtree(old, ignore_errors=True)
-            elif old.suffix == ".lock" and old.stem != store.name:
+            elif old.suffix == ".lock":
                 old.unlink(missing_ok=True)
         build_store(store)
 

@@ -10,6 +10,9 @@ Targets (``--target NAME``, repeatable; ``--list`` describes them; default all):
                     at and between records, records dropped, repeated or from another shard
   tfrecord-example  the tf.train.Example inside: labels 2^62, -1, 99; bombs, 0x0 and lying PNGs;
                     declared shapes of 30000 x 30000; keys missing or of another kind; non-Examples
+  parquet           Parquet files of an export: image bytes (bombs, none beside a path leading
+                    out), labels of 2^62 or null, rows dropped, columns dropped or retyped, the
+                    features JSON, codecs, row groups of one row; footers and page headers damaged
   dataset-info, features-json, label-names, cifarkit-info, manifest-csv, export-state,
   run-config, report-json, backup-state
                     each metadata file cifarkit reads: values of another type, huge numbers,
@@ -51,7 +54,8 @@ once by cifarkit's own exporter and trainer (about 10 s) and kept in the tempora
 
 Beside this driver: fuzz_seeds.py (the seeds), fuzz_targets.py (the targets, the sandbox, how
 each case is read and checked), fuzz_mutators.py (bytes, pickles, JSON, CSV, lines of names) and
-fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite).
+fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite) and fuzz_parquet.py (Parquet
+files).
 
     python scripts/fuzz_sources.py --minutes 10 --seed 7 --out /tmp/fuzz10   # every target
     python scripts/fuzz_sources.py --minutes 2 --target tfrecord-example --out /tmp/fuzz-findings
@@ -76,6 +80,9 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the fuzz_* modules beside this one
+# pyarrow's default allocator (mimalloc) reserves a GB of address space when it first reads, which
+# the worker's RLIMIT_AS would count as memory taken; the system's allocator reserves as it needs.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 import fuzz_ops as ops
 import fuzz_seeds
 import fuzz_targets as targets

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fuzz_mutators as mut
+import fuzz_parquet
 import fuzz_records as rec
 import fuzz_seeds
 from fuzz_seeds import Seed
@@ -46,7 +47,7 @@ class Case:
     @property
     def trusts_counts(self) -> bool:
         """Whether the images each split holds are still the seed's (only records were mutated)."""
-        return self.seed.target in ("tfrecord-framing", "tfrecord-example", "images", "tflite")
+        return self.seed.target in ("tfrecord-framing", "tfrecord-example", "parquet", "images", "tflite")
 
 
 # ---------------------------------------------------------------------------
@@ -65,6 +66,10 @@ FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
     "tfrecord-example": (
         "tf.train.Example records: labels, image bytes and shapes, keys",
         [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS],
+    ),
+    "parquet": (
+        "Parquet files of an export: footers, schemas, row groups, codecs, image bytes and paths, labels",
+        [(s, "data/data/*.parquet", TF_OPS, "data", 1) for s in ("pq-10", "pq-100", "pq-photos")],
     ),
     "dataset-info": (
         "TFDS's dataset_info.json (in TFDS folders and cifarkit's TFRecord exports)",
@@ -263,6 +268,8 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
         return rec.mutate_framing(rng, seed.data, pools.records)
     if seed.target == "tfrecord-example":
         return rec.mutate_example(rng, seed.data, pools.images)
+    if seed.target == "parquet":
+        return fuzz_parquet.mutate_parquet(rng, seed.data, pools.images)
     if seed.target in ("label-names",):
         return mut.mutate_lines(rng, seed.data)
     if seed.target == "manifest-csv":
@@ -279,7 +286,15 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
 
 
 # Targets whose files an export or a TFDS folder names: a link out of the folder must be refused.
-LINKS_REFUSED = ("tfrecord-framing", "dataset-info", "features-json", "label-names", "cifarkit-info", "manifest-csv")
+LINKS_REFUSED = (
+    "tfrecord-framing",
+    "parquet",
+    "dataset-info",
+    "features-json",
+    "label-names",
+    "cifarkit-info",
+    "manifest-csv",
+)
 
 
 def make_case(rng: random.Random, seeds: list[Seed], pools: Pools) -> Case:

@@ -72,6 +72,7 @@ def _parquet_file(path: Path, metadata=None):
     return pq.ParquetFile(
         path,
         metadata=metadata,
+        pre_buffer=False,  # one column chunk at a time: nothing to coalesce, no I/O threads
         page_checksum_verification=True,
         thrift_string_size_limit=THRIFT_STRING_LIMIT,
         thrift_container_size_limit=THRIFT_CONTAINER_LIMIT,
@@ -133,7 +134,7 @@ def _labels(file: ParquetFile, column: str, classes: int) -> np.ndarray:
     """A file's labels of ``column``, each checked to be a class number."""
     try:
         with _parquet_file(file.path, file.metadata) as handle:
-            values = handle.read(columns=[column]).column(0)
+            values = handle.read(columns=[column], use_threads=False).column(0)
     except _pyarrow_errors() as exc:
         raise SourceError(f"{file.path}: its {column!r} column cannot be read ({_first_line(exc)})") from None
     if values.null_count:
@@ -182,7 +183,7 @@ def read_images(file: ParquetFile, group: int, rows, shape) -> list[bytes]:
     whose header is within the pixel budget (and of ``shape``'s size, where given)."""
     try:
         with _parquet_file(file.path, file.metadata) as handle:
-            column = handle.read_row_group(group, columns=[layout.IMAGE_BYTES]).column(0)
+            column = handle.read_row_group(group, columns=[layout.IMAGE_BYTES], use_threads=False).column(0)
     except _pyarrow_errors() as exc:
         raise SourceError(f"{file.path}: row group {group} cannot be read ({_first_line(exc)})") from None
     values = column.to_pylist()

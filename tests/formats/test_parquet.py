@@ -316,3 +316,26 @@ def test_a_column_of_another_type_is_refused(c10, tmp_path):
     pq.write_table(table.set_column(0, "image", pa.array([b"x"] * table.num_rows)), path)
     with pytest.raises(SourceError, match=rf"{path}: has no 'image' column of Hugging Face's Image struct"):
         data.open_data(folder)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(value & 0x7F | (0x80 if value >> 7 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def test_a_data_page_that_claims_more_than_it_holds_is_one_line_naming_its_row_group(c10, tmp_path):
+    """The first data page's Thrift header (just after PAR1): type, then the uncompressed size,
+    rewritten to the largest value of the same width; zstd then finds the page corrupt."""
+    folder = _copy(c10, tmp_path / "page")
+    path = folder / "data" / "train-00000-of-00002.parquet"
+    raw = bytearray(path.read_bytes())
+    assert raw[4] == 0x15 and raw[5] == 0x00 and raw[6] == 0x15  # i32 field 1 (DATA_PAGE), i32 field 2
+    end = next(i for i in range(7, 12) if not raw[i] & 0x80) + 1
+    raw[7:end] = _varint((1 << 7 * (end - 7)) - 2)  # zigzag: an even number is a positive size
+    path.write_bytes(bytes(raw))
+    line = _error_line(CliRunner().invoke(app, ["stats", "-s", str(folder), "-o", str(tmp_path / "s.json"), "-q"]))
+    assert line.startswith(f"cifarkit: error: {path}: row group 0 cannot be read ("), line
