@@ -123,6 +123,25 @@ def test_pandas_and_pyarrow_see_named_columns(c100, cifar100_tar):
     assert features["image"] == {"_type": "Image"} and table.num_rows == 34
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_s_hugging_face_lines_run(cifar10_tar, tmp_path, monkeypatch):
+    """README's "Use it with" block for Hugging Face, run as written (in tmp_path, with --source)."""
+    datasets, cache = _hf(tmp_path)
+    pd = pytest.importorskip("pandas")
+    text = README.read_text().split("    # Hugging Face datasets, pandas and pyarrow, on a Parquet export\n", 1)[1]
+    block = [line.strip().split("   #")[0] for line in text.split("\n\n", 1)[0].splitlines()]
+    command, *calls = block
+    monkeypatch.chdir(tmp_path)
+    argv = command.split()[1:] + ["--source", str(cifar10_tar.path), "--workers", "1", "-q"]
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", Path(cache))
+    loaded, frame = (eval(call, {"datasets": datasets, "pandas": pd}) for call in calls)  # noqa: S307
+    assert loaded["test"].features["label"].names == list(cifar10_tar.class_names)
+    assert list(frame.columns) == ["image", "label", "id"] and len(frame) == 40
+
+
 # --- cifarkit reads it back --------------------------------------------------------------------
 
 
