@@ -36,6 +36,11 @@ from ..writers.manifest import csv_text
 
 TOP_K = 5
 EVAL_BATCH = 256
+# The input pixels one call into the network may see: 256 CIFAR images, 32 of AlexNet's 227x227
+# crops, 3 images' ten crops; its activations then stay near a training batch's. AlexNet's
+# ten-crop pass had taken 5.8 GB beside training's 2.8 GB for 64 images (640 views at once).
+EVAL_PIXELS = 32 * 227 * 227
+TEN_VIEWS = 10  # four corners, the centre and their mirrors
 
 
 def beside_model(model_path: Path, suffix: str) -> Path:
@@ -84,6 +89,18 @@ def uint8_batches(model):
     Traced once: neither a split's last, shorter batch nor the report's second and third
     evaluation (new functions of the same code, which TensorFlow counts together) retrace it."""
     return tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8)
+
+
+def images_per_call(batch_size: int, side: int, views: int = 1) -> int:
+    """The batch an evaluation feeds at once: ``batch_size`` images of ``views`` views each,
+    fewer where the pixels of their ``side`` x ``side`` views pass :data:`EVAL_PIXELS`."""
+    return max(1, min(batch_size, EVAL_PIXELS // (views * side * side)))
+
+
+def network_side(model) -> int:
+    """The side of the images the network itself sees (AlexNet's 227x227 crops of 32x32
+    images); an exported model's network is known by its input only."""
+    return model.image_size if isinstance(model, ExportedModel) else int(model_parts(model)[1].input_shape[1])
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -226,6 +243,7 @@ def evaluate_model(
         )
     if source.image_shape is None:
         image_size = size
+    batch_size = images_per_call(batch_size, network_side(model), TEN_VIEWS if ten_crop else 1)
     batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
     if ten_crop:
         infer = ten_crop_scorer(model)

@@ -16,6 +16,7 @@ from typing import Any
 from ..runtime.lazy import keras
 from ..runtime.strategy import gpu_visible
 from ..runtime.tensorflow import cpu_has_bfloat16
+from .memory import estimate_memory, memory_line
 from .plan import TrainPlan
 from .run_data import RunData
 
@@ -162,4 +163,7 @@ def compile_for_training(
             )
     finally:
         keras.config.set_dtype_policy(policy_before)
+    note = memory_line(estimate_memory(network, config), config.model, config.batch_size)
+    if note:
+        say(note)
     return Compiled(export_model, network, train_model, spe, jit)
