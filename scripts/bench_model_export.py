@@ -2,10 +2,11 @@
 
     python scripts/bench_model_export.py RUN [--images 300]
 
-RUN holds best.keras and what `cifarkit export-model RUN ...` wrote into RUN/exported/. Each
-form is called on one uint8 test-sized image at a time (real CIFAR-10 test images when the run's
-data is the python archive, else random pixels), after a warm-up; prints the median and the
-90th percentile in milliseconds, and the size on disk.
+RUN is a run folder (its model: last.keras, or the best.keras it chose on a holdout) and what
+`cifarkit export-model RUN ...` wrote into RUN/exported/. Each form is called on one uint8
+test-sized image at a time (real CIFAR-10 test images when the run's data is the python archive,
+else random pixels), after a warm-up; prints the median and the 90th percentile in milliseconds,
+and the size on disk.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def main() -> None:
     from cifarkit.evaluation.evaluate import scorer
     from cifarkit.modelio.exported import open_exported
     from cifarkit.modelio.keras_file import load_model
+    from cifarkit.modelio.model_path import resolve_model_path
 
     images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
-    forms = {"best.keras": args.run / "best.keras"}
+    model_file = resolve_model_path(args.run)[0]
+    forms = {model_file.name: model_file}
     exported = args.run / "exported"
     for path in sorted(exported.iterdir()):
         if path.suffix == ".tflite":

@@ -276,7 +276,7 @@ def op_predict(base: Path, case: Case, store: Path) -> str | None:
 
 def op_evaluate(base: Path, case: Case, store: Path) -> str | None:
     """``cifarkit evaluate RUN``: the run's config.json, the run's own data through it (its splits,
-    holdout and subset), its best.keras on the test split."""
+    holdout and subset), its model (last.keras) on the test split."""
     from cifarkit.cli import evaluate_commands
 
     call(evaluate_commands.evaluate, run=base / "run", out=base / "out" / "eval", quiet=True)

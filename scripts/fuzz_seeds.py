@@ -307,7 +307,7 @@ def _models(store: Path) -> None:
     from cifarkit.modelio.export import export_tflite
     from cifarkit.modelio.keras_file import load_model
 
-    export_tflite(load_model(store / "run" / "run" / "best.keras"), store / "tflite", "model")
+    export_tflite(load_model(store / "run" / "run" / "last.keras"), store / "tflite", "model")
     (store / "tflite" / "images").mkdir()
     first = min((store / "png-tree" / "data" / "train").rglob("*.png"))
     shutil.copy(first, store / "tflite" / "images" / "one.png")

@@ -87,7 +87,7 @@ def test_evaluate_a_run_gives_the_reported_accuracy_and_a_consistent_confusion_m
 def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, option):
     out = tmp_path / "file-eval"
     result = runner.invoke(
-        app, ["evaluate", str(run / "best.keras"), option, str(data.path), "--out", str(out), "--quiet"]
+        app, ["evaluate", str(run / "last.keras"), option, str(data.path), "--out", str(out), "--quiet"]
     )
     assert result.exit_code == 0, result.output
     from_file = json.loads((out / "metrics.json").read_text())
@@ -95,12 +95,63 @@ def test_a_keras_file_with_data_gives_the_same_numbers(run, data, tmp_path, opti
     assert from_file["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-12)
 
 
+def _run_folder_copy(run, tmp_path, models: dict[str, str], **config_changes):
+    """A copy of ``run``'s config.json (changed by ``config_changes``; None removes a key) with
+    model files named by ``models``: {name in the copy: file of the run}."""
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    config = json.loads((run / "config.json").read_text())
+    config.update(config_changes)
+    config = {key: value for key, value in config.items() if value is not None}
+    (folder / "config.json").write_text(json.dumps(config))
+    for name, original in models.items():
+        shutil.copyfile(run / original, folder / name)
+    return folder
+
+
+def test_a_run_without_a_holdout_stands_for_its_final_model(run):
+    from cifarkit.modelio.model_path import resolve_model_path
+
+    assert json.loads((run / "config.json").read_text())["select_on"] == "none"
+    assert not (run / "best.keras").exists()  # nothing was chosen on the test split
+    assert resolve_model_path(run)[0] == run / "last.keras"
+    result = runner.invoke(app, ["evaluate", str(run), "--quiet"])
+    assert result.exit_code == 0 and f"model:          {run / 'last.keras'}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "models, changes, picked",
+    [
+        # An earlier version's run: validated on the test split, best.keras chosen there; no select_on key.
+        ({"best.keras": "last.keras", "last.keras": "last.keras"}, {"select_on": None}, "last.keras"),
+        ({"best.keras": "last.keras"}, {"select_on": None}, "best.keras"),  # best.keras alone still evaluates
+        # An earlier version's run with a holdout chose on it: best.keras is its model.
+        ({"best.keras": "last.keras", "last.keras": "last.keras"}, {"select_on": None, "holdout": 20}, "best.keras"),
+        ({"best.keras": "last.keras", "last.keras": "last.keras"}, {"select_on": "test"}, "best.keras"),
+    ],
+)
+def test_the_model_a_run_folder_stands_for(run, tmp_path, models, changes, picked):
+    from cifarkit.modelio.model_path import resolve_model_path
+
+    folder = _run_folder_copy(run, tmp_path, models, **changes)
+    assert resolve_model_path(folder)[0] == folder / picked
+
+
+def test_an_earlier_versions_run_folder_with_best_keras_alone_still_evaluates(run, tmp_path):
+    folder = _run_folder_copy(run, tmp_path, {"best.keras": "last.keras"}, select_on=None)
+    result = runner.invoke(app, ["evaluate", str(folder), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"model:          {folder / 'best.keras'}" in result.stdout
+    metrics = json.loads((folder / "eval-test" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(json.loads((run / "report.json").read_text())["test"]["accuracy"])
+
+
 def test_ten_crop_evaluation_averages_ten_views(run, data):
     from cifarkit.data import open_data
     from cifarkit.evaluation.evaluate import evaluate_model
     from cifarkit.modelio.keras_file import load_model
 
-    model = load_model(run / "best.keras")
+    model = load_model(run / "last.keras")
     source = open_data(data.path)
     centre = evaluate_model(model, source, "test")
     ten = evaluate_model(model, source, "test", ten_crop=True)
@@ -146,7 +197,7 @@ def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
         assert name in result.stdout
 
     # The same preprocessing as evaluation: a test image gets the probabilities evaluate gave it.
-    evaluation = evaluate_model(load_model(run / "best.keras"), open_data(data.path), "test")
+    evaluation = evaluate_model(load_model(run / "last.keras"), open_data(data.path), "test")
     for i in (0, 1):
         row = by_name[f"test_{i}.png"]
         predicted = dict(zip(row[3::2], map(float, row[4::2])))
@@ -163,7 +214,7 @@ def synth_colour(label: int):
 
 def test_predict_one_file_prints_a_table_and_writes_the_csv_beside_the_model(run, tmp_path):
     model = tmp_path / "model.keras"
-    shutil.copyfile(run / "best.keras", model)
+    shutil.copyfile(run / "last.keras", model)
     image = tmp_path / "one.png"
     iio.imwrite(image, np.full((32, 32, 3), synth_colour(0), np.uint8))
     result = runner.invoke(app, ["predict", str(model), str(image), "--top-k", "3"])

@@ -87,7 +87,7 @@ def predictions(path: Path) -> dict[str, dict[str, float]]:
 
 def check_run(workdir: Path, backend: str) -> dict:
     """A finished two-epoch run's folder, as the trainer promises it on every backend."""
-    for name in ("config.json", "stats.json", "history.csv", "curves.png", "best.keras", "last.keras", "report.json"):
+    for name in ("config.json", "stats.json", "history.csv", "curves.png", "last.keras", "report.json"):
         assert (workdir / name).is_file(), name
     assert not (workdir / "backup").exists()
     history = read_history(workdir / "history.csv")
@@ -119,10 +119,10 @@ def test_train_evaluate_predict_without_tensorflow(backend, blocked, archive, im
     assert all(sum(probabilities.values()) == pytest.approx(1, abs=1e-4) for probabilities in table.values())
 
     if backend == "jax" and importlib.util.find_spec("tensorflow") is not None:
-        # The same best.keras on the TensorFlow backend: the same probabilities for the image of
+        # The same last.keras on the TensorFlow backend: the same probabilities for the image of
         # the model's size (the other one is resized, by each backend's own bilinear resize).
         on_tf = cli(
-            "tensorflow", None, "predict", workdir / "best.keras", images, "--top-k", "10", "--csv", tmp_path / "tf.csv"
+            "tensorflow", None, "predict", workdir / "last.keras", images, "--top-k", "10", "--csv", tmp_path / "tf.csv"
         )
         assert on_tf.returncode == 0, on_tf.stderr
         tf_table = predictions(tmp_path / "tf.csv")

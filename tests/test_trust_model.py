@@ -107,13 +107,13 @@ def test_a_savedmodel_from_elsewhere_is_refused_in_one_line_and_never_runs(made,
 def test_a_run_folder_is_read_through_its_own_keras_file_not_a_savedmodel_lying_in_it(made, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(made["run"], run, ignore=shutil.ignore_patterns("exported"))
-    shutil.copytree(made["evil"], run / "1")  # a numbered SavedModel beside best.keras
+    shutil.copytree(made["evil"], run / "1")  # a numbered SavedModel beside last.keras
     made["marker"].unlink(missing_ok=True)
     result = invoke("predict", run, made["image"], "--csv", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
     result = invoke("evaluate", run, "--quiet")
     assert result.exit_code == 0, result.output
-    assert "model:          " + str(run / "best.keras") in result.stdout
+    assert "model:          " + str(run / "last.keras") in result.stdout
     assert not made["marker"].exists()
 
 

@@ -60,8 +60,8 @@ def evaluate(
     run: Annotated[
         Path,
         typer.Argument(
-            help="A run folder (uses its best.keras and its data), a .keras or .tflite file, or an exported "
-            "SavedModel folder."
+            help="A run folder (uses its model, last.keras or the best.keras it chose on --holdout, and its data), a "
+            ".keras or .tflite file, or an exported SavedModel folder."
         ),
     ],
     data: DataOption = None,
@@ -128,7 +128,8 @@ def predict(
     run: Annotated[
         Path,
         typer.Argument(
-            help="A run folder (uses its best.keras), a .keras or .tflite file, or an exported SavedModel folder."
+            help="A run folder (uses its model: last.keras, or the best.keras it chose), a .keras or .tflite file, "
+            "or an exported SavedModel folder."
         ),
     ],
     images: Annotated[
@@ -204,7 +205,10 @@ def _predict(model, files: list[Path], skip_bad: bool):
 
 @app.command("export-model")
 def export_model(
-    run: Annotated[Path, typer.Argument(help="A run folder (uses its best.keras) or a .keras file.")],
+    run: Annotated[
+        Path,
+        typer.Argument(help="A run folder (uses its model: last.keras, or the best.keras it chose) or a .keras file."),
+    ],
     format: Annotated[
         ModelFormat,
         typer.Option(

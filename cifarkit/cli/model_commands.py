@@ -22,11 +22,14 @@ from .options import (
     RecipeName,
     ScheduleName,
     StrategyName,
+    choices,
     find,
     model_options,
     say,
     value,
 )
+
+SelectOn = choices("SelectOn", ("holdout", "test", "none"))  # cifarkit.metadata.run_files.SELECTIONS
 
 
 @app.command("models")
@@ -213,6 +216,15 @@ def train(
             help="Images to validate and report on (the run's test split), in the same syntax: 'test[8000:]'.",
         ),
     ] = "test",
+    select_on: Annotated[
+        SelectOn | None,
+        typer.Option(
+            "--select-on",
+            case_sensitive=False,
+            help="Where to choose the best epoch (best.keras): holdout; test (its test accuracy is then optimistic); "
+            "none (the final model, last.keras). Default: holdout with --holdout, else none.",
+        ),
+    ] = None,
     model_option: Annotated[
         list[str] | None,
         typer.Option("--model-option", "-m", help="Model option KEY=VALUE, e.g. width=0.5 or groups=2; repeatable."),
@@ -263,6 +275,7 @@ def train(
         limit_train=limit_train,
         train_split=train_split,
         eval_split=eval_split,
+        select_on=value(select_on),
     )
     check_request(config)  # before TensorFlow loads (with the trainer): a mistyped option is answered at once
     from ..runtime.progress import progress_mode
@@ -284,7 +297,7 @@ def _print_trained(result) -> None:
     line = (
         f"test accuracy {test.accuracy:.4f}, top-{test.top_k} {test.top5:.4f}"
         + (f", ten-crop {test.ten_crop_accuracy:.4f}" if test.ten_crop_accuracy is not None else "")
-        + f" ({test.model})"
+        + f" ({test.model}{_chosen(result.report)})"
         + (
             f"; last.keras {test.tta.accuracy:.4f}, with test-time {test.tta.views} {test.tta.tta_accuracy:.4f}"
             if test.tta is not None
@@ -297,9 +310,24 @@ def _print_trained(result) -> None:
         )
         return
     report = result.report
+    if report.selected_on == "test":
+        typer.echo(
+            f"warning: {report.test.model} was chosen on the test split: its test accuracy is optimistic", err=True
+        )
     epochs_run, rate = report.epochs_run, report.images_per_second
     typer.echo(
         f"Trained {report.model} for {epochs_run} epoch{'' if epochs_run == 1 else 's'} in "
         f"{report.wall_seconds or 0:.1f} s "
         f"({'-' if rate is None else format(rate, ',.0f')} images/s): {line}; report: {result.workdir / REPORT_FILE}"
     )
+
+
+def _chosen(report) -> str:
+    """What the run's model is, after its file name: the final model, or the epoch chosen and on
+    what (nothing for a report of an earlier version, which does not say)."""
+    if report.selected_on is None:
+        return ""
+    if report.test.model == "last.keras":
+        return ", the final model"
+    epoch = f", epoch {report.best_epoch}" if report.best_epoch is not None else ""
+    return f"{epoch} chosen on the {report.selected_on} split"

@@ -143,18 +143,19 @@ def line_chart(
     return image
 
 
-def curves_image(history: Sequence[dict]) -> np.ndarray:
-    """Loss and accuracy per epoch, training and validation, side by side."""
+def curves_image(history: Sequence[dict], val_name: str = "val") -> np.ndarray:
+    """Loss and accuracy per epoch, training and validation side by side; ``val_name`` is the
+    legend of the validation curves (the split it ran on: "test", "holdout")."""
     epochs = [row["epoch"] for row in history]
 
     def column(key):
         return [_number(row.get(key)) for row in history]
 
     loss = line_chart(
-        {"train": (epochs, column("loss"), TRAIN_COLOUR), "val": (epochs, column("val_loss"), VAL_COLOUR)}, "loss"
+        {"train": (epochs, column("loss"), TRAIN_COLOUR), val_name: (epochs, column("val_loss"), VAL_COLOUR)}, "loss"
     )
     accuracy = line_chart(
-        {"train": (epochs, column("accuracy"), TRAIN_COLOUR), "val": (epochs, column("val_accuracy"), VAL_COLOUR)},
+        {"train": (epochs, column("accuracy"), TRAIN_COLOUR), val_name: (epochs, column("val_accuracy"), VAL_COLOUR)},
         "accuracy",
     )
     both = Image.new("RGB", (2 * PANEL_W + 8, PANEL_H), WHITE)

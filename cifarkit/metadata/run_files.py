@@ -54,6 +54,18 @@ SplitSpec = Annotated[str, pydantic.Field(max_length=4096), pydantic.AfterValida
 # --------------------------------------------------------------------------------------------
 # config.json
 
+# Where a run chooses its best epoch (best.keras): on the images --holdout held out of train, on
+# the test split where asked by name (its test accuracy is then optimistic), or nowhere: the
+# final model (last.keras) is the run's model.
+SELECT_HOLDOUT, SELECT_TEST, SELECT_NONE = "holdout", "test", "none"
+SELECTIONS = (SELECT_HOLDOUT, SELECT_TEST, SELECT_NONE)
+
+
+def default_selection(holdout: int) -> str:
+    """Where a run chooses its best epoch unless asked: on its held-out images, else nowhere.
+    A config.json without the key (a run folder from before the choice was named) reads the same."""
+    return SELECT_HOLDOUT if holdout else SELECT_NONE
+
 
 class RunConfigFile(Strict):
     """A run's ``config.json``: :class:`cifarkit.training.TrainConfig` with its defaults resolved.
@@ -92,6 +104,11 @@ class RunConfigFile(Strict):
     whiten: bool | None = None
     warmup: Fraction | None = None
     tta: Text | None = None
+    select_on: Annotated[str, pydantic.Field(pattern="^(holdout|test|none)$")] | None = None
+
+    def selection(self) -> str:
+        """Where the run chose its best epoch (:data:`SELECTIONS`)."""
+        return self.select_on or default_selection(self.holdout)
 
     def written(self) -> dict:
         """The settings the file holds, and only those (for comparing runs)."""
@@ -216,6 +233,8 @@ class RunReport(Strict):
     resumed_from_epoch: Annotated[int, pydantic.Field(ge=0, le=MAX_INT)] | None = None
     precision: Name | None = None
     config: RunConfigFile | None = None
+    selected_on: Annotated[str, pydantic.Field(pattern="^(holdout|test|none)$")] | None = None  # older: absent
+    best_epoch: Positive | None = None
 
 
 def read_run_report(path: Path) -> RunReport:

@@ -15,13 +15,13 @@ from ..errors import SourceError, UsageError
 if TYPE_CHECKING:
     from ..metadata.run_files import RunConfigFile
 
-BEST_MODEL = "best.keras"  # highest validation accuracy
-LAST_MODEL = "last.keras"  # the end of the latest epoch
+BEST_MODEL = "best.keras"  # highest accuracy on the split the run chose on (--holdout, or --select-on)
+LAST_MODEL = "last.keras"  # the end of the latest epoch: the final model
 CONFIG_FILE = "config.json"  # the run's settings, defaults resolved
 
 
 def resolve_model_path(path: Path) -> tuple[Path, RunConfigFile | None]:
-    """A run folder (its best.keras, falling back to last.keras, and its config), a ``.keras`` file,
+    """A run folder (its model, :func:`run_models`, and its config), a ``.keras`` file,
     or what ``cifarkit export-model`` wrote: a SavedModel folder (or its TensorFlow Serving model
     folder: the highest version) or a ``.tflite`` file; only a run folder has a config.
 
@@ -53,8 +53,20 @@ def resolve_model_path(path: Path) -> tuple[Path, RunConfigFile | None]:
     return path, None
 
 
+def run_models(config: RunConfigFile | None) -> tuple[str, str]:
+    """A run folder's model files, the one it stands for first: best.keras where the run chose
+    its best epoch (on held-out images, or on the test split where asked by name), else the
+    final model, last.keras; the other where that one is missing (a folder of an earlier version
+    with best.keras alone, a run cut off before it wrote one)."""
+    from ..metadata.run_files import SELECT_NONE
+
+    if config is None or config.selection() == SELECT_NONE:
+        return LAST_MODEL, BEST_MODEL
+    return BEST_MODEL, LAST_MODEL
+
+
 def _run_folder_model(path: Path):
-    """(best.keras or last.keras, the checked config.json or None) of a run folder."""
+    """(the run's model file, the checked config.json or None) of a run folder."""
     from ..metadata.run_files import read_run_config, reason
 
     config_file, config = path / CONFIG_FILE, None
@@ -64,9 +76,9 @@ def _run_folder_model(path: Path):
         except SourceError as exc:
             raise SourceError(
                 f"{config_file}: not a training run's configuration ({reason(exc, config_file)}); "
-                f"evaluate its {BEST_MODEL} with --data instead"
+                f"evaluate its {LAST_MODEL} with --data instead"
             ) from None
-    for name in (BEST_MODEL, LAST_MODEL):
+    for name in run_models(config):
         if (path / name).is_file():
             return path / name, config
     raise SourceError(

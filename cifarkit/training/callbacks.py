@@ -70,9 +70,12 @@ class Progress(keras.callbacks.Callback):
     per epoch (loss, accuracy and images/s as it goes, validation at the end); elsewhere one
     line or JSON record per epoch, and one now and then within a long epoch."""
 
-    def __init__(self, steps: int, batch_size: int, epochs: int, mode: str, clock=time.monotonic):
+    def __init__(
+        self, steps: int, batch_size: int, epochs: int, mode: str, clock=time.monotonic, val_name: str = "val"
+    ):
         super().__init__()
         self.steps, self.batch_size, self.epochs, self.mode = steps, batch_size, epochs, mode
+        self.val_name = val_name  # what validation ran on, in the lines: "test" or "holdout"
         self.clock, self.bar = clock, None
         self.pacer = Pacer(None, clock)  # within epochs, by time only; restarted when training starts
         self.epoch_seconds: list[float] = []  # this process's epochs, validation included
@@ -111,8 +114,8 @@ class Progress(keras.callbacks.Callback):
         if self.bar is not None:
             self.bar.set_postfix_str(
                 f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f} "
-                f"val_loss {logs.get('val_loss', math.nan):.4f} "
-                f"val_acc {logs.get('val_accuracy', math.nan):.4f}"
+                f"{self.val_name}_loss {logs.get('val_loss', math.nan):.4f} "
+                f"{self.val_name}_acc {logs.get('val_accuracy', math.nan):.4f}"
             )
             self.bar.close()
             self.bar = None
@@ -172,7 +175,7 @@ class Progress(keras.callbacks.Callback):
         shown = [key for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in metrics]
         text = (
             f"epoch {epoch + 1}/{self.epochs}: "
-            + "".join(f"{key} {metrics[key]:.4f}, " for key in shown)
+            + "".join(f"{key.replace('val_', self.val_name + '_')} {metrics[key]:.4f}, " for key in shown)
             + f"{duration(now - self.start)}, {rate:,.0f} images/s, ETA {duration(eta)}"
         )
         emit(self.mode, self.entry("epoch", epoch + 1, self.steps, metrics, eta), text)
@@ -200,9 +203,10 @@ class History(StatefulCallback):
 
     key = "history"
 
-    def __init__(self, folder: Path | None, images_per_epoch: int):
+    def __init__(self, folder: Path | None, images_per_epoch: int, val_name: str = "val"):
         super().__init__()
         self.folder, self.images_per_epoch = folder, images_per_epoch
+        self.val_name = val_name  # the curves' name for what validation ran on
         self.rows: list[dict] = []
         self.seconds_before = 0.0  # wall time of earlier processes of this run
         self.process_start = time.perf_counter()
@@ -240,7 +244,7 @@ class History(StatefulCallback):
 
     def write(self):
         if self.folder is not None:
-            write_history(self.folder, self.rows)
+            write_history(self.folder, self.rows, self.val_name)
 
 
 class LearningRate(StatefulCallback):
@@ -286,13 +290,15 @@ class LearningRate(StatefulCallback):
 
 
 class Checkpoints(StatefulCallback):
-    """``last.keras`` every epoch, ``best.keras`` when validation accuracy improves."""
+    """``last.keras`` every epoch; where the run chooses its best epoch (``choose``), ``best.keras``
+    when validation accuracy improves. A run that validates on the test split chooses nothing,
+    unless asked by name: its final model is its model."""
 
     key = "checkpoints"
 
-    def __init__(self, export_model, folder: Path):
+    def __init__(self, export_model, folder: Path, choose: bool = True):
         super().__init__()
-        self.export_model, self.folder = export_model, folder
+        self.export_model, self.folder, self.choose = export_model, folder, choose
         self.best, self.best_epoch = -math.inf, None
 
     def state(self):
@@ -305,6 +311,8 @@ class Checkpoints(StatefulCallback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         save_model_atomic(self.export_model, self.folder / LAST_MODEL)
+        if not self.choose:
+            return
         accuracy = logs.get("val_accuracy", logs.get("accuracy"))
         if accuracy is not None and float(accuracy) > self.best:
             self.best, self.best_epoch = float(accuracy), epoch + 1

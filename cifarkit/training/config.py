@@ -172,10 +172,29 @@ def _requested(config: TrainConfig) -> TrainPlan:
             "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
             "workdir": str(Path(config.workdir).expanduser().resolve()),
             "model_options": dict(config.model_options),
+            "select_on": _selection(config),
         }
     )
     _check(plan)
     return plan
+
+
+def _selection(config: TrainConfig) -> str:
+    """Where the run chooses its best epoch: as asked, else on its held-out images, else nowhere.
+    Only the split validation runs on can be chosen on."""
+    from ..metadata.run_files import SELECT_HOLDOUT, SELECT_TEST, SELECTIONS, default_selection
+
+    if config.select_on is None:
+        return default_selection(config.holdout)
+    select = _choice("select-on", config.select_on, SELECTIONS)
+    if select == SELECT_HOLDOUT and not config.holdout:
+        raise UsageError("--select-on holdout needs --holdout N: the training images to hold out and choose on")
+    if select == SELECT_TEST and config.holdout:
+        raise UsageError(
+            f"--select-on test: with --holdout {config.holdout} validation runs on the held-out images, not on "
+            "the test split (--select-on holdout)"
+        )
+    return select
 
 
 def _recipe(config: TrainConfig) -> Recipe:
@@ -310,5 +329,12 @@ METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 def identity(config: dict) -> dict:
     """The settings that make a run what it is: a resumed run must match them. ``config`` is
     :meth:`TrainPlan.to_json`, or what a run's config.json holds (``RunConfigFile.written``)."""
-    filled = {**METHODS_OFF, "nesterov": False if config.get("optimizer") == "sgd" else None, **config}
+    from ..metadata.run_files import default_selection
+
+    filled = {
+        **METHODS_OFF,
+        "nesterov": False if config.get("optimizer") == "sgd" else None,
+        "select_on": default_selection(config.get("holdout") or 0),
+        **config,
+    }
     return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

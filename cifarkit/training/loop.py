@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..metadata.run_files import SELECT_NONE
 from ..runtime.progress import progress_mode
 from ..writers.atomic import remove_partials
 from ..writers.folder_lock import hold as hold_folder
@@ -180,16 +181,16 @@ class _Run:
     def callbacks(self, compiled: Compiled, steps: int, backup, backup_seconds: float | None):
         """(the callbacks in the order they run, the stateful ones the backup records)."""
         config = self.config
-        history = History(self.out, steps * config.batch_size)
+        history = History(self.out, steps * config.batch_size, config.val_split)
         schedule = LearningRate(config.schedule, config.lr, config.epochs)
-        checkpoints = Checkpoints(compiled.export_model, self.out)
+        checkpoints = Checkpoints(compiled.export_model, self.out, choose=config.select_on != SELECT_NONE)
         stateful = [history, schedule, checkpoints]
         # Mid-epoch saves only where every worker decides alike; time differs between workers.
         every = backup_seconds if self.placement.name != "multi-worker" else None
         callbacks = [
             schedule,
             *method_callbacks(config, compiled, steps),  # weight averaging, the epoch for alt_flip
-            Progress(steps, config.batch_size, config.epochs, self.progress),
+            Progress(steps, config.batch_size, config.epochs, self.progress, val_name=config.val_split),
             history,
             checkpoints,
             tensorboard_callback(self.out / LOG_DIR, self.say if self.placement.is_chief else (lambda m: None)),
@@ -228,9 +229,10 @@ class _Run:
                 f"resumed from the backup in {self.backup_folder}: continuing at epoch {backup.epoch + 1} of "
                 f"{config.epochs}{partial}"
             )
+        chosen = "reported only" if config.select_on == SELECT_NONE else "the best epoch chosen on it"
         self.say(
             f"training {config.model} on {source.name} ({source.counts['train']:,} images, validation: "
-            f"{config.val_split} {source.counts[config.val_split]:,}) for {config.epochs} "
+            f"{config.val_split} {source.counts[config.val_split]:,}, {chosen}) for {config.epochs} "
             f"epoch{'' if config.epochs == 1 else 's'}, batch "
             f"{config.batch_size} on {placement.replicas} replica(s) ({placement.name}), augmentation on the "
             f"{config.augment_on}, {config.precision}"

@@ -52,6 +52,9 @@ class TrainConfig:
     limit_train: int | None = None
     train_split: str = "train"  # TFDS split syntax (cifarkit.readers.splits): "test[:8000]", "train+test[:50%]"
     eval_split: str = "test"  # the run's "test" split: validation (without --holdout) and the final report
+    # Where the best epoch is chosen (best.keras): holdout, test (asked by name only) or none (the
+    # final model); None: on the holdout where there is one, else none.
+    select_on: str | None = None
     # Methods of cifarkit.training.methods, None: the model's default (off unless it declares them).
     nesterov: bool | None = None
     averaging: str | None = None  # none, ema, lookahead
@@ -100,6 +103,7 @@ class TrainPlan:
     limit_train: int | None = None
     train_split: str = "train"
     eval_split: str = "test"
+    select_on: str = "none"  # cifarkit.metadata.run_files.SELECTIONS
 
     @property
     def crop(self) -> int:
@@ -128,5 +132,7 @@ class TrainPlan:
 
         values = record.model_dump()
         crop = values.pop("crop")
-        values.update(recipe=get_recipe(values["recipe"], crop), tta=parse_views(values["tta"]))
+        values.update(
+            recipe=get_recipe(values["recipe"], crop), tta=parse_views(values["tta"]), select_on=record.selection()
+        )
         return TrainPlan(**values)

@@ -1,7 +1,8 @@
 """report.json: what a finished run reached, how fast, on what, and with which settings.
 
-The test numbers come from evaluating the saved model file (best.keras, else last.keras) as
-``cifarkit evaluate`` would, so the report says what the file itself does.
+The test numbers come from evaluating the run's model file as ``cifarkit evaluate`` would (the
+final model, last.keras, unless the run chose a best epoch: best.keras), so the report says what
+the file itself does, and on what that file was chosen.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.tta import views_text
+from ..metadata.run_files import SELECT_NONE, SELECT_TEST
 from ..modelio.keras_file import load_model
 from ..runtime.strategy import keras_backend
 from ..runtime.tensorflow import onednn_state
@@ -23,7 +25,7 @@ from .rundir import BEST_MODEL, LAST_MODEL
 def test_numbers(config: TrainPlan, data, out: Path) -> dict:
     """The saved model's accuracy on the test split, with the test-time views the plan names and
     the ten-crop accuracy where its recipe has one (:attr:`cifarkit.augment.recipes.Recipe.ten_crop`)."""
-    model_name = BEST_MODEL if (out / BEST_MODEL).is_file() else LAST_MODEL
+    model_name = BEST_MODEL if config.select_on != SELECT_NONE and (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
     result = evaluate_model(model, data.source, "test", image_size=data.image_size)
     test = {
@@ -61,25 +63,20 @@ def final_report(
     # The first epoch of each process includes tracing and compiling; leave it out where possible.
     rates = [r["images_per_second"] for r in rows[1:]] or [r["images_per_second"] for r in rows]
     source = data.source
-    validation = (
-        (
-            "test split (no holdout: the best epoch is chosen on the test split, so best.keras's "
-            "test accuracy is optimistic)"
-        )
-        if not config.holdout
-        else (f"holdout: {config.holdout} images drawn from train under seed {config.seed}")
-    )
+    chose = config.select_on != SELECT_NONE
     return {
         "model": config.model,
         "test": test,
-        "best_epoch": checkpoints.best_epoch,
-        "best_val_accuracy": checkpoints.best if math.isfinite(checkpoints.best) else None,
+        "selected_on": config.select_on,
+        "best_epoch": checkpoints.best_epoch if chose else None,
+        "best_val_accuracy": checkpoints.best if chose and math.isfinite(checkpoints.best) else None,
+        **({"warning": SELECTED_ON_TEST} if config.select_on == SELECT_TEST else {}),
         "last_epoch": rows[-1] if rows else None,
         "epochs_run": len(rows),
         "resumed_from_epoch": resumed_from,
         "images_per_second": round(statistics.median(rates), 1) if rates else None,
         "wall_seconds": round(history.wall_seconds(), 1),
-        "validation": validation,
+        "validation": validation_text(config),
         "dataset": {
             "name": source.name,
             "kind": source.kind,
@@ -108,6 +105,26 @@ def final_report(
         "config": config.to_json(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+SELECTED_ON_TEST = (
+    "the best epoch was chosen on the test split (--select-on test), so best.keras's test accuracy is optimistic"
+)
+
+
+def validation_text(config: TrainPlan) -> str:
+    """What validation ran on, and what was chosen on it."""
+    if config.holdout:
+        where = f"holdout: {config.holdout} images drawn from train under seed {config.seed}"
+    else:
+        where = "test split (no holdout): the val_ numbers of each epoch are the test split's"
+    if config.select_on == SELECT_NONE:
+        chosen = "nothing is chosen on it: the run's model is the final one, last.keras"
+    else:
+        chosen = f"the best epoch is chosen on it: the run's model is {BEST_MODEL}"
+    if config.schedule == "plateau":
+        chosen += "; the plateau schedule cuts the learning rate on its accuracy"
+    return f"{where}; {chosen}"
 
 
 def stats_origin(stats, dataset_name: str) -> str:

@@ -4,8 +4,9 @@ The folder holds:
 
 - ``config.json``: every setting, defaults resolved (the run's identity: re-running the same
   command resumes or reports the run finished; a different one is refused unless ``--overwrite``);
-- ``best.keras`` (highest validation accuracy) and ``last.keras``: the network *with its
-  preprocessing* (see :mod:`cifarkit.modelio.keras_file`);
+- ``last.keras`` (the final model) and, where the run chooses its best epoch (on ``--holdout``
+  images, or ``--select-on test``), ``best.keras``: the network *with its preprocessing* (see
+  :mod:`cifarkit.modelio.keras_file`);
 - ``history.csv`` and ``curves.png`` (rewritten every epoch), TensorBoard logs in ``logs/``;
 - ``stats.json``: the dataset statistics the preprocessing uses;
 - ``report.json`` once training has finished (its presence marks the run finished);
@@ -175,12 +176,13 @@ def _csv_number(value) -> str:
     return f"{value:.6g}"
 
 
-def write_history(folder: Path, rows: list[dict]) -> None:
-    """history.csv and curves.png of ``rows``."""
+def write_history(folder: Path, rows: list[dict], val_name: str = "val") -> None:
+    """history.csv and curves.png of ``rows``; ``val_name`` names the validation curves (the
+    split validation ran on: "test" or "holdout")."""
     from ..evaluation.plots import curves_image, save_png
 
     write_text(folder / HISTORY_FILE, history_csv(rows))
-    save_png(curves_image(rows), folder / CURVES_FILE)
+    save_png(curves_image(rows, val_name), folder / CURVES_FILE)
 
 
 def read_history(path: Path) -> list[dict]:

@@ -165,12 +165,11 @@ def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp
     assert report["runtime"]["steps_per_execution"] == 1  # one step per call under multi-worker
     history = read_history(workdir / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
-    for name in ("best.keras", "last.keras", "curves.png", "config.json", "stats.json"):
+    for name in ("last.keras", "curves.png", "config.json", "stats.json"):
         assert (workdir / name).is_file(), name
     # The other worker's backup is gone, and nothing of its scratch output landed in the run folder.
     assert sorted(p.name for p in workdir.iterdir()) == sorted(
         [
-            "best.keras",
             "last.keras",
             "history.csv",
             "curves.png",

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from cifarkit.cli import app
 
 runner = CliRunner()
-MODEL_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "stats.json")
+MODEL_FILES = ("last.keras", "history.csv", "curves.png", "config.json", "stats.json")
 
 
 def train_args(data, workdir: Path, *extra: str) -> list[str]:
@@ -64,7 +64,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def crashed_run(data, tmp_path_factory):
-    """A run stopped at the start of its second epoch: epoch 1 in history.csv, best/last.keras and
+    """A run stopped at the start of its second epoch: epoch 1 in history.csv, last.keras and
     a committed backup of epoch 1 (what a kill or a crash leaves)."""
     import keras
 
@@ -140,7 +140,7 @@ def test_evaluate_refuses_a_damaged_run_configuration_in_one_line(crashed_run, t
 def test_a_damaged_model_file_is_one_line(crashed_run, data, tmp_path, damage):
     run = tmp_path / "run"
     shutil.copytree(crashed_run, run)
-    model = run / "best.keras"
+    model = run / "last.keras"
     raw = bytearray(model.read_bytes())
     if damage == "flipped":
         for i in range(len(raw) // 3, len(raw) // 3 + 64):  # inside the weights member

@@ -26,7 +26,7 @@ from cifarkit.cli import app
 
 runner = CliRunner()
 
-RUN_FILES = ("best.keras", "last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json")
+RUN_FILES = ("last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json")
 
 
 def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
@@ -116,8 +116,41 @@ def test_two_epochs_write_every_run_file_and_lower_the_loss(finished_run, learna
     assert report["dataset"]["counts"] == {"train": 200, "test": 50}
     assert report["stats"]["origin"].startswith("computed from the 200")
     assert report["strategy"] == {"name": "default", "replicas": 1, "devices": report["strategy"]["devices"]}
-    assert report["best_val_accuracy"] == max(row["val_accuracy"] for row in history)
     assert report["config"] == config
+
+
+def _legend_band(image: np.ndarray) -> np.ndarray:
+    """The top right of both charts of curves.png, where the legends are drawn (above the plots)."""
+    from cifarkit.evaluation import plots
+
+    left = plots.PANEL_W // 2
+    return np.concatenate([image[: plots.MARGIN_T - 4, left : plots.PANEL_W], image[: plots.MARGIN_T - 4, -left:]])
+
+
+def test_without_a_holdout_nothing_is_chosen_on_the_test_split(finished_run):
+    import imageio.v3 as iio
+
+    from cifarkit.evaluation import plots
+
+    workdir, result = finished_run
+    assert not (workdir / "best.keras").exists()
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["selected_on"] == "none" and report["best_epoch"] is None and report["best_val_accuracy"] is None
+    assert report["test"]["model"] == "last.keras" and "warning" not in report
+    assert report["validation"] == (
+        "test split (no holdout): the val_ numbers of each epoch are the test split's; nothing is chosen on it: "
+        "the run's model is the final one, last.keras"
+    )
+    test = report["test"]
+    assert result.stdout.splitlines()[-1].endswith(
+        f"test accuracy {test['accuracy']:.4f}, top-5 {test['top5']:.4f} (last.keras, the final model); "
+        f"report: {workdir / 'report.json'}"
+    )
+    # The curves name the test split as such: the legend is the one drawn for "test", not for "val".
+    curves = iio.imread(workdir / "curves.png")
+    history = read_history(workdir / "history.csv")
+    assert np.array_equal(_legend_band(curves), _legend_band(plots.curves_image(history, "test")))
+    assert not np.array_equal(_legend_band(curves), _legend_band(plots.curves_image(history, "val")))
 
 
 def test_the_same_command_again_says_finished_and_changes_nothing(finished_run, learnable):
@@ -216,7 +249,7 @@ def test_host_and_device_augmentation_both_train_and_save_the_same_model(learnab
     history = read_history(tmp_path / place / "history.csv")
     assert history[1]["loss"] < history[0]["loss"]
     assert result.report.config.augment_on == place
-    model = load_model(tmp_path / place / "best.keras")
+    model = load_model(tmp_path / place / "last.keras")
     augmentation, network, names = model_parts(model)
     assert model.input.dtype == "uint8" and tuple(model.input_shape[1:]) == (32, 32, 3)
     assert augmentation.recipe.name == "cifar" and network.name == "lenet5" and names == synth.CIFAR10_CLASSES
@@ -243,21 +276,52 @@ def test_mixed_precision_trains_in_bfloat16_on_cpu_and_restores_the_policy(learn
     )
     assert any("no bfloat16 arithmetic" in note for note in notes)  # the user hears why it is slow
     assert keras.config.dtype_policy().name == "float32"  # set for building only
-    network = model_parts(load_model(tmp_path / "mixed" / "best.keras"))[1]
+    network = model_parts(load_model(tmp_path / "mixed" / "last.keras"))[1]
     assert network.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     history = read_history(tmp_path / "mixed" / "history.csv")
     assert history[1]["loss"] < history[0]["loss"] and math.isfinite(history[1]["loss"])
     assert result.report.precision == "mixed"
 
 
-def test_holdout_validates_on_held_out_training_images(learnable, tmp_path):
-    result = runner.invoke(app, train_args(learnable, tmp_path / "held", "--holdout", "40", "--limit-train", "100"))
+def test_holdout_validates_on_held_out_training_images_and_chooses_the_best_epoch_there(learnable, tmp_path):
+    import imageio.v3 as iio
+
+    from cifarkit.evaluation import plots
+    from cifarkit.modelio.model_path import resolve_model_path
+
+    workdir = tmp_path / "held"
+    result = runner.invoke(app, train_args(learnable, workdir, "--holdout", "40", "--limit-train", "100"))
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "held" / "report.json").read_text())
+    report = json.loads((workdir / "report.json").read_text())
     assert report["dataset"]["counts"] == {"test": 50, "train": 100, "holdout": 40}
     assert report["dataset"]["source_counts"] == {"train": 200, "test": 50}
-    assert report["validation"].startswith("holdout: 40 images")
+    assert report["validation"] == (
+        "holdout: 40 images drawn from train under seed 0; the best epoch is chosen on it: "
+        "the run's model is best.keras"
+    )
     assert report["test"]["images"] == 50  # the test split stays for the final report
+    history = read_history(workdir / "history.csv")  # its val_ columns: the holdout's numbers
+    best = max(history, key=lambda row: row["val_accuracy"])  # the first of equals, as the checkpoint keeps it
+    assert report["selected_on"] == "holdout" and report["best_epoch"] == best["epoch"]
+    assert report["best_val_accuracy"] == pytest.approx(best["val_accuracy"], rel=1e-6)
+    assert report["test"]["model"] == "best.keras" and (workdir / "best.keras").is_file()
+    assert f"(best.keras, epoch {best['epoch']} chosen on the holdout split)" in result.stdout
+    assert resolve_model_path(workdir)[0] == workdir / "best.keras"  # what evaluate, predict, export-model take
+    curves = iio.imread(workdir / "curves.png")
+    assert np.array_equal(_legend_band(curves), _legend_band(plots.curves_image(history, "holdout")))
+
+
+def test_choosing_on_the_test_split_is_asked_by_name_and_warned_of(learnable, tmp_path):
+    workdir = tmp_path / "on-test"
+    result = runner.invoke(app, train_args(learnable, workdir, "--select-on", "test"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["selected_on"] == "test" and report["test"]["model"] == "best.keras"
+    assert report["warning"] == (
+        "the best epoch was chosen on the test split (--select-on test), so best.keras's test accuracy is optimistic"
+    )
+    assert "warning: best.keras was chosen on the test split: its test accuracy is optimistic" in result.stderr
+    assert f"(best.keras, epoch {report['best_epoch']} chosen on the test split)" in result.stdout
 
 
 def test_defaults_follow_the_model():
@@ -295,6 +359,9 @@ def test_defaults_follow_the_model():
         (["--model-option", "width"], "KEY=VALUE"),
         (["--crop", "100"], "crop=100"),
         (["--batch-size", "1000"], "batch_size=1000"),
+        (["--select-on", "best"], "'best' is not one of"),
+        (["--select-on", "holdout"], "--select-on holdout needs --holdout N"),
+        (["--select-on", "test", "--holdout", "20"], "with --holdout 20 validation runs on the held-out images"),
     ],
 )
 def test_bad_settings_are_one_line_usage_errors(learnable, tmp_path, extra, message):
@@ -334,6 +401,11 @@ def test_curves_chart_draws_both_series_in_their_colours():
     assert image.shape == (plots.PANEL_H, 2 * plots.PANEL_W + 8, 3)
     for colour in (plots.TRAIN_COLOUR, plots.VAL_COLOUR):
         assert (image == colour).all(axis=2).sum() > 100
+    # The validation curves' legend is the split's name: its swatch sits that name's width from the right.
+    for name in ("test", "holdout"):
+        legend = plots.curves_image(rows, name)[16, : plots.PANEL_W]
+        swatch = np.flatnonzero((legend == plots.VAL_COLOUR).all(axis=1))
+        assert swatch.min() == plots.PANEL_W - plots.MARGIN_R - plots.text_width(name) - 18
     assert plots.nice_ticks(0.14, 0.2) == [0.14, 0.16, 0.18, 0.2]
     assert plots.nice_ticks(1, 20) == [0, 5, 10, 15, 20]
 
