@@ -238,6 +238,10 @@ def _exports(store: Path, counts: dict) -> None:
     photos = open_source(store / "photos-png" / "data")
     counts["tfr-photos"] = _export(photos, store / "tfr-photos" / "data", "tfrecord", encoding="auto")
     counts["tfr-photos-raw"] = _export(photos, store / "tfr-photos-raw" / "data", "tfrecord", encoding="raw")
+    counts["wds-png"] = _export(ten, store / "wds-png" / "data", "webdataset", shards=2)
+    counts["wds-100"] = _export(hundred, store / "wds-100" / "data", "webdataset")
+    jpegs = open_source(store / "photos-jpg" / "data")  # kept as their own bytes: .jpg members
+    counts["wds-photos"] = _export(jpegs, store / "wds-photos" / "data", "webdataset")
     counts["pq-10"] = _export(ten, store / "pq-10" / "data", "parquet", shards=2)
     counts["pq-100"] = _export(hundred, store / "pq-100" / "data", "parquet")
     counts["pq-photos"] = _export(photos, store / "pq-photos" / "data", "parquet")

@@ -25,6 +25,7 @@ import fuzz_mutators as mut
 import fuzz_parquet
 import fuzz_records as rec
 import fuzz_seeds
+import fuzz_tar
 from fuzz_seeds import Seed
 
 VICTIMS = ("victim", "a/victim", "a/b/victim")
@@ -47,7 +48,14 @@ class Case:
     @property
     def trusts_counts(self) -> bool:
         """Whether the images each split holds are still the seed's (only records were mutated)."""
-        return self.seed.target in ("tfrecord-framing", "tfrecord-example", "parquet", "images", "tflite")
+        return self.seed.target in (
+            "tfrecord-framing",
+            "tfrecord-example",
+            "webdataset",
+            "parquet",
+            "images",
+            "tflite",
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -66,6 +74,10 @@ FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
     "tfrecord-example": (
         "tf.train.Example records: labels, image bytes and shapes, keys",
         [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS],
+    ),
+    "webdataset": (
+        "WebDataset tar shards: member names, types and sizes, labels, JSON, images, structure",
+        [(s, "data/**/*.tar", TF_OPS, "data", 1) for s in ("wds-png", "wds-100", "wds-photos")],
     ),
     "parquet": (
         "Parquet files of an export: footers, schemas, row groups, codecs, image bytes and paths, labels",
@@ -268,6 +280,8 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
         return rec.mutate_framing(rng, seed.data, pools.records)
     if seed.target == "tfrecord-example":
         return rec.mutate_example(rng, seed.data, pools.images)
+    if seed.target == "webdataset":
+        return fuzz_tar.mutate_shard(rng, seed.data, pools.images)
     if seed.target == "parquet":
         return fuzz_parquet.mutate_parquet(rng, seed.data, pools.images)
     if seed.target in ("label-names",):
@@ -288,6 +302,7 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
 # Targets whose files an export or a TFDS folder names: a link out of the folder must be refused.
 LINKS_REFUSED = (
     "tfrecord-framing",
+    "webdataset",
     "parquet",
     "dataset-info",
     "features-json",

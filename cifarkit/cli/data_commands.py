@@ -36,17 +36,19 @@ def export(
     ] = None,
     source: DataOption = None,
     split: Annotated[str | None, typer.Option(help="Comma-separated splits, e.g. train,test. Default: all.")] = None,
-    quality: Annotated[int, typer.Option(help="JPEG quality, 1-100: jpg, or tfrecord with --encoding jpeg.")] = 95,
+    quality: Annotated[
+        int, typer.Option(help="JPEG quality, 1-100: jpg, or tfrecord and webdataset with --encoding jpeg.")
+    ] = 95,
     workers: Annotated[int | None, typer.Option(help="Worker processes. Default: all cores.")] = None,
     shards: Annotated[
-        int | None, typer.Option(help="TFRecord shards per split. Default: one per 5,000 images.")
+        int | None, typer.Option(help="TFRecord or WebDataset shards per split. Default: one per 5,000 images.")
     ] = None,
     encoding: Annotated[
         Encoding,
         typer.Option(
             case_sensitive=False,
-            help="TFRecord image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) and writes PNG "
-            "otherwise; png is lossless; raw is uint8 pixels.",
+            help="TFRecord or WebDataset image encoding: auto keeps a JPEG/PNG file's own bytes (photo trees) "
+            "and writes PNG otherwise; png is lossless; raw is uint8 pixels (tfrecord).",
         ),
     ] = Encoding.auto,
     tfds_layout: Annotated[
@@ -75,7 +77,7 @@ def export(
     quiet: QuietOption = False,
     json_progress: JsonProgressOption = False,
 ) -> None:
-    """Write a dataset as a labelled JPEG/PNG folder tree or sharded TFRecords."""
+    """Write a dataset as a labelled JPEG/PNG folder tree, sharded TFRecords or WebDataset tar shards."""
     from ..formats.export import ExportOptions, export_dataset
     from ..formats.parallel import default_workers
     from ..runtime.progress import progress_mode
@@ -118,6 +120,8 @@ def export(
         f"Exported {total:,} images ({per_split}) as {options.format} to {summary.out} "
         f"in {seconds:.1f} s ({written / max(seconds, 1e-9):,.0f} images/s)"
     )
+    for line in options.adapter.usage(summary.out):  # how a client opens it (WebDataset's brace patterns)
+        typer.echo(line)
 
 
 @app.command()

@@ -17,9 +17,10 @@ from .base import FormatAdapter, Piece, TfdsFound
 from .image_tree import ImageTree
 from .parquet import Parquet
 from .tfrecord import TFRecord
+from .webdataset import WebDataset
 
 # In the order --help and error messages list them.
-_ADAPTERS: tuple[FormatAdapter, ...] = (ImageTree("jpg"), ImageTree("png"), TFRecord(), Parquet())
+_ADAPTERS: tuple[FormatAdapter, ...] = (ImageTree("jpg"), ImageTree("png"), TFRecord(), WebDataset(), Parquet())
 ADAPTERS: dict[str, FormatAdapter] = {adapter.name: adapter for adapter in _ADAPTERS}
 FORMATS = tuple(ADAPTERS)
 # Other names a format goes by on the command line: JPEG files are "jpeg" as often as "jpg".

@@ -108,6 +108,10 @@ class FormatAdapter(ABC):
     def describe(self, dataset: LabelledImages, options: WriteOptions) -> dict[str, Any]:
         """Fields this format adds to ``cifarkit_info.json``, after the splits."""
 
+    def usage(self, out: Path) -> list[str]:
+        """Lines ``cifarkit export`` prints after its summary: how a client opens what it wrote."""
+        return []
+
     @abstractmethod
     def owns(self, state: ExportState) -> Owns:
         """Which files and folders in OUT the export ``state`` describes wrote (``--overwrite``

@@ -75,6 +75,19 @@ def _has_records(path: Path) -> bool:
     return find_records(path) is not None
 
 
+def _webdataset(path: Path, verify: bool) -> LabelledImages:
+    # A WebDataset export read back through its format, as the TFRecord family does.
+    from ..formats.webdataset_read import read_webdataset_folder
+
+    return read_webdataset_folder(path)
+
+
+def _has_webdataset(path: Path) -> bool:
+    from ..formats.webdataset_read import find_webdataset
+
+    return find_webdataset(path) is not None
+
+
 def _parquet(path: Path, verify: bool) -> LabelledImages:
     # A Parquet export read back through its format, as the TFRecord family does.
     from ..formats.parquet_source import read_parquet_export
@@ -137,6 +150,7 @@ FAMILIES: tuple[SourceFamily, ...] = (
         lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify),
     ),
     SourceFamily("tfrecord", "a TFRecord export or TFDS-prepared folder", False, _has_records, _records),
+    SourceFamily("webdataset", "a WebDataset export", False, _has_webdataset, _webdataset),
     SourceFamily("parquet", "a Parquet export", False, _has_parquet, _parquet),
     SourceFamily(
         "image-tree",

@@ -17,11 +17,11 @@ from cifarkit.sources import open_source
 
 # Adapters that store pixels exactly: what they read back must equal the source bit for bit; the
 # others must read back exactly what their codec wrote.
-LOSSLESS = {"png", "tfrecord", "parquet"}
+LOSSLESS = {"png", "tfrecord", "parquet", "webdataset"}
 
 
 def test_every_adapter_is_registered_under_its_own_name():
-    assert formats.FORMATS[:3] == ("jpg", "png", "tfrecord") and "parquet" in formats.FORMATS
+    assert formats.FORMATS[:3] == ("jpg", "png", "tfrecord") and {"parquet", "webdataset"} <= set(formats.FORMATS)
     for name, adapter in formats.ADAPTERS.items():
         assert isinstance(adapter, FormatAdapter) and adapter.name == name
         assert formats.get_adapter(name) is adapter
