@@ -33,6 +33,7 @@ from .readers.reader import (
     to_numpy,
     without_autotune,
 )
+from .runtime.lazy import tf
 
 __all__ = [
     "AUTOTUNE",
@@ -219,14 +220,10 @@ def dataset_of(
 
 
 def _int64_label(image, label):
-    import tensorflow as tf
-
     return image, tf.cast(label, tf.int64)
 
 
 def _in_order(reader: DataReader, pieces: list, as_supervised: bool, coarse: bool, image_size: int | None):
-    import tensorflow as tf
-
     ds = None
     for piece in pieces:
         part = reader.piece_dataset(piece, image_size=image_size, with_coarse=coarse)
@@ -260,8 +257,6 @@ def _as_dict(reader: DataReader, split: str | None):
     """``(index, (image, label[, coarse label]), [split]) -> {"image", "label", "id",
     ["coarse_label"]}``, ids as TFDS's CIFAR builders write them (``train_00042``); ``split``
     (a string tensor) where the elements come from several splits."""
-    import tensorflow as tf
-
     coarse = reader.extras.get(split, {}).get("coarse_label") if split is not None else None
     coarse = None if coarse is None else tf.constant(coarse)
 

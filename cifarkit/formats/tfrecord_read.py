@@ -19,6 +19,7 @@ from ..constants import CIFAR_SHAPE
 from ..errors import SourceError
 from ..metadata.export_info import ExportInfo
 from ..metadata.tfds import Feature
+from ..runtime.lazy import tf
 from ..sources.labelled import paths_inside
 from . import tfds_info
 from .codecs.example import first_bad_record
@@ -130,8 +131,6 @@ def _checked_info(root: Path, info: ExportInfo) -> Records:
 
 def parse_spec(records: Records) -> dict:
     """The ``tf.io.parse_single_example`` feature dict for ``records``."""
-    import tensorflow as tf
-
     scalar = lambda dtype: tf.io.FixedLenFeature([], dtype)  # noqa: E731
     spec = {"label": scalar(tf.int64)}
     if records.image == "dynamic":
@@ -149,7 +148,6 @@ def parse_spec(records: Records) -> dict:
 def _decoder(records: Records, size: int | None = None):
     """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). Every
     image's header and size were checked before (:func:`.record_checks.check_split`)."""
-    import tensorflow as tf
 
     from ..readers.image_decode import decode_squared
     from ..readers.squaring import resize_shorter_centre
@@ -212,7 +210,6 @@ def record_parser(records: Records):
     """``(with_coarse, size=None) -> (serialized record -> (uint8 image, int32 label[, int64 coarse
     label]))``, the image squared to ``size`` where one is given. Labels are parsed as int64 and
     range-checked before they are narrowed (:func:`.record_checks.checks`)."""
-    import tensorflow as tf
 
     from .record_checks import checks
 

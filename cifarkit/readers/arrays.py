@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..runtime.lazy import tf
 from .reader import DataReader, squarer
 
 
@@ -59,8 +60,6 @@ def _with_arrays(reader: ArrayReader, arrays: dict, counts: dict[str, int], extr
 
 
 def _slices(arrays: tuple[np.ndarray, np.ndarray], size: int | None):
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     return ds if size is None else ds.map(squarer(size), num_parallel_calls=-1, deterministic=True)
 

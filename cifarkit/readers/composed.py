@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..runtime.lazy import tf
 from .reader import DataReader
 
 
@@ -65,8 +66,6 @@ def subset_of(
         mask[indices] = True
 
         def build(with_coarse: bool, size: int | None):
-            import tensorflow as tf
-
             keep = tf.constant(mask)
 
             def kept(index, example):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..runtime.lazy import tf
 from .reader import AUTOTUNE, RECORD_READ_BUFFER
 from .records import RecordReader
 
@@ -50,8 +51,6 @@ def shuffled_files(
     """``(split name, index in the split, (image, label[, coarse label]))`` of every example of the
     pieces (where :meth:`RecordReader.can_shuffle_files`), their shards (all pieces' together, as
     TFDS) in an order that changes every iteration; ``seed`` makes the sequence of orders repeatable."""
-    import tensorflow as tf
-
     rows = [
         (reader.files[p.split][w.shard], p.split, w.skip, w.take, w.first)
         for p in pieces

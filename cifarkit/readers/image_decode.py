@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SourceError
+from ..runtime.lazy import tf
 from ..sources.image_file import FLOOR_PIXELS, MAX_PIXELS, PIXELS_PER_BYTE, read_image
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
@@ -19,8 +20,6 @@ AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 def decode_files(paths: list[str], labels, shape, size: int | None = None):
     """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known.
     ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3)."""
-    import tensorflow as tf
-
     count = len(paths)
     files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
     # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
@@ -40,7 +39,6 @@ def decode_squared(contents, size: int, channels: int = 3):
     (:func:`cifarkit.readers.squaring.resize_shorter_centre`). A JPEG is decoded only around that square
     (``tf.io.decode_and_crop_jpeg``), so a large photo is never fully decoded just to be cropped;
     other formats are decoded whole."""
-    import tensorflow as tf
 
     from .squaring import centre_square, resize_shorter_centre, resize_square
 
@@ -61,8 +59,6 @@ def decode_squared(contents, size: int, channels: int = 3):
 
 
 def is_jpeg(contents):
-    import tensorflow as tf
-
     return tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
 
 
@@ -75,7 +71,6 @@ _JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
 def header_size(contents):
     """(height, width) from a PNG or JPEG header, int64 (a tensor); (0, 0) for any other bytes.
     Reads the header only: nothing is allocated for the pixels."""
-    import tensorflow as tf
 
     def png():
         size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
@@ -93,8 +88,6 @@ def header_size(contents):
 def within_budget(contents):
     """Whether ``contents`` is a PNG or JPEG whose header claims at least one pixel and no more
     than :func:`~cifarkit.sources.image_file.pixel_budget` allows for its size in bytes."""
-    import tensorflow as tf
-
     size = header_size(contents)
     encoded = tf.cast(tf.strings.length(contents), tf.int64)
     budget = tf.clip_by_value(PIXELS_PER_BYTE * encoded, FLOOR_PIXELS, MAX_PIXELS)
@@ -106,7 +99,6 @@ def within_budget(contents):
 def _tree_decoder(shape, size: int | None = None):
     """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data.
     ``size``: each image squared to it as it is decoded."""
-    import tensorflow as tf
 
     from .squaring import resize_shorter_centre
 
@@ -141,8 +133,6 @@ def _naming_failures(decoded, paths: list[str], shape):
     sentinel after the last element catches failures at the end. :func:`read_image` explains the
     failed file with a :class:`SourceError` that names it.
     """
-    import tensorflow as tf
-
     count = len(paths)
 
     def explain(index):

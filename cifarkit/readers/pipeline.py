@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import UsageError
+from ..runtime.lazy import tf
 from .reader import AUTOTUNE, DataReader, shard_policy, without_autotune
 
 AUGMENT_PLACES = ("host", "device")
@@ -46,8 +47,6 @@ def uint8_batches(
     num_workers: int = 1,
 ):
     """(uint8 (B, H, W, 3), int32 (B,)) batches of a split, shuffled or in order."""
-    import tensorflow as tf
-
     held = source.in_memory(split)
     if held is not None:
         # Shuffle indices, then gather a whole batch at once from the uint8 arrays in memory:
@@ -78,8 +77,6 @@ def train_batches(
     num_workers: int = 1,
 ):
     """Shuffled training batches: float32 augmented on the host, or uint8 for the device to augment."""
-    import tensorflow as tf
-
     check_place(augment_on)
     ds = uint8_batches(
         source,

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..constants import CIFAR_SHAPE
 from ..errors import UsageError, option
+from ..runtime.lazy import tf
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 # Bytes read ahead per TFRecord file: TFDS's (file_adapters.TfRecordFileAdapter.BUFFER_SIZE).
@@ -178,8 +179,6 @@ class DataReader:
 
 
 def _with_length(ds, count: int):
-    import tensorflow as tf
-
     if ds.cardinality() != tf.data.UNKNOWN_CARDINALITY:
         return ds
     return ds.apply(tf.data.experimental.assert_cardinality(count))
@@ -198,8 +197,6 @@ def squarer(size: int):
 def shard_policy(ds, by_file: bool):
     """Shard by file where there are enough files (each worker reads its own shards), otherwise
     by element (every worker reads everything and keeps its share): never silently AUTO."""
-    import tensorflow as tf
-
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
@@ -217,8 +214,6 @@ def without_autotune(ds):
     there is no such thread; AUTOTUNE parallelism then stays at its starting value (the number of
     cores, at most 16). Datasets handed to users (:func:`load`) keep TensorFlow's default.
     """
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)

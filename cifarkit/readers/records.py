@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..runtime.lazy import tf
 from .composed import pieces_of, subset_of
 from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
 
@@ -30,8 +31,6 @@ class RecordReader(DataReader):
         return self.coarse
 
     def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
-        import tensorflow as tf
-
         self.check_split(split)
         data = tf.data.TFRecordDataset(self.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
         return data.map(self.parser(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)

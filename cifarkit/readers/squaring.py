@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime.lazy import ops, tf
+
 
 def centre_square(height, width):
     """``(top, left, side)`` of an image's central square, in its own pixels: the side is the
     shorter side, the odd pixel left over goes to the bottom or right."""
-    import tensorflow as tf
-
     side = tf.minimum(height, width)
     return (height - side) // 2, (width - side) // 2, side
 
 
 def resize_square(square, size: int):
     """A square image to ``size`` x ``size`` uint8 (bilinear, antialiased when shrinking)."""
-    import tensorflow as tf
-
     resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
@@ -38,8 +36,6 @@ def resize_shorter_centre(image, size: int):
     the fused JPEG read, :func:`resize_shorter_centre_ops`) agrees pixel for
     pixel. Resizing first would blend a few pixels from outside the square into its edges.
     """
-    import tensorflow as tf
-
     shape = tf.shape(image)
     top, left, side = centre_square(shape[0], shape[1])
     return resize_square(image[top : top + side, left : left + side, :], size)
@@ -49,8 +45,6 @@ def resize_shorter_centre_ops(image: np.ndarray, size: int) -> np.ndarray:
     """One (H, W, C) uint8 image as :func:`resize_shorter_centre` squares it: the
     central square in the image's own pixels, resized to ``size`` x ``size`` (bilinear,
     antialiased), rounded back to uint8 (half to even, as TensorFlow's path)."""
-    from keras import ops
-
     side = min(image.shape[0], image.shape[1])
     top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
     square = image[top : top + side, left : left + side].astype(np.float32)
