@@ -214,6 +214,29 @@ def test_a_mixed_photo_tree_is_one_extension(tmp_path):
 # --- the same bytes, and the options --------------------------------------------------------------
 
 
+def test_member_headers_are_tarfiles_own_byte_for_byte():
+    import random
+
+    from cifarkit.formats.codecs.tar import member_header, tarfile_header
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        name = "".join(rng.choice("az09_-.") for _ in range(rng.randrange(1, 101)))
+        size = rng.choice([0, 1, 511, 512, 513, rng.randrange(8**11)])
+        assert member_header(name, size) == tarfile_header(name, size), (name, size)
+    header = member_header("train_00042.png", 2500)
+    info = tarfile.TarInfo.frombuf(header, "ascii", "strict")
+    assert (info.name, info.size, info.mtime, info.uid, info.gid, info.uname, info.mode) == (
+        "train_00042.png",
+        2500,
+        946_684_800,
+        0,
+        0,
+        "",
+        0o644,
+    )
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
