@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UsageError
 from ..readers.stats import Stats
 from ..runtime.lazy import tf
 from ..writers.atomic import write_bytes
@@ -46,15 +45,11 @@ def pick_images(images: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
 def preview_recipe(source, name: str | None, crop: int | None) -> Recipe:
     """The recipe ``name`` (default: paper, or mnist for grey images); one that mixes colours
     (the paper's PCA lighting) is refused for grey images in one line."""
-    from .recipes import get_recipe
+    from .recipes import check_channels, get_recipe
 
     grey = source.image_shape is not None and source.image_shape[-1] == 1
     recipe = get_recipe(name or ("mnist" if grey else "paper"), crop)
-    if grey and recipe.arg("pca_jitter") is not None:
-        raise UsageError(
-            f"--recipe {recipe.name} shifts colours along RGB's principal components; {source.location} holds grey "
-            "images (--recipe mnist or cifar)"
-        )
+    check_channels(recipe, source.image_shape and source.image_shape[-1], source.location)
     return recipe
 
 

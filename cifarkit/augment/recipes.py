@@ -118,6 +118,15 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def check_channels(recipe: Recipe, channels: int | None, where) -> None:
+    """Refuse, in one line, a recipe that mixes colours (the paper's PCA lighting) for grey images."""
+    if channels == 1 and recipe.arg("pca_jitter") is not None:
+        raise UsageError(
+            f"--recipe {recipe.name} shifts colours along RGB's principal components; {where} holds grey "
+            "images (--recipe mnist or cifar)"
+        )
+
+
 def get_recipe(name: str, crop: int | None = None) -> Recipe:
     """The recipe ``name``; ``crop`` changes the window of a recipe that resizes first."""
     try:

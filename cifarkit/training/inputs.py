@@ -45,11 +45,13 @@ def run_inputs(config, data, stats, placement, steps: int, initial_epoch: int) -
     return _fed(config, data, steps, initial_epoch, backend)
 
 
-def check_inputs(data) -> None:
-    """Refuse, before anything is written, data the backend cannot feed."""
+def check_inputs(data, recipe) -> None:
+    """Refuse, before anything is written, data the backend cannot feed or the recipe cannot take."""
+    from ..augment.recipes import check_channels
     from ..readers.feed import source_arrays
     from ..runtime.strategy import keras_backend
 
+    check_channels(recipe, data.input_shape[-1], data.source.location)
     backend = keras_backend()
     if backend != "tensorflow":
         source_arrays(data.source, "train", backend)

@@ -163,7 +163,7 @@ class _Run:
 
         config = self.config
         data = open_run_data(config)
-        check_inputs(data)
+        check_inputs(data, config.recipe)
         note = class_coverage_note(data.source)
         if note:
             self.say(note)

@@ -463,3 +463,16 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
     assert any("continuing at epoch 2 of 3 (the backup was 5 steps into it;" in m for m in messages), messages
     assert result.resumed_from == 1
     assert [row["epoch"] for row in read_history(tmp_path / "run" / "history.csv")] == [1, 2, 3]
+
+
+def test_a_colour_recipe_on_grey_images_is_refused_in_one_line_before_training(tmp_path):
+    synth.make_mnist_folder(tmp_path / "mnist")
+    workdir = tmp_path / "run"
+    args = ["train", "lenet5", "--data", str(tmp_path / "mnist"), "--recipe", "paper", "--workdir", str(workdir)]
+    result = runner.invoke(app, [*args, "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"cifarkit: error: --recipe paper shifts colours along RGB's principal components; {tmp_path / 'mnist'} "
+        "holds grey images (--recipe mnist or cifar)"
+    )
+    assert not workdir.exists()
