@@ -13,8 +13,10 @@ host), which the export's fingerprint records. cifarkit reads the files back thr
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,49 +84,53 @@ def _groups(encoded: list[bytes]) -> list[tuple[int, int]]:
     return bounds
 
 
-def write_file(path: str, shard: ParquetShard, width: int, part, names, encoding: str, quality: int) -> tuple[int, int]:
-    """Write one complete file atomically (runs in a worker); skip it if it exists. ``part`` is
-    the shard's :class:`~cifarkit.sources.labelled.Batch`, ``names`` the (class, coarse class)
-    names. Images are encoded a row group's worth (ROWS_PER_GROUP) at a time, so a worker holds
-    a few MB, not a whole file's worth. Returns (written, skipped) image counts."""
+def write_file(dataset, shard: ParquetShard, path: str, width: int, encoding: str, quality: int) -> tuple[int, int]:
+    """Write one shard's file atomically (runs in a worker); skip it if it exists. The images are
+    taken from ``dataset`` and encoded a row group's worth (ROWS_PER_GROUP) at a time, so a worker
+    holds a few MB, not a whole file's worth of copies. Returns (written, skipped) image counts."""
+    if "pyarrow" not in sys.modules and multiprocessing.parent_process() is not None:
+        # An export worker, pyarrow not yet loaded: the system's allocator, since pyarrow's default
+        # (mimalloc) keeps 50-60 MB of a file's freed buffers, in each worker.
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     pa, pq = layout.pyarrow()
     target = Path(path)
-    count = len(part.labels)
+    count = shard.stop - shard.start
     if target.exists():
         return 0, count
-    schema = layout.schema(*names)
-    with open_atomic(target) as handle, pq.ParquetWriter(handle, schema, **layout.writer_options()) as writer:
-        for first in range(0, count, layout.ROWS_PER_GROUP):
-            piece = part.images[first : first + layout.ROWS_PER_GROUP]
-            encoded = [features[IMAGE] for features in image_features(piece, encoding, quality)]
-            for a, b in _groups(encoded):
-                _write_group(pa, writer, schema, encoded[a:b], part, first + a, shard, width)
-        if not count:
-            writer.write_table(schema.empty_table())
+    schema = layout.schema(dataset.class_names, dataset.coarse_class_names)
+    pool = pa.system_memory_pool()
+    with open_atomic(target) as handle:
+        _write_rows(pa, pq, pool, handle, schema, dataset, shard, width, encoding, quality)
     return count, 0
 
 
-def _write_group(pa, writer, schema, encoded: list[bytes], part, first: int, shard: ParquetShard, width: int) -> None:
-    """Rows ``first:first + len(encoded)`` of the shard as one row group."""
-    stop = first + len(encoded)
+def _write_rows(pa, pq, pool, handle, schema, dataset, shard, width: int, encoding: str, quality: int) -> None:
+    with pq.ParquetWriter(handle, schema, memory_pool=pool, **layout.writer_options()) as writer:
+        for first in range(shard.start, shard.stop, layout.ROWS_PER_GROUP):
+            part = dataset.take(shard.split, first, min(first + layout.ROWS_PER_GROUP, shard.stop))
+            encoded = [features[IMAGE] for features in image_features(part.images, encoding, quality)]
+            for a, b in _groups(encoded):
+                ids = [f"{shard.split}_{first + i:0{width}d}" for i in range(a, b)]
+                _write_group(pa, pool, writer, schema, part, (a, b), encoded[a:b], ids)
+        if shard.stop == shard.start:
+            writer.write_table(schema.empty_table())
+
+
+def _write_group(pa, pool, writer, schema, part, rows: tuple[int, int], encoded: list[bytes], ids: list[str]):
+    """Rows ``rows`` of ``part``, their images ``encoded``, as one row group."""
+    a, b = rows
     columns = {
         layout.IMAGE: pa.StructArray.from_arrays(
-            [pa.array(encoded, pa.binary()), pa.nulls(len(encoded), pa.string())], [layout.BYTES, layout.PATH]
+            [pa.array(encoded, pa.binary(), memory_pool=pool), pa.nulls(b - a, pa.string(), memory_pool=pool)],
+            [layout.BYTES, layout.PATH],
+            memory_pool=pool,
         ),
-        layout.LABEL: pa.array(np.asarray(part.labels[first:stop], np.int64)),
+        layout.LABEL: pa.array(np.asarray(part.labels[a:b], np.int64), memory_pool=pool),
     }
     if layout.COARSE in schema.names:
-        columns[layout.COARSE] = pa.array(np.asarray(part.coarse_labels[first:stop], np.int64))
-    index = shard.start + first
-    columns[layout.ID] = pa.array([f"{shard.split}_{index + i:0{width}d}" for i in range(len(encoded))], pa.string())
-    writer.write_table(pa.table(columns, schema=schema), row_group_size=len(encoded))
-
-
-def _write_shard(dataset, shard: ParquetShard, path: str, width: int, encoding: str, quality: int) -> tuple[int, int]:
-    """Worker: one Parquet file; returns (written, skipped)."""
-    part = dataset.take(shard.split, shard.start, shard.stop)
-    names = (dataset.class_names, dataset.coarse_class_names)
-    return write_file(path, shard, width, part, names, encoding, quality)
+        columns[layout.COARSE] = pa.array(np.asarray(part.coarse_labels[a:b], np.int64), memory_pool=pool)
+    columns[layout.ID] = pa.array(ids, pa.string(), memory_pool=pool)
+    writer.write_table(pa.table(columns, schema=schema), row_group_size=b - a)
 
 
 class Parquet(FormatAdapter):
@@ -134,7 +140,7 @@ class Parquet(FormatAdapter):
     options = ("shards", "encoding", "quality")
 
     def check_options(self, options: WriteOptions) -> None:
-        layout.pyarrow()  # a missing extra is named before any data is read
+        layout.require_pyarrow()  # a missing extra is named before any data is read
         if options.encoding not in ENCODINGS:
             raise UsageError(
                 f"--format parquet stores encoded images: choose --encoding {', '.join(ENCODINGS)}. "
@@ -173,7 +179,7 @@ class Parquet(FormatAdapter):
         width = index_width(dataset.count(split))
         tasks = [(shard, str(out / shard.file_name), width, options.encoding, options.quality) for shard in pieces]
         skipped = 0
-        for written, already in run_tasks(_write_shard, tasks, options.workers, shared=dataset):
+        for written, already in run_tasks(write_file, tasks, options.workers, shared=dataset):
             progress.update(written + already)
             skipped += already
         return skipped

@@ -83,7 +83,22 @@ def writer_options() -> dict:
     }
 
 
+def require_pyarrow() -> None:
+    """One line naming the extra where pyarrow is not installed, without importing it: the export's
+    main process never needs it (its workers write), and it would add 40 MB there, which every
+    forked worker would then hold too."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("pyarrow") is not None
+    except (ImportError, ValueError):  # a broken install, or a stand-in that hides it
+        found = False
+    if not found:
+        raise UsageError(f"Parquet exports need pyarrow, an optional dependency: {EXTRA}")
+
+
 def writer_version() -> str:
     """What decides the bytes of a file beyond its rows: pyarrow's version and the settings."""
-    pa, _ = pyarrow()
-    return f"pyarrow {pa.__version__}, {COMPRESSION}, {ROWS_PER_GROUP} rows or {GROUP_BYTES >> 20} MB a row group"
+    from importlib.metadata import version
+
+    return f"pyarrow {version('pyarrow')}, {COMPRESSION}, {ROWS_PER_GROUP} rows or {GROUP_BYTES >> 20} MB a row group"
