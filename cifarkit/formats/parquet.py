@@ -210,6 +210,9 @@ class Parquet(FormatAdapter):
 
         return owns
 
+    def usage(self, out: Path) -> list[str]:
+        return [f"Hugging Face: datasets.load_dataset({str(out)!r}), or load_dataset('parquet', data_dir={str(out)!r})"]
+
     def open(self, root: Path, info, *, verify: bool = True):
         from .parquet_read import open_parquet
 

@@ -135,7 +135,9 @@ def test_the_readme_s_hugging_face_lines_run(cifar10_tar, tmp_path, monkeypatch)
     command, *calls = block
     monkeypatch.chdir(tmp_path)
     argv = command.split()[1:] + ["--source", str(cifar10_tar.path), "--workers", "1", "-q"]
-    assert CliRunner().invoke(app, argv).exit_code == 0
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0
+    assert "Hugging Face: datasets.load_dataset('cifar10-parquet')" in result.output  # what the export says
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", Path(cache))
     loaded, frame = (eval(call, {"datasets": datasets, "pandas": pd}) for call in calls)  # noqa: S307
     assert loaded["test"].features["label"].names == list(cifar10_tar.class_names)
