@@ -238,6 +238,13 @@ def _exports(store: Path, counts: dict) -> None:
     photos = open_source(store / "photos-png" / "data")
     counts["tfr-photos"] = _export(photos, store / "tfr-photos" / "data", "tfrecord", encoding="auto")
     counts["tfr-photos-raw"] = _export(photos, store / "tfr-photos-raw" / "data", "tfrecord", encoding="raw")
+    counts["ar-png"] = _export(ten, store / "ar-png" / "data", "arrayrecord", encoding="png", shards=2)
+    counts["ar-raw"] = _export(ten, store / "ar-raw" / "data", "arrayrecord", encoding="raw")
+    counts["ar-100"] = _export(hundred, store / "ar-100" / "data", "arrayrecord", shards=2)
+    counts["ar-photos"] = _export(photos, store / "ar-photos" / "data", "arrayrecord", encoding="auto")
+    counts["ar-layout"] = _export(ten, store / "ar-layout" / "data", "arrayrecord", tfds_layout=True)
+    _without_cifarkit_files(store / "ar-png" / "data", store / "tfds-ar" / "data")  # as tfds.data_source finds it
+    counts["tfds-ar"] = counts["ar-png"]
     counts["wds-png"] = _export(ten, store / "wds-png" / "data", "webdataset", shards=2)
     counts["wds-100"] = _export(hundred, store / "wds-100" / "data", "webdataset")
     jpegs = open_source(store / "photos-jpg" / "data")  # kept as their own bytes: .jpg members

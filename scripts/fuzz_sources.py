@@ -10,12 +10,14 @@ Targets (``--target NAME``, repeatable; ``--list`` describes them; default all):
                     at and between records, records dropped, repeated or from another shard
   tfrecord-example  the tf.train.Example inside: labels 2^62, -1, 99; bombs, 0x0 and lying PNGs;
                     declared shapes of 30000 x 30000; keys missing or of another kind; non-Examples
-  parquet           Parquet files of an export: image bytes (bombs, none beside a path leading
-                    out), labels of 2^62 or null, rows dropped, columns dropped or retyped, the
-                    features JSON, codecs, row groups of one row; footers and page headers damaged
+  arrayrecord       ArrayRecord shards: Examples changed and written anew (hashes right), records
+                    dropped or repeated, a 70 MB record of zeros in a few KB, bytes cut or damaged
   webdataset        WebDataset tar shards: names with ../ or two dots, links and devices, sizes
                     of 10 GB, labels that are no number, JSON and images mutated, members
                     dropped or repeated, shards cut
+  parquet           Parquet files of an export: image bytes (bombs, none beside a path leading
+                    out), labels of 2^62 or null, rows dropped, columns dropped or retyped, the
+                    features JSON, codecs, row groups of one row; footers and page headers damaged
   dataset-info, features-json, label-names, cifarkit-info, manifest-csv, export-state,
   run-config, report-json, backup-state
                     each metadata file cifarkit reads: values of another type, huge numbers,
@@ -57,8 +59,8 @@ once by cifarkit's own exporter and trainer (about 10 s) and kept in the tempora
 
 Beside this driver: fuzz_seeds.py (the seeds), fuzz_targets.py (the targets, the sandbox, how
 each case is read and checked), fuzz_mutators.py (bytes, pickles, JSON, CSV, lines of names) and
-fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite), fuzz_tar.py (tar shards)
-and fuzz_parquet.py (Parquet files).
+fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite), fuzz_tar.py (tar shards),
+fuzz_parquet.py (Parquet files) and fuzz_arrayrecord.py (ArrayRecord shards).
 
     python scripts/fuzz_sources.py --minutes 10 --seed 7 --out /tmp/fuzz10   # every target
     python scripts/fuzz_sources.py --minutes 2 --target tfrecord-example --out /tmp/fuzz-findings

@@ -21,6 +21,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fuzz_arrayrecord
 import fuzz_mutators as mut
 import fuzz_parquet
 import fuzz_records as rec
@@ -51,6 +52,7 @@ class Case:
         return self.seed.target in (
             "tfrecord-framing",
             "tfrecord-example",
+            "arrayrecord",
             "webdataset",
             "parquet",
             "images",
@@ -64,6 +66,7 @@ class Case:
 
 TF_OPS = ("info", "export", "pipeline", "stats")
 META_OPS = ("info", "export", "pipeline")
+AR_SEEDS = ("ar-png", "ar-raw", "ar-100", "ar-photos", "ar-layout", "tfds-ar")
 TFRECORD_SEEDS = ("tfr-png", "tfr-raw", "tfr-100", "tfr-photos", "tfr-photos-raw", "tfds-10", "tfds-100", "tfds-layout")
 # target -> (what it covers, [(store seed, files mutated, ops, what the ops read, weight)])
 FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
@@ -74,6 +77,11 @@ FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
     "tfrecord-example": (
         "tf.train.Example records: labels, image bytes and shapes, keys",
         [(s, "data/**/*.tfrecord-*", TF_OPS, "data", 1) for s in TFRECORD_SEEDS],
+    ),
+    "arrayrecord": (
+        "ArrayRecord shards: Examples rewritten (labels, images, shapes, keys), records dropped or repeated, "
+        "zstd bombs, bytes cut or damaged under the Riegeli hashes",
+        [(s, "data/**/*.array_record-*", TF_OPS, "data", 1) for s in AR_SEEDS],
     ),
     "webdataset": (
         "WebDataset tar shards: member names, types and sizes, labels, JSON, images, structure",
@@ -87,7 +95,7 @@ FOLDER_TARGETS: dict[str, tuple[str, list[tuple]]] = {
         "TFDS's dataset_info.json (in TFDS folders and cifarkit's TFRecord exports)",
         [
             (s, "data/**/dataset_info.json", META_OPS, "data", 1)
-            for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-png", "tfr-photos")
+            for s in ("tfds-10", "tfds-100", "tfds-layout", "tfr-png", "tfr-photos", "tfds-ar", "ar-png")
         ],
     ),
     "features-json": (
@@ -280,10 +288,12 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
         return rec.mutate_framing(rng, seed.data, pools.records)
     if seed.target == "tfrecord-example":
         return rec.mutate_example(rng, seed.data, pools.images)
-    if seed.target == "webdataset":
-        return fuzz_tar.mutate_shard(rng, seed.data, pools.images)
     if seed.target == "parquet":
         return fuzz_parquet.mutate_parquet(rng, seed.data, pools.images)
+    if seed.target == "webdataset":
+        return fuzz_tar.mutate_shard(rng, seed.data, pools.images)
+    if seed.target == "arrayrecord":
+        return fuzz_arrayrecord.mutate_array_record(rng, seed.data, pools.images)
     if seed.target in ("label-names",):
         return mut.mutate_lines(rng, seed.data)
     if seed.target == "manifest-csv":
@@ -302,6 +312,7 @@ def _mutate_file(rng: random.Random, seed: Seed, pools: Pools) -> tuple[bytes, s
 # Targets whose files an export or a TFDS folder names: a link out of the folder must be refused.
 LINKS_REFUSED = (
     "tfrecord-framing",
+    "arrayrecord",
     "webdataset",
     "parquet",
     "dataset-info",

@@ -124,6 +124,8 @@ ALLOWED_UP = {
     # A TFRecord export or a TFDS folder read as a source goes through the format's own reader,
     # imported lazily by the one source family that needs it.
     ("cifarkit.sources.registry", "cifarkit.formats.tfrecord_source"),
+    # An ArrayRecord export or TFDS folder read as a source, the same way.
+    ("cifarkit.sources.registry", "cifarkit.formats.arrayrecord_source"),
     # A WebDataset export read as a source (info, export from it), the same way.
     ("cifarkit.sources.registry", "cifarkit.formats.webdataset_read"),
     # A Parquet export read as a source (info, export from it), the same way.

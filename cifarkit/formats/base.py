@@ -70,6 +70,9 @@ class FormatAdapter(ABC):
     # Another format's option given a value other than its default is refused for this one
     # (cifarkit.formats.export.ExportOptions), rather than ignored.
     options: tuple[str, ...] = ()
+    # TFDS's name of the file format whose dataset folders this adapter reads (dataset_info.json's
+    # fileFormat), for the formats that write TFDS's folders; None for the others.
+    tfds_file_format: str | None = None
 
     def check_options(self, options: WriteOptions) -> None:  # noqa: B027  (an optional hook)
         """Refuse a bad value, or combination, of the options this format owns. Called when

@@ -28,6 +28,7 @@ from ..metadata.tfds import (  # noqa: F401  (the readers' entry points)
     INFO_FILE,
     TEMPLATE,
     TfdsFolder,
+    folder_file_format,
     is_tfds_info,
     read_folder_info,
 )
@@ -93,11 +94,14 @@ def features_json(features: dict[str, dict]) -> str:
     return json.dumps(tree, indent=4, sort_keys=True)
 
 
-def dataset_info_json(name: str, version: str, description: str, splits: dict[str, tuple[list[int], int]]) -> str:
-    """The ``DatasetInfo`` proto's JSON; ``splits``: name -> (records per shard, bytes)."""
+def dataset_info_json(
+    name: str, version: str, description: str, splits: dict[str, tuple[list[int], int]], file_format: str = "tfrecord"
+) -> str:
+    """The ``DatasetInfo`` proto's JSON; ``splits``: name -> (records per shard, bytes); ``file_format``
+    TFDS's name of the shards' format (``tfrecord``, ``array_record``)."""
     info: dict = {
         "description": description,
-        "fileFormat": "tfrecord",
+        "fileFormat": file_format,
         "moduleName": "cifarkit",
         "name": name,
         "splits": [

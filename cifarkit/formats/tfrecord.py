@@ -47,10 +47,11 @@ RAW_VALUE, RAW_SHAPE = "image/value", "image/shape"  # raw images of mixed sizes
 ENCODINGS = ("auto", "png", "jpeg", "raw")  # --encoding, in --help's order
 
 
-def shard_name(dataset: str, split: str, shard: int, shards: int) -> str:
-    """A shard's file name, TFDS's default; ``split`` must be a path component (the dataset name
-    is one: :func:`.tfds_info.tfds_name` keeps letters, digits and _ only)."""
-    return f"{dataset}-{path_component(split, 'split', 'the export')}.tfrecord-{shard:05d}-of-{shards:05d}"
+def shard_name(dataset: str, split: str, shard: int, shards: int, suffix: str = "tfrecord") -> str:
+    """A shard's file name, TFDS's default (``suffix``: its file format's, core/file_adapters.py);
+    ``split`` must be a path component (the dataset name is one: :func:`.tfds_info.tfds_name` keeps
+    letters, digits and _ only)."""
+    return f"{dataset}-{path_component(split, 'split', 'the export')}.{suffix}-{shard:05d}-of-{shards:05d}"
 
 
 def _image_record(image, encoding: str, quality: int, sized: bool) -> dict:
@@ -100,20 +101,29 @@ def write_shard(
     target = Path(path)
     if target.exists():
         return 0, len(labels)
+    with open_atomic(target) as handle:
+        for examples in example_batches(split, start, width, images, labels, coarse_labels, encoding, quality):
+            handle.write(b"".join(frame_record(example) for example in examples))
+    return len(labels), 0
+
+
+def example_batches(
+    split: str, start: int, width: int, images, labels, coarse_labels, encoding: str, quality: int
+) -> Iterator[list[bytes]]:
+    """The serialized ``tf.train.Example`` of each image, with TFDS's keys, a thousand at a time
+    (every format that stores Examples writes these same bytes)."""
     labels = np.asarray(labels).tolist()
     coarse = None if coarse_labels is None else np.asarray(coarse_labels).tolist()
-    with open_atomic(target) as handle:
-        for first in range(0, len(labels), RECORDS_PER_WRITE):
-            records = []
-            piece = images[first : first + RECORDS_PER_WRITE]
-            for offset, features in enumerate(image_features(piece, encoding, quality), first):
-                features[LABEL] = labels[offset]
-                features[ID] = f"{split}_{start + offset:0{width}d}".encode()
-                if coarse is not None:
-                    features[COARSE] = coarse[offset]
-                records.append(frame_record(example_bytes(features)))
-            handle.write(b"".join(records))
-    return len(labels), 0
+    for first in range(0, len(labels), RECORDS_PER_WRITE):
+        examples = []
+        piece = images[first : first + RECORDS_PER_WRITE]
+        for offset, features in enumerate(image_features(piece, encoding, quality), first):
+            features[LABEL] = labels[offset]
+            features[ID] = f"{split}_{start + offset:0{width}d}".encode()
+            if coarse is not None:
+                features[COARSE] = coarse[offset]
+            examples.append(example_bytes(features))
+        yield examples
 
 
 def features_of(dataset, encoding: str) -> dict[str, dict]:
@@ -144,10 +154,11 @@ class Shard(Piece):
     index: int = 0
     count: int = 1  # shards in the split
     dataset: str = ""  # the dataset's name, the first part of the file name
+    suffix: str = "tfrecord"  # the file format's, after the split in the name
 
     @property
     def file_name(self) -> str:
-        return shard_name(self.dataset, self.split, self.index, self.count)
+        return shard_name(self.dataset, self.split, self.index, self.count, self.suffix)
 
     def manifest_paths(self) -> list[str]:
         return [self.file_name] * (self.stop - self.start)
@@ -172,6 +183,8 @@ class TFRecord(FormatAdapter):
 
     name = "tfrecord"
     options = ("shards", "encoding", "quality", "tfds_layout")
+    tfds_file_format = "tfrecord"  # TFDS's name of the format (dataset_info.json's fileFormat, file names)
+    shard_worker = staticmethod(_write_shard)  # writes one shard (in a worker process)
 
     def check_options(self, options: WriteOptions) -> None:
         if options.encoding not in ENCODINGS:
@@ -204,13 +217,14 @@ class TFRecord(FormatAdapter):
         count = _shard_count(n, options)
         bounds = [(i * n // count, (i + 1) * n // count) for i in range(count)]
         name = tfds_info.tfds_name(dataset.name)
-        return [Shard(split, start, stop, i, count, name) for i, (start, stop) in enumerate(bounds)]
+        suffix = self.tfds_file_format
+        return [Shard(split, start, stop, i, count, name, suffix) for i, (start, stop) in enumerate(bounds)]
 
     def write_split(self, dataset, split: str, out: Path, pieces: list[Shard], options: WriteOptions, progress) -> int:
         width = index_width(dataset.count(split))
         tasks = [(shard, str(out / shard.file_name), width, options.encoding, options.quality) for shard in pieces]
         skipped = 0
-        for written, already in run_tasks(_write_shard, tasks, options.workers, shared=dataset):
+        for written, already in run_tasks(self.shard_worker, tasks, options.workers, shared=dataset):
             progress.update(written + already)
             skipped += already
         return skipped
@@ -233,7 +247,8 @@ class TFRecord(FormatAdapter):
         labels = {LABEL: dataset.class_names}
         if dataset.coarse_class_names is not None:
             labels[COARSE] = dataset.coarse_class_names
-        info = tfds_info.dataset_info_json(name, tfds_info.tfds_version(name), description, splits)
+        version = tfds_info.tfds_version(name)
+        info = tfds_info.dataset_info_json(name, version, description, splits, self.tfds_file_format)
         tfds_info.write_metadata(out, info, tfds_info.features_json(features_of(dataset, options.encoding)), labels)
 
     def owns(self, state: ExportState) -> Owns:
@@ -241,7 +256,8 @@ class TFRecord(FormatAdapter):
         records for it) and TFDS's metadata beside them, all at the top of OUT."""
         shards = state.shards or {}
         dataset = re.escape(tfds_info.tfds_name(state.dataset))
-        shard_file = re.compile(dataset + r"-(.+)\.tfrecord-([0-9]{5,})-of-([0-9]{5,})")
+        suffix = re.escape(self.tfds_file_format)
+        shard_file = re.compile(dataset + r"-(.+)\." + suffix + r"-([0-9]{5,})-of-([0-9]{5,})")
         metadata = {tfds_info.INFO_FILE, tfds_info.FEATURES_FILE, f"{LABEL}.labels.txt", f"{COARSE}.labels.txt"}
 
         def owns(path: str, is_dir: bool) -> bool:

@@ -31,6 +31,8 @@ from .names import folder_names, path_component
 INFO_FILE = "dataset_info.json"
 FEATURES_FILE = "features.json"
 TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # TFDS's DEFAULT_FILENAME_TEMPLATE
+# The file formats of TFDS (core/file_adapters.py FileFormat values) whose folders cifarkit reads.
+FILE_FORMATS = ("tfrecord", "array_record")
 MAX_CHANNELS = 4  # RGBA
 IMAGE_CHANNELS = (-1, 1, 3, 4)  # an Image feature's last dimension: what TensorFlow's image decoders produce
 LABEL_KEYS = ("label", "coarse_label")  # the ClassLabel features cifarkit reads
@@ -132,6 +134,7 @@ class TfdsFolder:
     counts: dict[str, int]
     files: dict[str, list[str]]  # split -> shard file names (path components), in order
     lengths: dict[str, list[int]]  # split -> examples in each shard, in the same order
+    file_format: str = "tfrecord"  # one of FILE_FORMATS
 
 
 def read_features(root: Path) -> FeaturesFile | None:
@@ -151,8 +154,10 @@ def read_folder_info(root: Path) -> TfdsFolder:
         )
     if features["label"].classLabel is None:
         raise SourceError(f"{root / FEATURES_FILE}: its 'label' feature is not a ClassLabel")
-    if info.fileFormat != "tfrecord":
-        raise SourceError(f"{root}: TFDS file format {info.fileFormat!r}; cifarkit reads tfrecord only")
+    if info.fileFormat not in FILE_FORMATS:
+        raise SourceError(
+            f"{root}: TFDS file format {info.fileFormat[:40]!r}; cifarkit reads {' and '.join(FILE_FORMATS)}"
+        )
     listed = root / INFO_FILE
     folder_names([s.name for s in info.splits], "split", listed)  # no two splits in one folder
     empty = [s.name for s in info.splits if not s.shardLengths]
@@ -166,10 +171,10 @@ def read_folder_info(root: Path) -> TfdsFolder:
         for key in LABEL_KEYS
         if key in features and features[key].classLabel is not None
     }
-    files = {s.name: _shard_files(s, name, listed) for s in info.splits}
+    files = {s.name: _shard_files(s, name, info.fileFormat, listed) for s in info.splits}
     lengths = {s.name: list(s.shardLengths) for s in info.splits}
     counts = {split: sum(n) for split, n in lengths.items()}
-    return TfdsFolder(root, name, info.version, features, labels, counts, files, lengths)
+    return TfdsFolder(root, name, info.version, features, labels, counts, files, lengths, info.fileFormat)
 
 
 def _label_names(root: Path, key: str, spec: LabelSpec) -> tuple[str, ...] | NumberedNames:
@@ -181,20 +186,21 @@ def _label_names(root: Path, key: str, spec: LabelSpec) -> tuple[str, ...] | Num
     return NumberedNames(spec.numClasses)  # TFDS's own cifar10 code sets names; a folder may not
 
 
-def _shard_files(split: SplitEntry, dataset: str, listed: Path) -> list[str]:
+def _shard_files(split: SplitEntry, dataset: str, file_format: str, listed: Path) -> list[str]:
     """The split's shard file names from its template, each one path component in ``root``."""
     count = len(split.shardLengths)
-    names = [_shard_file(split.filepathTemplate or TEMPLATE, dataset, split.name, i, count) for i in range(count)]
+    template = split.filepathTemplate or TEMPLATE
+    names = [_shard_file(template, dataset, split.name, file_format, i, count) for i in range(count)]
     for name in names[:1] + names[-1:]:  # the others differ only in their digits
         path_component(name, "shard file", f"{listed} (split {split.name!r})")
     return names
 
 
-def _shard_file(template: str, name: str, split: str, index: int, count: int) -> str:
+def _shard_file(template: str, name: str, split: str, file_format: str, index: int, count: int) -> str:
     values = {
         "DATASET": name,
         "SPLIT": split,
-        "FILEFORMAT": "tfrecord",
+        "FILEFORMAT": file_format,
         "SHARD_INDEX": f"{index:05d}",
         "NUM_SHARDS": f"{count:05d}",
         "SHARD_X_OF_Y": f"{index:05d}-of-{count:05d}",
@@ -204,6 +210,17 @@ def _shard_file(template: str, name: str, split: str, index: int, count: int) ->
 
 class _Probe(pydantic.BaseModel):
     format: Any = None
+
+
+class _FileFormat(pydantic.BaseModel):
+    fileFormat: Any = "tfrecord"
+
+
+def folder_file_format(root: Path) -> str:
+    """The file format a TFDS folder's ``dataset_info.json`` names (TFDS's default, tfrecord, where it
+    names none); what it says is checked when the folder is read (:func:`read_folder_info`)."""
+    probe = read_model(root, INFO_FILE, _FileFormat)
+    return probe.fileFormat if probe is not None and isinstance(probe.fileFormat, str) else "tfrecord"
 
 
 def is_tfds_info(root: Path) -> bool:

@@ -75,6 +75,19 @@ def _has_records(path: Path) -> bool:
     return find_records(path) is not None
 
 
+def _array_records(path: Path, verify: bool) -> LabelledImages:
+    # An ArrayRecord export (or TFDS folder) read back through its format, as the TFRecord family does.
+    from ..formats.arrayrecord_source import read_array_records_folder
+
+    return read_array_records_folder(path)
+
+
+def _has_array_records(path: Path) -> bool:
+    from ..formats.arrayrecord_source import find_array_records
+
+    return find_array_records(path) is not None
+
+
 def _webdataset(path: Path, verify: bool) -> LabelledImages:
     # A WebDataset export read back through its format, as the TFRecord family does.
     from ..formats.webdataset_read import read_webdataset_folder
@@ -149,6 +162,8 @@ FAMILIES: tuple[SourceFamily, ...] = (
         lambda p: _official_archive(p) is not None,
         lambda p, verify: read_cifar_archive(_official_archive(p), verify=verify),
     ),
+    # before TFRecord's, which takes any TFDS folder
+    SourceFamily("arrayrecord", "an ArrayRecord export or TFDS folder", False, _has_array_records, _array_records),
     SourceFamily("tfrecord", "a TFRecord export or TFDS-prepared folder", False, _has_records, _records),
     SourceFamily("webdataset", "a WebDataset export", False, _has_webdataset, _webdataset),
     SourceFamily("parquet", "a Parquet export", False, _has_parquet, _parquet),

@@ -17,7 +17,7 @@ from cifarkit.sources import open_source
 
 # Adapters that store pixels exactly: what they read back must equal the source bit for bit; the
 # others must read back exactly what their codec wrote.
-LOSSLESS = {"png", "tfrecord", "parquet", "webdataset"}
+LOSSLESS = {"png", "tfrecord", "webdataset", "arrayrecord", "parquet"}
 
 
 def test_every_adapter_is_registered_under_its_own_name():

@@ -21,6 +21,7 @@ BYTE_TARGETS = ("cifar-batches", "cifar-archives", "idx")
 FOLDER_TARGETS = (
     "tfrecord-framing",
     "tfrecord-example",
+    "arrayrecord",
     "webdataset",
     "parquet",
     "dataset-info",
