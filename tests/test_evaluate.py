@@ -345,3 +345,21 @@ def test_confusion_image_shades_by_row_share():
     assert image.dtype == np.uint8 and image.shape[2] == 3
     full = tuple(int(v) for v in plots.HEAT_HIGH)
     assert (image == full).all(axis=2).sum() > 100  # row b is all in one cell: the darkest shade
+
+
+def test_predict_with_a_model_of_grey_images_reads_files_in_its_one_channel(tmp_path):
+    from cifarkit.evaluation.predict import to_grey
+
+    synth.make_mnist_folder(tmp_path / "mnist", train=40, test=20)
+    workdir = tmp_path / "run"
+    args = ["train", "lenet5", "--data", str(tmp_path / "mnist"), "--workdir", str(workdir), "--epochs", "1"]
+    trained = runner.invoke(app, [*args, "--batch-size", "8", "-q"])
+    assert trained.exit_code == 0, trained.output
+    digit = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    iio.imwrite(tmp_path / "digit.png", digit)
+    result = runner.invoke(app, ["predict", str(workdir), str(tmp_path / "digit.png")])
+    assert result.exit_code == 0, result.output  # a TypeError on 3 channels into 1 before
+    assert "digit.png" in result.stdout
+    # A grey file read as RGB comes back to exactly its own values.
+    rgb = np.repeat(digit[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(to_grey(rgb)[..., 0], digit)

@@ -116,6 +116,7 @@ def predict_files(
     if not isinstance(model, ExportedModel):
         model_parts(model)  # a clear error for a model that is not ours
     size, infer = scorer(model)
+    grey = _channels(model) == 1
 
     results: list[Prediction] = []
     for start in range(0, len(paths), PREDICT_BATCH):
@@ -132,11 +133,25 @@ def predict_files(
                 continue
             read.append(path)
             sizes.append(file_size)
-            prepared.append(image)
+            prepared.append(to_grey(image) if grey else image)
         if prepared:
             probabilities = infer(np.stack(prepared))
             results += [Prediction(p, hw, prob) for p, hw, prob in zip(read, sizes, probabilities)]
     return results
+
+
+def _channels(model) -> int:
+    """The channels a model takes: a Keras model says; an exported one takes RGB."""
+    shape = getattr(model, "input_shape", None)
+    return int(shape[-1]) if shape and shape[-1] else 3
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 1) as Pillow's "L" conversion computes it (ITU-R 601-2 luma,
+    fixed point), so a grey file read as RGB comes back to exactly its own values."""
+    weights = np.array([19595, 38470, 7471], np.uint32)
+    luma = (image.astype(np.uint32) @ weights + 0x8000) >> 16
+    return luma.astype(np.uint8)[..., None]
 
 
 def predictions_csv(predictions: Sequence[Prediction], names: Sequence[str], k: int) -> str:
