@@ -7,6 +7,7 @@ Four contenders, each run as its own subprocess on the same archive:
   baseline-jpg       tarfile + pickle + imageio.v2.imwrite, one image at a time, one process
   cifarkit-tfrecord  cifarkit export --format tfrecord  (all cores)
   baseline-tfrecord  pickle + tf.io.encode_png + tf.train.Example + one tf.io.TFRecordWriter
+  cifarkit-parquet   cifarkit export --format parquet   (all cores; Hugging Face's layout)
 
 Time is the wall time of the whole subprocess, from start to exit (imports, reading and
 decompressing the archive, encoding, writing): what a user waits for. Runs are interleaved
@@ -27,6 +28,12 @@ and --encoding png (decoded and re-encoded), each run timed as a subprocess; fig
 time and bytes of records. Needs no archive.
 
     python scripts/bench_export.py --photos 300
+
+Reading back (--read-back parquet): the archive exported once, then read whole, each reader in
+its own subprocess: Hugging Face's ``datasets.load_dataset("parquet", data_dir=...)`` (its Arrow
+cache built, then every image decoded to a numpy array) and ``cifarkit.load_numpy``.
+
+    python scripts/bench_export.py --read-back parquet --repeats 2
 
 Needs the real archive (see ../shared/data/README.md):
 
@@ -53,7 +60,7 @@ from pathlib import Path
 DEFAULT_ARCHIVE = Path.home() / ".cache" / "cifarkit-real" / "cifar-10-python.tar.gz"
 BUILD_HINT = "python ../shared/data/make_cifar10_archive.py ~/.cache/cifarkit-real/cifar-10-python.tar.gz"
 IMAGES = 60_000
-CONTENDERS = ("cifarkit-jpg", "baseline-jpg", "cifarkit-tfrecord", "baseline-tfrecord")
+CONTENDERS = ("cifarkit-jpg", "baseline-jpg", "cifarkit-tfrecord", "baseline-tfrecord", "cifarkit-parquet")
 PAIRS = (("jpg", "cifarkit-jpg", "baseline-jpg", 6.0), ("tfrecord", "cifarkit-tfrecord", "baseline-tfrecord", 5.0))
 MEMORY_TARGET_MB = 400.0  # MB = 10**6 bytes
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -149,6 +156,8 @@ def contender_main(name: str, archive: str, out: str, result: str) -> int:
         code = run_cifarkit(archive, out, "jpg")
     elif name == "cifarkit-tfrecord":
         code = run_cifarkit(archive, out, "tfrecord")
+    elif name == "cifarkit-parquet":
+        code = run_cifarkit(archive, out, "parquet")
     elif name == "baseline-jpg":
         code = run_baseline_jpg(archive, out)
     elif name == "baseline-tfrecord":
@@ -268,7 +277,9 @@ def _count_output(name: str, out: Path) -> int:
     """Images written: files in a JPEG tree; records are not parsed (size only, as a sanity check)."""
     if name.endswith("jpg"):
         return sum(1 for p in out.rglob("*.jpg"))
-    return sum(p.stat().st_size for p in out.rglob("*tfrecord*"))
+    return sum(p.stat().st_size for p in out.rglob("*tfrecord*")) + sum(
+        p.stat().st_size for p in out.rglob("*.parquet")
+    )
 
 
 # --- reporting -----------------------------------------------------------------------------------
@@ -404,9 +415,15 @@ def main() -> int:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--photos", type=int, default=0, help="photo-tree case: this many JPEGs, auto vs png")
+    parser.add_argument("--read-back", choices=tuple(READERS), help="time each client reading an export back")
+    parser.add_argument("--reader", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.photos:
         return photo_bench(args.photos, args.repeats, args.tmp)
+    if args.reader:
+        return READERS[args.read_back][args.reader](args.out)
+    if args.read_back:
+        return read_bench(args.read_back, args.archive.expanduser(), args.repeats, args.tmp)
 
     if args.contender:
         return contender_main(args.contender, str(args.archive), args.out, args.result)
@@ -516,6 +533,68 @@ def photo_bench(count: int, repeats: int, tmp: Path) -> int:
                     "records"
                 )
                 shutil.rmtree(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _read_datasets(out: str) -> int:
+    """Hugging Face's own reader: the Arrow cache built from the files, then every image decoded."""
+    import datasets
+    import numpy as np
+
+    cache = os.path.join(os.path.dirname(out), "hf-cache")  # built anew for each run
+    loaded = datasets.load_dataset("parquet", data_dir=out, cache_dir=cache)
+    count = 0
+    for split in loaded.values():
+        for batch in split.with_format("numpy").iter(batch_size=1000):
+            count += len(np.stack(batch["image"]))
+    return 0 if count == IMAGES else 1
+
+
+def _read_cifarkit(out: str) -> int:
+    import cifarkit
+
+    (x, _), (t, _) = cifarkit.load_numpy(out)
+    return 0 if len(x) + len(t) == IMAGES else 1
+
+
+READERS = {"parquet": {"datasets": _read_datasets, "cifarkit": _read_cifarkit}}
+
+
+def read_bench(fmt: str, archive: Path, repeats: int, tmp: Path) -> int:
+    """Export once (untimed), then each reader of ``fmt`` in turn, each run a subprocess."""
+    work = Path(tempfile.mkdtemp(prefix="cifarkit-read-", dir=tmp))
+    out = work / "export"
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cifarkit",
+                "export",
+                "-s",
+                str(archive),
+                "--no-verify",
+                "-f",
+                fmt,
+                "-o",
+                str(out),
+                "-q",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        print(f"read back {fmt}: {IMAGES:,} images, {size / 1e6:.1f} MB exported; {os.cpu_count()} CPUs")
+        for repeat in range(repeats):
+            for reader in READERS[fmt]:
+                shutil.rmtree(work / "hf-cache", ignore_errors=True)
+                start = time.perf_counter()
+                command = [sys.executable, __file__, "--read-back", fmt, "--reader", reader, "--out", str(out)]
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                wall = time.perf_counter() - start
+                print(f"  [{repeat + 1}/{repeats}] {reader:<9} {wall:6.2f} s  {IMAGES / wall:8,.0f} images/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
