@@ -360,3 +360,32 @@ def test_a_data_page_that_claims_more_than_it_holds_is_one_line_naming_its_row_g
     path.write_bytes(bytes(raw))
     line = _error_line(CliRunner().invoke(app, ["stats", "-s", str(folder), "-o", str(tmp_path / "s.json"), "-q"]))
     assert line.startswith(f"cifarkit: error: {path}: row group 0 cannot be read ("), line
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli_export(source: Path, out: Path, fmt: str, *more: str):
+    args = ["export", "-f", fmt, "-s", str(source), "-o", str(out), "--workers", "1", "-q", *more]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize("first, second", [("parquet", "tfrecord"), ("png", "parquet"), ("parquet", "parquet")])
+def test_overwrite_replaces_a_parquet_export_completely(cifar10_tar, tmp_path, first, second):
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert _cli_export(cifar10_tar.path, out, first, *(("--shards", "3") if first == "parquet" else ())).exit_code == 0
+    result = _cli_export(cifar10_tar.path, out, second, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert _cli_export(cifar10_tar.path, fresh, second).exit_code == 0
+    assert _tree(out).keys() - {".cifarkit.lock"} == _tree(fresh).keys() - {".cifarkit.lock"}
+    assert all(_tree(out)[name] == data for name, data in _tree(fresh).items() if name.startswith("data/"))
+
+
+def test_overwrite_leaves_a_users_file_in_data_and_removes_nothing(c10, cifar10_tar, tmp_path):
+    folder = _copy(c10, tmp_path / "mine")
+    (folder / "data" / "notes.txt").write_text("mine")
+    before = _tree(folder)
+    result = _cli_export(cifar10_tar.path, folder, "png", "--overwrite")
+    assert result.exit_code == 1 and "data/notes.txt: not written by the earlier export" in result.output
+    assert _tree(folder) == before
