@@ -8,6 +8,7 @@ Four contenders, each run as its own subprocess on the same archive:
   cifarkit-tfrecord  cifarkit export --format tfrecord  (all cores)
   baseline-tfrecord  pickle + tf.io.encode_png + tf.train.Example + one tf.io.TFRecordWriter
   cifarkit-parquet   cifarkit export --format parquet   (all cores; Hugging Face's layout)
+  cifarkit-webdataset  cifarkit export --format webdataset  (all cores; tar shards, DALI's index)
 
 Time is the wall time of the whole subprocess, from start to exit (imports, reading and
 decompressing the archive, encoding, writing): what a user waits for. Runs are interleaved
@@ -32,6 +33,8 @@ time and bytes of records. Needs no archive.
 Reading back (--read-back parquet): the archive exported once, then read whole, each reader in
 its own subprocess: Hugging Face's ``datasets.load_dataset("parquet", data_dir=...)`` (its Arrow
 cache built, then every image decoded to a numpy array) and ``cifarkit.load_numpy``.
+``--read-back webdataset``: the webdataset library over each split's brace pattern, images
+decoded to uint8 arrays, and ``cifarkit.load_numpy``.
 
     python scripts/bench_export.py --read-back parquet --repeats 2
 
@@ -60,7 +63,14 @@ from pathlib import Path
 DEFAULT_ARCHIVE = Path.home() / ".cache" / "cifarkit-real" / "cifar-10-python.tar.gz"
 BUILD_HINT = "python ../shared/data/make_cifar10_archive.py ~/.cache/cifarkit-real/cifar-10-python.tar.gz"
 IMAGES = 60_000
-CONTENDERS = ("cifarkit-jpg", "baseline-jpg", "cifarkit-tfrecord", "baseline-tfrecord", "cifarkit-parquet")
+CONTENDERS = (
+    "cifarkit-jpg",
+    "baseline-jpg",
+    "cifarkit-tfrecord",
+    "baseline-tfrecord",
+    "cifarkit-parquet",
+    "cifarkit-webdataset",
+)
 PAIRS = (("jpg", "cifarkit-jpg", "baseline-jpg", 6.0), ("tfrecord", "cifarkit-tfrecord", "baseline-tfrecord", 5.0))
 MEMORY_TARGET_MB = 400.0  # MB = 10**6 bytes
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -158,6 +168,8 @@ def contender_main(name: str, archive: str, out: str, result: str) -> int:
         code = run_cifarkit(archive, out, "tfrecord")
     elif name == "cifarkit-parquet":
         code = run_cifarkit(archive, out, "parquet")
+    elif name == "cifarkit-webdataset":
+        code = run_cifarkit(archive, out, "webdataset")
     elif name == "baseline-jpg":
         code = run_baseline_jpg(archive, out)
     elif name == "baseline-tfrecord":
@@ -277,8 +289,10 @@ def _count_output(name: str, out: Path) -> int:
     """Images written: files in a JPEG tree; records are not parsed (size only, as a sanity check)."""
     if name.endswith("jpg"):
         return sum(1 for p in out.rglob("*.jpg"))
-    return sum(p.stat().st_size for p in out.rglob("*tfrecord*")) + sum(
-        p.stat().st_size for p in out.rglob("*.parquet")
+    return (
+        sum(p.stat().st_size for p in out.rglob("*tfrecord*"))
+        + sum(p.stat().st_size for p in out.rglob("*.parquet"))
+        + sum(p.stat().st_size for p in out.rglob("*.tar"))
     )
 
 
@@ -559,7 +573,25 @@ def _read_cifarkit(out: str) -> int:
     return 0 if len(x) + len(t) == IMAGES else 1
 
 
-READERS = {"parquet": {"datasets": _read_datasets, "cifarkit": _read_cifarkit}}
+def _read_webdataset(out: str) -> int:
+    """The webdataset library, as a PyTorch user reads the shards: each split's brace pattern
+    (from cifarkit_info.json), every image decoded to a uint8 array."""
+    import json
+
+    import webdataset as wds
+
+    patterns = {s: e["pattern"] for s, e in json.loads(Path(out, "cifarkit_info.json").read_text())["splits"].items()}
+    count = 0
+    for pattern in patterns.values():
+        shards = wds.WebDataset(os.path.join(out, pattern), shardshuffle=False)
+        count += sum(image.shape == (32, 32, 3) for image, _ in shards.decode("rgb8").to_tuple("png", "cls"))
+    return 0 if count == IMAGES else 1
+
+
+READERS = {
+    "parquet": {"datasets": _read_datasets, "cifarkit": _read_cifarkit},
+    "webdataset": {"webdataset": _read_webdataset, "cifarkit": _read_cifarkit},
+}
 
 
 def read_bench(fmt: str, archive: Path, repeats: int, tmp: Path) -> int:
