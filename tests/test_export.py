@@ -97,7 +97,7 @@ def test_bad_options_name_the_value(cifar10_tar):
         (dict(format="png", quality=80), "--quality is for --format jpg or tfrecord…; --format png does not use it"),
         (dict(format="jpg", encoding="raw"), "--encoding is for --format tfrecord…; --format jpg does not use it"),
         (dict(format="png", shards=3), "--shards is for --format tfrecord…;"),
-        (dict(format="jpeg", tfds_layout=True), "--tfds-layout is for --format tfrecord; --format jpg does not"),
+        (dict(format="jpeg", tfds_layout=True), "--tfds-layout is for --format tfrecord…; --format jpg does not"),
         (dict(format="tfrecord", layout="coarse/fine"), "--layout is for --format jpg or png; --format tfrecord"),
         (dict(format="tfrecord", quality=80), "--quality is for JPEG records (--encoding jpeg); --encoding auto"),
         (dict(format="jpg", layout="flat"), "unknown layout 'flat'"),
