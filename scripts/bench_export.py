@@ -9,6 +9,7 @@ Four contenders, each run as its own subprocess on the same archive:
   baseline-tfrecord  pickle + tf.io.encode_png + tf.train.Example + one tf.io.TFRecordWriter
   cifarkit-parquet   cifarkit export --format parquet   (all cores; Hugging Face's layout)
   cifarkit-webdataset  cifarkit export --format webdataset  (all cores; tar shards, DALI's index)
+  cifarkit-arrayrecord  cifarkit export --format arrayrecord  (all cores; TFDS's array_record shards)
 
 Time is the wall time of the whole subprocess, from start to exit (imports, reading and
 decompressing the archive, encoding, writing): what a user waits for. Runs are interleaved
@@ -35,6 +36,8 @@ its own subprocess: Hugging Face's ``datasets.load_dataset("parquet", data_dir=.
 cache built, then every image decoded to a numpy array) and ``cifarkit.load_numpy``.
 ``--read-back webdataset``: the webdataset library over each split's brace pattern, images
 decoded to uint8 arrays, and ``cifarkit.load_numpy``.
+``--read-back arrayrecord``: Grain's sampler (a global shuffle) and loader over TFDS's data
+source, batches of 1,000 decoded, and ``cifarkit.load_numpy``.
 
     python scripts/bench_export.py --read-back parquet --repeats 2
 
@@ -70,6 +73,7 @@ CONTENDERS = (
     "baseline-tfrecord",
     "cifarkit-parquet",
     "cifarkit-webdataset",
+    "cifarkit-arrayrecord",
 )
 PAIRS = (("jpg", "cifarkit-jpg", "baseline-jpg", 6.0), ("tfrecord", "cifarkit-tfrecord", "baseline-tfrecord", 5.0))
 MEMORY_TARGET_MB = 400.0  # MB = 10**6 bytes
@@ -170,6 +174,8 @@ def contender_main(name: str, archive: str, out: str, result: str) -> int:
         code = run_cifarkit(archive, out, "parquet")
     elif name == "cifarkit-webdataset":
         code = run_cifarkit(archive, out, "webdataset")
+    elif name == "cifarkit-arrayrecord":
+        code = run_cifarkit(archive, out, "arrayrecord")
     elif name == "baseline-jpg":
         code = run_baseline_jpg(archive, out)
     elif name == "baseline-tfrecord":
@@ -293,6 +299,7 @@ def _count_output(name: str, out: Path) -> int:
         sum(p.stat().st_size for p in out.rglob("*tfrecord*"))
         + sum(p.stat().st_size for p in out.rglob("*.parquet"))
         + sum(p.stat().st_size for p in out.rglob("*.tar"))
+        + sum(p.stat().st_size for p in out.rglob("*.array_record-*"))
     )
 
 
@@ -588,9 +595,26 @@ def _read_webdataset(out: str) -> int:
     return 0 if count == IMAGES else 1
 
 
+def _read_grain(out: str) -> int:
+    """Grain over TFDS's data source, as a JAX user reads the shards: every record at random (a
+    global shuffle), batches of 1,000 decoded to uint8 arrays, in this process."""
+    import grain.python as grain
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(out)
+    count = 0
+    for split in builder.info.splits:
+        source = builder.as_data_source(split)
+        sampler = grain.IndexSampler(len(source), grain.NoSharding(), shuffle=True, num_epochs=1, seed=0)
+        loader = grain.DataLoader(data_source=source, sampler=sampler, operations=[grain.Batch(1000)], worker_count=0)
+        count += sum(len(batch["image"]) for batch in loader)
+    return 0 if count == IMAGES else 1
+
+
 READERS = {
     "parquet": {"datasets": _read_datasets, "cifarkit": _read_cifarkit},
     "webdataset": {"webdataset": _read_webdataset, "cifarkit": _read_cifarkit},
+    "arrayrecord": {"grain": _read_grain, "cifarkit": _read_cifarkit},
 }
 
 
