@@ -223,7 +223,7 @@ def test_the_readme_block_runs_as_written(tmp_path):
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("      import json, onnxruntime\n")
+    start = readme.index("    import json, onnxruntime\n")
     block = textwrap.dedent(readme[start : readme.index("\n\n", start)])
     model_path = save_model(tmp_path, "lenet5")
     images = image_files(tmp_path / "images", 3, SIDE, 3)

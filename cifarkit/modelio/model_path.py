@@ -45,7 +45,7 @@ def resolve_model_path(path: Path) -> tuple[Path, RunConfigFile | None]:
         raise SourceError(f"{path}: no such run folder or model file")
     if path.suffix == ".onnx":  # export-model writes it for ONNX Runtime; cifarkit itself does not run one
         raise UsageError(
-            f"{path}: cifarkit does not run ONNX files; run it with onnxruntime (README: Use with ONNX Runtime), "
+            f"{path}: cifarkit does not run ONNX files; run it with onnxruntime (README: Export a model), "
             "or the .keras model it was exported from"
         )
     if path.suffix not in (".keras", ".tflite"):
