@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..formats.beam_export import RUNNERS
 from .app import app
 from .options import (
     DataOption,
@@ -19,11 +20,14 @@ from .options import (
     QuietOption,
     RecipeName,
     TreeLayout,
+    choices,
     open_data,
     open_records,
     say,
     split_list,
 )
+
+ExportRunner = choices("ExportRunner", RUNNERS)
 
 
 @app.command()
@@ -73,11 +77,27 @@ def export(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+    runner: Annotated[
+        ExportRunner,
+        typer.Option(
+            case_sensitive=False,
+            help="local: this machine's worker processes; beam: an Apache Beam pipeline (pip install "
+            "'cifarkit[beam]'), the same bytes.",
+        ),
+    ] = ExportRunner("local"),  # noqa: B008  (Typer reads an option's default from here)
+    beam_options: Annotated[
+        str | None,
+        typer.Option(
+            help="--runner beam: Beam's pipeline flags in one string, e.g. \"--runner=DataflowRunner --project=P "
+            '--region=R --temp_location=gs://B/tmp". Default: the DirectRunner, --workers processes.',
+        ),
+    ] = None,
     no_verify: NoVerifyOption = False,
     quiet: QuietOption = False,
     json_progress: JsonProgressOption = False,
 ) -> None:
     """Write a dataset as a labelled JPEG/PNG folder tree, sharded TFRecords or WebDataset tar shards."""
+    from ..formats.beam_export import make_runner
     from ..formats.export import ExportOptions, export_dataset
     from ..formats.parallel import default_workers
     from ..runtime.progress import progress_mode
@@ -95,6 +115,7 @@ def export(
         skip_bad=skip_bad,
         layout=layout.value,
         progress=progress_mode(quiet, json_progress),
+        runner=make_runner(runner.value, beam_options),
     )
     dataset, sample = open_records(source, no_verify, quiet)
     if out is None:

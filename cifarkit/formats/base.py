@@ -44,9 +44,23 @@ class WriteOptions(Protocol):
     quality: int  # JPEG quality, for jpg trees and TFRecord's jpeg encoding
     workers: int
     shards: int | None  # TFRecord shards per split; None: the format's default
+    shard_size: int | None  # bytes a shard holds about (cifarkit.formats.sharding); not with shards
     encoding: str  # TFRecord image encoding
     tfds_layout: bool  # TFRecord: OUT/<name>/<version>/
     layout: str  # image trees: <split>/<class>/ or <split>/<coarse>/<fine>/
+
+
+class ExportRunner(Protocol):
+    """Where an export's file checks and writes run, other than this machine's worker processes
+    (``ExportOptions.runner``; :class:`cifarkit.formats.beam_export.BeamRunner` runs them as Apache
+    Beam pipelines). Planning, the export state and the metadata stay the exporter's."""
+
+    def check_files(self, dataset: LabelledImages, splits: tuple[str, ...], options: WriteOptions) -> list:
+        """The image files of ``splits`` that cannot be read (:class:`.photos.FileCheck` with an error)."""
+
+    def write(self, dataset: LabelledImages, out: Path, plans: dict[str, list[Piece]], options, bad: list) -> int:
+        """Write every planned piece with the format's adapter, and report each split's progress;
+        returns the images skipped (written by an earlier run of the same export)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,11 @@ class FormatAdapter(ABC):
     # TFDS's name of the file format whose dataset folders this adapter reads (dataset_info.json's
     # fileFormat), for the formats that write TFDS's folders; None for the others.
     tfds_file_format: str | None = None
+    # Whether write_split of any of a split's pieces alone writes exactly those pieces, each a
+    # whole file of its own (written under a temporary name and renamed), so that pieces can be
+    # written apart, in any order, on other machines (cifarkit.formats.beam_export). False for a
+    # format that finishes a split as a whole: it is written a split at a time there.
+    pieces_apart: bool = True
 
     def check_options(self, options: WriteOptions) -> None:  # noqa: B027  (an optional hook)
         """Refuse a bad value, or combination, of the options this format owns. Called when

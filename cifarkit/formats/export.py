@@ -46,7 +46,7 @@ from ..writers.clear import Owns, foreign_entry, remove_owned
 from ..writers.folder_lock import LOCK_NAME, hold
 from ..writers.manifest import write_json, write_labels, write_manifest
 from . import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
-from .base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE
+from .base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE, ExportRunner
 from .parallel import default_workers, run_tasks
 from .photos import FileCheck, bad_report, check_files
 
@@ -74,6 +74,9 @@ class ExportOptions:
     skip_bad: bool = False  # leave out image files that cannot be read (listed in cifarkit_info.json)
     layout: str = "class"  # image trees: cifarkit.formats.image_tree.LAYOUTS
     progress: str | None = None  # a mode of cifarkit.runtime.progress; None: from quiet and the terminal
+    # Where the checks and writes run: None, this machine's worker processes; or an ExportRunner
+    # (cifarkit.formats.beam_export.BeamRunner: Apache Beam). Every runner writes the same bytes.
+    runner: ExportRunner | None = field(default=None, compare=False)
     adapter: FormatAdapter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -284,10 +287,10 @@ def _checked_files(dataset: LabelledImages, splits: tuple[str, ...], options: Ex
     if not paths:
         return dataset, []
     tasks = [(paths[i : i + FILES_PER_CHECK],) for i in range(0, len(paths), FILES_PER_CHECK)]
-    bad = sorted(
-        (c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error),
-        key=lambda c: c.path,
-    )
+    found = (c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error)
+    if options.runner is not None:  # checked where the export is written: on the runner's workers
+        found = options.runner.check_files(dataset, splits, options)
+    bad = sorted(found, key=lambda c: c.path)
     if not bad:
         return dataset, []
     if not options.skip_bad:
@@ -337,11 +340,18 @@ def _export_locked(
     for split in splits:
         n = dataset.count(split)
         summary.counts[split] = n
+        if options.runner is not None:  # planned here, every split written below in one go
+            plans[split] = adapter.plan(dataset, split, options)
+            for piece in plans[split]:
+                _add_rows(rows, dataset, piece)
+            continue
         with _progress(n, split, options) as bar:
             plans[split] = adapter.plan(dataset, split, options)
             for piece in plans[split]:
                 _add_rows(rows, dataset, piece)
             summary.skipped += adapter.write_split(dataset, split, out, plans[split], options, bar)
+    if options.runner is not None:
+        summary.skipped = options.runner.write(dataset, out, plans, options, bad)
     write_labels(out / "labels.txt", dataset.class_names)
     write_manifest(out / "manifest.csv", rows, dataset.coarse_class_names is not None)
     adapter.finish(out, dataset, plans, options)

@@ -85,6 +85,8 @@ def _read_journal(path: Path) -> set[int]:
 class ImageTree(FormatAdapter):
     """``--format jpg`` or ``--format png``: one image file per image, in class folders."""
 
+    pieces_apart = False  # a split's staging folder is renamed once its last chunk is written
+
     def __init__(self, name: str):
         self.name = name  # also the file extension
         self.options = ("quality", "layout") if name == "jpg" else ("layout",)  # PNG is lossless: no quality

@@ -85,12 +85,9 @@ def subset_of(
 
 
 def _piece(reader: DataReader, piece, with_coarse: bool, size: int | None):
-    """A piece as the split's own pipeline read, then skipped and taken: no options of its own
-    (the composed reader's :meth:`~DataReader.dataset` sets the shard policy once)."""
-    ds = reader.split_dataset(piece.split, with_coarse=with_coarse, size=size)
-    if (piece.start, piece.stop) == (0, reader.counts[piece.split]):
-        return ds
-    return ds.skip(piece.start).take(len(piece))
+    """A piece as the reader's own range of it, with no options of its own (the composed
+    reader's :meth:`~DataReader.dataset` sets the shard policy once)."""
+    return reader.range_dataset(piece.split, piece.start, piece.stop, with_coarse=with_coarse, size=size)
 
 
 def _composed(reader: DataReader, parts: dict, counts: dict[str, int], extras: dict) -> ComposedReader:

@@ -69,6 +69,14 @@ class DataReader:
         """A reader whose splits ``picks`` are sorted index subsets of ``base_split``."""
         raise NotImplementedError
 
+    def range_dataset(self, split: str, start: int, stop: int, *, with_coarse: bool = False, size: int | None = None):
+        """Images ``start:stop`` of a split as :meth:`split_dataset` gives them (no options set);
+        storage that can begin mid-split overrides it to skip reading what it leaves out."""
+        ds = self.split_dataset(split, with_coarse=with_coarse, size=size)
+        if (start, stop) == (0, self.counts[split]):
+            return ds
+        return ds.skip(start).take(stop - start)
+
     @property
     def parses_coarse(self) -> bool:
         """Whether the pipeline itself carries the coarse label (records that hold one)."""

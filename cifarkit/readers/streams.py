@@ -34,7 +34,7 @@ class StreamReader(DataReader):
         return self.coarse
 
     def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
-        return self._range(split, 0, self.counts[split], with_coarse, size)
+        return self.range_dataset(split, 0, self.counts[split], with_coarse=with_coarse, size=size)
 
     def piece_dataset(self, piece, *, image_size: int | None = None, with_coarse: bool = False):
         if (piece.start, piece.stop) == (0, self.counts[piece.split]):
@@ -43,10 +43,12 @@ class StreamReader(DataReader):
             raise UsageError(f"{self.location}: its records carry no coarse labels")
         import tensorflow as tf
 
-        ds = self._range(piece.split, piece.start, piece.stop, with_coarse, self.square_size(image_size))
+        ds = self.range_dataset(
+            piece.split, piece.start, piece.stop, with_coarse=with_coarse, size=self.square_size(image_size)
+        )
         return shard_policy(ds.apply(tf.data.experimental.assert_cardinality(len(piece))), False)
 
-    def _range(self, split: str, start: int, stop: int, with_coarse: bool, size: int | None):
+    def range_dataset(self, split: str, start: int, stop: int, *, with_coarse: bool = False, size: int | None = None):
         import tensorflow as tf
 
         self.check_split(split)  # in Python, before TensorFlow meets a sample

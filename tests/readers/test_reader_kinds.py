@@ -73,3 +73,19 @@ def test_coarse_labels_follow_their_images_into_a_subset(cifar100_tar):
     np.testing.assert_array_equal(subset.extras["train"]["coarse_label"], truth.coarse_labels[[1, 4, 6]])
     _, labels = data.arrays_of(subset, "train", label="coarse_label")
     np.testing.assert_array_equal(labels, truth.coarse_labels[[1, 4, 6]])
+
+
+def test_a_selection_of_a_stream_reads_only_the_range_it_takes(cifar10_tar, tmp_path):
+    export_dataset(open_source(cifar10_tar.path), tmp_path / "wds", ExportOptions(format="webdataset", quiet=True))
+    reader = data.open_data(tmp_path / "wds")
+    asked, original = [], reader.stream
+
+    def stream(split, with_coarse, start, stop):
+        asked.append((split, start, stop))
+        return original(split, with_coarse, start, stop)
+
+    reader.stream = stream
+    chosen = reader.select({"late": "train[20:]", "test": "test"})
+    images, _ = data.to_numpy(chosen.dataset("late"))
+    np.testing.assert_array_equal(images, cifar10_tar.splits["train"].images[20:])
+    assert asked == [("train", 20, 30)]  # the first 20 samples are never decoded
