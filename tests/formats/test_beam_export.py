@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synth
 from PIL import Image
 from typer.testing import CliRunner
 
-import synth
 from cifarkit.cli import app
 from cifarkit.errors import SourceError, UsageError
 from cifarkit.formats import ADAPTERS, FORMATS
@@ -27,7 +27,8 @@ from cifarkit.sources import open_source
 
 runner = CliRunner()
 needs_beam = pytest.mark.skipif(
-    importlib.util.find_spec("apache_beam") is None, reason="Apache Beam is not installed (pip install 'cifarkit[beam]')"
+    importlib.util.find_spec("apache_beam") is None,
+    reason="Apache Beam is not installed (pip install 'cifarkit[beam]')",
 )
 # Beam's DirectRunner in worker processes, as a cluster runs a pipeline (each its own Python).
 MULTI = "--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing"
