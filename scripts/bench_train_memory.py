@@ -57,11 +57,14 @@ print(json.dumps({"epoch_seconds": seconds}))
 """
 
 
-def _run(argv: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float, float]:
-    """(the finished process, peak RSS in bytes, CPU seconds, wall seconds): its own, from wait4."""
+def _run(argv: list[str], checkout: Path) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """(the finished process, peak RSS in bytes, CPU seconds, wall seconds): its own, from wait4.
+    It runs in ``checkout``, first on its path (``python -m`` puts the working folder before
+    ``PYTHONPATH``)."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err, cwd=checkout)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
@@ -85,8 +88,7 @@ def train_argv(args, batch: int, workdir: Path) -> list[str]:
 
 def run_train(args, checkout: Path, batch: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-train-memory-") as scratch:
-        env = dict(os.environ, PYTHONPATH=str(checkout))
-        done, peak, cpu, wall = _run(train_argv(args, batch, Path(scratch) / "run"), env)
+        done, peak, cpu, wall = _run(train_argv(args, batch, Path(scratch) / "run"), checkout)
         if done.returncode:
             raise SystemExit(f"{checkout}: train failed: {done.stderr.strip()[-600:]}")
         with open(Path(scratch) / "run" / "history.csv", newline="") as handle:
@@ -96,9 +98,8 @@ def run_train(args, checkout: Path, batch: int) -> dict:
 
 
 def run_plain(args, batch: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     argv = [sys.executable, "-c", PLAIN, str(args.data), str(args.images), str(batch), str(args.epochs)]
-    done, peak, cpu, wall = _run(argv, env)
+    done, peak, cpu, wall = _run(argv, ROOT)
     if done.returncode:
         raise SystemExit(f"plain fit failed: {done.stderr.strip()[-600:]}")
     return figures(args, batch, json.loads(done.stdout.splitlines()[-1])["epoch_seconds"], peak, cpu, wall, "")
