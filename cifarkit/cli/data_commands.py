@@ -45,7 +45,16 @@ def export(
     ] = 95,
     workers: Annotated[int | None, typer.Option(help="Worker processes. Default: all cores.")] = None,
     shards: Annotated[
-        int | None, typer.Option(help="TFRecord or WebDataset shards per split. Default: one per 5,000 images.")
+        int | None,
+        typer.Option(
+            help="TFRecord or WebDataset shards per split. Default: one per 5,000 images (TFRecord: and 256 MiB)."
+        ),
+    ] = None,
+    shard_size: Annotated[
+        str | None,
+        typer.Option(
+            help="TFRecord: bytes a shard holds about, e.g. 256MB or 1GiB; shards even in bytes. Not with --shards."
+        ),
     ] = None,
     encoding: Annotated[
         Encoding,
@@ -107,6 +116,7 @@ def export(
         splits=split_list(split),
         quality=quality,
         shards=shards,
+        shard_size=shard_size,
         workers=default_workers() if workers is None else workers,
         encoding=encoding.value,
         overwrite=overwrite,

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+import numpy as np
 
 from .._version import __version__
 from ..errors import OutputError, SourceError, UsageError
@@ -40,6 +43,7 @@ from ..metadata.fields import MAX_SHARDS
 from ..metadata.names import folder_names
 from ..runtime.progress import MODES as PROGRESS_MODES
 from ..runtime.progress import Meter, progress_mode
+from ..sources.file_names import FileNames
 from ..sources.labelled import Batch, LabelledImages, LazyImages
 from ..writers.atomic import is_partial, output_error, remove_partials, write_text
 from ..writers.clear import Owns, foreign_entry, remove_owned
@@ -49,6 +53,7 @@ from . import ADAPTERS, FORMATS, FormatAdapter, Piece, get_adapter
 from .base import CIFARKIT_INFO, DEFAULT_QUALITY, INFO_FILE, ExportRunner
 from .parallel import default_workers, run_tasks
 from .photos import FileCheck, bad_report, check_files
+from .sharding import check_exclusive, parse_size
 
 __all__ = ["FORMATS", "ExportOptions", "ExportSummary", "export_dataset"]
 
@@ -67,6 +72,8 @@ class ExportOptions:
     quality: int = DEFAULT_QUALITY  # JPEG quality (jpg trees and --encoding jpeg)
     workers: int = field(default_factory=default_workers)
     shards: int | None = None  # TFRecord shards per split; None: one per 5,000 images
+    # Bytes a shard holds about (an int, or "256MB", "1GiB"); not with shards (cifarkit.formats.sharding)
+    shard_size: int | str | None = None
     encoding: str = "auto"  # TFRecord image encoding; auto: PNG, or a JPEG/PNG file's own bytes
     overwrite: bool = False
     quiet: bool = False
@@ -94,6 +101,9 @@ class ExportOptions:
             )
         if self.shards is not None and not 1 <= self.shards <= MAX_SHARDS:
             raise UsageError(f"--shards must be between 1 and {MAX_SHARDS:,}. Received: shards={self.shards}")
+        if self.shard_size is not None:
+            object.__setattr__(self, "shard_size", parse_size(self.shard_size))
+        check_exclusive(self.shards, self.shard_size)
         _refuse_unused(self)
         adapter.check_options(self)
 
@@ -236,6 +246,7 @@ def _resume(dataset: LabelledImages, options: ExportOptions) -> ResumeInfo:
         quality=options.quality,
         splits=None if options.splits is None else tuple(options.splits),
         shards=options.shards,
+        shard_size=options.shard_size,
         encoding=options.encoding,
         tfds_layout=options.tfds_layout,
         layout=options.layout,
@@ -249,16 +260,18 @@ def _progress(total: int, split: str, options: ExportOptions) -> Meter:
     return Meter(total, "export", split, mode, desc=f"{split:>5}")
 
 
-def _add_rows(rows: list, dataset: LabelledImages, piece: Piece) -> None:
-    """The manifest rows of one planned piece: where each image went and where it came from."""
-    part = dataset.take(piece.split, piece.start, piece.stop)
-    names = dataset.class_names
-    for i, (path, label) in enumerate(zip(piece.manifest_paths(), part.labels)):
-        row = (path, piece.split, piece.start + i, int(label), names[label], part.source_files[i])
-        if part.coarse_labels is not None:
-            coarse = int(part.coarse_labels[i])
-            row += (coarse, dataset.coarse_class_names[coarse])
-        rows.append(row)
+def _manifest_rows(dataset: LabelledImages, plans: dict[str, list[Piece]]) -> Iterator[tuple]:
+    """The manifest's rows, piece by piece: where each image went and where it came from. Made as
+    the file is written, so that a million rows are never held at once."""
+    names, coarse_names = dataset.class_names, dataset.coarse_class_names
+    for pieces in plans.values():
+        for piece in pieces:
+            part = dataset.take(piece.split, piece.start, piece.stop)
+            coarse = None if part.coarse_labels is None else part.coarse_labels.tolist()
+            rows = zip(piece.manifest_paths(), part.labels.tolist(), part.source_files)
+            for i, (path, label, source) in enumerate(rows):
+                row = (path, piece.split, piece.start + i, label, names[label], source)
+                yield row if coarse is None else (*row, coarse[i], coarse_names[coarse[i]])
 
 
 def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = ExportOptions()) -> ExportSummary:
@@ -280,13 +293,17 @@ def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = 
 
 def _checked_files(dataset: LabelledImages, splits: tuple[str, ...], options: ExportOptions):
     """Check every image file of ``splits`` before anything is written; refuse the export if one
-    cannot be read, or (``skip_bad``) return the dataset without them. Arrays need no check."""
-    paths = [
-        str(p) for s in splits for b in dataset.batches[s] if isinstance(b.images, LazyImages) for p in b.images.paths
-    ]
-    if not paths:
+    cannot be read, or (``skip_bad``) return the dataset without them. Arrays need no check.
+    The tasks are made as the workers take them: a task's names, not the whole tree's, as strings."""
+    files = [b.images.paths for s in splits for b in dataset.batches[s] if isinstance(b.images, LazyImages)]
+    total = sum(map(len, files))
+    if not total:
         return dataset, []
-    tasks = [(paths[i : i + FILES_PER_CHECK],) for i in range(0, len(paths), FILES_PER_CHECK)]
+    tasks = (
+        ([str(p) for p in paths[i : i + FILES_PER_CHECK]],)
+        for paths in files
+        for i in range(0, len(paths), FILES_PER_CHECK)
+    )
     found = (c for checks in run_tasks(check_files, tasks, options.workers) for c in checks if c.error)
     if options.runner is not None:  # checked where the export is written: on the runner's workers
         found = options.runner.check_files(dataset, splits, options)
@@ -294,7 +311,7 @@ def _checked_files(dataset: LabelledImages, splits: tuple[str, ...], options: Ex
     if not bad:
         return dataset, []
     if not options.skip_bad:
-        raise SourceError(bad_report(bad, len(paths)) + "; nothing written: pass --skip-bad to export the others")
+        raise SourceError(bad_report(bad, total) + "; nothing written: pass --skip-bad to export the others")
     return _without(dataset, {c.path for c in bad}), bad
 
 
@@ -306,18 +323,16 @@ def _without(dataset: LabelledImages, bad: set[str]) -> LabelledImages:
             if not isinstance(batch.images, LazyImages):
                 batches[split].append(batch)
                 continue
-            keep = [i for i, p in enumerate(batch.images.paths) if str(p) not in bad]
+            keep = np.array([i for i, p in enumerate(batch.images.paths) if str(p) not in bad], np.int64)
             coarse = None if batch.coarse_labels is None else batch.coarse_labels[keep]
-            batches[split].append(
-                Batch(
-                    split,
-                    LazyImages([batch.images.paths[i] for i in keep]),
-                    batch.labels[keep],
-                    [batch.source_files[i] for i in keep],
-                    coarse,
-                )
-            )
+            images = LazyImages(_pick(batch.images.paths, keep))
+            batches[split].append(Batch(split, images, batch.labels[keep], _pick(batch.source_files, keep), coarse))
     return replace(dataset, batches=batches)
+
+
+def _pick(items, keep: np.ndarray):
+    """``items[i]`` for each index in ``keep``, compact names kept compact."""
+    return items[keep] if isinstance(items, FileNames) else [items[i] for i in keep.tolist()]
 
 
 def _export_locked(
@@ -334,7 +349,6 @@ def _export_locked(
     if complete:
         counts = {split: dataset.count(split) for split in splits}
         return ExportSummary(out=out, counts=counts, skipped=sum(counts.values()), complete=True)
-    rows: list[tuple] = []
     plans: dict[str, list[Piece]] = {}
     summary = ExportSummary(out=out, counts={})
     for split in splits:
@@ -342,18 +356,14 @@ def _export_locked(
         summary.counts[split] = n
         if options.runner is not None:  # planned here, every split written below in one go
             plans[split] = adapter.plan(dataset, split, options)
-            for piece in plans[split]:
-                _add_rows(rows, dataset, piece)
             continue
         with _progress(n, split, options) as bar:
             plans[split] = adapter.plan(dataset, split, options)
-            for piece in plans[split]:
-                _add_rows(rows, dataset, piece)
             summary.skipped += adapter.write_split(dataset, split, out, plans[split], options, bar)
     if options.runner is not None:
         summary.skipped = options.runner.write(dataset, out, plans, options, bad)
     write_labels(out / "labels.txt", dataset.class_names)
-    write_manifest(out / "manifest.csv", rows, dataset.coarse_class_names is not None)
+    write_manifest(out / "manifest.csv", _manifest_rows(dataset, plans), dataset.coarse_class_names is not None)
     adapter.finish(out, dataset, plans, options)
     info = _dataset_info(dataset, adapter, plans, options)
     if bad:

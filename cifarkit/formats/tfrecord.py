@@ -12,10 +12,11 @@ renamed, so a re-run skips the shards that exist.
 
 from __future__ import annotations
 
-import math
 import re
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..metadata.names import path_component
 from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic
-from . import tfds_info
+from . import sharding, tfds_info
 from .base import DEFAULT_QUALITY, FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
 from .codecs import encode_images, png
 from .codecs.example import example_bytes, frame_record
@@ -88,6 +89,7 @@ def image_features(images, encoding: str, quality: int) -> Iterator[dict]:
 
 
 RECORDS_PER_WRITE = 1000  # encoded, framed and written together: ~2.6 MB of CIFAR records
+BYTES_PER_WRITE = 8 << 20  # and at most about this many bytes of records: a worker holds a few copies
 
 
 def write_shard(
@@ -95,9 +97,9 @@ def write_shard(
 ) -> tuple[int, int]:
     """Write one complete shard atomically (runs in a worker); skip it if it already exists.
 
-    Records are encoded and framed a thousand at a time and written with one call each: about a
-    fifth less CPU than interleaving encoding with small writes, and a worker holds a few MB,
-    not a whole shard's worth of copies. Returns (written, skipped) image counts."""
+    Records are encoded and framed a thousand (at most about 8 MB) at a time and written with one
+    call each: about a fifth less CPU than interleaving encoding with small writes, and a worker
+    holds a few copies of 8 MB, not a whole shard's worth. Returns (written, skipped) image counts."""
     target = Path(path)
     if target.exists():
         return 0, len(labels)
@@ -111,11 +113,12 @@ def example_batches(
     split: str, start: int, width: int, images, labels, coarse_labels, encoding: str, quality: int
 ) -> Iterator[list[bytes]]:
     """The serialized ``tf.train.Example`` of each image, with TFDS's keys, a thousand at a time
-    (every format that stores Examples writes these same bytes)."""
+    or fewer where they pass BYTES_PER_WRITE (photos of 200 KB: 200 MB a thousand); every format
+    that stores Examples writes these same bytes."""
     labels = np.asarray(labels).tolist()
     coarse = None if coarse_labels is None else np.asarray(coarse_labels).tolist()
     for first in range(0, len(labels), RECORDS_PER_WRITE):
-        examples = []
+        examples, size = [], 0
         piece = images[first : first + RECORDS_PER_WRITE]
         for offset, features in enumerate(image_features(piece, encoding, quality), first):
             features[LABEL] = labels[offset]
@@ -123,7 +126,12 @@ def example_batches(
             if coarse is not None:
                 features[COARSE] = coarse[offset]
             examples.append(example_bytes(features))
-        yield examples
+            size += len(examples[-1])
+            if size >= BYTES_PER_WRITE:
+                yield examples
+                examples, size = [], 0
+        if examples:
+            yield examples
 
 
 def features_of(dataset, encoding: str) -> dict[str, dict]:
@@ -172,9 +180,13 @@ def _write_shard(dataset, shard: Shard, path: str, width: int, encoding: str, qu
     )
 
 
-def _shard_count(n: int, options: WriteOptions) -> int:
-    wanted = options.shards or math.ceil(n / IMAGES_PER_SHARD)
-    return max(1, min(wanted, n))
+def _encoded_sizes(encoding: str, quality: int):
+    """The bytes of each image as a record stores it (``sharding`` measures a few)."""
+
+    def sizes(images) -> list[int]:
+        return [len(f[IMAGE] if IMAGE in f else f[RAW_VALUE]) for f in image_features(images, encoding, quality)]
+
+    return sizes
 
 
 class TFRecord(FormatAdapter):
@@ -182,9 +194,13 @@ class TFRecord(FormatAdapter):
     opens the folder (``tfds.builder_from_directory``) and cifarkit reads TFDS's folders."""
 
     name = "tfrecord"
-    options = ("shards", "encoding", "quality", "tfds_layout")
+    options = ("shards", "shard_size", "encoding", "quality", "tfds_layout")
     tfds_file_format = "tfrecord"  # TFDS's name of the format (dataset_info.json's fileFormat, file names)
     shard_worker = staticmethod(_write_shard)  # writes one shard (in a worker process)
+    _plans: tuple = ()  # (weak reference to the dataset, {options: ShardPlan}): planned once
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}  # a weak reference: not sent anywhere
 
     def check_options(self, options: WriteOptions) -> None:
         if options.encoding not in ENCODINGS:
@@ -208,14 +224,36 @@ class TFRecord(FormatAdapter):
         if options.encoding in ("png", "auto"):
             fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
         fp["encoding"] = options.encoding
-        fp["shards"] = {s: _shard_count(dataset.count(s), options) for s in splits}
+        plans = {s: self.shard_plan(dataset, s, options) for s in splits}
+        fp["shards"] = {s: len(plan.bounds) for s, plan in plans.items()}
+        if getattr(options, "shard_size", None) is not None:
+            fp["shard_size"] = options.shard_size
+        by_bytes = {s: sharding.bounds_digest(plan) for s, plan in plans.items() if plan.by_bytes}
+        if by_bytes:  # where the bounds follow the images' sizes, the same sizes resume
+            fp["shard_bounds"] = by_bytes
         fp["records"] = "tfds keys"  # coarse_label, image/shape: never resumes a pre-TFDS export
         return fp
 
+    def shard_plan(self, dataset, split: str, options: WriteOptions) -> sharding.ShardPlan:
+        """:func:`.sharding.plan_shards` for this format's records, made once per export and split."""
+        key = (split, options.shards, getattr(options, "shard_size", None), options.encoding, options.quality)
+        ref, cached = self._plans if self._plans else (None, {})
+        if ref is None or ref() is not dataset:
+            ref, cached = weakref.ref(dataset), {}
+            self._plans = (ref, cached)
+        if key not in cached:
+            estimate = partial(
+                sharding.record_estimates,
+                encoding=options.encoding,
+                quality=options.quality,
+                encoded_sizes=_encoded_sizes(options.encoding, options.quality),
+            )
+            cached[key] = sharding.plan_shards(dataset, split, options, IMAGES_PER_SHARD, estimate)
+        return cached[key]
+
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Shard]:
-        n = dataset.count(split)
-        count = _shard_count(n, options)
-        bounds = [(i * n // count, (i + 1) * n // count) for i in range(count)]
+        bounds = self.shard_plan(dataset, split, options).bounds
+        count = len(bounds)
         name = tfds_info.tfds_name(dataset.name)
         suffix = self.tfds_file_format
         return [Shard(split, start, stop, i, count, name, suffix) for i, (start, stop) in enumerate(bounds)]

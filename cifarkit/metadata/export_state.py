@@ -36,6 +36,7 @@ class ResumeInfo(Strict):
     splits: Annotated[tuple[SplitName, ...], pydantic.Field(max_length=MAX_SPLITS)] | None = None
     quality: Annotated[int, pydantic.Field(ge=1, le=100)] = 95
     shards: Annotated[int, pydantic.Field(ge=1, le=MAX_SHARDS)] | None = None
+    shard_size: Annotated[int, pydantic.Field(ge=1)] | None = None  # bytes
     encoding: Literal[ENCODINGS] = "auto"
     tfds_layout: bool = False
     layout: Literal[TREE_LAYOUTS] = "class"
@@ -119,10 +120,11 @@ def _options(resume: ResumeInfo) -> list[str]:
     for name, value in (
         ("quality", resume.quality),
         ("shards", resume.shards),
+        ("shard_size", resume.shard_size),
         ("encoding", resume.encoding),
         ("layout", resume.layout),
     ):
         if value != ResumeInfo.model_fields[name].default:
-            words += [f"--{name}", str(value)]
+            words += [f"--{name.replace('_', '-')}", str(value)]
     words += [flag for flag, on in (("--tfds-layout", resume.tfds_layout), ("--skip-bad", resume.skip_bad)) if on]
     return words

@@ -9,6 +9,7 @@ class.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from ..errors import SourceError
 from ..metadata.export_info import read_export_info
 from ..metadata.manifest import has_manifest, read_manifest
+from .file_names import FileNames, FolderListing, folder_listing, stratified_permutation
 from .image_file import MAX_PIXELS, read_image  # noqa: F401  (imported from here by readers and tests)
 from .labelled import Batch, LabelledImages, LazyImages, paths_inside
 
@@ -24,41 +26,57 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
 
 
-def _listing(folder: Path) -> list[Path]:
+def _entries(folder: Path) -> list[os.DirEntry]:
     try:
-        return list(folder.iterdir())
+        with os.scandir(folder) as entries:
+            return list(entries)
     except OSError as exc:  # a class folder without read permission, or one removed meanwhile
         raise SourceError(f"{folder}: cannot list the folder ({exc.strerror})") from None
 
 
-def _named(paths: list[Path]) -> list[Path]:
-    """``paths``, refused in one line if a name is not printable UTF-8: a class name, a manifest
-    row and labels.txt hold it as UTF-8 text on one line."""
-    for path in paths:
-        try:
-            path.name.encode("utf-8")  # undecodable bytes come as lone surrogates, which fail here
-            printable = path.name.isprintable()
-        except UnicodeEncodeError:
-            printable = False
-        if not printable:
-            raise SourceError(
-                f"{path.parent}: holds {path.name!a}, a name that is not printable UTF-8; rename it to read the tree"
-            )
-    return paths
+def _check_name(folder: Path | str, name: str) -> None:
+    """Refuse, in one line, a name that is not printable UTF-8: a class name, a manifest row and
+    labels.txt hold it as UTF-8 text on one line."""
+    try:
+        name.encode("utf-8")  # undecodable bytes come as lone surrogates, which fail here
+        printable = name.isprintable()
+    except UnicodeEncodeError:
+        printable = False
+    if not printable:
+        raise SourceError(f"{folder}: holds {name!a}, a name that is not printable UTF-8; rename it to read the tree")
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return _named(
-        sorted(
-            p
-            for p in _listing(folder)
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-    )
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _images_in(folder: Path) -> FolderListing:
+    """The image files of ``folder``, sorted by name, held compactly (:mod:`.file_names`)."""
+    names = sorted(e.name for e in _entries(folder) if _is_image_name(e.name) and _is_file(e))
+    for name in names:
+        _check_name(folder, name)
+    return folder_listing(str(folder), names)
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return _named(sorted(p for p in _listing(folder) if p.is_dir() and not p.name.startswith(".")))
+    names = sorted(e.name for e in _entries(folder) if not e.name.startswith(".") and _is_dir(e))
+    for name in names:
+        _check_name(folder, name)
+    return [folder / name for name in names]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links, as Path.is_dir; a stat only where d_type is unknown
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def looks_like_image_tree(root: Path) -> bool:
@@ -72,16 +90,15 @@ def read_folder(root: Path) -> LabelledImages:
         return read_export_tree(root)
     split_dirs = [d for d in _subdirs(root) if d.name in SPLIT_NAMES and _subdirs(d)]
     layout = {d.name: d for d in split_dirs} if split_dirs else {"train": root}
-    class_names = tuple(sorted({c.name for d in layout.values() for c in _subdirs(d) if _images_in(c)}))
+    # Each class folder listed once, into the compact form: a million names take tens of MB.
+    listed = {split: [(d, files) for d in _subdirs(layout[split]) if (files := _images_in(d))] for split in layout}
+    class_names = tuple(sorted({d.name for classes in listed.values() for d, _ in classes}))
     if not class_names:
         raise SourceError(f"{root}: no images found (expected <split>/<class>/*.png|jpg or <class>/*.png|jpg)")
     index = {name: i for i, name in enumerate(class_names)}
     batches: dict[str, list[Batch]] = {}
     for split in sorted(layout, key=lambda s: (SPLIT_NAMES.index(s), s)):
-        by_class = [(index[d.name], _images_in(d)) for d in _subdirs(layout[split])]
-        paths, labels = stratified_order([(label, paths) for label, paths in by_class if paths])
-        rel = [str(p.relative_to(root)) for p in paths]
-        batches[split] = [Batch(split, LazyImages(paths), labels, rel)]
+        batches[split] = [_stratified_batch(split, root, [(index[d.name], d, f) for d, f in listed[split]])]
     return LabelledImages(
         name=root.resolve().name,
         format="image folder tree",
@@ -92,14 +109,25 @@ def read_folder(root: Path) -> LabelledImages:
     )
 
 
+def _stratified_batch(split: str, root: Path, classes: list[tuple[int, Path, FolderListing]]) -> Batch:
+    """One split's files in :func:`stratified_order`, their paths and names relative to ``root``
+    (the manifest's source column) held compactly, sharing one listing."""
+    counts = [len(listing) for _, _, listing in classes]
+    order = stratified_permutation(counts, [label for label, _, _ in classes])
+    paths = FileNames.from_listings([listing for _, _, listing in classes], order)
+    relative = paths.with_folders([str(folder.relative_to(root)) for _, folder, _ in classes])
+    labels = np.repeat(np.array([label for label, _, _ in classes], np.int64), counts)[order]
+    return Batch(split, LazyImages(paths), labels, relative)
+
+
 def stratified_order(classes: list[tuple[int, list[Path]]]) -> tuple[list[Path], np.ndarray]:
     """The files of every class in one sequence where each class is spread evenly: the ``i``-th
     of a class of ``n`` files sits at ``(i + 0.5) / n`` of the way through (ties by label), so any
     slice (``train[:80%]``, ``train[80%:]``) holds every class in about its share. A tree read
     class by class would give a slice of one class only."""
-    keyed = [((i + 0.5) / len(paths), label, path) for label, paths in classes for i, path in enumerate(paths)]
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [path for _, _, path in keyed], np.array([label for _, label, _ in keyed], dtype=np.int64)
+    order = stratified_permutation([len(paths) for _, paths in classes], [label for label, _ in classes])
+    files = [(label, path) for label, paths in classes for path in paths]
+    return [files[i][1] for i in order], np.array([files[i][0] for i in order], dtype=np.int64)
 
 
 def read_export_tree(root: Path) -> LabelledImages:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..constants import CIFAR_SHAPE
 from ..errors import UnsafeInputError
+from .file_names import FileNames
 from .image_file import read_image
 
 
@@ -24,11 +25,12 @@ class LazyImages(Sequence):
     """Image files decoded only when iterated: folder trees may be far larger than memory.
 
     Slicing returns another ``LazyImages`` (a list of paths), so a chunk sent to a worker process
-    carries file names, and the decoding happens in the worker.
+    carries file names, and the decoding happens in the worker. A folder's listing comes as
+    :class:`.file_names.FileNames` (compact, its items made as ``str`` when read) and is kept so.
     """
 
-    def __init__(self, paths: Sequence[Path]):
-        self.paths = list(paths)
+    def __init__(self, paths: Sequence[Path | str]):
+        self.paths = paths if isinstance(paths, FileNames) else list(paths)
 
     def __len__(self) -> int:
         return len(self.paths)

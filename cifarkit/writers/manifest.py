@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text
+from .atomic import open_atomic, write_text
 
 MANIFEST_COLUMNS = ("path", "split", "index", "label", "label_name", "source_file")
 COARSE_COLUMNS = ("coarse_label", "coarse_label_name")
@@ -29,8 +29,15 @@ def csv_text(header: Iterable, rows: Iterable[Iterable]) -> str:
 
 
 def write_manifest(path: Path, rows: Iterable[tuple], coarse: bool) -> None:
-    """One row per image: where it went, its split, index, label and the file it came from."""
-    write_text(path, csv_text(MANIFEST_COLUMNS + (COARSE_COLUMNS if coarse else ()), rows))
+    """One row per image: where it went, its split, index, label and the file it came from.
+    Written as ``rows`` come (atomically, as :func:`csv_text` would give it), never held whole."""
+    with open_atomic(path) as handle:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS + (COARSE_COLUMNS if coarse else ()))
+        writer.writerows(rows)
+        text.flush()
+        text.detach()  # the file is closed (and renamed) by open_atomic
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
