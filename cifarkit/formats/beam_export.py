@@ -124,7 +124,7 @@ class BeamRunner:
     def write(self, dataset: LabelledImages, out: Path, plans: dict[str, list[Piece]], options, bad) -> int:
         """Write every planned piece of every split in one pipeline; returns the images skipped
         (finished by an earlier run of the same export)."""
-        from .beam_work import SourceRef, WritePieces, digest
+        from .beam_work import SourceRef, WritePieces, digest, writer_fingerprint
 
         adapter = options.adapter
         items = (
@@ -134,7 +134,9 @@ class BeamRunner:
         )
         ref = SourceRef(str(dataset.location), digest(dataset), frozenset(check.path for check in bad))
         started = time.monotonic()
-        results = self._run("Write pieces", items, WritePieces(ref, str(Path(out).resolve()), options), options)
+        fingerprint = {**writer_fingerprint(dataset, tuple(plans), options), "splits": list(plans)}
+        fn = WritePieces(ref, str(Path(out).resolve()), options, fingerprint)
+        results = self._run("Write pieces", items, fn, options)
         written = {split: sum(r["images"] for r in results if r["split"] == split) for split in plans}
         for split, pieces in plans.items():
             if written[split] != sum(p.stop - p.start for p in pieces):

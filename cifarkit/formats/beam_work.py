@@ -21,7 +21,8 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 
-from ..errors import CifarkitError, SourceError
+from .._version import __version__
+from ..errors import CifarkitError, OutputError, SourceError
 from ..sources import open_source
 from ..sources.labelled import LabelledImages, LazyImages
 from .export import ExportOptions
@@ -112,16 +113,24 @@ class CheckFiles(beam.DoFn):
         yield {"split": split, "checked": stop - start}
 
 
+def writer_fingerprint(dataset: LabelledImages, splits: tuple[str, ...], options: ExportOptions) -> dict:
+    """What decides the bytes this process writes beyond the data: cifarkit's version and the
+    format's fingerprint (which names the libraries whose versions change bytes: zlib, pyarrow...)."""
+    return {"cifarkit": __version__, **options.adapter.fingerprint(dataset, splits, options)}
+
+
 class WritePieces(beam.DoFn):
     """Work item ``(split, pieces)``: the format adapter's own ``write_split`` for those planned
     pieces, in this worker process, each piece to its temporary name and renamed as the local
     exporter writes it; yields the images written and skipped (an earlier run's).
 
     The export options travel as the values they were made from and are made again in the worker
-    (one process, its own adapter): an adapter may hold what it decided for the command's dataset."""
+    (one process, its own adapter): an adapter may hold what it decided for the command's dataset.
+    A worker whose :func:`writer_fingerprint` differs from the command's writes nothing: on other
+    machines, another zlib or pyarrow would write other bytes."""
 
-    def __init__(self, ref: SourceRef, out: str, options: ExportOptions):
-        self.ref, self.out = ref, out
+    def __init__(self, ref: SourceRef, out: str, options: ExportOptions, fingerprint: dict):
+        self.ref, self.out, self.fingerprint = ref, out, fingerprint
         self.settings = {f.name: getattr(options, f.name) for f in fields(options) if f.init}
         self.settings.update(workers=1, runner=None)
 
@@ -130,11 +139,22 @@ class WritePieces(beam.DoFn):
         try:
             options = ExportOptions(**self.settings)
             dataset = open_again(self.ref)
+            self._check_writer(dataset, options)
             skipped = options.adapter.write_split(dataset, split, Path(self.out), list(pieces), options, _Silent())
         except CifarkitError as exc:
             yield failure(exc, split)
             return
         yield {"split": split, "images": sum(p.stop - p.start for p in pieces), "skipped": skipped}
+
+    def _check_writer(self, dataset: LabelledImages, options: ExportOptions) -> None:
+        ours = writer_fingerprint(dataset, tuple(self.fingerprint["splits"]), options)
+        ours["splits"] = self.fingerprint["splits"]
+        for key, value in self.fingerprint.items():
+            if ours.get(key) != value:
+                raise OutputError(
+                    f"a Beam worker would write other bytes than this machine: its {key} is {ours.get(key)!r}, "
+                    f"this machine's {value!r}; install the same versions on the workers"
+                )
 
 
 def save_results(results: list[dict], target: str) -> None:

@@ -183,6 +183,33 @@ def test_a_source_that_changed_under_the_workers_is_refused_naming_it(photos, tm
 
 
 @needs_beam
+def test_a_worker_with_another_writer_writes_nothing_and_says_what_differs(cifar10_tar, tmp_path):
+    """On other machines another cifarkit, zlib or pyarrow would write other bytes: the worker
+    compares what decides them with the command's before it writes (here, another version)."""
+    from cifarkit.formats.beam_work import SourceRef, WritePieces, digest, writer_fingerprint
+
+    dataset = open_source(cifar10_tar.path)
+    options = ExportOptions(format="tfrecord", workers=1, quiet=True)
+    shard = options.adapter.plan(dataset, "test", options)[0]
+    ours = {**writer_fingerprint(dataset, ("test",), options), "splits": ["test"]}
+    ref = SourceRef(str(cifar10_tar.path), digest(dataset))
+    out = tmp_path / "out"
+    out.mkdir()
+    results = list(WritePieces(ref, str(out), options, {**ours, "cifarkit": "0.0.1"}).process(("test", (shard,))))
+    assert results == [
+        {
+            "split": "test",
+            "error": "a Beam worker would write other bytes than this machine: its cifarkit is "
+            f"{ours['cifarkit']!r}, this machine's '0.0.1'; install the same versions on the workers",
+            "kind": "OutputError",
+        }
+    ]
+    assert list(out.iterdir()) == []
+    assert list(WritePieces(ref, str(out), options, ours).process(("test", (shard,))))[0]["images"] == 10
+    assert [p.name for p in out.iterdir()] == [shard.file_name]
+
+
+@needs_beam
 @pytest.mark.parametrize(
     ("beam_options", "expected"),
     [
