@@ -156,3 +156,79 @@ def test_a_stream_dropped_without_closing_stops_its_thread():
     gc.collect()
     thread.join(timeout=1.0)
     assert not thread.is_alive()
+
+
+def _batches_of(feed: Feed, epochs: int = 1) -> list[tuple]:
+    with feed.epochs(epochs) as stream:
+        return list(stream)
+
+
+def test_processes_take_their_slice_of_every_global_batch():
+    """Two processes of a data-parallel run: each gathers only its half of every global batch,
+    and side by side they are the batches one process would train on, in the same order."""
+    images, labels = _data()
+    whole = _batches_of(Feed(images, labels, batch_size=BATCH, seed=5), 2)
+    halves = [
+        _batches_of(Feed(images, labels, batch_size=BATCH, seed=5, part=p, parts=2, batch_multiple=2), 2)
+        for p in (0, 1)
+    ]
+    assert len(halves[0]) == len(halves[1]) == len(whole) == 12
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *halves):
+        assert len(y0) == len(y1) == BATCH // 2 and not set(y0) & set(y1)
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+        np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+
+
+def test_a_short_batch_is_padded_with_weightless_rows_and_the_means_stay_exact():
+    """50 images in batches of 8 over 4 devices: the last batch of 2 becomes 4 rows, two of
+    weight 0, and every real image weighs 52/50, so Keras's weighted mean of a metric and its
+    loss (each batch's weighted sum over its rows, averaged over every row) are the plain means."""
+    images, labels = _data()
+    feed = Feed(images, labels, batch_size=BATCH, shuffle=False, drop_remainder=False, batch_multiple=4)
+    batches = _batches_of(feed)
+    assert [len(b[1]) for b in batches] == [BATCH] * 6 + [4]
+    *_, (last_images, last_ids, last_weights) = batches
+    np.testing.assert_array_equal(last_weights, np.float32([52 / 50] * 2 + [0, 0]))
+    np.testing.assert_array_equal(last_ids[:2], [48, 49])  # the real ones, then copies
+    assert all(np.all(w == np.float32(52 / 50)) for _, _, w in batches[:-1])
+    value = lambda ids: np.sin(ids.astype(np.float64))  # noqa: E731  (any per-image number)
+    weighted_metric = sum(np.sum(w * value(y)) for _, y, w in batches) / sum(np.sum(w) for _, _, w in batches)
+    rows = sum(len(y) for _, y, _ in batches)
+    loss = sum(np.sum(w * value(y)) / len(y) * len(y) for _, y, w in batches) / rows
+    assert weighted_metric == pytest.approx(np.mean(value(labels)), rel=1e-6)
+    assert loss == pytest.approx(np.mean(value(labels)), rel=1e-6)
+    # Split between two processes, the padded batch is 2 rows each: the real pair, the padding.
+    parts = [
+        _batches_of(
+            Feed(
+                images, labels, batch_size=BATCH, shuffle=False, drop_remainder=False, batch_multiple=4, part=p, parts=2
+            )
+        )[-1]
+        for p in (0, 1)
+    ]
+    np.testing.assert_array_equal(parts[0][2], np.float32([52 / 50] * 2))
+    np.testing.assert_array_equal(parts[1][2], [0, 0])
+
+
+def test_without_padding_batches_carry_no_weights_and_batch_reads_any_one():
+    images, labels = _data(48)
+    feed = Feed(images, labels, batch_size=BATCH, shuffle=False, drop_remainder=False, batch_multiple=4)
+    batches = _batches_of(feed)
+    assert all(len(b) == 2 for b in batches)
+    for number, (_, y) in enumerate(batches):
+        np.testing.assert_array_equal(feed.batch(number)[1], y)
+    with pytest.raises(IndexError):
+        feed.batch(len(feed))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"part": 2, "parts": 2, "batch_multiple": 2}, "part=2"),
+        ({"part": 0, "parts": 2}, "batch_multiple=1"),  # a global batch of 8 must split 2 ways
+        ({"parts": 1, "batch_multiple": 3}, "batch_size=8, batch_multiple=3"),
+    ],
+)
+def test_parts_that_cannot_split_every_batch_are_refused(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        Feed(*_data(), batch_size=BATCH, **kwargs)

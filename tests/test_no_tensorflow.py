@@ -172,10 +172,6 @@ def test_a_killed_run_resumes_from_its_backup_without_tensorflow(blocked, tmp_pa
     "option, message",
     [
         (["--augment-on", "host"], "--augment-on host is TensorFlow's tf.data; on the jax backend"),
-        (
-            ["--strategy", "mirrored"],
-            "--strategy mirrored is TensorFlow's tf.distribute; the jax backend trains on one",
-        ),
         ("tree", "is a image files source, which needs TensorFlow's tf.data; on the jax backend cifarkit reads CIFAR"),
     ],
 )

@@ -18,6 +18,16 @@ does, though not tf.data's very orders); without shuffling, in dataset order. Wi
 ``drop_remainder`` every batch is full (one compiled step shape), and the last ``n % batch_size``
 images of an epoch's order sit that epoch out (other ones every epoch); without it every image
 comes once per epoch.
+
+Data parallel (:mod:`cifarkit.runtime.jax_parallel`): ``batch_size`` is the global batch. With
+``parts`` processes, process ``part`` takes the ``part``-th of ``parts`` equal slices of every
+global batch, as Keras's own per-process sharding of a tf.data pipeline does (``rebatch`` then
+``shard``), so the processes together train on the very batches one process would. A global
+batch must split over the devices, so ``batch_multiple`` pads a short last batch (of an
+evaluation pass) to a multiple of it with copies of its first image weighted 0, and then every
+batch carries sample weights: ``n_padded / n`` on each real image, so that Keras's weighted
+metrics and its loss (summed over the rows, averaged over every row of every batch) come out as
+the plain means over the ``n`` real images.
 """
 
 from __future__ import annotations
@@ -64,6 +74,9 @@ class Feed:
         shuffle: bool = True,
         drop_remainder: bool = True,
         prefetch: int = DEFAULT_PREFETCH,
+        part: int = 0,
+        parts: int = 1,
+        batch_multiple: int = 1,
     ):
         if len(images) != len(labels):
             raise UsageError(f"images and labels differ in length: {len(images)} and {len(labels)}")
@@ -73,9 +86,14 @@ class Feed:
             )
         if drop_remainder and batch_size > len(labels):
             raise UsageError(f"batch_size {batch_size} is larger than the {len(labels)} images (no full batch)")
+        _check_parts(batch_size, part, parts, batch_multiple)
         self.images, self.labels = images, np.asarray(labels, np.int32)
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.drop_remainder, self.prefetch = drop_remainder, prefetch
+        self.part, self.parts, self.batch_multiple = part, parts, batch_multiple
+        padding = 0 if drop_remainder else -len(labels) % batch_multiple
+        # The weight of a real image when a short batch is padded; None: no padding, no weights.
+        self.weight = (len(labels) + padding) / len(labels) if padding else None
         self.stats = FeedStats()
 
     def __len__(self) -> int:
@@ -94,14 +112,44 @@ class Feed:
         while epochs is None or epoch < first_epoch + epochs:
             order = self.order(epoch)
             for start in range(0, len(self) * self.batch_size, self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield np.take(self.images, index, axis=0), np.take(self.labels, index)
+                yield self.gather(order[start : start + self.batch_size])
             epoch += 1
+
+    def batch(self, number: int, epoch: int = 0) -> tuple:
+        """Batch ``number`` of epoch ``epoch``, gathered here (for a reader that indexes batches)."""
+        if not 0 <= number < len(self):
+            raise IndexError(f"batch {number} of {len(self)}")
+        return self.gather(self.order(epoch)[number * self.batch_size : (number + 1) * self.batch_size])
+
+    def gather(self, index: np.ndarray) -> tuple:
+        """This process's slice of the global batch of images ``index``: (images, labels), or
+        (images, labels, weights) where a short batch is padded (see the module docstring)."""
+        weights = None
+        if self.weight is not None:
+            padding = -len(index) % self.batch_multiple
+            weights = np.full(len(index) + padding, self.weight, np.float32)
+            weights[len(index) :] = 0
+            index = np.concatenate([index, np.full(padding, index[0])])
+        share = len(index) // self.parts
+        mine = slice(self.part * share, (self.part + 1) * share)
+        batch = np.take(self.images, index[mine], axis=0), np.take(self.labels, index[mine])
+        return batch if weights is None else (*batch, weights[mine])
 
     def epochs(self, epochs: int | None = None, *, first_epoch: int = 0) -> Stream:
         """Batches of ``epochs`` epochs (None: without end) from ``first_epoch`` on, one stream
         whose thread runs across epoch boundaries. Close it (or use ``with``) to stop early."""
         return Stream(self, first_epoch, epochs)
+
+
+def _check_parts(batch_size: int, part: int, parts: int, batch_multiple: int) -> None:
+    """Every global batch, padded ones too, must split into ``parts`` equal slices."""
+    if parts < 1 or not 0 <= part < parts:
+        raise UsageError(f"part must be one of the {parts} parts. Received: part={part}, parts={parts}")
+    if batch_multiple < 1 or batch_multiple % parts or batch_size % batch_multiple:
+        raise UsageError(
+            f"batch_size must be a multiple of batch_multiple, and batch_multiple of the {parts} parts. "
+            f"Received: batch_size={batch_size}, batch_multiple={batch_multiple}"
+        )
 
 
 def _put(items: queue.Queue, stop: threading.Event, item) -> bool:

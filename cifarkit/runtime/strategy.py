@@ -12,9 +12,17 @@
 The global batch (``--batch-size``) is split evenly across replicas; Keras distributes the
 datasets itself when ``fit`` runs under the strategy's scope.
 
-``tf.distribute`` is TensorFlow's: on Keras's JAX and PyTorch backends a run has one device (the
-first GPU, else the CPU), ``auto`` and ``one-device`` name it, and the other strategies are
-refused in one line.
+On Keras's JAX backend the same names choose ``keras.distribution`` data parallelism
+(:mod:`cifarkit.runtime.jax_parallel`): ``mirrored`` replicates the model on every GPU (or every
+CPU device JAX was given), ``auto`` does so where there are several GPUs, ``multi-worker`` joins
+the processes of the cluster ``$TF_CONFIG`` describes into one JAX cluster and replicates over
+all their devices. On PyTorch a run has one device (the first GPU, else the CPU), ``auto`` and
+``one-device`` name it, and the other strategies are refused in one line.
+
+Each worker of a multi-worker run reads its own part of the data: on TensorFlow, tf.data's
+auto-sharding with the policy each reader sets (whole shard files where a split has enough of
+them, :func:`cifarkit.readers.reader.shard_policy`) over the ``workers`` input pipelines; on JAX,
+each process's slice of every global batch (:class:`cifarkit.readers.feed.Feed`).
 
 A multi-worker strategy has to exist before TensorFlow runs its first op (it configures the
 collective ops of the runtime), so training creates the strategy before it reads any data.
@@ -28,6 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from . import jax_parallel
+from .jax_parallel import DataParallel, cluster_process
 from .lazy import keras, tf
 
 if TYPE_CHECKING:
@@ -49,6 +59,8 @@ class Placement:
     devices: tuple[str, ...]
     is_chief: bool = True  # only the chief writes the run folder
     task: str = ""  # "worker:1" in a multi-worker cluster, "" otherwise
+    workers: int = 1  # processes that each read their own part of the data (input pipelines)
+    worker_index: int = 0  # this process's number among them (the chief's is 0)
 
     def check_batch(self, batch_size: int) -> int:
         """The per-replica batch; the global batch must split evenly so every replica does the same work."""
@@ -58,6 +70,12 @@ class Placement:
                 f"{self.name} strategy. Received: batch_size={batch_size}"
             )
         return batch_size // self.replicas
+
+    def fitting(self):
+        """The context ``fit`` runs in: a JAX distribution's scope, as Keras distributes batches
+        and steps only while it is current; nothing on TensorFlow, whose Keras distributes
+        under the strategy the model was built in."""
+        return self.strategy.scope() if isinstance(self.strategy, DataParallel) else contextlib.nullcontext()
 
 
 def read_tf_config() -> TFConfig:
@@ -115,20 +133,18 @@ def make_strategy(name: str = "auto") -> Placement:
     if name not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}")
     backend = keras_backend()
+    if backend == "jax":
+        return _jax_placement(name)
     if backend != "tensorflow":
         if name not in ("auto", "one-device"):
             raise UsageError(
                 f"--strategy {name} is TensorFlow's tf.distribute; the {backend} backend trains on one "
-                "device (--strategy auto or one-device), or run with KERAS_BACKEND=tensorflow"
+                "device (--strategy auto or one-device), or run with KERAS_BACKEND=tensorflow or jax"
             )
         return Placement(NoStrategy(), "one-device" if name == "one-device" else "default", 1, (first_device(),))
     if name == "multi-worker":
         config = read_tf_config()  # checked before TensorFlow is imported: a clear error, fast
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        task = f"{config.task.type}:{config.task.index}"
-        return Placement(
-            strategy, "multi-worker", strategy.num_replicas_in_sync, (task,), is_chief=is_chief_task(config), task=task
-        )
+        return _cluster_placement(tf.distribute.MultiWorkerMirroredStrategy(), config)
 
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
@@ -151,6 +167,35 @@ def _mirrored(devices: list[str], on_cpu: bool = False) -> Placement:
     ops = tf.distribute.ReductionToOneDevice() if on_cpu else None
     strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
     return Placement(strategy, "mirrored", strategy.num_replicas_in_sync, tuple(devices))
+
+
+def _cluster_placement(strategy, config: TFConfig) -> Placement:
+    """A multi-worker placement: every worker reads its own part of the data, the chief writes."""
+    _, workers, index = cluster_process(config)
+    task = f"{config.task.type}:{config.task.index}"
+    return Placement(
+        strategy,
+        "multi-worker",
+        strategy.num_replicas_in_sync,
+        (task,),
+        is_chief=is_chief_task(config),
+        task=task,
+        workers=workers,
+        worker_index=index,
+    )
+
+
+def _jax_placement(name: str) -> Placement:
+    """The strategy called ``name`` on the JAX backend (see the module docstring)."""
+    if name == "multi-worker":
+        config = read_tf_config()
+        coordinator, workers, index = cluster_process(config)
+        jax_parallel.join_cluster(coordinator, workers, index)  # before JAX runs anything
+        return _cluster_placement(DataParallel(jax_parallel.devices()), config)
+    if name == "mirrored" or (name == "auto" and len(jax_parallel.accelerators()) > 1):
+        devices = jax_parallel.devices()
+        return Placement(DataParallel(devices), "mirrored", len(devices), tuple(devices))
+    return Placement(NoStrategy(), "one-device" if name == "one-device" else "default", 1, (first_device(),))
 
 
 def gpu_visible() -> bool:

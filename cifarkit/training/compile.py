@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..runtime.lazy import keras
-from ..runtime.strategy import gpu_visible
+from ..runtime.strategy import gpu_visible, keras_backend
 from ..runtime.tensorflow import cpu_has_bfloat16
 from .memory import estimate_memory, memory_line
 from .plan import TrainPlan
@@ -80,8 +80,6 @@ def make_loss(label_smoothing: float):
 
 def steps_per_execution(requested: int, steps: int, placement, say: Callable[[str], None]) -> int:
     """How many training steps each call into the compiled function runs, as the backend allows."""
-    from ..runtime.strategy import keras_backend
-
     spe = min(requested, steps)
     backend = keras_backend()
     if spe > 1 and backend == "torch":
@@ -95,7 +93,7 @@ def steps_per_execution(requested: int, steps: int, placement, say: Callable[[st
             f"note: --steps-per-execution is {spe} on the jax backend, so that groups of steps fill the "
             f"{steps} steps of an epoch exactly"
         )
-    if placement.name == "multi-worker" and spe > 1:
+    if placement.name == "multi-worker" and spe > 1 and backend == "tensorflow":
         # Keras' loop of several steps per call fails under the collective strategy (it
         # feeds a placeholder it never binds); one step per call works.
         say("note: --steps-per-execution is 1 under the multi-worker strategy")
@@ -147,14 +145,16 @@ def compile_for_training(
             top_k = min(5, len(source.class_names))
             spe = steps_per_execution(config.steps_per_execution, steps, placement, say)
             jit = bool(config.jit)
-            if jit and placement.replicas > 1 and not gpu_visible():
-                # XLA refuses variables that live on another logical CPU device of the same host.
+            if jit and placement.replicas > 1 and not gpu_visible() and keras_backend() == "tensorflow":
+                # TensorFlow's XLA refuses variables that live on another logical CPU device of the same host.
                 say("note: --jit is off for several CPU replicas")
                 jit = False
             train_model.compile(
                 optimizer=optimizer,
                 loss=make_loss(config.label_smoothing),
-                metrics=[
+                # Weighted: a padded batch's rows of weight 0 count for nothing (cifarkit.readers.feed);
+                # batches without weights are counted as before.
+                weighted_metrics=[
                     keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                     keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="top5"),
                 ],

@@ -7,13 +7,19 @@
 - JAX and PyTorch: uint8 batches of the in-memory arrays (CIFAR archives, MNIST IDX files),
   gathered and queued by a background thread; the model's first layer augments them on the
   device. Epoch ``e`` visits the images in the order of (seed, e), so a resumed run takes the
-  very orders an uninterrupted one would. Keras reads them as endless generators, one epoch
-  every ``steps`` batches.
+  very orders an uninterrupted one would. Keras reads the training batches as an endless
+  generator, one epoch every ``steps`` batches, and each validation pass as a ``PyDataset`` of
+  its batches in dataset order (a generator would not do: Keras replays the batches it peeked at
+  first whenever it starts reading one again, which shifted every pass after the first). Under
+  JAX data parallelism each process feeds its slice of every global batch, and a validation
+  pass pads its last batch to split over the devices (weighted so that the numbers stay exact).
+
+Under a multi-worker strategy each worker reads its own part: on TensorFlow one input pipeline
+per worker (not per replica), sharded by tf.data as the reader's shard policy says.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +48,7 @@ def run_inputs(config, data, stats, placement, steps: int, initial_epoch: int) -
     backend = keras_backend()
     if backend == "tensorflow":
         return _tf_data(config, data, stats, placement, initial_epoch)
-    return _fed(config, data, steps, initial_epoch, backend)
+    return _fed(config, data, placement, steps, initial_epoch, backend)
 
 
 def check_inputs(data, recipe) -> None:
@@ -63,7 +69,7 @@ def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     from .methods import EpochCounter
 
     recipe = config.recipe
-    num_workers = placement.replicas if placement.name == "multi-worker" else 1
+    num_workers = placement.workers  # tf.distribute's input pipelines: one per worker, however many replicas
     # A resumed run takes a fresh data order (and host augmentation stream) for the epochs left.
     data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
     on_host = config.augment_on == "host"
@@ -89,19 +95,34 @@ def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     return Inputs(train_ds, val_ds, callbacks=[EpochCounter(epoch)] if epoch is not None else [])
 
 
-def _fed(config, data, steps: int, initial_epoch: int, backend: str) -> Inputs:
+def _fed(config, data, placement, steps: int, initial_epoch: int, backend: str) -> Inputs:
     from ..readers.feed import Feed, source_arrays
 
+    # This process's slice of each global batch, which splits over every replica.
+    share = {"part": placement.worker_index, "parts": placement.workers, "batch_multiple": placement.replicas}
     images, labels = source_arrays(data.source, "train", backend)
-    train = Feed(images, labels, batch_size=config.batch_size, seed=config.seed).epochs(first_epoch=initial_epoch)
+    train = Feed(images, labels, batch_size=config.batch_size, seed=config.seed, **share)
+    train = train.epochs(first_epoch=initial_epoch)
     val_images, val_labels = source_arrays(data.source, config.val_split, backend)
-    # In dataset order, every image once per pass, the last batch short; endless, so that the
-    # validation pass of every epoch reads the next `validation_steps` batches: one whole pass.
+    # In dataset order, every image once per pass, the last batch short.
     validation = Feed(
-        val_images, val_labels, batch_size=config.batch_size, shuffle=False, drop_remainder=False
-    ).epochs()
-    options = {"steps_per_epoch": steps, "validation_steps": math.ceil(len(val_labels) / config.batch_size)}
-    return Inputs(_generator(train), _generator(validation), options, [train, validation])
+        val_images, val_labels, batch_size=config.batch_size, shuffle=False, drop_remainder=False, **share
+    )
+    return Inputs(_generator(train), evaluation_passes(validation), {"steps_per_epoch": steps}, [train])
+
+
+def evaluation_passes(feed):
+    """The feed's batches of epoch 0 as a Keras ``PyDataset``: one whole pass each time Keras reads it."""
+    from ..runtime.lazy import keras
+
+    class Passes(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return len(feed)
+
+        def __getitem__(self, number: int):
+            return feed.batch(number)
+
+    return Passes()
 
 
 def _generator(stream):

@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import UsageError
 from ..metadata.run_files import SELECT_NONE
 from ..runtime.progress import progress_mode
+from ..runtime.strategy import keras_backend
 from ..writers.atomic import remove_partials
 from ..writers.folder_lock import hold as hold_folder
 from .callbacks import BACKUP_SECONDS, Checkpoints, History, LearningRate, Progress, RunBackup
@@ -132,7 +133,7 @@ class _Run:
         initial_epoch = backup.epoch if backup else 0
         data, stats, steps = self.read_data()
         compiled = compile_for_training(config, self.placement, data, stats, steps, self.say)
-        if self.placement.name == "multi-worker":
+        if self.placement.name == "multi-worker" and keras_backend() == "tensorflow":
             patch_for_multi_worker(compiled.train_model, self.placement.strategy)
         callbacks, stateful = self.callbacks(compiled, steps, backup, backup_seconds)
         if backup is not None:
@@ -142,16 +143,17 @@ class _Run:
         self.announce(data, backup)
         inputs = run_inputs(config, data, stats, self.placement, steps, initial_epoch)
         try:
-            compiled.train_model.fit(
-                inputs.train,
-                validation_data=inputs.validation,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=inputs.callbacks + callbacks,
-                verbose=0,
-                shuffle=False,
-                **inputs.fit_options,
-            )  # the pipeline shuffles
+            with self.placement.fitting():
+                compiled.train_model.fit(
+                    inputs.train,
+                    validation_data=inputs.validation,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=inputs.callbacks + callbacks,
+                    verbose=0,
+                    shuffle=False,
+                    **inputs.fit_options,
+                )  # the pipeline shuffles
         finally:
             inputs.close()
         resumed_from = initial_epoch if backup is not None else None

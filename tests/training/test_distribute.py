@@ -180,3 +180,46 @@ def test_two_local_workers_train_together_and_the_chief_writes_the_run(data, tmp
             ".cifarkit.lock",
         ]
     )  # the chief's lock on the run folder (empty once released)
+
+
+def test_each_worker_of_a_multi_worker_run_reads_its_own_shard_files(cifar10_tar, tmp_path):
+    """Two workers of two replicas each on a TFRecord export of three shards a split: the trainer's
+    pipelines, sharded as tf.distribute shards them for each worker (its InputContext, one input
+    pipeline per worker), give worker 0 the images of shards 0 and 2 and worker 1 those of shard 1."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.distribute import input_ops
+
+    from cifarkit.data import open_data
+    from cifarkit.formats.export import ExportOptions, export_dataset
+    from cifarkit.sources import open_source
+    from cifarkit.training.inputs import run_inputs
+
+    export_dataset(
+        open_source(cifar10_tar.path),
+        tmp_path / "tfr",
+        ExportOptions(format="tfrecord", workers=1, shards=3, quiet=True),
+    )
+    source = open_data(tmp_path / "tfr")
+    config = SimpleNamespace(recipe=None, seed=0, augment_on="device", batch_size=2, val_split="test")
+    data = SimpleNamespace(source=source, image_size=None)
+    for split, which in (("train", "train"), ("test", "validation")):
+        truth = {image.tobytes(): index for index, image in enumerate(cifar10_tar.splits[split].images)}
+        lengths = source.shard_lengths[split]
+        assert len(source.files[split]) == len(lengths) == 3
+        starts = np.cumsum([0, *lengths])
+        in_shards = [set(range(starts[k], starts[k + 1])) for k in range(3)]
+        for worker, shards in ((0, (0, 2)), (1, (1,))):
+            placement = Placement(None, "multi-worker", 4, (f"worker:{worker}",), workers=2, worker_index=worker)
+            dataset = getattr(run_inputs(config, data, None, placement, steps=1, initial_epoch=0), which)
+            context = tf.distribute.InputContext(
+                num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=4
+            )
+            sharded = input_ops.auto_shard_dataset(
+                dataset, context.num_input_pipelines, context.input_pipeline_id, context.num_replicas_in_sync
+            )
+            read = [truth[image.tobytes()] for images, _ in sharded.as_numpy_iterator() for image in images]
+            assert len(read) == len(set(read))  # every image once
+            assert set(read) == set().union(*(in_shards[k] for k in shards)), (split, worker)
