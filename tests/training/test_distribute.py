@@ -223,3 +223,20 @@ def test_each_worker_of_a_multi_worker_run_reads_its_own_shard_files(cifar10_tar
             read = [truth[image.tobytes()] for images, _ in sharded.as_numpy_iterator() for image in images]
             assert len(read) == len(set(read))  # every image once
             assert set(read) == set().union(*(in_shards[k] for k in shards)), (split, worker)
+
+
+def test_cluster_processes_are_numbered_chief_first_and_coordinated_by_process_zero():
+    """How a $TF_CONFIG cluster becomes JAX processes (and TensorFlow's input pipelines): the
+    chief is process 0 and its address coordinates; without a chief, worker 0 is."""
+    from cifarkit.runtime.jax_parallel import cluster_process
+
+    def process(cluster: dict, kind: str, index: int):
+        return cluster_process(
+            parse_tf_config(json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
+        )
+
+    workers = {"worker": ["a:1", "b:1", "c:1"]}
+    assert [process(workers, "worker", i) for i in range(3)] == [("a:1", 3, 0), ("a:1", 3, 1), ("a:1", 3, 2)]
+    with_chief = {**workers, "chief": ["z:1"]}
+    assert process(with_chief, "chief", 0) == ("z:1", 4, 0)
+    assert [process(with_chief, "worker", i)[2] for i in range(3)] == [1, 2, 3]
