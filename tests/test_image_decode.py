@@ -48,14 +48,47 @@ def test_the_fused_jpeg_read_equals_a_full_decode_squared(height, width, size):
     for kind, contents in _jpegs(_photo(height, width)).items():
         pixels = tf.io.decode_jpeg(contents, channels=3)
         expected = resize_shorter_centre(pixels, size).numpy()
-        fused = decode_squared(tf.constant(contents), size).numpy()
+        fused = decode_squared(tf.constant(contents), size, scaled=False).numpy()
         assert fused.shape == (size, size, 3) and fused.dtype == np.uint8
         np.testing.assert_array_equal(fused, expected, err_msg=kind)
         # The same pixels as a PNG take the decode-everything path to the same square.
         png = tf.io.encode_png(pixels)
-        np.testing.assert_array_equal(decode_squared(png, size).numpy(), expected, err_msg=kind)
+        np.testing.assert_array_equal(decode_squared(png, size, scaled=False).numpy(), expected, err_msg=kind)
         # So does the keras.ops mirror that exported models and predict use without TensorFlow.
         np.testing.assert_array_equal(resize_shorter_centre_ops(pixels.numpy(), size), expected, err_msg=kind)
+
+
+def _scale(height: int, width: int, size: int) -> int:
+    return next((r for r in (8, 4, 2) if min(height, width) >= r * size), 1)
+
+
+@pytest.mark.parametrize("height, width", SIZES)
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_a_large_jpeg_is_squared_from_its_dct_scaled_decode(height, width, size):
+    """At least r = 2, 4, 8 times the square on its shorter side, a JPEG is decoded at 1/r scale:
+    exactly the square of libjpeg's own scaled decode, cropped or not."""
+    ratio = _scale(height, width, size)
+    for kind, contents in _jpegs(_photo(height, width)).items():
+        scaled = tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
+        expected = resize_shorter_centre(scaled, size).numpy()
+        np.testing.assert_array_equal(decode_squared(tf.constant(contents), size).numpy(), expected, err_msg=kind)
+    # The scale asked for is what the decode runs at: 1/r of each side, rounded up.
+    assert scaled.shape[:2] == (-(-height // ratio), -(-width // ratio))
+
+
+def test_the_dct_scaled_square_is_within_a_few_levels_of_the_full_decode():
+    """On a smooth photo (no high frequencies for the two filters to treat differently) the DCT
+    scale's square stays within 3 levels on average (0.5 at 1/2, 1.0 at 1/4, 2.7 at 1/8, where the
+    scaled grid's rounded-up side shifts it by a fraction of a pixel) of the full-size one's."""
+    height, width = 530, 790
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([255 * x / width, 255 * y / height, 128 + 100 * np.sin(x / 40.0 + y / 60.0)], -1)
+    contents = tf.io.encode_jpeg(smooth.astype(np.uint8), quality=95).numpy()
+    for size in (64, 128, 256):  # 1/8, 1/4, 1/2
+        full = decode_squared(tf.constant(contents), size, scaled=False).numpy().astype(int)
+        scaled = decode_squared(tf.constant(contents), size).numpy().astype(int)
+        assert np.abs(full - scaled).mean() <= 3 and np.abs(full - scaled).max() <= 32, size
+        assert not np.array_equal(full, scaled)  # the scaled decode did run
 
 
 def test_squaring_crops_the_centre_in_source_pixels_then_resizes():
@@ -73,6 +106,11 @@ def photo_tree(tmp_path_factory):
     images = [_photo(h, w, seed=i) for i, (h, w) in enumerate(SIZES)]
     jpegs = [_jpegs(image)["420"] for image in images]
     decoded = [tf.io.decode_jpeg(contents, channels=3).numpy() for contents in jpegs]
+    # The JPEGs squared to 32, decoded at their DCT scale as the readers decode them.
+    scaled = [
+        resize_shorter_centre(tf.io.decode_jpeg(c, channels=3, ratio=_scale(h, w, 32)), 32).numpy()
+        for c, (h, w) in zip(jpegs, SIZES)
+    ]
     for i, (contents, pixels) in enumerate(zip(jpegs, decoded)):
         for folder, name, payload in (
             ("jpg", f"{i}.jpg", contents),
@@ -84,7 +122,7 @@ def photo_tree(tmp_path_factory):
     export_dataset(
         open_source(root / "jpg"), root / "tfrecord", ExportOptions(format="tfrecord", encoding="auto", workers=1)
     )
-    return root, decoded
+    return root, decoded, np.stack(scaled)
 
 
 def _read(path, size: int) -> np.ndarray:
@@ -92,10 +130,10 @@ def _read(path, size: int) -> np.ndarray:
 
 
 def test_readers_of_trees_and_exports_square_jpegs_like_the_full_decode(photo_tree):
-    root, decoded = photo_tree
-    expected = np.stack([resize_shorter_centre(tf.constant(pixels), 32).numpy() for pixels in decoded])
-    np.testing.assert_array_equal(_read(root / "jpg", 32), expected)  # fused
-    np.testing.assert_array_equal(_read(root / "png", 32), expected)  # decoded whole
+    root, decoded, expected = photo_tree
+    whole = np.stack([resize_shorter_centre(tf.constant(pixels), 32).numpy() for pixels in decoded])
+    np.testing.assert_array_equal(_read(root / "jpg", 32), expected)  # fused, at the DCT scale
+    np.testing.assert_array_equal(_read(root / "png", 32), whole)  # decoded whole
     np.testing.assert_array_equal(_read(root / "tfrecord", 32), expected)  # fused, from the records
     import cifarkit  # file-level shuffling squares the records it reads the same way
 
@@ -116,7 +154,7 @@ def _op_types(ds) -> set[str]:
 
 
 def test_the_readers_decode_jpegs_with_decode_and_crop(photo_tree):
-    root, _ = photo_tree
+    root = photo_tree[0]
     for export in ("jpg", "tfrecord"):
         squared = _op_types(data.open_data(root / export).dataset("train", image_size=32))
         assert "DecodeAndCropJpeg" in squared and "ExtractJpegShape" in squared, export

@@ -34,28 +34,64 @@ def decode_files(paths: list[str], labels, shape, size: int | None = None):
 JPEG_CROP_MARGIN = 8
 
 
-def decode_squared(contents, size: int, channels: int = 3):
+# DCT scales libjpeg decodes at (1/2, 1/4, 1/8 of each side); 1 is the full size.
+JPEG_SCALES = (1, 2, 4, 8)
+
+
+def jpeg_scale_index(shorter, size: int):
+    """Index in :data:`JPEG_SCALES` of the largest scale r at which a JPEG whose shorter side is
+    ``shorter`` still decodes to at least ``size`` pixels on that side (r * size <= shorter)."""
+    shorter = tf.cast(shorter, tf.int64)
+    return tf.add_n([tf.cast(shorter >= ratio * size, tf.int32) for ratio in JPEG_SCALES[1:]])
+
+
+def decode_squared(contents, size: int, channels: int = 3, scaled: bool = True):
     """Encoded image bytes -> its central square resized to ``size`` x ``size``
     (:func:`cifarkit.readers.squaring.resize_shorter_centre`). A JPEG is decoded only around that square
     (``tf.io.decode_and_crop_jpeg``), so a large photo is never fully decoded just to be cropped;
-    other formats are decoded whole."""
+    other formats are decoded whole.
 
-    from .squaring import centre_square, resize_shorter_centre, resize_square
+    ``scaled``: a JPEG at least 2, 4 or 8 times ``size`` on its shorter side is decoded at that
+    DCT scale (libjpeg's ``ratio``), the largest that still covers ``size``: the square is then
+    exactly that of ``tf.io.decode_jpeg(contents, ratio=r)``, not of the full-size decode (the
+    DCT's scaling is its own, box-like, filter: a few levels apart, docs/GUIDE.md)."""
+
+    from .squaring import resize_shorter_centre
 
     def jpeg():
         height, width = tf.unstack(tf.image.extract_jpeg_shape(contents)[:2])
-        top, left, side = centre_square(height, width)
-        y0, x0 = tf.maximum(top - JPEG_CROP_MARGIN, 0), tf.maximum(left - JPEG_CROP_MARGIN, 0)
-        y1 = tf.minimum(top + side + JPEG_CROP_MARGIN, height)
-        x1 = tf.minimum(left + side + JPEG_CROP_MARGIN, width)
-        window = tf.io.decode_and_crop_jpeg(contents, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=channels)
-        return resize_square(window[top - y0 : top - y0 + side, left - x0 : left - x0 + side], size)
+        if not scaled:
+            return _jpeg_square(contents, height, width, 1, size, channels)
+        branches = [lambda r=r: _jpeg_square(contents, height, width, r, size, channels) for r in JPEG_SCALES]
+        return tf.switch_case(jpeg_scale_index(tf.minimum(height, width), size), branches)
 
     def other():
         image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
         return resize_shorter_centre(image, size)
 
     return tf.cond(is_jpeg(contents), jpeg, other)
+
+
+def _jpeg_square(contents, height, width, ratio: int, size: int, channels: int):
+    """The central square of a JPEG decoded at 1/``ratio`` scale, resized to ``size``; only a
+    window around the square is decoded (libjpeg's crop window is in the scaled image's pixels)."""
+    from .squaring import centre_square, resize_square
+
+    height, width = -(-height // ratio), -(-width // ratio)  # libjpeg rounds scaled sides up
+    top, left, side = centre_square(height, width)
+    window = decode_window(contents, top, left, side, side, height, width, channels, ratio)
+    return resize_square(window, size)
+
+
+def decode_window(contents, top, left, rows, cols, height, width, channels: int = 3, ratio: int = 1):
+    """Pixels ``[top:top+rows, left:left+cols]`` of a JPEG of ``height`` x ``width`` (at 1/``ratio``
+    scale), decoding only around them, equal to the same box of the whole decode."""
+    y0, x0 = tf.maximum(top - JPEG_CROP_MARGIN, 0), tf.maximum(left - JPEG_CROP_MARGIN, 0)
+    y1 = tf.minimum(top + rows + JPEG_CROP_MARGIN, height)
+    x1 = tf.minimum(left + cols + JPEG_CROP_MARGIN, width)
+    box = tf.stack([y0, x0, y1 - y0, x1 - x0])
+    window = tf.io.decode_and_crop_jpeg(contents, box, channels=channels, ratio=ratio)
+    return window[top - y0 : top - y0 + rows, left - x0 : left - x0 + cols]
 
 
 def is_jpeg(contents):
