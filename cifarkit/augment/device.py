@@ -120,6 +120,60 @@ def crop_windows(
     return _take_rows(band, row_low) * (1.0 - row_w) + _take_rows(band, row_high) * row_w
 
 
+def _box_taps(start, extent, flips, size: int):
+    """As :func:`cifarkit.augment.host._box_taps`: the taps of boxes resized to ``size``."""
+    steps = ops.arange(size, dtype="float32")[None, :]
+    if flips is not None:
+        steps = ops.where(flips[:, None], size - 1 - steps, steps)
+    extent = ops.cast(extent, "float32")[:, None]
+    position = ops.clip((steps + 0.5) * extent / size - 0.5, 0.0, extent - 1.0)
+    weight = position - ops.floor(position)
+    start = ops.cast(start, "int32")[:, None]
+    low = ops.cast(ops.floor(position), "int32") + start
+    return low, ops.minimum(low + 1, start + ops.cast(extent, "int32") - 1), weight
+
+
+def box_windows(images, boxes, size: int, flips=None):
+    """Each image's box (top, left, height, width) resized to ``size`` x ``size``, mirrored where
+    ``flips``, as :func:`cifarkit.augment.host.box_windows`."""
+    images = ops.convert_to_tensor(images)
+    row_low, row_high, row_w = _box_taps(boxes[:, 0], boxes[:, 2], None, size)
+    col_low, col_high, col_w = _box_taps(boxes[:, 1], boxes[:, 3], flips, size)
+    row_w, col_w = row_w[:, :, None, None], col_w[:, :, None, None]
+    swapped = _swap_axes(images)
+    band = _take_rows(swapped, col_low) * (1.0 - col_w) + _take_rows(swapped, col_high) * col_w  # (M, size, H, C)
+    band = _swap_axes(band)
+    return _take_rows(band, row_low) * (1.0 - row_w) + _take_rows(band, row_high) * row_w
+
+
+def boxes_from_draws(draws, span: int, scale, ratio):
+    """As :func:`cifarkit.augment.host.boxes_from_draws`: boxes from uniform draws (N, attempts, 4)."""
+    import math
+
+    area = span * span * (scale[0] + draws[..., 0] * (scale[1] - scale[0]))
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = ops.exp(log_low + draws[..., 1] * (log_high - log_low))
+    height, width = ops.round(ops.sqrt(area / aspect)), ops.round(ops.sqrt(area * aspect))
+    fits = (height >= 1) & (width >= 1) & (height <= span) & (width <= span)
+    first = ops.argmax(ops.cast(fits, "int32"), axis=1)[:, None]
+    found = ops.any(fits, axis=1)
+    height = ops.where(found, ops.take_along_axis(height, first, axis=1)[:, 0], float(span))
+    width = ops.where(found, ops.take_along_axis(width, first, axis=1)[:, 0], float(span))
+    top = ops.minimum(
+        ops.floor(ops.take_along_axis(draws[..., 2], first, axis=1)[:, 0] * (span - height + 1)), span - height
+    )
+    left = ops.minimum(
+        ops.floor(ops.take_along_axis(draws[..., 3], first, axis=1)[:, 0] * (span - width + 1)), span - width
+    )
+    return ops.cast(ops.stack([top, left, height, width], axis=1), "int32")
+
+
+def centre_boxes(count, span: int, fraction: float):
+    side = max(round(span * fraction), 1)
+    corner = (span - side) // 2
+    return ops.tile(ops.convert_to_tensor([[corner, corner, side, side]], "int32"), (count, 1))
+
+
 def centre_windows(count, span: int, crop: int):
     """The centre window's corner for each of ``count`` images: (count, 2) int32."""
     return ops.full((count, 2), (span - crop) // 2, "int32")

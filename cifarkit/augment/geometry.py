@@ -63,6 +63,11 @@ class PendingGeometry:
     def map_pixels(self, fn) -> None:
         self._pixels = fn(self.pixels())
 
+    def resample(self, fn, span) -> None:
+        """``fn(pixels)`` gives images of a new side ``span`` (boxes resized to one size)."""
+        self._pixels = fn(self.pixels())
+        self._reset(span)
+
     # The tensor library's part.
 
     def _sample(self, crop: int, offsets, flips):

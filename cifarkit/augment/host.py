@@ -97,6 +97,65 @@ def crop_windows(
     return left * (1.0 - col_w) + right * col_w
 
 
+def _box_taps(start, extent, flips, size: int):
+    """Lower source index, upper index and upper weight along one axis of boxes (start, extent)
+    resized to ``size``: half-pixel centres clamped to the box, as tf.image.resize of the box."""
+    steps = tf.range(size, dtype=tf.float32)[None, :]
+    if flips is not None:
+        steps = tf.where(flips[:, None], size - 1 - steps, steps)
+    extent = tf.cast(extent, tf.float32)[:, None]
+    position = tf.clip_by_value((steps + 0.5) * extent / size - 0.5, 0.0, extent - 1.0)
+    weight = position - tf.floor(position)
+    start = tf.cast(start, tf.int32)[:, None]
+    low = tf.cast(tf.floor(position), tf.int32) + start
+    return low, tf.minimum(low + 1, start + tf.cast(extent, tf.int32) - 1), weight
+
+
+def box_windows(images: tf.Tensor, boxes: tf.Tensor, size: int, flips: tf.Tensor | None = None) -> tf.Tensor:
+    """Each image's box (top, left, height, width) resized to ``size`` x ``size`` (bilinear, no
+    antialiasing), mirrored where ``flips``: a random-resized crop sampled in one pass."""
+    images = tf.cast(images, tf.float32)
+    row_low, row_high, row_w = _box_taps(boxes[:, 0], boxes[:, 2], None, size)
+    col_low, col_high, col_w = _box_taps(boxes[:, 1], boxes[:, 3], flips, size)
+    row_w, col_w = row_w[:, :, None, None], col_w[:, None, :, None]
+    band = tf.gather(images, row_low, axis=1, batch_dims=1) * (1.0 - row_w)
+    band += tf.gather(images, row_high, axis=1, batch_dims=1) * row_w
+    left = tf.gather(band, col_low, axis=2, batch_dims=1)
+    return left * (1.0 - col_w) + tf.gather(band, col_high, axis=2, batch_dims=1) * col_w
+
+
+def random_boxes(seed: tf.Tensor, batch, span, scale, ratio, attempts: int) -> tf.Tensor:
+    """Boxes (batch, 4) int32 of a random-resized crop in a ``span`` x ``span`` image: area a
+    uniform ``scale`` share of the image, aspect log-uniform in ``ratio``, the first of
+    ``attempts`` draws that fits, else the whole image; the corner uniform where it fits."""
+    draws = tf.random.stateless_uniform([batch, attempts, 4], seed)
+    return boxes_from_draws(draws, span, scale, ratio)
+
+
+def boxes_from_draws(draws: tf.Tensor, span, scale, ratio) -> tf.Tensor:
+    span = tf.cast(span, tf.float32)
+    area = span * span * (scale[0] + draws[..., 0] * (scale[1] - scale[0]))
+    log_low, log_high = tf.math.log(float(ratio[0])), tf.math.log(float(ratio[1]))
+    aspect = tf.exp(log_low + draws[..., 1] * (log_high - log_low))
+    height, width = tf.round(tf.sqrt(area / aspect)), tf.round(tf.sqrt(area * aspect))
+    fits = (height >= 1) & (width >= 1) & (height <= span) & (width <= span)
+    first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)[:, None]
+    found = tf.reduce_any(fits, axis=1)
+    height = tf.where(found, tf.gather(height, first, batch_dims=1)[:, 0], span)
+    width = tf.where(found, tf.gather(width, first, batch_dims=1)[:, 0], span)
+    corner = tf.gather(draws[..., 2:], first, batch_dims=1)[:, 0]  # (batch, 2)
+    top = tf.minimum(tf.floor(corner[:, 0] * (span - height + 1)), span - height)
+    left = tf.minimum(tf.floor(corner[:, 1] * (span - width + 1)), span - width)
+    return tf.cast(tf.stack([top, left, height, width], axis=1), tf.int32)
+
+
+def centre_boxes(batch, span, fraction: float) -> tf.Tensor:
+    """The central square box of side ``fraction`` of ``span`` for every image (evaluation)."""
+    side = tf.maximum(tf.round(tf.cast(span, tf.float32) * fraction), 1.0)
+    corner = tf.floor((tf.cast(span, tf.float32) - side) / 2)
+    return tf.cast(tf.tile(tf.stack([corner, corner, side, side])[None], [batch, 1]), tf.int32)
+
+
 def random_offsets(seed: tf.Tensor, batch: tf.Tensor, span, crop: int) -> tf.Tensor:
     """Uniform window corners (batch, 2) in [0, span - crop]."""
     return tf.random.stateless_uniform([batch, 2], seed, minval=0, maxval=span - crop + 1, dtype=tf.int32)

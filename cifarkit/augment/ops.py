@@ -317,3 +317,73 @@ class AlternatingFlip(Op):
         if batch.mode == "train":
             odd = ops.cast(ops.mod(batch.epoch, 2), "int32")
             batch.set_flips(ops.not_equal(ops.mod(batch.image_bits + odd, 2), 0))
+
+
+# torchvision's RandomResizedCrop draws up to 10 boxes before it falls back; evaluation takes the
+# central 224/256 of the image, as the usual "resize 256, centre crop 224" does.
+RRC_ATTEMPTS = 10
+RRC_EVAL_FRACTION = 0.875
+
+
+@register_op("random_resized_crop")
+@dataclass(frozen=True)
+class RandomResizedCrop(Op):
+    """Inception's crop (Szegedy et al. 2015): a box of a uniform ``scale`` share of the image's
+    area and a log-uniform aspect ``ratio``, resized to ``size`` x ``size`` (bilinear); in
+    evaluation the central square of 0.875 of the side."""
+
+    size: int
+    scale_min: float = 0.08
+    scale_max: float = 1.0
+    ratio_min: float = 3 / 4
+    ratio_max: float = 4 / 3
+    seed_path: ClassVar[tuple[int, ...]] = (0, 0)
+
+    def __post_init__(self):
+        _positive("size", self.size)
+        if not 0 < self.scale_min <= self.scale_max <= 1:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1. Received: scale={self.scale}")
+        if not 0 < self.ratio_min <= self.ratio_max:
+            raise ValueError(f"ratio must satisfy 0 < min <= max. Received: ratio={self.ratio}")
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return (self.scale_min, self.scale_max)
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        return (self.ratio_min, self.ratio_max)
+
+    def out_size(self, size: int) -> int:
+        return self.size
+
+    def caption(self) -> str:
+        return f"rr crop {self.size}"
+
+    def phrase(self) -> str:
+        return (
+            f"random-resized {self.size}x{self.size} crop (area {self.scale_min:g}-{self.scale_max:g}, "
+            f"aspect {self.ratio_min:.3g}-{self.ratio_max:.3g})"
+        )
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        if batch.mode == "train":
+            seed = batch.seed(self.seed_path)
+            boxes = augment.random_boxes(seed, batch.count, batch.span, self.scale, self.ratio, RRC_ATTEMPTS)
+        else:
+            boxes = augment.centre_boxes(batch.count, batch.span, RRC_EVAL_FRACTION)
+        batch.resample(lambda x: augment.box_windows(x, boxes, self.size), self.size)
+
+    def draw(self, rng, count, size: int, mode: str):
+        return keras.random.uniform((count, RRC_ATTEMPTS, 4), seed=rng) if mode == "train" else None
+
+    def device(self, batch, value) -> None:
+        from . import device as device_augment
+
+        if value is None:
+            boxes = device_augment.centre_boxes(batch.count, batch.span, RRC_EVAL_FRACTION)
+        else:
+            boxes = device_augment.boxes_from_draws(value, batch.span, self.scale, self.ratio)
+        batch.resample(lambda x: device_augment.box_windows(x, boxes, self.size), self.size)

@@ -35,6 +35,7 @@ CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
 AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
+INCEPTION_CROP = 224  # what most ImageNet trainers feed a model after a random-resized crop
 # Version of the op list in a saved Augmentation layer's config. Version 1 (a config without the
 # key) holds the recipe as fixed fields: crop, resize, pad, pad_mode, flip, pca_sigma, standardize.
 RECIPE_FORMAT = 2
@@ -106,6 +107,14 @@ RECIPES: dict[str, Recipe] = {
         "airbench",
         (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
         source_size=CIFAR_SIZE,
+    ),
+    # Szegedy et al. 2015's random-resized crop (8-100% of the area, aspect 3/4-4/3) then a flip,
+    # as most ImageNet trainers do; JPEG files can be read only within the crop
+    # (cifarkit.readers.image_decode.decode_random_crop).
+    "inception": Recipe(
+        "inception",
+        (("random_resized_crop", (INCEPTION_CROP,)), ("flip", ()), ("normalize", (True,))),
+        source_size=PAPER_RESIZE,
     ),
     # LeCun et al. 1998, section III.A: the 28x28 digits centred in a 32x32 field (pad 2 with the
     # background, 0), then normalised to zero mean and unit variance; no augmentation, no flip

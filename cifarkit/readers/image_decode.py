@@ -94,6 +94,43 @@ def decode_window(contents, top, left, rows, cols, height, width, channels: int 
     return window[top - y0 : top - y0 + rows, left - x0 : left - x0 + cols]
 
 
+def random_crop_box(shape, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """(top, left, height, width) of a random-resized crop of an image of ``shape`` (its height and
+    width first): ``tf.image.stateless_sample_distorted_bounding_box``, the whole image if none of
+    its 10 draws fits."""
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.cast(shape[:3], tf.int32),
+        tf.zeros([1, 0, 4]),
+        seed=seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=ratio,
+        area_range=scale,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return begin[0], begin[1], extent[0], extent[1]
+
+
+def decode_random_crop(contents, seed, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), channels: int = 3):
+    """Encoded image bytes -> a random-resized crop (``seed``: int [2]) resized to ``size`` x
+    ``size`` uint8. A JPEG is decoded only around its box (equal to the same box of the whole
+    decode, :func:`decode_window`); other formats are decoded whole, then cut."""
+
+    from .squaring import resize_square
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(contents)
+        top, left, rows, cols = random_crop_box(tf.concat([shape[:2], [channels]], 0), seed, scale, ratio)
+        return decode_window(contents, top, left, rows, cols, shape[0], shape[1], channels)
+
+    def other():
+        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
+        top, left, rows, cols = random_crop_box(tf.shape(image), seed, scale, ratio)
+        return image[top : top + rows, left : left + cols]
+
+    return resize_square(tf.cond(is_jpeg(contents), jpeg, other), size)
+
+
 def is_jpeg(contents):
     return tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
 
