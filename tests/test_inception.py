@@ -5,6 +5,7 @@ a JPEG file can be read only within its box, with the pixels of the whole decode
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -18,6 +19,7 @@ from cifarkit.augment.recipes import eval_transform, get_recipe, train_transform
 from cifarkit.readers.image_decode import decode_random_crop, decode_window, random_crop_box
 from cifarkit.readers.squaring import resize_square
 from cifarkit.readers.stats import RunningMoments
+from cifarkit.sources.image_file import read_image
 
 # (height, width): odd, even, portrait, landscape, one MCU wide, narrower than one.
 SIZES = [(37, 53), (53, 37), (64, 48), (17, 31), (9, 7)]
@@ -170,3 +172,51 @@ def test_the_augmentation_layer_runs_the_inception_recipe(stats):
     # Evaluation: the central 35 of 40 (0.875) resized to 224, as on the host.
     centre = np.asarray(layer(IMAGES, training=False))
     np.testing.assert_allclose(centre, eval_transform(get_recipe("inception"), stats)(IMAGES).numpy(), atol=1e-3)
+
+
+def _tree(root, images: dict[str, np.ndarray]) -> list[str]:
+    paths = []
+    for name, image in images.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".jpg"):
+            path.write_bytes(_jpegs(image)["progressive420"])
+        else:
+            Image.fromarray(image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_tree_read_with_a_random_crop_cuts_each_file_at_its_own_box_every_pass(tmp_path):
+    from cifarkit.readers.image_decode import RandomCrop, decode_files
+
+    images = {"a.jpg": _photo(37, 53, 1), "b.jpg": _photo(61, 29, 2), "c.png": _photo(30, 30, 3)}
+    images["d.gif"] = _photo(20, 26, 4)
+    paths = _tree(tmp_path, images)
+    crop = RandomCrop(16, seed=7)
+    ds = decode_files(paths, np.arange(4, dtype=np.int32), None, crop=crop)
+    first, second = (np.stack([image for image, _ in ds.as_numpy_iterator()]) for _ in range(2))
+    assert first.shape == (4, 16, 16, 3) and not np.array_equal(first, second)  # new boxes each pass
+    # The first pass's boxes are those of the first pass of the same seeds, drawn alone.
+    seeds = list(tf.data.Dataset.random(seed=7, rerandomize_each_iteration=True).batch(2).take(4))
+    for path, seed, got in zip(paths, seeds, first):
+        if path.endswith(".jpg"):
+            expected = decode_random_crop(tf.io.read_file(path), seed, 16).numpy()
+        else:  # GIF through Pillow, as the tree reader reads it; PNG the same way by TensorFlow
+            pixels = read_image(Path(path))
+            top, left, rows, cols = random_crop_box(tf.shape(pixels), seed)
+            expected = resize_square(pixels[top : top + rows, left : left + cols], 16).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=path)
+
+
+def test_a_broken_jpeg_is_named_when_read_with_a_random_crop(tmp_path):
+    from cifarkit.errors import SourceError
+    from cifarkit.readers.image_decode import RandomCrop, decode_files, source_error_in
+
+    paths = _tree(tmp_path, {"a.jpg": _photo(37, 53, 1), "b.jpg": _photo(61, 29, 2)})
+    broken = tmp_path / "b.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # the header survives, the scan does not
+    with pytest.raises(tf.errors.OpError) as caught:
+        list(decode_files(paths, np.arange(2, dtype=np.int32), None, crop=RandomCrop(16)).as_numpy_iterator())
+    error = source_error_in(caught.value)
+    assert isinstance(error, SourceError) and str(error).startswith(str(broken))

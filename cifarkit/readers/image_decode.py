@@ -8,6 +8,7 @@ decoders say only "Invalid PNG data"; the first file that fails is named instead
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SourceError
@@ -17,15 +18,31 @@ from ..sources.image_file import FLOOR_PIXELS, MAX_PIXELS, PIXELS_PER_BYTE, read
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 
 
-def decode_files(paths: list[str], labels, shape, size: int | None = None):
+@dataclass(frozen=True)
+class RandomCrop:
+    """A random-resized crop to ``size`` taken as each file is decoded (:func:`decode_random_crop`),
+    its boxes drawn from ``seed``, anew at every pass over the files."""
+
+    size: int
+    seed: int = 0
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+
+def decode_files(paths: list[str], labels, shape, size: int | None = None, crop: RandomCrop | None = None):
     """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known.
-    ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3)."""
+    ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3);
+    ``crop`` instead cuts a random-resized crop of each, a JPEG decoded only within it."""
     count = len(paths)
     files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
+    if crop is not None:
+        seeds = tf.data.Dataset.random(seed=crop.seed, rerandomize_each_iteration=True).batch(2)
+        files = tf.data.Dataset.zip(files, seeds).map(lambda file, seed: (*file, seed))
     # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
     # relies on the order.
-    decoded = files.map(_tree_decoder(shape, size), num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _naming_failures(decoded, paths, (size, size, 3) if size else shape)
+    decoded = files.map(_tree_decoder(shape, size, crop), num_parallel_calls=AUTOTUNE, deterministic=True)
+    side = crop.size if crop is not None else size
+    return _naming_failures(decoded, paths, (side, side, 3) if side else shape)
 
 
 # Pixels decoded beyond each side of a JPEG's square: libjpeg's chroma upsampling treats the edge
@@ -169,31 +186,37 @@ def within_budget(contents):
     return tf.logical_and(sides_fit, size[0] * size[1] <= budget)
 
 
-def _tree_decoder(shape, size: int | None = None):
-    """(index, path, label) -> (index, uint8 image, label); a file that fails raises inside tf.data.
-    ``size``: each image squared to it as it is decoded."""
+def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None):
+    """(index, path, label[, seed]) -> (index, uint8 image, label); a file that fails raises inside
+    tf.data. ``size``: each image squared to it as it is decoded; ``crop``: cut from it."""
 
-    from .squaring import resize_shorter_centre
+    from .squaring import resize_shorter_centre, resize_square
 
     channels = shape[-1] if shape else 3
+    side = crop.size if crop is not None else size
 
     def pillow(path):
         return read_image(Path(path.decode()))
 
-    def tensorflow(contents):
+    def tensorflow(contents, seed):
+        if crop is not None:
+            return decode_random_crop(contents, seed, crop.size, crop.scale, crop.ratio, channels)
         if size:
             return decode_squared(contents, size, channels)
         return tf.io.decode_image(contents, channels=channels, expand_animations=False)
 
-    def by_pillow(path):
+    def by_pillow(path, seed):
         image = tf.ensure_shape(tf.numpy_function(pillow, [path], tf.uint8, stateful=False), (None, None, channels))
+        if crop is not None:
+            top, left, rows, cols = random_crop_box(tf.shape(image), seed, crop.scale, crop.ratio)
+            return resize_square(image[top : top + rows, left : left + cols], crop.size)
         return resize_shorter_centre(image, size) if size else image
 
-    def decode(index, path, label):
+    def decode(index, path, label, seed=None):
         contents = tf.io.read_file(path)
         # Any other file, or a header over the budget: Pillow reads it, or refuses it by name.
-        image = tf.cond(within_budget(contents), lambda: tensorflow(contents), lambda: by_pillow(path))
-        return index, tf.ensure_shape(image, (size, size, 3) if size else shape or (None, None, 3)), label
+        image = tf.cond(within_budget(contents), lambda: tensorflow(contents, seed), lambda: by_pillow(path, seed))
+        return index, tf.ensure_shape(image, (side, side, 3) if side else shape or (None, None, 3)), label
 
     return decode
 
