@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -117,18 +118,25 @@ def _read_and_check(paths: list[str]) -> int:
     return total
 
 
-def reading_floor(root: Path, workers: int, check: bool = True, chunk: int = 500) -> tuple[float, int, int]:
-    """Seconds to list ``root`` and read (and check) every file on ``workers`` processes; the
-    number of files and their bytes."""
+def _cpu() -> float:
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def reading_floor(root: Path, workers: int, check: bool = True, chunk: int = 500) -> tuple[float, float, int, int]:
+    """Seconds (wall, and CPU of this process and its workers) to list ``root`` and read (and
+    check) every file on ``workers`` processes; the number of files and their bytes."""
     import multiprocessing
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     paths = _files(root)
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     work = _read_and_check if check else _read
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        total = sum(pool.imap_unordered(work, chunks))
-    return time.perf_counter() - start, len(paths), total
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    total = sum(pool.imap_unordered(work, chunks))
+    pool.close()
+    pool.join()  # reaped: their CPU time is in RUSAGE_CHILDREN
+    return time.perf_counter() - start, _cpu() - cpu, len(paths), total
 
 
 def contender(tree: str, out: str, result: str, extra: list[str]) -> int:
@@ -150,14 +158,15 @@ def contender(tree: str, out: str, result: str, extra: list[str]) -> int:
     return code
 
 
-def run_export(tree: Path, out: Path, work: Path, extra: list[str]) -> dict:
+def run_export(tree: Path, out: Path, work: Path, extra: list[str], code: str | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     result = work / "export-result.json"
     result.unlink(missing_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--contender", str(tree), str(out), str(result)]
     with open(work / "export.stderr", "w") as stderr:
         start = time.perf_counter()
-        proc = subprocess.Popen([*command, "--", *extra], stdout=subprocess.DEVNULL, stderr=stderr)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [code, os.environ.get("PYTHONPATH")])))
+        proc = subprocess.Popen([*command, "--", *extra], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         sampler = PssSampler(proc.pid, 0.25)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -191,9 +200,13 @@ def bench(n: int, work: Path, distinct: list[Path], args, extra: list[str]) -> d
         make_tree(tree, n, distinct, args.classes)
         print(f"  made {n:,} files in {time.perf_counter() - start:.1f} s (hard links)", flush=True)
     load_before = _load()
-    floor_read, files, total = reading_floor(tree, args.workers, check=False)
-    floor_check, _, _ = reading_floor(tree, args.workers, check=True)
-    export = run_export(tree, work / "out", work, ["--workers", str(args.workers), *extra])
+    if args.no_floor:
+        floor_read = floor_check = floor_cpu = math.nan
+        files, total = sum(1 for folder in os.scandir(tree) for _ in os.scandir(folder)), 0
+    else:
+        floor_read, _, files, total = reading_floor(tree, args.workers, check=False)
+        floor_check, floor_cpu = reading_floor(tree, args.workers, check=True)[:2]
+    export = run_export(tree, work / "out", work, ["--workers", str(args.workers), *extra], args.code)
     shutil.rmtree(work / "out", ignore_errors=True)
     if not args.tree and not args.keep:
         shutil.rmtree(tree, ignore_errors=True)
@@ -202,6 +215,7 @@ def bench(n: int, work: Path, distinct: list[Path], args, extra: list[str]) -> d
         "bytes": total,
         "floor_read": floor_read,
         "floor_check": floor_check,
+        "floor_cpu": floor_cpu,
         "load": f"{load_before} -> {_load()}",
         **export,
     }
@@ -212,15 +226,16 @@ def report(row: dict) -> str:
     lo, hi = row["shard_mb"]
     return (
         f"{n:>9,} {wall:>8.1f} {n / wall:>9,.0f} {row['cpu']:>7.1f} {row['main_mb']:>8.0f} {row['worker_mb']:>9.0f}"
-        f" {row['pss_mb']:>8.0f} {row['floor_read']:>7.1f} {row['floor_check']:>8.1f}"
-        f" {wall / row['floor_check']:>6.2f}x"
+        f" {row['pss_mb']:>8.0f} {row['floor_read']:>7.1f} {row['floor_check']:>8.1f} {row['floor_cpu']:>7.1f}"
+        f" {wall / row['floor_check']:>6.2f}x {row['cpu'] / row['floor_cpu']:>6.2f}x"
         f" {row['shards']:>6} {lo:>6.0f}-{hi:<6.0f}  {row['load']}"
     )
 
 
 HEADER = (
     f"{'images':>9} {'wall s':>8} {'images/s':>9} {'cpu s':>7} {'main MB':>8} {'worker MB':>9} {'PSS MB':>8}"
-    f" {'read s':>7} {'check s':>8} {'/floor':>7} {'shards':>6} {'shard MB':>13}  load (1 min avg) before -> after"
+    f" {'read s':>7} {'check s':>8} {'cpu s':>7} {'/floor':>7} {'cpu/fl':>7}"
+    f" {'shards':>6} {'shard MB':>13}  load (1 min avg) before -> after"
 )
 
 
@@ -232,6 +247,8 @@ def main() -> int:
     parser.add_argument("--distinct", type=int, default=300, help="distinct JPEGs the tree links to")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--no-floor", action="store_true", help="export only (the floor is the same for any code)")
+    parser.add_argument("--code", help="export with the cifarkit package in this folder (an older checkout)")
     parser.add_argument("--keep", action="store_true", help="keep the trees made (under --tmp)")
     parser.add_argument("--tmp", default=None, help="where to make the trees (default: the system's temp folder)")
     parser.add_argument("--contender", nargs=3, metavar=("TREE", "OUT", "RESULT"), help=argparse.SUPPRESS)
@@ -244,7 +261,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cifarkit-photo-tree-", dir=args.tmp))
     if args.big and shutil.disk_usage(work).free > 20e9:  # a million links: ~1 GB of directory entries
         sizes.append(BIG)
-    print(f"cifarkit {_commit()}, {os.cpu_count()} cores, {args.workers} workers; load {_load()} at start")
+    code = f"the package in {args.code}" if args.code else _commit()
+    print(f"cifarkit {code}, {os.cpu_count()} cores, {args.workers} workers; load {_load()} at start")
     try:
         distinct = [] if args.tree else make_distinct(work / "distinct", args.distinct)
         if distinct:
@@ -261,7 +279,8 @@ def main() -> int:
         "main MB: peak RSS of the export's main process; worker MB: the largest peak RSS among its workers\n"
         "(counting pages shared copy-on-write with the main process); PSS MB: the peak of the whole tree's\n"
         "summed PSS. read s: list the tree and read every file's bytes; check s: and decode each at 1/8\n"
-        "scale (the reading floor); /floor: export wall over the check floor. MB = 10**6 bytes."
+        "scale (the reading floor), its wall and CPU seconds; /floor, cpu/fl: the export's over the floor's.\n"
+        "MB = 10**6 bytes."
     )
     return 0
 

@@ -110,6 +110,7 @@ def export(
     from ..formats.export import ExportOptions, export_dataset
     from ..formats.parallel import default_workers
     from ..runtime.progress import progress_mode
+    from ..sources.spill import arrays_on_disk
 
     options = ExportOptions(
         format=format.value,
@@ -127,7 +128,8 @@ def export(
         progress=progress_mode(quiet, json_progress),
         runner=make_runner(runner.value, beam_options),
     )
-    dataset, sample = open_records(source, no_verify, quiet)
+    with arrays_on_disk():  # the pixels in mapped temporary files: the workers read them, this process holds none
+        dataset, sample = open_records(source, no_verify, quiet)
     if out is None:
         out = Path(f"{dataset.name}{'-sample' if sample else ''}-{options.format}")
     start = time.perf_counter()

@@ -266,12 +266,14 @@ def _manifest_rows(dataset: LabelledImages, plans: dict[str, list[Piece]]) -> It
     names, coarse_names = dataset.class_names, dataset.coarse_class_names
     for pieces in plans.values():
         for piece in pieces:
-            part = dataset.take(piece.split, piece.start, piece.stop)
-            coarse = None if part.coarse_labels is None else part.coarse_labels.tolist()
-            rows = zip(piece.manifest_paths(), part.labels.tolist(), part.source_files)
-            for i, (path, label, source) in enumerate(rows):
-                row = (path, piece.split, piece.start + i, label, names[label], source)
-                yield row if coarse is None else (*row, coarse[i], coarse_names[coarse[i]])
+            paths, index = iter(piece.manifest_paths()), piece.start
+            for part in dataset.parts(piece.split, piece.start, piece.stop):  # no pixels read, none joined
+                coarse = None if part.coarse_labels is None else part.coarse_labels.tolist()
+                # ``paths`` last: zip stops at the part's end before taking the next part's path
+                for i, (label, source, path) in enumerate(zip(part.labels.tolist(), part.source_files, paths)):
+                    row = (path, piece.split, index + i, label, names[label], source)
+                    yield row if coarse is None else (*row, coarse[i], coarse_names[coarse[i]])
+                index += len(part)
 
 
 def export_dataset(dataset: LabelledImages, out: Path, options: ExportOptions = ExportOptions()) -> ExportSummary:

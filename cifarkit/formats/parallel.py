@@ -7,7 +7,9 @@ unsafe, so they are started by a fork server instead.
 
 Large read-only data (a whole dataset) reaches the workers as ``shared``, handed to each worker
 once when it starts: a forked worker simply inherits it (no copy, no pickling), so a task needs
-to carry only indices, not megabytes of pixels through a pipe.
+to carry only indices, not megabytes of pixels through a pipe. Where its arrays are mapped files
+(:mod:`cifarkit.sources.spill`, as the export command reads them), a worker unmaps the pages a
+task read once it is done, so it holds the images of the task at hand, not of every task it ran.
 
 A worker must not outlive the command that started it: after a ``kill -9`` of the parent, the
 workers would wait on their task pipe forever (reparented to init). Each worker therefore asks
@@ -30,6 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..errors import CifarkitError
+from ..sources.spill import release_pages
 
 
 def default_workers() -> int:
@@ -91,7 +94,10 @@ def _watch(parent: int, command_pid: int) -> None:
 
 
 def _with_shared(fn: Callable[..., Any], *task: Any) -> Any:
-    return fn(_shared, *task)
+    try:
+        return fn(_shared, *task)
+    finally:
+        release_pages()  # the shared arrays' pages this task read, where they are mapped files
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], workers: int, shared: Any = None) -> Iterator[Any]:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from ..constants import MAX_DATASET_BYTES, MAX_MEMBER_BYTES
 from ..errors import SourceError, UnsafeInputError
+from .spill import SpilledBytes, byte_count, read_member
 
 _READ_SIZE = 1 << 20
 
@@ -57,7 +58,7 @@ class _HashingReader:
 
 @dataclass
 class ArchiveContents:
-    files: dict[str, bytes]  # path inside the archive -> bytes, regular files only
+    files: dict[str, bytes | SpilledBytes]  # path inside the archive -> bytes (spill.as_bytes), regular files only
     md5: str | None  # of the whole archive file; None when not asked for
 
 
@@ -118,8 +119,8 @@ def _read_members(tar: tarfile.TarFile, path: Path, keep: Callable[[str], bool])
                 "more than any CIFAR dataset"
             )
         handle = tar.extractfile(member)
-        data = handle.read(member.size) if handle else b""
-        if len(data) != member.size:
+        data = read_member(handle, member.size) if handle else b""  # a temporary file under spill.arrays_on_disk
+        if byte_count(data) != member.size:
             raise SourceError(f"{path}: member '{member.name}' is truncated")
         files[member.name] = data
     if not seen:

@@ -22,6 +22,7 @@ from ..errors import SourceError
 from ..metadata.labels import parse_names
 from .labelled import Batch, CifarParts
 from .pickled import check_labels, planar_to_hwc
+from .spill import keep_array
 
 
 def _records(data: bytes, record_size: int, filename: str) -> np.ndarray:
@@ -63,7 +64,7 @@ def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
         for name in names:
             rec = _records(files[name](), CIFAR10_BINARY_RECORD, name)
             labels = check_labels(rec[:, 0], len(rec), len(class_names), "labels", name)
-            images = planar_to_hwc(rec[:, 1:])
+            images = planar_to_hwc(keep_array(rec[:, 1:]))  # a temporary file under spill.arrays_on_disk
             batches.setdefault(split, []).append(Batch(split, images, labels, [name] * len(rec)))
     return CifarParts(class_names, batches, notes=notes)
 
@@ -84,6 +85,6 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
         rec = _records(files[name](), CIFAR100_BINARY_RECORD, name)
         coarse_labels = check_labels(rec[:, 0], len(rec), len(coarse), "coarse labels", name)
         labels = check_labels(rec[:, 1], len(rec), len(fine), "fine labels", name)
-        images = planar_to_hwc(rec[:, 2:])
+        images = planar_to_hwc(keep_array(rec[:, 2:]))
         batches[split] = [Batch(split, images, labels, [name] * len(rec), coarse_labels)]
     return CifarParts(fine, batches, coarse_class_names=coarse)

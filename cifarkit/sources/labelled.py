@@ -119,6 +119,14 @@ class LabelledImages:
 
     def take(self, split: str, start: int, stop: int) -> Batch:
         """Images ``start:stop`` of a split, across batch boundaries."""
+        parts = self.parts(split, start, stop)
+        if not parts:  # an empty range (a split of 0 images): empty, but of the split's kind
+            return self._empty(split)
+        return Batch.concat(parts)
+
+    def parts(self, split: str, start: int, stop: int) -> list[Batch]:
+        """Images ``start:stop`` of a split as slices of its batches, in order: nothing copied,
+        where :meth:`take` joins them (the pixels of a range across two batches)."""
         parts, offset = [], 0
         for batch in self.batches[split]:
             lo, hi = max(start, offset), min(stop, offset + len(batch))
@@ -127,9 +135,7 @@ class LabelledImages:
             offset += len(batch)
             if offset >= stop:
                 break
-        if not parts:  # an empty range (a split of 0 images): empty, but of the split's kind
-            return self._empty(split)
-        return Batch.concat(parts)
+        return parts
 
     def _empty(self, split: str) -> Batch:
         batches = self.batches[split]

@@ -18,6 +18,7 @@ from ..errors import ChecksumError, SourceError, UnsafeInputError, no_verify
 from . import binary, pickled
 from .archive import read_archive
 from .labelled import CifarParts, LabelledImages
+from .spill import as_bytes
 
 # Folder names the official archives extract to, and the archive names, in order of preference.
 EXTRACTED_FOLDERS = ("cifar-10-batches-py", "cifar-100-python", "cifar-10-batches-bin", "cifar-100-binary")
@@ -115,7 +116,7 @@ def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, 
         if base in by_name:
             raise SourceError(f"{path}: two members named '{base}'; cannot tell which is the dataset")
         # pop: the raw bytes are released as soon as a batch is parsed.
-        by_name[base] = lambda m=member: contents.files.pop(m)
+        by_name[base] = lambda m=member: as_bytes(contents.files.pop(m))
     layout = detect_layout(set(by_name))
     if layout is None:
         raise SourceError(f"{path}: not a CIFAR archive (no data_batch_*, test_batch, train or test member)")

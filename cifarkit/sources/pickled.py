@@ -24,6 +24,7 @@ from ..constants import (
 from ..errors import SourceError
 from .labelled import Batch, CifarParts
 from .safe_pickle import safe_loads, short_text
+from .spill import keep_array
 
 
 def _as_str(value: Any) -> str:
@@ -125,13 +126,18 @@ def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     batches: dict[str, list[Batch]] = {}
     for split, names in layout.items():
         for name in names:
-            d = load_dict(files[name](), name, ("data", "labels"))
-            data = check_pixels(d["data"], name)
-            labels = check_labels(d["labels"], len(data), len(class_names), "labels", name)
-            batches.setdefault(split, []).append(
-                Batch(split, planar_to_hwc(data), labels, _filenames(d, len(data), name))
-            )
+            batches.setdefault(split, []).append(_cifar10_batch(files[name], name, split, len(class_names)))
     return CifarParts(class_names, batches, notes=notes)
+
+
+def _cifar10_batch(read: Callable[[], bytes], name: str, split: str, classes: int) -> Batch:
+    """One data batch; its pickle's bytes and dict are released when this returns, before the next
+    batch is read (one batch's bytes in memory at a time)."""
+    d = load_dict(read(), name, ("data", "labels"))
+    data = check_pixels(d["data"], name)
+    labels = check_labels(d["labels"], len(data), classes, "labels", name)
+    images = planar_to_hwc(keep_array(data))  # a temporary file under spill.arrays_on_disk
+    return Batch(split, images, labels, _filenames(d, len(data), name))
 
 
 def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
@@ -145,11 +151,15 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
         raise SourceError(f"meta: {len(fine)} fine and {len(coarse)} coarse names, expected 100 and 20")
     batches: dict[str, list[Batch]] = {}
     for split in ("train", "test"):
-        if split not in files:
-            continue
-        d = load_dict(files[split](), split, ("data", "fine_labels", "coarse_labels"))
-        data = check_pixels(d["data"], split)
-        labels = check_labels(d["fine_labels"], len(data), len(fine), "fine_labels", split)
-        coarse_labels = check_labels(d["coarse_labels"], len(data), len(coarse), "coarse_labels", split)
-        batches[split] = [Batch(split, planar_to_hwc(data), labels, _filenames(d, len(data), split), coarse_labels)]
+        if split in files:
+            batches[split] = [_cifar100_batch(files[split], split, len(fine), len(coarse))]
     return CifarParts(fine, batches, coarse_class_names=coarse)
+
+
+def _cifar100_batch(read: Callable[[], bytes], split: str, fine: int, coarse: int) -> Batch:
+    d = load_dict(read(), split, ("data", "fine_labels", "coarse_labels"))
+    data = check_pixels(d["data"], split)
+    labels = check_labels(d["fine_labels"], len(data), fine, "fine_labels", split)
+    coarse_labels = check_labels(d["coarse_labels"], len(data), coarse, "coarse_labels", split)
+    images = planar_to_hwc(keep_array(data))  # a temporary file under spill.arrays_on_disk
+    return Batch(split, images, labels, _filenames(d, len(data), split), coarse_labels)
