@@ -53,7 +53,8 @@ def export(
     shard_size: Annotated[
         str | None,
         typer.Option(
-            help="TFRecord: bytes a shard holds about, e.g. 256MB or 1GiB; shards even in bytes. Not with --shards."
+            help="TFRecord, ArrayRecord, WebDataset or Parquet: bytes a shard holds about, e.g. 256MB or 1GiB; "
+            "shards even in bytes. Not with --shards."
         ),
     ] = None,
     encoding: Annotated[

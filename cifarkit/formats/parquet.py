@@ -28,6 +28,7 @@ from ..metadata.names import path_component
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic
 from . import parquet_layout as layout
+from . import sharding
 from .base import DEFAULT_QUALITY, FormatAdapter, Owns, Piece, TfdsFound, WriteOptions, index_width
 from .codecs import png
 from .parallel import run_tasks
@@ -54,6 +55,20 @@ def _source_bytes(dataset, split: str) -> int:
 def _shard_count(dataset, split: str, options: WriteOptions) -> int:
     wanted = options.shards or math.ceil(_source_bytes(dataset, split) / SHARD_BYTES)
     return max(1, min(wanted, dataset.count(split)))
+
+
+def _encoded_sizes(encoding: str, quality: int):
+    """The bytes of each image as the image column stores it (:mod:`.sharding`'s estimate)."""
+
+    def sizes(images) -> list[int]:
+        return [len(features[IMAGE]) for features in image_features(images, encoding, quality)]
+
+    return sizes
+
+
+ROW_OVERHEAD = 100  # a row's labels, id, the image struct's null path and its share of the pages
+# --shard-size only: the default stays SHARD_BYTES of the images before encoding.
+_PLANS = sharding.ShardPlans(1 << 62, _encoded_sizes, ROW_OVERHEAD, capped=False, max_shards=layout.MAX_SHARD_INDEX)
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class Parquet(FormatAdapter):
     """``--format parquet``: Hugging Face's Parquet layout, images and labels in named columns."""
 
     name = "parquet"
-    options = ("shards", "encoding", "quality")
+    options = ("shards", "shard_size", "encoding", "quality")
 
     def check_options(self, options: WriteOptions) -> None:
         layout.require_pyarrow()  # a missing extra is named before any data is read
@@ -164,15 +179,20 @@ class Parquet(FormatAdapter):
         else:
             fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
         fp["shards"] = {s: _shard_count(dataset, s, options) for s in splits}
+        if getattr(options, "shard_size", None) is not None:  # files even in bytes, under the size
+            fp.update(_PLANS.fingerprint(dataset, splits, options))
         fp["parquet"] = layout.writer_version()
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[ParquetShard]:
         split = path_component(split, "split", dataset.location)
         n = dataset.count(split)
-        count = _shard_count(dataset, split, options)
-        bounds = [(i * n // count, (i + 1) * n // count) for i in range(count)]
-        return [ParquetShard(split, start, stop, i, count) for i, (start, stop) in enumerate(bounds)]
+        if getattr(options, "shard_size", None) is not None:
+            bounds = _PLANS.get(dataset, split, options).bounds
+        else:
+            count = _shard_count(dataset, split, options)
+            bounds = tuple((i * n // count, (i + 1) * n // count) for i in range(count))
+        return [ParquetShard(split, start, stop, i, len(bounds)) for i, (start, stop) in enumerate(bounds)]
 
     def write_split(self, dataset, split: str, out: Path, pieces: list, options: WriteOptions, progress) -> int:
         (out / layout.FOLDER).mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import hashlib
 import math
 import os
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,26 +71,77 @@ class ShardPlan:
     by_bytes: bool  # placed by estimated bytes (the digest is in the fingerprint), not image counts
 
 
-def plan_shards(dataset, split: str, options, images_per_shard: int, estimate) -> ShardPlan:
+def plan_shards(
+    dataset,
+    split: str,
+    options,
+    images_per_shard: int,
+    estimate,
+    default_bytes: int | None = None,
+    max_shards: int = MAX_SHARDS,
+) -> ShardPlan:
     """The shards of ``split`` under ``options.shards`` / ``options.shard_size`` (see the module's
     notes); ``estimate(dataset, split)`` gives each image's estimated record bytes (called only
-    where the plan needs it)."""
+    where the plan needs it). Without either option: ``images_per_shard`` a shard, and where
+    ``default_bytes`` is given, none over it."""
     n = dataset.count(split)
     shard_size = getattr(options, "shard_size", None)
     if options.shards is not None or n == 0:
-        return ShardPlan(_even(n, _clamp(options.shards or 1, n)), False)
-    if shard_size is None and _at_most(dataset, split, images_per_shard) <= DEFAULT_SHARD_BYTES:
-        return ShardPlan(_even(n, _clamp(math.ceil(n / images_per_shard), n)), False)  # no estimate needed
+        return ShardPlan(_even(n, _clamp(options.shards or 1, n, max_shards)), False)
+    by_count = _clamp(math.ceil(n / images_per_shard), n, max_shards)
+    if shard_size is None and (default_bytes is None or _at_most(dataset, split, images_per_shard) <= default_bytes):
+        return ShardPlan(_even(n, by_count), False)  # no estimate needed
     sizes = np.asarray(estimate(dataset, split), np.float64)
     total = float(sizes.sum())
-    if shard_size is None:
-        count = max(math.ceil(n / images_per_shard), math.ceil(total / DEFAULT_SHARD_BYTES))
-    else:
-        count = math.ceil(total / shard_size)
-    count = _clamp(count, n)
+    count = math.ceil(total / shard_size) if shard_size is not None else max(by_count, math.ceil(total / default_bytes))
+    count = _clamp(count, n, max_shards)
     if np.all(sizes == sizes[0]):  # images of one size: split by count (the same bounds as --shards)
         return ShardPlan(_even(n, count), False)
     return ShardPlan(_balanced(sizes, count), True)
+
+
+class ShardPlans:
+    """An adapter's shard plans, made once per dataset, split and options (the estimate reads
+    every file's size, and the plan is asked for by the fingerprint, the completeness check and
+    the writing), and the fingerprint's fields that they decide."""
+
+    def __init__(self, images_per_shard: int, encoded_sizes, overhead: int, capped: bool, max_shards=MAX_SHARDS):
+        """``capped``: the default also keeps each shard under :data:`DEFAULT_SHARD_BYTES`."""
+        self.images_per_shard, self.encoded_sizes, self.overhead = images_per_shard, encoded_sizes, overhead
+        self.capped, self.max_shards = capped, max_shards
+        self._cache: tuple = ()  # (weak reference to the dataset, {key: ShardPlan})
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": ()}  # a weak reference is not sent anywhere
+
+    def get(self, dataset, split: str, options) -> ShardPlan:
+        shard_size = getattr(options, "shard_size", None)
+        key = (split, options.shards, shard_size, options.encoding, options.quality)
+        ref, cached = self._cache or (None, {})
+        if ref is None or ref() is not dataset:
+            ref, cached = weakref.ref(dataset), {}
+            self._cache = (ref, cached)
+        if key not in cached:
+            sizes = self.encoded_sizes(options.encoding, options.quality)
+
+            def estimate(dataset, split):
+                return record_estimates(dataset, split, options.encoding, options.quality, sizes, self.overhead)
+
+            cap = DEFAULT_SHARD_BYTES if self.capped else None
+            cached[key] = plan_shards(dataset, split, options, self.images_per_shard, estimate, cap, self.max_shards)
+        return cached[key]
+
+    def fingerprint(self, dataset, splits, options) -> dict:
+        """``shards`` per split; ``shard_size`` where given; and where the bounds follow the images'
+        sizes, their digest per split, so that a re-run resumes only over the same sizes."""
+        plans = {s: self.get(dataset, s, options) for s in splits}
+        fp: dict = {"shards": {s: len(plan.bounds) for s, plan in plans.items()}}
+        if getattr(options, "shard_size", None) is not None:
+            fp["shard_size"] = options.shard_size
+        by_bytes = {s: bounds_digest(plan) for s, plan in plans.items() if plan.by_bytes}
+        if by_bytes:
+            fp["shard_bounds"] = by_bytes
+        return fp
 
 
 def bounds_digest(plan: ShardPlan) -> str:
@@ -98,8 +150,8 @@ def bounds_digest(plan: ShardPlan) -> str:
     return hashlib.sha256(flat).hexdigest()[:16]
 
 
-def _clamp(count: int, n: int) -> int:
-    return max(1, min(count, n, MAX_SHARDS))
+def _clamp(count: int, n: int, most: int = MAX_SHARDS) -> int:
+    return max(1, min(count, n, most))
 
 
 def _even(n: int, count: int) -> tuple[tuple[int, int], ...]:
@@ -134,17 +186,20 @@ def _at_most(dataset, split: str, images: int) -> float:
     return 1.1 * largest * images + RECORD_OVERHEAD * images
 
 
-def record_estimates(dataset, split: str, encoding: str, quality: int, encoded_sizes) -> np.ndarray:
+def record_estimates(
+    dataset, split: str, encoding: str, quality: int, encoded_sizes, overhead: int = RECORD_OVERHEAD
+) -> np.ndarray:
     """Each image's record bytes, about: see the module's notes. ``encoded_sizes(images)``: the
-    encoded image bytes the format stores for each of a few images (a batch's slice)."""
+    encoded image bytes the format stores for each of a few images (a batch's slice);
+    ``overhead``: what a record adds to its image."""
     weights = np.concatenate([_weights(batch) for batch in dataset.batches[split]] or [np.zeros(0)])
     files = any(isinstance(batch.images, LazyImages) for batch in dataset.batches[split])
     if (files and encoding == "auto") or (not files and encoding == "raw") or not len(weights):
-        return weights + RECORD_OVERHEAD
+        return weights + overhead
     picks = np.unique(np.linspace(0, len(weights) - 1, min(SAMPLE_IMAGES, len(weights))).astype(np.int64))
     sampled = sum(sum(encoded_sizes(dataset.take(split, int(i), int(i) + 1).images)) for i in picks)
     ratio = sampled / max(1.0, float(weights[picks].sum()))
-    return weights * ratio + RECORD_OVERHEAD
+    return weights * ratio + overhead
 
 
 def _weights(batch) -> np.ndarray:

@@ -13,10 +13,8 @@ renamed, so a re-run skips the shards that exist.
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +195,7 @@ class TFRecord(FormatAdapter):
     options = ("shards", "shard_size", "encoding", "quality", "tfds_layout")
     tfds_file_format = "tfrecord"  # TFDS's name of the format (dataset_info.json's fileFormat, file names)
     shard_worker = staticmethod(_write_shard)  # writes one shard (in a worker process)
-    _plans: tuple = ()  # (weak reference to the dataset, {options: ShardPlan}): planned once
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_plans"}  # a weak reference: not sent anywhere
+    _plans = sharding.ShardPlans(IMAGES_PER_SHARD, _encoded_sizes, sharding.RECORD_OVERHEAD, capped=True)
 
     def check_options(self, options: WriteOptions) -> None:
         if options.encoding not in ENCODINGS:
@@ -224,32 +219,13 @@ class TFRecord(FormatAdapter):
         if options.encoding in ("png", "auto"):
             fp["png_deflate"] = png.COMPRESSOR  # another deflate writes other (equally valid) bytes
         fp["encoding"] = options.encoding
-        plans = {s: self.shard_plan(dataset, s, options) for s in splits}
-        fp["shards"] = {s: len(plan.bounds) for s, plan in plans.items()}
-        if getattr(options, "shard_size", None) is not None:
-            fp["shard_size"] = options.shard_size
-        by_bytes = {s: sharding.bounds_digest(plan) for s, plan in plans.items() if plan.by_bytes}
-        if by_bytes:  # where the bounds follow the images' sizes, the same sizes resume
-            fp["shard_bounds"] = by_bytes
+        fp.update(self._plans.fingerprint(dataset, splits, options))  # shards; their size and bounds if by bytes
         fp["records"] = "tfds keys"  # coarse_label, image/shape: never resumes a pre-TFDS export
         return fp
 
     def shard_plan(self, dataset, split: str, options: WriteOptions) -> sharding.ShardPlan:
         """:func:`.sharding.plan_shards` for this format's records, made once per export and split."""
-        key = (split, options.shards, getattr(options, "shard_size", None), options.encoding, options.quality)
-        ref, cached = self._plans if self._plans else (None, {})
-        if ref is None or ref() is not dataset:
-            ref, cached = weakref.ref(dataset), {}
-            self._plans = (ref, cached)
-        if key not in cached:
-            estimate = partial(
-                sharding.record_estimates,
-                encoding=options.encoding,
-                quality=options.quality,
-                encoded_sizes=_encoded_sizes(options.encoding, options.quality),
-            )
-            cached[key] = sharding.plan_shards(dataset, split, options, IMAGES_PER_SHARD, estimate)
-        return cached[key]
+        return self._plans.get(dataset, split, options)
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Shard]:
         bounds = self.shard_plan(dataset, split, options).bounds

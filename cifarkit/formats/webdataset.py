@@ -24,7 +24,6 @@ a re-run skips the shards whose tar and index both exist. Members are written wi
 from __future__ import annotations
 
 import json
-import math
 import re
 import weakref
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from ..metadata.export_state import ExportState
 from ..sources.image_file import read_image
 from ..sources.labelled import LazyImages
 from ..writers.atomic import is_partial, open_atomic
-from . import tfds_info
+from . import sharding, tfds_info
 from .base import DEFAULT_QUALITY, FormatAdapter, Owns, Piece, WriteOptions, index_width
 from .codecs import encode_image, encode_images, png
 from .codecs.tar import archive_end, member_header, padding
@@ -192,9 +191,18 @@ def dali_index(lines: list[str]) -> bytes:
     return "".join(f"{line}\n" for line in [f"{INDEX_VERSION} {len(lines)}", *lines]).encode("ascii")
 
 
-def _shard_count(n: int, options: WriteOptions) -> int:
-    wanted = options.shards or math.ceil(n / IMAGES_PER_SHARD)
-    return max(1, min(wanted, n))
+def _encoded_sizes(encoding: str, quality: int):
+    """The bytes of each image as a shard stores it, for :mod:`.sharding`'s estimate (an image
+    file under ``auto`` is its own size, and arrays are PNGs)."""
+    ext = "jpg" if encoding == "jpeg" else "png"
+
+    def sizes(images) -> list[int]:
+        return [len(payload) for payload in image_payloads(images, ext, encoding, quality)]
+
+    return sizes
+
+
+SAMPLE_OVERHEAD = 2800  # three members' 512-byte headers and their padding, the .cls and .json bytes
 
 
 class WebDataset(FormatAdapter):
@@ -202,7 +210,8 @@ class WebDataset(FormatAdapter):
     image, with a DALI index beside each."""
 
     name = "webdataset"
-    options = ("shards", "encoding", "quality")
+    options = ("shards", "shard_size", "encoding", "quality")
+    _plans = sharding.ShardPlans(IMAGES_PER_SHARD, _encoded_sizes, SAMPLE_OVERHEAD, capped=False)
 
     def __init__(self) -> None:
         self._decided: tuple = ()  # (weak reference to the dataset, encoding, extension)
@@ -235,16 +244,14 @@ class WebDataset(FormatAdapter):
             fp["quality"] = options.quality
         if fp["image"] == "png":
             fp["png_deflate"] = png.COMPRESSOR
-        fp["shards"] = {s: _shard_count(dataset.count(s), options) for s in splits}
+        fp.update(self._plans.fingerprint(dataset, splits, options))  # shards; their size and bounds if by bytes
         fp["members"] = "image cls json, ustar, DALI index v1.2"
         return fp
 
     def plan(self, dataset, split: str, options: WriteOptions) -> list[Shard]:
-        n = dataset.count(split)
-        count = _shard_count(n, options)
+        bounds = self._plans.get(dataset, split, options).bounds  # --shard-size: even in bytes
         ext = self.extension(dataset, (split,), options)
         prefix = file_prefix(dataset.name)
-        bounds = [(i * n // count, (i + 1) * n // count) for i in range(count)]
         return [Shard(split, start, stop, i, prefix, ext) for i, (start, stop) in enumerate(bounds)]
 
     def write_split(self, dataset, split: str, out: Path, pieces: list[Shard], options: WriteOptions, progress) -> int:
