@@ -2,11 +2,11 @@
 
     python scripts/bench_model_export.py RUN [--images 300] [--data cifar-10-python.tar.gz]
 
-RUN holds best.keras and what `cifarkit export-model RUN ...` wrote into RUN/exported/. Each
-form is called on one uint8 test-sized image at a time (real CIFAR-10 test images when the run's
-data is the python archive, else random pixels), after a warm-up; prints the median and the
-90th percentile in milliseconds, and the size on disk. An ``.onnx`` file runs in ONNX Runtime
-(cifarkit itself does not run one).
+RUN is a run folder (its model: last.keras, or the best.keras it chose on a holdout) and what
+`cifarkit export-model RUN ...` wrote into RUN/exported/. Each form is called on one uint8
+test-sized image at a time (real CIFAR-10 test images when the run's data is the python archive,
+else random pixels), after a warm-up; prints the median and the 90th percentile in milliseconds,
+and the size on disk. An ``.onnx`` file runs in ONNX Runtime (cifarkit itself does not run one).
 ``--data``: also each form's top-1 and top-5 on that data's test split, through the same calls
 in batches (for ONNX the only accuracy; the others' are ``cifarkit evaluate``'s).
 """
@@ -64,9 +64,11 @@ def main() -> None:
     from cifarkit.evaluation.evaluate import scorer
     from cifarkit.modelio.exported import open_exported
     from cifarkit.modelio.keras_file import load_model
+    from cifarkit.modelio.model_path import resolve_model_path
 
     images = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
-    forms = {"best.keras": args.run / "best.keras"}
+    model_file = resolve_model_path(args.run)[0]
+    forms = {model_file.name: model_file}
     exported = args.run / "exported"
     for path in sorted(exported.iterdir()):
         if path.suffix in (".tflite", ".onnx"):

@@ -131,7 +131,7 @@ def open_records(source: Path | None, no_verify: bool, quiet: bool):
 
 
 def open_data(source: Path | None, no_verify: bool, quiet: bool):
-    """A :class:`cifarkit.data.DataSource` for any source or export, TFRecord shards included."""
+    """A :class:`~cifarkit.readers.reader.DataReader` for any source or export, TFRecord shards included."""
     from ..data import open_data as open_any
 
     path, _ = find(source, quiet)
