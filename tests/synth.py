@@ -754,6 +754,13 @@ class Learnable:
     test_labels: np.ndarray
 
 
+def lenet5_train_args(data, workdir, *extra: str, quiet: bool = True) -> list[str]:
+    """``cifarkit train`` arguments for the tests' quick run: two epochs of lenet5 at batch 16 on
+    ``data`` (a :class:`Learnable` or any dataset with a ``path``)."""
+    command = ["train", "lenet5", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2"]
+    return [*command, "--batch-size", "16", *(["--quiet"] if quiet else []), *extra]
+
+
 def make_learnable_cifar10(
     dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6, seed: int = 0
 ) -> Learnable:

@@ -19,21 +19,7 @@ from cifarkit.cli import app
 runner = CliRunner()
 
 
-def train_args(data, workdir, *extra: str) -> list[str]:
-    return [
-        "train",
-        "lenet5",
-        "--data",
-        str(data.path),
-        "--workdir",
-        str(workdir),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--quiet",
-        *extra,
-    ]
+train_args = synth.lenet5_train_args
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+import synth
 from synth import make_learnable_cifar10
 
 from cifarkit.errors import UsageError
@@ -35,21 +36,7 @@ def data(tmp_path_factory):
     return make_learnable_cifar10(tmp_path_factory.mktemp("dist-data"), per_batch=40, test=40)
 
 
-def _train_command(data, workdir, *extra):
-    return [
-        "train",
-        "lenet5",
-        "--data",
-        str(data.path),
-        "--workdir",
-        str(workdir),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--quiet",
-        *extra,
-    ]
+_train_command = synth.lenet5_train_args
 
 
 def test_auto_and_one_device_use_a_single_replica_on_a_cpu():

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import synth
 from synth import make_learnable_cifar10
 from typer.testing import CliRunner
 
@@ -28,19 +29,7 @@ MODEL_FILES = ("last.keras", "history.csv", "curves.png", "config.json", "stats.
 
 def train_args(data, workdir: Path, *extra: str) -> list[str]:
     # Two epochs of 12 steps: the crashed run below stops between them.
-    return [
-        "train",
-        "lenet5",
-        "--data",
-        str(data.path),
-        "--workdir",
-        str(workdir),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        *extra,
-    ]
+    return synth.lenet5_train_args(data, workdir, *extra, quiet=False)
 
 
 def one_error(result, code: int = 1) -> str:

@@ -29,21 +29,7 @@ runner = CliRunner()
 RUN_FILES = ("last.keras", "history.csv", "curves.png", "config.json", "report.json", "stats.json")
 
 
-def train_args(data: Learnable, workdir: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "lenet5",
-        "--data",
-        str(data.path),
-        "--workdir",
-        str(workdir),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--quiet",
-        *extra,
-    ]
+train_args = synth.lenet5_train_args
 
 
 def read_history(path: Path) -> list[dict]:
