@@ -11,6 +11,9 @@ crash or an allocation the limit refuses ends this process, and the parent says 
 
 First every shard is opened and read whole, and checked:
 
+- it is read one record at a time, in order, in this process's own thread: the library decodes a
+  chunk there (its batch reads decode on its pool's threads, where a failed allocation aborts the
+  process rather than raising), so a record too large for the limit is a :class:`MemoryError`;
 - it holds the records the metadata lists (shard lengths; the parent adds the split counts);
 - its records together decode to at most :data:`BYTES_PER_FILE_BYTE` times its size on disk
   (PNG or JPEG records do not compress: about 1x; raw pixels 1-5x);
@@ -39,7 +42,6 @@ from types import SimpleNamespace
 BYTES_PER_FILE_BYTE = 64  # what a shard's records may decode to, per byte of the file
 FLOOR_BYTES = 64 << 20  # ... and at least this much, whatever the file's size
 THREAD_STACK = 2 << 20  # the library's threads' stacks here (they decode records, recursing little)
-READ_BATCH = 64  # records read at once while checking
 READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"  # random access, as TFDS and Grain read
 COUNT, LENGTH = struct.Struct("<I"), struct.Struct("<Q")
 
@@ -75,22 +77,23 @@ def shard_problem(module, path: str, listed: int | None, check) -> tuple[str | N
             return why, count
         budget = max(FLOOR_BYTES, BYTES_PER_FILE_BYTE * os.path.getsize(path))
         held = 0
-        for first in range(0, count, READ_BATCH):
+        for index in range(count):
             try:
-                batch = reader.read(first, min(count, first + READ_BATCH))
+                data = reader.read()  # in this thread (max_parallelism 0): a failed allocation is a MemoryError
             except (RuntimeError, IndexError) as exc:
-                return f"{path}: not a valid ArrayRecord file (records from {first}: {first_line(exc)})", count
-            for index, data in enumerate(batch, first):
-                held += len(data)
-                if held > budget:
-                    why = (
-                        f"{path}: its records decode to more than {budget:,} bytes, {BYTES_PER_FILE_BYTE} times its "
-                        "size on disk: a decompression bomb?"
-                    )
-                    return why, count
-                reason = check(data)
-                if reason is not None:
-                    return f"{path}: record {index}: {reason}", count
+                if "allocate" in str(exc):  # pybind11's words for a bytes object the limit refused
+                    raise MemoryError from None
+                return f"{path}: not a valid ArrayRecord file (record {index}: {first_line(exc)})", count
+            held += len(data)
+            if held > budget:
+                why = (
+                    f"{path}: its records decode to more than {budget:,} bytes, {BYTES_PER_FILE_BYTE} times its "
+                    "size on disk: a decompression bomb?"
+                )
+                return why, count
+            reason = check(data)
+            if reason is not None:
+                return f"{path}: record {index}: {reason}", count
         return None, count
     finally:
         with contextlib.suppress(RuntimeError):  # a reader that failed raises its reason again
