@@ -145,15 +145,24 @@ def parse_spec(records: Records) -> dict:
     return spec
 
 
-def _decoder(records: Records, size: int | None = None):
-    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). Every
-    image's header and size were checked before (:func:`.record_checks.check_split`)."""
+def _decoder(records: Records, size: int | None = None, crop=None):
+    """parsed example -> uint8 image; ``size`` squares it (a JPEG decoding only its square). With a
+    :class:`~cifarkit.readers.image_decode.RandomCrop`, (parsed example, seed) -> its random-resized
+    crop (a JPEG decoding only its box). Every image's header and size were checked before
+    (:func:`.record_checks.check_split`)."""
 
-    from ..readers.image_decode import decode_squared
+    from ..readers.image_decode import cut_random_crop, decode_random_crop, decode_squared
     from ..readers.squaring import resize_shorter_centre
 
     kind, shape = records.image, records.shape
     channels = shape[-1] if len(shape) == 3 and shape[-1] else 3
+    if crop is not None and kind == "encoded":
+        return lambda example, seed: decode_random_crop(
+            example["image"], seed, crop.size, crop.scale, crop.ratio, channels
+        )
+    if crop is not None:
+        whole = _decoder(records)
+        return lambda example, seed: cut_random_crop(whole(example), seed, crop)
     if size and kind == "encoded":
         return lambda example: decode_squared(example["image"], size, channels)
     if size:
@@ -207,8 +216,9 @@ def reader_for(records: Records):
 
 
 def record_parser(records: Records):
-    """``(with_coarse, size=None) -> (serialized record -> (uint8 image, int32 label[, int64 coarse
-    label]))``, the image squared to ``size`` where one is given. Labels are parsed as int64 and
+    """``(with_coarse, size=None, crop=None) -> (serialized record[, seed] -> (uint8 image, int32
+    label[, int64 coarse label]))``, the image squared to ``size`` or cut by ``crop`` (then each
+    record comes with its seed). Labels are parsed as int64 and
     range-checked before they are narrowed (:func:`.record_checks.checks`)."""
 
     from .record_checks import checks
@@ -218,15 +228,16 @@ def record_parser(records: Records):
     if coarse:
         features[coarse] = tf.io.FixedLenFeature([], tf.int64)
 
-    def parser(with_coarse: bool, size: int | None = None):
-        decode_image = _decoder(records, size)
-        shape = (size, size, records.shape[-1] or 3) if size else records.static_shape
+    def parser(with_coarse: bool, size: int | None = None, crop=None):
+        decode_image = _decoder(records, size, crop)
+        side = crop.size if crop is not None else size
+        shape = (side, side, records.shape[-1] or 3) if side else records.static_shape
 
-        def parse(record):
+        def parse(record, *seed):  # seed: the crop's int64 [2], where there is a crop
             example = tf.io.parse_single_example(record, features)
             valid = tf.debugging.Assert(checks(records, example, with_coarse), ["a record's label is out of range"])
             with tf.control_dependencies([valid]):
-                image = decode_image(example)
+                image = decode_image(example, *seed)
                 label = tf.cast(example["label"], tf.int32)
             if shape is not None:
                 image = tf.ensure_shape(image, shape)

@@ -36,8 +36,7 @@ def decode_files(paths: list[str], labels, shape, size: int | None = None, crop:
     count = len(paths)
     files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
     if crop is not None:
-        seeds = tf.data.Dataset.random(seed=crop.seed, rerandomize_each_iteration=True).batch(2)
-        files = tf.data.Dataset.zip(files, seeds).map(lambda file, seed: (*file, seed))
+        files = tf.data.Dataset.zip(files, crop_seeds(crop)).map(lambda file, seed: (*file, seed))
     # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
     # relies on the order.
     decoded = files.map(_tree_decoder(shape, size, crop), num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -148,6 +147,21 @@ def decode_random_crop(contents, seed, size: int, scale=(0.08, 1.0), ratio=(3 / 
     return resize_square(tf.cond(is_jpeg(contents), jpeg, other), size)
 
 
+def crop_seeds(crop: RandomCrop):
+    """One int64 [2] seed per element, from ``crop.seed`` and drawn anew at every pass: zipped
+    with a split's elements in dataset order, before any shuffle, so each keeps its own draw."""
+    return tf.data.Dataset.random(seed=crop.seed, rerandomize_each_iteration=True).batch(2)
+
+
+def cut_random_crop(image, seed, crop: RandomCrop):
+    """A decoded uint8 image -> its random-resized crop at the box :func:`decode_random_crop`
+    draws for the same seed (pixels stored raw, or read by Pillow, are cut after the whole decode)."""
+    from .squaring import resize_square
+
+    top, left, rows, cols = random_crop_box(tf.shape(image), seed, crop.scale, crop.ratio)
+    return resize_square(image[top : top + rows, left : left + cols], crop.size)
+
+
 def is_jpeg(contents):
     return tf.equal(tf.strings.substr(contents, 0, 3), _JPEG_SIGNATURE)
 
@@ -190,7 +204,7 @@ def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None
     """(index, path, label[, seed]) -> (index, uint8 image, label); a file that fails raises inside
     tf.data. ``size``: each image squared to it as it is decoded; ``crop``: cut from it."""
 
-    from .squaring import resize_shorter_centre, resize_square
+    from .squaring import resize_shorter_centre
 
     channels = shape[-1] if shape else 3
     side = crop.size if crop is not None else size
@@ -208,8 +222,7 @@ def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None
     def by_pillow(path, seed):
         image = tf.ensure_shape(tf.numpy_function(pillow, [path], tf.uint8, stateful=False), (None, None, channels))
         if crop is not None:
-            top, left, rows, cols = random_crop_box(tf.shape(image), seed, crop.scale, crop.ratio)
-            return resize_square(image[top : top + rows, left : left + cols], crop.size)
+            return cut_random_crop(image, seed, crop)
         return resize_shorter_centre(image, size) if size else image
 
     def decode(index, path, label, seed=None):
