@@ -110,16 +110,20 @@ def read_cifar_archive(path: Path, *, verify: bool = True, known_md5: dict[str, 
     else:
         raise _mismatch(path, official, contents.md5)
     # Members are addressed by base name; the top folder (cifar-10-batches-py/ ...) varies.
-    by_name: dict[str, Callable[[], bytes]] = {}
-    for member in list(contents.files):
-        base = PurePosixPath(member).name
-        if base in by_name:
-            raise SourceError(f"{path}: two members named '{base}'; cannot tell which is the dataset")
-        # pop: the raw bytes are released as soon as a batch is parsed.
-        by_name[base] = lambda m=member: as_bytes(contents.files.pop(m))
-    layout = detect_layout(set(by_name))
+    bases = [PurePosixPath(member).name for member in contents.files]
+    twice = next((base for base in bases if bases.count(base) > 1), None)
+    if twice is not None:
+        raise SourceError(f"{path}: two members named '{twice}'; cannot tell which is the dataset")
+    layout = detect_layout(set(bases))
     if layout is None:
         raise SourceError(f"{path}: not a CIFAR archive (no data_batch_*, test_batch, train or test member)")
+    # pop: a member is released as soon as its batch is parsed. The pickle reader takes a spilled
+    # member as a file; the binary one reads its records from bytes.
+    kept = layout.endswith("-python")
+    by_name = {
+        base: (lambda m=member: contents.files.pop(m)) if kept else (lambda m=member: as_bytes(contents.files.pop(m)))
+        for base, member in zip(bases, contents.files)
+    }
     return _read_layout(layout, by_name, path, verification)
 
 

@@ -24,15 +24,21 @@ from ..constants import (
 from ..errors import SourceError
 from .labelled import Batch, CifarParts
 from .safe_pickle import safe_loads, short_text
-from .spill import keep_array
+from .spill import SpilledBytes, keep_array
 
 
 def _as_str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def load_dict(data: bytes, filename: str, required: tuple[str, ...]) -> dict[str, Any]:
-    obj = safe_loads(data, filename)
+def load_dict(data: bytes | SpilledBytes, filename: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """A pickled dict's keys as text, ``required`` present; a spilled member is unpickled from its
+    file, so its pixels are in memory once (as the array), not also as the pickle's bytes."""
+    if isinstance(data, SpilledBytes):
+        with data.stream() as stream:
+            obj = safe_loads(stream, filename, data.size)
+    else:
+        obj = safe_loads(data, filename)
     if not isinstance(obj, dict):
         raise SourceError(f"{filename}: expected a pickled dict, found {type(obj).__name__}")
     out: dict[str, Any] = {}
@@ -112,7 +118,7 @@ def _batch_number(name: str) -> int:
     return int(re.fullmatch(r"data_batch_(\d+)", name).group(1))
 
 
-def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
+def read_cifar10(files: dict[str, Callable[[], bytes | SpilledBytes]]) -> CifarParts:
     """CIFAR-10 python layout from ``files`` (base name -> reader)."""
     notes: list[str] = []
     if "batches.meta" in files:
@@ -130,7 +136,7 @@ def read_cifar10(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     return CifarParts(class_names, batches, notes=notes)
 
 
-def _cifar10_batch(read: Callable[[], bytes], name: str, split: str, classes: int) -> Batch:
+def _cifar10_batch(read: Callable[[], bytes | SpilledBytes], name: str, split: str, classes: int) -> Batch:
     """One data batch; its pickle's bytes and dict are released when this returns, before the next
     batch is read (one batch's bytes in memory at a time)."""
     d = load_dict(read(), name, ("data", "labels"))
@@ -140,7 +146,7 @@ def _cifar10_batch(read: Callable[[], bytes], name: str, split: str, classes: in
     return Batch(split, images, labels, _filenames(d, len(data), name))
 
 
-def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
+def read_cifar100(files: dict[str, Callable[[], bytes | SpilledBytes]]) -> CifarParts:
     """CIFAR-100 python layout: ``train``, ``test`` and ``meta`` with fine and coarse labels."""
     if "meta" not in files:
         raise SourceError("meta: file not found; CIFAR-100 needs it for the class names")
@@ -156,7 +162,7 @@ def read_cifar100(files: dict[str, Callable[[], bytes]]) -> CifarParts:
     return CifarParts(fine, batches, coarse_class_names=coarse)
 
 
-def _cifar100_batch(read: Callable[[], bytes], split: str, fine: int, coarse: int) -> Batch:
+def _cifar100_batch(read: Callable[[], bytes | SpilledBytes], split: str, fine: int, coarse: int) -> Batch:
     d = load_dict(read(), split, ("data", "fine_labels", "coarse_labels"))
     data = check_pixels(d["data"], split)
     labels = check_labels(d["fine_labels"], len(data), fine, "fine_labels", split)

@@ -26,7 +26,7 @@ import math
 import pickle
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -264,16 +264,41 @@ class _Opcodes(dict):
         raise pickle.UnpicklingError(f"unknown opcode 0x{code:02x}")
 
 
+class _Bounded:
+    """A file read no further than ``size`` bytes, and never asked for more than is left: a buffered
+    file allocates the length a read asks for before reading, and a pickle declares lengths."""
+
+    def __init__(self, raw: BinaryIO, size: int):
+        self.raw, self.left = raw, size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.raw.readline(self.left)
+        self.left -= len(line)
+        return line
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")[: self.left]
+        count = self.raw.readinto(view)
+        self.left -= count
+        return count
+
+
 class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """Pickle's pure-Python unpickler with stand-ins for :data:`ALLOWED_GLOBALS`, every opcode counted."""
 
     dispatch = _Opcodes({code: _counted(op) for code, op in pickle._Unpickler.dispatch.items()})  # type: ignore[attr-defined]
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes | BinaryIO, size: int | None = None):
         # encoding="bytes" keeps Python 2 byte strings as bytes (keys are normalised later).
-        super().__init__(io.BytesIO(data), encoding="bytes")
-        self.size = len(data)
-        self.budget = _Budget(len(data))
+        self.size = len(data) if size is None else size
+        stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else _Bounded(data, self.size)
+        super().__init__(stream, encoding="bytes")
+        self.budget = _Budget(self.size)
         self.globals: dict[tuple[str, str], _Global] = {}
 
     def find_class(self, module: str, name: str) -> _Global:
@@ -314,13 +339,14 @@ def _finish(obj: Any) -> Any:
     return _real(obj)
 
 
-def safe_loads(data: bytes, filename: str) -> Any:
-    """Unpickle ``data`` allowing nothing but numeric numpy arrays and plain containers.
+def safe_loads(data: bytes | BinaryIO, filename: str, size: int | None = None) -> Any:
+    """Unpickle ``data`` (bytes, or a binary file of ``size`` bytes) allowing nothing but numeric
+    numpy arrays and plain containers.
 
     Arrays come back as numpy arrays at the top, as a dict's values and as a list's items; any
     failure is a :class:`SourceError` (an :class:`UnsafeInputError` for what was refused)."""
     try:
-        return _finish(RestrictedUnpickler(data).load())
+        return _finish(RestrictedUnpickler(data, size).load())
     except _Refused as exc:
         raise UnsafeInputError(
             f"{filename}: refused {short_text(str(exc))}; a CIFAR batch holds only numpy arrays, "

@@ -21,6 +21,7 @@ import os
 import tempfile
 import weakref
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def keep_array(array: np.ndarray) -> np.ndarray:
         return array
     try:
         with tempfile.TemporaryFile(prefix="cifarkit-") as handle:  # unlinked at once where the OS allows
-            _write_all(handle.fileno(), np.ascontiguousarray(array))
+            _write_rows(handle.fileno(), array)
             mapped = np.memmap(handle, dtype=array.dtype, mode="r", shape=array.shape)  # the map keeps the file
     except OSError:  # no room, or no writable temporary folder: memory, as without the option
         return array
@@ -80,6 +81,16 @@ class SpilledBytes:
     def write(self, data: bytes) -> None:
         _write_all(self._handle.fileno(), data)
         self.size += len(data)
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[BinaryIO]:
+        """The bytes as a file, from its start, for a reader that takes what it needs piece by piece
+        (the unpickler copies an array's bytes once, where whole bytes in memory cost them twice)."""
+        try:
+            self._handle.seek(0)
+            yield self._handle
+        finally:
+            self._handle.close()
 
     def read(self) -> bytes:
         try:
@@ -122,6 +133,20 @@ def as_bytes(kept: bytes | SpilledBytes) -> bytes:
 
 def byte_count(kept: bytes | SpilledBytes) -> int:
     return kept.size if isinstance(kept, SpilledBytes) else len(kept)
+
+
+ROWS_BYTES = 8 << 20  # a strided array is copied to its file this many bytes at a time
+
+
+def _write_rows(fd: int, array: np.ndarray) -> None:
+    """``array``'s bytes in C order; a strided one (a view of records' columns) a few MB at a time,
+    never whole, so writing it costs no second copy of the pixels."""
+    if array.flags.c_contiguous or array.ndim == 0:
+        _write_all(fd, np.ascontiguousarray(array))
+        return
+    rows = max(1, ROWS_BYTES // max(1, array[0].nbytes))
+    for start in range(0, len(array), rows):
+        _write_all(fd, np.ascontiguousarray(array[start : start + rows]))
 
 
 def _write_all(fd: int, data) -> None:

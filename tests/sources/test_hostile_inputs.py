@@ -145,25 +145,40 @@ from pathlib import Path
 from cifarkit.errors import CifarkitError
 from cifarkit.sources import open_source
 from cifarkit.sources.safe_pickle import safe_loads
+from cifarkit.sources.spill import arrays_on_disk
 path = Path(sys.argv[1])
 data = path.read_bytes() if path.suffix == ".pkl" else None
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_kb():
+    # VmHWM, reset first: ru_maxrss starts at the forking parent's size, which can hide the growth.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    Path("/proc/self/clear_refs").write_text("5")
+except OSError:
+    pass
+before = peak_kb()
 try:
     if data is not None:
         safe_loads(data, path.name)
+    elif sys.argv[2:] == ["spill"]:  # as export reads it: members streamed into temporary files
+        with arrays_on_disk():
+            open_source(path, verify=False)
     else:
         open_source(path, verify=False)
     outcome = ["ok", ""]
 except CifarkitError as exc:
     outcome = [type(exc).__name__, str(exc)]
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"outcome": outcome, "grew_mb": (after - before) / 1024}))
 """
 
 
-def run_child(path: Path) -> dict:
-    """Open ``path`` in a fresh interpreter: its exit status, outcome and memory growth."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=120)
+def run_child(path: Path, *how: str) -> dict:
+    """Open ``path`` in a fresh interpreter (``"spill"``: as export does): its exit status,
+    outcome and memory growth."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), *how], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"child died with status {proc.returncode}: {proc.stderr[-2000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -335,6 +350,44 @@ def test_pickle_memory_bombs_bounded(tmp_path, case):
     else:
         assert kind in ("SourceError", "UnsafeInputError") and pattern in message, message
     assert result["grew_mb"] < GROWTH_BOUND_MB, f"{case}: grew {result['grew_mb']:.0f} MB for {len(data)} bytes"
+
+
+# BINBYTES8 declaring a terabyte: a buffered file allocates what a read asks for before reading.
+DECLARED_TERABYTE = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"."
+
+
+def test_a_spilled_member_declaring_a_terabyte_is_refused_cheaply(tmp_path):
+    path = cifar10_tar(tmp_path, {"data_batch_1": DECLARED_TERABYTE})
+    result = run_child(path, "spill")
+    kind, message = result["outcome"]
+    assert kind == "SourceError" and message.startswith("data_batch_1: not a valid CIFAR pickle"), message
+    assert result["grew_mb"] < GROWTH_BOUND_MB, f"grew {result['grew_mb']:.0f} MB"
+
+
+def test_a_pickle_read_from_a_file_never_asks_it_for_more_than_it_holds():
+    import io
+
+    asked = []
+
+    class Recording(io.BytesIO):
+        def read(self, n=-1):
+            asked.append(n)
+            return super().read(n)
+
+    with pytest.raises(SourceError, match="not a valid CIFAR pickle"):
+        safe_loads(Recording(DECLARED_TERABYTE), "data_batch_1", len(DECLARED_TERABYTE))
+    assert asked and max(asked) <= len(DECLARED_TERABYTE), asked
+
+
+def test_a_spilled_pickle_holds_its_pixels_once(tmp_path):
+    """CIFAR-100's train member is one pickle of all 50,000 images (154 MB): read as export reads it,
+    the pixels are in memory once while it is parsed, not also as the pickle's bytes."""
+    images = 20_000  # 61 MB of pixels
+    path = synth.make_cifar100_python(tmp_path, train=images, test=10).path
+    pixels_mb = images * 3072 / 2**20
+    result = run_child(path, "spill")
+    assert result["outcome"] == ["ok", ""], result
+    assert result["grew_mb"] < 1.5 * pixels_mb, f"grew {result['grew_mb']:.0f} MB for {pixels_mb:.0f} MB of pixels"
 
 
 class _Zeros:
