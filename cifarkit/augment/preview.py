@@ -3,7 +3,10 @@
 Each row is one source image (with its class name) followed by augmented views of it. With
 ``stages=True`` every image gets one row per op of the recipe (resize, crop, flip, colour: the
 prefixes of its op list, :func:`cifarkit.augment.recipes.preview_stages`), all drawn with the same
-seeds, so each row differs from the one above by exactly one op.
+seeds, so each row differs from the one above by exactly one op. Where training takes a recipe's
+random-resized crop as each file is decoded (inception on a photo tree or TFRecord export,
+:func:`cifarkit.readers.pipeline.decode_crop`), the views are those very crops, the rest of the
+recipe run on them.
 Views are shown before mean subtraction (which only shifts values) and clipped to [0, 1].
 """
 
@@ -76,11 +79,33 @@ def preview_stats(source, split: str, image_size: int | None) -> tuple[Stats, st
     return stats, f"statistics: computed from the {stats.images:,} {split} images (the data has no train split)"
 
 
+def decoded_views(source, split: str, picked: np.ndarray, recipe: Recipe, seed: int, views: int):
+    """(the recipe left to run, [uint8 crops of the ``picked`` images, one array a view]) where the
+    reader takes the recipe's random-resized crop as it decodes each file, as training does (each
+    pass over the files draws new boxes); None where the recipe's own op crops."""
+    from ..readers.pipeline import decode_crop
+    from ..readers.reader import to_numpy
+
+    if not source.can_crop_at_decode:
+        return None
+    first = source.select({split: f"{split}[:{int(picked.max()) + 1}]"})  # only the files up to the last picked
+    crop, rest = decode_crop(recipe, first, seed)
+    if crop is None:
+        return None
+    ds = first.dataset(split, crop=crop)
+    return rest, [to_numpy(ds)[0][picked] for _ in range(views)]
+
+
 def render_rows(
-    images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int, stages: bool
+    images: np.ndarray, recipe: Recipe, stats: Stats, *, views: int, seed: int, stages: bool, decoded=None
 ) -> list[tuple[str, int, list[np.ndarray]]]:
-    """(caption, index of the source image, [view images as uint8]) per row."""
+    """(caption, index of the source image, [view images as uint8]) per row; ``decoded``: the
+    crops taken at decode and the recipe left to run on them (:func:`decoded_views`)."""
     steps = preview_stages(recipe, stats)
+    if decoded is not None:
+        recipe, cropped = decoded
+        shown = steps[0][0]  # the crop's own caption, now the decoded crops themselves
+        steps = [(shown, lambda pixels, _seed: tf.cast(pixels, tf.float32) / 255.0), *preview_stages(recipe, stats)]
     if not stages:
         steps = [("augmented", steps[-1][1])]
     rows: list[tuple[str, int, list[np.ndarray]]] = []
@@ -88,7 +113,8 @@ def render_rows(
     for name, fn in steps:
         per_view = []
         for view in range(views):
-            out = fn(tf.constant(images), tf.constant([seed, view], tf.int64))
+            pixels = images if decoded is None else cropped[view]
+            out = fn(tf.constant(pixels), tf.constant([seed, view], tf.int64))
             per_view.append(np.round(out.numpy() * 255).astype(np.uint8))
         rendered[name] = per_view
     for i in range(len(images)):
@@ -131,9 +157,10 @@ def write_preview(
     seed: int = 0,
     stages: bool = False,
     cell: int = 96,
+    decoded=None,
 ) -> tuple[int, int]:
     """Render and write the grid atomically; returns its (width, height) in pixels."""
-    rows = render_rows(images, recipe, stats, views=views, seed=seed, stages=stages)
+    rows = render_rows(images, recipe, stats, views=views, seed=seed, stages=stages, decoded=decoded)
     canvas = draw_grid(rows, images, captions, cell=cell)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")

@@ -266,7 +266,14 @@ def augment_preview(
     quiet: QuietOption = False,
 ) -> None:
     """Write a PNG grid: each source image followed by the views the network will see."""
-    from ..augment.preview import pick_images, preview_recipe, preview_split, preview_stats, write_preview
+    from ..augment.preview import (
+        decoded_views,
+        pick_images,
+        preview_recipe,
+        preview_split,
+        preview_stats,
+        write_preview,
+    )
     from ..data import to_numpy
 
     data = open_data(source, no_verify, quiet)
@@ -282,8 +289,18 @@ def augment_preview(
     if note is not None:
         say(note, quiet)
     captions = [data.class_names[labels[i]] for i in picked]
+    decoded = decoded_views(data, shown, picked, chosen, seed, views)  # inception's crops as training takes them
     width, height = write_preview(
-        out, pixels[picked], captions, chosen, statistics, views=views, seed=seed, stages=stages, cell=cell
+        out,
+        pixels[picked],
+        captions,
+        chosen,
+        statistics,
+        views=views,
+        seed=seed,
+        stages=stages,
+        cell=cell,
+        decoded=decoded,
     )
     typer.echo(
         f"Wrote {out} ({width}x{height}): {len(picked)} images x {views} views from the {shown} split, recipe "

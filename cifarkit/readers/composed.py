@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..runtime.lazy import tf
-from .reader import DataReader
+from .reader import DataReader, decode_options
 
 
 @dataclass
 class ComposedReader(DataReader):
     base: DataReader | None = field(repr=False, default=None)
-    # split -> (with_coarse, size) -> tf.data.Dataset of the split
+    # split -> (with_coarse, size, crop) -> tf.data.Dataset of the split
     parts: dict[str, Callable] = field(repr=False, default_factory=dict)
 
     @property
@@ -27,8 +27,12 @@ class ComposedReader(DataReader):
     def parses_coarse(self) -> bool:
         return self.base.parses_coarse
 
-    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
-        return self.parts[split](with_coarse, size)
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None, crop=None):
+        return self.parts[split](with_coarse, size, crop)
+
+    @property
+    def can_crop_at_decode(self) -> bool:
+        return self.base.can_crop_at_decode
 
     def _selected(self, chosen: dict[str, list], counts: dict[str, int], extras: dict) -> ComposedReader:
         return pieces_of(self, chosen, counts, extras)
@@ -41,8 +45,8 @@ def pieces_of(reader: DataReader, chosen: dict[str, list], counts: dict[str, int
     """Split ``name`` is the pieces ``chosen[name]`` of ``reader``'s splits, one after another."""
 
     def part(pieces: list) -> Callable:
-        def build(with_coarse: bool, size: int | None):
-            datasets = [_piece(reader, p, with_coarse, size) for p in pieces]
+        def build(with_coarse: bool, size: int | None, crop):
+            datasets = [_piece(reader, p, decode_options(with_coarse, size, crop)) for p in pieces]
             ds = datasets[0]
             for more in datasets[1:]:
                 ds = ds.concatenate(more)
@@ -59,13 +63,13 @@ def subset_of(
     """Splits ``picks`` are the indices they list of ``base_split``; the other splits stay."""
 
     def whole(split: str) -> Callable:
-        return lambda with_coarse, size: reader.split_dataset(split, with_coarse=with_coarse, size=size)
+        return lambda with_coarse, size, crop: reader.split_dataset(split, **decode_options(with_coarse, size, crop))
 
     def part(indices: np.ndarray) -> Callable:
         mask = np.zeros(reader.counts[base_split], bool)
         mask[indices] = True
 
-        def build(with_coarse: bool, size: int | None):
+        def build(with_coarse: bool, size: int | None, crop):
             keep = tf.constant(mask)
 
             def kept(index, example):
@@ -74,7 +78,7 @@ def subset_of(
             def example_of(index, example):
                 return example
 
-            ds = reader.split_dataset(base_split, with_coarse=with_coarse, size=size).enumerate()
+            ds = reader.split_dataset(base_split, **decode_options(with_coarse, size, crop)).enumerate()
             return ds.filter(kept).map(example_of)
 
         return build
@@ -84,10 +88,10 @@ def subset_of(
     return _composed(reader, parts, counts, extras)
 
 
-def _piece(reader: DataReader, piece, with_coarse: bool, size: int | None):
+def _piece(reader: DataReader, piece, options: dict):
     """A piece as the reader's own range of it, with no options of its own (the composed
     reader's :meth:`~DataReader.dataset` sets the shard policy once)."""
-    return reader.range_dataset(piece.split, piece.start, piece.stop, with_coarse=with_coarse, size=size)
+    return reader.range_dataset(piece.split, piece.start, piece.stop, **options)
 
 
 def _composed(reader: DataReader, parts: dict, counts: dict[str, int], extras: dict) -> ComposedReader:

@@ -1,7 +1,7 @@
 """Readers of image files (a JPEG/PNG tree, an image-folder export): each split is a list of file
 names and their labels, decoded in the pipeline (:mod:`cifarkit.readers.image_decode`), a JPEG only
-around the square it is brought to. Selections and subsets slice the lists, so files left out are
-never read."""
+around the square it is brought to (or within inception's random crop, taken as it is decoded).
+Selections and subsets slice the lists, so files left out are never read."""
 
 from __future__ import annotations
 
@@ -20,10 +20,14 @@ class FileReader(DataReader):
     paths: dict = field(repr=False, default_factory=dict)  # split -> list of file names
     labels: dict = field(repr=False, default_factory=dict)  # split -> int32 labels
 
-    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None, crop=None):
         from .image_decode import decode_files
 
-        return decode_files(self.paths[split], self.labels[split], self.image_shape, size)
+        return decode_files(self.paths[split], self.labels[split], self.image_shape, size, crop)
+
+    @property
+    def can_crop_at_decode(self) -> bool:
+        return True
 
     def known_labels(self, split: str) -> np.ndarray:
         return self.labels[split]

@@ -5,6 +5,9 @@ The order of the steps is the design, so it lives in one place:
 - shuffle whole examples (or their indices) before batching, reshuffled every epoch;
 - batch before augmenting, so every augmentation is one batched op instead of N small ones;
 - ``drop_remainder`` for training, so every step has the same shape (one compiled graph);
+- a recipe that begins with a random-resized crop (inception) has it taken as each file or record
+  is decoded, where the reader can (:func:`decode_crop`): a JPEG is then read only within its box,
+  and the rest of the recipe runs on the batch;
 - augment last on the host, or not at all when the accelerator does it (``augment_on="device"``):
   then the pipeline ships uint8 batches, 3 KB per CIFAR image instead of 600 KB per 227x227 float
   crop, and :class:`cifarkit.augment.layer.Augmentation` runs the same transform as the model's
@@ -28,6 +31,9 @@ AUGMENT_PLACES = ("host", "device")
 # Whole-split shuffling for in-memory arrays costs one int64 per image; for files the buffer holds
 # decoded images, so it is bounded.
 FILE_SHUFFLE_BUFFER = 10_000
+# Added to a run's data seed for the crops taken at decode, so that their stream is not the host
+# augmentation's (seeded with the data seed itself) nor another run seed's.
+DECODE_CROP_SEED_OFFSET = 1 << 32
 
 
 def check_place(augment_on: str) -> None:
@@ -45,9 +51,11 @@ def uint8_batches(
     drop_remainder: bool,
     image_size: int | None = None,
     num_workers: int = 1,
+    crop=None,
 ):
-    """(uint8 (B, H, W, 3), int32 (B,)) batches of a split, shuffled or in order."""
-    held = source.in_memory(split)
+    """(uint8 (B, H, W, 3), int32 (B,)) batches of a split, shuffled or in order; ``crop`` (a
+    :class:`~cifarkit.readers.image_decode.RandomCrop`) cuts each image as it is decoded."""
+    held = source.in_memory(split) if crop is None else None
     if held is not None:
         # Shuffle indices, then gather a whole batch at once from the uint8 arrays in memory:
         # one op per batch instead of one dataset element per image.
@@ -59,7 +67,7 @@ def uint8_batches(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(lambda idx: (tf.gather(images_t, idx), tf.gather(labels_t, idx)), num_parallel_calls=AUTOTUNE)
         return shard_policy(ds, by_file=False)
-    ds = source.dataset(split, image_size=image_size, num_workers=num_workers)
+    ds = source.dataset(split, image_size=image_size, num_workers=num_workers, crop=crop)
     if shuffle:
         ds = ds.shuffle(min(source.counts[split], FILE_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
@@ -75,8 +83,10 @@ def train_batches(
     augment_on: str = "host",
     image_size: int | None = None,
     num_workers: int = 1,
+    crop=None,
 ):
-    """Shuffled training batches: float32 augmented on the host, or uint8 for the device to augment."""
+    """Shuffled training batches: float32 augmented on the host, or uint8 for the device to augment.
+    ``crop``: the random-resized crop taken at decode (:func:`decode_crop`), before ``transform``."""
     check_place(augment_on)
     ds = uint8_batches(
         source,
@@ -87,6 +97,7 @@ def train_batches(
         drop_remainder=True,
         image_size=image_size,
         num_workers=num_workers,
+        crop=crop,
     )
     if augment_on == "host":
         # One fresh [2] seed per batch from a seeded stream that differs every epoch: reproducible
@@ -95,6 +106,24 @@ def train_batches(
         ds = tf.data.Dataset.zip(ds, seeds)
         ds = ds.map(lambda batch, s: (transform(batch[0], s), batch[1]), num_parallel_calls=AUTOTUNE)
     return without_autotune(ds.prefetch(AUTOTUNE))
+
+
+def decode_crop(recipe, source: DataReader, seed: int):
+    """(the :class:`~cifarkit.readers.image_decode.RandomCrop` the reader takes as it decodes each
+    training image, the recipe left to run on the batches): where the recipe begins with a
+    random-resized crop and the reader :attr:`~DataReader.can_crop_at_decode`, the crop is drawn on
+    each whole file (a JPEG decoded only within its box) from a stream seeded by ``seed``, and the
+    recipe goes on from its next op; otherwise (None, the recipe), and its own op crops the
+    squared images."""
+    from dataclasses import replace
+
+    from .image_decode import RandomCrop
+
+    if not recipe.ops or recipe.ops[0][0] != "random_resized_crop" or not source.can_crop_at_decode:
+        return None, recipe
+    first = recipe.steps[0]
+    crop = RandomCrop(first.size, seed + DECODE_CROP_SEED_OFFSET, first.scale, first.ratio)
+    return crop, replace(recipe, ops=recipe.ops[1:])
 
 
 def eval_batches(

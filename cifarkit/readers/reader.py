@@ -56,9 +56,11 @@ class DataReader:
     coarse_class_names: tuple[str, ...] | None = None  # CIFAR-100's 20 superclasses, where known
 
     # What each kind provides.
-    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None, crop=None):
         """(uint8 image, int32 label[, int64 coarse label]) of a whole split in dataset order,
-        each image squared to ``size`` where one is given."""
+        each image squared to ``size`` where one is given, or cut by ``crop`` (a
+        :class:`~cifarkit.readers.image_decode.RandomCrop`, readers that :attr:`can_crop_at_decode`
+        only; the others' signatures leave it out, so it is passed only where given)."""
         raise NotImplementedError
 
     def _selected(self, chosen: dict[str, list], counts: dict[str, int], extras: dict) -> DataReader:
@@ -69,10 +71,12 @@ class DataReader:
         """A reader whose splits ``picks`` are sorted index subsets of ``base_split``."""
         raise NotImplementedError
 
-    def range_dataset(self, split: str, start: int, stop: int, *, with_coarse: bool = False, size: int | None = None):
+    def range_dataset(
+        self, split: str, start: int, stop: int, *, with_coarse: bool = False, size: int | None = None, crop=None
+    ):
         """Images ``start:stop`` of a split as :meth:`split_dataset` gives them (no options set);
         storage that can begin mid-split overrides it to skip reading what it leaves out."""
-        ds = self.split_dataset(split, with_coarse=with_coarse, size=size)
+        ds = self.split_dataset(split, **decode_options(with_coarse, size, crop))
         if (start, stop) == (0, self.counts[split]):
             return ds
         return ds.skip(start).take(stop - start)
@@ -98,6 +102,13 @@ class DataReader:
         """Whether the pieces can be read shard by shard in a shuffled order (:mod:`.file_shuffle`)."""
         return False
 
+    @property
+    def can_crop_at_decode(self) -> bool:
+        """Whether :meth:`dataset` can cut a random-resized crop of each image as it decodes it
+        (``crop=``), a JPEG only within its box: encoded files and records. Arrays and the other
+        stores hand over whole images, which the recipe's own op then crops."""
+        return False
+
     # Shared by every kind.
     @property
     def splits(self) -> tuple[str, ...]:
@@ -106,17 +117,30 @@ class DataReader:
     def has_coarse_labels(self, split: str) -> bool:
         return self.parses_coarse or "coarse_label" in self.extras.get(split, {})
 
-    def dataset(self, split: str, *, image_size: int | None = None, num_workers: int = 1, with_coarse: bool = False):
+    def dataset(
+        self,
+        split: str,
+        *,
+        image_size: int | None = None,
+        num_workers: int = 1,
+        with_coarse: bool = False,
+        crop=None,
+    ):
         """(uint8 image, int32 label) pairs in dataset order; ``with_coarse`` adds the int64 coarse
         label as a third element (readers that :attr:`parses_coarse` only).
 
         ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
+        ``crop`` (a :class:`~cifarkit.readers.image_decode.RandomCrop`, where the reader
+        :attr:`can_crop_at_decode`) instead cuts each image at its own random box as it is decoded.
         """
         if split not in self.counts:
             raise UsageError(f"{self.location}: no split {split!r}; it has {', '.join(self.counts)}")
         if with_coarse and not self.parses_coarse:
             raise UsageError(f"{self.location}: its records carry no coarse labels")
-        ds = self.split_dataset(split, with_coarse=with_coarse, size=self.square_size(image_size))
+        if crop is not None and not self.can_crop_at_decode:
+            raise UsageError(f"{self.location}: a {self.kind} source cannot be cropped as it is decoded")
+        size = None if crop is not None else self.square_size(image_size)
+        ds = self.split_dataset(split, **decode_options(with_coarse, size, crop))
         if num_workers <= 1:
             # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
             # epochs without a "ran out of data" warning, and a shard that holds fewer or more
@@ -184,6 +208,12 @@ class DataReader:
             held = self.extras[base_split]
             extras.update({s: {key: values[idx] for key, values in held.items()} for s, idx in picks.items()})
         return self._subset(base_split, picks, counts, extras)
+
+
+def decode_options(with_coarse: bool, size: int | None, crop) -> dict:
+    """Keyword arguments of :meth:`DataReader.split_dataset`, ``crop`` only where there is one."""
+    options = {"with_coarse": with_coarse, "size": size}
+    return options if crop is None else {**options, "crop": crop}
 
 
 def _with_length(ds, count: int):

@@ -21,7 +21,7 @@ class RecordReader(DataReader):
 
     files: dict = field(repr=False, default_factory=dict)  # split -> shard paths, in order
     shard_lengths: dict = field(repr=False, default_factory=dict)  # split -> records in each shard, where listed
-    # (with_coarse, size) -> (serialized record -> (uint8 image, int32 label[, int64 coarse label]))
+    # (with_coarse, size, crop) -> (serialized record[, crop seed] -> (uint8 image, int32 label[, int64 coarse label]))
     parser: Callable | None = field(repr=False, default=None)
     check_split: Callable = field(repr=False, default=lambda split: None)  # refuses a split whose records are bad
     coarse: bool = False  # the records carry a coarse label
@@ -30,10 +30,19 @@ class RecordReader(DataReader):
     def parses_coarse(self) -> bool:
         return self.coarse
 
-    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None):
+    def split_dataset(self, split: str, *, with_coarse: bool = False, size: int | None = None, crop=None):
         self.check_split(split)
         data = tf.data.TFRecordDataset(self.files[split], buffer_size=RECORD_READ_BUFFER, num_parallel_reads=None)
-        return data.map(self.parser(with_coarse, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        if crop is not None:
+            from .image_decode import crop_seeds
+
+            # Each record's seed is zipped on in dataset order, before any shuffle.
+            data = tf.data.Dataset.zip(data, crop_seeds(crop))
+        return data.map(self.parser(with_coarse, size, crop), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    @property
+    def can_crop_at_decode(self) -> bool:
+        return True
 
     def checked_parser(self, with_coarse: bool, size: int | None = None) -> Callable:
         """The record parser, once every split's records are checked (shuffled files mix splits)."""

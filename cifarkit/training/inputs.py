@@ -65,7 +65,7 @@ def check_inputs(data, recipe) -> None:
 
 def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     from ..augment.recipes import epoch_variable, eval_transform, train_transform
-    from ..readers.pipeline import eval_batches, train_batches
+    from ..readers.pipeline import decode_crop, eval_batches, train_batches
     from .methods import EpochCounter
 
     recipe = config.recipe
@@ -74,15 +74,19 @@ def _tf_data(config, data, stats, placement, initial_epoch: int) -> Inputs:
     data_seed = config.seed + RESUME_SEED_STRIDE * initial_epoch
     on_host = config.augment_on == "host"
     epoch = epoch_variable(recipe) if on_host else None  # for alt_flip; on the device the layer holds it
+    # Inception's crop is taken as each photo is decoded where the reader can; the device's layer
+    # crops the squared images itself.
+    crop, train_recipe = decode_crop(recipe, data.source, data_seed) if on_host else (None, recipe)
     train_ds = train_batches(
         data.source,
         "train",
-        train_transform(recipe, stats, epoch) if on_host else None,
+        train_transform(train_recipe, stats, epoch) if on_host else None,
         batch_size=config.batch_size,
         seed=data_seed,
         augment_on=config.augment_on,
         image_size=data.image_size,
         num_workers=num_workers,
+        crop=crop,
     )
     val_ds = eval_batches(
         data.source,
