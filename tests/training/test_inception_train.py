@@ -120,6 +120,43 @@ def test_train_with_the_inception_recipe_on_a_photo_tree(photos, tmp_path):
     assert (workdir / "history.csv").read_text().strip().count("\n") == 1  # the header and epoch 1
 
 
+def test_a_crashed_inception_run_on_a_photo_tree_resumes(photos, tmp_path, monkeypatch):
+    import keras
+
+    import cifarkit.training as trainer
+    from cifarkit.training import loop
+    from cifarkit.training.rundir import read_history
+
+    class Crash(RuntimeError):
+        pass
+
+    class CrashInSecondEpoch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:
+                raise Crash
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
+    config = trainer.TrainConfig(
+        model="lenet5",
+        workdir=str(tmp_path / "run"),
+        data=str(photos.path),
+        recipe="inception",
+        epochs=3,
+        batch_size=2,
+        steps_per_execution=1,
+    )
+    with pytest.raises(Crash):
+        trainer.train(config, quiet=True, backup_seconds=0)
+    monkeypatch.undo()
+    messages = []
+    result = trainer.train(config, say=messages.append, backup_seconds=0)
+    assert result.resumed_from == 1, messages
+    assert [row["epoch"] for row in read_history(tmp_path / "run" / "history.csv")] == [1, 2, 3]
+
+
 def test_augment_preview_shows_the_crops_training_takes(photos, tmp_path):
     from cifarkit.augment.preview import decoded_views
 
