@@ -204,6 +204,10 @@ def dataset_of(
         )
     # A coarse label the records carry is parsed with them; one held in memory is gathered.
     coarse = not as_supervised and reader.parses_coarse
+    if as_supervised and not shuffle and batch_size not in (None, -1):
+        batches = _record_batches(reader, pieces, batch_size, image_size)
+        if batches is not None:
+            return batches.prefetch(AUTOTUNE)
     if shuffle and total and reader.can_shuffle_files(pieces):
         ds = _files_shuffled(reader, pieces, as_supervised, coarse, image_size, seed)
     else:
@@ -217,6 +221,16 @@ def dataset_of(
         )
     # As tfds.load: the next elements are made while the caller uses these.
     return ds.prefetch(AUTOTUNE)
+
+
+def _record_batches(reader: DataReader, pieces: list, batch_size: int, image_size: int | None):
+    """TFRecord batches parsed a batch at a time (:meth:`~cifarkit.readers.records.RecordReader.batches`),
+    where the reader is one and its images share a shape; else None."""
+    from .readers.records import RecordReader
+
+    if not isinstance(reader, RecordReader):
+        return None
+    return reader.batches(pieces, batch_size, size=reader.square_size(image_size))
 
 
 def _int64_label(image, label):

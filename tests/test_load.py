@@ -205,6 +205,41 @@ def test_shuffle_files_shuffles_the_shards_not_the_examples(sharded):
     )
 
 
+def test_batched_tfrecord_reads_parse_each_batch_and_equal_the_examples_batched(sharded):
+    # Batches are cut from the records and each parsed whole; the pieces join across shards and
+    # splits, the last batch short, exactly as the examples one by one, batched.
+    spec = "train[5:33]+test[1:]"
+    ds = cifarkit.load(sharded, spec, batch_size=4)
+    batches = list(ds.as_numpy_iterator())
+    assert len(ds) == len(batches) == 9 and [len(y) for _, y in batches] == [4] * 8 + [1]
+    assert ds.element_spec[0].shape.as_list() == [None, 32, 32, 3] and ds.element_spec[1].dtype == tf.int64
+    x, y = cifarkit.data.to_numpy(cifarkit.load(sharded, spec))
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), x)
+    assert np.concatenate([b[1] for b in batches]).tolist() == y.tolist()
+    x_train, y_train = cifarkit.load_numpy(sharded, "train")
+    np.testing.assert_array_equal(x[:28], x_train[5:33])
+
+
+def test_a_label_rewritten_after_the_check_stops_a_batched_read(sharded, tmp_path):
+    # The records were checked when the pipeline was made; a shard rewritten since is read with
+    # its labels range-checked, a batch at a time, before anything is decoded or handed out.
+    import shutil
+
+    from cifarkit.formats.codecs.example import example_bytes, frame_record, parse_example
+    from cifarkit.formats.codecs.record_frame import records_of
+
+    folder = tmp_path / "rewritten"
+    shutil.copytree(sharded, folder, ignore=shutil.ignore_patterns(".cifarkit.lock"))
+    ds = cifarkit.load(folder, "train", batch_size=4)
+    shard = sorted(folder.glob("*-train.tfrecord-*"))[1]
+    records = [bytes(data) for _, data in records_of(shard)]
+    fields = parse_example(records[2])
+    records[2] = example_bytes({"id": fields["id"][0], "image": fields["image"][0], "label": 99})
+    shard.write_bytes(b"".join(frame_record(r) for r in records))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label is out of range"):
+        list(ds)
+
+
 def test_reading_tfrecords_logs_nothing_of_its_own(sharded):
     # TensorFlow's C++ logs a line for each TFRecord file opened without a read buffer size; a
     # fresh process, with its logging at the default level, shows what a user's script sees.

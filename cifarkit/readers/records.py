@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ..runtime.lazy import tf
 from .composed import pieces_of, subset_of
-from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
+from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader, shard_policy
 
 
 @dataclass
@@ -24,6 +24,8 @@ class RecordReader(DataReader):
     # (with_coarse, size, crop) -> (serialized record[, crop seed] -> (uint8 image, int32 label[, int64 coarse label]))
     parser: Callable | None = field(repr=False, default=None)
     check_split: Callable = field(repr=False, default=lambda split: None)  # refuses a split whose records are bad
+    # (with_coarse, size) -> (batch of serialized records -> (uint8 images, int64 labels[, ...])), or None
+    batch_parser: Callable | None = field(repr=False, default=None)
     coarse: bool = False  # the records carry a coarse label
 
     @property
@@ -43,6 +45,24 @@ class RecordReader(DataReader):
     @property
     def can_crop_at_decode(self) -> bool:
         return True
+
+    def batches(self, pieces: list, batch_size: int, *, size: int | None = None):
+        """Batches of (uint8 images, int64 labels) of ``pieces`` in order, as :meth:`dataset`'s
+        elements batched, but each batch's records parsed together; None where the images' shapes
+        vary. Pieces are cut from the records, before anything is parsed."""
+        parse = self.batch_parser(False, size) if self.batch_parser is not None else None
+        if parse is None or not pieces:
+            return None
+        records = None
+        for piece in pieces:
+            self.check_split(piece.split)
+            part = tf.data.TFRecordDataset(self.files[piece.split], buffer_size=RECORD_READ_BUFFER)
+            part = part.apply(tf.data.experimental.assert_cardinality(self.counts[piece.split]))
+            if (piece.start, piece.stop) != (0, self.counts[piece.split]):
+                part = part.skip(piece.start).take(len(piece))
+            records = part if records is None else records.concatenate(part)
+        ds = records.batch(batch_size).map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return shard_policy(ds, all(len(self.files[p.split]) >= 2 for p in pieces))
 
     def checked_parser(self, with_coarse: bool, size: int | None = None) -> Callable:
         """The record parser, once every split's records are checked (shuffled files mix splits)."""
