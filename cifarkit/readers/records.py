@@ -44,7 +44,9 @@ class RecordReader(DataReader):
 
     @property
     def can_crop_at_decode(self) -> bool:
-        return True
+        # Photos of mixed sizes, which would otherwise be squared first; records of one shape
+        # (CIFAR, MNIST) keep the recipe's batched crop.
+        return self.image_shape is None
 
     def batches(self, pieces: list, batch_size: int, *, size: int | None = None):
         """Batches of (uint8 images, int64 labels) of ``pieces`` in order, as :meth:`dataset`'s

@@ -194,3 +194,11 @@ def test_a_tfrecord_export_of_photos_is_cropped_as_each_record_is_decoded(photos
     part = source.select({"train": "train[2:6]", "test": "test"})
     got = np.stack([image for image, _ in part.dataset("train", crop=crop).as_numpy_iterator()])
     np.testing.assert_array_equal(got, expected[2:6])
+
+
+def test_records_of_one_shape_keep_the_recipe_crop_op(cifar10_tar, tmp_path):
+    out = tmp_path / "records"
+    result = runner.invoke(app, ["export", "-s", str(cifar10_tar.path), "-f", "tfrecord", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    source, recipe = open_data(out), get_recipe("inception")
+    assert not source.can_crop_at_decode and decode_crop(recipe, source, 5) == (None, recipe)
