@@ -27,10 +27,12 @@ the contenders take turns for --repeats passes; the medians are reported. Per pa
 images/s, and the CPU seconds every process of the contender spent (this process's for the
 tf.data ones, the DataLoader's main process and workers for torchvision), per 1,000 images:
 images per CPU second is images/s per busy core. Ratios are to the textbook tf.data pipeline of
-the same recipe; the target is cifarkit >= 1.5x the textbook per core.
+the same recipe; the target is cifarkit >= 1.5x the textbook per core. On a shared machine the
+CPU figures hold up; the wall figures (and "cores", CPU over wall) move with the load, which is
+printed at the start and the end.
 
-    python scripts/bench_photo_pipeline.py --torch-python /tmp/torchvenv/bin/python
-    python scripts/bench_photo_pipeline.py --images 256 --repeats 1          # smoke test
+    python scripts/bench_photo_pipeline.py --torch-python /tmp/torchvenv/bin/python   # ~3-4 min on 2 cores
+    python scripts/bench_photo_pipeline.py --images 256 --repeats 1          # smoke test, ~1 min
     python scripts/bench_photo_pipeline.py --tree ~/photos --recipes paper
 
 torch stays out of the project's environment: give --torch-python a Python that has torch and
@@ -54,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_export import _commit  # noqa: E402
 from bench_photo_torch import MEAN, STD  # noqa: E402  (scripts beside this one)
 from bench_photo_tree import _load, make_distinct, make_tree  # noqa: E402
 from bench_pipeline import time_pass  # noqa: E402
@@ -172,7 +175,7 @@ class TorchContender:
     def __init__(self, python: str, tree: Path, batch: int, workers: int, log: Path):
         script = Path(__file__).resolve().parent / "bench_photo_torch.py"
         command = [python, str(script), str(tree), "--batch", str(batch), "--workers", str(workers)]
-        self.stderr = open(log, "w")
+        self.log, self.stderr = log, open(log, "w")
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True
         )
@@ -185,7 +188,10 @@ class TorchContender:
     def run(self, recipe: str):
         self.proc.stdin.write(recipe + "\n")
         self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the torchvision contender stopped:\n{self.log.read_text()[-3000:]}")
+        answer = json.loads(line)
         return answer["images"], answer["wall"], answer["cpu"]
 
     def close(self) -> None:
@@ -304,7 +310,7 @@ def main() -> int:
 
         files = len(tree_files(tree)[0])
         print(
-            f"TF {tf.__version__}, {os.cpu_count()} cores, {files:,} files, batch {args.batch}, "
+            f"cifarkit {_commit()}, TF {tf.__version__}, {os.cpu_count()} cores, {files:,} files, batch {args.batch}, "
             f"median of {args.repeats} passes after a warm-up; load {_load()}",
             flush=True,
         )
