@@ -249,6 +249,10 @@ def record_parser(records: Records):
     return parser
 
 
+# Images of one batch decoded side by side, so that a batch or two in flight already fill the cores.
+DECODES_AT_ONCE = 64
+
+
 def record_batch_parser(records: Records):
     """``(with_coarse, size=None) -> (batch of serialized records -> (uint8 images, int64 labels[,
     int64 coarse labels]))``, or None where the images' shapes vary (a batch could not stack them).
@@ -281,6 +285,7 @@ def record_batch_parser(records: Records):
                     lambda one: tf.ensure_shape(decode_image(one), shape),
                     {key: example[key] for key in image_keys},
                     fn_output_signature=spec,
+                    parallel_iterations=DECODES_AT_ONCE,
                 )
             return (images, example["label"], example[coarse]) if with_coarse else (images, example["label"])
 
