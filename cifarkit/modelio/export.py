@@ -72,7 +72,7 @@ def resize_note(size: int) -> str:
     """What the any-size signature does with other sizes, in words (the SavedModel's metadata)."""
     return (
         f"images of any size; other sizes than {size}x{size} are cropped to their central square and resized "
-        f"to {size}x{size} (bilinear, antialiased), as cifarkit predict does"
+        f"to {size}x{size} (bilinear, antialiased where a side shrinks more than 2x), as cifarkit predict does"
     )
 
 

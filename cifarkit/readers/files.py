@@ -25,6 +25,12 @@ class FileReader(DataReader):
 
         return decode_files(self.paths[split], self.labels[split], self.image_shape, size, crop)
 
+    def shuffled_split(self, split: str, seed: int | None, *, with_coarse: bool = False, size=None, crop=None):
+        from .image_decode import decode_files
+
+        paths, labels = self.paths[split], self.labels[split]
+        return decode_files(paths, labels, self.image_shape, size, crop, shuffle=True, seed=seed)
+
     @property
     def can_crop_at_decode(self) -> bool:
         return True

@@ -29,19 +29,52 @@ class RandomCrop:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
 
-def decode_files(paths: list[str], labels, shape, size: int | None = None, crop: RandomCrop | None = None):
+def decode_files(
+    paths: list[str],
+    labels,
+    shape,
+    size: int | None = None,
+    crop: RandomCrop | None = None,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+):
     """(uint8 image, int32 label) for each file, in order; ``shape`` is every image's, if known.
     ``size`` squares each image as it is decoded (:func:`decode_squared`), to (size, size, 3);
-    ``crop`` instead cuts a random-resized crop of each, a JPEG decoded only within it."""
+    ``crop`` instead cuts a random-resized crop of each, a JPEG decoded only within it.
+
+    ``shuffle``: the files in an order shuffled anew at every pass (``seed`` repeats the sequence
+    of orders), drawn before anything is read, so no decoded image waits in a shuffle buffer."""
     count = len(paths)
-    files = tf.data.Dataset.from_tensor_slices((tf.range(count, dtype=tf.int64), paths, labels))
-    if crop is not None:
+    if not shuffle:
+        return _decoded_in_order(paths, labels, shape, size, crop, tf.range(count, dtype=tf.int64))
+    # One element a pass, the whole order (an int64 a file); drawn outside the flat_map, where a
+    # seeded stream is drawn anew each pass (inside it would repeat every pass).
+    orders = tf.data.Dataset.range(count).shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+    orders = orders.batch(max(count, 1))
+    if crop is None:
+        return orders.flat_map(lambda order: _decoded_in_order(paths, labels, shape, size, None, order))
+    # File i takes the pass's i-th draw of crop_seeds, as it does read in order.
+    passes = tf.data.Dataset.zip(orders, crop_seeds(crop).batch(max(count, 1)).take(1))
+
+    def one_pass(order, seeds):
+        return _decoded_in_order(paths, labels, shape, size, crop, order, seeds)
+
+    return passes.flat_map(one_pass)
+
+
+def _decoded_in_order(paths, labels, shape, size, crop, order, seeds=None):
+    """The files ``order`` lists (int64 indices), decoded; each crop's seed from the
+    :func:`crop_seeds` stream in that order, or ``seeds[i]`` for file i where they are given."""
+    columns = (tf.range(tf.size(order, tf.int64), dtype=tf.int64), tf.gather(paths, order), tf.gather(labels, order))
+    files = tf.data.Dataset.from_tensor_slices(columns if seeds is None else (*columns, tf.gather(seeds, order)))
+    if crop is not None and seeds is None:
         files = tf.data.Dataset.zip(files, crop_seeds(crop)).map(lambda file, seed: (*file, seed))
     # deterministic=True wins over a pipeline's Options(deterministic=False): the failure check
     # relies on the order.
     decoded = files.map(_tree_decoder(shape, size, crop), num_parallel_calls=AUTOTUNE, deterministic=True)
     side = crop.size if crop is not None else size
-    return _naming_failures(decoded, paths, (side, side, 3) if side else shape)
+    return _naming_failures(decoded, paths, order, (side, side, 3) if side else shape)
 
 
 # Pixels decoded beyond each side of a JPEG's square: libjpeg's chroma upsampling treats the edge
@@ -78,14 +111,22 @@ def decode_squared(contents, size: int, channels: int = 3, scaled: bool = True):
         height, width = tf.unstack(tf.image.extract_jpeg_shape(contents)[:2])
         if not scaled:
             return _jpeg_square(contents, height, width, 1, size, channels)
-        branches = [lambda r=r: _jpeg_square(contents, height, width, r, size, channels) for r in JPEG_SCALES]
-        return tf.switch_case(jpeg_scale_index(tf.minimum(height, width), size), branches)
+        index = jpeg_scale_index(tf.minimum(height, width), size)
+        return _by_scale(index, lambda r: _jpeg_square(contents, height, width, r, size, channels))
 
     def other():
         image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
         return resize_shorter_centre(image, size)
 
     return tf.cond(is_jpeg(contents), jpeg, other)
+
+
+def _by_scale(index, decode, at: int = 0):
+    """``decode(JPEG_SCALES[index])``, the scale an attribute of the op: a chain of conds, which
+    tf.data runs inline, where a ``tf.switch_case`` cost 0.2 ms a photo as a function call."""
+    if at == len(JPEG_SCALES) - 1:
+        return decode(JPEG_SCALES[at])
+    return tf.cond(index <= at, lambda: decode(JPEG_SCALES[at]), lambda: _by_scale(index, decode, at + 1))
 
 
 def _jpeg_square(contents, height, width, ratio: int, size: int, channels: int):
@@ -234,13 +275,14 @@ def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None
     return decode
 
 
-def _naming_failures(decoded, paths: list[str], shape):
-    """``decoded`` without its indices, failing with the name of the first file that failed.
+def _naming_failures(decoded, paths: list[str], order, shape):
+    """``decoded`` (position in ``order``, image, label) without its positions, failing with the
+    name of the first file that failed.
 
     TensorFlow's decoders say only "Invalid PNG data". Failed elements are dropped instead, so the
-    first one whose position in the stream differs from its index follows the first failure; a
-    sentinel after the last element catches failures at the end. :func:`read_image` explains the
-    failed file with a :class:`SourceError` that names it.
+    first one whose position differs from its place in the stream follows the first failure, the
+    file ``order`` lists there; a sentinel after the last element catches failures at the end.
+    :func:`read_image` explains the failed file with a :class:`SourceError` that names it.
     """
     count = len(paths)
 
@@ -249,12 +291,12 @@ def _naming_failures(decoded, paths: list[str], shape):
         read_image(path)  # raises with the reason; if Pillow reads it, TensorFlow's decoder did not:
         raise SourceError(f"{path}: cannot decode image (TensorFlow's decoder refuses it)")
 
-    def check(position, element):
-        index, image, label = element
+    def check(place, element):
+        position, image, label = element
         ok = tf.cond(
-            tf.equal(index, position),
+            tf.equal(position, place),
             lambda: tf.constant(True),
-            lambda: tf.numpy_function(explain, [position], tf.bool),
+            lambda: tf.numpy_function(explain, [tf.gather(order, place)], tf.bool),
         )
         with tf.control_dependencies([ok]):
             return tf.identity(image), tf.identity(label)

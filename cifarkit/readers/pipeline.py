@@ -28,9 +28,6 @@ from ..runtime.lazy import tf
 from .reader import AUTOTUNE, DataReader, shard_policy, without_autotune
 
 AUGMENT_PLACES = ("host", "device")
-# Whole-split shuffling for in-memory arrays costs one int64 per image; for files the buffer holds
-# decoded images, so it is bounded.
-FILE_SHUFFLE_BUFFER = 10_000
 # Added to a run's data seed for the crops taken at decode, so that their stream is not the host
 # augmentation's (seeded with the data seed itself) nor another run seed's.
 DECODE_CROP_SEED_OFFSET = 1 << 32
@@ -67,9 +64,12 @@ def uint8_batches(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(lambda idx: (tf.gather(images_t, idx), tf.gather(labels_t, idx)), num_parallel_calls=AUTOTUNE)
         return shard_policy(ds, by_file=False)
-    ds = source.dataset(split, image_size=image_size, num_workers=num_workers, crop=crop)
-    if shuffle:
-        ds = ds.shuffle(min(source.counts[split], FILE_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    # Image files and whole TFRecord splits are shuffled before they are decoded: the decoded
+    # images held are then only those in flight, about a decode per core and the AUTOTUNE batches
+    # being assembled and prefetched (a few batches), never a shuffle buffer of them
+    # (tests/readers/test_shuffle_memory.py). Other stores shuffle decoded elements,
+    # reader.DECODED_SHUFFLE_BUFFER of them.
+    ds = source.dataset(split, image_size=image_size, num_workers=num_workers, crop=crop, shuffle=shuffle, seed=seed)
     return ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
 

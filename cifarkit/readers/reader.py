@@ -26,6 +26,10 @@ from ..runtime.lazy import tf
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module import
 # Bytes read ahead per TFRecord file: TFDS's (file_adapters.TfRecordFileAdapter.BUFFER_SIZE).
 RECORD_READ_BUFFER = 8 << 20
+# Readers that can only shuffle decoded elements (arrays on disk, Parquet, WebDataset, selections
+# of records) hold this many in the shuffle buffer: 30 MB of CIFAR images, 2 GB of 256x256
+# photos. Image files and whole splits of TFRecords shuffle before decoding (shuffled_split).
+DECODED_SHUFFLE_BUFFER = 10_000
 # Exports of these datasets hold 32x32 images only, so their readers can promise a static shape.
 CIFAR_NAMES = ("cifar10", "cifar100")
 # Every image of an export of these has one shape (MNIST's keep their one grey channel).
@@ -102,6 +106,12 @@ class DataReader:
         """Whether the pieces can be read shard by shard in a shuffled order (:mod:`.file_shuffle`)."""
         return False
 
+    def shuffled_split(self, split: str, seed: int | None, *, with_coarse: bool = False, size=None, crop=None):
+        """:meth:`split_dataset`'s elements in an order shuffled anew at every pass (``seed``
+        repeats the sequence of orders), shuffled before they are decoded (file names, encoded
+        records); None where the storage can only be shuffled as decoded elements."""
+        return None
+
     @property
     def can_crop_at_decode(self) -> bool:
         """Whether :meth:`dataset` can cut a random-resized crop of each image as it decodes it
@@ -125,9 +135,12 @@ class DataReader:
         num_workers: int = 1,
         with_coarse: bool = False,
         crop=None,
+        shuffle: bool = False,
+        seed: int | None = None,
     ):
-        """(uint8 image, int32 label) pairs in dataset order; ``with_coarse`` adds the int64 coarse
-        label as a third element (readers that :attr:`parses_coarse` only).
+        """(uint8 image, int32 label) pairs in dataset order, or with ``shuffle`` in an order
+        shuffled anew every pass (``seed`` repeats the sequence); ``with_coarse`` adds the int64
+        coarse label as a third element (readers that :attr:`parses_coarse` only).
 
         ``image_size`` squares images of mixed sizes; sources of one shape (CIFAR) ignore it.
         ``crop`` (a :class:`~cifarkit.readers.image_decode.RandomCrop`, where the reader
@@ -140,7 +153,12 @@ class DataReader:
         if crop is not None and not self.can_crop_at_decode:
             raise UsageError(f"{self.location}: a {self.kind} source cannot be cropped as it is decoded")
         size = None if crop is not None else self.square_size(image_size)
-        ds = self.split_dataset(split, **decode_options(with_coarse, size, crop))
+        options = decode_options(with_coarse, size, crop)
+        # Under multi-worker sharding each worker's share is cut from the split's files as stored.
+        early = self.shuffled_split(split, seed, **options) if shuffle and num_workers <= 1 else None
+        ds = early if early is not None else self.split_dataset(split, **options)
+        if shuffle and early is None:
+            ds = ds.shuffle(min(self.counts[split], DECODED_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
         if num_workers <= 1:
             # A TFRecord reader cannot know its length; stating it lets ``len(ds)`` work, Keras end
             # epochs without a "ran out of data" warning, and a shard that holds fewer or more

@@ -75,6 +75,11 @@ class RecordReader(DataReader):
     def shard_files(self, split: str) -> list[str]:
         return list(self.files.get(split, ()))
 
+    def shuffled_split(self, split: str, seed: int | None, *, with_coarse: bool = False, size=None, crop=None):
+        from .file_shuffle import shuffled_split
+
+        return shuffled_split(self, split, seed, with_coarse=with_coarse, size=size, crop=crop)
+
     def can_shuffle_files(self, pieces: list) -> bool:
         return all(p.split in self.files and p.split in self.shard_lengths for p in pieces)
 
