@@ -99,6 +99,28 @@ def test_squaring_crops_the_centre_in_source_pixels_then_resizes():
     np.testing.assert_array_equal(resize_shorter_centre(tf.constant(image[:, 20:60]), 20), out)
 
 
+@pytest.mark.parametrize("side, smooth", [(20, False), (40, False), (64, False), (65, True), (150, True)])
+def test_resizing_antialiases_only_a_shrink_by_more_than_two(side, smooth):
+    """Enlarging, or shrinking by up to 2x, every source pixel falls under bilinear's taps: plain
+    bilinear (at exactly 2x a 2x2 box). Shrinking by more would skip pixels: antialiased."""
+    from cifarkit.readers.squaring import resize_shorter_centre_ops, resize_square
+
+    image = _photo(side, side, seed=side)
+    out = resize_square(tf.constant(image), 32).numpy()
+    # Enlarging, the two filters agree; shrinking, only the one chosen gives these pixels.
+    for antialias in (smooth, not smooth) if side > 32 else (smooth,):
+        resized = tf.image.resize(image, [32, 32], method="bilinear", antialias=antialias).numpy()
+        assert np.array_equal(out, np.round(resized).astype(np.uint8)) == (antialias == smooth)
+    if side == 64:
+        boxes = image.reshape(32, 2, 32, 2, 3).astype(np.float32).mean(axis=(1, 3))
+        np.testing.assert_array_equal(out, np.round(boxes).astype(np.uint8))
+    np.testing.assert_array_equal(resize_shorter_centre_ops(image, 32), out)
+    # A crop's box: the longer side decides, as for a square.
+    box = _photo(side, 20, seed=side)
+    expected = tf.image.resize(box, [32, 32], method="bilinear", antialias=smooth).numpy()
+    np.testing.assert_array_equal(resize_square(tf.constant(box), 32).numpy(), np.round(expected).astype(np.uint8))
+
+
 @pytest.fixture(scope="module")
 def photo_tree(tmp_path_factory):
     """The same pixels as JPEG files, as PNG files, and as a TFRecord export keeping the JPEGs."""
