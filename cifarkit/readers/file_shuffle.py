@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..runtime.lazy import tf
-from .reader import AUTOTUNE, RECORD_READ_BUFFER
-from .records import RecordReader
+from .reader import AUTOTUNE, RECORD_READ_BUFFER, DataReader
 
 CYCLE_LENGTH = 16  # ReadConfig.interleave_cycle_length when shuffling files (utils/read_config.py)
 BLOCK_LENGTH = 16  # ReadConfig.interleave_block_length
@@ -40,7 +39,7 @@ def windows(lengths: list[int], start: int, stop: int) -> list[Window]:
     return out
 
 
-def shuffled_records(reader: RecordReader, pieces: list, *, seed: int | None = None):
+def shuffled_records(reader: DataReader, pieces: list, *, seed: int | None = None):
     """``(split name, index in the split, serialized record)`` of every example of the pieces
     (where :meth:`RecordReader.can_shuffle_files`), their shards (all pieces' together, as TFDS)
     in an order that changes every iteration; ``seed`` makes the sequence of orders repeatable."""
@@ -68,7 +67,7 @@ def shuffled_records(reader: RecordReader, pieces: list, *, seed: int | None = N
 
 
 def shuffled_files(
-    reader: RecordReader,
+    reader: DataReader,
     pieces: list,
     *,
     seed: int | None = None,
@@ -85,7 +84,7 @@ def shuffled_files(
     )
 
 
-def shuffled_split(reader: RecordReader, split: str, seed: int | None, *, with_coarse: bool, size, crop):
+def shuffled_split(reader: DataReader, split: str, seed: int | None, *, with_coarse: bool, size, crop):
     """A whole split's examples as :meth:`RecordReader.split_dataset` parses them, shuffled before
     they are parsed: the shards in a new order every pass, interleaved, then a shuffle buffer of
     the encoded records (:func:`record_buffer`), so no decoded image waits in one. None where the
