@@ -109,45 +109,51 @@ def decode_squared(contents, size: int, channels: int = 3, scaled: bool = True):
 
     def jpeg():
         height, width = tf.unstack(tf.image.extract_jpeg_shape(contents)[:2])
-        if not scaled:
-            return _jpeg_square(contents, height, width, 1, size, channels)
-        index = jpeg_scale_index(tf.minimum(height, width), size)
-        return _by_scale(index, lambda r: _jpeg_square(contents, height, width, r, size, channels))
+        return jpeg_square(contents, height, width, size if scaled else None, channels)
 
     def other():
-        image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
-        return resize_shorter_centre(image, size)
+        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
 
-    return tf.cond(is_jpeg(contents), jpeg, other)
+    # Only the decodes branch; the (one) resize is outside, since tf.data walks every op of an
+    # untaken branch too.
+    return resize_shorter_centre(tf.cond(is_jpeg(contents), jpeg, other), size)
+
+
+def jpeg_square(contents, height, width, size: int | None, channels: int = 3):
+    """The central square of a JPEG of ``height`` x ``width``, unresized, decoding only a window
+    around it; at the DCT scale :func:`jpeg_scale_index` picks for ``size`` (None: full size)."""
+    from .squaring import centre_square
+
+    if size is None:
+        top, left, side = centre_square(height, width)
+        return decode_window(contents, top, left, side, side, height, width, channels)
+    index = jpeg_scale_index(tf.minimum(height, width), size)
+    ratio = tf.gather(tf.constant(JPEG_SCALES, height.dtype), index)
+    height, width = -(-height // ratio), -(-width // ratio)  # libjpeg rounds scaled sides up
+    top, left, side = centre_square(height, width)
+    return decode_window(contents, top, left, side, side, height, width, channels, index=index)
 
 
 def _by_scale(index, decode, at: int = 0):
-    """``decode(JPEG_SCALES[index])``, the scale an attribute of the op: a chain of conds, which
-    tf.data runs inline, where a ``tf.switch_case`` cost 0.2 ms a photo as a function call."""
+    """``decode(JPEG_SCALES[index])``, the scale an attribute of the op: a chain of conds, each
+    branch one op (a ``tf.switch_case`` cost 0.2 ms a photo, run as a function call)."""
     if at == len(JPEG_SCALES) - 1:
         return decode(JPEG_SCALES[at])
     return tf.cond(index <= at, lambda: decode(JPEG_SCALES[at]), lambda: _by_scale(index, decode, at + 1))
 
 
-def _jpeg_square(contents, height, width, ratio: int, size: int, channels: int):
-    """The central square of a JPEG decoded at 1/``ratio`` scale, resized to ``size``; only a
-    window around the square is decoded (libjpeg's crop window is in the scaled image's pixels)."""
-    from .squaring import centre_square, resize_square
-
-    height, width = -(-height // ratio), -(-width // ratio)  # libjpeg rounds scaled sides up
-    top, left, side = centre_square(height, width)
-    window = decode_window(contents, top, left, side, side, height, width, channels, ratio)
-    return resize_square(window, size)
-
-
-def decode_window(contents, top, left, rows, cols, height, width, channels: int = 3, ratio: int = 1):
+def decode_window(contents, top, left, rows, cols, height, width, channels: int = 3, ratio: int = 1, index=None):
     """Pixels ``[top:top+rows, left:left+cols]`` of a JPEG of ``height`` x ``width`` (at 1/``ratio``
-    scale), decoding only around them, equal to the same box of the whole decode."""
+    scale, or ``JPEG_SCALES[index]`` for a tensor ``index``), decoding only around them, equal to
+    the same box of the whole decode."""
     y0, x0 = tf.maximum(top - JPEG_CROP_MARGIN, 0), tf.maximum(left - JPEG_CROP_MARGIN, 0)
     y1 = tf.minimum(top + rows + JPEG_CROP_MARGIN, height)
     x1 = tf.minimum(left + cols + JPEG_CROP_MARGIN, width)
     box = tf.stack([y0, x0, y1 - y0, x1 - x0])
-    window = tf.io.decode_and_crop_jpeg(contents, box, channels=channels, ratio=ratio)
+    if index is None:
+        window = tf.io.decode_and_crop_jpeg(contents, box, channels=channels, ratio=ratio)
+    else:
+        window = _by_scale(index, lambda r: tf.io.decode_and_crop_jpeg(contents, box, channels=channels, ratio=r))
     return window[top - y0 : top - y0 + rows, left - x0 : left - x0 + cols]
 
 
@@ -215,25 +221,32 @@ _JPEG_SIGNATURE = b"\xff\xd8\xff"  # start of image, then the first marker
 
 def header_size(contents):
     """(height, width) from a PNG or JPEG header, int64 (a tensor); (0, 0) for any other bytes.
-    Reads the header only: nothing is allocated for the pixels."""
-
-    def png():
-        size = tf.io.decode_raw(tf.strings.substr(contents, _PNG_SIZE_AT, 8), tf.int32, little_endian=False)
-        return tf.reverse(tf.cast(size, tf.int64) & 0xFFFFFFFF, [0])  # unsigned 32-bit width, height
-
-    def jpeg():
-        return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
-
-    is_png = tf.logical_and(
-        tf.strings.length(contents) >= _PNG_SIZE_AT + 8, tf.equal(tf.strings.substr(contents, 0, 8), _PNG_SIGNATURE)
-    )
-    return tf.case([(is_png, png), (is_jpeg(contents), jpeg)], default=lambda: tf.zeros([2], tf.int64))
+    Reads the header only: nothing is allocated for the pixels. No branches: the JPEG parser is
+    handed a 1x1 JPEG in place of other bytes, and PNG's fields are read from zero-padded bytes."""
+    head = tf.strings.substr(contents, 0, _PNG_SIZE_AT + 8)
+    png = tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE) & tf.equal(tf.strings.length(head), _PNG_SIZE_AT + 8)
+    fields = tf.strings.substr(tf.strings.join([head, bytes(_PNG_SIZE_AT + 8)]), _PNG_SIZE_AT, 8)
+    png_size = tf.reverse(tf.cast(tf.io.decode_raw(fields, tf.int32, little_endian=False), tf.int64) & 0xFFFFFFFF, [0])
+    jpeg = is_jpeg(contents)
+    jpeg_size = tf.cast(tf.image.extract_jpeg_shape(tf.where(jpeg, contents, _tiny_jpeg()))[:2], tf.int64)
+    return tf.where(jpeg, jpeg_size, tf.where(png, png_size, tf.zeros([2], tf.int64)))
 
 
-def within_budget(contents):
+def _tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (1, 1)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def within_budget(contents, size=None):
     """Whether ``contents`` is a PNG or JPEG whose header claims at least one pixel and no more
-    than :func:`~cifarkit.sources.image_file.pixel_budget` allows for its size in bytes."""
-    size = header_size(contents)
+    than :func:`~cifarkit.sources.image_file.pixel_budget` allows for its size in bytes (``size``:
+    its :func:`header_size`, where already read)."""
+    size = header_size(contents) if size is None else size
     encoded = tf.cast(tf.strings.length(contents), tf.int64)
     budget = tf.clip_by_value(PIXELS_PER_BYTE * encoded, FLOOR_PIXELS, MAX_PIXELS)
     # Sides of at most MAX_PIXELS (1e8) multiply within int64; a bigger side fails on its own.
@@ -243,9 +256,11 @@ def within_budget(contents):
 
 def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None):
     """(index, path, label[, seed]) -> (index, uint8 image, label); a file that fails raises inside
-    tf.data. ``size``: each image squared to it as it is decoded; ``crop``: cut from it."""
+    tf.data. ``size``: each image squared to it as it is decoded; ``crop``: cut from it.
 
-    from .squaring import resize_shorter_centre
+    The branches hold only the decodes (a JPEG's window, a PNG, Pillow's read) and the resize is
+    outside them: tf.data walks every op of an untaken branch too."""
+    from .squaring import resize_shorter_centre, resize_square
 
     channels = shape[-1] if shape else 3
     side = crop.size if crop is not None else size
@@ -253,23 +268,42 @@ def _tree_decoder(shape, size: int | None = None, crop: RandomCrop | None = None
     def pillow(path):
         return read_image(Path(path.decode()))
 
-    def tensorflow(contents, seed):
+    def whole(image, seed):
+        if crop is None:
+            return image
+        top, left, rows, cols = random_crop_box(tf.shape(image), seed, crop.scale, crop.ratio)
+        return image[top : top + rows, left : left + cols]
+
+    def jpeg(contents, height, width, seed):
         if crop is not None:
-            return decode_random_crop(contents, seed, crop.size, crop.scale, crop.ratio, channels)
+            hwc = tf.stack([height, width, tf.constant(channels, height.dtype)])
+            top, left, rows, cols = random_crop_box(hwc, seed, crop.scale, crop.ratio)
+            return decode_window(contents, top, left, rows, cols, height, width, channels)
         if size:
-            return decode_squared(contents, size, channels)
-        return tf.io.decode_image(contents, channels=channels, expand_animations=False)
+            return jpeg_square(contents, height, width, size, channels)
+        return tf.io.decode_jpeg(contents, channels=channels)
 
     def by_pillow(path, seed):
-        image = tf.ensure_shape(tf.numpy_function(pillow, [path], tf.uint8, stateful=False), (None, None, channels))
-        if crop is not None:
-            return cut_random_crop(image, seed, crop)
-        return resize_shorter_centre(image, size) if size else image
+        image = tf.numpy_function(pillow, [path], tf.uint8, stateful=False)
+        return whole(tf.ensure_shape(image, (None, None, channels)), seed)
 
     def decode(index, path, label, seed=None):
         contents = tf.io.read_file(path)
+        header = header_size(contents)
+        height, width = tf.unstack(tf.cast(header, tf.int32))
+        ok = within_budget(contents, header)
         # Any other file, or a header over the budget: Pillow reads it, or refuses it by name.
-        image = tf.cond(within_budget(contents), lambda: tensorflow(contents, seed), lambda: by_pillow(path, seed))
+        image = tf.cond(
+            ok & is_jpeg(contents),
+            lambda: jpeg(contents, height, width, seed),
+            lambda: tf.cond(
+                ok, lambda: whole(tf.io.decode_png(contents, channels=channels), seed), lambda: by_pillow(path, seed)
+            ),
+        )
+        if crop is not None:
+            image = resize_square(image, crop.size)
+        elif size:
+            image = resize_shorter_centre(image, size)
         return index, tf.ensure_shape(image, (side, side, 3) if side else shape or (None, None, 3)), label
 
     return decode
