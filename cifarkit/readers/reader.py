@@ -154,8 +154,10 @@ class DataReader:
             raise UsageError(f"{self.location}: a {self.kind} source cannot be cropped as it is decoded")
         size = None if crop is not None else self.square_size(image_size)
         options = decode_options(with_coarse, size, crop)
-        # Under multi-worker sharding each worker's share is cut from the split's files as stored.
-        early = self.shuffled_split(split, seed, **options) if shuffle and num_workers <= 1 else None
+        # Under multi-worker sharding by file each worker's share is cut from the shards as stored;
+        # sharding by element (file lists) keeps any order every worker draws alike.
+        by_file = num_workers > 1 and bool(self.shard_files(split))
+        early = self.shuffled_split(split, seed, **options) if shuffle and not by_file else None
         ds = early if early is not None else self.split_dataset(split, **options)
         if shuffle and early is None:
             ds = ds.shuffle(min(self.counts[split], DECODED_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
