@@ -761,6 +761,31 @@ def lenet5_train_args(data, workdir, *extra: str, quiet: bool = True) -> list[st
     return [*command, "--batch-size", "16", *(["--quiet"] if quiet else []), *extra]
 
 
+class TrainingCrash(RuntimeError):
+    """What :func:`crash_during_training` raises inside a training run."""
+
+
+def crash_during_training(monkeypatch, epoch: int, batch: int | None = None) -> None:
+    """Make the next training run raise :class:`TrainingCrash` at the start of ``epoch`` (0-based),
+    or after its ``batch``-th step, as a kill there would stop it: through the callback the loop
+    takes for TensorBoard, so the run's own backups and history are as a real crash leaves them."""
+    import keras
+
+    from cifarkit.training import loop
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, at, logs=None):
+            self.epoch = at
+            if at == epoch and batch is None:
+                raise TrainingCrash
+
+        def on_train_batch_end(self, at, logs=None):
+            if self.epoch == epoch and at == batch:
+                raise TrainingCrash
+
+    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: Crash())
+
+
 def make_learnable_cifar10(
     dest: Path, *, per_batch: int = 40, test: int = 50, noise: float = 0.6, seed: int = 0
 ) -> Learnable:

@@ -121,24 +121,10 @@ def test_train_with_the_inception_recipe_on_a_photo_tree(photos, tmp_path):
 
 
 def test_a_crashed_inception_run_on_a_photo_tree_resumes(photos, tmp_path, monkeypatch):
-    import keras
-
     import cifarkit.training as trainer
-    from cifarkit.training import loop
     from cifarkit.training.rundir import read_history
 
-    class Crash(RuntimeError):
-        pass
-
-    class CrashInSecondEpoch(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 1:
-                raise Crash
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
+    synth.crash_during_training(monkeypatch, epoch=1, batch=1)
     config = trainer.TrainConfig(
         model="lenet5",
         workdir=str(tmp_path / "run"),
@@ -148,7 +134,7 @@ def test_a_crashed_inception_run_on_a_photo_tree_resumes(photos, tmp_path, monke
         batch_size=2,
         steps_per_execution=1,
     )
-    with pytest.raises(Crash):
+    with pytest.raises(synth.TrainingCrash):
         trainer.train(config, quiet=True, backup_seconds=0)
     monkeypatch.undo()
     messages = []

@@ -55,24 +55,13 @@ def data(tmp_path_factory):
 def crashed_run(data, tmp_path_factory):
     """A run stopped at the start of its second epoch: epoch 1 in history.csv, last.keras and
     a committed backup of epoch 1 (what a kill or a crash leaves)."""
-    import keras
-
     import cifarkit.training as trainer
-    from cifarkit.training import loop
-
-    class Crash(RuntimeError):
-        pass
-
-    class CrashInSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise Crash
 
     workdir = tmp_path_factory.mktemp("crashed") / "run"
     config = trainer.TrainConfig(model="lenet5", workdir=str(workdir), data=str(data.path), epochs=2, batch_size=16)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
-        with pytest.raises(Crash):
+        synth.crash_during_training(patch, epoch=1)
+        with pytest.raises(synth.TrainingCrash):
             trainer.train(config, quiet=True)
     state = json.loads((workdir / "backup" / "state.json").read_text())
     assert state["epoch"] == 1 and state["step"] == 0

@@ -412,23 +412,9 @@ def test_without_data_or_workdir_it_trains_on_the_bundled_sample_into_runs_model
 
 
 def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path, monkeypatch):
-    import keras
-
     import cifarkit.training as trainer
-    from cifarkit.training import loop
 
-    class Crash(RuntimeError):
-        pass
-
-    class CrashInSecondEpoch(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 5:
-                raise Crash
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-    monkeypatch.setattr(loop, "tensorboard_callback", lambda log_dir, say=None: CrashInSecondEpoch())
+    synth.crash_during_training(monkeypatch, epoch=1, batch=5)
     config = trainer.TrainConfig(
         model="lenet5",
         workdir=str(tmp_path / "run"),
@@ -437,7 +423,7 @@ def test_a_crash_mid_epoch_resumes_from_the_mid_epoch_backup(learnable, tmp_path
         batch_size=16,
         steps_per_execution=1,
     )
-    with pytest.raises(Crash):
+    with pytest.raises(synth.TrainingCrash):
         trainer.train(config, quiet=True, backup_seconds=0)  # a backup after every step
     state = json.loads((tmp_path / "run" / "backup" / "state.json").read_text())
     assert (state["epoch"], state["step"]) == (1, 5)  # the crash came before the sixth step was saved
