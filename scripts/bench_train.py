@@ -132,6 +132,9 @@ def build_cifarkit(args, *, augment: bool):
             batch_size=args.batch,
             limit_train=args.images,
             model_options=model_options(args),
+            # Unset in bench_train's own runs: the model's defaults, as `cifarkit train` takes them.
+            optimizer=getattr(args, "optimizer", None),
+            precision=getattr(args, "precision", None),
         )
     )
     run_data = open_run_data(config)
@@ -145,7 +148,10 @@ def build_cifarkit(args, *, augment: bool):
         centre = eval_transform(recipe, stats)
         transform = lambda images, seed: centre(images)  # noqa: E731
     ds = train_batches(run_data.source, "train", transform, batch_size=args.batch, seed=0, augment_on=config.augment_on)
-    note = f"steps_per_execution={compiled.steps_per_execution}, jit={config.jit}, augment_on={config.augment_on}"
+    note = (
+        f"steps_per_execution={compiled.steps_per_execution}, jit={config.jit}, augment_on={config.augment_on}, "
+        f"{config.optimizer}, {config.precision}"
+    )
     return compiled.train_model, ds, steps, note
 
 

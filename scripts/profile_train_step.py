@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Where a training step's time goes: TensorFlow's op times in cifarkit's trainer, by kind.
 
-Builds exactly what ``scripts/bench_train.py`` times as ``cifarkit`` (``alexnet-cifar`` at
-``--width``, batch 128, the trainer's compiled model and pipeline), trains one warm-up epoch,
-then traces ``--epochs`` epochs with ``tf.profiler`` and sums the time of every TensorFlow op by
-kind (convolutions and their two gradients, batch norm, dense layers, pooling, ReLU, the
-optimizer's updates, the rest).
+Builds exactly what ``scripts/bench_train.py`` times as ``cifarkit`` (``--model``, by default
+``alexnet-cifar`` at ``--width``, batch ``--batch``, the trainer's compiled model and pipeline,
+with the model's default optimizer and precision unless ``--optimizer``/``--precision`` say
+otherwise), trains one warm-up epoch, then traces ``--epochs`` epochs with ``tf.profiler`` and
+sums the time of every TensorFlow op by kind (convolutions and their two gradients, batch norm,
+dense layers, pooling, activations, the augmentation where it runs in the step, casts between
+precisions, the optimizer's updates, the rest).
 
 Op times are summed over TensorFlow's inter-op threads, so on two cores they add up to about
 twice the wall time when both cores are busy. The last line answers the question behind the
@@ -14,6 +16,7 @@ at all? That is an upper bound for any change that leaves the convolutions alone
 norm, a cheaper optimizer, ...).
 
     python scripts/profile_train_step.py --images 2560 --epochs 2 --width 0.5 [--data PATH] [--top 15]
+    python scripts/profile_train_step.py --model whitenet --batch 1024 --images 10240 [--optimizer muon]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import BATCH, MODEL, REAL_ARCHIVE, build_cifarkit  # noqa: E402
+from bench_train import DEFAULT_BATCH, DEFAULT_MODEL, REAL_ARCHIVE, build_cifarkit  # noqa: E402
 
 # Op kind by TensorFlow op type, with oneDNN's "_Mkl"/"_MklNative" prefix and the leading "_" of
 # grappler's fused ops dropped first (so "_MklNativeConv2D", "_FusedConv2D" and "Conv2D" agree).
@@ -42,8 +45,11 @@ KIND_BY_TYPE = {
     "BiasAddGrad": "dense (matmul)",
     "MaxPool": "pooling",
     "MaxPoolGrad": "pooling",
-    "Relu": "relu",
-    "ReluGrad": "relu",
+    "Relu": "activation",
+    "ReluGrad": "activation",
+    "Erf": "activation",
+    "Tanh": "activation",
+    "Cast": "precision casts",
     "FusedBatchNormV3": "batch norm",
     "FusedBatchNormGradV3": "batch norm",
 }
@@ -55,6 +61,8 @@ BY_SCOPE = (
     ("SGD", "optimizer update"),
     ("sgd", "optimizer update"),
     ("Adam", "optimizer update"),
+    ("preprocess", "augmentation"),
+    ("gelu", "activation"),
 )
 
 _OP_TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -102,13 +110,18 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.5, help="alexnet-cifar width multiplier (default: 0.5)")
     parser.add_argument("--data", type=Path, default=REAL_ARCHIVE, help=f"CIFAR-10 source (default: {REAL_ARCHIVE})")
     parser.add_argument("--top", type=int, default=12, help="op types to list (default: 12)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"registry model (default: {DEFAULT_MODEL})")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"batch size (default: {DEFAULT_BATCH})")
+    parser.add_argument("--optimizer", help="sgd, adam or muon (default: the model's)")
+    parser.add_argument("--precision", help="float32 or mixed (default: the model's on this machine)")
     args = parser.parse_args()
-    if args.images < BATCH or args.epochs < 1:
-        sys.exit(f"--images must be at least {BATCH} and --epochs at least 1")
+    if args.images < args.batch or args.epochs < 1:
+        sys.exit(f"--images must be at least --batch ({args.batch}) and --epochs at least 1")
     if not args.data.exists():
         sys.exit(f"{args.data}: no such dataset; pass --data (see ../shared/data/README.md)")
 
-    model, ds, steps, note = build_cifarkit(args.data, args.images, args.width, augment=False)
+    # The training transform: where augmentation runs on the device, it is part of the step.
+    model, ds, steps, note = build_cifarkit(args, augment=True)
     import tensorflow as tf
 
     model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing, oneDNN primitive creation
@@ -124,10 +137,10 @@ def main() -> None:
         kinds, types = op_seconds(traces[-1])
 
     total_steps = steps * args.epochs
-    images_per_second = BATCH * total_steps / wall
+    images_per_second = args.batch * total_steps / wall
     step_ms = 1000 * wall / total_steps
     op_ms = 1000 * sum(kinds.values()) / total_steps
-    print(f"{MODEL} width {args.width}, batch {BATCH}, {total_steps} traced steps ({note})")
+    print(f"{args.model}, batch {args.batch}, {total_steps} traced steps ({note})")
     print(
         f"wall {step_ms:.0f} ms a step ({images_per_second:.0f} images/s, profiler on); "
         f"op time {op_ms:.0f} ms a step summed over threads\n"

@@ -117,7 +117,11 @@ def train(
     crop: Annotated[int | None, typer.Option(help="Crop size for the paper recipe (227 or 224).")] = None,
     optimizer: Annotated[
         OptimizerName | None,
-        typer.Option(case_sensitive=False, help="sgd (momentum, L2 on kernels) or adam (AdamW). Default: sgd."),
+        typer.Option(
+            case_sensitive=False,
+            help="sgd (momentum, L2 on kernels), adam (AdamW) or muon (Muon on the convolution filters at "
+            "0.16x the rate, sgd for the rest). Default: sgd.",
+        ),
     ] = None,
     lr: Annotated[
         float | None, typer.Option(help=f"Learning rate. Default: {defaults_by_model('lr')}; 0.001 with adam.")
@@ -166,8 +170,13 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")] = 0,
     precision: Annotated[
-        Precision, typer.Option(case_sensitive=False, help="float32, or mixed (bfloat16 on CPU, float16 on GPU).")
-    ] = Precision.float32,
+        Precision | None,
+        typer.Option(
+            case_sensitive=False,
+            help="float32, or mixed (bfloat16 on CPU, float16 on GPU). Default: mixed for whitenet on TensorFlow "
+            "where the CPU computes bfloat16 natively (AVX-512 BF16, AMX), else float32.",
+        ),
+    ] = None,
     jit: Annotated[
         bool | None,
         typer.Option(

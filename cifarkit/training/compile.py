@@ -35,18 +35,26 @@ def build_models(config: TrainPlan, data: RunData, class_names, stats):
         input_shape=(recipe.crop, recipe.crop, channels),
         **config.model_options,
     )
-    if config.optimizer == "sgd" and config.weight_decay:
-        # Weight decay for SGD as the paper writes it: v <- 0.9 v - wd * lr * w - lr * grad, which is
-        # gradient descent on loss + (wd / 2) * |w|^2. Kernels only: decaying biases and batch-norm
-        # scales only hurts.
-        for layer in network._flatten_layers():
-            kernel = getattr(layer, "kernel", None)
-            if kernel is not None and kernel.trainable:
-                kernel.regularizer = keras.regularizers.L2(config.weight_decay / 2)
+    decay_kernels(network, config.optimizer, config.weight_decay)
     inputs = keras.Input(shape=data.input_shape, dtype="uint8", name="uint8_image")
     views = Augmentation(recipe=recipe, stats=stats, seed=config.seed, name="preprocess")(inputs)
     probabilities = ClassNames(list(class_names), activation="softmax", name="class_names")(network(views))
     return keras.Model(inputs, probabilities, name=config.model.replace("-", "_")), network
+
+
+def decay_kernels(network, optimizer: str, weight_decay: float) -> None:
+    """Weight decay for SGD as the paper writes it: v <- 0.9 v - wd * lr * w - lr * grad, which is
+    gradient descent on loss + (wd / 2) * |w|^2, as an L2 term on the kernels. Kernels only:
+    decaying biases and batch-norm scales only hurts; and not the filters Muon holds at a fixed
+    norm. AdamW decays by itself."""
+    from .muon import is_filter
+
+    if optimizer not in ("sgd", "muon") or not weight_decay:
+        return
+    for layer in network._flatten_layers():
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and kernel.trainable and not (optimizer == "muon" and is_filter(kernel)):
+            kernel.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
 def make_optimizer(config: TrainPlan, steps: int = 1):
@@ -57,6 +65,10 @@ def make_optimizer(config: TrainPlan, steps: int = 1):
     lr = learning_rate(config.schedule, config.lr, steps * config.epochs, config.warmup)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, nesterov=bool(config.nesterov))
+    if config.optimizer == "muon":
+        from .muon import MuonSGD
+
+        return MuonSGD(learning_rate=lr, momentum=config.momentum, nesterov=bool(config.nesterov))
     # Adam: weight decay decoupled from the gradient (AdamW, Loshchilov & Hutter 2019); as an L2
     # term it would be divided by Adam's running scale and barely act.
     optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)

@@ -44,7 +44,9 @@ class MemoryEstimate:
 
 def optimizer_slots(config) -> int:
     """Values the optimizer and the weight averaging keep per weight."""
-    if config.optimizer == "sgd":
+    if config.optimizer == "muon":
+        slots = 1  # Muon keeps momenta for the filters even at momentum 0
+    elif config.optimizer == "sgd":
         slots = 1 if config.momentum else 0
     else:
         slots = 2  # Adam's first and second moments

@@ -43,7 +43,7 @@ class TrainConfig:
     schedule: str | None = None
     label_smoothing: float | None = None  # None: the model's default (0 unless it declares one)
     seed: int = 0
-    precision: str = "float32"
+    precision: str | None = None  # None: the model's default (config.default_precision)
     jit: bool | None = None
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
     augment_on: str | None = None
