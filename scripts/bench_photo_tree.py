@@ -31,6 +31,11 @@ contender's wall, CPU and memory are printed over the TFDS builder's.
     python scripts/bench_photo_tree.py --sizes 10000 --only cifarkit,tfds
     python scripts/bench_photo_tree.py --sizes 20000 --only cifarkit -- --shard-size 64MB
     python scripts/bench_photo_tree.py --big          # adds 1,000,000 where the disk allows
+    python scripts/bench_photo_tree.py --sizes 1000000 --small --only cifarkit --no-floor
+
+--small makes the distinct JPEGs a fifth of each side (80-112 x 60-84, about 3 KB): a million of
+them export to about 3 GB where photo-sized ones take about 53 GB; the listing, and so the main
+process's memory, is the same.
 
 The machine's load average is printed at the start and the end of each run: on a shared machine
 the wall times move with it, the memory figures do not.
@@ -58,8 +63,9 @@ BIG = 1_000_000
 MB = 1e6
 
 
-def make_distinct(folder: Path, count: int, seed: int = 0) -> list[Path]:
-    """``count`` distinct photo-like JPEGs of 400-560 x 300-420 (landscape and portrait)."""
+def make_distinct(folder: Path, count: int, seed: int = 0, scale: float = 1.0) -> list[Path]:
+    """``count`` distinct photo-like JPEGs of 400-560 x 300-420 (landscape and portrait), each side
+    times ``scale``."""
     import io
 
     import numpy as np
@@ -69,7 +75,7 @@ def make_distinct(folder: Path, count: int, seed: int = 0) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
-        long, short = int(rng.integers(400, 561)), int(rng.integers(300, 421))
+        long, short = int(rng.integers(400, 561) * scale), int(rng.integers(300, 421) * scale)
         h, w = (short, long) if i % 3 else (long, short)
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
         phase = rng.uniform(0, 6.28, 3)
@@ -342,6 +348,7 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help=f"also N={BIG:,} where the disk allows")
     parser.add_argument("--tree", help="export this tree instead of making one (--sizes is ignored)")
     parser.add_argument("--distinct", type=int, default=300, help="distinct JPEGs the tree links to")
+    parser.add_argument("--small", action="store_true", help="distinct JPEGs a fifth of each side (~3 KB)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--only", default=",".join(CONTENDERS), help="contenders, comma-separated, in this order")
@@ -367,7 +374,9 @@ def main() -> int:
     print(f"cifarkit {code}, {os.cpu_count()} cores, {args.workers} workers; load {_load()} at start")
     kinds = contenders(args.only, args.code)
     try:
-        distinct = [] if args.tree else make_distinct(work / "distinct", args.distinct)
+        distinct = (
+            [] if args.tree else make_distinct(work / "distinct", args.distinct, scale=0.2 if args.small else 1.0)
+        )
         if distinct:
             size = sum(p.stat().st_size for p in distinct) / len(distinct)
             print(f"{len(distinct)} distinct JPEGs, {size / 1e3:.0f} KB on average, {args.classes} classes")

@@ -325,7 +325,8 @@ def _without(dataset: LabelledImages, bad: set[str]) -> LabelledImages:
             if not isinstance(batch.images, LazyImages):
                 batches[split].append(batch)
                 continue
-            keep = np.array([i for i, p in enumerate(batch.images.paths) if str(p) not in bad], np.int64)
+            # 8 bytes a file kept, not a list of Python ints (36): the listing may be millions long
+            keep = np.fromiter((i for i, p in enumerate(batch.images.paths) if str(p) not in bad), np.int64)
             coarse = None if batch.coarse_labels is None else batch.coarse_labels[keep]
             images = LazyImages(_pick(batch.images.paths, keep))
             batches[split].append(Batch(split, images, batch.labels[keep], _pick(batch.source_files, keep), coarse))

@@ -1,11 +1,20 @@
-"""The paths of many image files, held compactly: a photo tree of a million files in tens of MB.
+"""The paths of many image files, held compactly: in memory for a small tree, on disk for a large one.
 
 A list of ``Path`` objects costs about 460 bytes a file (the object, its cached string, its
 parts) and a second list of relative names as much again; at ImageNet's 1.28 million files that
-is over a GB before anything is written. :class:`FileNames` keeps every name of a listing in one
-``bytes`` (UTF-8) with numpy arrays of where each starts and ends and which folder holds it: about
-16 bytes a file beside the name itself. Items are made as ``str`` when asked for, one at a time;
-slices are views sharing the same bytes.
+is over a GB before anything is written. :class:`FileNames` keeps every name of a listing as UTF-8
+bytes one after another, with where each starts, its length and which folder holds it: 16 bytes a
+file beside the name itself. Items are made as ``str`` when asked for, a chunk at a time; slices
+are views sharing the same names.
+
+A small listing keeps them in memory (one ``bytes`` and numpy arrays). A large one
+(:mod:`.listing` decides) keeps them in two unlinked temporary files (:class:`.spill.SpilledBytes`),
+the names and a :data:`RECORD` a file, and reads a chunk's records and names with ``pread`` as
+they are asked for: nothing is mapped, so what a pass over the names touched is not left in the
+process's memory. A view of such a listing is a ``range`` of its records; a selection by indices
+or a mask is an index array while small, else a table of its own records in another temporary
+file (the names stay shared). Records read back are checked against the files' sizes and the
+folders, so a name read is one that was listed.
 """
 
 from __future__ import annotations
@@ -16,7 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SourceError
+from .spill import SpilledBytes
+
 _ITER_CHUNK = 4096
+RECORD = np.dtype([("start", "<i8"), ("length", "<i4"), ("folder", "<i4")])  # one file of a listing on disk
+SPAN_BYTES = 4 << 20  # a chunk's names (or records) within this many bytes are read in one piece
+SELECTION_BYTES = 4 << 20  # a larger selection of a listing on disk gets a table of its own, on disk
 
 
 @dataclass(frozen=True)
@@ -38,20 +53,140 @@ def folder_listing(folder: str, names: list[str]) -> FolderListing:
     return FolderListing(folder, b"".join(encoded), lengths)
 
 
+class _InMemory:
+    """Names in one ``bytes``; each file's start, length and folder in arrays (views share them)."""
+
+    __slots__ = ("blob", "starts", "lengths", "folder")
+
+    def __init__(self, blob: bytes, starts: np.ndarray, lengths: np.ndarray, folder: np.ndarray):
+        self.blob, self.starts, self.lengths, self.folder = blob, starts, lengths, folder
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def take(self, selection) -> _InMemory:
+        return _InMemory(self.blob, self.starts[selection], self.lengths[selection], self.folder[selection])
+
+    def records(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.starts[lo:hi], self.lengths[lo:hi], self.folder[lo:hi]
+
+    def span(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
+        return self.blob, 0
+
+    def nbytes(self) -> int:
+        return len(self.blob) + self.starts.nbytes + self.lengths.nbytes + self.folder.nbytes
+
+
+class _OnDisk:
+    """Names in one temporary file and a :data:`RECORD` a file in another; ``rows``, a ``range`` or
+    an int64 array, picks this view's records."""
+
+    __slots__ = ("names", "table", "rows")
+
+    def __init__(self, names: SpilledBytes, table: SpilledBytes, rows: range | np.ndarray):
+        self.names, self.table, self.rows = names, table, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, selection) -> _OnDisk:
+        if isinstance(selection, slice):
+            return _OnDisk(self.names, self.table, self.rows[selection])
+        picked = _positions(selection, len(self))
+        if isinstance(self.rows, range):  # the records' numbers, without making the whole range
+            picked = self.rows.start + self.rows.step * picked
+        else:
+            picked = self.rows[picked]
+        if picked.nbytes <= SELECTION_BYTES:
+            return _OnDisk(self.names, self.table, picked)
+        table = SpilledBytes()  # a selection of millions: its records copied a chunk at a time
+        for first in range(0, len(picked), _ITER_CHUNK):
+            table.write(self._read_rows(picked[first : first + _ITER_CHUNK]).view(np.uint8))
+        return _OnDisk(self.names, table, range(len(picked)))
+
+    def records(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.rows[lo:hi]
+        if not len(rows):
+            found = np.zeros(0, RECORD)
+        elif isinstance(rows, range):
+            if rows.step == 1 or len(rows) == 1:
+                got = self.table.read_at(rows.start * RECORD.itemsize, len(rows) * RECORD.itemsize)
+                found = np.frombuffer(got, RECORD)
+            else:
+                found = self._read_rows(np.arange(rows.start, rows.stop, rows.step, dtype=np.int64))
+        else:
+            found = self._read_rows(rows)
+        starts, lengths = found["start"], found["length"]
+        if len(found) and (starts.min() < 0 or lengths.min() < 0 or int((starts + lengths).max()) > self.names.size):
+            raise SourceError("a temporary file of the tree's listing was changed while it was read")
+        return starts, lengths, found["folder"]
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The records numbered ``rows``: the span they lie in, read once, or each on its own."""
+        if not len(rows):
+            return np.zeros(0, RECORD)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        size = RECORD.itemsize
+        if (hi - lo) * size <= SPAN_BYTES:
+            return np.frombuffer(self.table.read_at(lo * size, (hi - lo) * size), RECORD)[rows - lo]
+        return np.frombuffer(b"".join(self.table.read_at(int(r) * size, size) for r in rows), RECORD)
+
+    def span(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[bytes | None, int]:
+        """The names of a chunk in one read where they lie close together, else None (each read alone)."""
+        if not len(starts):
+            return b"", 0
+        lo, hi = int(starts.min()), int((starts + lengths).max())
+        return (self.names.read_at(lo, hi - lo), lo) if hi - lo <= SPAN_BYTES else (None, 0)
+
+    def nbytes(self) -> int:
+        return 0 if isinstance(self.rows, range) else self.rows.nbytes
+
+
+def _positions(selection, n: int) -> np.ndarray:
+    """Indices, or a mask, as int64 positions in ``0..n-1``; IndexError as numpy gives it."""
+    picked = np.asarray(selection)
+    if picked.dtype == np.bool_:
+        if picked.shape != (n,):
+            raise IndexError(f"a mask of {picked.shape} for {n} file names")
+        return np.flatnonzero(picked)
+    if picked.size == 0:
+        return np.zeros(0, np.int64)
+    if picked.dtype.kind not in "iu":
+        raise IndexError("file names are picked by integer indices or a boolean mask")
+    picked = picked.astype(np.int64).ravel()
+    if picked.min() < -n or picked.max() >= n:
+        raise IndexError("FileNames index out of range")
+    return np.where(picked < 0, picked + n, picked)
+
+
 class FileNames(Sequence):
     """``folders[folder[i]]``, a separator and name ``i``, for each file ``i``; see the module's notes."""
 
-    __slots__ = ("folders", "_prefixes", "_blob", "_starts", "_lengths", "_folder")
+    __slots__ = ("folders", "_prefixes", "_store")
 
     def __init__(self, folders: Sequence[str], blob: bytes, starts: np.ndarray, lengths: np.ndarray, folder):
+        self._name(folders, _InMemory(blob, starts, lengths, folder))
+
+    def _name(self, folders: Sequence[str], store: _InMemory | _OnDisk) -> None:
         self.folders = tuple(folders)
         self._prefixes = tuple(f if not f or f.endswith(os.sep) else f + os.sep for f in self.folders)
-        self._blob, self._starts, self._lengths, self._folder = blob, starts, lengths, folder
+        self._store = store
+
+    @staticmethod
+    def _made(folders: Sequence[str], store: _InMemory | _OnDisk) -> FileNames:
+        made = FileNames.__new__(FileNames)
+        made._name(folders, store)
+        return made
+
+    @staticmethod
+    def spilled(folders: Sequence[str], names: SpilledBytes, table: SpilledBytes) -> FileNames:
+        """The files whose records ``table`` holds in order (:data:`RECORD`), their names in ``names``."""
+        return FileNames._made(folders, _OnDisk(names, table, range(table.size // RECORD.itemsize)))
 
     @staticmethod
     def from_listings(listings: Sequence[FolderListing], order: np.ndarray | None = None) -> FileNames:
         """The files of ``listings`` one folder after another, or in ``order`` (indices into
-        that sequence)."""
+        that sequence), in memory."""
         lengths = np.concatenate([listing.lengths for listing in listings] or [np.zeros(0, np.int32)])
         starts = np.cumsum(lengths, dtype=np.int64)
         starts -= lengths
@@ -67,48 +202,71 @@ class FileNames(Sequence):
         """The same files named under other folder strings (relative ones, say): no copy."""
         if len(folders) != len(self.folders):
             raise ValueError("with_folders needs one folder per folder of the listing")
-        return FileNames(folders, self._blob, self._starts, self._lengths, self._folder)
+        return FileNames._made(folders, self._store)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the names are read from temporary files rather than held in memory."""
+        return isinstance(self._store, _OnDisk)
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return len(self._store)
 
     def __getitem__(self, item):
         if isinstance(item, slice):
-            return self._view(item)
+            return FileNames._made(self.folders, self._store.take(item))
         if isinstance(item, (list, np.ndarray)):  # a selection: indices, or a mask
-            return self._view(np.asarray(item))
+            picked = np.asarray(item) if len(item) else np.zeros(0, np.int64)
+            return FileNames._made(self.folders, self._store.take(picked))
         n = len(self)
         i = int(item)
         if not -n <= i < n:
             raise IndexError("FileNames index out of range")
-        start = int(self._starts[i])
-        name = self._blob[start : start + int(self._lengths[i])].decode("utf-8")
-        return self._prefixes[self._folder[i]] + name
+        i %= n
+        names, folder = self._raw(i, i + 1)
+        return self._prefixes[folder[0]] + names[0].decode("utf-8")
 
-    def _view(self, selection) -> FileNames:
-        parts = self._starts[selection], self._lengths[selection], self._folder[selection]
-        return FileNames(self.folders, self._blob, *parts)
+    def _raw(self, lo: int, hi: int) -> tuple[list[bytes], np.ndarray]:
+        """Files ``lo:hi``: each name's UTF-8 bytes, and its folder's number."""
+        store = self._store
+        try:
+            starts, lengths, folder = store.records(lo, hi)
+            if len(folder) and (folder.min() < 0 or folder.max() >= len(self.folders)):
+                raise SourceError("a temporary file of the tree's listing was changed while it was read")
+            buffer, base = store.span(starts, lengths)
+            starts, lengths = starts.tolist(), lengths.tolist()
+            if buffer is None:
+                names = [store.names.read_at(a, n) for a, n in zip(starts, lengths)]
+            else:
+                names = [buffer[a - base : a - base + n] for a, n in zip(starts, lengths)]
+        except OSError as exc:
+            raise SourceError(f"the tree's listing cannot be read back from its temporary file ({exc})") from None
+        return names, folder
 
     def __iter__(self) -> Iterator[str]:
-        blob, prefixes = self._blob, self._prefixes
-        for first in range(0, len(self), _ITER_CHUNK):  # a chunk's numbers as Python ints, not all of them
-            part = slice(first, first + _ITER_CHUNK)
-            starts, lengths = self._starts[part].tolist(), self._lengths[part].tolist()
-            for start, length, folder in zip(starts, lengths, self._folder[part].tolist()):
-                yield prefixes[folder] + blob[start : start + length].decode("utf-8")
+        prefixes = self._prefixes
+        for first in range(0, len(self), _ITER_CHUNK):  # a chunk's names and numbers at a time, not all of them
+            names, folders = self._raw(first, first + _ITER_CHUNK)
+            for name, folder in zip(names, folders.tolist()):
+                yield prefixes[folder] + name.decode("utf-8")
 
     def nbytes(self) -> int:
-        """Memory held for the names (shared with every view of the same listing)."""
-        return len(self._blob) + self._starts.nbytes + self._lengths.nbytes + self._folder.nbytes
+        """Memory held for the names (shared with every view of the same listing): none but a
+        selection's indices where they are on disk."""
+        return self._store.nbytes()
 
     def __reduce__(self):
-        # A view pickles its own names and folders only, not the whole listing's (a worker's task).
-        starts, lengths = self._starts.tolist(), self._lengths.tolist()
-        blob = b"".join(self._blob[a : a + n] for a, n in zip(starts, lengths))
-        new_starts = np.cumsum(self._lengths, dtype=np.int64) - self._lengths
-        used, folder = np.unique(self._folder, return_inverse=True)
-        folders = [self.folders[i] for i in used.tolist()]
-        return FileNames, (folders, blob, new_starts, self._lengths.copy(), folder.astype(np.int32))
+        # A view pickles its own names and folders only, in memory, not the whole listing's (a worker's task).
+        parts, folders = [], [np.zeros(0, np.int32)]
+        for first in range(0, len(self), _ITER_CHUNK):
+            names, folder = self._raw(first, first + _ITER_CHUNK)
+            parts += names
+            folders.append(folder)
+        lengths = np.fromiter(map(len, parts), np.int32, len(parts))
+        starts = np.cumsum(lengths, dtype=np.int64) - lengths
+        used, folder = np.unique(np.concatenate(folders), return_inverse=True)
+        names = [self.folders[i] for i in used.tolist()]
+        return FileNames, (names, b"".join(parts), starts, lengths, folder.astype(np.int32).ravel())
 
 
 def stratified_permutation(counts: Sequence[int], labels: Sequence[int]) -> np.ndarray:

@@ -17,9 +17,10 @@ import numpy as np
 from ..errors import SourceError
 from ..metadata.export_info import read_export_info
 from ..metadata.manifest import has_manifest, read_manifest
-from .file_names import FileNames, FolderListing, folder_listing, stratified_permutation
+from .file_names import FileNames, stratified_permutation
 from .image_file import MAX_PIXELS, read_image  # noqa: F401  (imported from here by readers and tests)
 from .labelled import Batch, LabelledImages, LazyImages, paths_inside
+from .listing import SplitListing
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 # Folder names treated as splits rather than classes; "val"/"validation" are kept as named.
@@ -50,12 +51,12 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _images_in(folder: Path) -> FolderListing:
-    """The image files of ``folder``, sorted by name, held compactly (:mod:`.file_names`)."""
+def _images_in(folder: Path) -> list[str]:
+    """The names of ``folder``'s image files, sorted: one folder's in memory at a time."""
     names = sorted(e.name for e in _entries(folder) if _is_image_name(e.name) and _is_file(e))
     for name in names:
         _check_name(folder, name)
-    return folder_listing(str(folder), names)
+    return names
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -90,15 +91,15 @@ def read_folder(root: Path) -> LabelledImages:
         return read_export_tree(root)
     split_dirs = [d for d in _subdirs(root) if d.name in SPLIT_NAMES and _subdirs(d)]
     layout = {d.name: d for d in split_dirs} if split_dirs else {"train": root}
-    # Each class folder listed once, into the compact form: a million names take tens of MB.
-    listed = {split: [(d, files) for d in _subdirs(layout[split]) if (files := _images_in(d))] for split in layout}
-    class_names = tuple(sorted({d.name for classes in listed.values() for d, _ in classes}))
+    listed = {split: _listed(layout[split]) for split in layout}
+    class_names = tuple(sorted({d.name for dirs, _ in listed.values() for d in dirs}))
     if not class_names:
         raise SourceError(f"{root}: no images found (expected <split>/<class>/*.png|jpg or <class>/*.png|jpg)")
     index = {name: i for i, name in enumerate(class_names)}
     batches: dict[str, list[Batch]] = {}
     for split in sorted(layout, key=lambda s: (SPLIT_NAMES.index(s), s)):
-        batches[split] = [_stratified_batch(split, root, [(index[d.name], d, f) for d, f in listed[split]])]
+        dirs, listing = listed[split]
+        batches[split] = [_stratified_batch(split, root, dirs, listing.stratified([index[d.name] for d in dirs]))]
     return LabelledImages(
         name=root.resolve().name,
         format="image folder tree",
@@ -109,14 +110,22 @@ def read_folder(root: Path) -> LabelledImages:
     )
 
 
-def _stratified_batch(split: str, root: Path, classes: list[tuple[int, Path, FolderListing]]) -> Batch:
-    """One split's files in :func:`stratified_order`, their paths and names relative to ``root``
-    (the manifest's source column) held compactly, sharing one listing."""
-    counts = [len(listing) for _, _, listing in classes]
-    order = stratified_permutation(counts, [label for label, _, _ in classes])
-    paths = FileNames.from_listings([listing for _, _, listing in classes], order)
-    relative = paths.with_folders([str(folder.relative_to(root)) for _, folder, _ in classes])
-    labels = np.repeat(np.array([label for label, _, _ in classes], np.int64), counts)[order]
+def _listed(split_folder: Path) -> tuple[list[Path], SplitListing]:
+    """The class folders of a split that hold images, each listed once into one compact listing
+    (:mod:`.listing`: in memory for a small tree, on disk for a large one)."""
+    dirs, listing = [], SplitListing()
+    for folder in _subdirs(split_folder):
+        if names := _images_in(folder):
+            dirs.append(folder)
+            listing.add(str(folder), names)
+    return dirs, listing
+
+
+def _stratified_batch(split: str, root: Path, dirs: list[Path], ordered: tuple[FileNames, np.ndarray]) -> Batch:
+    """One split's files in :func:`stratified_order` (``ordered``: their paths and labels), with
+    their names relative to ``root`` (the manifest's source column) sharing the same listing."""
+    paths, labels = ordered
+    relative = paths.with_folders([str(folder.relative_to(root)) for folder in dirs])
     return Batch(split, LazyImages(paths), labels, relative)
 
 

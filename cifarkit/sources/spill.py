@@ -70,13 +70,16 @@ def release_pages() -> None:
 
 
 class SpilledBytes:
-    """Bytes in an unlinked temporary file, written a piece at a time, read back whole when asked for."""
+    """Bytes in an unlinked temporary file, written a piece at a time, read back whole when asked for
+    (or a range at a time, :meth:`read_at`, the file kept: a tree's listing). The file is closed,
+    and its space freed, when the last holder lets go of it or the process ends."""
 
-    __slots__ = ("_handle", "size")
+    __slots__ = ("_handle", "size", "__weakref__")
 
     def __init__(self) -> None:
         self._handle = tempfile.TemporaryFile(prefix="cifarkit-")
         self.size = 0
+        weakref.finalize(self, self._handle.close)
 
     def write(self, data: bytes) -> None:
         _write_all(self._handle.fileno(), data)
@@ -94,16 +97,23 @@ class SpilledBytes:
 
     def read(self) -> bytes:
         try:
-            parts, at = [], 0
-            while at < self.size:  # pread may return less than asked for
-                part = os.pread(self._handle.fileno(), self.size - at, at)
-                if not part:
-                    raise OSError(f"a temporary file ended at byte {at} of {self.size}")
-                parts.append(part)
-                at += len(part)
-            return b"".join(parts)
+            return self.read_at(0, self.size)
         finally:
             self._handle.close()
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes from ``offset``, the file left open; OSError for a range past its end."""
+        end = offset + size
+        if offset < 0 or size < 0 or end > self.size:
+            raise OSError(f"bytes {offset:,}-{end:,} asked of a temporary file of {self.size:,}")
+        parts, at = [], offset
+        while at < end:  # pread may return less than asked for; it leaves a shared file's position alone
+            part = os.pread(self._handle.fileno(), end - at, at)
+            if not part:
+                raise OSError(f"a temporary file ended at byte {at:,} of {self.size:,}")
+            parts.append(part)
+            at += len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 READ_PIECE = 1 << 20
