@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifarkit.errors import SourceError
 from cifarkit.formats.export import ExportOptions, export_dataset
 from cifarkit.sources import listing, open_source
-from cifarkit.sources.file_names import FileNames, stratified_permutation
+from cifarkit.sources.file_names import RECORD, FileNames, stratified_permutation
 from cifarkit.sources.folder import read_folder
 
 # Names a camera, a phone or a person might give: accents, spaces, CJK, an emoji.
@@ -143,6 +144,18 @@ def test_a_listing_on_disk_is_exported_as_one_in_memory_skipping_the_same_bad_fi
     assert [c.path for c in spilled.bad] == [str(tree / "cat" / "cat 3.png")]
     for name in ("manifest.csv", "photos-train.tfrecord-00000-of-00001"):
         assert (tmp_path / "disk" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("record", [(10**9, 5, 0), (0, -1, 0), (0, 3, 99)], ids=["past the names", "length", "folder"])
+def test_a_record_changed_in_its_temporary_file_is_refused_in_one_line(tmp_path, monkeypatch, record):
+    _on_disk(monkeypatch, span=1 << 20)
+    names = read_folder(_odd_tree(tmp_path / "photos")).batches["train"][0].images.paths
+    assert names[0] and names.on_disk
+    os.pwrite(names._store.table._handle.fileno(), np.array([record], RECORD).tobytes(), 0)
+    for read in (lambda: names[0], lambda: list(names), lambda: pickle.dumps(names[:3])):
+        with pytest.raises(SourceError, match="temporary file of the tree's listing was changed") as refused:
+            read()
+        assert "\n" not in str(refused.value)
 
 
 def _deleted_temporary_files() -> int:
