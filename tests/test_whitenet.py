@@ -57,3 +57,31 @@ def test_a_whitenet_round_trips_through_a_keras_file(tmp_path):
     model.save(tmp_path / "w.keras")
     again = keras.models.load_model(tmp_path / "w.keras")
     np.testing.assert_allclose(np.asarray(again(images)), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
+
+
+def test_the_sigmoid_gelu_stays_within_two_hundredths_of_gelu():
+    from cifarkit.models.whitenet_layers import sigmoid_gelu
+
+    x = np.linspace(-8, 8, 4001).astype("float32")
+    exact = np.asarray(keras.activations.gelu(x, approximate=False))
+    approx = np.asarray(sigmoid_gelu(x))
+    assert np.abs(approx - exact).max() < 0.021
+    assert np.abs(approx - exact).max() > 1e-3  # an approximation, not the same function
+
+
+def test_a_whitenet_with_the_sigmoid_gelu_uses_it_and_round_trips(tmp_path):
+    from cifarkit.modelio.keras_file import load_model
+
+    model = create_model("whitenet", widths="8,16,16", activation="gelu-sigmoid")
+    exact = create_model("whitenet", widths="8,16,16")
+    exact.set_weights(model.get_weights())
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert not np.allclose(np.asarray(model(images)), np.asarray(exact(images)), atol=1e-4)
+    model.save(tmp_path / "w.keras")
+    again = load_model(tmp_path / "w.keras")
+    assert again.get_layer("block1_gelu1").activation.__name__ == "sigmoid_gelu"
+    np.testing.assert_allclose(np.asarray(again(images)), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
+    from cifarkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="activation"):
+        create_model("whitenet", activation="relu")
