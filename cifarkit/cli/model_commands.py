@@ -120,7 +120,7 @@ def train(
         typer.Option(
             case_sensitive=False,
             help="sgd (momentum, L2 on kernels), adam (AdamW) or muon (Muon on the convolution filters at "
-            "0.16x the rate, sgd for the rest). Default: sgd.",
+            "0.04x the rate, sgd for the rest). Default: sgd.",
         ),
     ] = None,
     lr: Annotated[

@@ -48,7 +48,7 @@ def test_a_filter_steps_by_its_orthogonalised_nesterov_momentum_from_a_fixed_nor
     new_kernel, new_dense = _two_steps(MuonSGD(learning_rate=lr, momentum=0.9), kernel, dense, gradients)
 
     # By hand: momentum m <- 0.6 m + g, direction g + 0.6 m; the kernel rescaled to norm sqrt(8),
-    # then moved by lr * 0.16 along the orthogonalised direction, reshaped to (72, 8).
+    # then moved by lr * MUON_SCALE along the orthogonalised direction, reshaped to (72, 8).
     expected, momentum = kernel, np.zeros_like(kernel)
     for grad, _ in gradients:
         momentum = MUON_MOMENTUM * momentum + grad
@@ -160,7 +160,7 @@ def test_whitenet_trains_with_muon_and_holds_its_filters_near_their_norm(tmp_pat
     network = model_parts(load_model(workdir / "last.keras"))[1]
     filters = [layer.kernel for layer in network.layers if layer.name.startswith("block") and "conv" in layer.name]
     assert len(filters) == 6
-    for kernel in filters:  # each step starts from norm sqrt(out) and moves by at most lr * 0.16 * ~1.5 * sqrt(out)
+    for kernel in filters:  # each step starts from norm sqrt(out) and moves by at most lr * scale * ~1.5 * sqrt(out)
         out = kernel.shape[-1]
         norm = float(np.linalg.norm(np.asarray(kernel.numpy())))
-        assert abs(norm - math.sqrt(out)) < 1.5 * 0.16 * 1.5 * math.sqrt(out)
+        assert abs(norm - math.sqrt(out)) < 1.5 * MUON_SCALE * 1.5 * math.sqrt(out)
