@@ -90,7 +90,7 @@ class RunConfigFile(Strict):
     schedule: Name | None = None
     label_smoothing: Fraction | None = None
     seed: Annotated[int, pydantic.Field(ge=0, lt=2**32)] = 0  # what numpy's and Keras's seeding accept
-    precision: Name = "float32"
+    precision: Name | None = "float32"  # absent: float32, the only precision before it was recorded
     jit: bool | None = None
     steps_per_execution: Positive = 8
     augment_on: Name | None = None
