@@ -46,6 +46,8 @@ def decode_files(
     ``shuffle``: the files in an order shuffled anew at every pass (``seed`` repeats the sequence
     of orders), drawn before anything is read, so no decoded image waits in a shuffle buffer."""
     count = len(paths)
+    if not count:  # an empty list becomes a float32 tensor, which read_file refuses
+        paths = tf.zeros([0], tf.string)
     if not shuffle:
         return _decoded_in_order(paths, labels, shape, size, crop, tf.range(count, dtype=tf.int64))
     # One element a pass, the whole order (an int64 a file); drawn outside the flat_map, where a

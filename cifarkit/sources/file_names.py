@@ -14,7 +14,8 @@ they are asked for: nothing is mapped, so what a pass over the names touched is 
 process's memory. A view of such a listing is a ``range`` of its records; a selection by indices
 or a mask is an index array while small, else a table of its own records in another temporary
 file (the names stay shared). Records read back are checked against the files' sizes and the
-folders, so a name read is one that was listed.
+folders, and names read back for UTF-8 and for a separator or NUL, so a name read lies in its
+folder; a name changed in place for another such name, or records swapped, read as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _ITER_CHUNK = 4096
 RECORD = np.dtype([("start", "<i8"), ("length", "<i4"), ("folder", "<i4")])  # one file of a listing on disk
 SPAN_BYTES = 4 << 20  # a chunk's names (or records) within this many bytes are read in one piece
 SELECTION_BYTES = 4 << 20  # a larger selection of a listing on disk gets a table of its own, on disk
+_CHANGED = "a temporary file of the tree's listing was changed while it was read"
+_NOT_IN_A_NAME = (os.sep.encode(), b"\0")  # no name a folder lists holds these
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class _OnDisk:
             found = self._read_rows(rows)
         starts, lengths = found["start"], found["length"]
         if len(found) and (starts.min() < 0 or lengths.min() < 0 or int((starts + lengths).max()) > self.names.size):
-            raise SourceError("a temporary file of the tree's listing was changed while it was read")
+            raise SourceError(_CHANGED)
         return starts, lengths, found["folder"]
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -232,7 +235,7 @@ class FileNames(Sequence):
         try:
             starts, lengths, folder = store.records(lo, hi)
             if len(folder) and (folder.min() < 0 or folder.max() >= len(self.folders)):
-                raise SourceError("a temporary file of the tree's listing was changed while it was read")
+                raise SourceError(_CHANGED)
             buffer, base = store.span(starts, lengths)
             starts, lengths = starts.tolist(), lengths.tolist()
             if buffer is None:
@@ -241,6 +244,8 @@ class FileNames(Sequence):
                 names = [buffer[a - base : a - base + n] for a, n in zip(starts, lengths)]
         except OSError as exc:
             raise SourceError(f"the tree's listing cannot be read back from its temporary file ({exc})") from None
+        if isinstance(store, _OnDisk):
+            _check_names(names)
         return names, folder
 
     def __iter__(self) -> Iterator[str]:
@@ -267,6 +272,19 @@ class FileNames(Sequence):
         used, folder = np.unique(np.concatenate(folders), return_inverse=True)
         names = [self.folders[i] for i in used.tolist()]
         return FileNames, (names, b"".join(parts), starts, lengths, folder.astype(np.int32).ravel())
+
+
+def _check_names(names: list[bytes]) -> None:
+    """Names read from a listing's file, refused where no listed name could be what was read:
+    bytes that are not UTF-8, or a separator or NUL (a path leading out of its folder)."""
+    try:
+        for name in names:
+            name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(_CHANGED) from None
+    joined = b"".join(names)
+    if any(part in joined for part in _NOT_IN_A_NAME):
+        raise SourceError(_CHANGED)
 
 
 def stratified_permutation(counts: Sequence[int], labels: Sequence[int]) -> np.ndarray:

@@ -154,6 +154,11 @@ def read_export_tree(root: Path) -> LabelledImages:
         paths = paths_inside(root, rows.paths, manifest.path)
         coarse = np.asarray(rows.coarse, np.int64) if rows.coarse is not None and coarse_names else None
         batches[split] = [Batch(split, LazyImages(paths), manifest.labels(split), rows.sources, coarse)]
+    for split in info.splits if info is not None else ():
+        if split not in batches:  # exported empty: no row of the manifest names it (_check_counts: none recorded)
+            none = np.zeros(0, np.int64)
+            batches[split] = [Batch(split, LazyImages([]), none, [], none if coarse_names else None)]
+            batches = {s: batches[s] for s in dict.fromkeys([*info.splits, *batches])}  # as exported
     return LabelledImages(
         name=root.resolve().name,
         format="cifarkit image export",

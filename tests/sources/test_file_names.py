@@ -158,6 +158,59 @@ def test_a_record_changed_in_its_temporary_file_is_refused_in_one_line(tmp_path,
         assert "\n" not in str(refused.value)
 
 
+@pytest.mark.parametrize("changed", [b"\xff", b"\xc3", b"../", b"\x00"], ids=["not UTF-8", "cut", "leads out", "NUL"])
+def test_a_name_changed_in_its_temporary_file_is_refused_in_one_line(tmp_path, monkeypatch, changed):
+    # The records still lie within the names file: the name itself is what gives the change away,
+    # as bytes no UTF-8 decoder takes, or a path leading out of its folder.
+    _on_disk(monkeypatch, span=1 << 20)
+    names = read_folder(_odd_tree(tmp_path / "photos")).batches["train"][0].images.paths
+    first = names[0]
+    start, length, _ = names._store.records(0, 1)
+    os.pwrite(names._store.names._handle.fileno(), changed, int(start[0]) + int(length[0]) - len(changed))
+    for read in (lambda: names[0], lambda: list(names), lambda: pickle.dumps(names[:3])):
+        with pytest.raises(SourceError, match="temporary file of the tree's listing was changed") as refused:
+            read()
+        assert "\n" not in str(refused.value)
+    assert first.startswith(str(tmp_path / "photos" / "train"))
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_a_split_whose_class_folders_hold_no_image_loads_as_an_empty_split(tmp_path, monkeypatch, where):
+    # test/ has a class folder, so it is a split, but nothing in it is an image: no files to decode.
+    import cifarkit
+
+    tree = tmp_path / "photos"
+    (tree / "train" / "cat").mkdir(parents=True)
+    (tree / "test" / "dog").mkdir(parents=True)
+    Image.fromarray(np.full((3, 3, 3), 77, np.uint8)).save(tree / "train" / "cat" / "a.png")
+    (tree / "test" / "dog" / "notes.txt").write_text("not an image\n")
+    if where == "disk":
+        _on_disk(monkeypatch)
+    splits, info = cifarkit.load(tree, split=None, batch_size=4, image_size=32, with_info=True)
+    assert info.splits["test"].num_examples == 0 and info.splits["train"].num_examples == 1
+    assert list(splits["test"].as_numpy_iterator()) == []
+    ((images, labels),) = list(splits["train"].as_numpy_iterator())
+    assert images.shape == (1, 32, 32, 3) and images.dtype == np.uint8 and labels.tolist() == [0]
+    assert (images == 77).all()
+
+
+@pytest.mark.parametrize("fmt", ["png", "tfrecord"])
+def test_an_empty_split_exported_reads_back_as_an_empty_split(tmp_path, monkeypatch, fmt):
+    # The export records train with no image; its PNG manifest then has no row of it.
+    tree = tmp_path / "photos"
+    (tree / "train" / "cat").mkdir(parents=True)
+    (tree / "test" / "cat").mkdir(parents=True)
+    (tree / "train" / "cat" / "notes.txt").write_text("not an image\n")
+    Image.fromarray(np.full((3, 3, 3), 9, np.uint8)).save(tree / "test" / "cat" / "a.png")
+    _on_disk(monkeypatch)
+    summary = export_dataset(open_source(tree), tmp_path / "out", ExportOptions(format=fmt, workers=1, quiet=True))
+    assert summary.counts == {"train": 0, "test": 1}
+    back = open_source(tmp_path / "out")
+    assert {split: back.count(split) for split in back.splits} == {"train": 0, "test": 1}
+    (test,) = back.batches["test"]
+    assert test.labels.tolist() == [0] and (np.asarray(next(iter(test.images))) == 9).all()
+
+
 def _deleted_temporary_files() -> set[str]:
     """The unlinked files of the temporary folder this process holds open (by their unique names:
     other objects' files, closed by a garbage collection meanwhile, do not count)."""
