@@ -27,6 +27,12 @@ Targets (``--target NAME``, repeatable; ``--list`` describes them; default all):
   images            PNG and JPEG files in trees: header sizes and fields (CRCs made right),
                     chunks and markers, truncation; a real 98-megapixel bomb
   tflite            .tflite flatbuffers (tables and offsets, not weights), run by predict
+  tree-listing      a photo tree's listing kept on disk (its threshold made nothing in the worker):
+                    trees of odd names (NFC and NFD, case, NAME_MAX, not printable, not UTF-8),
+                    files that are no image, empty and thirty one-file classes, links out, read
+                    by info, export (PNG, TFRecord, two workers), stats and cifarkit.load against
+                    the same tree listed in memory; the listing's temporary files damaged (bytes,
+                    cuts, lengths of 2 GB, folders out of range, records swapped), then read
 
 Cases run in a worker process, each target in turn; a case of a folder target is a seed copied
 into a sandbox with one file changed, then read through the entry points the CLI uses (info,
@@ -34,6 +40,8 @@ export, stats, cifarkit.load, evaluate's and train's run-folder reads, predict).
 
   ok                 read, and what came back keeps the promises (labels in range, uint8
                      images, the counts written, nothing written outside the output folder)
+  undetected         tree-listing: a damaged temporary file read without error as other names
+                     (its records lie within it and its names decode): a limit, not a finding
   SourceError, ...   one of cifarkit's own errors (the name of its class)
   tf:DataLossError   a corrupt record, which the CLI reports in one line naming its shard
   tf:InvalidArgumentError  an image in a record that does not decode: the CLI names its shard and record
@@ -60,7 +68,8 @@ once by cifarkit's own exporter and trainer (about 10 s) and kept in the tempora
 Beside this driver: fuzz_seeds.py (the seeds), fuzz_targets.py (the targets, the sandbox, how
 each case is read and checked), fuzz_mutators.py (bytes, pickles, JSON, CSV, lines of names) and
 fuzz_records.py (TFRecord framing and Examples, PNG and JPEG, TFLite), fuzz_tar.py (tar shards),
-fuzz_parquet.py (Parquet files) and fuzz_arrayrecord.py (ArrayRecord shards).
+fuzz_parquet.py (Parquet files), fuzz_arrayrecord.py (ArrayRecord shards) and fuzz_listing.py
+(the tree-listing target, which makes its own trees in its sandbox: a saved finding is its spec).
 
     python scripts/fuzz_sources.py --minutes 10 --seed 7 --out /tmp/fuzz10   # every target
     python scripts/fuzz_sources.py --minutes 2 --target tfrecord-example --out /tmp/fuzz-findings
@@ -88,6 +97,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the fuzz_* modules b
 # pyarrow's default allocator (mimalloc) reserves a GB of address space when it first reads, which
 # the worker's RLIMIT_AS would count as memory taken; the system's allocator reserves as it needs.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+import fuzz_listing
 import fuzz_ops as ops
 import fuzz_seeds
 import fuzz_targets as targets
@@ -166,6 +176,8 @@ def classify(exc: BaseException, child_memory: bool = False) -> tuple[str, str]:
 
 
 def run_case(case: Case, ctx: dict) -> tuple[str, str]:
+    if case.seed.kind == "listing":
+        return fuzz_listing.run_case(case, ctx["root"], classify)
     if case.seed.kind != "folder":
         try:
             dataset = ops.read_bytes_case(case, ctx["slots"])
@@ -296,7 +308,7 @@ def _save(out: Path, outcome: str, index: int, case: Case, detail: str, root: Pa
     stem = f"{outcome.replace(':', '-')}-{case.seed.target}-{index}".replace("/", "_")
     if case.seed.kind == "folder":
         return save_folder(findings, stem, root, case_meta(case, store), outcome, detail)
-    ext = case.seed.name if case.seed.kind == "archive" else f".{case.seed.name}"
+    ext = {"archive": case.seed.name, "listing": ".json"}.get(case.seed.kind, f".{case.seed.name}")
     (findings / f"{stem}{ext}").write_bytes(case.data)
     (findings / f"{stem}.txt").write_text(
         f"target {case.seed.target}, seed file {case.seed.name} "
@@ -319,7 +331,7 @@ def _move_paths(folder: Path, old: str, new: str) -> None:
 
 
 def _setup(args, names: list[str], store: Path, scratch: Path) -> tuple[dict, dict]:
-    if set(names) - set(targets.TENSORFLOW_FREE):
+    if set(names) - set(targets.STORE_FREE):
         fuzz_seeds.ensure_store(store)  # here, where TensorFlow is imported anyway
     seeds = {name: targets.target_seeds(name, store) for name in names}
     every = [s for group in seeds.values() for s in group]

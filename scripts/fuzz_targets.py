@@ -57,6 +57,7 @@ class Case:
             "parquet",
             "images",
             "tflite",
+            "tree-listing",  # its counts are the tree's, made by fuzz_listing
         )
 
 
@@ -164,8 +165,14 @@ LEGACY_TARGETS = {
     "cifar-archives": "CIFAR archives: tar, tar.gz, tar.bz2, tar.xz (bytes, tar headers, members)",
     "idx": "MNIST-family IDX files, plain and gzipped, headers mutated most; a gzip bomb",
 }
-TARGETS = {**LEGACY_TARGETS, **{name: spec[0] for name, spec in FOLDER_TARGETS.items()}}
+# Targets that make their own inputs (fuzz_listing.py), from no seed in the store.
+OWN_TARGETS = {
+    "tree-listing": "a photo tree's listing on disk: odd file and folder names, links, empty and tiny "
+    "classes, read through the CLI; its temporary files damaged",
+}
+TARGETS = {**LEGACY_TARGETS, **{name: spec[0] for name, spec in FOLDER_TARGETS.items()}, **OWN_TARGETS}
 TENSORFLOW_FREE = ("cifar-batches", "cifar-archives", "idx")
+STORE_FREE = (*TENSORFLOW_FREE, *OWN_TARGETS)
 # Of the promised 1 GB a command may peak at on a few MB of input, TensorFlow's start takes about
 # 700 MB: a case of the other targets may add at most this much. The byte readers keep their
 # tighter bound (they never import TensorFlow).
@@ -179,6 +186,10 @@ def target_seeds(target: str, store: Path) -> list[Seed]:
         return fuzz_seeds.cifar_seeds()[1]
     if target == "idx":
         return fuzz_seeds.idx_seeds() + [fuzz_seeds.idx_bomb()]
+    if target in OWN_TARGETS:
+        import fuzz_listing
+
+        return fuzz_listing.seeds()
     counts = fuzz_seeds.store_counts(store)
     seeds = []
     for name, pattern, ops, reads, weight in FOLDER_TARGETS[target][1]:
@@ -325,6 +336,10 @@ LINKS_REFUSED = (
 
 def make_case(rng: random.Random, seeds: list[Seed], pools: Pools) -> Case:
     seed = rng.choices(seeds, weights=[s.weight for s in seeds])[0]
+    if seed.kind == "listing":
+        import fuzz_listing
+
+        return fuzz_listing.make_case(rng, seed)
     if seed.kind != "folder":
         return Case(seed, data=_legacy_data(rng, seed, pools.files))
     case = Case(seed, op=rng.choice(seed.ops))

@@ -4,9 +4,10 @@ It runs scripts/fuzz_sources.py (the same targets and mutators as the long runs)
 process, so that a segfault is a finding and the memory it reports is its own: the byte readers
 (pickles, .bin, tar, IDX) for a few thousand cases, which take seconds, and each of the other
 targets (TFRecord framing and Examples, every JSON, CSV and label file, run folders, image
-files, .tflite models) for eight cases each, a fraction of a second apiece. With the seeds built
-from scratch (a one-epoch training and a TFLite export among them) both take about 20 s on the
-2-core machine, 25-45 s while other work loads it; a second run finds the seeds built.
+files, .tflite models, a photo tree's listing on disk) for eight cases each, a fraction of a
+second apiece. With the seeds built from scratch (a one-epoch training and a TFLite export
+among them) both take about 20 s on the 2-core machine, 25-45 s while other work loads it; a
+second run finds the seeds built.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ FOLDER_TARGETS = (
     "backup-state",
     "images",
     "tflite",
+    "tree-listing",
 )
-# Outcomes that are not findings: success, cifarkit's own one-line errors, and a corrupt record
-# or an image in a record that does not decode, which the CLI reports with its shard's name.
+# Outcomes that are not findings: success, cifarkit's own one-line errors, a corrupt record or
+# an image in a record that does not decode, which the CLI reports with its shard's name, and a
+# tree listing's temporary file damaged so that it reads as other names that a folder may hold.
 ACCEPTED = {
     "ok",
+    "undetected",
     "SourceError",
     "UnsafeInputError",
     "ChecksumError",
