@@ -20,6 +20,7 @@ import warnings
 LAYER_MODULES = (
     "cifarkit.augment.layer",  # Augmentation: the recipe's preprocessing, first in every saved model
     "cifarkit.models.layers",  # LocalResponseNormalization (alexnet)
+    "cifarkit.models.batch_norm",  # FusedBatchNorm (every model with batch norm)
     "cifarkit.models.whitenet_layers",  # ScaledBias, PartialIdentity (whitenet)
     "cifarkit.training.methods",  # WarmupDecay: the per-step learning-rate schedules
     "cifarkit.modelio.keras_file",  # ClassNames: the class names and the final softmax, last

@@ -135,5 +135,7 @@ def float32_logits(x: keras.KerasTensor) -> keras.KerasTensor:
 
 
 def batch_norm_layer(name: str) -> keras.layers.BatchNormalization:
-    """The batch norm every cifarkit model uses (see :data:`BN_MOMENTUM`)."""
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+    """The batch norm every cifarkit model uses (see :data:`BN_MOMENTUM`), fused on TensorFlow."""
+    from .batch_norm import FusedBatchNorm
+
+    return FusedBatchNorm(momentum=BN_MOMENTUM, name=name)

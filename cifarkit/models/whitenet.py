@@ -63,6 +63,7 @@ def whitenet(
     num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_WIDTHS, activation: str = "gelu"
 ) -> keras.Model:
     """airbench94's shape: whitened 2x2 patch conv, three conv-pool-BN-GELU blocks of 64-256-256 (2.0M params)."""
+    from .batch_norm import FusedBatchNorm
     from .layers import check_num_classes, float32_logits, image_input
     from .whitenet_layers import PartialIdentity, ScaledBias
 
@@ -71,9 +72,7 @@ def whitenet(
     gelu = _activation(activation)
 
     def norm(x, name: str):
-        x = keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False, name=f"{name}_bn"
-        )(x)
+        x = FusedBatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False, name=f"{name}_bn")(x)
         return ScaledBias(BIAS_SCALE, name=f"{name}_bias")(x)
 
     def conv(x, filters: int, name: str):
