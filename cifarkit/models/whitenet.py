@@ -33,18 +33,18 @@ BIAS_SCALE = 8.0  # a bias stored divided by 8 learns 8**2 = 64 times faster und
 LOGIT_SCALE = 1 / 9  # the paper's scaling of the final linear layer's output
 
 
-# -m activation=...: airbench's exact GELU, or its sigmoid approximation, which costs about half
-# as much on a CPU (profiled: the step's op time 2.40x its convolutions' with the exact GELU,
-# 2.02x with this one); what it does to accuracy is not measured yet (docs/RESULTS.md).
-ACTIVATIONS = ("gelu", "gelu-sigmoid")
+# -m activation=...: airbench's exact GELU, or one of its two cheaper forms on a CPU (profiled: the
+# step's op time 2.40x its convolutions' with the exact GELU, 1.93x with the tanh form, 2.02x with
+# the sigmoid form). The sigmoid form cost half a point at 16 epochs (docs/RESULTS.md).
+ACTIVATIONS = ("gelu", "gelu-tanh", "gelu-sigmoid")
 
 
 def _activation(name: str):
-    from .whitenet_layers import sigmoid_gelu
+    from .whitenet_layers import sigmoid_gelu, tanh_gelu
 
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}. Received: activation={name!r}")
-    return sigmoid_gelu if name == "gelu-sigmoid" else "gelu"
+    return {"gelu": "gelu", "gelu-tanh": tanh_gelu, "gelu-sigmoid": sigmoid_gelu}[name]
 
 
 def _parse_widths(widths) -> tuple[int, int, int]:
