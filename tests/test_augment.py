@@ -406,3 +406,21 @@ def test_models_saved_by_cifarkit_0_1_0_load_with_their_recipes(fixture):
         assert layer.recipe == recipe
         host = eval_transform(recipe, layer.stats)(IMAGES).numpy()
         np.testing.assert_allclose(layer(IMAGES, training=False).numpy(), host, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "reach"), [("airbench", 2), ("airbench-wide", 4)])
+def test_airbench_recipes_translate_by_their_reach_and_no_further(stats, name, reach):
+    # Rows numbered in channel 1, zero in channel 2: a view's centre row tells how far it moved
+    # (a horizontal flip leaves rows alone), the zero channel the standardisation's offset.
+    from cifarkit.readers.stats import Stats
+
+    eye = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    identity = Stats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), eye, (1.0, 1.0, 1.0), eye, pixels=1, images=1)
+    images = np.zeros((256, 32, 32, 3), np.uint8)
+    images[..., 1] = np.arange(32, dtype=np.uint8)[None, :, None] * 4
+    views = train_transform(get_recipe(name), identity)(images, _seed(5)).numpy()
+    step = views[0, 17, 16, 1] - views[0, 16, 16, 1]
+    rows = (views[:, 16, 16, 1] - views[:, 16, 16, 2]) / step
+    shifts = np.round(rows).astype(int) - 16
+    np.testing.assert_allclose(rows, np.round(rows), atol=1e-4)
+    assert sorted(set(shifts.tolist())) == list(range(-reach, reach + 1))

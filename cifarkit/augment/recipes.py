@@ -34,6 +34,7 @@ PAPER_CROPS = (227, 224)
 CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
 AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
+AIRBENCH_WIDE_PAD = 4  # airbench96's, for its longer runs (46 epochs; it adds cutout, not here)
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
 INCEPTION_CROP = 224  # what most ImageNet trainers feed a model after a random-resized crop
 # Version of the op list in a saved Augmentation layer's config. Version 1 (a config without the
@@ -106,6 +107,13 @@ RECIPES: dict[str, Recipe] = {
     "airbench": Recipe(
         "airbench",
         (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
+        source_size=CIFAR_SIZE,
+    ),
+    # The same with translations of up to 4 pixels: more augmentation for runs long enough to
+    # overfit airbench's (whitenet at 22 epochs: 98.7% of the training images right, 89.9% of the test).
+    "airbench-wide": Recipe(
+        "airbench-wide",
+        (("pad", (AIRBENCH_WIDE_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
         source_size=CIFAR_SIZE,
     ),
     # Szegedy et al. 2015's random-resized crop (8-100% of the area, aspect 3/4-4/3) then a flip,
