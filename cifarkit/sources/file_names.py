@@ -34,7 +34,7 @@ RECORD = np.dtype([("start", "<i8"), ("length", "<i4"), ("folder", "<i4")])  # o
 SPAN_BYTES = 4 << 20  # a chunk's names (or records) within this many bytes are read in one piece
 SELECTION_BYTES = 4 << 20  # a larger selection of a listing on disk gets a table of its own, on disk
 _CHANGED = "a temporary file of the tree's listing was changed while it was read"
-_NOT_IN_A_NAME = (os.sep.encode(), b"\0")  # no name a folder lists holds these
+_NOT_IN_A_NAME = (os.sep, "\0")  # no name a folder lists holds these
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,8 @@ class FileNames(Sequence):
         if not -n <= i < n:
             raise IndexError("FileNames index out of range")
         i %= n
-        names, folder = self._raw(i, i + 1)
-        return self._prefixes[folder[0]] + names[0].decode("utf-8")
+        names, folder = self._names(i, i + 1)
+        return self._prefixes[folder[0]] + names[0]
 
     def _raw(self, lo: int, hi: int) -> tuple[list[bytes], np.ndarray]:
         """Files ``lo:hi``: each name's UTF-8 bytes, and its folder's number."""
@@ -244,16 +244,22 @@ class FileNames(Sequence):
                 names = [buffer[a - base : a - base + n] for a, n in zip(starts, lengths)]
         except OSError as exc:
             raise SourceError(f"the tree's listing cannot be read back from its temporary file ({exc})") from None
-        if isinstance(store, _OnDisk):
-            _check_names(names)
         return names, folder
+
+    def _names(self, lo: int, hi: int) -> tuple[list[str], np.ndarray]:
+        """Files ``lo:hi``: each name, and its folder's number. Names read back from a temporary
+        file are checked as they are decoded, once."""
+        raw, folder = self._raw(lo, hi)
+        if isinstance(self._store, _OnDisk):
+            return _checked(raw), folder
+        return [name.decode("utf-8") for name in raw], folder
 
     def __iter__(self) -> Iterator[str]:
         prefixes = self._prefixes
         for first in range(0, len(self), _ITER_CHUNK):  # a chunk's names and numbers at a time, not all of them
-            names, folders = self._raw(first, first + _ITER_CHUNK)
+            names, folders = self._names(first, first + _ITER_CHUNK)
             for name, folder in zip(names, folders.tolist()):
-                yield prefixes[folder] + name.decode("utf-8")
+                yield prefixes[folder] + name
 
     def nbytes(self) -> int:
         """Memory held for the names (shared with every view of the same listing): none but a
@@ -265,6 +271,8 @@ class FileNames(Sequence):
         parts, folders = [], [np.zeros(0, np.int32)]
         for first in range(0, len(self), _ITER_CHUNK):
             names, folder = self._raw(first, first + _ITER_CHUNK)
+            if isinstance(self._store, _OnDisk):
+                _checked(names)
             parts += names
             folders.append(folder)
         lengths = np.fromiter(map(len, parts), np.int32, len(parts))
@@ -274,17 +282,17 @@ class FileNames(Sequence):
         return FileNames, (names, b"".join(parts), starts, lengths, folder.astype(np.int32).ravel())
 
 
-def _check_names(names: list[bytes]) -> None:
-    """Names read from a listing's file, refused where no listed name could be what was read:
-    bytes that are not UTF-8, or a separator or NUL (a path leading out of its folder)."""
+def _checked(raw: list[bytes]) -> list[str]:
+    """Names read from a listing's file, decoded; refused where no listed name could be what was
+    read: bytes that are not UTF-8, or a separator or NUL (a path leading out of its folder)."""
     try:
-        for name in names:
-            name.decode("utf-8")
+        names = [name.decode("utf-8") for name in raw]
     except UnicodeDecodeError:
         raise SourceError(_CHANGED) from None
-    joined = b"".join(names)
+    joined = "".join(names)
     if any(part in joined for part in _NOT_IN_A_NAME):
         raise SourceError(_CHANGED)
+    return names
 
 
 def stratified_permutation(counts: Sequence[int], labels: Sequence[int]) -> np.ndarray:
