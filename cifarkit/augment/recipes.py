@@ -85,6 +85,11 @@ class Recipe:
         }
 
 
+def _airbench(name: str, pad: int) -> Recipe:
+    ops = (("pad", (pad, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,)))
+    return Recipe(name, ops, source_size=CIFAR_SIZE)
+
+
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         "paper",
@@ -104,18 +109,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     # airbench (Jordan 2024, section 3.2): translate by up to 2 pixels (reflect padding), and flip
     # every image in every other epoch, exactly (alt_flip), instead of a coin per presentation.
-    "airbench": Recipe(
-        "airbench",
-        (("pad", (AIRBENCH_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
-        source_size=CIFAR_SIZE,
-    ),
+    "airbench": _airbench("airbench", AIRBENCH_PAD),
     # The same with translations of up to 4 pixels: more augmentation for runs long enough to
     # overfit airbench's (whitenet at 22 epochs: 98.7% of the training images right, 89.9% of the test).
-    "airbench-wide": Recipe(
-        "airbench-wide",
-        (("pad", (AIRBENCH_WIDE_PAD, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,))),
-        source_size=CIFAR_SIZE,
-    ),
+    "airbench-wide": _airbench("airbench-wide", AIRBENCH_WIDE_PAD),
     # Szegedy et al. 2015's random-resized crop (8-100% of the area, aspect 3/4-4/3) then a flip,
     # as most ImageNet trainers do; JPEG files can be read only within the crop
     # (cifarkit.readers.image_decode.decode_random_crop).
