@@ -99,3 +99,24 @@ def test_a_whitenet_with_a_cheaper_gelu_uses_it_and_round_trips(tmp_path, activa
 
     with pytest.raises(UsageError, match="activation"):
         create_model("whitenet", activation="relu")
+
+
+def test_batch_norm_chooses_the_layer_with_the_same_weights_and_outputs(tmp_path):
+    from cifarkit.errors import UsageError
+    from cifarkit.modelio.keras_file import load_model
+    from cifarkit.models.batch_norm import FusedBatchNorm
+
+    fused = create_model("whitenet", widths="16,32,32")
+    plain = create_model("whitenet", widths="16,32,32", batch_norm="keras")
+    assert type(fused.get_layer("block2_1_bn")) is FusedBatchNorm
+    assert type(plain.get_layer("block2_1_bn")) is keras.layers.BatchNormalization
+    plain.set_weights(fused.get_weights())
+    images = np.random.default_rng(1).normal(size=(4, 32, 32, 3)).astype("float32")
+    for training in (False, True):
+        np.testing.assert_allclose(
+            np.asarray(plain(images, training=training)), np.asarray(fused(images, training=training)), atol=1e-5
+        )
+    plain.save(tmp_path / "plain.keras")
+    assert type(load_model(tmp_path / "plain.keras").get_layer("block2_1_bn")) is keras.layers.BatchNormalization
+    with pytest.raises(UsageError, match="batch_norm must be one of fused, keras"):
+        create_model("whitenet", batch_norm="sync")

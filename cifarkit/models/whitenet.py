@@ -47,6 +47,19 @@ def _activation(name: str):
     return {"gelu": "gelu", "gelu-tanh": tanh_gelu, "gelu-sigmoid": sigmoid_gelu}[name]
 
 
+# -m batch_norm=...: TensorFlow's fused kernel while training (cifarkit/models/batch_norm.py, a
+# 1.26x step), or Keras's own layer; the same maths and weights, and a saved model loads either way.
+BATCH_NORMS = ("fused", "keras")
+
+
+def _batch_norm(name: str):
+    from .batch_norm import FusedBatchNorm
+
+    if name not in BATCH_NORMS:
+        raise ValueError(f"batch_norm must be one of {', '.join(BATCH_NORMS)}. Received: batch_norm={name!r}")
+    return FusedBatchNorm if name == "fused" else keras.layers.BatchNormalization
+
+
 def _parse_widths(widths) -> tuple[int, int, int]:
     parts = widths.split(",") if isinstance(widths, str) else list(widths)
     try:
@@ -60,19 +73,24 @@ def _parse_widths(widths) -> tuple[int, int, int]:
 
 @register_model("whitenet", input_size=IMAGE_SIZE, recipe="airbench", training="airbench")
 def whitenet(
-    num_classes: int = 10, input_shape=None, *, widths: str = DEFAULT_WIDTHS, activation: str = "gelu"
+    num_classes: int = 10,
+    input_shape=None,
+    *,
+    widths: str = DEFAULT_WIDTHS,
+    activation: str = "gelu",
+    batch_norm: str = "fused",
 ) -> keras.Model:
     """airbench94's shape: whitened 2x2 patch conv, three conv-pool-BN-GELU blocks of 64-256-256 (2.0M params)."""
-    from .batch_norm import FusedBatchNorm
     from .layers import check_num_classes, float32_logits, image_input
     from .whitenet_layers import PartialIdentity, ScaledBias
 
     num_classes = check_num_classes(num_classes)
     block_widths = _parse_widths(widths)
     gelu = _activation(activation)
+    batch_norm_layer = _batch_norm(batch_norm)
 
     def norm(x, name: str):
-        x = FusedBatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False, name=f"{name}_bn")(x)
+        x = batch_norm_layer(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=False, scale=False, name=f"{name}_bn")(x)
         return ScaledBias(BIAS_SCALE, name=f"{name}_bias")(x)
 
     def conv(x, filters: int, name: str):
