@@ -55,7 +55,7 @@ def run(argv: list[str], log: Path, trace: Path, interval: float, limit: float, 
     """(samples [(seconds, MB)] up to the stop, the seconds it was stopped at or None, exit code)."""
     samples, stopped_at, signals = [], None, [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
     with open(log, "wb") as out, open(trace, "w", newline="") as table:
-        writer = csv.writer(table)
+        writer = csv.writer(table, lineterminator="\n")
         writer.writerow(["seconds", "rss_mb"])
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -63,6 +63,8 @@ def run(argv: list[str], log: Path, trace: Path, interval: float, limit: float, 
         while proc.poll() is None:
             now = time.monotonic()
             seconds, mb = now - start, rss_mb(proc.pid)
+            if not mb:
+                continue  # it ended after poll()
             writer.writerow([f"{seconds:.1f}", f"{mb:.1f}"])
             table.flush()
             if stopped_at is None:
