@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import SourceError, UsageError
 from ..metadata.run_files import SELECT_NONE
 from ..runtime.progress import progress_mode
 from ..runtime.strategy import keras_backend
@@ -177,8 +177,24 @@ class _Run:
                 f"--batch-size is larger than the {source.counts['train']} training images. "
                 f"Received: batch_size={config.batch_size}"
             )
-        statistics = stats_for(source, "train", image_size=data.image_size, progress=self.progress)
+        statistics = self.recorded_stats(source) or stats_for(
+            source, "train", image_size=data.image_size, progress=self.progress
+        )
         return data, statistics, steps
+
+    def recorded_stats(self, source):
+        """A resumed run's statistics as its folder recorded them, which spares a pass over the data
+        (minutes for a photo export); None where the run is not resumed, or the file is unreadable
+        or counts another number of training images."""
+        from ..readers.stats import load_stats
+
+        if self.state is not RunState.RESUME:
+            return None
+        try:
+            stats = load_stats(self.out / STATS_FILE)
+        except SourceError:
+            return None
+        return stats if stats.split == "train" and stats.images == source.counts["train"] else None
 
     def callbacks(self, compiled: Compiled, steps: int, backup, backup_seconds: float | None):
         """(the callbacks in the order they run, the stateful ones the backup records)."""

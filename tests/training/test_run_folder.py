@@ -443,3 +443,34 @@ def test_a_damaged_report_of_a_finished_run_is_one_line(data, run_copy):
     (run_copy / "report.json").write_text("[1]")
     error = one_error(runner.invoke(app, train_args(data, run_copy)))
     assert "report.json: damaged run report" in error and "--overwrite" in error
+
+
+def test_a_resume_reads_the_statistics_its_run_recorded(data, run_copy, monkeypatch):
+    import cifarkit.readers.stats as stats_module
+
+    recorded = (run_copy / "stats.json").read_bytes()
+
+    def another_pass(*args, **kwargs):
+        raise AssertionError("the resumed run made another pass over its data for its statistics")
+
+    monkeypatch.setattr(stats_module, "compute_source_stats", another_pass)
+    _resumes(data, run_copy)
+    assert (run_copy / "stats.json").read_bytes() == recorded
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "other count"])
+def test_a_resume_computes_statistics_it_cannot_use_again(data, run_copy, monkeypatch, damage):
+    import cifarkit.readers.stats as stats_module
+
+    stats_file = run_copy / "stats.json"
+    recorded = stats_file.read_bytes()
+    if damage == "unreadable":
+        stats_file.write_text("{not json")
+    else:
+        stats_file.write_text(json.dumps({**json.loads(recorded), "images": 7}))
+    passes = []
+    compute = stats_module.compute_source_stats
+    monkeypatch.setattr(stats_module, "compute_source_stats", lambda *a, **k: passes.append(1) or compute(*a, **k))
+    _resumes(data, run_copy)
+    assert passes == [1]
+    assert stats_file.read_bytes() == recorded  # the same pass over the same data
