@@ -49,6 +49,14 @@ class ModelInfo:
         return tuple(p.name for p in parameters if p.name not in _COMMON_ARGUMENTS and p.kind is not p.VAR_KEYWORD)
 
     @property
+    def option_defaults(self) -> dict:
+        """Each option's default as the builder declares it: a run records these beside the options
+        it was given, so a later change of a default cannot silently change what a run resumes."""
+        parameters = inspect.signature(self.build).parameters
+        declared = {name: parameters[name].default for name in self.options}
+        return {name: value for name, value in declared.items() if value is not inspect.Parameter.empty}
+
+    @property
     def open_ended(self) -> bool:
         """True when the builder takes ``**kwargs``, so its options cannot be checked up front."""
         return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.build).parameters.values())

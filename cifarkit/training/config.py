@@ -178,7 +178,7 @@ def _requested(config: TrainConfig) -> TrainPlan:
             "jit": config.jit,
             "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
             "workdir": str(Path(config.workdir).expanduser().resolve()),
-            "model_options": dict(config.model_options),
+            "model_options": with_option_defaults(config.model, config.model_options),
             "select_on": _selection(config),
         }
     )
@@ -345,6 +345,17 @@ def default_precision(declared: str) -> str:
 METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
 
 
+def with_option_defaults(model: str | None, options: dict) -> dict:
+    """``options`` over the model's declared option defaults (none for a model no longer known)."""
+    from ..models import model_info
+
+    try:
+        defaults = model_info(model).option_defaults if model else {}
+    except UsageError:
+        defaults = {}
+    return {**defaults, **options}
+
+
 def identity(config: dict) -> dict:
     """The settings that make a run what it is: a resumed run must match them. ``config`` is
     :meth:`TrainPlan.to_json`, or what a run's config.json holds (``RunConfigFile.written``)."""
@@ -356,4 +367,6 @@ def identity(config: dict) -> dict:
         "select_on": default_selection(config.get("holdout") or 0),
         **config,
     }
+    # A run folder that recorded only the options it was given resumes under today's defaults.
+    filled["model_options"] = with_option_defaults(config.get("model"), config.get("model_options") or {})
     return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

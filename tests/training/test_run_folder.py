@@ -90,6 +90,28 @@ def test_a_run_folder_moved_elsewhere_resumes_there(data, crashed_run, run_copy)
     assert (run_copy / "last.keras").is_file()
 
 
+def test_a_run_records_its_model_options_defaults_included(run_copy):
+    recorded = json.loads((run_copy / "config.json").read_text())["model_options"]
+    assert recorded == {"modern": False, "activation": None, "pool": None}
+
+
+def test_a_run_folder_that_recorded_only_the_options_given_resumes(data, run_copy):
+    config = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**config, "model_options": {}}))
+    _resumes(data, run_copy)
+
+
+def test_a_model_default_changed_since_the_run_is_refused_not_resumed(data, run_copy, monkeypatch):
+    from cifarkit.models.registry import ModelInfo
+
+    before = snapshot(run_copy)
+    declared = ModelInfo.option_defaults.fget
+    monkeypatch.setattr(ModelInfo, "option_defaults", property(lambda info: {**declared(info), "pool": "max"}))
+    error = one_error(runner.invoke(app, train_args(data, run_copy)), code=1)
+    assert "holds a run with other settings (model_options:" in error and "'pool': 'max'" in error
+    assert snapshot(run_copy) == before
+
+
 # --------------------------------------------------------------------------------------------
 # evaluate on a damaged run folder
 
