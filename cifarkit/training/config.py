@@ -367,6 +367,4 @@ def identity(config: dict) -> dict:
         "select_on": default_selection(config.get("holdout") or 0),
         **config,
     }
-    # A run folder that recorded only the options it was given resumes under today's defaults.
-    filled["model_options"] = with_option_defaults(config.get("model"), config.get("model_options") or {})
     return {k: v for k, v in filled.items() if k not in RUNTIME_KEYS + PLACE_KEYS}

@@ -78,6 +78,8 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
         old = None  # damaged: no run's configuration, so no run this one could resume
     if overwrite:
         return RunState.OVERWRITE
+    if old is not None:
+        old = _options_completed(old, config.model_options)
     if old is None or identity(old) != identity(config.to_json()):
         change = _first_difference(identity(old), identity(config.to_json())) if old else "unreadable config.json"
         raise OutputError(
@@ -87,6 +89,13 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
     if (workdir / REPORT_FILE).is_file():
         return RunState.FINISHED
     return RunState.RESUME
+
+
+def _options_completed(old: dict, asked: dict) -> dict:
+    """``old`` with the model options it did not record taken as ``asked`` now: folders written
+    before runs recorded every option, defaults included, hold only those they were given, so the
+    others cannot be compared (a default changed since then shows when the backup loads)."""
+    return {**old, "model_options": {**asked, **(old.get("model_options") or {})}}
 
 
 def _first_difference(old: dict, new: dict) -> str:

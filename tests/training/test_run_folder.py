@@ -75,8 +75,8 @@ def run_copy(crashed_run, tmp_path) -> Path:
     return copy
 
 
-def _resumes(data, workdir: Path) -> None:
-    result = runner.invoke(app, train_args(data, workdir))
+def _resumes(data, workdir: Path, *extra: str) -> None:
+    result = runner.invoke(app, train_args(data, workdir, *extra))
     assert result.exit_code == 0, result.output
     assert "continuing at epoch 2 of 2" in result.stderr
     report = json.loads((workdir / "report.json").read_text())
@@ -99,6 +99,17 @@ def test_a_run_folder_that_recorded_only_the_options_given_resumes(data, run_cop
     config = json.loads((run_copy / "config.json").read_text())
     (run_copy / "config.json").write_text(json.dumps({**config, "model_options": {}}))
     _resumes(data, run_copy)
+
+
+def test_a_run_folder_that_recorded_only_the_options_given_resumes_at_an_older_default(data, run_copy, monkeypatch):
+    from cifarkit.models.registry import ModelInfo
+
+    config = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**config, "model_options": {}}))
+    declared = ModelInfo.option_defaults.fget
+    monkeypatch.setattr(ModelInfo, "option_defaults", property(lambda info: {**declared(info), "pool": "max"}))
+    _resumes(data, run_copy, "-m", "pool=null")  # the default the run was made with, given
+    assert json.loads((run_copy / "config.json").read_text())["model_options"]["pool"] is None
 
 
 def test_a_model_default_changed_since_the_run_is_refused_not_resumed(data, run_copy, monkeypatch):
