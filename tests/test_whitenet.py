@@ -16,11 +16,15 @@ def test_shape_of_airbench_at_the_default_widths():
     assert model.get_layer("whiten").output.shape[1:] == (31, 31, 24)  # 2x2, no padding
     assert not model.get_layer("whiten").trainable
     assert model.get_layer("block1_pool").output.shape[1:] == (15, 15, 64)
-    assert model.get_layer("block3_conv2").output.shape[1:] == (3, 3, 256)  # airbench94's widths
+    assert model.get_layer("block3_conv2").output.shape[1:] == (3, 3, 320)
+    assert model.count_params() == 3_007_544
     assert model.output.shape[1:] == (10,)
+    airbench94 = create_model("whitenet", widths="64,256,256")
+    assert airbench94.get_layer("block3_conv2").output.shape[1:] == (3, 3, 256)
+    assert airbench94.count_params() == 1_973_944
     narrow = create_model("whitenet", widths="64,128,128")  # airbench93's
     assert narrow.get_layer("block3_conv2").output.shape[1:] == (3, 3, 128)
-    assert model.count_params() > 3 * narrow.count_params()
+    assert model.count_params() > 5 * narrow.count_params()
 
 
 def test_partial_identity_passes_the_first_channels_through():
