@@ -264,7 +264,7 @@ def _load() -> str:
 def floor(tree: Path, args) -> dict:
     """The reading floor of ``tree`` (:func:`reading_floor`, bytes alone and checked), or only its count."""
     if args.no_floor:
-        files = sum(1 for folder in os.scandir(tree) for _ in os.scandir(folder))
+        files = sum(1 for folder in os.scandir(tree) if folder.is_dir() for _ in os.scandir(folder))
         return {"n": files, "bytes": 0, "read": math.nan, "check": math.nan, "cpu": math.nan}
     read, _, files, total = reading_floor(tree, args.workers, check=False)
     check, cpu = reading_floor(tree, args.workers, check=True)[:2]
