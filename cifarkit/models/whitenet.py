@@ -13,9 +13,9 @@ input channels (the paper's partial Dirac initialisation), the rest drawn as PyT
 Widths: 64-320-320 by default (3.0M parameters); airbench94's 64-256-256 (``-m widths=64,256,256``,
 2.0M) or airbench93's 64-128-128 (0.6M) on request. Per minute of a CPU the wider networks learn
 more: 10 epochs at 64-256-256 gave 89.5% (90.5% with test-time views) where 28 at 64-128-128 gave
-89.2% (90.2%), and 16 epochs at 64-320-320 gave 0.6 points more than at 64-256-256 (three seeds)
-in 28 minutes of the 2-core AMX host, so the default is the widest that fits half an hour
-(docs/RESULTS.md).
+89.2% (90.2%), and 16 epochs at 64-320-320 half a point more than at 64-256-256 (91.47% against
+91.02% with the views, three seeds) in 28 minutes of the 2-core AMX host, so the default is the
+widest that fits half an hour (docs/RESULTS.md).
 Keras is imported inside the builder, so registering the model costs nothing.
 """
 
