@@ -152,6 +152,8 @@ def check_split_form(option: str, spec: str) -> None:
 def _requested(config: TrainConfig) -> TrainPlan:
     """The plan as asked, with the model's defaults and every value checked; the host or device
     choice and XLA are left to the model's declaration, else None (their defaults ask Keras)."""
+    from ..models import model_info
+
     recipe = _recipe(config)
     defaults = model_defaults(config.model)
     optimizer = _choice("optimizer", config.optimizer or defaults["optimizer"], OPTIMIZERS)
@@ -178,7 +180,7 @@ def _requested(config: TrainConfig) -> TrainPlan:
             "jit": config.jit,
             "data": str(Path(config.data).expanduser().resolve()) if config.data else None,
             "workdir": str(Path(config.workdir).expanduser().resolve()),
-            "model_options": with_option_defaults(config.model, config.model_options),
+            "model_options": {**model_info(config.model).option_defaults, **config.model_options},
             "select_on": _selection(config),
         }
     )
@@ -343,17 +345,6 @@ def default_precision(declared: str) -> str:
 
 # What a run ran with whose config.json lacks these methods' keys (a run folder that predates them).
 METHODS_OFF = {"averaging": "none", "whiten": False, "tta": "", "warmup": None}
-
-
-def with_option_defaults(model: str | None, options: dict) -> dict:
-    """``options`` over the model's declared option defaults (none for a model no longer known)."""
-    from ..models import model_info
-
-    try:
-        defaults = model_info(model).option_defaults if model else {}
-    except UsageError:
-        defaults = {}
-    return {**defaults, **options}
 
 
 def identity(config: dict) -> dict:

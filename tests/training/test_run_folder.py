@@ -101,23 +101,25 @@ def test_a_run_folder_that_recorded_only_the_options_given_resumes(data, run_cop
     _resumes(data, run_copy)
 
 
-def test_a_run_folder_that_recorded_only_the_options_given_resumes_at_an_older_default(data, run_copy, monkeypatch):
+def _a_newer_default(monkeypatch) -> None:
+    """lenet5's ``pool`` declared "max", as a later release might change a default."""
     from cifarkit.models.registry import ModelInfo
 
-    config = json.loads((run_copy / "config.json").read_text())
-    (run_copy / "config.json").write_text(json.dumps({**config, "model_options": {}}))
     declared = ModelInfo.option_defaults.fget
     monkeypatch.setattr(ModelInfo, "option_defaults", property(lambda info: {**declared(info), "pool": "max"}))
+
+
+def test_a_run_folder_that_recorded_only_the_options_given_resumes_at_an_older_default(data, run_copy, monkeypatch):
+    config = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**config, "model_options": {}}))
+    _a_newer_default(monkeypatch)
     _resumes(data, run_copy, "-m", "pool=null")  # the default the run was made with, given
     assert json.loads((run_copy / "config.json").read_text())["model_options"]["pool"] is None
 
 
 def test_a_model_default_changed_since_the_run_is_refused_not_resumed(data, run_copy, monkeypatch):
-    from cifarkit.models.registry import ModelInfo
-
     before = snapshot(run_copy)
-    declared = ModelInfo.option_defaults.fget
-    monkeypatch.setattr(ModelInfo, "option_defaults", property(lambda info: {**declared(info), "pool": "max"}))
+    _a_newer_default(monkeypatch)
     error = one_error(runner.invoke(app, train_args(data, run_copy)), code=1)
     assert "holds a run with other settings (model_options:" in error and "'pool': 'max'" in error
     assert snapshot(run_copy) == before
