@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError, UsageError
+from ..errors import OutputError, SourceError, UsageError
 from ..metadata.run_files import SELECT_NONE
 from ..runtime.progress import progress_mode
 from ..runtime.strategy import keras_backend
@@ -274,6 +274,39 @@ class _Run:
         return TrainResult(self.out, report, resumed_from)
 
 
+def _kernel_misfit(weights: Path, model) -> str | None:
+    """How the backup's kernels (weights of rank 2 and more) differ in shape from the model's, or
+    None when they match or the file cannot be read as a weights file (then it is damaged)."""
+    import h5py
+
+    saved: list[tuple[int, ...]] = []
+
+    def collect(name, item):
+        if isinstance(item, h5py.Dataset) and len(item.shape) >= 2:
+            saved.append(tuple(item.shape))
+
+    try:
+        with h5py.File(weights, "r") as file:
+            layers = file.get("layers")
+            if not isinstance(layers, h5py.Group):
+                return None
+            layers.visititems(collect)
+    except Exception:
+        return None
+    wanted = [tuple(variable.shape) for variable in model.weights if len(variable.shape) >= 2]
+    if sorted(saved) == sorted(wanted):
+        return None
+    only_saved = sorted(set(saved) - set(wanted))
+    only_wanted = sorted(set(wanted) - set(saved))
+    if not only_saved and not only_wanted:
+        return f"{len(saved)} kernels against the model's {len(wanted)}"
+    return f"kernels {_shapes(only_saved)} in the backup, {_shapes(only_wanted)} in the model"
+
+
+def _shapes(shapes: list[tuple[int, ...]]) -> str:
+    return ", ".join("x".join(map(str, shape)) for shape in shapes[:3]) + (" ..." if len(shapes) > 3 else "") or "none"
+
+
 def restore_backup(folder: Path, backup, train_model, stateful: list, placement) -> None:
     """Weights, optimizer and callback state from the committed backup; damage is one line."""
     with placement.strategy.scope():
@@ -282,6 +315,13 @@ def restore_backup(folder: Path, backup, train_model, stateful: list, placement)
     try:
         train_model.load_weights(weights)
     except Exception as exc:  # h5py and Keras raise many kinds for a truncated or foreign file
+        misfit = _kernel_misfit(weights, train_model)
+        if misfit:
+            raise OutputError(
+                f"{weights}: the run's backup holds another network than the one asked for ({misfit}); "
+                "resume with the model options (-m) the run was started with, or pass --overwrite to start "
+                "it again"
+            ) from None
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise damaged_backup(weights, f"cannot load it: {why}") from None
     for item in stateful:

@@ -78,10 +78,10 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
         old = None  # damaged: no run's configuration, so no run this one could resume
     if overwrite:
         return RunState.OVERWRITE
-    if old is not None:
-        old = _options_completed(old, config.model_options)
-    if old is None or identity(old) != identity(config.to_json()):
-        change = _first_difference(identity(old), identity(config.to_json())) if old else "unreadable config.json"
+    asked = identity(config.to_json())
+    was = identity(_options_completed(old, config.model_options)) if old is not None else None
+    if was != asked:
+        change = _first_difference(was, asked) if was is not None else "unreadable config.json"
         raise OutputError(
             f"{workdir} holds a run with other settings ({change}); "
             "pass --overwrite to replace it, or choose another --workdir"
@@ -94,7 +94,7 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
 def _options_completed(old: dict, asked: dict) -> dict:
     """``old`` with the model options it did not record taken as ``asked`` now: folders written
     before runs recorded every option, defaults included, hold only those they were given, so the
-    others cannot be compared (a default changed since then shows when the backup loads)."""
+    others cannot be compared (a default changed since then shows when the backup does not fit)."""
     return {**old, "model_options": {**asked, **(old.get("model_options") or {})}}
 
 

@@ -125,6 +125,34 @@ def test_a_model_default_changed_since_the_run_is_refused_not_resumed(data, run_
     assert snapshot(run_copy) == before
 
 
+def test_a_backup_of_another_network_is_named_as_such_not_as_damage(data, tmp_path):
+    """An older run folder recorded only the options given; resumed without the widths it was made
+    with, its backup's kernels do not fit the model, and the one line says so (not "damaged")."""
+    import cifarkit.training as trainer
+
+    workdir = tmp_path / "run"
+    config = trainer.TrainConfig(
+        model="whitenet",
+        workdir=str(workdir),
+        data=str(data.path),
+        epochs=2,
+        batch_size=16,
+        model_options={"widths": "8,16,16"},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        synth.crash_during_training(patch, epoch=1)
+        with pytest.raises(synth.TrainingCrash):
+            trainer.train(config, quiet=True)
+    recorded = json.loads((workdir / "config.json").read_text())
+    (workdir / "config.json").write_text(json.dumps({**recorded, "model_options": {}}))
+    before = snapshot(workdir)
+    command = ["train", "whitenet", "--data", str(data.path), "--workdir", str(workdir), "--epochs", "2"]
+    error = one_error(runner.invoke(app, [*command, "--batch-size", "16", "--quiet"]))
+    assert "holds another network than the one asked for" in error and "damaged" not in error
+    assert "3x3x8x8" in error and "3x3x64x64" in error  # block 1's second convolution, saved and asked
+    assert snapshot(workdir) == before
+
+
 # --------------------------------------------------------------------------------------------
 # evaluate on a damaged run folder
 
