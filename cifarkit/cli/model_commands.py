@@ -188,6 +188,14 @@ def train(
     steps_per_execution: Annotated[
         int, typer.Option("--steps-per-execution", help="Training steps per call into the compiled function.")
     ] = 8,
+    validate_every: Annotated[
+        int | None,
+        typer.Option(
+            "--validate-every",
+            help="Validate after every N-th epoch and after the last (the curves' validation points); the "
+            f"weights are the same either way. Default: {defaults_by_model('validate_every')}.",
+        ),
+    ] = None,
     augment_on: Annotated[
         AugmentPlace | None,
         typer.Option(
@@ -278,6 +286,7 @@ def train(
         precision=value(precision),
         jit=jit,
         steps_per_execution=steps_per_execution,
+        validate_every=validate_every,
         augment_on=value(augment_on),
         strategy=value(strategy),
         holdout=holdout,

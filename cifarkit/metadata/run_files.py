@@ -93,6 +93,7 @@ class RunConfigFile(Strict):
     precision: Name | None = "float32"  # absent: float32, the only precision before it was recorded
     jit: bool | None = None
     steps_per_execution: Positive = 8
+    validate_every: Positive | None = None  # absent: every epoch, the only choice before it was recorded
     augment_on: Name | None = None
     strategy: Name = "auto"
     holdout: Annotated[int, pydantic.Field(ge=0, le=MAX_IMAGES)] = 0

@@ -112,10 +112,13 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.bar is not None:
+            validated = (
+                f" {self.val_name}_loss {logs['val_loss']:.4f} {self.val_name}_acc {logs['val_accuracy']:.4f}"
+                if "val_loss" in logs and "val_accuracy" in logs
+                else ""  # an epoch without validation (--validate-every)
+            )
             self.bar.set_postfix_str(
-                f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f} "
-                f"{self.val_name}_loss {logs.get('val_loss', math.nan):.4f} "
-                f"{self.val_name}_acc {logs.get('val_accuracy', math.nan):.4f}"
+                f"loss {logs.get('loss', math.nan):.4f} acc {logs.get('accuracy', math.nan):.4f}{validated}"
             )
             self.bar.close()
             self.bar = None

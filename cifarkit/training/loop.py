@@ -147,6 +147,7 @@ class _Run:
                 compiled.train_model.fit(
                     inputs.train,
                     validation_data=inputs.validation,
+                    validation_freq=config.validation_epochs,
                     epochs=config.epochs,
                     initial_epoch=initial_epoch,
                     callbacks=inputs.callbacks + callbacks,

@@ -46,6 +46,7 @@ class TrainConfig:
     precision: str | None = None  # None: the model's default (config.default_precision)
     jit: bool | None = None
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    validate_every: int | None = None  # None: the model's default (validation_epochs)
     augment_on: str | None = None
     strategy: str = "auto"
     holdout: int = 0  # images held out of train for validation; 0: validate on the test split
@@ -98,6 +99,7 @@ class TrainPlan:
     seed: int = 0
     precision: str = "float32"
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION
+    validate_every: int = 1
     strategy: str = "auto"
     holdout: int = 0
     limit_train: int | None = None
@@ -112,6 +114,12 @@ class TrainPlan:
     @property
     def val_split(self) -> str:
         return HOLDOUT_SPLIT if self.holdout else "test"
+
+    @property
+    def validation_epochs(self) -> list[int]:
+        """The epochs (1-based) after which validation runs: every ``validate_every``-th, and the last."""
+        every = self.validate_every or 1
+        return [epoch for epoch in range(1, self.epochs + 1) if epoch % every == 0 or epoch == self.epochs]
 
     def to_json(self) -> dict:
         """config.json's content: :class:`TrainConfig`'s keys, in its order, with the values

@@ -124,7 +124,9 @@ def validation_text(config: TrainPlan) -> str:
         chosen = f"the best epoch is chosen on it: the run's model is {BEST_MODEL}"
     if config.schedule == "plateau":
         chosen += "; the plateau schedule cuts the learning rate on its accuracy"
-    return f"{where}; {chosen}"
+    every = config.validate_every or 1
+    when = f"; validated every {every} epochs and after the last" if every > 1 else ""
+    return f"{where}{when}; {chosen}"
 
 
 def stats_origin(stats, dataset_name: str) -> str:
