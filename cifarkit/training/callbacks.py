@@ -294,14 +294,16 @@ class LearningRate(StatefulCallback):
 
 class Checkpoints(StatefulCallback):
     """``last.keras`` every epoch; where the run chooses its best epoch (``choose``), ``best.keras``
-    when validation accuracy improves. A run that validates on the test split chooses nothing,
-    unless asked by name: its final model is its model."""
+    when validation accuracy improves, among the epochs that validate (``validated``, 1-based; None:
+    every epoch). A run that validates on the test split chooses nothing, unless asked by name:
+    its final model is its model."""
 
     key = "checkpoints"
 
-    def __init__(self, export_model, folder: Path, choose: bool = True):
+    def __init__(self, export_model, folder: Path, choose: bool = True, validated: list[int] | None = None):
         super().__init__()
         self.export_model, self.folder, self.choose = export_model, folder, choose
+        self.validated = None if validated is None else set(validated)
         self.best, self.best_epoch = -math.inf, None
 
     def state(self):
@@ -314,8 +316,8 @@ class Checkpoints(StatefulCallback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         save_model_atomic(self.export_model, self.folder / LAST_MODEL)
-        if not self.choose:
-            return
+        if not self.choose or (self.validated is not None and epoch + 1 not in self.validated):
+            return  # an epoch without validation is not compared with those that had it
         accuracy = logs.get("val_accuracy", logs.get("accuracy"))
         if accuracy is not None and float(accuracy) > self.best:
             self.best, self.best_epoch = float(accuracy), epoch + 1

@@ -202,7 +202,12 @@ class _Run:
         config = self.config
         history = History(self.out, steps * config.batch_size, config.val_split)
         schedule = LearningRate(config.schedule, config.lr, config.epochs)
-        checkpoints = Checkpoints(compiled.export_model, self.out, choose=config.select_on != SELECT_NONE)
+        checkpoints = Checkpoints(
+            compiled.export_model,
+            self.out,
+            choose=config.select_on != SELECT_NONE,
+            validated=config.validation_epochs,
+        )
         stateful = [history, schedule, checkpoints]
         # Mid-epoch saves only where every worker decides alike; time differs between workers.
         every = backup_seconds if self.placement.name != "multi-worker" else None

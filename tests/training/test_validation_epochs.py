@@ -79,3 +79,16 @@ def test_a_resume_may_change_how_often_it_validates():
 def test_validation_that_cannot_serve_the_run_is_refused(model, every, message):
     with pytest.raises(UsageError, match=message):
         resolve(TrainConfig(model=model, workdir="run", data="data", validate_every=every))
+
+
+def test_the_best_epoch_is_chosen_among_the_validated_epochs_only(tmp_path, monkeypatch):
+    from cifarkit.training import callbacks
+
+    saved = []
+    monkeypatch.setattr(callbacks, "save_model_atomic", lambda model, path: saved.append(path.name))
+    checkpoints = callbacks.Checkpoints(None, tmp_path, choose=True, validated=[2, 3])
+    checkpoints.on_epoch_end(0, {"accuracy": 0.99})  # training accuracy, no validation this epoch
+    checkpoints.on_epoch_end(1, {"accuracy": 0.50, "val_accuracy": 0.60})
+    checkpoints.on_epoch_end(2, {"accuracy": 0.70, "val_accuracy": 0.55})
+    assert (checkpoints.best_epoch, checkpoints.best) == (2, 0.60)
+    assert saved == ["last.keras", "last.keras", "best.keras", "last.keras"]
