@@ -339,6 +339,7 @@ def test_a_new_op_is_one_registration_and_runs_on_both_paths(stats):
         ("flip", ()),
         ("pca_jitter", (0.1,)),
         ("normalize", (True,)),
+        ("cutout", (8,)),
     ],
 )
 def test_each_op_gives_the_same_result_eagerly_and_inside_dataset_map(stats, op):
@@ -424,3 +425,50 @@ def test_airbench_recipes_translate_by_their_reach_and_no_further(stats, name, r
     shifts = np.round(rows).astype(int) - 16
     np.testing.assert_allclose(rows, np.round(rows), atol=1e-4)
     assert sorted(set(shifts.tolist())) == list(range(-reach, reach + 1))
+
+
+def _holes(views: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Each view's zeroed pixels (all channels 0) as (count, top, left, side of their bounding box)."""
+    out = []
+    for view in views:
+        rows, cols = np.nonzero((view == 0).all(-1))
+        if not rows.size:
+            out.append((0, -1, -1, 0))
+            continue
+        side = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+        out.append((rows.size, int(rows.min()), int(cols.min()), int(side)))
+    return out
+
+
+def test_cutout_zeroes_one_whole_square_of_every_training_view_anywhere_it_fits(stats):
+    # Bright images whose standardised values are nowhere zero: every zero is the hole's.
+    images = np.full((400, 32, 32, 3), 250, np.uint8)
+    recipe = get_recipe("airbench-cutout")
+    assert recipe.describe().endswith("per-channel standardisation, cutout 12x12") and recipe.crop == 32
+    holes = _holes(train_transform(recipe, stats)(images, _seed(3)).numpy())
+    assert {(count, side) for count, _, _, side in holes} == {(144, 12)}  # one 12x12 square, whole
+    corners = {(top, left) for _, top, left, _ in holes}
+    assert {top for top, _ in corners} == set(range(21)) == {left for _, left in corners}  # 0..32-12
+    assert not (eval_transform(recipe, stats)(images).numpy() == 0).any()
+    device_holes = _holes(Augmentation(recipe, stats)(images, training=True).numpy())
+    assert {(count, side) for count, _, _, side in device_holes} == {(144, 12)}
+    assert not (Augmentation(recipe, stats)(images, training=False).numpy() == 0).any()
+
+
+def test_cutout_is_the_same_arithmetic_on_both_paths_and_replays_its_draws(stats):
+    from cifarkit.augment import device
+    from cifarkit.augment.ops import make_op
+    from cifarkit.augment.recipes import Recipe
+
+    pixels = RNG.random((3, 10, 10, 3)).astype(np.float32) + 0.5
+    corners = np.array([[0, 0], [7, 2], [3, 7]], np.int32)
+    host_out = augment.cutout(tf.constant(pixels), tf.constant(corners), 3).numpy()
+    np.testing.assert_array_equal(np.asarray(device.cutout(pixels, corners, 3)), host_out)
+    expected = pixels.copy()
+    for image, (top, left) in enumerate(corners):
+        expected[image, top : top + 3, left : left + 3] = 0.0
+    np.testing.assert_array_equal(host_out, expected)
+    replayed = device.run_ops([make_op("cutout", 3)], stats, IMAGES[:3, :10, :10] | 1, "train", draws=[corners])
+    np.testing.assert_array_equal(np.asarray(replayed) == 0, np.broadcast_to(expected[..., :1] == 0, (3, 10, 10, 3)))
+    with pytest.raises(ValueError, match="size=40"):  # refused when the recipe is written
+        Recipe("big", (("cutout", (40,)),), 32)

@@ -197,6 +197,19 @@ def colour_offsets(alpha, eigenvalues, eigenvectors):
     return ops.matmul(alpha * values, ops.transpose(vectors))
 
 
+def cutout(images, corners, size: int):
+    """As :func:`cifarkit.augment.host.cutout`: the ``size`` x ``size`` square at each image's
+    corner (N, 2) set to 0."""
+    rows = ops.arange(int(images.shape[1]), dtype="int32")[None, :]
+    cols = ops.arange(int(images.shape[2]), dtype="int32")[None, :]
+    corners = ops.cast(corners, "int32")
+    top, left = corners[:, :1], corners[:, 1:]
+    in_rows = ops.logical_and(rows >= top, rows < top + size)
+    in_cols = ops.logical_and(cols >= left, cols < left + size)
+    hole = ops.logical_and(in_rows[:, :, None], in_cols[:, None, :])
+    return ops.where(hole[..., None], ops.zeros_like(images), images)
+
+
 class DeviceBatch(PendingGeometry):
     """A batch on its way through a recipe's ops (:mod:`cifarkit.augment.ops`) in ``keras.ops``.
 

@@ -195,6 +195,15 @@ def pca_jitter(images: tf.Tensor, seed: tf.Tensor, eigenvalues, eigenvectors, si
     return images + offsets[:, None, None, :]
 
 
+def cutout(images: tf.Tensor, corners: tf.Tensor, size: int) -> tf.Tensor:
+    """Each image (N, H, W, C) with the ``size`` x ``size`` square at its corner (N, 2) set to 0."""
+    rows = tf.range(tf.shape(images)[1])[None, :]
+    cols = tf.range(tf.shape(images)[2])[None, :]
+    top, left = corners[:, :1], corners[:, 1:]
+    hole = ((rows >= top) & (rows < top + size))[:, :, None] & ((cols >= left) & (cols < left + size))[:, None, :]
+    return tf.where(hole[..., None], tf.zeros_like(images), images)
+
+
 def normalize(images: tf.Tensor, mean, std=None) -> tf.Tensor:
     """Subtract the training mean (paper) and, if ``std`` is given, divide by it (CIFAR recipe)."""
     out = images - tf.constant(mean, tf.float32)

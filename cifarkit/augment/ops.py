@@ -22,80 +22,17 @@ To add an op: write its dataclass here with ``@register_op("name")`` (``host``, 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..runtime.lazy import keras, ops, tf
 
+# Re-exported: whoever imports make_op from here has every op below registered.
+from .op_registry import OPS, Op, check_positive, make_op, register_op  # noqa: F401
+
 PAD_MODES = ("REFLECT", "SYMMETRIC", "CONSTANT")  # tf.pad's spelling
 # The AlexNet paper's colour jitter draws alpha ~ N(0, 0.1) per image and per presentation.
 PCA_SIGMA = 0.1
-
-OPS: dict[str, type[Op]] = {}
-
-
-class Op:
-    """One step of a recipe. Subclasses are frozen dataclasses whose fields are the arguments."""
-
-    name: ClassVar[str]
-    # The leaf of the seed tree this op draws from on the host (each level splits a seed in two):
-    # distinct per random op, and fixed, so a recipe's host output depends on the seed only.
-    seed_path: ClassVar[tuple[int, ...]] = ()
-    visible: ClassVar[bool] = True  # False: the preview shows no row for it (it shifts values only)
-    uses_epoch: ClassVar[bool] = False  # True: the op reads the batch's training epoch
-
-    @property
-    def args(self) -> tuple:
-        return dataclasses.astuple(self)
-
-    def out_size(self, size: int) -> int:
-        """Side of the images after this op, given the side before it."""
-        return size
-
-    def caption(self) -> str:
-        """A few characters for the preview row that adds this op."""
-        raise NotImplementedError
-
-    def phrase(self) -> str:
-        """What the op does, in words, for ``Recipe.describe``."""
-        raise NotImplementedError
-
-    def host(self, batch) -> None:
-        raise NotImplementedError
-
-    def draw(self, rng, count, size: int, mode: str):
-        """The op's random choice for a batch of ``count`` images of side ``size``, or None."""
-        return None
-
-    def device(self, batch, value) -> None:
-        raise NotImplementedError
-
-
-def register_op(name: str) -> Callable[[type[Op]], type[Op]]:
-    def decorator(cls: type[Op]) -> type[Op]:
-        if name in OPS:
-            raise ValueError(f"an op is already registered under this name. Received: name={name!r}")
-        cls.name = name
-        OPS[name] = cls
-        return cls
-
-    return decorator
-
-
-def make_op(name: str, *args) -> Op:
-    """The op ``name`` with its arguments; an unknown name or bad argument fails loudly."""
-    try:
-        cls = OPS[name]
-    except KeyError:
-        raise ValueError(f"unknown augmentation op; choose one of {', '.join(OPS)}. Received: name={name!r}") from None
-    return cls(*args)
-
-
-def _positive(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
 @register_op("resize")
@@ -106,7 +43,7 @@ class Resize(Op):
     size: int
 
     def __post_init__(self):
-        _positive("size", self.size)
+        check_positive("size", self.size)
 
     def out_size(self, size: int) -> int:
         return self.size
@@ -133,7 +70,7 @@ class Pad(Op):
     mode: str = "REFLECT"
 
     def __post_init__(self):
-        _positive("pixels", self.pixels)
+        check_positive("pixels", self.pixels)
         if self.mode not in PAD_MODES:
             raise ValueError(f"mode must be one of {', '.join(PAD_MODES)}. Received: mode={self.mode!r}")
 
@@ -163,7 +100,7 @@ class Crop(Op):
     seed_path: ClassVar[tuple[int, ...]] = (0, 0)
 
     def __post_init__(self):
-        _positive("size", self.size)
+        check_positive("size", self.size)
 
     def out_size(self, size: int) -> int:
         return self.size
@@ -319,6 +256,53 @@ class AlternatingFlip(Op):
             batch.set_flips(ops.not_equal(ops.mod(batch.image_bits + odd, 2), 0))
 
 
+@register_op("cutout")
+@dataclass(frozen=True)
+class Cutout(Op):
+    """Cutout (DeVries & Taylor 2017) as airbench96 applies it: in training, a ``size`` x ``size``
+    square of each image, placed uniformly where it fits whole, set to zero. After ``normalize``
+    zero is the training mean's colour; before it, black. Evaluation leaves images whole."""
+
+    size: int
+    # A child of pca_jitter's leaf: every leaf of the two-way tree is taken, and a split seed's
+    # streams are independent of their parent's, so older recipes draw exactly what they drew.
+    seed_path: ClassVar[tuple[int, ...]] = (1, 0)
+
+    def __post_init__(self):
+        check_positive("size", self.size)
+
+    def out_size(self, size: int) -> int:
+        if self.size > size:
+            raise ValueError(f"the cutout square must fit in the {size}x{size} image. Received: size={self.size}")
+        return size
+
+    def caption(self) -> str:
+        return f"+ cutout {self.size}"
+
+    def phrase(self) -> str:
+        return f"cutout {self.size}x{self.size}"
+
+    def host(self, batch) -> None:
+        from . import host as augment
+
+        if batch.mode == "train":
+            if batch.pending:
+                batch.render()  # the square is placed in the view, whose side is now batch.span
+            corners = augment.random_offsets(batch.seed(self.seed_path), batch.count, batch.span, self.size)
+            batch.map_pixels(lambda x: augment.cutout(x, corners, self.size))
+
+    def draw(self, rng, count, size: int, mode: str):
+        if mode != "train":
+            return None
+        return keras.random.randint((count, 2), 0, size - self.size + 1, dtype="int32", seed=rng)
+
+    def device(self, batch, value) -> None:
+        from . import device as device_augment
+
+        if value is not None:
+            batch.map_pixels(lambda x: device_augment.cutout(x, value, self.size))
+
+
 # torchvision's RandomResizedCrop draws up to 10 boxes before it falls back; evaluation takes the
 # central 224/256 of the image, as the usual "resize 256, centre crop 224" does.
 RRC_ATTEMPTS = 10
@@ -340,7 +324,7 @@ class RandomResizedCrop(Op):
     seed_path: ClassVar[tuple[int, ...]] = (0, 0)
 
     def __post_init__(self):
-        _positive("size", self.size)
+        check_positive("size", self.size)
         if not 0 < self.scale_min <= self.scale_max <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1. Received: scale={self.scale}")
         if not 0 < self.ratio_min <= self.ratio_max:

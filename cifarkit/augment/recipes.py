@@ -34,7 +34,8 @@ PAPER_CROPS = (227, 224)
 CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
 AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
-AIRBENCH_WIDE_PAD = 4  # airbench96's, for its longer runs (46 epochs; it adds cutout, not here)
+AIRBENCH_WIDE_PAD = 4  # airbench96's, for its longer runs (46 epochs)
+AIRBENCH_CUTOUT = 12  # airbench96's cutout square, with the wide translation
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
 INCEPTION_CROP = 224  # what most ImageNet trainers feed a model after a random-resized crop
 # Version of the op list in a saved Augmentation layer's config. Version 1 (a config without the
@@ -50,7 +51,7 @@ class Recipe:
 
     def __post_init__(self):
         object.__setattr__(self, "ops", tuple((name, tuple(args)) for name, args in self.ops))
-        _checked = self.steps  # every op name and argument checked now, not at the first batch
+        _checked = self.crop  # every op name, argument and size checked now, not at the first batch
 
     @property
     def steps(self) -> list[Op]:
@@ -85,8 +86,10 @@ class Recipe:
         }
 
 
-def _airbench(name: str, pad: int) -> Recipe:
+def _airbench(name: str, pad: int, cutout: int | None = None) -> Recipe:
     ops = (("pad", (pad, "REFLECT")), ("crop", (CIFAR_SIZE,)), ("alt_flip", ()), ("normalize", (True,)))
+    if cutout:
+        ops += (("cutout", (cutout,)),)  # after normalisation, as airbench96: the hole is the mean colour
     return Recipe(name, ops, source_size=CIFAR_SIZE)
 
 
@@ -113,6 +116,9 @@ RECIPES: dict[str, Recipe] = {
     # The same with translations of up to 4 pixels: more augmentation for runs long enough to
     # overfit airbench's (whitenet at 22 epochs: 98.7% of the training images right, 89.9% of the test).
     "airbench-wide": _airbench("airbench-wide", AIRBENCH_WIDE_PAD),
+    # airbench96's augmentation: the wide translation and a 12x12 cutout square (DeVries & Taylor
+    # 2017), the regularisation of its 46-epoch runs at widths that fit the training set.
+    "airbench-cutout": _airbench("airbench-cutout", AIRBENCH_WIDE_PAD, AIRBENCH_CUTOUT),
     # Szegedy et al. 2015's random-resized crop (8-100% of the area, aspect 3/4-4/3) then a flip,
     # as most ImageNet trainers do; JPEG files can be read only within the crop
     # (cifarkit.readers.image_decode.decode_random_crop).
