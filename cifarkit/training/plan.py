@@ -118,7 +118,7 @@ class TrainPlan:
     @property
     def validation_epochs(self) -> list[int]:
         """The epochs (1-based) after which validation runs: every ``validate_every``-th, and the last."""
-        every = self.validate_every or 1
+        every = self.validate_every
         return [epoch for epoch in range(1, self.epochs + 1) if epoch % every == 0 or epoch == self.epochs]
 
     def to_json(self) -> dict:
@@ -141,6 +141,9 @@ class TrainPlan:
         values = record.model_dump()
         crop = values.pop("crop")
         values.update(
-            recipe=get_recipe(values["recipe"], crop), tta=parse_views(values["tta"]), select_on=record.selection()
+            recipe=get_recipe(values["recipe"], crop),
+            tta=parse_views(values["tta"]),
+            select_on=record.selection(),
+            validate_every=record.validate_every or 1,  # not recorded before it existed: every epoch
         )
         return TrainPlan(**values)

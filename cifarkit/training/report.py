@@ -124,7 +124,7 @@ def validation_text(config: TrainPlan) -> str:
         chosen = f"the best epoch is chosen on it: the run's model is {BEST_MODEL}"
     if config.schedule == "plateau":
         chosen += "; the plateau schedule cuts the learning rate on its accuracy"
-    every = config.validate_every or 1
+    every = config.validate_every
     when = f"; validated every {every} epochs and after the last" if every > 1 else ""
     return f"{where}{when}; {chosen}"
 

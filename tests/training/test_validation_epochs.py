@@ -63,6 +63,16 @@ def test_the_validated_epochs_are_every_nth_and_the_last():
     assert plan.validation_epochs == [1, 2, 3]
 
 
+def test_a_config_json_from_before_validate_every_validates_every_epoch():
+    from cifarkit.metadata.run_files import parse_run_config
+    from cifarkit.training.plan import TrainPlan
+
+    written = resolve(TrainConfig(model="whitenet", workdir="run", data="data", epochs=3)).to_json()
+    older = json.dumps({**written, "validate_every": None}).encode()
+    plan = TrainPlan.from_file(parse_run_config(older, "config.json"))
+    assert plan.validate_every == 1 and plan.validation_epochs == [1, 2, 3]
+
+
 def test_a_resume_may_change_how_often_it_validates():
     plan = resolve(TrainConfig(model="whitenet", workdir="run", data="data"))
     other = resolve(TrainConfig(model="whitenet", workdir="run", data="data", validate_every=1))
