@@ -50,7 +50,7 @@ COMBINATIONS = {
 def score_views(model_path: Path, data: Path, verify: bool, limit: int | None) -> tuple[np.ndarray, dict]:
     from cifarkit.data import open_data
     from cifarkit.evaluation.evaluate import eval_batches, scorer
-    from cifarkit.evaluation.tta import _shift
+    from cifarkit.evaluation.tta import shift
     from cifarkit.modelio.keras_file import load_model
 
     source = open_data(data, verify=verify)
@@ -62,7 +62,7 @@ def score_views(model_path: Path, data: Path, verify: bool, limit: int | None) -
     images, labels = np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
     scores = {}
     for dy, dx in itertools.product(range(-REACH, REACH + 1), repeat=2):
-        shifted = images if (dy, dx) == (0, 0) else _shift(images, dy, dx, pixels=REACH)
+        shifted = images if (dy, dx) == (0, 0) else shift(images, dy, dx, pixels=REACH)
         for flip in (False, True):
             view = np.ascontiguousarray(shifted[:, :, ::-1] if flip else shifted)
             scores[(dy, dx, flip)] = np.concatenate([infer(view[i : i + CHUNK]) for i in range(0, len(view), CHUNK)])

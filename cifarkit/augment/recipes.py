@@ -34,7 +34,7 @@ PAPER_CROPS = (227, 224)
 CIFAR_PAD = 4
 CIFAR_SIZE = IMAGE_SIZE
 AIRBENCH_PAD = 2  # airbench's translation: pad 2 (reflect), random 32x32 crop
-AIRBENCH_WIDE_PAD = 4  # airbench96's, for its longer runs (46 epochs)
+AIRBENCH_WIDE_PAD = 4  # airbench96's, for its longer runs (31-40 epochs)
 AIRBENCH_CUTOUT = 12  # airbench96's cutout square, with the wide translation
 MNIST_SIZE, MNIST_PAD = 28, 2  # LeNet-5's 32x32 input from MNIST's 28x28
 INCEPTION_CROP = 224  # what most ImageNet trainers feed a model after a random-resized crop
@@ -117,7 +117,7 @@ RECIPES: dict[str, Recipe] = {
     # overfit airbench's (whitenet at 22 epochs: 98.7% of the training images right, 89.9% of the test).
     "airbench-wide": _airbench("airbench-wide", AIRBENCH_WIDE_PAD),
     # airbench96's augmentation: the wide translation and a 12x12 cutout square (DeVries & Taylor
-    # 2017), the regularisation of its 46-epoch runs at widths that fit the training set.
+    # 2017), the regularisation of its 31-40-epoch runs at widths that fit the training set.
     "airbench-cutout": _airbench("airbench-cutout", AIRBENCH_WIDE_PAD, AIRBENCH_CUTOUT),
     # Szegedy et al. 2015's random-resized crop (8-100% of the area, aspect 3/4-4/3) then a flip,
     # as most ImageNet trainers do; JPEG files can be read only within the crop

@@ -44,7 +44,7 @@ def views_text(views: tuple[str, ...]) -> str:
     return ",".join(views)
 
 
-def _shift(images: np.ndarray, dy: int, dx: int, pixels: int = TRANSLATE_PIXELS) -> np.ndarray:
+def shift(images: np.ndarray, dy: int, dx: int, pixels: int = TRANSLATE_PIXELS) -> np.ndarray:
     """The images moved by (dy, dx) in [-pixels, pixels], the edge filled by reflection."""
     padded = np.pad(images, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)], mode="reflect")
     height, width = images.shape[1:3]
@@ -58,7 +58,7 @@ def tta_views(images: np.ndarray, views: tuple[str, ...]) -> list[tuple[float, n
     positions = [(1.0, images)]
     if "translate" in views:
         # Shifting the content down-right by one pixel reads the padded image from its top-left corner.
-        positions = [(0.5, images), (0.25, _shift(images, 1, 1)), (0.25, _shift(images, -1, -1))]
+        positions = [(0.5, images), (0.25, shift(images, 1, 1)), (0.25, shift(images, -1, -1))]
     if "flip" not in views:
         return positions
     return [pair for weight, view in positions for pair in ((weight / 2, view), (weight / 2, view[:, :, ::-1]))]
