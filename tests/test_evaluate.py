@@ -152,6 +152,30 @@ def test_ten_crop_evaluation_averages_ten_views(run, data):
     assert metrics["ten_crop"] is True and metrics["accuracy"] == pytest.approx(ten.accuracy)
 
 
+def test_a_test_time_evaluation_hands_back_its_centre_view_without_scoring_it_twice(run, data, monkeypatch):
+    from cifarkit.data import open_data
+    from cifarkit.evaluation import evaluate
+    from cifarkit.modelio.keras_file import load_model
+
+    model, source = load_model(run / "last.keras"), open_data(data.path)
+    centre = evaluate.evaluate_model(model, source, "test")
+    scored = []
+    original = evaluate.scorer
+
+    def counting(m):
+        size, infer = original(m)
+        return size, lambda images: scored.append(len(images)) or infer(images)
+
+    monkeypatch.setattr(evaluate, "scorer", counting)
+    views = evaluate.evaluate_model(model, source, "test", tta=("flip", "translate"))
+    assert sum(scored) == 6 * 60  # six views of each of the 60 images, the centre one among them
+    assert not np.allclose(views.probabilities, centre.probabilities)
+    again = views.centre_view()
+    np.testing.assert_array_equal(again.probabilities, centre.probabilities)  # the same numbers, bit for bit
+    assert again.tta == () and again.accuracy == centre.accuracy and again.labels.tolist() == centre.labels.tolist()
+    assert centre.centre_view() is centre
+
+
 def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
     from cifarkit.data import open_data
     from cifarkit.evaluation.evaluate import evaluate_model

@@ -22,7 +22,7 @@ and imports nothing of it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +156,7 @@ class Evaluation:
     probabilities: np.ndarray  # (N, C) float32
     ten_crop: bool = False
     tta: tuple = ()  # test-time views averaged (cifarkit.evaluation.tta), () for the model's own view
+    centre: np.ndarray | None = None  # with tta: the (N, C) probabilities of the unchanged view alone
 
     @property
     def count(self) -> int:
@@ -168,6 +169,15 @@ class Evaluation:
     @property
     def accuracy(self) -> float:
         return float(np.mean(self.predictions == self.labels)) if self.count else float("nan")
+
+    def centre_view(self) -> Evaluation:
+        """The same images scored on their unchanged view alone: a test-time evaluation scores it
+        among its views, and hands it back here instead of a second pass."""
+        if not self.tta:
+            return self
+        if self.centre is None:
+            raise ValueError("this evaluation kept no centre-view probabilities")
+        return replace(self, probabilities=self.centre, tta=(), centre=None)
 
     @property
     def top_k(self) -> int:
@@ -247,10 +257,11 @@ def evaluate_model(
     batches = eval_batches(source, split, batch_size=batch_size, image_size=image_size)
     if ten_crop:
         infer = ten_crop_scorer(model)
+    centre = [] if tta else None
     if tta:
         from .tta import tta_scorer
 
-        infer = tta_scorer(infer, tuple(tta))
+        infer = tta_scorer(infer, tuple(tta), centre)
 
     probabilities, labels = [], []
     for images, batch_labels in batches:
@@ -265,6 +276,7 @@ def evaluate_model(
         np.concatenate(probabilities),
         ten_crop,
         tuple(tta),
+        (np.concatenate(centre) if centre else np.zeros((0, len(names)), np.float32)) if tta else None,
     )
 
 

@@ -64,15 +64,23 @@ def tta_views(images: np.ndarray, views: tuple[str, ...]) -> list[tuple[float, n
     return [pair for weight, view in positions for pair in ((weight / 2, view), (weight / 2, view[:, :, ::-1]))]
 
 
-def tta_scorer(infer: Callable[[np.ndarray], np.ndarray], views: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """``infer`` (uint8 batch -> probabilities) averaged over the views of each batch."""
+def tta_scorer(
+    infer: Callable[[np.ndarray], np.ndarray], views: tuple[str, ...], centre: list | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``infer`` (uint8 batch -> probabilities) averaged over the views of each batch. ``centre``:
+    a list each batch's unchanged view's probabilities are appended to, so that whoever wants the
+    centre view's accuracy too need not score it a second time."""
     if not views:
         return infer
 
     def averaged(images) -> np.ndarray:
+        images = np.ascontiguousarray(images)
         total = None
-        for weight, view in tta_views(np.asarray(images), views):
-            scores = weight * np.asarray(infer(np.ascontiguousarray(view)), np.float64)
+        for weight, view in tta_views(images, views):
+            probabilities = np.asarray(infer(np.ascontiguousarray(view)))
+            if centre is not None and view is images:
+                centre.append(probabilities)
+            scores = weight * probabilities.astype(np.float64)
             total = scores if total is None else total + scores
         return total.astype(np.float32)
 

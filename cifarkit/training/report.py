@@ -27,7 +27,16 @@ def test_numbers(config: TrainPlan, data, out: Path) -> dict:
     the ten-crop accuracy where its recipe has one (:attr:`cifarkit.augment.recipes.Recipe.ten_crop`)."""
     model_name = BEST_MODEL if config.select_on != SELECT_NONE and (out / BEST_MODEL).is_file() else LAST_MODEL
     model = load_model(out / model_name)
-    result = evaluate_model(model, data.source, "test", image_size=data.image_size)
+    averaged = None
+    if config.tta:
+        # The final model (no choice made on the test split), with its test-time views averaged;
+        # the pass scores the centre view among them, so it is not scored again.
+        last = model if model_name == LAST_MODEL else load_model(out / LAST_MODEL)
+        averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=config.tta)
+    if averaged is not None and model_name == LAST_MODEL:
+        result = averaged.centre_view()
+    else:
+        result = evaluate_model(model, data.source, "test", image_size=data.image_size)
     test = {
         "split": "test",
         "images": result.count,
@@ -36,15 +45,11 @@ def test_numbers(config: TrainPlan, data, out: Path) -> dict:
         "top5": result.top_k_accuracy,
         "top_k": result.top_k,
     }
-    if config.tta:
-        # The final model (no choice made on the test split), centre view and test-time views averaged.
-        last = model if model_name == LAST_MODEL else load_model(out / LAST_MODEL)
-        plain = result if last is model else evaluate_model(last, data.source, "test", image_size=data.image_size)
-        averaged = evaluate_model(last, data.source, "test", image_size=data.image_size, tta=config.tta)
+    if averaged is not None:
         test["tta"] = {
             "model": LAST_MODEL,
             "views": views_text(config.tta),
-            "accuracy": plain.accuracy,
+            "accuracy": averaged.centre_view().accuracy,
             "tta_accuracy": averaged.accuracy,
         }
     if config.recipe.ten_crop:

@@ -239,6 +239,9 @@ def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
     from typer.testing import CliRunner
 
     from cifarkit.cli import app
+    from cifarkit.data import open_data
+    from cifarkit.evaluation.evaluate import evaluate_model
+    from cifarkit.modelio.keras_file import load_model
     from cifarkit.training.rundir import read_history
 
     data = make_learnable_cifar10(tmp_path / "data", per_batch=32, test=40)
@@ -276,6 +279,9 @@ def test_whitenet_trains_with_every_method_on_and_reports_them(tmp_path):
     )
     tta = report["test"]["tta"]
     assert tta["model"] == "last.keras" and tta["views"] == "flip,translate" and 0 <= tta["tta_accuracy"] <= 1
+    # The centre view is scored once, inside the test-time pass, and reported from it.
+    centre = evaluate_model(load_model(workdir / "last.keras"), open_data(data.path), "test")
+    assert tta["accuracy"] == report["test"]["accuracy"] == centre.accuracy
     rows = read_history(workdir / "history.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     walls = [r["wall_seconds"] for r in rows]
