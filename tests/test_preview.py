@@ -126,3 +126,29 @@ def test_a_colour_recipe_on_grey_images_is_one_line(tmp_path):
         "grey images (--recipe mnist or cifar)\n"
     )
     assert not out.exists()
+
+
+def test_a_view_shows_ops_after_normalisation_as_the_network_sees_them():
+    """airbench-cutout standardises, then zeroes a 12x12 square: zero is the training mean's
+    colour, so the preview draws the square in that colour (its rows undo the normalisation)."""
+    from cifarkit.augment.preview import render_rows
+    from cifarkit.augment.recipes import get_recipe
+    from cifarkit.readers.stats import RunningMoments
+
+    rng = np.random.default_rng(0)
+    moments = RunningMoments()
+    moments.update(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    stats = moments.finish("synthetic")
+    mean_colour = np.round(np.array(stats.mean) * 255).astype(np.uint8)
+    images = np.full((3, 32, 32, 3), 250, np.uint8)  # translations and flips leave it as it is
+    rows = render_rows(images, get_recipe("airbench-cutout"), stats, views=4, seed=1, stages=True)
+    assert [caption for caption, index, _ in rows if index == 0][-1] == "+ cutout 12"
+    for caption, _, views in rows:
+        for view in views:
+            square = (view != 250).any(axis=-1)
+            if caption != "+ cutout 12":
+                assert not square.any()  # normalised and undone: the colours come back unchanged
+                continue
+            rows_hit, columns_hit = np.flatnonzero(square.any(axis=1)), np.flatnonzero(square.any(axis=0))
+            assert square.sum() == 144 and len(rows_hit) == len(columns_hit) == 12
+            np.testing.assert_array_equal(view[square], np.broadcast_to(mean_colour, (144, 3)))

@@ -212,6 +212,12 @@ def normalize(images: tf.Tensor, mean, std=None) -> tf.Tensor:
     return out
 
 
+def denormalize(images: tf.Tensor, mean, std=None) -> tf.Tensor:
+    """:func:`normalize` undone: back to [0, 1] colours, for showing a view to a person."""
+    out = images if std is None else images * tf.constant(std, tf.float32)
+    return out + tf.constant(mean, tf.float32)
+
+
 def reference_resize_crop(images: tf.Tensor, offsets, flips, *, resize: int, crop: int) -> tf.Tensor:
     """The textbook path, kept for tests and the benchmark: resize, crop, flip, one image at a time."""
     big = tf.image.resize(tf.cast(images, tf.float32), [resize, resize], method="bilinear")

@@ -7,7 +7,8 @@ seeds, so each row differs from the one above by exactly one op. Where training 
 random-resized crop as each file is decoded (inception on a photo tree or TFRecord export,
 :func:`cifarkit.readers.pipeline.decode_crop`), the views are those very crops, the rest of the
 recipe run on them.
-Views are shown before mean subtraction (which only shifts values) and clipped to [0, 1].
+Views are shown with the normalisation undone (it only shifts and scales values; an op after it,
+such as cutout, shows the colour the network sees) and clipped to [0, 1].
 """
 
 from __future__ import annotations

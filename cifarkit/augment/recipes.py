@@ -229,15 +229,24 @@ def ten_crop_transform(recipe: Recipe, stats: Stats) -> Callable:
 def preview_stages(recipe: Recipe, stats: Stats) -> list[tuple[str, Callable]]:
     """Rows for ``augment-preview --stages``: ``fn(uint8 images, seed) -> [0, 1] float images``.
 
-    Row k runs the recipe's first ops up to its k-th visible one, with the same seed, so each row
-    differs from the one above by one op. Ops that only shift values (normalisation) get no row.
+    Row k runs the recipe's ops up to its k-th visible one, with the same seed, so each row
+    differs from the one above by one op. Ops that only shift values (normalisation) get no row:
+    where one has run, it is undone for display, so an op after it (cutout's square, zero after
+    normalisation) shows the colour the network sees (the training mean), not black.
     """
-    from .host import run_ops
+    from .host import denormalize, run_ops
 
     steps = recipe.steps
 
     def stage(prefix: list[Op]):
-        visible = [op for op in prefix if op.visible]
-        return lambda images, seed: tf.clip_by_value(run_ops(visible, stats, images, "train", seed), 0.0, 1.0)
+        norm = next((op for op in reversed(prefix) if op.name == "normalize"), None)
+
+        def run(images, seed):
+            out = run_ops(prefix, stats, images, "train", seed)
+            if norm is not None:
+                out = denormalize(out, stats.mean, stats.std if norm.standardize else None)
+            return tf.clip_by_value(out, 0.0, 1.0)
+
+        return run
 
     return [(op.caption(), stage(steps[: k + 1])) for k, op in enumerate(steps) if op.visible]
