@@ -82,9 +82,10 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
     was = identity(_options_completed(old, config.model_options)) if old is not None else None
     if was != asked:
         change = _first_difference(was, asked) if was is not None else "unreadable config.json"
+        resume = _resume_option(was, asked) if was is not None else ""
         raise OutputError(
             f"{workdir} holds a run with other settings ({change}); "
-            "pass --overwrite to replace it, or choose another --workdir"
+            f"{resume}pass --overwrite to replace it, or choose another --workdir"
         )
     if (workdir / REPORT_FILE).is_file():
         return RunState.FINISHED
@@ -96,6 +97,19 @@ def _options_completed(old: dict, asked: dict) -> dict:
     before runs recorded every option, defaults included, hold only those they were given, so the
     others cannot be compared (a default changed since then shows when the backup does not fit)."""
     return {**old, "model_options": {**asked, **(old.get("model_options") or {})}}
+
+
+# Settings whose default depends on the machine (mixed precision where the CPU computes bfloat16):
+# a run folder made elsewhere differs only because its defaults resolved differently there.
+MACHINE_DEFAULTS = ("precision",)
+
+
+def _resume_option(old: dict, new: dict) -> str:
+    """"--precision float32 resumes it; " where the only difference is a machine-dependent default."""
+    differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    if len(differ) != 1 or differ[0] not in MACHINE_DEFAULTS or old.get(differ[0]) is None:
+        return ""
+    return f"--{differ[0]} {old[differ[0]]} resumes it; "
 
 
 def _first_difference(old: dict, new: dict) -> str:

@@ -125,6 +125,24 @@ def test_a_model_default_changed_since_the_run_is_refused_not_resumed(data, run_
     assert snapshot(run_copy) == before
 
 
+def test_a_run_folder_made_in_another_precision_names_the_option_that_resumes_it(data, run_copy):
+    """Mixed precision is the default only where the CPU computes bfloat16: a run folder from
+    another machine differs in that alone, and the one line says how to go on with it."""
+    config = json.loads((run_copy / "config.json").read_text())
+    assert config["precision"] == "float32"
+    (run_copy / "config.json").write_text(json.dumps({**config, "precision": "mixed"}))
+    before = snapshot(run_copy)
+    error = one_error(runner.invoke(app, train_args(data, run_copy)), code=1)
+    assert "(precision: 'mixed' -> 'float32'); --precision mixed resumes it; pass --overwrite" in error
+    assert snapshot(run_copy) == before
+    # Another difference besides: no such hint, only the difference.
+    (run_copy / "config.json").write_text(json.dumps({**config, "precision": "mixed", "lr": 0.5}))
+    error = one_error(runner.invoke(app, train_args(data, run_copy)), code=1)
+    assert "resumes it" not in error and "holds a run with other settings (lr:" in error
+    (run_copy / "config.json").write_text(json.dumps({**config, "precision": "mixed"}))
+    _resumes(data, run_copy, "--precision", "mixed")  # as the line says
+
+
 def test_a_backup_of_another_network_is_named_as_such_not_as_damage(data, tmp_path):
     """An older run folder recorded only the options given; resumed without the widths it was made
     with, its backup's kernels do not fit the model, and the one line says so (not "damaged")."""
