@@ -105,7 +105,7 @@ MACHINE_DEFAULTS = ("precision",)
 
 
 def _resume_option(old: dict, new: dict) -> str:
-    """"--precision float32 resumes it; " where the only difference is a machine-dependent default."""
+    """ "--precision float32 resumes it; " where the only difference is a machine-dependent default."""
     differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     if len(differ) != 1 or differ[0] not in MACHINE_DEFAULTS or old.get(differ[0]) is None:
         return ""
