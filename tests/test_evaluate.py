@@ -175,6 +175,14 @@ def test_a_test_time_evaluation_hands_back_its_centre_view_without_scoring_it_tw
     assert again.tta == () and again.accuracy == centre.accuracy and again.labels.tolist() == centre.labels.tolist()
     assert centre.centre_view() is centre
 
+    # `evaluate --tta` prints and writes both numbers from its one pass.
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", str(run), "--tta", "flip,translate", "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "eval-test-flip-translate" / "metrics.json").read_text())
+    assert metrics["accuracy"] == views.accuracy and metrics["centre_view_accuracy"] == centre.accuracy
+    assert f"without views:  {centre.accuracy:.4f}" in result.stdout
+
 
 def test_predict_images_of_any_size_matches_evaluation(run, data, tmp_path):
     from cifarkit.data import open_data

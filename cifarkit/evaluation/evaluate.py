@@ -219,6 +219,7 @@ class Evaluation:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_accuracy,
             "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()},
+            **({"centre_view_accuracy": self.centre_view().accuracy} if self.tta and self.centre is not None else {}),
         }
 
 
@@ -303,6 +304,7 @@ def format_summary(result: Evaluation) -> str:
     lines = [
         f"split:          {result.split} ({result.count:,} images, {how})",
         f"accuracy:       {result.accuracy:.4f}",
+        *([f"without views:  {result.centre_view().accuracy:.4f}"] if result.tta and result.centre is not None else []),
         f"top-{result.top_k} accuracy: {result.top_k_accuracy:.4f}",
         "",
         f"{'class':<{width}} {'correct':>8} {'images':>8} {'accuracy':>9}",
