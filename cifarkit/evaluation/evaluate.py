@@ -219,7 +219,7 @@ class Evaluation:
             "top_k": self.top_k,
             "top_k_accuracy": self.top_k_accuracy,
             "per_class_accuracy": {name: acc for name, _, _, acc in self.per_class()},
-            **({"centre_view_accuracy": self.centre_view().accuracy} if self.tta and self.centre is not None else {}),
+            **({"centre_view_accuracy": self.centre_view().accuracy} if self.tta else {}),
         }
 
 
@@ -277,7 +277,7 @@ def evaluate_model(
         np.concatenate(probabilities),
         ten_crop,
         tuple(tta),
-        (np.concatenate(centre) if centre else np.zeros((0, len(names)), np.float32)) if tta else None,
+        np.concatenate(centre or [np.zeros((0, len(names)), np.float32)]) if tta else None,
     )
 
 
@@ -304,7 +304,7 @@ def format_summary(result: Evaluation) -> str:
     lines = [
         f"split:          {result.split} ({result.count:,} images, {how})",
         f"accuracy:       {result.accuracy:.4f}",
-        *([f"without views:  {result.centre_view().accuracy:.4f}"] if result.tta and result.centre is not None else []),
+        *([f"without views:  {result.centre_view().accuracy:.4f}"] if result.tta else []),
         f"top-{result.top_k} accuracy: {result.top_k_accuracy:.4f}",
         "",
         f"{'class':<{width}} {'correct':>8} {'images':>8} {'accuracy':>9}",

@@ -81,8 +81,11 @@ def check_workdir(workdir: Path, config: TrainPlan, overwrite: bool) -> RunState
     asked = identity(config.to_json())
     was = identity(_options_completed(old, config.model_options)) if old is not None else None
     if was != asked:
-        change = _first_difference(was, asked) if was is not None else "unreadable config.json"
-        resume = _resume_option(was, asked) if was is not None else ""
+        change, resume = "unreadable config.json", ""
+        if was is not None:
+            keys = _differences(was, asked)
+            change = f"{keys[0]}: {was.get(keys[0])!r} -> {asked.get(keys[0])!r}"
+            resume = _resume_option(was, keys)
         raise OutputError(
             f"{workdir} holds a run with other settings ({change}); "
             f"{resume}pass --overwrite to replace it, or choose another --workdir"
@@ -104,19 +107,16 @@ def _options_completed(old: dict, asked: dict) -> dict:
 MACHINE_DEFAULTS = ("precision",)
 
 
-def _resume_option(old: dict, new: dict) -> str:
-    """ "--precision float32 resumes it; " where the only difference is a machine-dependent default."""
-    differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+def _resume_option(old: dict, differ: list[str]) -> str:
+    """ "--precision float32 resumes it; " where the one key in ``differ`` is a machine-dependent default."""
     if len(differ) != 1 or differ[0] not in MACHINE_DEFAULTS or old.get(differ[0]) is None:
         return ""
     return f"--{differ[0]} {old[differ[0]]} resumes it; "
 
 
-def _first_difference(old: dict, new: dict) -> str:
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            return f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-    return ""
+def _differences(old: dict, new: dict) -> list[str]:
+    """The keys whose values differ between two configurations, in name order."""
+    return [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
 def clear_run(workdir: Path) -> None:
