@@ -186,13 +186,14 @@ class _Run:
     def recorded_stats(self, source):
         """A resumed run's statistics as its folder recorded them, which spares a pass over the data
         (minutes for a photo export); None where the run is not resumed, or the file is unreadable
-        or counts another number of training images."""
+        or counts another number of training images. Read from the run folder, which a worker
+        other than the chief shares but does not write."""
         from ..readers.stats import load_stats
 
         if self.state is not RunState.RESUME:
             return None
         try:
-            stats = load_stats(self.out / STATS_FILE)
+            stats = load_stats(Path(self.config.workdir) / STATS_FILE)
         except SourceError:
             return None
         return stats if stats.split == "train" and stats.images == source.counts["train"] else None

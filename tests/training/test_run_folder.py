@@ -539,6 +539,33 @@ def test_a_resume_reads_the_statistics_its_run_recorded(data, run_copy, monkeypa
     assert (run_copy / "stats.json").read_bytes() == recorded
 
 
+def test_a_resuming_worker_reads_the_statistics_the_chief_recorded(run_copy, monkeypatch):
+    """A worker other than the chief writes to a scratch folder, but reads the run folder's stats."""
+    import dataclasses
+
+    import cifarkit.readers.stats as stats_module
+    import cifarkit.runtime.strategy as strategy_module
+    import cifarkit.training as trainer
+
+    make_strategy = strategy_module.make_strategy
+    worker = lambda name="auto": dataclasses.replace(make_strategy(name), is_chief=False, task="worker:1")  # noqa: E731
+    monkeypatch.setattr(strategy_module, "make_strategy", worker)
+
+    def another_pass(*args, **kwargs):
+        raise AssertionError("the resuming worker made another pass over its data for its statistics")
+
+    monkeypatch.setattr(stats_module, "compute_source_stats", another_pass)
+    shutil.copytree(run_copy / "backup", run_copy / "backup-worker-1")  # this worker's own backup
+    before = snapshot(run_copy)
+    config = json.loads((run_copy / "config.json").read_text())
+    result = trainer.train(trainer.TrainConfig(**{**config, "workdir": str(run_copy)}), quiet=True)
+    assert result.resumed_from == 1
+    after = snapshot(run_copy)
+    assert {k: v for k, v in after.items() if not k.startswith("backup-worker-1/")} == {
+        k: v for k, v in before.items() if not k.startswith("backup-worker-1/")
+    }  # the chief's files are the chief's to write
+
+
 @pytest.mark.parametrize("damage", ["unreadable", "other count"])
 def test_a_resume_computes_statistics_it_cannot_use_again(data, run_copy, monkeypatch, damage):
     import cifarkit.readers.stats as stats_module
