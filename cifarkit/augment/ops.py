@@ -216,10 +216,14 @@ class Normalize(Op):
     def phrase(self) -> str:
         return "per-channel standardisation" if self.standardize else "subtract the training mean"
 
+    def divisor(self, stats):
+        """The per-channel std the pixels are divided by; None where only the mean is subtracted."""
+        return stats.std if self.standardize else None
+
     def host(self, batch) -> None:
         from . import host as augment
 
-        std = batch.stats.std if self.standardize else None
+        std = self.divisor(batch.stats)
         batch.map_pixels(lambda x: augment.normalize(x, batch.stats.mean, std))
 
     def device(self, batch, value) -> None:

@@ -244,7 +244,7 @@ def preview_stages(recipe: Recipe, stats: Stats) -> list[tuple[str, Callable]]:
         def run(images, seed):
             out = run_ops(prefix, stats, images, "train", seed)
             if norm is not None:
-                out = denormalize(out, stats.mean, stats.std if norm.standardize else None)
+                out = denormalize(out, stats.mean, norm.divisor(stats))
             return tf.clip_by_value(out, 0.0, 1.0)
 
         return run
