@@ -120,7 +120,14 @@ def train(
         typer.Option(
             case_sensitive=False,
             help="sgd (momentum, L2 on kernels), adam (AdamW) or muon (Muon on the convolution filters at "
-            "0.04x the rate, sgd for the rest). Default: sgd.",
+            "--muon-scale times the rate, sgd for the rest). Default: sgd.",
+        ),
+    ] = None,
+    muon_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--muon-scale",
+            help=f"With --optimizer muon: the filters' rate over --lr. Default: {defaults_by_model('muon_scale')}.",
         ),
     ] = None,
     lr: Annotated[
@@ -273,6 +280,7 @@ def train(
         recipe=value(recipe),
         crop=crop,
         optimizer=value(optimizer),
+        muon_scale=muon_scale,
         lr=lr,
         momentum=momentum,
         weight_decay=weight_decay,

@@ -101,6 +101,7 @@ class RunConfigFile(Strict):
     train_split: SplitSpec = "train"
     eval_split: SplitSpec = "test"
     nesterov: bool | None = None
+    muon_scale: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] | None = None
     averaging: Name | None = None
     whiten: bool | None = None
     warmup: Fraction | None = None

@@ -68,7 +68,12 @@ def make_optimizer(config: TrainPlan, steps: int = 1):
     if config.optimizer == "muon":
         from .muon import MuonSGD
 
-        return MuonSGD(learning_rate=lr, momentum=config.momentum, nesterov=bool(config.nesterov))
+        return MuonSGD(
+            learning_rate=lr,
+            momentum=config.momentum,
+            nesterov=bool(config.nesterov),
+            muon_scale=config.muon_scale,
+        )
     # Adam: weight decay decoupled from the gradient (AdamW, Loshchilov & Hutter 2019); as an L2
     # term it would be divided by Adam's running scale and barely act.
     optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)

@@ -28,6 +28,14 @@ PRECISIONS = ("float32", "mixed")
 # CPU with AVX-512 BF16 or AMX: whitenet trains 2.1x as fast there at the same accuracy,
 # docs/RESULTS.md), float32 elsewhere (emulated bfloat16 is many times slower).
 NATIVE_MIXED = "mixed-where-native"
+# --optimizer muon: the convolution filters' rate over the run's rate (cifarkit.training.muon).
+# 0.06 at whitenet's 1.5; airbench94_muon's 0.24 is for 200 steps of batch 2000 decaying from the
+# start, and whitenet's 16 epochs (784 steps of 1024, under a warm-up) stalled near 75% training
+# accuracy at it (docs/RESULTS.md). A quarter of it trains.
+MUON_SCALE = 0.04
+# At batch 128 and lr 0.05 (alexnet-cifar's 20 epochs, 7,800 steps): 0.025. Over 20 epochs 0.04
+# and 0.15 ended 4.0 and +0.45 points from SGD with views, 0.5 +2.05 (docs/RESULTS.md).
+CIFAR_MUON_SCALE = 0.5
 
 # Section 5 of Krizhevsky et al. 2012: batch 128, momentum 0.9, weight decay 0.0005, learning rate
 # 0.01 divided by 10 when the validation error stops improving, roughly 90 passes.
@@ -40,6 +48,7 @@ PAPER_DEFAULTS = dict(
     batch_size=128,
     epochs=90,
     validate_every=1,
+    muon_scale=CIFAR_MUON_SCALE,
 )
 # The usual CIFAR recipe for small networks: SGD with momentum, a higher rate annealed by a cosine.
 CIFAR_DEFAULTS = dict(
@@ -51,6 +60,7 @@ CIFAR_DEFAULTS = dict(
     batch_size=128,
     epochs=30,
     validate_every=1,
+    muon_scale=CIFAR_MUON_SCALE,
 )
 # airbench (Jordan 2024, arXiv 2404.00498), rewritten for a mean loss: its lr of 11.5 per 1024
 # examples for a summed loss with Nesterov momentum 0.85 is 11.5 / (1 + 1 / 0.15) = 1.5 here,
@@ -76,6 +86,7 @@ AIRBENCH_DEFAULTS = dict(
     # The test split every 4th epoch and the last: its per-epoch pass was 6% of the run's time, and
     # nothing is chosen on it (airbench evaluates once, at the end).
     validate_every=4,
+    muon_scale=MUON_SCALE,
 )
 # Keyed by what a model declares (cifarkit.models.registry.KNOWN_TRAINING).
 TRAINING_DEFAULTS = {"paper": PAPER_DEFAULTS, "cifar": CIFAR_DEFAULTS, "airbench": AIRBENCH_DEFAULTS}
@@ -234,7 +245,7 @@ def _recipe(config: TrainConfig) -> Recipe:
 
 
 def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dict:
-    """The trainer's methods (label smoothing, Nesterov, averaging, whitening, warm-up, TTA) as
+    """The trainer's methods (label smoothing, Nesterov, averaging, whitening, warm-up, TTA, Muon's scale) as
     asked, else as the model's training defaults declare them, else off; checked."""
     from ..evaluation.tta import parse_views
 
@@ -253,7 +264,20 @@ def _method_defaults(config: TrainConfig, defaults: dict, optimizer: str) -> dic
         nesterov=bool(pick("nesterov", False)) if optimizer in MOMENTUM_OPTIMIZERS else None,
         warmup=warmup,
         tta=parse_views(pick("tta", ())),
+        muon_scale=_muon_scale(config, defaults, optimizer),
     )
+
+
+def _muon_scale(config: TrainConfig, defaults: dict, optimizer: str) -> float | None:
+    """Muon's filter rate over the run's rate: as asked, else the model's default; None without Muon."""
+    if optimizer != "muon":
+        if config.muon_scale is not None:
+            raise UsageError(f"--muon-scale is Muon's: it needs --optimizer muon. Received: optimizer={optimizer!r}")
+        return None
+    scale = float(config.muon_scale if config.muon_scale is not None else defaults.get("muon_scale", MUON_SCALE))
+    if not (scale > 0 and math.isfinite(scale)):
+        raise UsageError(f"--muon-scale must be a positive number. Received: muon_scale={config.muon_scale}")
+    return scale
 
 
 def _default_recipe(config: TrainConfig, model_recipe: str) -> str:
@@ -380,6 +404,8 @@ def identity(config: dict) -> dict:
     filled = {
         **METHODS_OFF,
         "nesterov": False if config.get("optimizer") == "sgd" else None,
+        # Muon's scale was 0.04 for every run before it was recorded.
+        "muon_scale": MUON_SCALE if config.get("optimizer") == "muon" else None,
         "select_on": default_selection(config.get("holdout") or 0),
         **config,
     }

@@ -19,11 +19,8 @@ import math
 import keras
 from keras import ops
 
-# The filters' rate over the SGD rate: 0.06 at whitenet's 1.5. airbench94_muon's 0.24 is for 200
-# steps of batch 2000 decaying from the start; whitenet's 16 epochs take 784 steps of 1024 under
-# a warm-up, and at 0.24 its training accuracy stalled near 75% (docs/RESULTS.md). A quarter of
-# the rate moves the filters about as far over the run, and trains.
-MUON_SCALE = 0.04
+from .config import MUON_SCALE  # the filters' rate over the SGD rate, unless a run sets its own
+
 MUON_MOMENTUM = 0.6  # airbench94_muon's, lower than SGD's: the orthogonalisation already smooths
 NEWTON_SCHULZ_STEPS = 3
 # The quintic iteration's coefficients (Jordan 2024): chosen for the steepest slope at zero, so that

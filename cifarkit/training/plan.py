@@ -61,6 +61,7 @@ class TrainConfig:
     averaging: str | None = None  # none, ema, lookahead
     whiten: bool | None = None  # whitening initialisation of the first convolution
     warmup: float | None = None  # fraction of the steps the per-step schedules warm up over
+    muon_scale: float | None = None  # --optimizer muon: the filters' rate over the run's rate
     # Test-time views in the final report, as --tta writes them ("flip,translate", "none") or a
     # tuple of cifarkit.evaluation.tta.VIEWS; parsed once, by resolve.
     tta: str | tuple[str, ...] | None = None
@@ -106,6 +107,7 @@ class TrainPlan:
     train_split: str = "train"
     eval_split: str = "test"
     select_on: str = "none"  # cifarkit.metadata.run_files.SELECTIONS
+    muon_scale: float | None = None  # muon only
 
     @property
     def crop(self) -> int:

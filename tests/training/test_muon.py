@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from cifarkit.training.config import CIFAR_MUON_SCALE
 from cifarkit.training.muon import MUON_MOMENTUM, MUON_SCALE, MuonSGD, orthogonalize
 
 
@@ -94,6 +96,46 @@ def test_muon_takes_the_sgd_defaults_of_the_model():
 
 
 @pytest.mark.parametrize(
+    "model, asked, expected",
+    [("whitenet", None, MUON_SCALE), ("whitenet", 0.1, 0.1), ("alexnet-cifar", None, CIFAR_MUON_SCALE)],
+)
+def test_muons_scale_is_the_models_default_unless_asked_and_recorded(model, asked, expected):
+    from cifarkit.training import TrainConfig
+    from cifarkit.training.config import resolve
+
+    plan = resolve(TrainConfig(model=model, workdir="run", data="data", optimizer="muon", muon_scale=asked))
+    assert plan.muon_scale == expected and plan.to_json()["muon_scale"] == expected
+    assert resolve(TrainConfig(model=model, workdir="run", data="data")).muon_scale is None  # sgd
+
+
+@pytest.mark.parametrize(
+    "optimizer, scale, message",
+    [
+        ("muon", 0.0, "--muon-scale must be a positive number"),
+        ("muon", float("inf"), "--muon-scale must be a positive number"),
+        ("sgd", 0.1, "--muon-scale is Muon's: it needs --optimizer muon"),
+    ],
+)
+def test_a_muon_scale_that_cannot_apply_is_refused(optimizer, scale, message):
+    from cifarkit.errors import UsageError
+    from cifarkit.training import TrainConfig
+    from cifarkit.training.config import check_request
+
+    with pytest.raises(UsageError, match=message):
+        check_request(TrainConfig(model="whitenet", workdir="run", optimizer=optimizer, muon_scale=scale))
+
+
+def test_a_muon_run_folder_from_before_its_scale_was_recorded_ran_at_the_old_constant():
+    from cifarkit.training import TrainConfig
+    from cifarkit.training.config import identity, resolve
+
+    plan = resolve(TrainConfig(model="whitenet", workdir="run", data="data", optimizer="muon")).to_json()
+    older = {k: v for k, v in plan.items() if k != "muon_scale"}
+    assert identity(older) == identity(plan)  # 0.04, the only scale before it was an option
+    assert identity({**plan, "muon_scale": 0.1}) != identity(plan)
+
+
+@pytest.mark.parametrize(
     "model, native, asked, expected",
     [
         ("whitenet", True, None, "mixed"),  # a CPU with AVX-512 BF16 or AMX
@@ -136,8 +178,11 @@ def test_weight_decay_is_an_l2_term_on_kernels_but_not_on_muons_filters(optimize
 def test_whitenet_trains_with_muon_and_holds_its_filters_near_their_norm(tmp_path):
     from synth import make_learnable_cifar10
 
+    from cifarkit.metadata.run_files import read_run_config
     from cifarkit.modelio.keras_file import load_model, model_parts
     from cifarkit.training import TrainConfig, train
+    from cifarkit.training.compile import make_optimizer
+    from cifarkit.training.plan import TrainPlan
     from cifarkit.training.rundir import read_history
 
     data = make_learnable_cifar10(tmp_path / "data", per_batch=32, test=40)
@@ -149,12 +194,15 @@ def test_whitenet_trains_with_muon_and_holds_its_filters_near_their_norm(tmp_pat
         epochs=3,
         batch_size=32,
         optimizer="muon",
+        muon_scale=0.06,
         averaging="none",
         tta="none",
         model_options={"widths": "8,16,16"},
     )
     result = train(config)
     assert result.report.config.optimizer == "muon"
+    assert json.loads((workdir / "config.json").read_text())["muon_scale"] == 0.06
+    assert make_optimizer(TrainPlan.from_file(read_run_config(workdir / "config.json"))).muon_scale == 0.06
     rows = read_history(workdir / "history.csv")
     assert rows[-1]["loss"] < rows[0]["loss"]
     network = model_parts(load_model(workdir / "last.keras"))[1]
@@ -163,4 +211,4 @@ def test_whitenet_trains_with_muon_and_holds_its_filters_near_their_norm(tmp_pat
     for kernel in filters:  # each step starts from norm sqrt(out) and moves by at most lr * scale * ~1.5 * sqrt(out)
         out = kernel.shape[-1]
         norm = float(np.linalg.norm(np.asarray(kernel.numpy())))
-        assert abs(norm - math.sqrt(out)) < 1.5 * MUON_SCALE * 1.5 * math.sqrt(out)
+        assert abs(norm - math.sqrt(out)) < 1.5 * 0.06 * 1.5 * math.sqrt(out)

@@ -67,7 +67,11 @@ def test_recipe_and_training_defaults_are_declared_separately():
 )
 def test_each_model_resolves_to_its_table_and_options_override_it(model, table):
     resolved = resolve(TrainConfig(model=model, workdir="run", data="data"))
-    assert {k: getattr(resolved, k) for k in table} == table
+    assert {k: getattr(resolved, k) for k in table if k != "muon_scale"} == {
+        k: v for k, v in table.items() if k != "muon_scale"
+    }
+    muon = resolve(TrainConfig(model=model, workdir="run", data="data", optimizer="muon"))
+    assert muon.muon_scale == table["muon_scale"]  # the model's Muon scale applies to Muon alone
     changed = resolve(TrainConfig(model=model, workdir="run", data="data", lr=0.2, schedule="step", epochs=3))
     assert (changed.lr, changed.schedule, changed.epochs) == (0.2, "step", 3)
 
