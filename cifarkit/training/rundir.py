@@ -102,16 +102,17 @@ def _options_completed(old: dict, asked: dict) -> dict:
     return {**old, "model_options": {**asked, **(old.get("model_options") or {})}}
 
 
-# Settings whose default depends on the machine (mixed precision where the CPU computes bfloat16):
-# a run folder made elsewhere differs only because its defaults resolved differently there.
-MACHINE_DEFAULTS = ("precision",)
+# Settings whose default a run folder may have resolved otherwise: by the machine (mixed precision
+# where the CPU computes bfloat16), or before the default changed (Muon's scale was 0.04 for every
+# model until each training family declared its own).
+RESOLVED_DEFAULTS = ("precision", "muon_scale")
 
 
 def _resume_option(old: dict, differ: list[str]) -> str:
-    """ "--precision float32 resumes it; " where the one key in ``differ`` is a machine-dependent default."""
-    if len(differ) != 1 or differ[0] not in MACHINE_DEFAULTS or old.get(differ[0]) is None:
+    """ "--precision float32 resumes it; " where the one key in ``differ`` is such a default."""
+    if len(differ) != 1 or differ[0] not in RESOLVED_DEFAULTS or old.get(differ[0]) is None:
         return ""
-    return f"--{differ[0]} {old[differ[0]]} resumes it; "
+    return f"--{differ[0].replace('_', '-')} {old[differ[0]]} resumes it; "
 
 
 def _differences(old: dict, new: dict) -> list[str]:

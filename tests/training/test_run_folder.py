@@ -143,6 +143,18 @@ def test_a_run_folder_made_in_another_precision_names_the_option_that_resumes_it
     _resumes(data, run_copy, "--precision", "mixed")  # as the line says
 
 
+def test_a_muon_run_from_before_its_scale_was_recorded_names_the_option_that_resumes_it(data, run_copy):
+    """Muon's scale was 0.04 for every model until each training family declared its own (lenet5's
+    is 0.5 now): the folder differs only there, and the line says how to resume it."""
+    config = json.loads((run_copy / "config.json").read_text())
+    older = {key: value for key, value in config.items() if key != "muon_scale"}  # not recorded then
+    (run_copy / "config.json").write_text(json.dumps({**older, "optimizer": "muon"}))
+    before = snapshot(run_copy)
+    error = one_error(runner.invoke(app, train_args(data, run_copy, "--optimizer", "muon")), code=1)
+    assert "(muon_scale: 0.04 -> 0.5); --muon-scale 0.04 resumes it; pass --overwrite" in error
+    assert snapshot(run_copy) == before
+
+
 def test_a_backup_of_another_network_is_named_as_such_not_as_damage(data, tmp_path):
     """An older run folder recorded only the options given; resumed without the widths it was made
     with, its backup's kernels do not fit the model, and the one line says so (not "damaged")."""
