@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..training.config import defaults_by_model, training_summary
+from ..training.defaults import defaults_by_model, training_summary
 from .app import app
 from .options import (
     VIEWS_HELP,

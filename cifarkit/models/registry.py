@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Recipes a model may name as its default: the names of cifarkit.augment.recipes' table (the paper's
 # ImageNet-style augmentation for 227x227 inputs, crop-and-flip for native 32x32 CIFAR images).
 KNOWN_RECIPES = tuple(RECIPES)
-# Training defaults a model may declare (cifarkit.training.config.TRAINING_DEFAULTS): the paper's
+# Training defaults a model may declare (cifarkit.training.defaults.TRAINING_DEFAULTS): the paper's
 # optimiser and schedule, the usual ones for small networks on 32x32 CIFAR images, or
 # "airbench": the fast-training defaults of airbench (Jordan 2024) for its family.
 KNOWN_TRAINING = ("paper", "cifar", "airbench")

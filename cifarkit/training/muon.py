@@ -19,7 +19,7 @@ import math
 import keras
 from keras import ops
 
-from .config import MUON_SCALE  # the filters' rate over the SGD rate, unless a run sets its own
+from .defaults import MUON_SCALE  # the filters' rate over the SGD rate, unless a run sets its own
 
 MUON_MOMENTUM = 0.6  # airbench94_muon's, lower than SGD's: the orthogonalisation already smooths
 NEWTON_SCHULZ_STEPS = 3

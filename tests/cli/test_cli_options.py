@@ -74,7 +74,7 @@ def test_a_bad_choice_is_a_usage_error_that_lists_the_choices(args, option, tmp_
 def test_choices_are_listed_in_help_and_case_insensitive():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert "<sgd|adam|muon>" in result.output
-    # Each default as the models declare it (cifarkit.training.config.TRAINING_DEFAULTS).
+    # Each default as the models declare it (cifarkit.training.defaults.TRAINING_DEFAULTS).
     text = " ".join(result.output.split())
     assert "Default: 90 for alexnet, 16 for whitenet, 30 otherwise." in text
     assert "Default: 1024 for whitenet, 128 otherwise." in text

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from cifarkit.training.config import CIFAR_MUON_SCALE
+from cifarkit.training.defaults import CIFAR_MUON_SCALE
 from cifarkit.training.muon import MUON_MOMENTUM, MUON_SCALE, MuonSGD, orthogonalize
 
 

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from cifarkit.models import list_models, registry
-from cifarkit.training.config import CIFAR_DEFAULTS, PAPER_DEFAULTS, TRAINING_DEFAULTS, TrainConfig, resolve
+from cifarkit.training.config import TrainConfig, resolve
+from cifarkit.training.defaults import CIFAR_DEFAULTS, PAPER_DEFAULTS, TRAINING_DEFAULTS
 
 
 @pytest.fixture
