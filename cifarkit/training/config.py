@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .defaults import ADAM_LR, MUON_SCALE, NATIVE_MIXED, model_defaults
+from .defaults import ADAM_LR, LEGACY_MUON_SCALE, MUON_SCALE, NATIVE_MIXED, model_defaults
 from .plan import HOLDOUT_SPLIT, TrainConfig, TrainPlan  # noqa: F401  (HOLDOUT_SPLIT, TrainConfig: for importers)
 
 if TYPE_CHECKING:
@@ -308,8 +308,7 @@ def identity(config: dict) -> dict:
     filled = {
         **METHODS_OFF,
         "nesterov": False if config.get("optimizer") == "sgd" else None,
-        # Muon's scale was 0.04 for every run before it was recorded.
-        "muon_scale": MUON_SCALE if config.get("optimizer") == "muon" else None,
+        "muon_scale": LEGACY_MUON_SCALE if config.get("optimizer") == "muon" else None,
         "select_on": default_selection(config.get("holdout") or 0),
         **config,
     }

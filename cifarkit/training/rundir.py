@@ -104,7 +104,7 @@ def _options_completed(old: dict, asked: dict) -> dict:
 
 # Settings whose default a run folder may have resolved otherwise: by the machine (mixed precision
 # where the CPU computes bfloat16), or before the default changed (Muon's scale was 0.04 for every
-# model until each training family declared its own).
+# model until each training family declared its own, and whitenet's is 0.08 now).
 RESOLVED_DEFAULTS = ("precision", "muon_scale")
 
 

@@ -129,10 +129,11 @@ def test_a_muon_run_folder_from_before_its_scale_was_recorded_ran_at_the_old_con
     from cifarkit.training import TrainConfig
     from cifarkit.training.config import identity, resolve
 
-    plan = resolve(TrainConfig(model="whitenet", workdir="run", data="data", optimizer="muon")).to_json()
+    asked = TrainConfig(model="whitenet", workdir="run", data="data", optimizer="muon", muon_scale=0.04)
+    plan = resolve(asked).to_json()
     older = {k: v for k, v in plan.items() if k != "muon_scale"}
     assert identity(older) == identity(plan)  # 0.04, the only scale before it was an option
-    assert identity({**plan, "muon_scale": 0.1}) != identity(plan)
+    assert identity({**plan, "muon_scale": MUON_SCALE}) != identity(plan)
 
 
 @pytest.mark.parametrize(
